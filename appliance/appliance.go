@@ -1,0 +1,194 @@
+// Package appliance is the composition root: it turns a Config into a running
+// appliance by opening the store and key material and wiring the services
+// below it. Only main and appliance/cli import it.
+package appliance
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/store"
+)
+
+// DatabaseFile is the SQLite file's name inside the data directory.
+const DatabaseFile = "firewalliq.db"
+
+// Errors returned by Init and Open.
+var (
+	// ErrAlreadyInitialized means the data directory already holds an appliance.
+	ErrAlreadyInitialized = errors.New("data directory is already initialised")
+	// ErrNotInitialized means the data directory holds no appliance yet.
+	ErrNotInitialized = errors.New("data directory is not initialised; run 'firewalliq init'")
+)
+
+// Appliance is an opened data directory with its services.
+type Appliance struct {
+	Config Config
+	Store  *store.Store
+	Keys   *keyring.Keyring
+	Now    func() time.Time
+}
+
+// Open opens an initialised data directory.
+func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, error) {
+	if now == nil {
+		now = time.Now
+	}
+	dbPath := filepath.Join(cfg.DataDir, DatabaseFile)
+	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, ErrNotInitialized)
+	}
+	kr, err := keyring.Load(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
+	}
+	st, err := store.Open(ctx, dbPath, store.Options{Now: now})
+	if err != nil {
+		return nil, err
+	}
+	return &Appliance{Config: cfg, Store: st, Keys: kr, Now: now}, nil
+}
+
+// Close releases the appliance's resources.
+func (a *Appliance) Close() error { return a.Store.Close() }
+
+// InitOptions say who the first admin is.
+type InitOptions struct {
+	// Admin is the first appliance admin's user name.
+	Admin string
+	// Tenant is the first tenant's name; "default" when empty.
+	Tenant string
+	// Hosts are extra DNS names for the console certificate.
+	Hosts []string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// InitResult is what init prints once and never again.
+type InitResult struct {
+	DataDir         string `json:"data_dir"`
+	Tenant          string `json:"tenant"`
+	TenantID        string `json:"tenant_id"`
+	Admin           string `json:"admin"`
+	AdminID         string `json:"admin_id"`
+	OneTimePassword string `json:"one_time_password"`
+	TOTPSecret      string `json:"totp_secret"`
+	TOTPURL         string `json:"totp_url"`
+	CertFingerprint string `json:"console_cert_sha256"`
+}
+
+// Init creates a new data directory: database, key material, console
+// certificate, the first tenant and the first admin. It builds everything in
+// a temporary sibling directory and renames it into place, so a failure
+// leaves nothing half-made, and it refuses a directory that already holds
+// anything, so existing data is never touched.
+func Init(ctx context.Context, cfg Config, opts InitOptions) (InitResult, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Tenant == "" {
+		opts.Tenant = "default"
+	}
+	if opts.Admin == "" {
+		return InitResult{}, fmt.Errorf("init: admin name is required")
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init: %w", err)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return InitResult{}, fmt.Errorf("init %s: %w", dir, ErrAlreadyInitialized)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return InitResult{}, fmt.Errorf("init %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return InitResult{}, fmt.Errorf("init: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".init-")
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return InitResult{}, fmt.Errorf("init: %w", err)
+	}
+	res, err := populate(ctx, tmp, opts)
+	if err != nil {
+		return InitResult{}, err
+	}
+	// rename(2) replaces an empty directory atomically and fails on a
+	// non-empty one, so a directory filled meanwhile is still not touched.
+	if err := os.Rename(tmp, dir); err != nil {
+		return InitResult{}, fmt.Errorf("init %s: %w (%v)", dir, ErrAlreadyInitialized, err)
+	}
+	done = true
+	res.DataDir = dir
+	return res, nil
+}
+
+func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, error) {
+	now := opts.Now
+	fp, err := keyring.Create(dir, now(), append([]string{"localhost"}, opts.Hosts...))
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init keys: %w", err)
+	}
+	kr, err := keyring.Load(dir)
+	if err != nil {
+		return InitResult{}, err
+	}
+	st, err := store.Open(ctx, filepath.Join(dir, DatabaseFile), store.Options{Now: now})
+	if err != nil {
+		return InitResult{}, err
+	}
+	defer st.Close()
+
+	password, err := auth.RandomPassword()
+	if err != nil {
+		return InitResult{}, err
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return InitResult{}, err
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: "FirewallIQ Secure", AccountName: opts.Admin})
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init totp: %w", err)
+	}
+	res := InitResult{Tenant: opts.Tenant, Admin: opts.Admin, OneTimePassword: password, TOTPSecret: key.Secret(), TOTPURL: key.URL(), CertFingerprint: fp}
+	err = st.InTx(ctx, func(tx *sql.Tx) error {
+		tn, err := st.CreateTenant(ctx, tx, opts.Tenant)
+		if err != nil {
+			return err
+		}
+		res.TenantID = tn.ID
+		id := store.NewID("u")
+		sealed, err := kr.Seal([]byte(key.Secret()), []byte("totp:"+id))
+		if err != nil {
+			return err
+		}
+		u, err := st.CreateAdmin(ctx, tx, store.User{ID: id, Name: opts.Admin, PasswordHash: hash, MustChangePassword: true, TOTPSealed: sealed})
+		if err != nil {
+			return err
+		}
+		res.AdminID = u.ID
+		return nil
+	})
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init database: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"firewalliq/appliance"
+	"firewalliq/appliance/keyring"
+	"firewalliq/ui"
+)
+
+func newServeCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the appliance: console over HTTPS and background workers",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, env)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			app, err := appliance.Open(ctx, cfg, env.Now)
+			if err != nil {
+				return err
+			}
+			defer app.Close()
+			console, err := ui.New(ui.Deps{Store: app.Store})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			fp, err := keyring.CertFingerprint(app.Keys.CertFile)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "console listening on https://%s (certificate SHA-256 %s)\n", ln.Addr(), fp)
+			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			errc := make(chan error, 1)
+			go func() { errc <- srv.ServeTLS(ln, app.Keys.CertFile, app.Keys.KeyFile) }()
+			select {
+			case err := <-errc:
+				return fmt.Errorf("serve: %w", err)
+			case <-ctx.Done():
+			}
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve: shutdown: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().String("listen", "", "console address (env FIQ_LISTEN, default :8443)")
+	return cmd
+}

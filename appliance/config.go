@@ -1,0 +1,169 @@
+package appliance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultDataDir is where the appliance keeps its state unless told otherwise.
+const DefaultDataDir = "/var/lib/firewalliq"
+
+// Config is the appliance configuration. Every key, its environment variable
+// and its default are documented in docs/configuration.md; keep them in step.
+//
+// Safety caps (packet rates, concurrency, probe kinds) are deliberately not
+// here: they are compiled into the binary in probe/safety, and a config file
+// that names one is refused (see ErrSafetyKey).
+type Config struct {
+	// DataDir holds the database, keys and spool. Env FIQ_DATA, flag --data.
+	DataDir string `yaml:"data_dir"`
+	// Listen is the console's HTTPS address. Env FIQ_LISTEN, flag --listen.
+	Listen string `yaml:"listen"`
+	// LogLevel is debug, info, warn or error. Env FIQ_LOG_LEVEL.
+	LogLevel string `yaml:"log_level"`
+	// Audit configures checkpointing of the audit log.
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// AuditConfig configures the audit log's signed checkpoints.
+type AuditConfig struct {
+	// CheckpointEvery signs a checkpoint after this many new entries.
+	// Env FIQ_AUDIT_CHECKPOINT_EVERY.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint at least this often while entries
+	// are added. Env FIQ_AUDIT_CHECKPOINT_INTERVAL (a Go duration, "10m").
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:  DefaultDataDir,
+		Listen:   ":8443",
+		LogLevel: "info",
+		Audit: AuditConfig{
+			CheckpointEvery:    1000,
+			CheckpointInterval: 10 * time.Minute,
+		},
+	}
+}
+
+// Errors from loading configuration.
+var (
+	// ErrSafetyKey means a configuration source tried to set a safety cap.
+	ErrSafetyKey = errors.New("safety caps are compiled into the binary and cannot be configured")
+	// ErrInvalidConfig means a value is malformed or out of range.
+	ErrInvalidConfig = errors.New("invalid configuration")
+)
+
+// safetyWords mark keys that would set a safety cap. They are refused by name,
+// with a reason, rather than reported as merely unknown.
+var safetyWords = []string{"pps", "rate", "cap", "concurren", "profile", "probe_kinds", "max_targets"}
+
+// LoadFile applies a YAML config file over c. Unknown keys are errors, so a
+// misspelt key is never silently ignored.
+func (c *Config) LoadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("config file %s: %w: %v", path, ErrInvalidConfig, err)
+	}
+	if err := refuseSafetyKeys("", raw); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// A file of only comments decodes to io.EOF: no changes.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w: %v", path, ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func refuseSafetyKeys(prefix string, m map[string]any) error {
+	for k, v := range m {
+		full := prefix + k
+		lk := strings.ToLower(k)
+		for _, w := range safetyWords {
+			if strings.Contains(lk, w) {
+				return fmt.Errorf("key %q: %w", full, ErrSafetyKey)
+			}
+		}
+		if sub, ok := v.(map[string]any); ok {
+			if err := refuseSafetyKeys(full+".", sub); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LoadEnv applies FIQ_* variables over c using getenv. Any FIQ_ variable in
+// environ that would set a safety cap is refused.
+func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "FIQ_") {
+			continue
+		}
+		ln := strings.ToLower(name)
+		for _, w := range safetyWords {
+			if strings.Contains(ln, w) {
+				return fmt.Errorf("environment %s: %w", name, ErrSafetyKey)
+			}
+		}
+	}
+	if v := getenv("FIQ_DATA"); v != "" {
+		c.DataDir = v
+	}
+	if v := getenv("FIQ_LISTEN"); v != "" {
+		c.Listen = v
+	}
+	if v := getenv("FIQ_LOG_LEVEL"); v != "" {
+		c.LogLevel = v
+	}
+	if v := getenv("FIQ_AUDIT_CHECKPOINT_EVERY"); v != "" {
+		var n int
+		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+			return fmt.Errorf("FIQ_AUDIT_CHECKPOINT_EVERY=%q: %w: not a number", v, ErrInvalidConfig)
+		}
+		c.Audit.CheckpointEvery = n
+	}
+	if v := getenv("FIQ_AUDIT_CHECKPOINT_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("FIQ_AUDIT_CHECKPOINT_INTERVAL=%q: %w: %v", v, ErrInvalidConfig, err)
+		}
+		c.Audit.CheckpointInterval = d
+	}
+	return nil
+}
+
+// Validate checks ranges after all sources were applied.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.DataDir) == "" {
+		return fmt.Errorf("%w: data_dir is empty", ErrInvalidConfig)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("%w: log_level %q (want debug, info, warn or error)", ErrInvalidConfig, c.LogLevel)
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		return fmt.Errorf("%w: audit.checkpoint_every must be at least 1", ErrInvalidConfig)
+	}
+	if c.Audit.CheckpointInterval < time.Second {
+		return fmt.Errorf("%w: audit.checkpoint_interval must be at least 1s", ErrInvalidConfig)
+	}
+	return nil
+}

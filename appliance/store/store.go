@@ -1,0 +1,203 @@
+// Package store is the appliance's SQLite database (modernc.org/sqlite, pure
+// Go): connection settings, embedded forward-only migrations, and queries.
+//
+// Every query on tenant-owned rows goes through a Tenant handle (see
+// Store.Tenant), which cannot be made without a tenant id and adds it to every
+// statement. That is our stand-in for row-level security: no method of Tenant
+// can name another tenant's rows.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Sentinel errors. Callers map them to exit codes or HTTP statuses.
+var (
+	// ErrNotFound means no row matched (within the caller's tenant).
+	ErrNotFound = errors.New("not found")
+	// ErrNoTenant means a tenant-owned query was attempted without a tenant.
+	ErrNoTenant = errors.New("tenant required")
+	// ErrConflict means a row with the same key already exists.
+	ErrConflict = errors.New("already exists")
+	// ErrSchemaTooNew means the database was migrated by a newer binary.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+)
+
+// Store is an open database.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+// Options configure Open. The zero value is valid.
+type Options struct {
+	// Now is the clock for created_at columns; time.Now when nil.
+	Now func() time.Time
+	// ReadOnly opens the file without writing (no migrations), as
+	// verification tools must.
+	ReadOnly bool
+}
+
+// DSN builds the connection string for path. The pragmas are applied to every
+// new connection, in this order:
+//   - busy_timeout first, so that even the following pragmas wait for a lock
+//     instead of failing with SQLITE_BUSY;
+//   - journal_mode WAL: readers never block the writer;
+//   - foreign_keys on: SQLite leaves them off by default;
+//   - synchronous FULL: every commit is fsync'd, including the WAL, so an
+//     audit entry that was reported written survives a power cut. NORMAL
+//     would be faster in WAL mode but may lose the last commits.
+//
+// _txlock=immediate makes BEGIN take the write lock at once, so two writers
+// queue on busy_timeout instead of deadlocking on a lock upgrade.
+func DSN(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	if !readOnly {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Set("_txlock", "immediate")
+	if readOnly {
+		q.Set("mode", "ro")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the database at path and applies pending
+// migrations.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	db, err := sql.Open("sqlite", DSN(path, opts.ReadOnly))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.ReadOnly {
+		v, err := s.SchemaVersion(ctx)
+		if err == nil && v > LatestVersion() {
+			err = fmt.Errorf("%w: version %d, this binary knows %d", ErrSchemaTooNew, v, LatestVersion())
+		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return s, nil
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// DB exposes the handle for packages that own their own tables (audit).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Now returns the store's clock reading in UTC, formatted for a TEXT column.
+func (s *Store) stamp() string { return s.now().UTC().Format(time.RFC3339Nano) }
+
+// InTx runs fn in a write transaction and commits if fn returns nil. Callers
+// put the state change and its audit entry in the same fn, so both commit or
+// neither does.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migration is one forward-only schema step.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// Migrations lists every schema step in order. Versions are contiguous from 1.
+// A step's SQL never changes once shipped.
+func Migrations() []Migration {
+	return []Migration{
+		{1, "init", mustRead("migrations/0001_init.sql")},
+	}
+}
+
+// LatestVersion is the schema version this binary migrates to.
+func LatestVersion() int { m := Migrations(); return m[len(m)-1].Version }
+
+// mustRead reads an embedded migration. The files are compiled in, so a
+// missing one is a build defect caught by every test that opens a store.
+func mustRead(name string) string {
+	b, err := migrationFiles.ReadFile(name)
+	if err != nil {
+		panic("store: embedded migration missing: " + name)
+	}
+	return string(b)
+}
+
+// SchemaVersion returns the applied schema version (0 for a new file).
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	return v, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	cur, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if cur > LatestVersion() {
+		return fmt.Errorf("%w: version %d, this binary knows %d", ErrSchemaTooNew, cur, LatestVersion())
+	}
+	for _, m := range Migrations() {
+		if m.Version <= cur {
+			continue
+		}
+		err := s.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %d %s: %w", m.Version, m.Name, err)
+			}
+			// PRAGMA takes no parameters; Version is an int we own.
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.Version)); err != nil {
+				return fmt.Errorf("migration %d: set version: %w", m.Version, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

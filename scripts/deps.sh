@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# deps.sh installs what the test suite needs, idempotently, on a Debian machine
+# as root: the Debian packages for network labs, the SIEM receiver, the browser
+# and the peers used by benchmarks, and the pinned MinIO server build.
+# It is safe to run again; it only installs what is missing.
+set -euo pipefail
+
+# Debian packages the tests and benchmarks use. Keep this list sorted.
+PACKAGES=(
+  ca-certificates
+  chromium
+  file
+  gcc
+  libc6-dev
+  iproute2
+  iputils-ping
+  masscan
+  nftables
+  nmap
+  openssl
+  rsyslog
+  rsyslog-gnutls
+  tcpdump
+  wrk
+)
+
+# MINIO_VERSION is the pinned MinIO server build (see ../shared/DESIGN.md).
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: missing packages (${missing[*]}) and not root; install them and rerun" >&2
+    exit 1
+  fi
+  echo "deps.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The MinIO server is built from source through the Go module proxy; the
+# result is cached in GOBIN (default $(go env GOPATH)/bin).
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+stamp="$gobin/.minio-$MINIO_VERSION"
+if [ ! -x "$gobin/minio" ] || [ ! -f "$stamp" ]; then
+  echo "deps.sh: building minio@$MINIO_VERSION (takes a few minutes the first time)"
+  CGO_ENABLED=0 go install "github.com/minio/minio@$MINIO_VERSION"
+  touch "$stamp"
+fi
+echo "deps.sh: ok (minio at $gobin/minio)"
