@@ -51,7 +51,9 @@ func TestDependencyRules(t *testing.T) {
 	}
 
 	under := func(path, root string) bool { return path == root || strings.HasPrefix(path, root+"/") }
-	ours := func(path string) bool { return under(path, "firewalliq") && path != "firewalliq" || path == "firewalliq" }
+	ours := func(path string) bool {
+		return under(path, "firewalliq") && path != "firewalliq" || path == "firewalliq"
+	}
 	// smallValueTypes may be imported by audit and vault. Keep it tiny.
 	smallValueTypes := map[string]bool{}
 
