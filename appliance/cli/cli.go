@@ -120,6 +120,8 @@ func New(env *Env) *cobra.Command {
 		newProfileCmd(env),
 		newProbeCmd(env),
 		newReportCmd(env),
+		newVaultCmd(env),
+		newSiemCmd(env),
 		newDemoCmd(env),
 	)
 	return root

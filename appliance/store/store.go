@@ -17,6 +17,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"firewalliq/audit"
 )
 
 // Sentinel errors. Callers map them to exit codes or HTTP statuses.
@@ -148,6 +150,11 @@ type Migration struct {
 func Migrations() []Migration {
 	return []Migration{
 		{1, "init", mustRead("migrations/0001_init.sql")},
+		{2, "audit", audit.Schema},
+		{3, "auth", mustRead("migrations/0003_auth.sql")},
+		{4, "siem", mustRead("migrations/0004_siem.sql")},
+		{5, "evidence", mustRead("migrations/0005_evidence.sql")},
+		{6, "scans", mustRead("migrations/0006_scans.sql")},
 	}
 }
 
