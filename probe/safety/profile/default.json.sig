@@ -1,0 +1,1 @@
++hMl0oMzj6AqaJvy4KokUcIgW3cuKsm3W9keGW4rFaD7OegBaS254KRxw/2U8gYgBqaqYYJVQz4ARZrbiV40Bg==

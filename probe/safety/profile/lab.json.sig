@@ -1,0 +1,1 @@
+vn9KcQvZ9KHkKlB+m5/iGoHqdsYUzrWMi/h55QBm72LK+yGTIQFfyASZduba4JBpyGK9LMBzSehKlCeZPIqODg==
