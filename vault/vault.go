@@ -1,0 +1,302 @@
+package vault
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Config configures a Vault.
+type Config struct {
+	// Spool configures the local spool.
+	Spool SpoolOptions
+	// Production refuses a store that is not WORM (ErrNotWORM).
+	Production bool
+	// CheckEvery re-verifies the bucket's WORM configuration this often.
+	// Default 10 minutes.
+	CheckEvery time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay after a failed
+	// upload or check; it doubles on each failure. Defaults 1s and 1m.
+	MinBackoff, MaxBackoff time.Duration
+	// Workers is how many uploads run at once. Default 4.
+	Workers int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Sleep waits for d or until ctx is done; a timer when nil (tests
+	// inject a fast one).
+	Sleep func(ctx context.Context, d time.Duration)
+	// OnError is told about each failed upload or check (for logs); nil
+	// ignores them. Failures are also visible in Status.
+	OnError func(error)
+}
+
+// Vault is the spool plus a store plus a recorder: evidence goes into the
+// spool (durably) and stays there until it is uploaded, verified and
+// recorded.
+type Vault struct {
+	cfg   Config
+	store Store
+	rec   Recorder
+	spool *Spool
+	now   func() time.Time
+	wake  chan struct{}
+
+	mu        sync.Mutex
+	checkedAt time.Time
+	checkErr  error
+	lastErr   error
+	lastErrAt time.Time
+	uploaded  int64
+	running   bool
+}
+
+// Status is the vault's state for `firewalliq vault status`.
+type Status struct {
+	Backend   string      `json:"backend"`
+	WORM      bool        `json:"worm"`
+	CheckedAt time.Time   `json:"checked_at,omitempty"`
+	CheckErr  string      `json:"check_error,omitempty"`
+	LastErr   string      `json:"last_error,omitempty"`
+	LastErrAt time.Time   `json:"last_error_at,omitempty"`
+	Uploaded  int64       `json:"uploaded"` // since this process started
+	Spool     SpoolStatus `json:"spool"`
+}
+
+// New opens the spool and returns a Vault. It does not contact the store;
+// Check (or Run) does. In production a non-WORM store is refused here.
+func New(cfg Config, store Store, rec Recorder) (*Vault, error) {
+	if store == nil || rec == nil {
+		return nil, fmt.Errorf("%w: store and recorder are required", ErrBadConfig)
+	}
+	if cfg.Production && !store.WORM() {
+		return nil, fmt.Errorf("vault %s: %w: production mode needs a compliance-locked MinIO/S3 bucket", store.Backend(), ErrNotWORM)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Spool.Now == nil {
+		cfg.Spool.Now = cfg.Now
+	}
+	if cfg.CheckEvery == 0 {
+		cfg.CheckEvery = 10 * time.Minute
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = time.Minute
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		return nil, fmt.Errorf("%w: max backoff below min backoff", ErrBadConfig)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = func(ctx context.Context, d time.Duration) {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		}
+	}
+	sp, err := OpenSpool(cfg.Spool)
+	if err != nil {
+		return nil, err
+	}
+	return &Vault{cfg: cfg, store: store, rec: rec, spool: sp, now: cfg.Now, wake: make(chan struct{}, 1)}, nil
+}
+
+// Store returns the backend.
+func (v *Vault) Store() Store { return v.store }
+
+// Add spools evidence for key (see ScanKey, AnchorKey) and wakes the
+// uploader. It returns once the evidence is durable in the spool; the
+// upload happens later. ErrSpoolFull means it was refused.
+func (v *Vault) Add(ctx context.Context, key string, r io.Reader) (RecordHeader, error) {
+	k, err := ParseKey(key)
+	if err != nil {
+		return RecordHeader{}, err
+	}
+	h, err := v.spool.Add(ctx, key, k.Tenant, r)
+	if err != nil {
+		return RecordHeader{}, err
+	}
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+	return h, nil
+}
+
+// Check verifies the store's configuration now and remembers the result;
+// uploads proceed only after a successful check.
+func (v *Vault) Check(ctx context.Context) error {
+	err := v.store.Check(ctx)
+	v.mu.Lock()
+	v.checkedAt, v.checkErr = v.now(), err
+	v.mu.Unlock()
+	if err != nil && v.cfg.OnError != nil {
+		v.cfg.OnError(err)
+	}
+	return err
+}
+
+func (v *Vault) checkDue() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.checkedAt.IsZero() || v.checkErr != nil || v.now().Sub(v.checkedAt) >= v.cfg.CheckEvery
+}
+
+// Flush uploads everything pending now, returning the first error. Run
+// calls it in a loop; tests and the benchmark call it directly.
+func (v *Vault) Flush(ctx context.Context) error {
+	if v.checkDue() {
+		if err := v.Check(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotChecked, err)
+		}
+	}
+	for {
+		batch := v.spool.claim(0)
+		if len(batch) == 0 {
+			return nil
+		}
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for w := 0; w < v.cfg.Workers && w < len(batch); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					errs[i] = v.upload(ctx, batch[i])
+				}
+			}()
+		}
+		for i := range batch {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		for _, r := range batch {
+			v.spool.unclaim(r.id)
+		}
+		if err := errors.Join(errs...); err != nil {
+			v.mu.Lock()
+			v.lastErr, v.lastErrAt = err, v.now()
+			v.mu.Unlock()
+			if v.cfg.OnError != nil {
+				v.cfg.OnError(err)
+			}
+			return err
+		}
+	}
+}
+
+// upload sends one record, verifies it, records it and only then removes
+// it from the spool.
+func (v *Vault) upload(ctx context.Context, r *spooled) error {
+	f, err := v.spool.open(r)
+	if err != nil {
+		return fmt.Errorf("spool open %s: %w", r.hdr.Key, err)
+	}
+	defer f.Close()
+	var want [32]byte
+	if _, err := hex.Decode(want[:], []byte(r.hdr.SHA256)); err != nil {
+		return fmt.Errorf("spool %s: %w", r.hdr.Key, ErrBadRecord)
+	}
+	// Re-hash the spooled payload first: a record damaged on local disk is
+	// quarantined, never uploaded as if it were the original evidence.
+	if err := checkPayload(f, r.hdr.Size, want); err != nil {
+		if qerr := v.spool.dropCorrupt(r); qerr != nil {
+			return errors.Join(err, qerr)
+		}
+		return fmt.Errorf("spool %s: %w", r.hdr.Key, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	body := io.NewSectionReader(f, 0, r.hdr.Size)
+	rc, err := v.store.Put(ctx, Object{Key: r.hdr.Key, Tenant: r.hdr.Tenant, Size: r.hdr.Size, SHA256: want}, body)
+	if err != nil {
+		return err
+	}
+	rc.Spooled = r.hdr.Spooled
+	if err := v.rec.Record(ctx, rc); err != nil {
+		return fmt.Errorf("record upload %s: %w", r.hdr.Key, err)
+	}
+	if err := v.spool.remove(r); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.uploaded++
+	v.mu.Unlock()
+	return nil
+}
+
+func checkPayload(f io.ReaderAt, size int64, want [32]byte) error {
+	got, err := sumReader(io.NewSectionReader(f, 0, size))
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%w: payload hash does not match its header", ErrBadRecord)
+	}
+	return nil
+}
+
+// Run uploads in the background until ctx is done: it verifies the bucket
+// (again every CheckEvery), uploads what is pending, and after a failure
+// waits with exponential backoff before trying again. Evidence added
+// meanwhile stays safe in the spool.
+func (v *Vault) Run(ctx context.Context) error {
+	backoff := v.cfg.MinBackoff
+	for ctx.Err() == nil {
+		err := v.Flush(ctx)
+		wait := v.cfg.CheckEvery
+		if err != nil {
+			wait = backoff
+			backoff = min(backoff*2, v.cfg.MaxBackoff)
+		} else {
+			backoff = v.cfg.MinBackoff
+		}
+		if err != nil {
+			// Sleep the backoff out even if new evidence arrives: the store
+			// is failing, and hammering it helps nobody.
+			v.cfg.Sleep(ctx, wait)
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-v.wake:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		v.cfg.Sleep(wctx, wait)
+		cancel()
+	}
+	return ctx.Err()
+}
+
+// Status returns the vault's state.
+func (v *Vault) Status() Status {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	st := Status{Backend: v.store.Backend(), WORM: v.store.WORM() && v.checkErr == nil && !v.checkedAt.IsZero(),
+		CheckedAt: v.checkedAt, LastErrAt: v.lastErrAt, Uploaded: v.uploaded, Spool: v.spool.Status()}
+	if v.checkErr != nil {
+		st.CheckErr = v.checkErr.Error()
+	}
+	if v.lastErr != nil {
+		st.LastErr = v.lastErr.Error()
+	}
+	return st
+}
