@@ -1,0 +1,255 @@
+package scope
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"firewalliq/probe/safety"
+)
+
+// Canonical returns the canonical encoding of the document: the bytes that
+// are signed (after the signing context, see Sign). It is JSON with
+//
+//   - every one of the twelve members present, keys in byte order: cidrs,
+//     environment, exclude, id, max_pps, name, not_after, not_before, ports,
+//     probes, signer_key_id, tenant;
+//   - no whitespace outside strings;
+//   - strings with only '"', '\\' and U+0000-U+001F escaped: \b \t \n \f \r
+//     in their short form, the rest as \u00xx in lower-case hex; everything
+//     else, including non-ASCII, '<', '>' and '&', written as literal UTF-8;
+//   - integers in plain decimal without sign, leading zeros, fraction or
+//     exponent;
+//   - times as RFC 3339 in UTC with whole seconds and "Z"
+//     ("2026-12-01T00:00:00Z");
+//   - arrays in document order (the order is part of what is signed);
+//     exclude is [] when empty.
+//
+// For these types this is exactly RFC 8785 (JSON Canonicalization Scheme).
+// It fails only on a string that is not valid UTF-8.
+func (d Document) Canonical() ([]byte, error) {
+	var b bytes.Buffer
+	w := canonWriter{b: &b}
+	b.WriteByte('{')
+	w.key("cidrs", true)
+	w.strings(d.CIDRs)
+	w.key("environment", false)
+	w.str(d.Environment)
+	w.key("exclude", false)
+	w.strings(d.Exclude)
+	w.key("id", false)
+	w.str(d.ID)
+	w.key("max_pps", false)
+	b.WriteString(strconv.Itoa(d.MaxPPS))
+	w.key("name", false)
+	w.str(d.Name)
+	w.key("not_after", false)
+	w.str(formatTime(d.NotAfter))
+	w.key("not_before", false)
+	w.str(formatTime(d.NotBefore))
+	w.key("ports", false)
+	w.str(d.Ports)
+	w.key("probes", false)
+	probes := make([]string, len(d.Probes))
+	for i, k := range d.Probes {
+		probes[i] = string(k)
+	}
+	w.strings(probes)
+	w.key("signer_key_id", false)
+	w.str(d.SignerKeyID)
+	w.key("tenant", false)
+	w.str(d.Tenant)
+	b.WriteByte('}')
+	if w.err != nil {
+		return nil, w.err
+	}
+	return b.Bytes(), nil
+}
+
+type canonWriter struct {
+	b   *bytes.Buffer
+	err error
+}
+
+func (w *canonWriter) key(k string, first bool) {
+	if !first {
+		w.b.WriteByte(',')
+	}
+	w.str(k)
+	w.b.WriteByte(':')
+}
+
+func (w *canonWriter) strings(ss []string) {
+	w.b.WriteByte('[')
+	for i, s := range ss {
+		if i > 0 {
+			w.b.WriteByte(',')
+		}
+		w.str(s)
+	}
+	w.b.WriteByte(']')
+}
+
+func (w *canonWriter) str(s string) {
+	if !utf8.ValidString(s) {
+		if w.err == nil {
+			w.err = fmt.Errorf("%w: string %q is not valid UTF-8", ErrInvalid, s)
+		}
+		return
+	}
+	w.b.WriteString(quote(s))
+}
+
+// quote writes s as a canonical JSON string (RFC 8785 section 3.2.2.2).
+func quote(s string) string {
+	const hex = "0123456789abcdef"
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			if c < 0x20 {
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			} else {
+				b = append(b, c)
+			}
+		}
+	}
+	return string(append(b, '"'))
+}
+
+// docFields are the document's JSON members; all are required except
+// exclude (default []) and signer_key_id (filled in by Sign).
+var docFields = []string{"cidrs", "environment", "exclude", "id", "max_pps", "name", "not_after", "not_before", "ports", "probes", "signer_key_id", "tenant"}
+
+// DecodeDocument decodes a scope document from JSON strictly: exact key
+// names (encoding/json alone would match keys case-insensitively), no
+// duplicate or unknown keys, valid UTF-8, integers without fraction or
+// exponent, times in RFC 3339 with whole seconds. It does not validate the
+// content; see Document.Validate.
+func DecodeDocument(data []byte) (Document, error) {
+	var d Document
+	if !utf8.Valid(data) {
+		return d, fmt.Errorf("%w: not UTF-8", ErrInvalid)
+	}
+	fields, err := strictObject(data)
+	if err != nil {
+		return d, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for k := range fields {
+		if !slices.Contains(docFields, k) {
+			return d, fmt.Errorf("%w: unknown field %q", ErrInvalid, k)
+		}
+	}
+	for _, k := range docFields {
+		if _, ok := fields[k]; !ok && k != "exclude" && k != "signer_key_id" {
+			return d, fmt.Errorf("%w: missing field %q", ErrInvalid, k)
+		}
+	}
+	var probes []string
+	var notBefore, notAfter string
+	for _, t := range []struct {
+		key string
+		v   any
+	}{
+		{"cidrs", &d.CIDRs}, {"environment", &d.Environment}, {"exclude", &d.Exclude}, {"id", &d.ID},
+		{"max_pps", &d.MaxPPS}, {"name", &d.Name}, {"not_after", &notAfter}, {"not_before", &notBefore},
+		{"ports", &d.Ports}, {"probes", &probes}, {"signer_key_id", &d.SignerKeyID}, {"tenant", &d.Tenant},
+	} {
+		raw, ok := fields[t.key]
+		if !ok {
+			continue
+		}
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			return d, fmt.Errorf("%w: field %q is null", ErrInvalid, t.key)
+		}
+		if err := json.Unmarshal(raw, t.v); err != nil {
+			return d, fmt.Errorf("%w: field %q: %v", ErrInvalid, t.key, err)
+		}
+	}
+	if d.Exclude == nil {
+		d.Exclude = []string{}
+	}
+	for _, p := range probes {
+		d.Probes = append(d.Probes, safety.Kind(p))
+	}
+	if d.NotBefore, err = parseTime(notBefore); err != nil {
+		return d, fmt.Errorf("%w: not_before: %v", ErrInvalid, err)
+	}
+	if d.NotAfter, err = parseTime(notAfter); err != nil {
+		return d, fmt.Errorf("%w: not_after: %v", ErrInvalid, err)
+	}
+	return d, nil
+}
+
+// parseTime accepts RFC 3339 with whole seconds and any offset, and returns
+// the time in UTC.
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time: %v", s, err)
+	}
+	if t.Nanosecond() != 0 {
+		return time.Time{}, fmt.Errorf("%q has fractional seconds; use whole seconds", s)
+	}
+	return t.UTC(), nil
+}
+
+// strictObject splits one JSON object into its members, refusing duplicate
+// keys and trailing data: encoding/json alone would keep the last of two
+// duplicate keys, and a signer and a verifier could then disagree.
+func strictObject(data []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON object: %v", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	out := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("bad JSON: %v", err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("bad JSON: object key is not a string")
+		}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("duplicate key %q", key)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("bad JSON value for %q: %v", key, err)
+		}
+		out[key] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("bad JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	return out, nil
+}

@@ -1,0 +1,180 @@
+package scope
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"firewalliq/probe/keys"
+	"firewalliq/probe/safety"
+)
+
+// signingContext is prepended to the canonical scope before signing, so a
+// scope signature can never be replayed as a signature over anything else
+// (a job, a report, a profile), nor the other way round.
+const signingContext = "firewalliq scope v1\n"
+
+// AlgEd25519 is the only signature algorithm.
+const AlgEd25519 = "ed25519"
+
+// signedMessage returns the bytes the Ed25519 signature covers.
+func signedMessage(canonical []byte) []byte {
+	return append([]byte(signingContext), canonical...)
+}
+
+// Sign validates doc, sets its signer_key_id to the id of priv's public key
+// (refusing a different id already present), and returns the signed
+// envelope, itself canonical JSON followed by a newline:
+//
+//	{"scope":{...canonical...},"signature":{"alg":"ed25519","key_id":"...","sig":"BASE64"}}
+//
+// Sign checks the document on its own only; Verify also checks it against
+// the safety profile and the clock.
+func Sign(doc Document, priv ed25519.PrivateKey) ([]byte, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("sign scope: private key has %d bytes", len(priv))
+	}
+	id := keys.ID(priv.Public().(ed25519.PublicKey))
+	if doc.SignerKeyID != "" && doc.SignerKeyID != id {
+		return nil, fmt.Errorf("sign scope: %w: signer_key_id %s but the key is %s", ErrUntrustedKey, doc.SignerKeyID, id)
+	}
+	doc.SignerKeyID = id
+	if doc.Exclude == nil {
+		doc.Exclude = []string{}
+	}
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("sign scope: %w", err)
+	}
+	canon, err := doc.Canonical()
+	if err != nil {
+		return nil, fmt.Errorf("sign scope: %w", err)
+	}
+	sig := ed25519.Sign(priv, signedMessage(canon))
+	var b bytes.Buffer
+	b.WriteString(`{"scope":`)
+	b.Write(canon)
+	b.WriteString(`,"signature":{"alg":`)
+	b.WriteString(quote(AlgEd25519))
+	b.WriteString(`,"key_id":`)
+	b.WriteString(quote(id))
+	b.WriteString(`,"sig":`)
+	b.WriteString(quote(base64.StdEncoding.EncodeToString(sig)))
+	b.WriteString("}}\n")
+	return b.Bytes(), nil
+}
+
+// Signature is the signature block of a signed envelope.
+type Signature struct {
+	Alg   string `json:"alg"`
+	KeyID string `json:"key_id"`
+	Sig   []byte `json:"sig"`
+}
+
+// Open decodes a signed envelope without verifying anything. Use it only to
+// display or index a document; Verify is the only way to trust one.
+func Open(signed []byte) (Document, Signature, error) {
+	var sig Signature
+	env, err := strictObject(signed)
+	if err != nil {
+		return Document{}, sig, fmt.Errorf("%w: envelope: %v", ErrInvalid, err)
+	}
+	if len(env) != 2 || env["scope"] == nil || env["signature"] == nil {
+		return Document{}, sig, fmt.Errorf("%w: envelope must have exactly the members scope and signature", ErrInvalid)
+	}
+	doc, err := DecodeDocument(env["scope"])
+	if err != nil {
+		return Document{}, sig, err
+	}
+	sf, err := strictObject(env["signature"])
+	if err != nil {
+		return Document{}, sig, fmt.Errorf("%w: signature: %v", ErrInvalid, err)
+	}
+	if len(sf) != 3 || sf["alg"] == nil || sf["key_id"] == nil || sf["sig"] == nil {
+		return Document{}, sig, fmt.Errorf("%w: signature must have exactly the members alg, key_id and sig", ErrInvalid)
+	}
+	var sigText string
+	for _, f := range []struct {
+		k string
+		v *string
+	}{{"alg", &sig.Alg}, {"key_id", &sig.KeyID}, {"sig", &sigText}} {
+		if err := json.Unmarshal(sf[f.k], f.v); err != nil {
+			return Document{}, sig, fmt.Errorf("%w: signature %s: %v", ErrInvalid, f.k, err)
+		}
+	}
+	if sig.Alg != AlgEd25519 {
+		return Document{}, sig, fmt.Errorf("%w: signature alg %q, want %q", ErrInvalid, sig.Alg, AlgEd25519)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(sigText)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return Document{}, sig, fmt.Errorf("%w: sig is not one standard-base64 Ed25519 signature", ErrInvalid)
+	}
+	sig.Sig = raw
+	return doc, sig, nil
+}
+
+// Verify checks a signed envelope and returns the compiled scope. In order:
+// the envelope decodes strictly; its key_id and the document's
+// signer_key_id both equal the id of trusted; the signature verifies over
+// the canonical encoding; the document is valid; it fits the profile (every
+// probe kind allowed, max_pps <= GlobalPPS, no more than MaxTargets
+// addresses, refused rather than clamped); and now is inside
+// [not_before, not_after).
+func Verify(signed []byte, trusted ed25519.PublicKey, now time.Time, p safety.Profile) (*Scope, error) {
+	if len(trusted) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("verify scope: trusted key has %d bytes", len(trusted))
+	}
+	doc, sig, err := Open(signed)
+	if err != nil {
+		return nil, fmt.Errorf("verify scope: %w", err)
+	}
+	want := keys.ID(trusted)
+	if sig.KeyID != want {
+		return nil, fmt.Errorf("verify scope: %w: signed by key %s, trusted key is %s", ErrUntrustedKey, sig.KeyID, want)
+	}
+	if doc.SignerKeyID != want {
+		return nil, fmt.Errorf("verify scope: %w: signer_key_id %q does not match signing key %s", ErrUntrustedKey, doc.SignerKeyID, want)
+	}
+	canon, err := doc.Canonical()
+	if err != nil {
+		return nil, fmt.Errorf("verify scope: %w", err)
+	}
+	if !ed25519.Verify(trusted, signedMessage(canon), sig.Sig) {
+		return nil, fmt.Errorf("verify scope %q: %w", doc.ID, ErrSignature)
+	}
+	r, err := doc.compile()
+	if err != nil {
+		return nil, fmt.Errorf("verify scope %q: %w", doc.ID, err)
+	}
+	for _, k := range doc.Probes {
+		if !p.Allows(k) {
+			return nil, fmt.Errorf("verify scope %q: %w: probe kind %s is not allowed by profile %s", doc.ID, ErrExceedsProfile, k, p.ID)
+		}
+	}
+	if doc.MaxPPS > p.GlobalPPS {
+		return nil, fmt.Errorf("verify scope %q: %w: max_pps %d above the profile's %d", doc.ID, ErrExceedsProfile, doc.MaxPPS, p.GlobalPPS)
+	}
+	if r.size > uint64(max(p.MaxTargets, 0)) {
+		return nil, fmt.Errorf("verify scope %q: %w: %s addresses, the profile allows %d", doc.ID, ErrExceedsProfile, sizeString(r.size), p.MaxTargets)
+	}
+	if now.Before(doc.NotBefore) {
+		return nil, fmt.Errorf("verify scope %q: %w: valid from %s", doc.ID, ErrNotYetValid, formatTime(doc.NotBefore))
+	}
+	if !now.Before(doc.NotAfter) {
+		return nil, fmt.Errorf("verify scope %q: %w: valid until %s", doc.ID, ErrExpired, formatTime(doc.NotAfter))
+	}
+	ports := []Port{}
+	if doc.Ports != "" {
+		ports, _ = ParsePorts(doc.Ports) // validated by compile
+	}
+	return &Scope{Doc: doc, r: r, ports: ports, canonical: canon}, nil
+}
+
+func sizeString(n uint64) string {
+	if n == ^uint64(0) {
+		return "more than 2^64"
+	}
+	return fmt.Sprint(n)
+}
