@@ -1,0 +1,258 @@
+package probe
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Pacer cost of the connect-based kinds: the packets we send per attempt
+// (SYN, ACK, the client's share of the handshake, FIN and the ACKs of the
+// server's data). The kernel builds these packets, so the engine reserves
+// their slots up front; the estimate is on the high side so the cap holds.
+const (
+	costConnect = 3 // SYN, ACK, FIN
+	costBanner  = 5 // SYN, ACK, ACKs of the banner, FIN
+	costTLS     = 7 // SYN, ACK, ClientHello, ACKs, Finished, FIN
+	// maxDialTimeout keeps a connect attempt below the kernel's first SYN
+	// retransmission (1 s), so every SYN on the wire was paced by us.
+	maxDialTimeout = 950 * time.Millisecond
+)
+
+func connectCost(k Kind) int {
+	switch k {
+	case KindBanner:
+		return costBanner
+	case KindTLSHello:
+		return costTLS
+	}
+	return costConnect
+}
+
+// connectWorker runs connect-based probes (tcp-connect, banner,
+// tls-hello) from in.
+func (e *Engine) connectWorker(ctx context.Context, in <-chan *entry) {
+	for en := range in {
+		if ctx.Err() != nil {
+			continue // drain so the planner can finish
+		}
+		e.runConnect(ctx, en)
+	}
+}
+
+func (e *Engine) runConnect(ctx context.Context, en *entry) {
+	k := en.key
+	dst := netip.AddrPortFrom(k.addr, k.port)
+	var w *watchInfo
+	if e.tap != nil {
+		w = &watchInfo{}
+		e.mu.Lock()
+		e.watch[k] = w
+		e.mu.Unlock()
+		defer func() {
+			// Late packets of the closing handshake still get recorded
+			// for a moment; then forget the connection.
+			time.AfterFunc(500*time.Millisecond, func() {
+				e.mu.Lock()
+				if e.watch[k] == w {
+					delete(e.watch, k)
+				}
+				e.mu.Unlock()
+			})
+		}()
+	}
+	for attempt := 0; attempt <= e.cfg.Retries; attempt++ {
+		for range connectCost(en.kind) {
+			if err := e.pacer.Wait(ctx, k.addr); err != nil {
+				return
+			}
+		}
+		now := e.cfg.Now()
+		e.mu.Lock()
+		if attempt == 0 {
+			en.first = now
+		} else {
+			e.retries.Add(1)
+		}
+		en.attempts++
+		en.last = now
+		e.mu.Unlock()
+		st, why, err := e.connectOnce(ctx, en, dst)
+		if ctx.Err() != nil {
+			return
+		}
+		if st == StateFiltered && attempt < e.cfg.Retries {
+			continue
+		}
+		at := e.cfg.Now()
+		var ttl uint8
+		var ic *ICMP
+		if w != nil {
+			e.mu.Lock()
+			ttl, ic = w.ttl, w.icmp
+			if ic != nil && st == StateRejected {
+				// The tap saw the ICMP error: keep its exact type and code.
+				st, why = w.st, w.why
+			}
+			e.mu.Unlock()
+		}
+		e.mu.Lock()
+		if err != nil && st == StateError {
+			en.res.Error = err.Error()
+		}
+		if st == StateFiltered || st == StateError {
+			ttl = 0
+		}
+		e.finishLocked(en, st, why, at, ttl, ic)
+		e.mu.Unlock()
+		return
+	}
+}
+
+// connectOnce makes one connection attempt and, for banner and tls-hello,
+// reads what the server volunteers. It fills en.res.Banner / en.res.TLS.
+func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort) (State, string, error) {
+	d := net.Dialer{
+		Timeout: min(e.cfg.Timeout, maxDialTimeout),
+		// Control runs after the socket exists and right before connect:
+		// the last point before a SYN can leave. The send path's scope
+		// check for connect-based probes lives here.
+		Control: func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil || !e.cfg.Scope.Contains(ap.Addr().Unmap()) {
+				return fmt.Errorf("%w: %s", ErrOutOfScope, address)
+			}
+			e.sent.Add(1)
+			now := e.cfg.Now()
+			e.sendMu.Lock()
+			e.meter.Add(now, 1)
+			e.sendMu.Unlock()
+			return nil
+		},
+	}
+	c, err := d.DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		if errors.Is(err, ErrOutOfScope) {
+			e.refuse(dst.Addr(), nil)
+			return StateError, "out-of-scope-refused", err
+		}
+		st, why := dialState(err)
+		return st, why, err
+	}
+	defer c.Close()
+	switch en.kind {
+	case KindBanner:
+		en.res.Banner = readBanner(c, e.cfg.ReadTimeout, e.cfg.Now)
+	case KindTLSHello:
+		info, err := tlsHello(c, e.cfg.ReadTimeout, e.cfg.Now)
+		if err != nil {
+			en.res.Error = cleanString(err.Error(), MaxField)
+			return StateOpen, ReasonTLSFailed, nil
+		}
+		en.res.TLS = info
+		return StateOpen, ReasonHandshake, nil
+	}
+	return StateOpen, ReasonConnected, nil
+}
+
+// dialState maps a failed connect to a state. ECONNREFUSED is the target's
+// RST (closed); host/net unreachable come from ICMP errors (rejected; the
+// tap, when present, supplies the exact type and code); a timeout is
+// silence (filtered).
+func dialState(err error) (State, string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return StateClosed, ReasonConnRefused
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return StateRejected, ReasonHostUnreach
+	case errors.Is(err, syscall.ENETUNREACH):
+		return StateRejected, ReasonNetUnreach
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return StateFiltered, ReasonNoResponse
+	}
+	return StateError, ReasonLocalError
+}
+
+// readBanner reads what the server sends of its own accord within timeout.
+// It sends nothing.
+func readBanner(c net.Conn, timeout time.Duration, now func() time.Time) *Banner {
+	_ = c.SetReadDeadline(now().Add(timeout))
+	buf := make([]byte, MaxBannerRead+1)
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if err != nil || n > 0 && m == 0 {
+			break
+		}
+		if n > 0 && n < len(buf) {
+			// Give the server a short moment to finish a multi-packet
+			// banner, then stop.
+			_ = c.SetReadDeadline(now().Add(min(timeout, 200*time.Millisecond)))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	trunc := n > MaxBannerRead
+	n = min(n, MaxBannerRead)
+	text, cut := Clean(buf[:n], MaxBannerText)
+	return &Banner{Text: text, Bytes: n, Truncated: trunc || cut}
+}
+
+// tlsHello runs a TLS handshake over c to read the server's metadata and
+// returns it. Certificates are not verified (we read, we do not trust);
+// no application data is sent, and the caller closes the connection right
+// after.
+func tlsHello(c net.Conn, timeout time.Duration, now func() time.Time) (*TLS, error) {
+	_ = c.SetDeadline(now().Add(timeout))
+	tc := tls.Client(c, &tls.Config{
+		InsecureSkipVerify: true, //nolint:gosec // metadata only; nothing is trusted or sent
+		MinVersion:         tls.VersionTLS10,
+	})
+	if err := tc.Handshake(); err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	cs := tc.ConnectionState()
+	info := &TLS{
+		Version:     tls.VersionName(cs.Version),
+		CipherSuite: tls.CipherSuiteName(cs.CipherSuite),
+		ALPN:        cleanString(cs.NegotiatedProtocol, MaxField),
+	}
+	for i, cert := range cs.PeerCertificates {
+		if i == maxChain {
+			break
+		}
+		fp := sha256.Sum256(cert.Raw)
+		ci := Cert{
+			Subject:   cleanString(cert.Subject.String(), MaxField),
+			Issuer:    cleanString(cert.Issuer.String(), MaxField),
+			NotBefore: cert.NotBefore.UTC(),
+			NotAfter:  cert.NotAfter.UTC(),
+			SHA256:    hex.EncodeToString(fp[:]),
+		}
+		for j, n := range cert.DNSNames {
+			if j == maxNames {
+				break
+			}
+			ci.DNSNames = append(ci.DNSNames, cleanString(n, MaxField))
+		}
+		for j, ip := range cert.IPAddresses {
+			if j == maxNames {
+				break
+			}
+			ci.IPs = append(ci.IPs, ip.String())
+		}
+		info.Chain = append(info.Chain, ci)
+	}
+	return info, nil
+}

@@ -1,0 +1,178 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// prefixes is a tiny containment set for tests.
+type prefixes []netip.Prefix
+
+func (ps prefixes) Contains(a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func seqOf(as ...netip.Addr) func(func(netip.Addr) bool) {
+	return func(yield func(netip.Addr) bool) {
+		for _, a := range as {
+			if !yield(a) {
+				return
+			}
+		}
+	}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 || !canRaw() {
+		t.Skip("needs root / CAP_NET_RAW for raw sockets; skipping")
+	}
+}
+
+// listenTCP opens a listener on addr:0 that accepts and holds connections
+// (optionally writing greeting), and returns its port.
+func listenTCP(t *testing.T, addr string, greeting string) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if greeting != "" {
+				_, _ = c.Write([]byte(greeting))
+			}
+			go func() { time.Sleep(2 * time.Second); c.Close() }()
+		}
+	}()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// closedPort returns a TCP port on addr with nothing listening.
+func closedPort(t *testing.T, addr string) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	p := uint16(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	return p
+}
+
+type collector struct {
+	mu  sync.Mutex
+	res []Result
+}
+
+func (c *collector) add(r Result) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.res = append(c.res, r)
+	return nil
+}
+
+func (c *collector) find(kind Kind, port uint16) (Result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.res {
+		if r.Probe == kind && r.Port == port {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+func runEngine(t *testing.T, cfg Config) (Summary, *collector) {
+	t.Helper()
+	col := &collector{}
+	cfg.Results = col.add
+	if cfg.Limits.Profile == 0 {
+		cfg.Limits.Profile = 2000
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 300 * time.Millisecond
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 1
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := e.Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return s, col
+}
+
+func TestEngineTCPLoopback(t *testing.T) {
+	for _, fam := range []struct{ name, addr string }{{"v4", "127.0.0.1"}, {"v6", "::1"}} {
+		for _, mode := range []string{"raw", "connect"} {
+			t.Run(fam.name+"/"+mode, func(t *testing.T) {
+				if mode == "raw" {
+					needRoot(t)
+				}
+				open := listenTCP(t, fam.addr, "")
+				closed := closedPort(t, fam.addr)
+				a := netip.MustParseAddr(fam.addr)
+				s, col := runEngine(t, Config{
+					ScanID: "t", Targets: seqOf(a), Scope: prefixes{netip.PrefixFrom(a, a.BitLen())},
+					Ports: []Port{{"tcp", open}, {"tcp", closed}}, Kinds: []Kind{KindTCPSyn},
+					NoRaw: mode == "connect",
+				})
+				wantKind, wantFrom := KindTCPSyn, Kind("")
+				if mode == "connect" {
+					wantKind, wantFrom = KindTCPConnect, KindTCPSyn
+				}
+				for _, c := range []struct {
+					port  uint16
+					state State
+				}{{open, StateOpen}, {closed, StateClosed}} {
+					r, ok := col.find(wantKind, c.port)
+					if !ok {
+						t.Fatalf("no result for port %d: %+v", c.port, col.res)
+					}
+					if r.State != c.state || r.Fallback != wantFrom || r.Target != fam.addr {
+						t.Errorf("port %d: %+v, want state %s fallback %q", c.port, r, c.state, wantFrom)
+					}
+					if mode == "raw" && r.TTL == 0 {
+						t.Errorf("port %d: no TTL", c.port)
+					}
+				}
+				if s.PacketsSent < 2 || s.Probes != 2 || s.RefusedPackets != 0 {
+					t.Errorf("summary %+v", s)
+				}
+			})
+		}
+	}
+}
+
+func TestKindsClosedList(t *testing.T) {
+	want := []Kind{"tcp-syn", "tcp-connect", "udp", "icmp-echo", "tls-hello", "banner"}
+	if !slices.Equal(Kinds(), want) {
+		t.Fatalf("Kinds() = %v, want exactly %v", Kinds(), want)
+	}
+}

@@ -1,0 +1,215 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Window is the length of the window the rate invariant is stated over: no
+// Window may carry more than Rate/10 + 1 packets.
+const Window = 100 * time.Millisecond
+
+// Pacer tuning. The values are chosen so the window invariant holds on the
+// wire, not just at the moment a slot is granted.
+const (
+	// windowGuard is added to Window when checking the sliding window, so
+	// a packet granted at t and sent a little later (batching, syscall
+	// latency, up to windowGuard) still lands in a window that respects
+	// the cap.
+	windowGuard = 2 * time.Millisecond
+	// maxDebt is how far behind its schedule the pacer may fall and still
+	// catch up. A sender that was idle longer (nothing to send, waiting for
+	// replies) does not earn a burst; the window ring would cap a burst
+	// anyway, this keeps it small.
+	maxDebt = 20 * time.Millisecond
+	// hostIdle is how long per-host state is kept after a host's last
+	// packet; after that the host has no pending constraint anyway.
+	hostIdle = 2 * time.Second
+)
+
+// ErrRate is returned for an invalid rate.
+var ErrRate = errors.New("invalid rate")
+
+// Pacer hands out send slots on a precise schedule: slot k of a run is due
+// at start + k/Rate, never earlier. On top of the schedule a ring of the
+// last Rate/10+1 grant times refuses any grant that would put more than
+// Rate/10+1 packets into Window (plus a small guard), so even catching up
+// after a stall cannot exceed the cap. A per-host interval of 1/PerHost
+// keeps each host under its own cap.
+//
+// One Pacer serves the whole engine (raw sender and connect workers alike):
+// every packet, first try or retry, spends from the same budget. It is safe
+// for concurrent use.
+type Pacer struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	rate     int
+	perHost  int
+	interval float64 // ns per packet, global
+	hostGap  time.Duration
+	start    time.Time
+	k        int64 // slots granted since start (schedule index)
+	started  bool
+	ring     []time.Time // last limit grant times, ring buffer
+	ringPos  int
+	ringFull bool
+	hosts    map[netip.Addr]time.Time // next allowed time per host
+	lastGC   time.Time
+}
+
+// NewPacer returns a pacer for rate packets per second globally and
+// perHost packets per second to any single host (0: no per-host cap beyond
+// rate). now is the clock; tests inject a simulated one.
+func NewPacer(rate, perHost int, now func() time.Time) (*Pacer, error) {
+	if rate <= 0 {
+		return nil, fmt.Errorf("%w: %d pps", ErrRate, rate)
+	}
+	if perHost < 0 {
+		return nil, fmt.Errorf("%w: per-host %d pps", ErrRate, perHost)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	p := &Pacer{
+		now:      now,
+		rate:     rate,
+		perHost:  perHost,
+		interval: 1e9 / float64(rate),
+		ring:     make([]time.Time, WindowLimit(rate)),
+		hosts:    make(map[netip.Addr]time.Time),
+	}
+	if perHost > 0 {
+		p.hostGap = time.Duration(1e9 / float64(perHost))
+	}
+	return p, nil
+}
+
+// WindowLimit is the most packets any Window may carry at rate pps.
+func WindowLimit(rate int) int { return rate/10 + 1 }
+
+// Rate returns the global rate in packets per second.
+func (p *Pacer) Rate() int { return p.rate }
+
+// Reserve asks for one slot to send a packet to host. It returns 0 when
+// the slot is granted (the caller must send now), or how long to wait
+// before asking again. An invalid (zero) host skips the per-host cap.
+func (p *Pacer) Reserve(host netip.Addr) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reserve(p.now(), host)
+}
+
+func (p *Pacer) reserve(now time.Time, host netip.Addr) time.Duration {
+	if !p.started {
+		p.start, p.started = now, true
+	}
+	due := p.start.Add(time.Duration(float64(p.k) * p.interval))
+	if d := due.Sub(now); d > 0 {
+		return d
+	}
+	if now.Sub(due) > maxDebt {
+		// Forgive debt beyond maxDebt: re-anchor the schedule so that the
+		// current slot is maxDebt late.
+		p.start = now.Add(-maxDebt).Add(-time.Duration(float64(p.k) * p.interval))
+	}
+	if p.ringFull {
+		oldest := p.ring[p.ringPos]
+		if d := oldest.Add(Window + windowGuard).Sub(now); d > 0 {
+			return d
+		}
+	}
+	if p.hostGap > 0 && host.IsValid() {
+		if next, ok := p.hosts[host]; ok && now.Before(next) {
+			return next.Sub(now)
+		}
+		p.hosts[host] = now.Add(p.hostGap)
+		if now.Sub(p.lastGC) > hostIdle {
+			for h, t := range p.hosts {
+				if now.Sub(t) > hostIdle {
+					delete(p.hosts, h)
+				}
+			}
+			p.lastGC = now
+		}
+	}
+	p.k++
+	p.ring[p.ringPos] = now
+	p.ringPos++
+	if p.ringPos == len(p.ring) {
+		p.ringPos, p.ringFull = 0, true
+	}
+	return 0
+}
+
+// Wait blocks until a slot to host is granted or ctx ends. It sleeps in
+// steps of at most 10 ms so a cancelled scan stops promptly.
+func (p *Pacer) Wait(ctx context.Context, host netip.Addr) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d := p.Reserve(host)
+		if d == 0 {
+			return nil
+		}
+		if err := sleepCtx(ctx, min(d, 10*time.Millisecond)); err != nil {
+			return err
+		}
+	}
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// WindowMeter measures the worst Window of a stream of send timestamps,
+// which arrive in non-decreasing order. It keeps only the timestamps of the
+// current window.
+type WindowMeter struct {
+	times []time.Time // queue; head at times[head]
+	head  int
+	worst int
+	count uint64
+	first time.Time
+	last  time.Time
+}
+
+// Add records n packets sent at t.
+func (m *WindowMeter) Add(t time.Time, n int) {
+	if m.count == 0 {
+		m.first = t
+	}
+	for range n {
+		m.times = append(m.times, t)
+	}
+	m.count += uint64(n)
+	m.last = t
+	for m.head < len(m.times) && t.Sub(m.times[m.head]) >= Window {
+		m.head++
+	}
+	if c := len(m.times) - m.head; c > m.worst {
+		m.worst = c
+	}
+	if m.head > 4096 && m.head > len(m.times)/2 {
+		m.times = append(m.times[:0], m.times[m.head:]...)
+		m.head = 0
+	}
+}
+
+// Worst returns the most packets seen in any Window.
+func (m *WindowMeter) Worst() int { return m.worst }
+
+// Count returns the packets recorded.
+func (m *WindowMeter) Count() uint64 { return m.count }

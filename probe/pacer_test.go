@@ -1,0 +1,177 @@
+package probe
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// simClock is a simulated clock for deterministic pacer tests.
+type simClock struct{ t time.Time }
+
+func (c *simClock) now() time.Time { return c.t }
+
+// runSim drives a pacer on a simulated clock for n grants. jitter, if
+// non-nil, adds a random extra delay after each wait (a slow or preempted
+// sender); stallEvery adds a long stall periodically. It returns the grant
+// times.
+func runSim(t *testing.T, p *Pacer, c *simClock, n int, hosts []netip.Addr, jitter func() time.Duration) []time.Time {
+	t.Helper()
+	var out []time.Time
+	for i := 0; len(out) < n; i++ {
+		if i > 50*n+1000 {
+			t.Fatalf("pacer made no progress after %d steps (%d grants)", i, len(out))
+		}
+		var h netip.Addr
+		if len(hosts) > 0 {
+			h = hosts[len(out)%len(hosts)]
+		}
+		d := p.reserve(c.t, h)
+		if d == 0 {
+			out = append(out, c.t)
+			continue
+		}
+		c.t = c.t.Add(d)
+		if jitter != nil {
+			c.t = c.t.Add(jitter())
+		}
+	}
+	return out
+}
+
+func worstWindow(ts []time.Time) int {
+	var m WindowMeter
+	for _, t := range ts {
+		m.Add(t, 1)
+	}
+	return m.Worst()
+}
+
+func TestPacerWindowInvariant(t *testing.T) {
+	rates := []int{1, 7, 10, 33, 99, 100, 101, 399, 400, 401, 1000, 2500, 9999, 10000, 65535, 150000}
+	for _, jit := range []string{"none", "jitter", "stalls"} {
+		for _, rate := range rates {
+			t.Run(jit+"/"+strconv.Itoa(rate), func(t *testing.T) {
+				c := &simClock{t: time.Unix(1_800_000_000, 0)}
+				p, err := NewPacer(rate, 0, c.now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Cover at least 3 s of schedule, at most 60k grants.
+				n := min(max(3*rate, 40), 60000)
+				rng := rand.New(rand.NewPCG(uint64(rate), 7))
+				var j func() time.Duration
+				switch jit {
+				case "jitter":
+					// A sender up to half an interval late after each sleep.
+					j = func() time.Duration { return time.Duration(rng.Int64N(int64(time.Second/time.Duration(rate))/2 + 1)) }
+				case "stalls":
+					// Occasional long stalls (GC, preemption): the pacer
+					// catches up, but never past the window cap.
+					j = func() time.Duration {
+						if rng.IntN(50) == 0 {
+							return time.Duration(rng.Int64N(int64(300 * time.Millisecond)))
+						}
+						return 0
+					}
+				}
+				ts := runSim(t, p, c, n, nil, j)
+				if w, lim := worstWindow(ts), WindowLimit(rate); w > lim {
+					t.Fatalf("worst %v window carried %d packets, limit %d", Window, w, lim)
+				}
+				if jit == "none" && n > 1 {
+					span := ts[len(ts)-1].Sub(ts[0]).Seconds()
+					got := float64(n-1) / span
+					if got < float64(rate)*0.98 || got > float64(rate)*1.02 {
+						t.Fatalf("achieved %.1f pps, want %d +-2%%", got, rate)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestPacerPerHost(t *testing.T) {
+	c := &simClock{t: time.Unix(1_800_000_000, 0)}
+	p, err := NewPacer(1000, 50, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")}
+	ts := runSim(t, p, c, 400, hosts, nil)
+	// Two hosts at 50 pps each: the run is host-bound at 100 pps.
+	span := ts[len(ts)-1].Sub(ts[0]).Seconds()
+	if got := float64(len(ts)-1) / span; got > 101 {
+		t.Fatalf("two hosts at 50 pps each achieved %.1f pps", got)
+	}
+	per := map[int][]time.Time{}
+	for i, tm := range ts {
+		per[i%2] = append(per[i%2], tm)
+	}
+	for h, s := range per {
+		if w := worstWindow(s); w > WindowLimit(50) {
+			t.Fatalf("host %d: worst window %d > %d", h, w, WindowLimit(50))
+		}
+	}
+}
+
+func TestPacerRejectsBadRate(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		rate, perHost int
+	}{{"zero", 0, 0}, {"negative", -1, 0}, {"negative per host", 10, -1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewPacer(tt.rate, tt.perHost, nil); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestPacerRealTime runs the pacer on the real clock: the schedule holds
+// with real sleeps, not just in simulation.
+func TestPacerRealTime(t *testing.T) {
+	const rate = 2000
+	p, err := NewPacer(rate, 0, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var m WindowMeter
+	n := rate / 2 // half a second
+	start := time.Now()
+	var last time.Time
+	for range n {
+		if err := p.Wait(ctx, netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		last = time.Now()
+		m.Add(last, 1)
+	}
+	if w := m.Worst(); w > WindowLimit(rate) {
+		t.Fatalf("worst window %d > %d", w, WindowLimit(rate))
+	}
+	got := float64(n-1) / last.Sub(start).Seconds()
+	if got < rate*0.98 || got > rate*1.02 {
+		t.Fatalf("achieved %.1f pps, want %d +-2%%", got, rate)
+	}
+}
+
+func TestWindowMeter(t *testing.T) {
+	base := time.Unix(0, 0)
+	var m WindowMeter
+	for i := range 10 {
+		m.Add(base.Add(time.Duration(i)*10*time.Millisecond), 1) // 0..90 ms: 10 in one window
+	}
+	m.Add(base.Add(100*time.Millisecond), 1) // slides: 10..100 ms
+	if m.Worst() != 10 {
+		t.Fatalf("worst %d, want 10", m.Worst())
+	}
+	m.Add(base.Add(100*time.Millisecond), 5)
+	if m.Worst() != 15 || m.Count() != 16 {
+		t.Fatalf("worst %d count %d", m.Worst(), m.Count())
+	}
+}

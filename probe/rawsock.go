@@ -1,0 +1,285 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoRaw means the process lacks CAP_NET_RAW (or raw sockets are
+// otherwise unavailable).
+var ErrNoRaw = errors.New("raw sockets unavailable (CAP_NET_RAW missing)")
+
+// packetConn sends fully built IP packets. The engine's send path checks
+// scope before it hands anything to a packetConn; tests wrap one to count
+// what reaches the kernel.
+type packetConn interface {
+	// send sends pkts[i] to dsts[i] and returns how many were sent.
+	send(pkts [][]byte, dsts []netip.Addr) (int, error)
+	close() error
+}
+
+// rawConn is a pair of IPPROTO_RAW sockets (IPv4 and IPv6). IPPROTO_RAW
+// implies IP_HDRINCL / IPV6_HDRINCL: we hand the kernel the exact bytes
+// (built by us, recorded as evidence) and it adds only the link header.
+// Packets go out in batches with sendmmsg(2), one syscall per batch.
+type rawConn struct {
+	fd4, fd6 int
+	msgs     []unix.Mmsghdr
+	iovs     []unix.Iovec
+	names4   []unix.RawSockaddrInet4
+	names6   []unix.RawSockaddrInet6
+}
+
+// maxBatch is the most packets per sendmmsg call.
+const maxBatch = 64
+
+func openRaw() (*rawConn, error) {
+	c := &rawConn{fd4: -1, fd6: -1}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoRaw, err)
+	}
+	c.fd4 = fd
+	// IPv6 may be disabled on the host; IPv4 alone is still useful.
+	if fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW); err == nil {
+		c.fd6 = fd
+	}
+	for _, fd := range []int{c.fd4, c.fd6} {
+		if fd >= 0 {
+			// A large send buffer lets a batch of 64 go out in one call
+			// without blocking at high rates.
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+		}
+	}
+	c.msgs = make([]unix.Mmsghdr, maxBatch)
+	c.iovs = make([]unix.Iovec, maxBatch)
+	c.names4 = make([]unix.RawSockaddrInet4, maxBatch)
+	c.names6 = make([]unix.RawSockaddrInet6, maxBatch)
+	return c, nil
+}
+
+// canRaw reports whether raw sockets can be opened.
+func canRaw() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+func (c *rawConn) close() error {
+	for _, fd := range []int{c.fd4, c.fd6} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	c.fd4, c.fd6 = -1, -1
+	return nil
+}
+
+// send sends pkts with one sendmmsg per run of packets of the same family.
+func (c *rawConn) send(pkts [][]byte, dsts []netip.Addr) (int, error) {
+	sent := 0
+	for sent < len(pkts) {
+		v4 := dsts[sent].Is4()
+		j := sent
+		for j < len(pkts) && j-sent < maxBatch && dsts[j].Is4() == v4 {
+			j++
+		}
+		n, err := c.sendRun(pkts[sent:j], dsts[sent:j], v4)
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+func (c *rawConn) sendRun(pkts [][]byte, dsts []netip.Addr, v4 bool) (int, error) {
+	fd := c.fd4
+	if !v4 {
+		fd = c.fd6
+	}
+	if fd < 0 {
+		return 0, fmt.Errorf("send: no IPv6 raw socket")
+	}
+	for i, p := range pkts {
+		c.iovs[i] = unix.Iovec{Base: &p[0]}
+		c.iovs[i].SetLen(len(p))
+		h := &c.msgs[i].Hdr
+		*h = unix.Msghdr{Iov: &c.iovs[i]}
+		h.SetIovlen(1)
+		if v4 {
+			c.names4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dsts[i].As4()}
+			h.Name = (*byte)(unsafe.Pointer(&c.names4[i]))
+			h.Namelen = unix.SizeofSockaddrInet4
+		} else {
+			c.names6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dsts[i].As16()}
+			h.Name = (*byte)(unsafe.Pointer(&c.names6[i]))
+			h.Namelen = unix.SizeofSockaddrInet6
+		}
+	}
+	done := 0
+	for tries := 0; done < len(pkts); {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&c.msgs[done])), uintptr(len(pkts)-done), 0, 0, 0)
+		if e != 0 {
+			if (e == unix.ENOBUFS || e == unix.EAGAIN || e == unix.EINTR) && tries < 100 {
+				// The queue is momentarily full: back off briefly.
+				tries++
+				time.Sleep(50 * time.Microsecond)
+				continue
+			}
+			return done, fmt.Errorf("sendmmsg: %w", e)
+		}
+		done += int(r)
+	}
+	return done, nil
+}
+
+// tap is an AF_PACKET socket (SOCK_DGRAM: packets start at the IP header)
+// bound to every interface. It sees replies to the raw probes, ICMP errors
+// quoting them, and (when asked) the kernel's own packets of connect-based
+// probes, which is how those are recorded as evidence.
+type tap struct {
+	fd int
+	lo int // ifindex of the loopback interface, where every packet shows twice
+}
+
+// Linux packet types (sockaddr_ll.sll_pkttype).
+const pktOutgoing = unix.PACKET_OUTGOING
+
+// tapFilter is the kernel filter of the tap: IPv4 and IPv6 only, and
+// outgoing packets only if keepOutgoing (connect-based probes, whose packets
+// the kernel builds). Anything finer is matched in user space against the
+// probes in flight.
+func tapFilter(keepOutgoing bool) ([]bpf.RawInstruction, error) {
+	var prog []bpf.Instruction
+	if !keepOutgoing {
+		prog = append(prog,
+			bpf.LoadExtension{Num: bpf.ExtType},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: pktOutgoing, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
+		)
+	}
+	prog = append(prog,
+		bpf.LoadExtension{Num: bpf.ExtProto},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: 1},
+		bpf.RetConstant{Val: 0xffff},
+		bpf.RetConstant{Val: 0},
+	)
+	return bpf.Assemble(prog)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func openTap(keepOutgoing bool) (*tap, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: packet socket: %w", ErrNoRaw, err)
+	}
+	t := &tap{fd: fd, lo: -1}
+	raw, err := tapFilter(keepOutgoing)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tap filter: %w", err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(raw)), Filter: (*unix.SockFilter)(unsafe.Pointer(&raw[0]))}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach tap filter: %w", err)
+	}
+	// Room for a burst of replies at high rates.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+	// A read timeout lets the reader notice the end of a scan.
+	tv := unix.NsecToTimeval((20 * time.Millisecond).Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if ifs, err := net.Interfaces(); err == nil {
+		for _, i := range ifs {
+			if i.Flags&net.FlagLoopback != 0 {
+				t.lo = i.Index
+			}
+		}
+	}
+	return t, nil
+}
+
+// read reads one packet into buf. ok is false on timeout.
+func (t *tap) read(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
+	n, from, err := unix.Recvfrom(t.fd, buf, 0)
+	if err != nil {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return 0, false, false, false, nil
+		}
+		return 0, false, false, false, fmt.Errorf("tap read: %w", err)
+	}
+	if ll, isLL := from.(*unix.SockaddrLinklayer); isLL {
+		outgoing = ll.Pkttype == pktOutgoing
+		loopback = ll.Ifindex == t.lo
+	}
+	return n, outgoing, loopback, true, nil
+}
+
+func (t *tap) close() error { return unix.Close(t.fd) }
+
+// sourceFor returns the local address the kernel would use to reach dst,
+// found by connecting a UDP socket (which sends nothing).
+func sourceFor(dst netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("route to %s: %w", dst, err)
+	}
+	defer c.Close()
+	la := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	return la, nil
+}
+
+// reservePorts binds a TCP and a UDP socket on one kernel-chosen port per
+// family-agnostic wildcard, so no local application can take the source
+// ports the raw probes use, and so UDP replies land on a socket (the kernel
+// would otherwise answer them with ICMP port unreachable). The TCP one is
+// bound, never listening: the kernel still answers a SYN-ACK with a RST,
+// which is normal for a SYN scan.
+func reservePorts() (tcpPort, udpPort uint16, closer func(), err error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+	}
+	// Dual-stack, port 0: the kernel picks a free ephemeral port for v4 and
+	// v6 alike. The socket is bound, never listening.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	if err := unix.Bind(fd, &unix.SockaddrInet6{}); err != nil {
+		unix.Close(fd)
+		return 0, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return 0, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+	}
+	port := sa.(*unix.SockaddrInet6).Port
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		unix.Close(fd)
+		return 0, 0, nil, fmt.Errorf("reserve udp port: %w", err)
+	}
+	go func() {
+		// Drain datagrams so the socket buffer never fills; the tap has
+		// already seen them.
+		b := make([]byte, 2048)
+		for {
+			if _, _, err := uc.ReadFrom(b); err != nil {
+				return
+			}
+		}
+	}()
+	return uint16(port), uint16(uc.LocalAddr().(*net.UDPAddr).Port), func() { unix.Close(fd); uc.Close() }, nil
+}

@@ -1,0 +1,425 @@
+package probe
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// batchHold is the longest a granted packet waits in a batch before the
+// batch is sent; it must stay below windowGuard so the window invariant
+// holds on the wire.
+const batchHold = 500 * time.Microsecond
+
+// sendLoop is the raw sender: it takes new probes from in, re-sends
+// unanswered ones after Timeout (retries), finishes exhausted ones as
+// filtered, and sends everything through the one pacer and the scope-checked
+// send path.
+func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
+	var fifo []*entry // sent probes in order of their last attempt
+	head := 0
+	var (
+		bufs    = make([][]byte, maxBatch)
+		pkts    = make([][]byte, 0, maxBatch)
+		dsts    = make([]netip.Addr, 0, maxBatch)
+		ents    = make([]*entry, 0, maxBatch)
+		batchAt time.Time
+	)
+	for i := range bufs {
+		bufs[i] = make([]byte, 0, 128)
+	}
+	templates := map[netip.Addr]*synTemplate{}
+	flush := func() {
+		if len(pkts) > 0 {
+			e.sendChecked(pkts, dsts, ents)
+			pkts, dsts, ents = pkts[:0], dsts[:0], ents[:0]
+		}
+	}
+	defer flush()
+	inOpen := true
+	timeout := e.cfg.Timeout
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		now := e.cfg.Now()
+		var next *entry
+		// Due retries and expiries first: they keep the oldest probes
+		// moving so batches complete in order.
+		for head < len(fifo) {
+			h := fifo[head]
+			e.mu.Lock()
+			fin, last := h.fin, h.last
+			e.mu.Unlock()
+			if fin {
+				fifo[head] = nil
+				head++
+				continue
+			}
+			if now.Sub(last) < timeout {
+				break
+			}
+			fifo[head] = nil
+			head++
+			if h.attempts > e.cfg.Retries {
+				st := StateFiltered
+				if h.kind == KindUDP {
+					st = StateOpenFiltered
+				}
+				e.mu.Lock()
+				e.finishLocked(h, st, ReasonNoResponse, now, 0, nil)
+				e.mu.Unlock()
+				continue
+			}
+			next = h
+			break
+		}
+		if head > 1024 && head > len(fifo)/2 {
+			fifo = append(fifo[:0], fifo[head:]...)
+			head = 0
+		}
+		if next == nil && inOpen {
+			select {
+			case en, ok := <-in:
+				if !ok {
+					inOpen = false
+				} else if !en.fin {
+					next = en
+				}
+			default:
+			}
+		}
+		if next == nil {
+			flush()
+			if !inOpen && head >= len(fifo) {
+				return
+			}
+			// Sleep until the oldest probe is due or new work arrives,
+			// at most 10 ms so cancellation is prompt.
+			wait := 10 * time.Millisecond
+			if head < len(fifo) {
+				e.mu.Lock()
+				d := fifo[head].last.Add(timeout).Sub(now)
+				e.mu.Unlock()
+				wait = min(max(d, 50*time.Microsecond), wait)
+			}
+			if inOpen {
+				t := time.NewTimer(wait)
+				select {
+				case en, ok := <-in:
+					if !ok {
+						inOpen = false
+					} else if !en.fin {
+						next = en
+					}
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				t.Stop()
+			} else if sleepCtx(ctx, wait) != nil {
+				return
+			}
+			if next == nil {
+				continue
+			}
+		}
+		// Pace: wait for a slot; flush what we hold before sleeping.
+		for {
+			d := e.pacer.Reserve(next.key.addr)
+			if d == 0 {
+				break
+			}
+			flush()
+			if sleepCtx(ctx, min(d, 10*time.Millisecond)) != nil {
+				return
+			}
+		}
+		now = e.cfg.Now()
+		p, err := e.build(bufs[len(pkts)][:0], next, templates)
+		if err != nil {
+			e.mu.Lock()
+			next.res.Error = err.Error()
+			e.finishLocked(next, StateError, ReasonLocalError, now, 0, nil)
+			e.mu.Unlock()
+			continue
+		}
+		bufs[len(pkts)] = p[:0]
+		e.mu.Lock()
+		if next.attempts == 0 {
+			next.first = now
+			e.pending[next.key] = next
+		} else {
+			e.retries.Add(1)
+		}
+		next.attempts++
+		next.last = now
+		e.mu.Unlock()
+		fifo = append(fifo, next)
+		if len(pkts) == 0 {
+			batchAt = now
+		}
+		pkts, dsts, ents = append(pkts, p), append(dsts, next.key.addr), append(ents, next)
+		// Batch only at rates where a batch spans well under a
+		// millisecond; at low rates every packet goes out at its slot.
+		if len(pkts) >= e.batchSize() || now.Sub(batchAt) >= batchHold {
+			flush()
+		}
+	}
+}
+
+// batchSize is how many packets the sender gathers per sendmmsg: about a
+// millisecond's worth at the current rate, between 1 and maxBatch.
+func (e *Engine) batchSize() int { return min(max(e.rate/2000, 1), maxBatch) }
+
+// build makes the packet for a probe attempt.
+func (e *Engine) build(buf []byte, en *entry, templates map[netip.Addr]*synTemplate) ([]byte, error) {
+	switch en.kind {
+	case KindTCPSyn:
+		t := templates[en.src]
+		if t == nil {
+			var err error
+			if t, err = newSYNTemplate(en.src); err != nil {
+				return nil, err
+			}
+			templates[en.src] = t
+		}
+		if cap(buf) < len(t.b) {
+			buf = make([]byte, len(t.b))
+		}
+		return t.build(buf[:len(t.b)], en.key.addr, e.tcpPort, en.key.port, e.cookie(en.key), uint16(e.cookie(en.key)>>16)), nil
+	case KindUDP:
+		payload, _ := udpPayload(en.key.port, e.cfg.UDPPayloads, uint16(e.cookie(en.key)))
+		return buildUDP(en.src, en.key.addr, e.udpPort, en.key.port, payload)
+	default: // KindICMPEcho
+		return buildEcho(en.src, en.key.addr, e.echoID, uint16(e.cookie(en.key)))
+	}
+}
+
+// sendChecked is the only way a raw packet leaves the engine. It checks
+// every destination against the scope once more, right before the
+// syscall: a destination outside is refused, counted and reported, never
+// sent. Then it records the send time (for the window meter) and the
+// packets as evidence.
+func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) {
+	ok := 0
+	for i := range pkts {
+		if !e.cfg.Scope.Contains(dsts[i]) {
+			e.refuse(dsts[i], ents[i])
+			continue
+		}
+		pkts[ok], dsts[ok], ents[ok] = pkts[i], dsts[i], ents[i]
+		ok++
+	}
+	pkts, dsts = pkts[:ok], dsts[:ok]
+	if ok == 0 {
+		return
+	}
+	n, err := e.conn.send(pkts, dsts)
+	now := e.cfg.Now()
+	e.sendMu.Lock()
+	e.meter.Add(now, n)
+	e.sendMu.Unlock()
+	e.sent.Add(uint64(n))
+	e.lastSend.Store(now.UnixNano())
+	if e.cfg.Evidence != nil {
+		for _, p := range pkts[:n] {
+			e.cfg.Evidence.Write(now, p)
+		}
+	}
+	if err != nil {
+		e.mu.Lock()
+		for _, en := range ents[n:ok] {
+			en.res.Error = err.Error()
+			e.finishLocked(en, StateError, ReasonLocalError, now, 0, nil)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// refuse counts and reports a destination the send path would not send to.
+func (e *Engine) refuse(dst netip.Addr, en *entry) {
+	e.refused.Add(1)
+	e.sendMu.Lock()
+	if len(e.refusedList) < 16 {
+		e.refusedList = append(e.refusedList, dst.String())
+	}
+	e.sendMu.Unlock()
+	if en != nil {
+		e.mu.Lock()
+		en.res.Error = ErrOutOfScope.Error()
+		e.finishLocked(en, StateError, "out-of-scope-refused", e.cfg.Now(), 0, nil)
+		e.mu.Unlock()
+	}
+}
+
+// readTap reads the tap until stop closes (after the scan) and hands each
+// packet to handle.
+func (e *Engine) readTap(ctx context.Context, stop <-chan struct{}) {
+	defer e.tap.close()
+	buf := make([]byte, 65536)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		n, out, lo, ok, err := e.tap.read(buf)
+		if err != nil {
+			return
+		}
+		if !ok {
+			continue
+		}
+		if out && lo {
+			// On loopback every packet shows up twice, outgoing and
+			// incoming: keep the incoming copy only.
+			continue
+		}
+		e.handle(buf[:n], out, e.cfg.Now())
+	}
+}
+
+// handle matches a captured packet against the probes in flight. A packet
+// addressed to our probe ports (or an ICMP message) that matches no probe
+// we sent is counted as unmatched and ignored.
+func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
+	p, err := decode(b)
+	if err != nil {
+		if err != ErrUnsupported {
+			e.malformed.Add(1)
+		}
+		return
+	}
+	if outgoing {
+		// Only connect-based probes' own packets (the tap keeps outgoing
+		// packets only when those run).
+		if (p.proto == protoTCP) && p.sport != e.tcpPort {
+			e.mu.Lock()
+			_, ok := e.watch[probeKey{p.dst, protoTCP, p.dport}]
+			e.mu.Unlock()
+			if ok {
+				e.evidence(now, b)
+			}
+		}
+		return
+	}
+	switch p.proto {
+	case protoTCP:
+		if p.dport == e.tcpPort && e.tcpPort != 0 {
+			e.matchTCP(p, b, now)
+			return
+		}
+		e.mu.Lock()
+		w, ok := e.watch[probeKey{p.src, protoTCP, p.sport}]
+		if ok && w.ttl == 0 {
+			w.ttl = p.ttl
+		}
+		e.mu.Unlock()
+		if ok {
+			e.evidence(now, b)
+		}
+	case protoUDP:
+		if p.dport == e.udpPort && e.udpPort != 0 {
+			e.mu.Lock()
+			en, ok := e.pending[probeKey{p.src, protoUDP, p.sport}]
+			matched := ok && e.finishLocked(en, StateOpen, ReasonUDPResponse, now, p.ttl, nil)
+			e.mu.Unlock()
+			e.count(matched, now, b)
+		}
+	case protoICMP, protoICMPv6:
+		e.matchICMP(p, b, now)
+	}
+}
+
+func (e *Engine) count(matched bool, now time.Time, b []byte) {
+	if !matched {
+		e.unmatched.Add(1)
+	}
+	e.evidence(now, b)
+}
+
+func (e *Engine) evidence(now time.Time, b []byte) {
+	if e.cfg.Evidence != nil {
+		e.cfg.Evidence.Write(now, b)
+	}
+}
+
+// matchTCP classifies an answer to a SYN: SYN-ACK is open, RST is closed.
+// Either must acknowledge our cookie.
+func (e *Engine) matchTCP(p packet, b []byte, now time.Time) {
+	k := probeKey{p.src, protoTCP, p.sport}
+	e.mu.Lock()
+	en, ok := e.pending[k]
+	matched := false
+	if ok && en.kind == KindTCPSyn && p.ack == e.cookie(k)+1 {
+		switch {
+		case p.flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
+			matched = e.finishLocked(en, StateOpen, ReasonSynAck, now, p.ttl, nil)
+		case p.flags&tcpRST != 0:
+			matched = e.finishLocked(en, StateClosed, ReasonRST, now, p.ttl, nil)
+		}
+	}
+	e.mu.Unlock()
+	e.count(matched, now, b)
+}
+
+// matchICMP handles echo replies and ICMP errors quoting our probes.
+func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
+	echoReply := (p.proto == protoICMP && p.icmpType == 0) || (p.proto == protoICMPv6 && p.icmpType == 129)
+	if echoReply {
+		if p.echoID != e.echoID {
+			return // someone else's ping
+		}
+		k := probeKey{p.src, p.proto, 0}
+		e.mu.Lock()
+		en, ok := e.pending[k]
+		matched := ok && p.echoSeq == uint16(e.cookie(k)) && e.finishLocked(en, StateOpen, ReasonEchoReply, now, p.ttl, nil)
+		e.mu.Unlock()
+		e.count(matched, now, b)
+		return
+	}
+	if !p.hasInner {
+		return // other ICMP (including our own echo requests on loopback)
+	}
+	q := p.inner
+	st, why := classifyICMP(p.proto, p.icmpType, p.icmpCode)
+	ic := &ICMP{Type: int(p.icmpType), Code: int(p.icmpCode), From: p.src.String()}
+	var k probeKey
+	var check func(*entry) bool
+	switch {
+	case q.proto == protoTCP && q.sport == e.tcpPort && e.tcpPort != 0:
+		k = probeKey{q.dst, protoTCP, q.dport}
+		check = func(en *entry) bool { return en.kind == KindTCPSyn && q.seq == e.cookie(k) }
+	case q.proto == protoUDP && q.sport == e.udpPort && e.udpPort != 0:
+		k = probeKey{q.dst, protoUDP, q.dport}
+		check = func(en *entry) bool { return en.kind == KindUDP }
+	case (q.proto == protoICMP || q.proto == protoICMPv6) && q.echoID == e.echoID:
+		k = probeKey{q.dst, q.proto, 0}
+		check = func(en *entry) bool { return q.echoSeq == uint16(e.cookie(k)) }
+		if st == StateClosed {
+			// Port unreachable cannot answer an echo; treat as unreachable.
+			st, why = StateRejected, ReasonICMPUnreach
+		}
+	case q.proto == protoTCP:
+		// A connect-based probe's SYN: remember the ICMP error so the
+		// dial error can be refined with the exact type and code.
+		e.mu.Lock()
+		w, ok := e.watch[probeKey{q.dst, protoTCP, q.dport}]
+		if ok && w.icmp == nil {
+			w.icmp, w.st, w.why = ic, st, why
+		}
+		e.mu.Unlock()
+		if ok {
+			e.evidence(now, b)
+		}
+		return
+	default:
+		e.unmatched.Add(1)
+		return
+	}
+	e.mu.Lock()
+	en, ok := e.pending[k]
+	matched := ok && check(en) && e.finishLocked(en, st, why, now, p.ttl, ic)
+	e.mu.Unlock()
+	e.count(matched, now, b)
+}

@@ -1,0 +1,78 @@
+package probe
+
+import (
+	"time"
+)
+
+// Summary describes one run of a scan (summary.json).
+type Summary struct {
+	ScanID   string    `json:"scan_id"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// WallSeconds is Finished - Started.
+	WallSeconds float64 `json:"wall_seconds"`
+	// Transport is "raw" (CAP_NET_RAW: tcp-syn, udp and icmp-echo through
+	// raw sockets, replies through a packet socket) or "connect".
+	Transport string `json:"transport"`
+	// RatePPS is the rate the pacer enforced: min(profile, scope,
+	// requested); CapPPS is min(profile, scope).
+	RatePPS     int `json:"rate_pps"`
+	CapPPS      int `json:"cap_pps"`
+	PerHostPPS  int `json:"per_host_pps"`
+	WindowLimit int `json:"window_limit"`
+	// PacketsSent counts packets handed to the kernel (for connect-based
+	// probes, SYNs), retries included.
+	PacketsSent uint64 `json:"packets_sent"`
+	// MeasuredPPS is PacketsSent divided by the time from the first to
+	// the last send.
+	MeasuredPPS float64 `json:"measured_pps"`
+	// Worst100ms is the most packets sent in any 100 ms window.
+	Worst100ms int    `json:"worst_100ms_window"`
+	Retries    uint64 `json:"retries"`
+	// RefusedPackets were stopped by the send path's scope check.
+	RefusedPackets uint64   `json:"refused_packets"`
+	RefusedSample  []string `json:"refused_sample,omitempty"`
+	// RefusedTargets were outside the scope and never planned.
+	RefusedTargets   uint64         `json:"refused_targets"`
+	UnmatchedReplies uint64         `json:"unmatched_replies"`
+	MalformedReplies uint64         `json:"malformed_replies"`
+	Probes           uint64         `json:"probes"`
+	States           map[State]int  `json:"states"`
+	EvidencePackets  uint64         `json:"evidence_packets"`
+	ResumedAtBatch   int            `json:"resumed_at_batch,omitempty"`
+	Kinds            []Kind         `json:"kinds"`
+	Extra            map[string]any `json:"extra,omitempty"`
+}
+
+// summary builds the run's summary. States are filled by the caller from
+// the results it received (the engine does not keep them).
+func (e *Engine) summary(start time.Time) Summary {
+	end := e.cfg.Now()
+	e.sendMu.Lock()
+	worst := e.meter.Worst()
+	first, last := e.meter.first, e.meter.last
+	refused := append([]string(nil), e.refusedList...)
+	e.sendMu.Unlock()
+	s := Summary{
+		ScanID: e.cfg.ScanID, Started: start.UTC(), Finished: end.UTC(),
+		WallSeconds: end.Sub(start).Seconds(),
+		Transport:   "connect",
+		RatePPS:     e.rate, CapPPS: e.cfg.Limits.Cap(), PerHostPPS: e.cfg.Limits.PerHost,
+		WindowLimit: WindowLimit(e.rate),
+		PacketsSent: e.sent.Load(), Worst100ms: worst, Retries: e.retries.Load(),
+		RefusedPackets: e.refused.Load(), RefusedSample: refused, RefusedTargets: e.refusedTargets.Load(),
+		UnmatchedReplies: e.unmatched.Load(), MalformedReplies: e.malformed.Load(),
+		Probes: e.done.Load(), States: map[State]int{}, ResumedAtBatch: e.cfg.ResumeBatch,
+		Kinds: e.kinds,
+	}
+	if e.raw {
+		s.Transport = "raw"
+	}
+	if span := last.Sub(first).Seconds(); s.PacketsSent > 1 && span > 0 {
+		s.MeasuredPPS = float64(s.PacketsSent-1) / span
+	}
+	if e.cfg.Evidence != nil {
+		s.EvidencePackets = e.cfg.Evidence.Packets()
+	}
+	return s
+}
