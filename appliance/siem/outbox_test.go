@@ -1,0 +1,347 @@
+package siem
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeSender records what it delivered and fails while down.
+type fakeSender struct {
+	mu   sync.Mutex
+	down bool
+	got  []Outgoing
+}
+
+func (s *fakeSender) Send(_ context.Context, msgs []Outgoing) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return 0, errors.New("connect: connection refused")
+	}
+	s.got = append(s.got, msgs...)
+	return len(msgs), nil
+}
+func (s *fakeSender) Close() error { return nil }
+
+type fixture struct {
+	st    *store.Store
+	ob    *Outbox
+	log   *audit.Log
+	clock *fakeClock
+	path  string
+	tA    string // tenant ids
+	tB    string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{clock: &fakeClock{t: t0}, path: filepath.Join(t.TempDir(), "siem.db")}
+	f.open(t)
+	ctx := context.Background()
+	err := f.st.InTx(ctx, func(tx *sql.Tx) error {
+		a, err := f.st.CreateTenant(ctx, tx, "acme")
+		if err != nil {
+			return err
+		}
+		b, err := f.st.CreateTenant(ctx, tx, "globex")
+		f.tA, f.tB = a.ID, b.ID
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// open (re)opens the database, as a restarted appliance would.
+func (f *fixture) open(t *testing.T) {
+	t.Helper()
+	st, err := store.Open(context.Background(), f.path, store.Options{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f.st = st
+	f.log = audit.New(audit.Options{Now: f.clock.Now})
+	f.ob = New(st.DB(), Options{ApplianceID: "fiq-test", Hostname: "fiq1", Now: f.clock.Now, Sealer: testSealer{}})
+}
+
+func (f *fixture) create(t *testing.T, d Destination) Destination {
+	t.Helper()
+	var out Destination
+	err := f.st.InTx(context.Background(), func(tx *sql.Tx) error {
+		var err error
+		out, err = f.ob.CreateDestination(context.Background(), tx, d)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// act performs an audited action: audit append and enqueue in one tx.
+func (f *fixture) act(tenant string, action audit.Action, object string) error {
+	return f.st.InTx(context.Background(), func(tx *sql.Tx) error {
+		_, err := f.ob.Append(context.Background(), tx, f.log, audit.Entry{Tenant: tenant, ActorName: "alice", Action: action, Object: object})
+		return err
+	})
+}
+
+// testSealer "seals" by prefixing the associated data, enough to check that
+// secrets are bound to their row and come back.
+type testSealer struct{}
+
+func (testSealer) Seal(p, ad []byte) ([]byte, error) { return append(append([]byte{}, ad...), p...), nil }
+func (testSealer) Open(s, ad []byte) ([]byte, error) {
+	if len(s) < len(ad) || string(s[:len(ad)]) != string(ad) {
+		return nil, errors.New("sealed for another row")
+	}
+	return s[len(ad):], nil
+}
+
+func seqs(msgs []Outgoing) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+func TestEnqueueRouting(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	wide := f.create(t, Destination{Name: "wide", Kind: KindTCP, Address: "127.0.0.1:1"})
+	onlyA := f.create(t, Destination{Name: "acme", Tenant: f.tA, Kind: KindUDP, Address: "127.0.0.1:1", Format: FormatCEF})
+	for _, tc := range []struct {
+		tenant string
+		action audit.Action
+	}{
+		{f.tA, audit.ActAuthLogin}, {f.tB, audit.ActAuthLogin}, {"", audit.ActAuditCheckpoint}, {f.tA, audit.ActScanStart},
+	} {
+		if err := f.act(tc.tenant, tc.action, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A failed action enqueues nothing and uses no sequence number.
+	boom := errors.New("boom")
+	err := f.st.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := f.ob.Append(ctx, tx, f.log, audit.Entry{Tenant: f.tA, Action: audit.ActAuthLogout}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	sender := map[string]*fakeSender{wide.ID: {}, onlyA.ID: {}}
+	w := f.ob.NewWorker(WorkerOptions{Now: f.clock.Now, Dial: func(d Destination, _ Meta) (Sender, error) { return sender[d.ID], nil }})
+	for id := range sender {
+		if _, err := w.DeliverOnce(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		id        string
+		wantSeq   []int64
+		wantAudit []int64
+	}{
+		{"appliance-wide gets every tenant", wide.ID, []int64{1, 2, 3, 4}, []int64{1, 2, 3, 4}},
+		{"tenant destination gets its own", onlyA.ID, []int64{1, 2}, []int64{1, 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sender[tc.id].got
+			if fmt.Sprint(seqs(got)) != fmt.Sprint(tc.wantSeq) {
+				t.Fatalf("seqs %v, want %v", seqs(got), tc.wantSeq)
+			}
+			for i, m := range got {
+				d, _ := f.ob.Destination(ctx, tc.id)
+				if want := fmt.Sprintf(`auditSeq="%d"`, tc.wantAudit[i]); !bytes.Contains(m.Payload, []byte(want)) {
+					t.Errorf("%s message %d lacks %s: %s", d.Name, i, want, m.Payload)
+				}
+			}
+		})
+	}
+	st, err := f.ob.Statuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.Pending != 0 || s.PendingBytes != 0 || s.DeliveredSeq != s.LastSeq {
+			t.Errorf("%s: status after delivery %+v", s.Name, s)
+		}
+	}
+}
+
+// TestOutageHours simulates a SIEM that is down for hours with an injected
+// clock: retries back off exponentially up to MaxBackoff, one failure alert
+// and one budget alert are recorded, a full outbox refuses (fails) the
+// action instead of dropping an event, the outbox survives a restart, and
+// after recovery every event arrives in order with no gap.
+func TestOutageHours(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const budget = 40_000
+	dest := f.create(t, Destination{Name: "soc", Kind: KindTLS, Address: "127.0.0.1:6514", CAPEM: testCAPEM(t), BudgetBytes: budget})
+	s := &fakeSender{down: true}
+	opts := WorkerOptions{Now: f.clock.Now, MinBackoff: time.Second, MaxBackoff: time.Minute, Record: f.ob.Recorder(f.log),
+		Dial: func(Destination, Meta) (Sender, error) { return s, nil }}
+	w := f.ob.NewWorker(opts)
+
+	var attempts []time.Time
+	var refused error
+	start := f.clock.Now()
+	for i := 0; refused == nil; i++ {
+		// One audited action every 30 s of simulated time.
+		if err := f.act(f.tA, audit.ActAuthLogin, fmt.Sprint("u", i)); err != nil {
+			refused = err
+			break
+		}
+		for step := 0; step < 30; step++ {
+			res, err := w.DeliverOnce(ctx, dest.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Err != nil {
+				attempts = append(attempts, f.clock.Now())
+			}
+			f.clock.Add(time.Second)
+		}
+	}
+	if !errors.Is(refused, ErrBudgetExceeded) {
+		t.Fatalf("full outbox: %v, want ErrBudgetExceeded", refused)
+	}
+	outage := f.clock.Now().Sub(start)
+	if outage < time.Hour {
+		t.Fatalf("budget filled after only %v of simulated outage", outage)
+	}
+	// Backoff: 1s, 2s, 4s, ... capped at 1m.
+	for i := 1; i < len(attempts); i++ {
+		gap := attempts[i].Sub(attempts[i-1])
+		want := time.Minute
+		if i < 8 {
+			want = min(time.Second<<(i-1), time.Minute)
+		}
+		if gap != want {
+			t.Fatalf("attempt %d after %v, want %v", i, gap, want)
+		}
+	}
+	// Exactly one failure alert and one budget alert, in the audit log.
+	for _, reason := range []string{"unreachable", "budget"} {
+		var n int
+		err := f.st.DB().QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE action = ? AND json_extract(details, '$.reason') = ?`,
+			string(audit.ActSIEMDeliveryFailed), reason).Scan(&n)
+		if err != nil || n != 1 {
+			t.Errorf("%s alerts: %d, %v; want 1", reason, n, err)
+		}
+	}
+	status, err := f.ob.Statuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := status[0]; s.Attempts < 10 || s.LastError == "" || s.Lag < time.Hour || s.BudgetUsed < 0.8 {
+		t.Errorf("status during outage: %+v", s)
+	}
+
+	// Restart: reopen the database; the outbox is still there.
+	f.st.Close()
+	f.open(t)
+	s.mu.Lock()
+	s.down = false
+	s.mu.Unlock()
+	w = f.ob.NewWorker(opts)
+	f.clock.Add(time.Minute)
+	for {
+		res, err := w.DeliverOnce(ctx, dest.ID)
+		if err != nil || res.Err != nil {
+			t.Fatal(err, res.Err)
+		}
+		if res.Sent == 0 {
+			break
+		}
+	}
+	got := seqs(s.got)
+	for i, seq := range got {
+		if seq != int64(i+1) {
+			t.Fatalf("delivered seq %d at position %d: gap or reorder", seq, i)
+		}
+	}
+	var last int64
+	if err := f.st.DB().QueryRow(`SELECT next_seq - 1 FROM siem_destinations WHERE id = ?`, dest.ID).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(got)) != last || last < 100 {
+		t.Fatalf("delivered %d of %d events", len(got), last)
+	}
+	// And actions work again.
+	if err := f.act(f.tA, audit.ActAuthLogout, "u0"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDestinationValidation(t *testing.T) {
+	f := newFixture(t)
+	ca := testCAPEM(t)
+	for _, tc := range []struct {
+		name string
+		d    Destination
+		ok   bool
+	}{
+		{"udp", Destination{Name: "a", Kind: KindUDP, Address: "192.0.2.1:514"}, true},
+		{"tls without CA", Destination{Name: "b", Kind: KindTLS, Address: "siem:6514"}, false},
+		{"tls pinned", Destination{Name: "c", Kind: KindTLS, Address: "siem:6514", CAPEM: ca}, true},
+		{"bad address", Destination{Name: "d", Kind: KindTCP, Address: "siem"}, false},
+		{"webhook over http", Destination{Name: "e", Kind: KindWebhook, Address: "http://x/", HMACKey: make([]byte, 32)}, false},
+		{"webhook short key", Destination{Name: "f", Kind: KindWebhook, Address: "https://x/", HMACKey: make([]byte, 8)}, false},
+		{"webhook cef", Destination{Name: "g", Kind: KindWebhook, Address: "https://x/", HMACKey: make([]byte, 32), Format: FormatCEF}, false},
+		{"webhook", Destination{Name: "h", Kind: KindWebhook, Address: "https://x/hook", HMACKey: make([]byte, 32)}, true},
+		{"unknown kind", Destination{Name: "i", Kind: "smtp", Address: "x:1"}, false},
+		{"tiny max", Destination{Name: "j", Kind: KindUDP, Address: "x:1", MaxMessage: 100}, false},
+		{"cert without key", Destination{Name: "k", Kind: KindTLS, Address: "x:1", CAPEM: ca, ClientCertPEM: ca}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.st.InTx(context.Background(), func(tx *sql.Tx) error {
+				_, err := f.ob.CreateDestination(context.Background(), tx, tc.d)
+				return err
+			})
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInvalidDestination)) {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	// The webhook key is sealed, bound to its row, and opens again.
+	d, err := f.ob.Destination(context.Background(), "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.HMACKey) != 0 {
+		t.Fatal("listing returned a secret")
+	}
+	if err := f.ob.secrets(context.Background(), &d); err != nil || len(d.HMACKey) != 32 {
+		t.Fatalf("secrets: %v, %d bytes", err, len(d.HMACKey))
+	}
+}
