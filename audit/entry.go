@@ -1,13 +1,17 @@
 package audit
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Action is what an entry records. The vocabulary is closed: Append refuses
@@ -110,42 +114,86 @@ type Entry struct {
 	Hash      []byte          `json:"hash"`
 }
 
-// Errors returned by Append.
+// Errors returned by Append and the other Log methods.
 var (
 	// ErrUnknownAction means the action is not in the closed vocabulary.
 	ErrUnknownAction = errors.New("unknown audit action")
 	// ErrBadDetails means Details is not a JSON object.
 	ErrBadDetails = errors.New("audit details must be a JSON object")
+	// ErrNoSigner means a checkpoint was requested from a Log made without
+	// a signing key.
+	ErrNoSigner = errors.New("audit log has no checkpoint signing key")
 )
 
-// Options configure a Log.
+// DefaultOrigin names the log in checkpoints when Options.Origin is empty.
+const DefaultOrigin = "firewalliq.audit"
+
+// Options configure a Log. The zero value appends without checkpoints.
 type Options struct {
 	// Now is the clock for entry times; time.Now when nil.
 	Now func() time.Time
+	// Signer is the appliance audit key (keys/audit.key). Without it the
+	// Log appends entries but signs no checkpoints.
+	Signer ed25519.PrivateKey
+	// Origin names the log in every checkpoint and is the signed note's key
+	// name: no spaces, no '+'. DefaultOrigin when empty.
+	Origin string
+	// CheckpointEvery signs a checkpoint, inside the appending transaction,
+	// whenever the tree size reaches a multiple of it (config
+	// audit.checkpoint_every). 0 disables count-based checkpoints.
+	CheckpointEvery int64
 }
 
-// Log appends entries to the audit tables of a database that has Schema.
+// Log appends entries to the audit tables of a database that has Schema. It
+// is safe for concurrent use; SQLite serialises the appending transactions.
 type Log struct {
 	now     func() time.Time
 	actions map[Action]bool
+	signer  *noteSigner // nil without Options.Signer
+	origin  string
+	every   int64
+
+	mu sync.Mutex
+	// fr caches the right edge of the tree after the last Append, keyed by
+	// the head entry's seq and hash. Append checks the key against the
+	// database on every call, so a rolled-back transaction or another
+	// writer only costs a reload, never a wrong hash.
+	fr frontier
 }
 
-// New returns a Log.
+// New returns a Log. It panics only on an invalid Origin with a Signer set,
+// a programming error caught by the first test that builds one.
 func New(opts Options) *Log {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Log{now: opts.Now, actions: map[Action]bool{}}
+	if opts.Origin == "" {
+		opts.Origin = DefaultOrigin
+	}
+	l := &Log{now: opts.Now, actions: map[Action]bool{}, origin: opts.Origin, every: opts.CheckpointEvery}
 	for _, a := range Actions() {
 		l.actions[a] = true
 	}
+	if opts.Signer != nil {
+		s, err := newNoteSigner(opts.Origin, opts.Signer)
+		if err != nil {
+			panic("audit.New: " + err.Error())
+		}
+		l.signer = s
+	}
 	return l
 }
+
+// Origin returns the name the Log's checkpoints carry.
+func (l *Log) Origin() string { return l.origin }
 
 // Append writes e inside the caller's transaction tx, so the state change it
 // records and the entry commit together or not at all. If Append fails, the
 // caller must fail its action (the log is fail-closed). It returns the entry
 // as stored, with Seq, Time, PrevHash and Hash set.
+//
+// Append also stores the Merkle hashes the entry completes and, every
+// CheckpointEvery entries, a signed checkpoint in the same transaction.
 func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	if !l.actions[e.Action] {
 		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrUnknownAction)
@@ -153,50 +201,62 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	if len(e.Details) == 0 {
 		e.Details = json.RawMessage("{}")
 	}
-	var obj map[string]any
-	if err := json.Unmarshal(e.Details, &obj); err != nil || obj == nil {
+	if !isJSONObject(e.Details) {
 		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrBadDetails)
 	}
-	e.Time = l.now().UTC()
-	var prevSeq int64
-	var prev []byte
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&prevSeq, &prev)
+	// Store details compact and with <, >, & (and U+2028/9) escaped: that
+	// is exactly what encoding/json emits for a RawMessage, so an exported
+	// entry re-hashes byte for byte. Whitespace is not evidence anyway.
+	var buf, esc bytes.Buffer
+	if err := json.Compact(&buf, e.Details); err != nil {
+		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrBadDetails)
+	}
+	json.HTMLEscape(&esc, buf.Bytes())
+	e.Details = json.RawMessage(esc.Bytes())
+	// Truncate to what the text column keeps, so the returned entry hashes
+	// to the stored one: RFC3339Nano keeps nanoseconds, drops the monotonic
+	// clock reading and the zone (UTC).
+	e.Time = l.now().UTC().Round(0)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var headSeq int64
+	var head []byte
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&headSeq, &head)
 	if errors.Is(err, sql.ErrNoRows) {
-		prev = make([]byte, sha256.Size)
+		head = make([]byte, HashSize)
 	} else if err != nil {
 		return Entry{}, fmt.Errorf("audit append: %w", err)
 	}
-	e.Seq = prevSeq + 1
-	e.PrevHash = prev
-	sum := sha256.Sum256(append(append([]byte{}, prev...), []byte(fmt.Sprint(e.Seq, e.Time.Format(time.RFC3339Nano), e.Tenant, e.ActorID, e.ActorName, e.ActorIP, e.UserAgent, e.Action, e.Object, string(e.Details)))...))
-	e.Hash = sum[:]
-	_, err = tx.ExecContext(ctx, `INSERT INTO audit_entries (seq, time, tenant, actor_id, actor_name, actor_ip, user_agent, action, object, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, e.Time.Format(time.RFC3339Nano), e.Tenant, e.ActorID, e.ActorName, e.ActorIP, e.UserAgent, string(e.Action), e.Object, string(e.Details), e.PrevHash, e.Hash)
+	if l.fr.size != headSeq || !bytes.Equal(l.fr.head, head) {
+		fr, err := loadFrontier(ctx, tx, headSeq, head)
+		if err != nil {
+			return Entry{}, fmt.Errorf("audit append: %w", err)
+		}
+		l.fr = fr
+	}
+	e.Seq = headSeq + 1
+	e.PrevHash = head
+	e.Hash = EntryHash(e)
+	next := l.fr.clone()
+	stored, err := next.add(e.Hash)
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit append: %w", err)
 	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_entries (seq, time, tenant, actor_id, actor_name, actor_ip, user_agent, action, object, details, prev_hash, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, e.Time.Format(timeFormat), e.Tenant, e.ActorID, e.ActorName, e.ActorIP, e.UserAgent, string(e.Action), e.Object, string(e.Details), e.PrevHash, e.Hash, stored)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit append: %w", err)
+	}
+	if l.signer != nil && l.every > 0 && e.Seq%l.every == 0 {
+		if _, err := l.storeCheckpoint(ctx, tx, next); err != nil {
+			return Entry{}, fmt.Errorf("audit append: %w", err)
+		}
+	}
+	l.fr = next
 	return e, nil
 }
 
-// Schema creates the audit tables. The appliance's store applies it as a
-// migration; verification tools read the same tables from the file alone.
-const Schema = `
-CREATE TABLE audit_entries (
-    seq        INTEGER PRIMARY KEY,
-    time       TEXT NOT NULL,
-    tenant     TEXT NOT NULL,
-    actor_id   TEXT NOT NULL,
-    actor_name TEXT NOT NULL,
-    actor_ip   TEXT NOT NULL,
-    user_agent TEXT NOT NULL,
-    action     TEXT NOT NULL,
-    object     TEXT NOT NULL,
-    details    TEXT NOT NULL,
-    prev_hash  BLOB NOT NULL,
-    hash       BLOB NOT NULL
-) STRICT;
-CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-`
+// leafHash is the Merkle leaf for an entry: tlog.RecordHash over the entry
+// hash, that is SHA-256(0x00 || entry hash) as RFC 6962 specifies for leaves.
+func leafHash(entryHash []byte) tlog.Hash { return tlog.RecordHash(entryHash) }

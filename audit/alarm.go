@@ -1,0 +1,213 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Errors about the tamper alarm.
+var (
+	// ErrTamperAlarm means a tamper alarm is raised and not acknowledged:
+	// scans and evidence exports must refuse to run (see CheckNoAlarm).
+	ErrTamperAlarm = errors.New("audit tamper alarm raised; an admin must acknowledge it with step-up MFA")
+	// ErrNoAlarm means there is no unacknowledged alarm to acknowledge.
+	ErrNoAlarm = errors.New("no unacknowledged audit tamper alarm")
+	// ErrStepUpRequired means an acknowledgement came without a verified
+	// step-up MFA.
+	ErrStepUpRequired = errors.New("acknowledging a tamper alarm requires step-up MFA")
+)
+
+// Alarm is a raised tamper alarm: the audit.tamper entry at Seq recorded
+// that verification found BadSeq broken for Reason.
+type Alarm struct {
+	Seq    int64  `json:"seq"`
+	BadSeq int64  `json:"bad_seq"`
+	Reason string `json:"reason"`
+}
+
+// CurrentAlarm returns the unacknowledged alarm, if any.
+func CurrentAlarm(ctx context.Context, q Queryer) (Alarm, bool, error) {
+	var a Alarm
+	var kind string
+	err := q.QueryRowContext(ctx, `SELECT seq, kind, bad_seq, reason FROM audit_alarms ORDER BY seq DESC LIMIT 1`).Scan(&a.Seq, &kind, &a.BadSeq, &a.Reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Alarm{}, false, nil
+	} else if err != nil {
+		return Alarm{}, false, fmt.Errorf("read audit alarm: %w", err)
+	}
+	if kind != "raise" {
+		return Alarm{}, false, nil
+	}
+	return a, true, nil
+}
+
+// CheckNoAlarm returns an error wrapping ErrTamperAlarm while an alarm is
+// raised and not acknowledged. Scan and evidence-export code calls it (in
+// its own transaction) and refuses to work when it fails; a read error also
+// refuses, fail-closed.
+func CheckNoAlarm(ctx context.Context, q Queryer) error {
+	a, raised, err := CurrentAlarm(ctx, q)
+	if err != nil {
+		return err
+	}
+	if raised {
+		return fmt.Errorf("%w (entry %d: seq %d: %s)", ErrTamperAlarm, a.Seq, a.BadSeq, a.Reason)
+	}
+	return nil
+}
+
+// StartupResult is what Startup found and did.
+type StartupResult struct {
+	Report Report `json:"report"`
+	// Alarm is set while an alarm is raised (new or from before).
+	Alarm *Alarm `json:"alarm,omitempty"`
+	// Raised is true when this start-up raised the alarm.
+	Raised bool `json:"raised"`
+}
+
+// Startup verifies the log incrementally, from where the last successful
+// start-up verification ended (a signed checkpoint) to the head. When the
+// log is intact it signs a checkpoint of the head (if it grew) and records it
+// as the new verified point. When it is broken it repairs nothing: it raises
+// the tamper alarm, an audit.tamper entry of its own plus an audit_alarms
+// row, unless an alarm is already raised.
+//
+// It needs a Log with a Signer. Only an I/O or signing failure is an error.
+func (l *Log) Startup(ctx context.Context, db *sql.DB) (StartupResult, error) {
+	var res StartupResult
+	if l.signer == nil {
+		return res, ErrNoSigner
+	}
+	pub := l.signer.key.Public().(ed25519.PublicKey)
+	var from int64
+	err := db.QueryRowContext(ctx, `SELECT size FROM audit_verified ORDER BY id DESC LIMIT 1`).Scan(&from)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return res, fmt.Errorf("audit start-up: %w", err)
+	}
+	rep, err := verifyFrom(ctx, db, VerifyOptions{Public: pub}, from)
+	if errors.Is(err, ErrNoCheckpoint) {
+		// The verified point names no valid checkpoint any more: someone
+		// removed it, or its signature broke. Verify everything instead.
+		rep, err = verifyFrom(ctx, db, VerifyOptions{Public: pub}, 0)
+	}
+	if err != nil {
+		return res, fmt.Errorf("audit start-up: %w", err)
+	}
+	res.Report = rep
+	a, raised, err := CurrentAlarm(ctx, db)
+	if err != nil {
+		return res, err
+	}
+	if raised {
+		res.Alarm = &a
+	}
+	if !rep.Intact {
+		if raised {
+			return res, nil
+		}
+		p := rep.Problem
+		err := inTx(ctx, db, func(tx *sql.Tx) error {
+			d, _ := json.Marshal(map[string]any{"bad_seq": p.Seq, "bad_seq_end": p.SeqEnd, "kind": p.Kind, "reason": p.Reason, "verified_from": rep.From})
+			e, err := l.Append(ctx, tx, Entry{ActorID: "system", ActorName: "appliance", Action: ActAuditTamper, Object: fmt.Sprintf("audit:%d", p.Seq), Details: d})
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'raise', ?, ?)`, e.Seq, p.Seq, p.Reason); err != nil {
+				return fmt.Errorf("raise audit alarm: %w", err)
+			}
+			res.Alarm = &Alarm{Seq: e.Seq, BadSeq: p.Seq, Reason: p.Reason}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("audit start-up: raise alarm: %w", err)
+		}
+		res.Raised = true
+		return res, nil
+	}
+	if raised {
+		// Intact from the verified point, but the break found earlier
+		// is still unacknowledged: keep the alarm, move nothing.
+		return res, nil
+	}
+	err = inTx(ctx, db, func(tx *sql.Tx) error { return l.markVerified(ctx, tx, from) })
+	if err != nil {
+		return res, fmt.Errorf("audit start-up: %w", err)
+	}
+	return res, nil
+}
+
+// markVerified checkpoints the head and records it as verified, unless the
+// verified point is already the head.
+func (l *Log) markVerified(ctx context.Context, tx *sql.Tx, from int64) error {
+	cp, _, err := l.Checkpoint(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if cp.Size == from {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_verified (size, time) VALUES (?, ?)`, cp.Size, l.now().UTC().Format(timeFormat))
+	if err != nil {
+		return fmt.Errorf("mark audit verified: %w", err)
+	}
+	return nil
+}
+
+// Acknowledgement is an admin's acknowledgement of the tamper alarm. The
+// caller (the identity layer) authenticates the admin and runs the step-up
+// MFA check; it sets StepUpVerified only when that check passed just now.
+type Acknowledgement struct {
+	Tenant, ActorID, ActorName, ActorIP, UserAgent string
+	// StepUpVerified must be true: the caller verified a fresh TOTP.
+	StepUpVerified bool
+	// Comment is the admin's explanation, kept in the entry.
+	Comment string
+}
+
+// Acknowledge clears the tamper alarm and opens a new segment: in one
+// transaction it appends an audit.tamper.ack entry that references the
+// alarm's entry and the broken seq, records the acknowledgement, signs a
+// checkpoint that covers it and makes that checkpoint the start of future
+// start-up verification. The break itself stays in the log, and a full
+// 'audit verify' keeps reporting it.
+func (l *Log) Acknowledge(ctx context.Context, db *sql.DB, a Acknowledgement) (Entry, Checkpoint, error) {
+	if !a.StepUpVerified {
+		return Entry{}, Checkpoint{}, ErrStepUpRequired
+	}
+	if l.signer == nil {
+		return Entry{}, Checkpoint{}, ErrNoSigner
+	}
+	var e Entry
+	var cp Checkpoint
+	err := inTx(ctx, db, func(tx *sql.Tx) error {
+		al, raised, err := CurrentAlarm(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if !raised {
+			return ErrNoAlarm
+		}
+		d, _ := json.Marshal(map[string]any{"alarm_seq": al.Seq, "bad_seq": al.BadSeq, "reason": al.Reason, "step_up": true, "comment": a.Comment})
+		e, err = l.Append(ctx, tx, Entry{Tenant: a.Tenant, ActorID: a.ActorID, ActorName: a.ActorName, ActorIP: a.ActorIP, UserAgent: a.UserAgent,
+			Action: ActAuditTamperAck, Object: fmt.Sprintf("audit:%d", al.BadSeq), Details: d})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'ack', ?, ?)`, e.Seq, al.BadSeq, al.Reason); err != nil {
+			return fmt.Errorf("acknowledge audit alarm: %w", err)
+		}
+		if cp, _, err = l.Checkpoint(ctx, tx); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit_verified (size, time) VALUES (?, ?)`, cp.Size, l.now().UTC().Format(timeFormat))
+		return err
+	})
+	if err != nil {
+		return Entry{}, Checkpoint{}, fmt.Errorf("acknowledge audit alarm: %w", err)
+	}
+	return e, cp, nil
+}

@@ -1,0 +1,193 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// TestCanonicalGolden pins the canonical encoding and hash of a fixed entry:
+// changing either breaks every stored log, so it must be deliberate.
+func TestCanonicalGolden(t *testing.T) {
+	e := Entry{
+		Seq: 42, Time: time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC),
+		Tenant: "t-1", ActorID: "u-1", ActorName: "alice", ActorIP: "192.0.2.7", UserAgent: "Mozilla/5.0",
+		Action: ActScanApprove, Object: "scan:s-9", Details: json.RawMessage(`{"hash":"ab12"}`),
+		PrevHash: make([]byte, HashSize),
+	}
+	enc := Canonical(e)
+	leaf := leafHash(EntryHash(e))
+	got := fmt.Sprintf("canonical %s\nhash %s\nleaf %s\n", hex.EncodeToString(enc), hex.EncodeToString(EntryHash(e)), hex.EncodeToString(leaf[:]))
+	golden := filepath.Join("testdata", "canonical.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Fatalf("canonical encoding changed:\n got %s\nwant %s", got, want)
+	}
+	back, err := ParseCanonical(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(Canonical(back)) != string(enc) || string(back.Hash) != string(EntryHash(e)) {
+		t.Fatal("ParseCanonical does not round-trip")
+	}
+}
+
+func TestAppendAndVerify(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	l := newTestLog(8)
+	es := appendN(t, l, db, 50)
+	for i, e := range es {
+		if e.Seq != int64(i+1) || len(e.Hash) != HashSize {
+			t.Fatalf("entry %d: seq %d", i, e.Seq)
+		}
+		if i > 0 && string(e.PrevHash) != string(es[i-1].Hash) {
+			t.Fatalf("entry %d not chained", e.Seq)
+		}
+		if string(EntryHash(e)) != string(e.Hash) {
+			t.Fatalf("returned entry %d does not hash to its hash", e.Seq)
+		}
+	}
+	stored, err := ReadEntry(ctx, db, 17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(EntryHash(stored)) != string(es[16].Hash) || !strings.Contains(string(stored.Details), `\u003ca\u0026b\u003e`) {
+		t.Fatalf("stored entry differs from returned one: %+v", stored)
+	}
+	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact || rep.Entries != 50 || rep.Size != 50 || rep.Checkpoints != 6 || rep.Latest != 48 {
+		t.Fatalf("report %+v", rep)
+	}
+	cp, err := LatestCheckpoint(ctx, db, testPub())
+	if err != nil || cp.Size != 48 {
+		t.Fatalf("latest checkpoint %+v %v", cp, err)
+	}
+}
+
+func TestAppendRejects(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	l := newTestLog(0)
+	appendN(t, l, db, 3)
+	tests := []struct {
+		name string
+		e    Entry
+		want error
+	}{
+		{"unknown action", Entry{Action: "scope.frobnicate"}, ErrUnknownAction},
+		{"details array", Entry{Action: ActScopeSign, Details: []byte(`[1]`)}, ErrBadDetails},
+		{"details not JSON", Entry{Action: ActScopeSign, Details: []byte(`{"a":`)}, ErrBadDetails},
+		{"details null", Entry{Action: ActScopeSign, Details: []byte(`null`)}, ErrBadDetails},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := inTx(ctx, db, func(tx *sql.Tx) error { _, err := l.Append(ctx, tx, tc.e); return err })
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			var n int
+			if err := db.QueryRow(`SELECT count(*) FROM audit_entries`).Scan(&n); err != nil || n != 3 {
+				t.Fatalf("entries %d %v: a refused append changed the log", n, err)
+			}
+		})
+	}
+}
+
+// TestRollbackKeepsChain: an action that fails after its Append rolls the
+// entry back, and the next entry still chains to the last committed one.
+func TestRollbackKeepsChain(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	l := newTestLog(2)
+	appendN(t, l, db, 3)
+	boom := errors.New("action failed")
+	err := inTx(ctx, db, func(tx *sql.Tx) error {
+		if _, err := l.Append(ctx, tx, Entry{Action: ActScanStart}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	es := appendN(t, l, db, 2)
+	if es[0].Seq != 4 {
+		t.Fatalf("seq after rollback %d, want 4", es[0].Seq)
+	}
+	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil || !rep.Intact {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	// A second Log (another process) appending to the same file reloads
+	// the tree edge instead of trusting a stale cache.
+	appendN(t, newTestLog(2), db, 3)
+	appendN(t, l, db, 3)
+	rep, err = Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil || !rep.Intact || rep.Size != 11 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+}
+
+// TestTriggersAbort tries UPDATE and DELETE on every audit table through
+// the application's own connection.
+func TestTriggersAbort(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	l := newTestLog(1)
+	appendN(t, l, db, 3)
+	if _, err := l.Startup(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := inTx(ctx, db, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (99, 'raise', 1, 'x')`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, sql string }{
+		{"update entry", `UPDATE audit_entries SET actor_name = 'mallory' WHERE seq = 2`},
+		{"delete entry", `DELETE FROM audit_entries WHERE seq = 3`},
+		{"delete all entries", `DELETE FROM audit_entries`},
+		{"update checkpoint", `UPDATE audit_checkpoints SET note = 'x'`},
+		{"delete checkpoint", `DELETE FROM audit_checkpoints`},
+		{"update alarm", `UPDATE audit_alarms SET kind = 'ack'`},
+		{"delete alarm", `DELETE FROM audit_alarms`},
+		{"update verified", `UPDATE audit_verified SET size = 99`},
+		{"delete verified", `DELETE FROM audit_verified`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := db.ExecContext(ctx, tc.sql)
+			if err == nil || !strings.Contains(err.Error(), "append-only") {
+				t.Fatalf("err %v, want the append-only abort", err)
+			}
+		})
+	}
+	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil || !rep.Intact || rep.Size != 3 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+}

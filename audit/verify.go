@@ -1,0 +1,343 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Problem kinds reported by verification.
+const (
+	KindMissing    = "missing"    // a seq is absent: a row was deleted
+	KindChain      = "chain"      // prev_hash is not the previous entry's hash
+	KindHash       = "hash"       // the stored hash does not match the contents
+	KindEntry      = "entry"      // the contents break a rule Append enforces
+	KindTree       = "tree"       // stored Merkle hashes differ from recomputed
+	KindCheckpoint = "checkpoint" // a stored checkpoint's signature or format is bad
+	KindRoot       = "root"       // the recomputed root differs from a signed one
+	KindTruncated  = "truncated"  // a signed checkpoint covers entries that are gone
+	KindRollback   = "rollback"   // a checkpoint kept elsewhere is not extended
+)
+
+// Problem is the first thing verification found wrong. Seq is the first bad
+// entry. When the evidence can only bound it (history rewritten and every
+// hash recomputed, caught by a signed root), Seq..SeqEnd is the range of
+// entries between the last matching and the first mismatching checkpoint.
+type Problem struct {
+	Seq    int64  `json:"seq"`
+	SeqEnd int64  `json:"seq_end,omitempty"`
+	Kind   string `json:"kind"`
+	Reason string `json:"reason"`
+}
+
+func (p *Problem) Error() string {
+	if p.SeqEnd > p.Seq {
+		return fmt.Sprintf("audit log broken at seq %d..%d (%s): %s", p.Seq, p.SeqEnd, p.Kind, p.Reason)
+	}
+	return fmt.Sprintf("audit log broken at seq %d (%s): %s", p.Seq, p.Kind, p.Reason)
+}
+
+// Report is the outcome of a verification.
+type Report struct {
+	Intact bool `json:"intact"`
+	// From is the checkpoint size an incremental verification started at.
+	From int64 `json:"from,omitempty"`
+	// Entries is the number of entries read and recomputed.
+	Entries int64 `json:"entries"`
+	// Size and Root describe the tree recomputed up to the first problem.
+	Size int64     `json:"size"`
+	Root tlog.Hash `json:"root"`
+	// Checkpoints is the number of stored checkpoints whose signature
+	// verified; Latest is the largest size among them.
+	Checkpoints int   `json:"checkpoints"`
+	Latest      int64 `json:"latest_checkpoint"`
+	// Kept is the number of checkpoints from outside the database that
+	// the log was proven to extend.
+	Kept    int      `json:"kept_checkpoints"`
+	Problem *Problem `json:"problem,omitempty"`
+}
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	// Public is the appliance audit public key; checkpoints are checked
+	// with it. Required.
+	Public ed25519.PublicKey
+	// Kept are signed checkpoint notes kept outside the database (an
+	// auditor's copy, the SIEM's). The log must extend each of them.
+	Kept [][]byte
+}
+
+// Verify recomputes the whole chain and tree from the database and checks
+// every stored checkpoint (signature, and that its root is the recomputed
+// root at its size; all roots of one recomputed tree are thereby mutually
+// consistent) and every kept checkpoint. An I/O failure is an error; a broken
+// log is a Report with Intact false and a Problem.
+func Verify(ctx context.Context, db Queryer, opts VerifyOptions) (Report, error) {
+	return verifyFrom(ctx, db, opts, 0)
+}
+
+// check is a signed root the recomputed tree must reproduce at Size.
+type check struct {
+	size     int64
+	root     tlog.Hash
+	external bool
+	id       int64
+}
+
+type verifier struct {
+	rep     Report
+	checks  map[int64][]check
+	maxSize int64 // largest signed size, stored or kept
+	problem *Problem
+	actions map[Action]bool
+}
+
+func (v *verifier) report(p Problem) {
+	if v.problem == nil || p.Seq < v.problem.Seq {
+		v.problem = &p
+	}
+}
+
+func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64) (Report, error) {
+	v := &verifier{checks: map[int64][]check{}, actions: map[Action]bool{}}
+	for _, a := range Actions() {
+		v.actions[a] = true
+	}
+	v.rep.From = start
+	if err := v.loadCheckpoints(ctx, db, opts, start); err != nil {
+		return v.rep, err
+	}
+	fr := newFrontier()
+	lastGood := int64(0)
+	if start > 0 {
+		var err error
+		fr, err = v.startAt(ctx, db, start)
+		if err != nil {
+			return v.rep, err
+		}
+		lastGood = start
+	}
+	if v.problem == nil || v.problem.Seq > start {
+		if err := v.scan(ctx, db, &fr, lastGood); err != nil {
+			return v.rep, err
+		}
+	}
+	v.rep.Size = fr.size
+	v.rep.Root = fr.root()
+	// Signed sizes beyond what is left: rows at the tail are gone.
+	for size, cs := range v.checks {
+		if size <= fr.size {
+			continue
+		}
+		for _, c := range cs {
+			if c.external {
+				v.report(Problem{Seq: fr.size + 1, SeqEnd: size, Kind: KindRollback,
+					Reason: fmt.Sprintf("the log has %d entries but a kept checkpoint signed %d: the database was rolled back or truncated", fr.size, size)})
+			} else {
+				v.report(Problem{Seq: fr.size + 1, SeqEnd: size, Kind: KindTruncated,
+					Reason: fmt.Sprintf("the log has %d entries but stored checkpoint %d signed %d: entries were deleted", fr.size, c.id, size)})
+			}
+		}
+	}
+	v.rep.Problem = v.problem
+	v.rep.Intact = v.problem == nil
+	return v.rep, nil
+}
+
+// loadCheckpoints verifies stored checkpoints of size >= start and the kept
+// ones, and records their roots as checks.
+func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyOptions, start int64) error {
+	// From a verified point, only checkpoints signed since it count: an
+	// acknowledged break may have left older checkpoints that the current
+	// tree can never match again, and the full verification reports those.
+	rows, err := db.QueryContext(ctx, `SELECT id, size, note FROM audit_checkpoints
+		WHERE ? = 0 OR id >= (SELECT max(id) FROM audit_checkpoints WHERE size = ?) ORDER BY id`, start, start)
+	if err != nil {
+		return fmt.Errorf("read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c check
+		var text string
+		if err := rows.Scan(&c.id, &c.size, &text); err != nil {
+			return fmt.Errorf("read checkpoints: %w", err)
+		}
+		cp, err := OpenCheckpoint([]byte(text), opts.Public)
+		if err != nil {
+			v.report(Problem{Seq: max(c.size, 1), Kind: KindCheckpoint, Reason: fmt.Sprintf("stored checkpoint %d (size %d): %v", c.id, c.size, err)})
+			continue
+		}
+		if cp.Size != c.size {
+			v.report(Problem{Seq: max(min(c.size, cp.Size), 1), Kind: KindCheckpoint, Reason: fmt.Sprintf("stored checkpoint %d: size column %d, signed size %d", c.id, c.size, cp.Size)})
+			continue
+		}
+		c.root = cp.Root
+		v.checks[c.size] = append(v.checks[c.size], c)
+		v.maxSize = max(v.maxSize, c.size)
+		v.rep.Checkpoints++
+		v.rep.Latest = max(v.rep.Latest, c.size)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read checkpoints: %w", err)
+	}
+	for i, text := range opts.Kept {
+		cp, err := OpenCheckpoint(text, opts.Public)
+		if err != nil {
+			return fmt.Errorf("kept checkpoint %d: %w", i+1, err)
+		}
+		if cp.Size < start {
+			continue
+		}
+		v.checks[cp.Size] = append(v.checks[cp.Size], check{size: cp.Size, root: cp.Root, external: true})
+		v.maxSize = max(v.maxSize, cp.Size)
+	}
+	return nil
+}
+
+// startAt loads the stored right edge at a verified checkpoint size and
+// authenticates it: its root must be the signed root at that size, and the
+// head entry's leaf must be included in it.
+func (v *verifier) startAt(ctx context.Context, db Queryer, start int64) (frontier, error) {
+	var head []byte
+	err := db.QueryRowContext(ctx, `SELECT hash FROM audit_entries WHERE seq = ?`, start).Scan(&head)
+	if errors.Is(err, sql.ErrNoRows) {
+		v.report(Problem{Seq: start, Kind: KindMissing, Reason: fmt.Sprintf("entry %d, where the last verification ended, is missing", start)})
+		return newFrontier(), nil
+	} else if err != nil {
+		return frontier{}, fmt.Errorf("read entry %d: %w", start, err)
+	}
+	fr, err := loadFrontier(ctx, db, start, head)
+	if err != nil {
+		if errors.Is(err, ErrTreeCorrupt) {
+			v.report(Problem{Seq: start, Kind: KindTree, Reason: err.Error()})
+			return newFrontier(), nil
+		}
+		return frontier{}, err
+	}
+	root := fr.root()
+	var signed *check
+	for _, c := range v.checks[start] {
+		if c.root != root {
+			v.report(Problem{Seq: 1, SeqEnd: start, Kind: KindRoot, Reason: fmt.Sprintf("stored tree at size %d does not hash to its signed root", start)})
+			return fr, nil
+		}
+		signed = &c
+	}
+	if signed == nil {
+		return frontier{}, fmt.Errorf("verify from %d: %w", start, ErrNoCheckpoint)
+	}
+	proof, err := tlog.ProveRecord(start, start-1, dbHashes{ctx, db})
+	if err == nil {
+		err = tlog.CheckRecord(proof, start, root, start-1, leafHash(head))
+	}
+	if err != nil {
+		v.report(Problem{Seq: start, Kind: KindTree, Reason: fmt.Sprintf("entry %d is not the last leaf of the signed tree: %v", start, err)})
+	}
+	return fr, nil
+}
+
+// scan reads entries after fr.size in order and recomputes everything. It
+// stops at the first problem.
+func (v *verifier) scan(ctx context.Context, db Queryer, fr *frontier, lastGood int64) error {
+	rows, err := db.QueryContext(ctx, `SELECT seq, time, tenant, actor_id, actor_name, actor_ip, user_agent, action, object, details, prev_hash, hash, tree FROM audit_entries WHERE seq > ? ORDER BY seq`, fr.size)
+	if err != nil {
+		return fmt.Errorf("read entries: %w", err)
+	}
+	defer rows.Close()
+	var (
+		seq    int64
+		f      [9]sql.RawBytes
+		prev   sql.RawBytes
+		stored sql.RawBytes
+		tree   sql.RawBytes
+		buf    []byte
+	)
+	for rows.Next() {
+		if err := rows.Scan(&seq, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &prev, &stored, &tree); err != nil {
+			return fmt.Errorf("read entry after %d: %w", fr.size, err)
+		}
+		v.rep.Entries++
+		want := fr.size + 1
+		switch {
+		case seq != want:
+			v.report(Problem{Seq: want, Kind: KindMissing, Reason: fmt.Sprintf("entry %d is missing; the next stored entry is %d", want, seq)})
+			return nil
+		case !bytes.Equal(prev, fr.head):
+			v.report(Problem{Seq: seq, Kind: KindChain, Reason: fmt.Sprintf("prev_hash is not the hash of entry %d", seq-1)})
+			return nil
+		}
+		buf = appendCanonicalRaw(buf[:0], seq, &f, prev)
+		sum := sha256.Sum256(buf)
+		switch {
+		case !bytes.Equal(stored, sum[:]):
+			v.report(Problem{Seq: seq, Kind: KindHash, Reason: "stored hash does not match the entry's contents"})
+			return nil
+		case !v.actions[Action(f[6])]:
+			v.report(Problem{Seq: seq, Kind: KindEntry, Reason: fmt.Sprintf("action %q is not in the vocabulary", f[6])})
+			return nil
+		case !isJSONObject(f[8]):
+			v.report(Problem{Seq: seq, Kind: KindEntry, Reason: "details are not a JSON object"})
+			return nil
+		}
+		got, err := fr.add(sum[:])
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, tree) {
+			v.report(Problem{Seq: seq, Kind: KindTree, Reason: "stored Merkle hashes differ from the recomputed ones"})
+			return nil
+		}
+		if cs, ok := v.checks[fr.size]; ok {
+			root := fr.root()
+			for _, c := range cs {
+				if c.root == root {
+					continue
+				}
+				what := fmt.Sprintf("stored checkpoint %d", c.id)
+				kind := KindRoot
+				if c.external {
+					what, kind = "a kept checkpoint", KindRollback
+				}
+				v.report(Problem{Seq: lastGood + 1, SeqEnd: fr.size, Kind: kind,
+					Reason: fmt.Sprintf("the recomputed root at size %d differs from the one %s signed: entries %d..%d were rewritten", fr.size, what, lastGood+1, fr.size)})
+				return nil
+			}
+			lastGood = fr.size
+			for _, c := range cs {
+				if c.external {
+					v.rep.Kept++
+				}
+			}
+		}
+		if v.rep.Entries%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read entries: %w", err)
+	}
+	return nil
+}
+
+// appendCanonicalRaw is Canonical over the stored column bytes, without
+// decoding them into an Entry: the verifier's hot path.
+func appendCanonicalRaw(b []byte, seq int64, f *[9]sql.RawBytes, prev []byte) []byte {
+	b = append(b, canonicalMagic...)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	for _, s := range f {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	var p [HashSize]byte
+	copy(p[:], prev)
+	return append(b, p[:]...)
+}
