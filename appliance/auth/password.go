@@ -1,5 +1,12 @@
-// Package auth owns identity and access: users, roles, passwords, TOTP,
-// sessions, step-up MFA and approvals.
+// Package auth owns identity and access: users, roles and the permission
+// matrix, passwords with rate limits and lockout, TOTP with replay
+// protection and recovery codes, sessions with CSRF tokens, API tokens,
+// step-up MFA, dual approval, pinned support sessions and anomaly alerts.
+//
+// Everything goes through Service, whose every state change writes its audit
+// entry in the same transaction (fail-closed) and whose every refusal is
+// audited too. The console and the other services (scans, evidence export)
+// call it; it never imports them.
 package auth
 
 import (
@@ -39,9 +46,32 @@ var (
 	ErrWrongPassword = errors.New("wrong password")
 )
 
+// ArgonParams are argon2id cost parameters. DefaultArgonParams are the
+// production ones; tests that do not measure password strength inject
+// cheaper ones through Params.Argon to stay fast.
+type ArgonParams struct {
+	Time      uint32 // passes
+	MemoryKiB uint32
+	Threads   uint8
+}
+
+// DefaultArgonParams returns the documented production parameters
+// (t=3, m=64 MiB, p=4).
+func DefaultArgonParams() ArgonParams {
+	return ArgonParams{Time: argonTime, MemoryKiB: argonMemory, Threads: argonThreads}
+}
+
 // HashPassword returns an encoded argon2id hash in the PHC string format:
 // $argon2id$v=19$m=65536,t=3,p=4$<salt>$<hash>.
 func HashPassword(password string) (string, error) {
+	return HashPasswordWith(DefaultArgonParams(), password)
+}
+
+// HashPasswordWith is HashPassword with explicit cost parameters.
+func HashPasswordWith(ap ArgonParams, password string) (string, error) {
+	if ap.Time == 0 || ap.MemoryKiB == 0 || ap.Threads == 0 {
+		ap = DefaultArgonParams()
+	}
 	if len([]rune(password)) < MinPasswordLength {
 		return "", ErrPasswordTooShort
 	}
@@ -49,9 +79,9 @@ func HashPassword(password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	key := argon2.IDKey([]byte(password), salt, ap.Time, ap.MemoryKiB, ap.Threads, argonKeyLen)
 	b64 := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, ap.MemoryKiB, ap.Time, ap.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
 // VerifyPassword checks password against an encoded hash in constant time.

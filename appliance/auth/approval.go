@@ -1,0 +1,363 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// Kind is what a dual-approval request is for. There is one approval
+// mechanism; the kind says which operation the requester must be allowed.
+type Kind string
+
+// Approval kinds.
+const (
+	// KindProductionScan is a scan of a production scope.
+	KindProductionScan Kind = "scan.production"
+	// KindEvidenceExport is an evidence bundle export.
+	KindEvidenceExport Kind = "evidence.export"
+)
+
+// operation is the operation a requester of kind must be allowed.
+func (k Kind) operation() (Operation, bool) {
+	switch k {
+	case KindProductionScan:
+		return OpScanRequest, true
+	case KindEvidenceExport:
+		return OpEvidenceExport, true
+	}
+	return "", false
+}
+
+// RequiredApprovals is how many distinct approvers a request needs.
+const RequiredApprovals = 2
+
+// Approval is a dual-approval request with its grants.
+type Approval struct {
+	ID, TenantID string
+	Kind         Kind
+	RequesterID  string
+	// Request is the canonical request the approvers reviewed.
+	Request       []byte
+	RequestSHA256 string // hex
+	// Status is pending, approved, denied or void.
+	Status    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	ClosedAt  time.Time
+	Approvers []Approver
+}
+
+// Approver is one grant.
+type Approver struct {
+	UserID    string
+	GrantedAt time.Time
+}
+
+func approvalOf(a store.Approval, gs []store.Grant) Approval {
+	out := Approval{ID: a.ID, TenantID: a.TenantID, Kind: Kind(a.Kind), RequesterID: a.RequesterID, Request: a.Request,
+		RequestSHA256: hex.EncodeToString(a.RequestSHA256), Status: a.Status, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, ClosedAt: a.ClosedAt}
+	for _, g := range gs {
+		out.Approvers = append(out.Approvers, Approver{UserID: g.ApproverID, GrantedAt: g.GrantedAt})
+	}
+	return out
+}
+
+// RequestApproval opens a dual-approval request by actor for kind on the
+// canonical request bytes (the caller's canonical encoding of exactly what
+// will run or be exported). The approvals bind to its SHA-256; the request
+// expires after Params.ApprovalTTL.
+func (s *Service) RequestApproval(ctx context.Context, actor Principal, kind Kind, canonicalRequest []byte) (Approval, error) {
+	op, ok := kind.operation()
+	if !ok || len(canonicalRequest) == 0 {
+		return Approval{}, fmt.Errorf("approval kind %q: %w", kind, ErrInvalid)
+	}
+	pin, err := s.Authorize(ctx, actor, op, "")
+	if err != nil {
+		return Approval{}, err
+	}
+	at, err := s.st.AuthTenant(pin)
+	if err != nil {
+		return Approval{}, err
+	}
+	now := s.now()
+	sum := sha256.Sum256(canonicalRequest)
+	var a store.Approval
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		a, err = at.CreateApproval(ctx, tx, store.Approval{ID: store.NewID("apr"), Kind: string(kind), RequesterID: actor.UserID,
+			Request: bytes.Clone(canonicalRequest), RequestSHA256: sum[:], Status: store.ApprovalPending, CreatedAt: now, ExpiresAt: now.Add(s.p.ApprovalTTL)})
+		if err != nil {
+			return err
+		}
+		return s.append(ctx, tx, actor.entry(pin, audit.ActApprovalRequest, a.ID, D{"kind": string(kind), "request_sha256": hex.EncodeToString(sum[:]), "expires": a.ExpiresAt.Format(time.RFC3339)}))
+	})
+	if err != nil {
+		return Approval{}, err
+	}
+	return approvalOf(a, nil), nil
+}
+
+// ApproveRequest is the canonical request an approver's step-up binds to:
+// the approval id and the SHA-256 of the request it approves. A console
+// collecting the code first passes it to StepUp with OpApprovalGrant.
+func ApproveRequest(requestID, requestSHA256Hex string) []byte {
+	return OpRequest(OpApprovalGrant, "", map[string]string{"id": requestID, "request_sha256": requestSHA256Hex})
+}
+
+// Approve records approver's approval of request requestID, after a fresh
+// TOTP (stepUpCode, or a grant from StepUp for ApproveRequest). The
+// approver must hold approver or security_lead in the request's tenant, must
+// not be the requester, and may approve once. The second distinct approval
+// makes the request approved. Every refusal is audited.
+func (s *Service) Approve(ctx context.Context, approver Principal, requestID, stepUpCode string) (Approval, error) {
+	pin, err := s.Authorize(ctx, approver, OpApprovalGrant, "")
+	if err != nil {
+		return Approval{}, err
+	}
+	at, err := s.st.AuthTenant(pin)
+	if err != nil {
+		return Approval{}, err
+	}
+	a, err := at.Approval(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, s.notInTenant(ctx, approver, pin, OpApprovalGrant, requestID, err)
+	}
+	refuse := func(reason string, cause error) (Approval, error) {
+		return Approval{}, s.deny(ctx, approver, pin, OpApprovalGrant, requestID, reason, fmt.Errorf("approve %s: %w", requestID, cause))
+	}
+	now := s.now()
+	switch {
+	case a.RequesterID == approver.UserID:
+		return refuse("requester approving own request", ErrSelfApproval)
+	case a.Status == store.ApprovalVoid:
+		return refuse("request void", ErrApprovalVoid)
+	case a.Status == store.ApprovalDenied:
+		return refuse("request denied", ErrApprovalDenied)
+	case !now.Before(a.ExpiresAt):
+		return refuse("request expired", ErrApprovalExpired)
+	}
+	gs, err := at.Grants(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	if slices.ContainsFunc(gs, func(g store.Grant) bool { return g.ApproverID == approver.UserID }) {
+		return refuse("approver already approved", ErrAlreadyApproved)
+	}
+	shaHex := hex.EncodeToString(a.RequestSHA256)
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.useStepUp(ctx, tx, approver, pin, OpApprovalGrant, ApproveRequest(requestID, shaHex), stepUpCode); err != nil {
+			return err
+		}
+		// Re-read inside the transaction: the request may have been voided
+		// or approved meanwhile.
+		cur, err := at.Approval(ctx, tx, requestID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != store.ApprovalPending && cur.Status != store.ApprovalApproved {
+			return fmt.Errorf("approve %s: %w", requestID, ErrApprovalVoid)
+		}
+		if !bytes.Equal(cur.RequestSHA256, a.RequestSHA256) {
+			return fmt.Errorf("approve %s: %w", requestID, ErrApprovalVoid)
+		}
+		if err := at.AddGrant(ctx, tx, store.Grant{ApprovalID: requestID, ApproverID: approver.UserID, RequestSHA256: a.RequestSHA256, GrantedAt: now}); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("approve %s: %w", requestID, ErrAlreadyApproved)
+			}
+			return err
+		}
+		if err := s.append(ctx, tx, approver.entry(pin, audit.ActApprovalGrant, requestID, D{"kind": a.Kind, "request_sha256": shaHex})); err != nil {
+			return err
+		}
+		if gs, err = at.Grants(ctx, tx, requestID); err != nil {
+			return err
+		}
+		if len(gs) >= RequiredApprovals && cur.Status == store.ApprovalPending {
+			if err := at.MarkApproved(ctx, tx, requestID); err != nil {
+				return err
+			}
+			ids := make([]string, 0, len(gs))
+			for _, g := range gs {
+				ids = append(ids, g.ApproverID)
+			}
+			if err := s.append(ctx, tx, approver.entry(pin, audit.ActApprovalComplete, requestID, D{"kind": a.Kind, "request_sha256": shaHex, "approvers": ids})); err != nil {
+				return err
+			}
+		}
+		a, err = at.Approval(ctx, tx, requestID)
+		return err
+	})
+	if err != nil {
+		err = s.stepUpFailed(ctx, approver, pin, OpApprovalGrant, err)
+		if errors.Is(err, ErrAlreadyApproved) || errors.Is(err, ErrApprovalVoid) {
+			return refuse(err.Error(), err)
+		}
+		return Approval{}, err
+	}
+	return approvalOf(a, gs), nil
+}
+
+// Deny closes a pending request as denied.
+func (s *Service) Deny(ctx context.Context, approver Principal, requestID, reason string) error {
+	return s.close(ctx, approver, OpApprovalDeny, requestID, store.ApprovalDenied, audit.ActApprovalDeny, reason)
+}
+
+// VoidApproval withdraws a request (its requester, or an admin or security
+// lead), for example because the request is being edited: its approvals no
+// longer count, and the edited request needs a new RequestApproval.
+func (s *Service) VoidApproval(ctx context.Context, p Principal, requestID, reason string) error {
+	return s.close(ctx, p, OpApprovalVoid, requestID, store.ApprovalVoid, audit.ActApprovalVoid, reason)
+}
+
+func (s *Service) close(ctx context.Context, p Principal, op Operation, requestID, status string, action audit.Action, reason string) error {
+	pin, err := s.Authorize(ctx, p, op, "")
+	if err != nil {
+		return err
+	}
+	at, err := s.st.AuthTenant(pin)
+	if err != nil {
+		return err
+	}
+	a, err := at.Approval(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return s.notInTenant(ctx, p, pin, op, requestID, err)
+	}
+	if op == OpApprovalVoid && a.RequesterID != p.UserID && p.Role != store.RoleAdmin && p.Role != store.RoleSecurityLead {
+		return s.deny(ctx, p, pin, op, requestID, "only the requester, an admin or a security lead may void", fmt.Errorf("void %s: %w", requestID, ErrForbidden))
+	}
+	if op == OpApprovalDeny && a.RequesterID == p.UserID {
+		return s.deny(ctx, p, pin, op, requestID, "requester judging own request", fmt.Errorf("deny %s: %w", requestID, ErrSelfApproval))
+	}
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := at.CloseApproval(ctx, tx, requestID, status, s.now()); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(pin, action, requestID, D{"kind": a.Kind, "reason": reason}))
+	})
+	return s.notInTenant(ctx, p, pin, op, requestID, err)
+}
+
+// CheckApproved reports whether request requestID holds two approvals for
+// exactly canonicalRequest and has neither expired nor been voided or
+// denied: nil means the caller may proceed. If canonicalRequest differs from
+// what was approved, the request is voided for good (audited as
+// approval.void) and ErrApprovalVoid is returned: any change kills the
+// approvals. Scan and evidence-export code call it right before acting, in
+// the worker as well as at submission.
+func (s *Service) CheckApproved(ctx context.Context, requestID string, canonicalRequest []byte) error {
+	_, err := s.VerifiedApproval(ctx, requestID, canonicalRequest)
+	return err
+}
+
+// VerifiedApproval is CheckApproved returning the approval (for manifests
+// that list the approvers).
+func (s *Service) VerifiedApproval(ctx context.Context, requestID string, canonicalRequest []byte) (Approval, error) {
+	tenant, err := s.st.ApprovalTenant(ctx, requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	at, err := s.st.AuthTenant(tenant)
+	if err != nil {
+		return Approval{}, err
+	}
+	a, err := at.Approval(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	sum := sha256.Sum256(canonicalRequest)
+	if !bytes.Equal(sum[:], a.RequestSHA256) {
+		if a.Status == store.ApprovalPending || a.Status == store.ApprovalApproved {
+			err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+				if err := at.CloseApproval(ctx, tx, requestID, store.ApprovalVoid, s.now()); err != nil {
+					return err
+				}
+				return s.append(ctx, tx, audit.Entry{Tenant: tenant, ActorName: "system", Action: audit.ActApprovalVoid, Object: requestID,
+					Details: jsonDetails(D{"reason": "request changed after approval was requested", "approved_sha256": hex.EncodeToString(a.RequestSHA256), "presented_sha256": hex.EncodeToString(sum[:])})})
+			})
+			if err != nil {
+				return Approval{}, errors.Join(ErrApprovalVoid, err)
+			}
+		}
+		return Approval{}, fmt.Errorf("approval %s: request changed: %w", requestID, ErrApprovalVoid)
+	}
+	gs, err := at.Grants(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	switch {
+	case a.Status == store.ApprovalVoid:
+		return Approval{}, fmt.Errorf("approval %s: %w", requestID, ErrApprovalVoid)
+	case a.Status == store.ApprovalDenied:
+		return Approval{}, fmt.Errorf("approval %s: %w", requestID, ErrApprovalDenied)
+	case !s.now().Before(a.ExpiresAt):
+		return Approval{}, fmt.Errorf("approval %s: %w", requestID, ErrApprovalExpired)
+	}
+	distinct := map[string]bool{}
+	for _, g := range gs {
+		// Defence in depth: count only grants bound to this hash, by
+		// someone other than the requester.
+		if bytes.Equal(g.RequestSHA256, a.RequestSHA256) && g.ApproverID != a.RequesterID {
+			distinct[g.ApproverID] = true
+		}
+	}
+	if a.Status != store.ApprovalApproved || len(distinct) < RequiredApprovals {
+		return Approval{}, fmt.Errorf("approval %s: %d of %d: %w", requestID, len(distinct), RequiredApprovals, ErrApprovalPending)
+	}
+	return approvalOf(a, gs), nil
+}
+
+// GetApproval returns a request of p's tenant with its grants.
+func (s *Service) GetApproval(ctx context.Context, p Principal, requestID string) (Approval, error) {
+	pin, err := s.Authorize(ctx, p, OpApprovalList, "")
+	if err != nil {
+		return Approval{}, err
+	}
+	at, err := s.st.AuthTenant(pin)
+	if err != nil {
+		return Approval{}, err
+	}
+	a, err := at.Approval(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, s.notInTenant(ctx, p, pin, OpApprovalList, requestID, err)
+	}
+	gs, err := at.Grants(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	return approvalOf(a, gs), nil
+}
+
+// ListApprovals lists p's tenant's requests with status ("" for all).
+func (s *Service) ListApprovals(ctx context.Context, p Principal, status string) ([]Approval, error) {
+	pin, err := s.Authorize(ctx, p, OpApprovalList, "")
+	if err != nil {
+		return nil, err
+	}
+	at, err := s.st.AuthTenant(pin)
+	if err != nil {
+		return nil, err
+	}
+	as, err := at.ListApprovals(ctx, status)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Approval, 0, len(as))
+	for _, a := range as {
+		gs, err := at.Grants(ctx, s.st.Reader(), a.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, approvalOf(a, gs))
+	}
+	return out, nil
+}

@@ -1,0 +1,214 @@
+package auth
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"firewalliq/appliance/store"
+)
+
+// Operation names one thing a principal can ask the appliance to do. The
+// permission matrix (Permissions) says which roles may do it; docs/
+// permissions.md is generated from the matrix and a test keeps them equal.
+type Operation string
+
+// Operations. Those with Owner "auth" are methods of Service, and
+// TestMatrixWalk calls every one of them for every role. The others are
+// enforced by the owning service through Service.Authorize.
+const (
+	OpTenantCreate Operation = "tenant.create"
+	OpTenantList   Operation = "tenant.list"
+
+	OpUserList       Operation = "user.list"
+	OpUserCreate     Operation = "user.create"
+	OpUserRoleChange Operation = "user.role.change"
+	OpUserDisable    Operation = "user.disable"
+
+	OpPasswordChange Operation = "auth.password.change"
+	OpSessionList    Operation = "auth.session.list"
+	OpLogoutAll      Operation = "auth.logout.all"
+	OpTokenCreate    Operation = "token.create"
+	OpTokenList      Operation = "token.list"
+	OpTokenRevoke    Operation = "token.revoke"
+	OpSupportOpen    Operation = "support.open"
+	OpSupportClose   Operation = "support.close"
+	OpSupportList    Operation = "support.list"
+	OpApprovalList   Operation = "approval.list"
+	OpApprovalGrant  Operation = "approval.grant"
+	OpApprovalDeny   Operation = "approval.deny"
+	OpApprovalVoid   Operation = "approval.void"
+	OpScopeSign      Operation = "scope.sign"
+	OpScopeRegister  Operation = "scope.register"
+	OpScopeDelete    Operation = "scope.delete"
+	OpScopeRead      Operation = "scope.read"
+	OpPolicyEdit     Operation = "policy.edit"
+	OpPolicyRead     Operation = "policy.read"
+	OpScanRequest    Operation = "scan.request"
+	OpScanCancel     Operation = "scan.cancel"
+	OpScanRead       Operation = "scan.read"
+	OpEvidenceExport Operation = "evidence.export"
+	OpReportRead     Operation = "report.read"
+	OpAuditRead      Operation = "audit.read"
+	OpAuditAlarmAck  Operation = "audit.alarm.ack"
+	OpSettingsChange Operation = "settings.change"
+	OpSIEMConfigure  Operation = "siem.configure"
+	OpAnomalyRead    Operation = "anomaly.read"
+)
+
+// Permission is one row of the matrix.
+type Permission struct {
+	Op Operation
+	// Roles that may perform Op.
+	Roles []string
+	// StepUp means Op needs a fresh TOTP bound to its request.
+	StepUp bool
+	// DualApproval means Op (for production scopes, or always for evidence
+	// export) also needs two approvers through RequestApproval.
+	DualApproval bool
+	// ApplianceOnly means only appliance admins (users of no tenant) may do
+	// it; tenant admins may not.
+	ApplianceOnly bool
+	// Owner is the package that enforces the check.
+	Owner string
+	// What describes the operation for docs/permissions.md.
+	What string
+}
+
+// Permissions returns the permission matrix, in documentation order. It
+// builds a fresh value each call, so no caller can change another's view.
+func Permissions() []Permission {
+	A, SL, AP, OP, AU := store.RoleAdmin, store.RoleSecurityLead, store.RoleApprover, store.RoleOperator, store.RoleAuditor
+	all := store.Roles()
+	staff := []string{A, SL, AP, OP, AU}
+	return []Permission{
+		{Op: OpTenantCreate, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "auth", What: "create a tenant"},
+		{Op: OpTenantList, Roles: []string{A}, ApplianceOnly: true, Owner: "auth", What: "list tenants"},
+		{Op: OpUserList, Roles: []string{A, SL, AU}, Owner: "auth", What: "list a tenant's users and roles"},
+		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once)"},
+		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions)"},
+		{Op: OpUserDisable, Roles: []string{A}, StepUp: true, Owner: "auth", What: "disable a user (ends sessions, revokes tokens)"},
+		{Op: OpPasswordChange, Roles: all, Owner: "auth", What: "change one's own password"},
+		{Op: OpSessionList, Roles: all, Owner: "auth", What: "list one's own sessions"},
+		{Op: OpLogoutAll, Roles: all, Owner: "auth", What: "log out everywhere (end all of one's sessions)"},
+		{Op: OpTokenCreate, Roles: []string{A, SL, OP, AU}, StepUp: true, Owner: "auth", What: "create an API token (shown once; role no stronger than one's own)"},
+		{Op: OpTokenList, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "list API tokens (admins: all of the tenant's; others: their own)"},
+		{Op: OpTokenRevoke, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "revoke an API token (admins: any of the tenant's; others: their own)"},
+		{Op: OpSupportOpen, Roles: []string{A}, StepUp: true, Owner: "auth", What: "open a support ticket: one support user, this tenant only, time-limited"},
+		{Op: OpSupportClose, Roles: []string{A}, Owner: "auth", What: "close a support ticket early"},
+		{Op: OpSupportList, Roles: []string{A, AU}, Owner: "auth", What: "list support tickets"},
+		{Op: OpApprovalList, Roles: staff, Owner: "auth", What: "list approval requests and their grants"},
+		{Op: OpApprovalGrant, Roles: []string{SL, AP}, StepUp: true, Owner: "auth", What: "approve another person's request (never one's own, once per request)"},
+		{Op: OpApprovalDeny, Roles: []string{SL, AP}, Owner: "auth", What: "deny a pending request"},
+		{Op: OpApprovalVoid, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "withdraw (void) a request; requesters may void their own"},
+		{Op: OpScopeSign, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "sign a scope document"},
+		{Op: OpScopeRegister, Roles: []string{SL}, Owner: "scan", What: "register a signed scope document"},
+		{Op: OpScopeDelete, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "delete a scope"},
+		{Op: OpScopeRead, Roles: all, Owner: "scan", What: "read scopes"},
+		{Op: OpPolicyEdit, Roles: []string{SL, OP}, Owner: "policy", What: "edit the expected policy"},
+		{Op: OpPolicyRead, Roles: all, Owner: "policy", What: "read expected policies"},
+		{Op: OpScanRequest, Roles: []string{SL, OP}, DualApproval: true, Owner: "scan", What: "request a scan (production scopes need dual approval)"},
+		{Op: OpScanCancel, Roles: []string{A, SL, OP}, Owner: "scan", What: "cancel a scan"},
+		{Op: OpScanRead, Roles: all, Owner: "scan", What: "read scans, results and findings"},
+		{Op: OpEvidenceExport, Roles: []string{A, SL, AU}, StepUp: true, DualApproval: true, Owner: "vault", What: "export an evidence bundle (always dual approval)"},
+		{Op: OpReportRead, Roles: all, Owner: "policy", What: "read, verify and download compliance reports"},
+		{Op: OpAuditRead, Roles: []string{A, SL, AU}, Owner: "audit", What: "read and verify the audit log"},
+		{Op: OpAuditAlarmAck, Roles: []string{A, SL}, StepUp: true, Owner: "audit", What: "acknowledge an audit tamper alarm"},
+		{Op: OpSettingsChange, Roles: []string{A}, StepUp: true, Owner: "appliance", What: "change appliance or tenant settings"},
+		{Op: OpSIEMConfigure, Roles: []string{A}, StepUp: true, Owner: "siem", What: "add or remove SIEM destinations"},
+		{Op: OpAnomalyRead, Roles: []string{A, SL, AU}, Owner: "audit", What: "read anomaly alerts"},
+	}
+}
+
+// selfService reports whether op acts only on the caller's own account, so
+// a support user may do it without a ticket.
+func selfService(op Operation) bool {
+	switch op {
+	case OpPasswordChange, OpSessionList, OpLogoutAll:
+		return true
+	}
+	return false
+}
+
+// permission returns op's row.
+func permission(op Operation) (Permission, bool) {
+	for _, p := range Permissions() {
+		if p.Op == op {
+			return p, true
+		}
+	}
+	return Permission{}, false
+}
+
+// Allowed reports whether role may perform op according to the matrix.
+func Allowed(role string, op Operation) bool {
+	p, ok := permission(op)
+	return ok && slices.Contains(p.Roles, role)
+}
+
+// NeedsStepUp reports whether op needs a step-up TOTP.
+func NeedsStepUp(op Operation) bool {
+	p, _ := permission(op)
+	return p.StepUp
+}
+
+// weaker reports whether role's rights are a subset of than's, judged on the
+// matrix itself, so that a token can never carry more than its creator.
+func weaker(role, than string) bool {
+	for _, p := range Permissions() {
+		if slices.Contains(p.Roles, role) && !slices.Contains(p.Roles, than) {
+			return false
+		}
+	}
+	return true
+}
+
+// PermissionsMarkdown renders the matrix as docs/permissions.md.
+func PermissionsMarkdown() string {
+	var b strings.Builder
+	roles := store.Roles()
+	b.WriteString("# Permissions\n\n")
+	b.WriteString("Generated from `appliance/auth/permissions.go` by\n`go test ./appliance/auth -run TestPermissionsDoc -update`; a test fails when they differ,\n")
+	b.WriteString("and `TestMatrixWalk` calls every `auth` operation as every role and checks the outcome\nagainst this table.\n\n")
+	b.WriteString("- **x**: allowed. **x†**: allowed with a fresh step-up TOTP bound to the request (valid 5 minutes, used once).\n")
+	b.WriteString("- **dual**: also needs two approvals (`approver` or `security_lead`, neither the requester, each with step-up);\n  for scans only when the scope is production, for evidence export always.\n")
+	b.WriteString("- **appliance**: only appliance admins (users of no tenant), not tenant admins.\n")
+	b.WriteString("- `support` users have no rights of their own. While a tenant admin's support ticket is open they may,\n  in that tenant only: " +
+		"`scope.read`, `policy.read`, `scan.read`, `report.read` (and manage their own password and sessions).\n  Every other attempt, and any attempt on another tenant, is refused and audited as `access.denied`.\n")
+	b.WriteString("- Every refusal is written to the audit log as `access.denied` with the operation and reason.\n\n")
+	b.WriteString("| operation | what |")
+	for _, r := range roles {
+		b.WriteString(" " + r + " |")
+	}
+	b.WriteString(" notes | enforced by |\n|---|---|")
+	for range roles {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|---|\n")
+	for _, p := range Permissions() {
+		fmt.Fprintf(&b, "| `%s` | %s |", p.Op, p.What)
+		for _, r := range roles {
+			cell := ""
+			switch {
+			case r == store.RoleSupport && slices.Contains(p.Roles, r) && !selfService(p.Op):
+				cell = "ticket"
+			case slices.Contains(p.Roles, r):
+				cell = "x"
+				if p.StepUp {
+					cell = "x†"
+				}
+			}
+			b.WriteString(" " + cell + " |")
+		}
+		var notes []string
+		if p.DualApproval {
+			notes = append(notes, "dual")
+		}
+		if p.ApplianceOnly {
+			notes = append(notes, "appliance")
+		}
+		fmt.Fprintf(&b, " %s | `%s` |\n", strings.Join(notes, ", "), p.Owner)
+	}
+	b.WriteString("\n`ticket`: only during an open support ticket, pinned to that ticket's tenant.\n")
+	return b.String()
+}

@@ -1,0 +1,531 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// Secret formats. A session id or API token is a prefix and 32 random bytes
+// in unpadded base64url. The prefix tells them apart (a token pasted into a
+// cookie is refused) and lets secret scanners recognise a leaked token.
+const (
+	sessionPrefix = "fiqs_"
+	tokenPrefix   = "fiqt_"
+	secretBytes   = 32
+)
+
+// SessionCookieName is the console's session cookie. The __Host- prefix makes
+// browsers refuse it unless it is Secure, has Path=/ and no Domain, so a
+// sibling host cannot plant or overwrite it (one half of fixation defence;
+// the other is a new id at every login step).
+const SessionCookieName = "__Host-fiq_session"
+
+// CSRFHeader is the header (or form field "csrf") carrying the CSRF token.
+const CSRFHeader = "X-CSRF-Token"
+
+// newSecret returns a new secret with prefix and the SHA-256 it is stored as.
+func newSecret(prefix string) (string, []byte, error) {
+	b := make([]byte, secretBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, fmt.Errorf("new secret: %w", err)
+	}
+	h := sha256.Sum256(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b), h[:], nil
+}
+
+// parseSecret checks s has prefix and exactly secretBytes of base64url, and
+// returns the raw bytes. Anything else, including padding, whitespace or a
+// longer value, is ErrUnauthenticated.
+func parseSecret(prefix, s string) ([]byte, error) {
+	if len(s) != len(prefix)+base64.RawURLEncoding.EncodedLen(secretBytes) || !strings.HasPrefix(s, prefix) {
+		return nil, ErrUnauthenticated
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s[len(prefix):])
+	if err != nil || len(b) != secretBytes {
+		return nil, ErrUnauthenticated
+	}
+	return b, nil
+}
+
+// hashSecret returns the stored form of a parsed secret.
+func hashSecret(raw []byte) []byte { h := sha256.Sum256(raw); return h[:] }
+
+// SessionCookie returns the cookie carrying a session token: HttpOnly (no
+// script can read it), Secure, SameSite=Strict (not sent on cross-site
+// requests), Path=/ and no Expires, so it dies with the browser; the
+// server enforces idle and absolute timeouts on its own.
+func SessionCookie(token string) *http.Cookie {
+	return &http.Cookie{Name: SessionCookieName, Value: token, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode}
+}
+
+// ClearSessionCookie returns a cookie that deletes the session cookie.
+func ClearSessionCookie() *http.Cookie {
+	c := SessionCookie("")
+	c.MaxAge = -1
+	c.Expires = time.Unix(0, 0)
+	return c
+}
+
+// CSRFToken returns the CSRF token of a session: an HMAC of a fixed label
+// keyed with the session secret. It needs no storage, changes whenever the
+// session id rotates, and cannot be computed without the cookie, which
+// other sites cannot read. The console puts it in every form and in a
+// meta tag for fetch().
+func CSRFToken(sessionToken string) (string, error) {
+	raw, err := parseSecret(sessionPrefix, sessionToken)
+	if err != nil {
+		return "", err
+	}
+	return csrfFor(raw), nil
+}
+
+func csrfFor(raw []byte) string {
+	m := hmac.New(sha256.New, raw)
+	m.Write([]byte("firewalliq csrf v1"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// CheckCSRF compares token with the session's CSRF token in constant time.
+func CheckCSRF(sessionToken, token string) error {
+	raw, err := parseSecret(sessionPrefix, sessionToken)
+	if err != nil {
+		return ErrCSRF
+	}
+	if subtle.ConstantTimeCompare([]byte(csrfFor(raw)), []byte(token)) != 1 {
+		return ErrCSRF
+	}
+	return nil
+}
+
+// stateChanging reports whether an HTTP method may change state; RFC 9110
+// safe methods do not, every other method (including unknown ones) does.
+func stateChanging(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
+
+// Login is the state of a login after a step.
+type Login struct {
+	// Token is the new session secret: set it with SessionCookie. Every
+	// step issues a new one and deletes the previous session (rotation).
+	Token string
+	// Stage is "password" (send a TOTP to VerifyTOTP or a recovery code to
+	// UseRecoveryCode), "enrol" (BeginEnrolment, ConfirmEnrolment) or
+	// "full" (signed in).
+	Stage string
+	// CSRF is the session's CSRF token.
+	CSRF string
+	// SessionID is the session's public id.
+	SessionID string
+	// MustChangePassword means the user must call ChangePassword before
+	// anything else.
+	MustChangePassword bool
+	ExpiresAt          time.Time
+}
+
+// principalOf builds the principal of user u (before support pinning).
+func principalOf(u store.User, sessionID string, c Client) Principal {
+	return Principal{UserID: u.ID, Name: u.Name, Role: u.Role, TenantID: u.TenantID, HomeTenantID: u.TenantID,
+		SessionID: sessionID, MustChangePassword: u.MustChangePassword, Client: c}
+}
+
+// newSession inserts a session for u at stage and returns its Login.
+func (s *Service) newSession(ctx context.Context, tx *sql.Tx, u store.User, stage string, c Client) (Login, error) {
+	tok, h, err := newSecret(sessionPrefix)
+	if err != nil {
+		return Login{}, err
+	}
+	now := s.now()
+	ttl := s.p.SessionAbsolute
+	if stage != "full" {
+		ttl = s.p.PendingTTL
+	}
+	se := store.Session{ID: store.NewID("ses"), IDHash: h, UserID: u.ID, Stage: stage, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(ttl), IP: c.IP, UserAgent: c.UserAgent}
+	if err := s.st.CreateSession(ctx, tx, se); err != nil {
+		return Login{}, err
+	}
+	raw, _ := parseSecret(sessionPrefix, tok)
+	return Login{Token: tok, Stage: stage, CSRF: csrfFor(raw), SessionID: se.ID, MustChangePassword: u.MustChangePassword, ExpiresAt: se.ExpiresAt}, nil
+}
+
+// promote replaces pending session se with a full session (a new id) and
+// audits the completed login.
+func (s *Service) promote(ctx context.Context, tx *sql.Tx, se store.Session, u store.User, c Client, factor string) (Login, error) {
+	if err := s.st.DeleteSession(ctx, tx, se.ID); err != nil {
+		return Login{}, err
+	}
+	l, err := s.newSession(ctx, tx, u, "full", c)
+	if err != nil {
+		return Login{}, err
+	}
+	p := principalOf(u, l.SessionID, c)
+	return l, s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, D{"factor": factor, "complete": true, "session": l.SessionID}))
+}
+
+// pending returns the pending session of token at stage and its user.
+func (s *Service) pending(ctx context.Context, token, stage string, c Client) (store.Session, store.User, error) {
+	raw, err := parseSecret(sessionPrefix, token)
+	if err != nil {
+		return store.Session{}, store.User{}, err
+	}
+	se, err := s.st.SessionByHash(ctx, s.st.Reader(), hashSecret(raw))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Session{}, store.User{}, ErrUnauthenticated
+		}
+		return store.Session{}, store.User{}, err
+	}
+	if se.Stage != stage || !s.now().Before(se.ExpiresAt) {
+		return store.Session{}, store.User{}, ErrUnauthenticated
+	}
+	u, err := s.st.UserByID(ctx, se.UserID)
+	if err != nil || u.Disabled {
+		return store.Session{}, store.User{}, ErrUnauthenticated
+	}
+	return se, u, nil
+}
+
+// Login checks a password. previousToken is the session cookie the browser
+// sent, if any: it is deleted, never promoted, so an id planted by an
+// attacker (session fixation) is worthless. On success the returned Login
+// is at stage "password" (TOTP next) or "enrol" (TOTP not yet enrolled).
+//
+// Refusals: ErrRateLimited (too many failures from c.IP), ErrLockedOut,
+// ErrUnauthenticated (unknown user, disabled user or wrong password, not
+// told apart). Every attempt is audited with c's address and user agent.
+func (s *Service) Login(ctx context.Context, name, password string, c Client, previousToken string) (Login, error) {
+	now := s.now()
+	if previousToken != "" {
+		if raw, err := parseSecret(sessionPrefix, previousToken); err == nil {
+			if old, err := s.st.SessionByHash(ctx, s.st.Reader(), hashSecret(raw)); err == nil {
+				if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return s.st.DeleteSession(ctx, tx, old.ID) }); err != nil {
+					return Login{}, err
+				}
+			}
+		}
+	}
+	anon := Principal{Name: name, Client: c}
+	fail := func(u store.User, reason string, cause error) error {
+		p := anon
+		if u.ID != "" {
+			p = principalOf(u, "", c)
+		}
+		return s.record(ctx, cause, p.entry(u.TenantID, audit.ActAuthLoginFailed, name, D{"reason": reason}))
+	}
+	n, err := s.st.CountIPEvents(ctx, s.st.Reader(), store.EventLoginFailed, c.IP, now.Add(-s.p.IPWindow))
+	if err != nil {
+		return Login{}, err
+	}
+	if n >= s.p.IPMaxFailures {
+		return Login{}, fail(store.User{}, "source address rate limited", ErrRateLimited)
+	}
+	u, err := s.st.UserByLoginName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		// Spend the same time as a real check, so response time does not
+		// reveal which names exist.
+		_ = VerifyPassword(s.dummy, password)
+		return Login{}, s.loginFailed(ctx, anon, store.User{}, "unknown user", ErrUnauthenticated)
+	}
+	if err != nil {
+		return Login{}, err
+	}
+	st, err := s.st.AuthState(ctx, s.st.Reader(), u.ID)
+	if err != nil {
+		return Login{}, err
+	}
+	if now.Before(st.LockedUntil) {
+		// No password check while locked: the lockout must stop guessing,
+		// not only hide its result.
+		return Login{}, fail(u, "locked until "+st.LockedUntil.Format(time.RFC3339), fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
+	}
+	if u.Disabled {
+		_ = VerifyPassword(s.dummy, password)
+		return Login{}, s.loginFailed(ctx, anon, u, "user disabled", ErrUnauthenticated)
+	}
+	if err := VerifyPassword(u.PasswordHash, password); err != nil {
+		return Login{}, s.loginFailed(ctx, anon, u, "wrong password", ErrUnauthenticated)
+	}
+	stage := "password"
+	if !u.TOTPConfirmed {
+		stage = "enrol"
+	}
+	var l Login
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.st.SetLoginState(ctx, tx, store.AuthState{UserID: u.ID}); err != nil {
+			return err
+		}
+		var err error
+		if l, err = s.newSession(ctx, tx, u, stage, c); err != nil {
+			return err
+		}
+		p := principalOf(u, l.SessionID, c)
+		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, D{"factor": "password", "complete": false, "next": stage}))
+	})
+	if err != nil {
+		return Login{}, err
+	}
+	return l, nil
+}
+
+// loginFailed records a failed password attempt: the audit entry, the event
+// for the per-address limit and anomaly counts, and for a known user the
+// failure count and, at the threshold, a lockout that doubles each time.
+func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User, reason string, cause error) error {
+	now := s.now()
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		p := anon
+		if u.ID != "" {
+			p = principalOf(u, "", anon.Client)
+		}
+		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLoginFailed, anon.Name, D{"reason": reason})); err != nil {
+			return err
+		}
+		if err := s.st.AddEvent(ctx, tx, store.EventLoginFailed, u.ID, anon.Client.IP, now); err != nil {
+			return err
+		}
+		if u.ID == "" {
+			return nil
+		}
+		st, err := s.st.AuthState(ctx, tx, u.ID)
+		if err != nil {
+			return err
+		}
+		st.FailedLogins++
+		if st.FailedLogins >= s.p.LockoutThreshold {
+			st.Lockouts++
+			d := s.p.LockoutBase
+			for i := 1; i < st.Lockouts && d < s.p.LockoutMax; i++ {
+				d *= 2
+			}
+			d = min(d, s.p.LockoutMax)
+			st.LockedUntil = now.Add(d)
+			st.FailedLogins = 0
+			cause = fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
+			if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLockout, u.ID, D{"lockout": st.Lockouts, "seconds": int64(d / time.Second), "until": st.LockedUntil.Format(time.RFC3339)})); err != nil {
+				return err
+			}
+		}
+		if err := s.st.SetLoginState(ctx, tx, st); err != nil {
+			return err
+		}
+		return s.activity(ctx, tx, p, ActivityLoginFailed)
+	})
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// VerifyTOTP completes a login at stage password with a TOTP code; the
+// session id is replaced by a new one.
+func (s *Service) VerifyTOTP(ctx context.Context, token, code string, c Client) (Login, error) {
+	se, u, err := s.pending(ctx, token, "password", c)
+	if err != nil {
+		return Login{}, err
+	}
+	var l Login
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.verifyTOTP(ctx, tx, u, code); err != nil {
+			return err
+		}
+		l, err = s.promote(ctx, tx, se, u, c, "totp")
+		return err
+	})
+	if err != nil {
+		return Login{}, s.secondFactorFailed(ctx, u, c, "login", err)
+	}
+	return l, nil
+}
+
+// Request is what Authenticate needs from an HTTP request.
+type Request struct {
+	// SessionToken is the session cookie's value.
+	SessionToken string
+	// Method is the HTTP method; every method but GET, HEAD, OPTIONS and
+	// TRACE must carry CSRFToken.
+	Method    string
+	CSRFToken string
+	Client    Client
+}
+
+// Authenticate resolves a full session to its principal, enforcing idle and
+// absolute timeouts, the disabled flag, CSRF on state-changing methods and
+// support-ticket pinning. A CSRF refusal is audited.
+func (s *Service) Authenticate(ctx context.Context, r Request) (Principal, error) {
+	raw, err := parseSecret(sessionPrefix, r.SessionToken)
+	if err != nil {
+		return Principal{}, ErrUnauthenticated
+	}
+	se, err := s.st.SessionByHash(ctx, s.st.Reader(), hashSecret(raw))
+	if errors.Is(err, store.ErrNotFound) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	if se.Stage != "full" {
+		return Principal{}, ErrUnauthenticated
+	}
+	u, err := s.st.UserByID(ctx, se.UserID)
+	if err != nil {
+		return Principal{}, err
+	}
+	p := principalOf(u, se.ID, r.Client)
+	now := s.now()
+	var why string
+	switch {
+	case !now.Before(se.ExpiresAt):
+		why = "absolute timeout"
+	case now.Sub(se.LastSeen) >= s.p.SessionIdle:
+		why = "idle timeout"
+	case u.Disabled:
+		why = "user disabled"
+	}
+	if why != "" {
+		err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+			if err := s.st.DeleteSession(ctx, tx, se.ID); err != nil {
+				return err
+			}
+			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthSessionRevoke, se.ID, D{"reason": why}))
+		})
+		return Principal{}, errors.Join(fmt.Errorf("%w: %s", ErrUnauthenticated, why), err)
+	}
+	if stateChanging(r.Method) && subtle.ConstantTimeCompare([]byte(csrfFor(raw)), []byte(r.CSRFToken)) != 1 {
+		return Principal{}, s.deny(ctx, p, u.TenantID, "", r.Method, "csrf token missing or wrong", ErrCSRF)
+	}
+	if p, err = s.pin(ctx, p); err != nil {
+		return Principal{}, err
+	}
+	// Record activity at most once a minute: enough for a 15-minute idle
+	// timeout, without a write on every page load.
+	if now.Sub(se.LastSeen) >= time.Minute {
+		if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return s.st.TouchSession(ctx, tx, se.ID, now) }); err != nil {
+			return Principal{}, err
+		}
+	}
+	return p, nil
+}
+
+// pin applies a support ticket: a support user with an open ticket acts in
+// the ticket's tenant and nowhere else; without one, in no tenant.
+func (s *Service) pin(ctx context.Context, p Principal) (Principal, error) {
+	if p.Role != store.RoleSupport {
+		return p, nil
+	}
+	p.TenantID = ""
+	t, err := s.st.ActiveSupportTicket(ctx, p.UserID, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return p, nil
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	p.TenantID, p.SupportTicketID = t.TenantID, t.ID
+	return p, nil
+}
+
+// Logout ends p's current session.
+func (s *Service) Logout(ctx context.Context, p Principal) error {
+	if p.SessionID == "" {
+		return fmt.Errorf("logout: %w", ErrInvalid)
+	}
+	return s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.st.DeleteSession(ctx, tx, p.SessionID); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(p.HomeTenantID, audit.ActAuthLogout, p.SessionID, nil))
+	})
+}
+
+// LogoutEverywhere ends every session of p's user, this one included.
+func (s *Service) LogoutEverywhere(ctx context.Context, p Principal) error {
+	if _, err := s.Authorize(ctx, p, OpLogoutAll, ""); err != nil {
+		return err
+	}
+	return s.st.InTx(ctx, func(tx *sql.Tx) error {
+		n, err := s.st.DeleteUserSessions(ctx, tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(p.HomeTenantID, audit.ActAuthLogout, p.UserID, D{"everywhere": true, "sessions": n}))
+	})
+}
+
+// SessionInfo describes a session for "your sessions" (never its secret).
+type SessionInfo struct {
+	ID                            string
+	Current                       bool
+	IP, UserAgent                 string
+	CreatedAt, LastSeen, ExpireAt time.Time
+}
+
+// Sessions lists p's own sessions.
+func (s *Service) Sessions(ctx context.Context, p Principal) ([]SessionInfo, error) {
+	if _, err := s.Authorize(ctx, p, OpSessionList, ""); err != nil {
+		return nil, err
+	}
+	ss, err := s.st.UserSessions(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SessionInfo, 0, len(ss))
+	for _, se := range ss {
+		out = append(out, SessionInfo{ID: se.ID, Current: se.ID == p.SessionID, IP: se.IP, UserAgent: se.UserAgent, CreatedAt: se.CreatedAt, LastSeen: se.LastSeen, ExpireAt: se.ExpiresAt})
+	}
+	return out, nil
+}
+
+// ChangePassword replaces p's password (checking the old one) and, because a
+// password change is a privilege change, ends every session of the user and
+// returns a new one.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, oldPassword, newPassword string) (Login, error) {
+	if _, err := s.Authorize(ctx, p, OpPasswordChange, ""); err != nil {
+		return Login{}, err
+	}
+	u, err := s.st.UserByID(ctx, p.UserID)
+	if err != nil {
+		return Login{}, err
+	}
+	if err := VerifyPassword(u.PasswordHash, oldPassword); err != nil {
+		return Login{}, s.loginFailed(ctx, Principal{Name: u.Name, Client: p.Client}, u, "wrong password on password change", ErrUnauthenticated)
+	}
+	if oldPassword == newPassword {
+		return Login{}, fmt.Errorf("new password equals the old one: %w", ErrInvalid)
+	}
+	hash, err := HashPasswordWith(s.p.Argon, newPassword)
+	if err != nil {
+		return Login{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var l Login
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.st.SetUserPassword(ctx, tx, u.ID, hash, false); err != nil {
+			return err
+		}
+		n, err := s.st.DeleteUserSessions(ctx, tx, u.ID)
+		if err != nil {
+			return err
+		}
+		u.MustChangePassword = false
+		if l, err = s.newSession(ctx, tx, u, "full", p.Client); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthPasswordChange, u.ID, D{"sessions_ended": n, "session": l.SessionID}))
+	})
+	return l, err
+}

@@ -1,0 +1,135 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// OpRequest is the canonical request of an operation the auth service
+// performs itself (user and role changes, tokens, support tickets,
+// approvals): JSON with sorted keys and no insignificant whitespace. A
+// console that collects the step-up code first calls StepUp with the same
+// bytes.
+func OpRequest(op Operation, tenant string, args map[string]string) []byte {
+	m := map[string]string{"op": string(op), "tenant": tenant}
+	for k, v := range args {
+		m["arg."+k] = v
+	}
+	// encoding/json sorts map keys and escapes consistently, so equal
+	// requests give equal bytes.
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// StepUpGrant is a recorded step-up: usable once, for its operation and
+// request, until ExpiresAt.
+type StepUpGrant struct {
+	ID        string
+	Op        Operation
+	ExpiresAt time.Time
+}
+
+// StepUp checks a fresh TOTP code from p for op on canonicalRequest and
+// records a grant that the operation consumes (ConsumeStepUp) within
+// Params.StepUpTTL (5 minutes). The code itself is spent: the same code
+// cannot serve a second step-up or login.
+//
+// tenant is where op will act ("" for p's own tenant); p must be allowed op
+// there, so a step-up cannot be collected for something p may not do.
+func (s *Service) StepUp(ctx context.Context, p Principal, op Operation, tenant string, canonicalRequest []byte, code string) (StepUpGrant, error) {
+	pin, err := s.Authorize(ctx, p, op, tenant)
+	if err != nil {
+		return StepUpGrant{}, err
+	}
+	if !NeedsStepUp(op) {
+		return StepUpGrant{}, fmt.Errorf("step-up for %s: %w: operation needs none", op, ErrInvalid)
+	}
+	var g StepUpGrant
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		g, err = s.grantStepUp(ctx, tx, p, pin, op, canonicalRequest, code)
+		return err
+	})
+	if err != nil {
+		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, err)
+	}
+	return g, nil
+}
+
+// grantStepUp verifies code and inserts a grant, in tx.
+func (s *Service) grantStepUp(ctx context.Context, tx *sql.Tx, p Principal, tenant string, op Operation, canonicalRequest []byte, code string) (StepUpGrant, error) {
+	if p.TokenID != "" {
+		return StepUpGrant{}, fmt.Errorf("%w: API tokens cannot step up", ErrStepUpRequired)
+	}
+	u, err := s.st.UserByID(ctx, p.UserID)
+	if err != nil {
+		return StepUpGrant{}, err
+	}
+	if !u.TOTPConfirmed {
+		return StepUpGrant{}, ErrEnrolmentRequired
+	}
+	if err := s.verifyTOTP(ctx, tx, u, code); err != nil {
+		return StepUpGrant{}, err
+	}
+	now := s.now()
+	sum := sha256.Sum256(canonicalRequest)
+	g := store.StepUp{ID: store.NewID("su"), UserID: p.UserID, Operation: string(op), RequestSHA256: sum[:], CreatedAt: now, ExpiresAt: now.Add(s.p.StepUpTTL)}
+	if err := s.st.CreateStepUp(ctx, tx, g); err != nil {
+		return StepUpGrant{}, err
+	}
+	if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthStepUp, g.ID, D{"operation": string(op), "request_sha256": hex.EncodeToString(sum[:]), "expires": g.ExpiresAt.Format(time.RFC3339)})); err != nil {
+		return StepUpGrant{}, err
+	}
+	return StepUpGrant{ID: g.ID, Op: op, ExpiresAt: g.ExpiresAt}, nil
+}
+
+// ConsumeStepUp spends p's step-up grant for op on canonicalRequest inside
+// the caller's transaction tx (the one that performs the operation), or
+// returns ErrStepUpRequired. The caller should audit that refusal with
+// StepUpRefused, after its transaction has rolled back.
+func (s *Service) ConsumeStepUp(ctx context.Context, tx *sql.Tx, p Principal, op Operation, canonicalRequest []byte) error {
+	sum := sha256.Sum256(canonicalRequest)
+	if _, err := s.st.ConsumeStepUp(ctx, tx, p.UserID, string(op), sum[:], s.now()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%s: %w", op, ErrStepUpRequired)
+		}
+		return err
+	}
+	return nil
+}
+
+// StepUpRefused audits a failed or missing step-up as auth.stepup.failed
+// and returns err; other errors pass through unaudited.
+func (s *Service) StepUpRefused(ctx context.Context, p Principal, tenant string, op Operation, err error) error {
+	return s.stepUpFailed(ctx, p, tenant, op, err)
+}
+
+// useStepUp is how the service's own sensitive operations authenticate:
+// with code, verify it now and spend it at once; without, spend a grant
+// recorded earlier by StepUp.
+func (s *Service) useStepUp(ctx context.Context, tx *sql.Tx, p Principal, tenant string, op Operation, canonicalRequest []byte, code string) error {
+	if code == "" {
+		return s.ConsumeStepUp(ctx, tx, p, op, canonicalRequest)
+	}
+	if _, err := s.grantStepUp(ctx, tx, p, tenant, op, canonicalRequest, code); err != nil {
+		return err
+	}
+	return s.ConsumeStepUp(ctx, tx, p, op, canonicalRequest)
+}
+
+// stepUpFailed audits step-up failures; other errors pass through.
+func (s *Service) stepUpFailed(ctx context.Context, p Principal, tenant string, op Operation, err error) error {
+	if !errors.Is(err, ErrStepUpRequired) && !errors.Is(err, ErrInvalidCode) && !errors.Is(err, ErrReplay) && !errors.Is(err, ErrEnrolmentRequired) {
+		return err
+	}
+	return s.record(ctx, err, p.entry(tenant, audit.ActAuthStepUpFailed, string(op), D{"operation": string(op), "reason": err.Error()}))
+}

@@ -1,0 +1,189 @@
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// sensitive runs fn in one transaction after authorising p for op in tenant
+// and spending a step-up bound to OpRequest(op, pinned tenant, args). Every
+// refusal is audited: by Authorize, by stepUpFailed, or (objects not found
+// in the pinned tenant) as access.denied by notInTenant.
+func (s *Service) sensitive(ctx context.Context, p Principal, op Operation, tenant string, args map[string]string, code string, fn func(tx *sql.Tx, pin string) error) error {
+	pin, err := s.Authorize(ctx, p, op, tenant)
+	if err != nil {
+		return err
+	}
+	req := OpRequest(op, pin, args)
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if NeedsStepUp(op) {
+			if err := s.useStepUp(ctx, tx, p, pin, op, req, code); err != nil {
+				return err
+			}
+		}
+		return fn(tx, pin)
+	})
+	if err != nil {
+		return s.notInTenant(ctx, p, pin, op, args["id"], s.stepUpFailed(ctx, p, pin, op, err))
+	}
+	return nil
+}
+
+// notInTenant audits a lookup that found nothing in the pinned tenant: an id
+// from another tenant (or a guessed one) is a cross-tenant attempt as far as
+// the log is concerned. Other errors pass through.
+func (s *Service) notInTenant(ctx context.Context, p Principal, tenant string, op Operation, object string, err error) error {
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return s.deny(ctx, p, tenant, op, object, "object not found in tenant "+tenant, err)
+}
+
+// UserInfo is a user as shown to admins (no secrets).
+type UserInfo struct {
+	ID, TenantID, Name, Role string
+	TOTPConfirmed            bool
+	MustChangePassword       bool
+	Disabled                 bool
+	CreatedAt                string
+}
+
+func infoOf(u store.User) UserInfo {
+	return UserInfo{ID: u.ID, TenantID: u.TenantID, Name: u.Name, Role: u.Role, TOTPConfirmed: u.TOTPConfirmed, MustChangePassword: u.MustChangePassword, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+}
+
+// CreateTenant creates a tenant (appliance admins, step-up).
+func (s *Service) CreateTenant(ctx context.Context, p Principal, name, stepUpCode string) (store.Tenant, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return store.Tenant{}, fmt.Errorf("tenant name: %w", ErrInvalid)
+	}
+	var t store.Tenant
+	err := s.sensitive(ctx, p, OpTenantCreate, "", map[string]string{"name": name}, stepUpCode, func(tx *sql.Tx, _ string) error {
+		var err error
+		if t, err = s.st.CreateTenant(ctx, tx, name); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(t.ID, audit.ActTenantCreate, t.ID, D{"name": name}))
+	})
+	return t, err
+}
+
+// ListTenants lists tenants (appliance admins).
+func (s *Service) ListTenants(ctx context.Context, p Principal) ([]store.Tenant, error) {
+	if _, err := s.Authorize(ctx, p, OpTenantList, ""); err != nil {
+		return nil, err
+	}
+	return s.st.ListTenants(ctx)
+}
+
+// ListUsers lists tenant's users ("" for p's own tenant).
+func (s *Service) ListUsers(ctx context.Context, p Principal, tenant string) ([]UserInfo, error) {
+	pin, err := s.Authorize(ctx, p, OpUserList, tenant)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.st.Tenant(pin)
+	if err != nil {
+		return nil, err
+	}
+	us, err := ts.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UserInfo, 0, len(us))
+	for _, u := range us {
+		out = append(out, infoOf(u))
+	}
+	return out, nil
+}
+
+// NewUser describes a user to create.
+type NewUser struct {
+	Name string
+	Role string
+}
+
+// CreateUser creates a user in tenant with a one-time password, returned
+// once; the user must change it and enrol TOTP at first login.
+func (s *Service) CreateUser(ctx context.Context, p Principal, tenant string, nu NewUser, stepUpCode string) (UserInfo, string, error) {
+	nu.Name = strings.TrimSpace(nu.Name)
+	if nu.Name == "" || !slices.Contains(store.Roles(), nu.Role) {
+		return UserInfo{}, "", fmt.Errorf("new user %q role %q: %w", nu.Name, nu.Role, ErrInvalid)
+	}
+	otp, err := RandomPassword()
+	if err != nil {
+		return UserInfo{}, "", err
+	}
+	hash, err := HashPasswordWith(s.p.Argon, otp)
+	if err != nil {
+		return UserInfo{}, "", err
+	}
+	var u store.User
+	err = s.sensitive(ctx, p, OpUserCreate, tenant, map[string]string{"name": nu.Name, "role": nu.Role}, stepUpCode, func(tx *sql.Tx, pin string) error {
+		ts, err := s.st.Tenant(pin)
+		if err != nil {
+			return err
+		}
+		if u, err = ts.CreateUser(ctx, tx, store.User{Name: nu.Name, Role: nu.Role, PasswordHash: hash, MustChangePassword: true}); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserCreate, u.ID, D{"name": u.Name, "role": u.Role}))
+	})
+	if err != nil {
+		return UserInfo{}, "", err
+	}
+	return infoOf(u), otp, nil
+}
+
+// SetRole changes a user's role in tenant and ends all of that user's
+// sessions, so the new rights (or their loss) apply from a fresh login.
+func (s *Service) SetRole(ctx context.Context, p Principal, tenant, userID, role, stepUpCode string) error {
+	if !slices.Contains(store.Roles(), role) {
+		return fmt.Errorf("role %q: %w", role, ErrInvalid)
+	}
+	return s.sensitive(ctx, p, OpUserRoleChange, tenant, map[string]string{"id": userID, "role": role}, stepUpCode, func(tx *sql.Tx, pin string) error {
+		ts, err := s.st.Tenant(pin)
+		if err != nil {
+			return err
+		}
+		old, err := ts.User(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if err := ts.SetUserRole(ctx, tx, userID, role); err != nil {
+			return err
+		}
+		n, err := s.st.DeleteUserSessions(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserRoleChange, userID, D{"from": old.Role, "to": role, "sessions_ended": n}))
+	})
+}
+
+// DisableUser disables a user in tenant and ends their sessions; their API
+// tokens stop working (AuthenticateToken checks the user).
+func (s *Service) DisableUser(ctx context.Context, p Principal, tenant, userID, stepUpCode string) error {
+	return s.sensitive(ctx, p, OpUserDisable, tenant, map[string]string{"id": userID}, stepUpCode, func(tx *sql.Tx, pin string) error {
+		ts, err := s.st.Tenant(pin)
+		if err != nil {
+			return err
+		}
+		if err := ts.DisableUser(ctx, tx, userID); err != nil {
+			return err
+		}
+		n, err := s.st.DeleteUserSessions(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserDisable, userID, D{"sessions_ended": n}))
+	})
+}

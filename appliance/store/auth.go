@@ -1,0 +1,649 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// This file holds the queries of the auth tables (migration 0003). Two kinds:
+//
+//   - Queries keyed by a user id or a secret's hash (sessions, TOTP state,
+//     recovery codes, step-ups, events) are methods of Store. They run before
+//     the caller's tenant is known (login, cookie lookup) or on the
+//     authenticated user's own rows; appliance admins, who have no tenant,
+//     use them too. They never list another tenant's rows.
+//   - Tenant-owned rows (API tokens, approvals, support tickets) are reached
+//     only through an AuthTenant handle, which binds "tenant_id = ?" to every
+//     statement, like TenantStore. TestAuthTenantIsolation proves it for
+//     every method.
+
+// nanos converts an instant to the INTEGER stored in auth tables.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNanos converts a stored INTEGER back; 0 is the zero time.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// UserByID returns any user by id, whatever the tenant. The auth service uses
+// it to resolve an authenticated session or token to its user; it never
+// returns rows to another tenant's caller.
+func (s *Store) UserByID(ctx context.Context, id string) (User, error) {
+	return s.scanUser(s.db.QueryRowContext(ctx, userCols+` WHERE id = ?`, id))
+}
+
+// UserByLoginName returns the user with the (appliance-wide unique) name, for
+// the login form, which comes before any tenant is known.
+func (s *Store) UserByLoginName(ctx context.Context, name string) (User, error) {
+	return s.scanUser(s.db.QueryRowContext(ctx, userCols+` WHERE name = ?`, name))
+}
+
+// SetUserTOTP stores a sealed TOTP secret for user id and marks it confirmed
+// or not.
+func (s *Store) SetUserTOTP(ctx context.Context, tx *sql.Tx, id string, sealed []byte, confirmed bool) error {
+	res, err := tx.ExecContext(ctx, `UPDATE users SET totp_sealed = ?, totp_confirmed = ? WHERE id = ?`, sealed, confirmed, id)
+	return affected("set totp", res, err)
+}
+
+// SetUserPassword replaces user id's password hash.
+func (s *Store) SetUserPassword(ctx context.Context, tx *sql.Tx, id, hash string, mustChange bool) error {
+	res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?`, hash, mustChange, id)
+	return affected("set password", res, err)
+}
+
+// AuthState is a user's login and TOTP bookkeeping.
+type AuthState struct {
+	UserID       string
+	TOTPLastStep int64
+	FailedLogins int
+	Lockouts     int
+	LockedUntil  time.Time
+}
+
+// AuthState returns user id's state; a user never seen has the zero state.
+func (s *Store) AuthState(ctx context.Context, q Querier, id string) (AuthState, error) {
+	st := AuthState{UserID: id}
+	var locked int64
+	err := q.QueryRowContext(ctx, `SELECT totp_last_step, failed_logins, lockouts, locked_until FROM auth_user_state WHERE user_id = ?`, id).
+		Scan(&st.TOTPLastStep, &st.FailedLogins, &st.Lockouts, &locked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return AuthState{}, fmt.Errorf("auth state: %w", err)
+	}
+	st.LockedUntil = fromNanos(locked)
+	return st, nil
+}
+
+// SetLoginState records failed-login bookkeeping for a user.
+func (s *Store) SetLoginState(ctx context.Context, tx *sql.Tx, st AuthState) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_user_state (user_id, failed_logins, lockouts, locked_until) VALUES (?, ?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET failed_logins = excluded.failed_logins, lockouts = excluded.lockouts, locked_until = excluded.locked_until`,
+		st.UserID, st.FailedLogins, st.Lockouts, nanos(st.LockedUntil))
+	if err != nil {
+		return fmt.Errorf("set login state: %w", err)
+	}
+	return nil
+}
+
+// ErrStale means a compare-and-set found newer state: a TOTP step at or
+// before the last accepted one, a step-up already used.
+var ErrStale = errors.New("already used")
+
+// AdvanceTOTPStep records step as user id's last accepted TOTP step, only if
+// it is later than the stored one. The check and the write are one statement
+// inside the caller's transaction, so two concurrent uses of one code cannot
+// both succeed.
+func (s *Store) AdvanceTOTPStep(ctx context.Context, tx *sql.Tx, id string, step int64) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO auth_user_state (user_id, totp_last_step) VALUES (?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET totp_last_step = excluded.totp_last_step WHERE totp_last_step < excluded.totp_last_step`, id, step)
+	if err != nil {
+		return fmt.Errorf("advance totp step: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("advance totp step: %w", ErrStale)
+	}
+	return nil
+}
+
+// ReplaceRecoveryCodes replaces user id's recovery codes with hashes.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, tx *sql.Tx, id string, hashes [][]byte) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_recovery_codes WHERE user_id = ?`, id); err != nil {
+		return fmt.Errorf("replace recovery codes: %w", err)
+	}
+	for _, h := range hashes {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_recovery_codes (user_id, code_hash) VALUES (?, ?)`, id, h); err != nil {
+			return fmt.Errorf("replace recovery codes: %w", err)
+		}
+	}
+	return nil
+}
+
+// UseRecoveryCode marks user id's unused code with hash as used at now. It
+// returns ErrNotFound for an unknown or already used code.
+func (s *Store) UseRecoveryCode(ctx context.Context, tx *sql.Tx, id string, hash []byte, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`, nanos(now), id, hash)
+	return affected("use recovery code", res, err)
+}
+
+// RecoveryCodesLeft counts user id's unused recovery codes.
+func (s *Store) RecoveryCodesLeft(ctx context.Context, id string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM auth_recovery_codes WHERE user_id = ? AND used_at = 0`, id).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("recovery codes: %w", err)
+	}
+	return n, nil
+}
+
+// Session is a console session row.
+type Session struct {
+	ID        string
+	IDHash    []byte
+	UserID    string
+	Stage     string
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+	IP        string
+	UserAgent string
+}
+
+// CreateSession inserts a session.
+func (s *Store) CreateSession(ctx context.Context, tx *sql.Tx, se Session) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_sessions (id, id_hash, user_id, stage, created_at, last_seen, expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		se.ID, se.IDHash, se.UserID, se.Stage, nanos(se.CreatedAt), nanos(se.LastSeen), nanos(se.ExpiresAt), se.IP, se.UserAgent)
+	if err != nil {
+		return fmt.Errorf("create session: %w", conflict(err))
+	}
+	return nil
+}
+
+// SessionByHash finds the session whose secret hashes to h.
+func (s *Store) SessionByHash(ctx context.Context, q Querier, h []byte) (Session, error) {
+	var se Session
+	var created, seen, expires int64
+	err := q.QueryRowContext(ctx, `SELECT id, id_hash, user_id, stage, created_at, last_seen, expires_at, ip, user_agent FROM auth_sessions WHERE id_hash = ?`, h).
+		Scan(&se.ID, &se.IDHash, &se.UserID, &se.Stage, &created, &seen, &expires, &se.IP, &se.UserAgent)
+	if err != nil {
+		return Session{}, fmt.Errorf("session: %w", notFound(err))
+	}
+	se.CreatedAt, se.LastSeen, se.ExpiresAt = fromNanos(created), fromNanos(seen), fromNanos(expires)
+	return se, nil
+}
+
+// TouchSession records activity on session id.
+func (s *Store) TouchSession(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_sessions SET last_seen = ? WHERE id = ?`, nanos(now), id)
+	return affected("touch session", res, err)
+}
+
+// DeleteSession removes session id.
+func (s *Store) DeleteSession(ctx context.Context, tx *sql.Tx, id string) error {
+	res, err := tx.ExecContext(ctx, `DELETE FROM auth_sessions WHERE id = ?`, id)
+	return affected("delete session", res, err)
+}
+
+// DeleteUserSessions removes every session of user id and returns how many.
+func (s *Store) DeleteUserSessions(ctx context.Context, tx *sql.Tx, id string) (int64, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM auth_sessions WHERE user_id = ?`, id)
+	if err != nil {
+		return 0, fmt.Errorf("delete sessions: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// UserSessions lists user id's sessions, newest first.
+func (s *Store) UserSessions(ctx context.Context, id string) ([]Session, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, id_hash, user_id, stage, created_at, last_seen, expires_at, ip, user_agent FROM auth_sessions WHERE user_id = ? ORDER BY created_at DESC`, id)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		var se Session
+		var created, seen, expires int64
+		if err := rows.Scan(&se.ID, &se.IDHash, &se.UserID, &se.Stage, &created, &seen, &expires, &se.IP, &se.UserAgent); err != nil {
+			return nil, fmt.Errorf("sessions: %w", err)
+		}
+		se.CreatedAt, se.LastSeen, se.ExpiresAt = fromNanos(created), fromNanos(seen), fromNanos(expires)
+		out = append(out, se)
+	}
+	return out, rows.Err()
+}
+
+// DeleteExpiredSessions removes sessions past their absolute expiry or idle
+// since before idleBefore.
+func (s *Store) DeleteExpiredSessions(ctx context.Context, tx *sql.Tx, now, idleBefore time.Time) (int64, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM auth_sessions WHERE expires_at <= ? OR last_seen < ?`, nanos(now), nanos(idleBefore))
+	if err != nil {
+		return 0, fmt.Errorf("expire sessions: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// StepUp is a step-up grant row.
+type StepUp struct {
+	ID            string
+	UserID        string
+	Operation     string
+	RequestSHA256 []byte
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        time.Time
+}
+
+// CreateStepUp inserts a step-up grant.
+func (s *Store) CreateStepUp(ctx context.Context, tx *sql.Tx, g StepUp) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_stepups (id, user_id, operation, request_sha256, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		g.ID, g.UserID, g.Operation, g.RequestSHA256, nanos(g.CreatedAt), nanos(g.ExpiresAt), nanos(g.UsedAt))
+	if err != nil {
+		return fmt.Errorf("create step-up: %w", conflict(err))
+	}
+	return nil
+}
+
+// ConsumeStepUp marks one unused, unexpired grant of user id for operation
+// and request hash as used at now, and returns its id. ErrNotFound means
+// there is none.
+func (s *Store) ConsumeStepUp(ctx context.Context, tx *sql.Tx, userID, operation string, requestSHA256 []byte, now time.Time) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM auth_stepups WHERE user_id = ? AND operation = ? AND request_sha256 = ? AND used_at = 0 AND expires_at > ? ORDER BY created_at LIMIT 1`,
+		userID, operation, requestSHA256, nanos(now)).Scan(&id)
+	if err != nil {
+		return "", fmt.Errorf("step-up: %w", notFound(err))
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE auth_stepups SET used_at = ? WHERE id = ? AND used_at = 0`, nanos(now), id)
+	if err := affected("consume step-up", res, err); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Event kinds counted in auth_events.
+const (
+	EventLoginFailed = "login.failed"
+	EventScanRequest = "scan.request"
+	EventExport      = "evidence.export"
+)
+
+// AddEvent records one activity event.
+func (s *Store) AddEvent(ctx context.Context, tx *sql.Tx, kind, userID, ip string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_events (kind, user_id, ip, at) VALUES (?, ?, ?, ?)`, kind, userID, ip, nanos(at))
+	if err != nil {
+		return fmt.Errorf("add event: %w", err)
+	}
+	return nil
+}
+
+// CountUserEvents counts user id's events of kind at or after since.
+func (s *Store) CountUserEvents(ctx context.Context, q Querier, kind, userID string, since time.Time) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM auth_events WHERE kind = ? AND user_id = ? AND at >= ?`, kind, userID, nanos(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
+}
+
+// CountIPEvents counts events of kind from ip at or after since.
+func (s *Store) CountIPEvents(ctx context.Context, q Querier, kind, ip string, since time.Time) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM auth_events WHERE kind = ? AND ip = ? AND at >= ?`, kind, ip, nanos(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
+}
+
+// OldestIPEventSince returns the oldest event of kind from ip at or after
+// since (to tell a rate-limited client when it may retry).
+func (s *Store) OldestIPEventSince(ctx context.Context, kind, ip string, since time.Time) (time.Time, error) {
+	var n sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT min(at) FROM auth_events WHERE kind = ? AND ip = ? AND at >= ?`, kind, ip, nanos(since)).Scan(&n)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("oldest event: %w", err)
+	}
+	return fromNanos(n.Int64), nil
+}
+
+// PruneEvents deletes events before cutoff and step-up grants expired before
+// cutoff.
+func (s *Store) PruneEvents(ctx context.Context, tx *sql.Tx, cutoff time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_events WHERE at < ?`, nanos(cutoff)); err != nil {
+		return fmt.Errorf("prune events: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_stepups WHERE expires_at < ?`, nanos(cutoff)); err != nil {
+		return fmt.Errorf("prune step-ups: %w", err)
+	}
+	return nil
+}
+
+// LastAnomalyAlert returns when user id was last alerted for kind (zero if
+// never).
+func (s *Store) LastAnomalyAlert(ctx context.Context, tx *sql.Tx, userID, kind string) (time.Time, error) {
+	var n int64
+	err := tx.QueryRowContext(ctx, `SELECT alerted_at FROM auth_anomaly_alerts WHERE user_id = ? AND kind = ?`, userID, kind).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last anomaly alert: %w", err)
+	}
+	return fromNanos(n), nil
+}
+
+// SetAnomalyAlert records an alert for user id and kind at at.
+func (s *Store) SetAnomalyAlert(ctx context.Context, tx *sql.Tx, userID, kind string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_anomaly_alerts (user_id, kind, alerted_at) VALUES (?, ?, ?)
+		ON CONFLICT (user_id, kind) DO UPDATE SET alerted_at = excluded.alerted_at`, userID, kind, nanos(at))
+	if err != nil {
+		return fmt.Errorf("set anomaly alert: %w", err)
+	}
+	return nil
+}
+
+// TokenByHash finds the API token whose secret hashes to h. The caller checks
+// expiry and revocation, so that it can say why a token was refused.
+func (s *Store) TokenByHash(ctx context.Context, h []byte) (Token, error) {
+	return scanToken(s.db.QueryRowContext(ctx, tokenCols+` WHERE token_hash = ?`, h))
+}
+
+// ApprovalTenant returns the tenant that owns approval id. It lets a caller
+// that holds only the request id (the scan worker, the evidence exporter)
+// open the right tenant handle; it reveals nothing else.
+func (s *Store) ApprovalTenant(ctx context.Context, id string) (string, error) {
+	var t string
+	if err := s.db.QueryRowContext(ctx, `SELECT tenant_id FROM auth_approvals WHERE id = ?`, id).Scan(&t); err != nil {
+		return "", fmt.Errorf("approval %q: %w", id, notFound(err))
+	}
+	return t, nil
+}
+
+// ActiveSupportTicket returns the open, unexpired support ticket granted to
+// support user userID at now, whatever its tenant: the ticket is what pins
+// the support user to a tenant.
+func (s *Store) ActiveSupportTicket(ctx context.Context, userID string, now time.Time) (SupportTicket, error) {
+	return scanTicket(s.db.QueryRowContext(ctx, ticketCols+` WHERE support_user_id = ? AND closed_at = 0 AND expires_at > ? ORDER BY opened_at DESC LIMIT 1`, userID, nanos(now)))
+}
+
+// ExpiredSupportTickets lists tickets still open but past their expiry at now,
+// so the service can close them and audit the end.
+func (s *Store) ExpiredSupportTickets(ctx context.Context, now time.Time) ([]SupportTicket, error) {
+	rows, err := s.db.QueryContext(ctx, ticketCols+` WHERE closed_at = 0 AND expires_at <= ? ORDER BY expires_at`, nanos(now))
+	if err != nil {
+		return nil, fmt.Errorf("expired tickets: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, scanTicket)
+}
+
+// Querier is a *sql.DB or *sql.Tx: reads that must see the caller's
+// transaction take one.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Reader returns the database as a Querier for reads outside a transaction.
+func (s *Store) Reader() Querier { return s.db }
+
+// AuthTenant returns the handle for the auth tables' tenant-owned rows
+// (API tokens, approvals, support tickets) of tenant id.
+func (s *Store) AuthTenant(id string) (*AuthTenant, error) {
+	if strings.TrimSpace(id) == "" {
+		return nil, ErrNoTenant
+	}
+	return &AuthTenant{s: s, id: id}, nil
+}
+
+// AuthTenant runs auth queries confined to one tenant: every statement
+// carries "tenant_id = ?" bound to the handle's tenant, and no method takes a
+// tenant id.
+type AuthTenant struct {
+	s  *Store
+	id string
+}
+
+// ID is the tenant this handle is confined to.
+func (a *AuthTenant) ID() string { return a.id }
+
+// Token is an API token row (never the secret).
+type Token struct {
+	ID, TenantID, UserID, Name, Role string
+	TokenHash                        []byte
+	CreatedAt, ExpiresAt, RevokedAt  time.Time
+}
+
+const tokenCols = `SELECT id, tenant_id, user_id, name, role, token_hash, created_at, expires_at, revoked_at FROM auth_tokens`
+
+func scanToken(r scanner) (Token, error) {
+	var t Token
+	var c, e, rv int64
+	if err := r.Scan(&t.ID, &t.TenantID, &t.UserID, &t.Name, &t.Role, &t.TokenHash, &c, &e, &rv); err != nil {
+		return Token{}, fmt.Errorf("token: %w", notFound(err))
+	}
+	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNanos(c), fromNanos(e), fromNanos(rv)
+	return t, nil
+}
+
+// CreateToken inserts an API token in the tenant.
+func (a *AuthTenant) CreateToken(ctx context.Context, tx *sql.Tx, t Token) (Token, error) {
+	t.TenantID = a.id
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_tokens (id, tenant_id, user_id, name, role, token_hash, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.TenantID, t.UserID, t.Name, t.Role, t.TokenHash, nanos(t.CreatedAt), nanos(t.ExpiresAt), nanos(t.RevokedAt))
+	if err != nil {
+		return Token{}, fmt.Errorf("create token: %w", conflict(err))
+	}
+	return t, nil
+}
+
+// Token returns the tenant's token id.
+func (a *AuthTenant) Token(ctx context.Context, id string) (Token, error) {
+	return scanToken(a.s.db.QueryRowContext(ctx, tokenCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
+}
+
+// ListTokens lists the tenant's tokens, newest first.
+func (a *AuthTenant) ListTokens(ctx context.Context) ([]Token, error) {
+	rows, err := a.s.db.QueryContext(ctx, tokenCols+` WHERE tenant_id = ? ORDER BY created_at DESC, id`, a.id)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, scanToken)
+}
+
+// RevokeToken marks the tenant's unrevoked token id revoked at now.
+func (a *AuthTenant) RevokeToken(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at = 0`, nanos(now), a.id, id)
+	return affected("revoke token", res, err)
+}
+
+// Approval statuses.
+const (
+	ApprovalPending  = "pending"
+	ApprovalApproved = "approved"
+	ApprovalDenied   = "denied"
+	ApprovalVoid     = "void"
+)
+
+// Approval is a dual-approval request row.
+type Approval struct {
+	ID, TenantID, Kind, RequesterID string
+	Request                         []byte
+	RequestSHA256                   []byte
+	Status                          string
+	CreatedAt, ExpiresAt, ClosedAt  time.Time
+}
+
+// Grant is one approver's approval of a request.
+type Grant struct {
+	ApprovalID, TenantID, ApproverID string
+	RequestSHA256                    []byte
+	GrantedAt                        time.Time
+}
+
+const approvalCols = `SELECT id, tenant_id, kind, requester_id, request, request_sha256, status, created_at, expires_at, closed_at FROM auth_approvals`
+
+func scanApproval(r scanner) (Approval, error) {
+	var ap Approval
+	var c, e, cl int64
+	if err := r.Scan(&ap.ID, &ap.TenantID, &ap.Kind, &ap.RequesterID, &ap.Request, &ap.RequestSHA256, &ap.Status, &c, &e, &cl); err != nil {
+		return Approval{}, fmt.Errorf("approval: %w", notFound(err))
+	}
+	ap.CreatedAt, ap.ExpiresAt, ap.ClosedAt = fromNanos(c), fromNanos(e), fromNanos(cl)
+	return ap, nil
+}
+
+// CreateApproval inserts an approval request in the tenant.
+func (a *AuthTenant) CreateApproval(ctx context.Context, tx *sql.Tx, ap Approval) (Approval, error) {
+	ap.TenantID = a.id
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_approvals (id, tenant_id, kind, requester_id, request, request_sha256, status, created_at, expires_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ap.ID, ap.TenantID, ap.Kind, ap.RequesterID, ap.Request, ap.RequestSHA256, ap.Status, nanos(ap.CreatedAt), nanos(ap.ExpiresAt), nanos(ap.ClosedAt))
+	if err != nil {
+		return Approval{}, fmt.Errorf("create approval: %w", conflict(err))
+	}
+	return ap, nil
+}
+
+// Approval returns the tenant's approval id, read through q (a transaction
+// when the caller is about to change it).
+func (a *AuthTenant) Approval(ctx context.Context, q Querier, id string) (Approval, error) {
+	return scanApproval(q.QueryRowContext(ctx, approvalCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
+}
+
+// ListApprovals lists the tenant's approvals with status (all when empty),
+// newest first.
+func (a *AuthTenant) ListApprovals(ctx context.Context, status string) ([]Approval, error) {
+	rows, err := a.s.db.QueryContext(ctx, approvalCols+` WHERE tenant_id = ? AND (? = '' OR status = ?) ORDER BY created_at DESC, id`, a.id, status, status)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, scanApproval)
+}
+
+// CloseApproval moves the tenant's pending approval id to status at now.
+func (a *AuthTenant) CloseApproval(ctx context.Context, tx *sql.Tx, id, status string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_approvals SET status = ?, closed_at = ? WHERE tenant_id = ? AND id = ? AND status IN ('pending','approved')`, status, nanos(now), a.id, id)
+	return affected("close approval", res, err)
+}
+
+// MarkApproved moves the tenant's pending approval id to approved. The
+// request stays open (closed_at 0) until it is used, voided or expires.
+func (a *AuthTenant) MarkApproved(ctx context.Context, tx *sql.Tx, id string) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_approvals SET status = 'approved' WHERE tenant_id = ? AND id = ? AND status = 'pending'`, a.id, id)
+	return affected("approve", res, err)
+}
+
+// AddGrant records an approver's grant on the tenant's approval. A second
+// grant by the same approver is ErrConflict.
+func (a *AuthTenant) AddGrant(ctx context.Context, tx *sql.Tx, g Grant) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM auth_approvals WHERE tenant_id = ? AND id = ?`, a.id, g.ApprovalID).Scan(&n); err != nil {
+		return fmt.Errorf("add grant: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("add grant: %w", ErrNotFound)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_approval_grants (approval_id, tenant_id, approver_id, request_sha256, granted_at) VALUES (?, ?, ?, ?, ?)`,
+		g.ApprovalID, a.id, g.ApproverID, g.RequestSHA256, nanos(g.GrantedAt))
+	if err != nil {
+		return fmt.Errorf("add grant: %w", conflict(err))
+	}
+	return nil
+}
+
+// Grants lists the grants on the tenant's approval id, oldest first.
+func (a *AuthTenant) Grants(ctx context.Context, q Querier, id string) ([]Grant, error) {
+	rows, err := q.QueryContext(ctx, `SELECT approval_id, tenant_id, approver_id, request_sha256, granted_at FROM auth_approval_grants WHERE tenant_id = ? AND approval_id = ? ORDER BY granted_at, approver_id`, a.id, id)
+	if err != nil {
+		return nil, fmt.Errorf("grants: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, func(r scanner) (Grant, error) {
+		var g Grant
+		var at int64
+		if err := r.Scan(&g.ApprovalID, &g.TenantID, &g.ApproverID, &g.RequestSHA256, &at); err != nil {
+			return Grant{}, fmt.Errorf("grants: %w", err)
+		}
+		g.GrantedAt = fromNanos(at)
+		return g, nil
+	})
+}
+
+// SupportTicket grants one support user access to one tenant until ExpiresAt.
+type SupportTicket struct {
+	ID, TenantID, SupportUserID, OpenedBy, Reason string
+	OpenedAt, ExpiresAt, ClosedAt                 time.Time
+}
+
+const ticketCols = `SELECT id, tenant_id, support_user_id, opened_by, reason, opened_at, expires_at, closed_at FROM auth_support_tickets`
+
+func scanTicket(r scanner) (SupportTicket, error) {
+	var st SupportTicket
+	var o, e, c int64
+	if err := r.Scan(&st.ID, &st.TenantID, &st.SupportUserID, &st.OpenedBy, &st.Reason, &o, &e, &c); err != nil {
+		return SupportTicket{}, fmt.Errorf("support ticket: %w", notFound(err))
+	}
+	st.OpenedAt, st.ExpiresAt, st.ClosedAt = fromNanos(o), fromNanos(e), fromNanos(c)
+	return st, nil
+}
+
+// CreateSupportTicket inserts a ticket for the tenant.
+func (a *AuthTenant) CreateSupportTicket(ctx context.Context, tx *sql.Tx, st SupportTicket) (SupportTicket, error) {
+	st.TenantID = a.id
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_support_tickets (id, tenant_id, support_user_id, opened_by, reason, opened_at, expires_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		st.ID, st.TenantID, st.SupportUserID, st.OpenedBy, st.Reason, nanos(st.OpenedAt), nanos(st.ExpiresAt), nanos(st.ClosedAt))
+	if err != nil {
+		return SupportTicket{}, fmt.Errorf("create support ticket: %w", conflict(err))
+	}
+	return st, nil
+}
+
+// SupportTicket returns the tenant's ticket id.
+func (a *AuthTenant) SupportTicket(ctx context.Context, id string) (SupportTicket, error) {
+	return scanTicket(a.s.db.QueryRowContext(ctx, ticketCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
+}
+
+// ListSupportTickets lists the tenant's tickets, newest first.
+func (a *AuthTenant) ListSupportTickets(ctx context.Context) ([]SupportTicket, error) {
+	rows, err := a.s.db.QueryContext(ctx, ticketCols+` WHERE tenant_id = ? ORDER BY opened_at DESC, id`, a.id)
+	if err != nil {
+		return nil, fmt.Errorf("list support tickets: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, scanTicket)
+}
+
+// CloseSupportTicket closes the tenant's open ticket id at now.
+func (a *AuthTenant) CloseSupportTicket(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_support_tickets SET closed_at = ? WHERE tenant_id = ? AND id = ? AND closed_at = 0`, nanos(now), a.id, id)
+	return affected("close support ticket", res, err)
+}
+
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
