@@ -72,7 +72,7 @@ func TestUploadIsLockedAndEncrypted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bucket := makeBucket(t, lockCompliance)
-			m, err := NewMinIO(MinIOConfig{Endpoint: srv.addr, Bucket: bucket, RootCAs: srv.roots, AccessKey: testUser, SecretKey: testPassword, Retention: 24 * time.Hour, KMSKeyID: tc.kmsKey})
+			m, err := NewMinIO(MinIOConfig{Endpoint: srv.Addr, Bucket: bucket, RootCAs: srv.RootCAs, AccessKey: testUser, SecretKey: testPassword, Retention: 24 * time.Hour, KMSKeyID: tc.kmsKey})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +178,7 @@ func TestBucketRefused(t *testing.T) {
 			if !tc.missing {
 				bucket = makeBucket(t, tc.mode)
 			}
-			m, err := NewMinIO(MinIOConfig{Endpoint: srv.addr, Bucket: bucket, RootCAs: srv.roots, AccessKey: testUser, SecretKey: testPassword, Retention: tc.retention})
+			m, err := NewMinIO(MinIOConfig{Endpoint: srv.Addr, Bucket: bucket, RootCAs: srv.RootCAs, AccessKey: testUser, SecretKey: testPassword, Retention: tc.retention})
 			if err != nil {
 				t.Fatal(err)
 			}
