@@ -148,16 +148,8 @@ func Verify(signed []byte, trusted ed25519.PublicKey, now time.Time, p safety.Pr
 	if err != nil {
 		return nil, fmt.Errorf("verify scope %q: %w", doc.ID, err)
 	}
-	for _, k := range doc.Probes {
-		if !p.Allows(k) {
-			return nil, fmt.Errorf("verify scope %q: %w: probe kind %s is not allowed by profile %s", doc.ID, ErrExceedsProfile, k, p.ID)
-		}
-	}
-	if doc.MaxPPS > p.GlobalPPS {
-		return nil, fmt.Errorf("verify scope %q: %w: max_pps %d above the profile's %d", doc.ID, ErrExceedsProfile, doc.MaxPPS, p.GlobalPPS)
-	}
-	if r.size > uint64(max(p.MaxTargets, 0)) {
-		return nil, fmt.Errorf("verify scope %q: %w: %s addresses, the profile allows %d", doc.ID, ErrExceedsProfile, sizeString(r.size), p.MaxTargets)
+	if err := fitsProfile(doc, r, p); err != nil {
+		return nil, fmt.Errorf("verify scope %q: %w", doc.ID, err)
 	}
 	if now.Before(doc.NotBefore) {
 		return nil, fmt.Errorf("verify scope %q: %w: valid from %s", doc.ID, ErrNotYetValid, formatTime(doc.NotBefore))
@@ -177,4 +169,31 @@ func sizeString(n uint64) string {
 		return "more than 2^64"
 	}
 	return fmt.Sprint(n)
+}
+
+// CheckProfile validates the document and checks it against profile p as
+// Verify would, without a signature or a clock, so a scope that the
+// appliance would refuse is caught before it is signed.
+func (d Document) CheckProfile(p safety.Profile) error {
+	r, err := d.compile()
+	if err != nil {
+		return err
+	}
+	return fitsProfile(d, r, p)
+}
+
+// fitsProfile refuses (never clamps) a scope that asks for more than p.
+func fitsProfile(d Document, r *ranges, p safety.Profile) error {
+	for _, k := range d.Probes {
+		if !p.Allows(k) {
+			return fmt.Errorf("%w: probe kind %s is not allowed by profile %s", ErrExceedsProfile, k, p.ID)
+		}
+	}
+	if d.MaxPPS > p.GlobalPPS {
+		return fmt.Errorf("%w: max_pps %d above the profile's %d", ErrExceedsProfile, d.MaxPPS, p.GlobalPPS)
+	}
+	if r.size > uint64(max(p.MaxTargets, 0)) {
+		return fmt.Errorf("%w: %s addresses, the profile allows %d", ErrExceedsProfile, sizeString(r.size), p.MaxTargets)
+	}
+	return nil
 }
