@@ -1,0 +1,370 @@
+package probe
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// selfSigned makes a TLS certificate for 127.0.0.1, ::1 and localhost.
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		// A hostile subject: control characters must come out escaped.
+		Subject:     pkix.Name{CommonName: "probe-test\x1b[31m", Organization: []string{"FirewallIQ test"}},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(time.Hour),
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// listenTLS runs a crypto/tls server on addr and returns its port. It
+// counts bytes of application data received (there must be none).
+func listenTLS(t *testing.T, addr string, appData *atomic.Int64) uint16 {
+	t.Helper()
+	l, err := tls.Listen("tcp", net.JoinHostPort(addr, "0"), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+				b := make([]byte, 512)
+				for {
+					n, err := c.Read(b)
+					appData.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+func TestEngineTLSAndBanner(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		t.Run(addr, func(t *testing.T) {
+			var appData atomic.Int64
+			tlsPort := listenTLS(t, addr, &appData)
+			banner := "SSH-2.0-Test\r\n\x1b[2J\\evil"
+			bPort := listenTCP(t, addr, banner)
+			quiet := listenTCP(t, addr, "")
+			a := netip.MustParseAddr(addr)
+			_, col := runEngine(t, Config{
+				ScanID: "t", Targets: seqOf(a), Scope: prefixes{netip.PrefixFrom(a, a.BitLen())},
+				Ports: []Port{{"tcp", tlsPort}, {"tcp", bPort}, {"tcp", quiet}},
+				Kinds: []Kind{KindTLSHello, KindBanner}, ReadTimeout: 500 * time.Millisecond,
+			})
+			r, ok := col.find(KindTLSHello, tlsPort)
+			if !ok || r.State != StateOpen || r.TLS == nil || len(r.TLS.Chain) != 1 {
+				t.Fatalf("tls result %+v", r)
+			}
+			c := r.TLS.Chain[0]
+			if r.TLS.Version != "TLS 1.3" || !strings.Contains(c.Subject, `probe-test\x1b[31m`) || len(c.SHA256) != 64 || c.DNSNames[0] != "localhost" || len(c.IPs) != 2 {
+				t.Errorf("tls metadata %+v %+v", r.TLS, c)
+			}
+			if appData.Load() != 0 {
+				t.Errorf("tls-hello sent %d bytes of application data", appData.Load())
+			}
+			r, ok = col.find(KindBanner, bPort)
+			if !ok || r.State != StateOpen || r.Banner == nil {
+				t.Fatalf("banner result %+v", r)
+			}
+			if want := `SSH-2.0-Test\x0d\x0a\x1b[2J\\evil`; r.Banner.Text != want || r.Banner.Bytes != len(banner) {
+				t.Errorf("banner %q (%d bytes), want %q", r.Banner.Text, r.Banner.Bytes, want)
+			}
+			if r, _ := col.find(KindBanner, quiet); r.State != StateOpen || r.Banner != nil {
+				t.Errorf("quiet server: %+v", r)
+			}
+			// A TLS handshake against a plain banner port fails: open,
+			// reason tls-failed.
+			if r, _ := col.find(KindTLSHello, bPort); r.State != StateOpen || r.Reason != ReasonTLSFailed {
+				t.Errorf("tls on banner port: %+v", r)
+			}
+		})
+	}
+}
+
+func TestEngineUDPAndICMP(t *testing.T) {
+	needRoot(t)
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		t.Run(addr, func(t *testing.T) {
+			uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(addr), 0)))
+			if err != nil {
+				t.Skip(err)
+			}
+			defer uc.Close()
+			go func() {
+				b := make([]byte, 1500)
+				for {
+					n, from, err := uc.ReadFromUDPAddrPort(b)
+					if err != nil {
+						return
+					}
+					_, _ = uc.WriteToUDPAddrPort(b[:n], from) // echo
+				}
+			}()
+			open := uint16(uc.LocalAddr().(*net.UDPAddr).Port)
+			closedC, _ := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(addr), 0)))
+			closed := uint16(closedC.LocalAddr().(*net.UDPAddr).Port)
+			closedC.Close()
+			a := netip.MustParseAddr(addr)
+			dir := t.TempDir()
+			d, err := OpenDir(dir, Checkpoint{ScanID: "udp-icmp", Fingerprint: "x"}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, col := runEngine(t, Config{
+				ScanID: "udp-icmp", Targets: seqOf(a), Scope: prefixes{netip.PrefixFrom(a, a.BitLen())},
+				Ports: []Port{{"udp", open}, {"udp", closed}}, Kinds: []Kind{KindUDP, KindICMPEcho},
+				Evidence: d.Evidence(),
+			})
+			if err := d.Finish(s, true); err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+			if r, _ := col.find(KindUDP, open); r.State != StateOpen || r.Reason != ReasonUDPResponse {
+				t.Errorf("open udp: %+v", r)
+			}
+			if r, _ := col.find(KindUDP, closed); r.State != StateClosed || r.Reason != ReasonICMPPortUnr || r.ICMP == nil {
+				t.Errorf("closed udp: %+v", r)
+			} else if (a.Is4() && (r.ICMP.Type != 3 || r.ICMP.Code != 3)) || (a.Is6() && (r.ICMP.Type != 1 || r.ICMP.Code != 4)) {
+				t.Errorf("closed udp icmp %+v", r.ICMP)
+			}
+			if r, _ := col.find(KindICMPEcho, 0); r.State != StateOpen || r.Reason != ReasonEchoReply || r.Proto != "icmp" {
+				t.Errorf("echo: %+v", r)
+			}
+			// Evidence: the section comment names the scan, and the file
+			// holds our 3 probes and 3 replies.
+			f, err := os.Open(filepath.Join(dir, EvidenceFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := r.SectionInfo().Comment; c != "scan udp-icmp" {
+				t.Errorf("section comment %q", c)
+			}
+			n := 0
+			for {
+				data, _, err := r.ReadPacketData()
+				if err != nil {
+					break
+				}
+				n++
+				pk := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default)
+				if a.Is6() {
+					pk = gopacket.NewPacket(data, layers.LayerTypeIPv6, gopacket.Default)
+				}
+				if el := pk.ErrorLayer(); el != nil {
+					t.Errorf("evidence packet %d does not decode: %v", n, el.Error())
+				}
+			}
+			if n != 6 {
+				t.Errorf("evidence holds %d packets, want 6", n)
+			}
+		})
+	}
+}
+
+// countingConn counts what reaches the kernel, per destination.
+type countingConn struct {
+	packetConn
+	mu   sync.Mutex
+	dsts map[netip.Addr]int
+	last time.Time
+}
+
+func (c *countingConn) send(pkts [][]byte, dsts []netip.Addr) (int, error) {
+	c.mu.Lock()
+	for _, d := range dsts {
+		c.dsts[d]++
+	}
+	c.last = time.Now()
+	c.mu.Unlock()
+	return c.packetConn.send(pkts, dsts)
+}
+
+// TestSendPathRefusesOutOfScope pushes a destination past the planner and
+// proves the send path refuses it: it never reaches the socket, and a
+// capture on the loopback interface sees no packet to it.
+func TestSendPathRefusesOutOfScope(t *testing.T) {
+	needRoot(t)
+	in, out := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	port := closedPort(t, "127.0.0.1")
+	e, err := New(Config{
+		ScanID: "refuse", Targets: seqOf(in, out), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
+		Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 1000},
+		Timeout: 200 * time.Millisecond, Retries: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.plannerContains = func(netip.Addr) bool { return true } // the planner is fooled
+	raw, err := openRaw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{packetConn: raw, dsts: map[netip.Addr]int{}}
+	e.conn = cc
+	// An independent capture on loopback.
+	capt, err := openTap(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seenOut atomic.Int64
+	stop := make(chan struct{})
+	capDone := make(chan struct{})
+	go func() {
+		defer close(capDone)
+		defer capt.close()
+		buf := make([]byte, 65536)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, _, _, ok, err := capt.read(buf)
+			if err != nil {
+				return
+			}
+			if p, err := decode(buf[:n]); ok && err == nil && p.dst == out {
+				seenOut.Add(1)
+			}
+		}
+	}()
+	col := &collector{}
+	e.cfg.Results = col.add
+	s, err := e.Run(context.Background())
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	<-capDone
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.dsts[out] != 0 || cc.dsts[in] != 1 {
+		t.Fatalf("socket saw %v", cc.dsts)
+	}
+	if seenOut.Load() != 0 {
+		t.Fatalf("capture saw %d packets to %s", seenOut.Load(), out)
+	}
+	if s.RefusedPackets != 1 || len(s.RefusedSample) != 1 || s.RefusedSample[0] != out.String() {
+		t.Fatalf("summary: refused %d %v", s.RefusedPackets, s.RefusedSample)
+	}
+	r, ok := col.find(KindTCPSyn, port)
+	_ = r
+	if !ok {
+		t.Fatal("no results")
+	}
+	for _, r := range col.res {
+		if r.Target == out.String() && (r.State != StateError || r.Reason != "out-of-scope-refused") {
+			t.Fatalf("refused target result %+v", r)
+		}
+	}
+}
+
+func TestPlannerRefusesOutOfScope(t *testing.T) {
+	in, out := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	port := closedPort(t, "127.0.0.1")
+	s, col := runEngine(t, Config{
+		Targets: seqOf(in, out), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
+		Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindTCPConnect},
+	})
+	if s.RefusedTargets != 1 || len(col.res) != 1 || col.res[0].Target != "127.0.0.1" {
+		t.Fatalf("refused %d, results %+v", s.RefusedTargets, col.res)
+	}
+}
+
+// TestCancelStopsSending cancels a slow scan and checks that nothing was
+// handed to the socket more than 100 ms later.
+func TestCancelStopsSending(t *testing.T) {
+	needRoot(t)
+	a := netip.MustParseAddr("127.0.0.1")
+	var ports []Port
+	for p := 20000; p < 22000; p++ {
+		ports = append(ports, Port{"tcp", uint16(p)})
+	}
+	e, err := New(Config{
+		Targets: seqOf(a), Scope: prefixes{netip.MustParsePrefix("127.0.0.0/8")},
+		Ports: ports, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 500},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := openRaw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{packetConn: raw, dsts: map[netip.Addr]int{}}
+	e.conn = cc
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = e.Run(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v", err)
+	}
+	cancelAt := start.Add(300 * time.Millisecond)
+	cc.mu.Lock()
+	last, n := cc.last, cc.dsts[a]
+	cc.mu.Unlock()
+	if n == 0 || n > 200 {
+		t.Fatalf("sent %d packets in ~300 ms at 500 pps", n)
+	}
+	if d := last.Sub(cancelAt); d > 100*time.Millisecond {
+		t.Fatalf("last send %v after cancel", d)
+	}
+	if d := time.Since(cancelAt); d > time.Second {
+		t.Fatalf("Run returned %v after cancel", d)
+	}
+}
