@@ -17,11 +17,19 @@ import (
 
 // fakeClock is a settable clock.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	real bool // follow the wall clock (network tests)
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.real {
+		return time.Now()
+	}
+	return c.t
+}
 func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -115,7 +123,9 @@ func (f *fixture) act(tenant string, action audit.Action, object string) error {
 // secrets are bound to their row and come back.
 type testSealer struct{}
 
-func (testSealer) Seal(p, ad []byte) ([]byte, error) { return append(append([]byte{}, ad...), p...), nil }
+func (testSealer) Seal(p, ad []byte) ([]byte, error) {
+	return append(append([]byte{}, ad...), p...), nil
+}
 func (testSealer) Open(s, ad []byte) ([]byte, error) {
 	if len(s) < len(ad) || string(s[:len(ad)]) != string(ad) {
 		return nil, errors.New("sealed for another row")
