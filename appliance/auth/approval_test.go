@@ -1,0 +1,271 @@
+package auth
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"firewalliq/audit"
+)
+
+// approvalFixture has, in tenant A, a requester (operator), two approvers
+// and a security lead, all signed in.
+type approvalFixture struct {
+	*fixture
+	req, ap1, ap2, lead     testUser
+	reqP, ap1P, ap2P, leadP Principal
+	request                 []byte
+}
+
+func newApprovalFixture(t *testing.T) *approvalFixture {
+	f := &approvalFixture{fixture: newFixture(t)}
+	f.req = f.user(f.a, "rita", "operator")
+	f.ap1 = f.user(f.a, "abe", "approver")
+	f.ap2 = f.user(f.a, "bea", "approver")
+	f.lead = f.user(f.a, "lou", "security_lead")
+	f.reqP, _ = f.login(f.req)
+	f.ap1P, _ = f.login(f.ap1)
+	f.ap2P, _ = f.login(f.ap2)
+	f.leadP, _ = f.login(f.lead)
+	f.request = []byte(`{"profile":"default","scope":"sc_prod","targets":["10.0.0.0/24"]}`)
+	return f
+}
+
+func TestDualApprovalHappyPath(t *testing.T) {
+	f := newApprovalFixture(t)
+	mark := f.head()
+	a, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, f.request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.CheckApproved(f.ctx, a.ID, f.request); !errors.Is(err, ErrApprovalPending) {
+		t.Fatalf("no approvals: %v", err)
+	}
+	if _, err := f.svc.Approve(f.ctx, f.ap1P, a.ID, f.code(f.ap1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.CheckApproved(f.ctx, a.ID, f.request); !errors.Is(err, ErrApprovalPending) {
+		t.Fatalf("one approval: %v", err)
+	}
+	// The two-phase flow: step-up first, bound to the approval, then Approve
+	// without a code spends it.
+	if _, err := f.svc.StepUp(f.ctx, f.leadP, OpApprovalGrant, "", ApproveRequest(a.ID, a.RequestSHA256), f.code(f.lead)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.svc.Approve(f.ctx, f.leadP, a.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "approved" || len(got.Approvers) != 2 {
+		t.Fatalf("after two approvals: %+v", got)
+	}
+	if err := f.svc.CheckApproved(f.ctx, a.ID, f.request); err != nil {
+		t.Fatalf("approved request: %v", err)
+	}
+	f.expectAudit(audit.ActApprovalRequest, mark, 1)
+	f.expectAudit(audit.ActApprovalGrant, mark, 2)
+	f.expectAudit(audit.ActApprovalComplete, mark, 1)
+	f.expectAudit(audit.ActAuthStepUp, mark, 2)
+	// A third approver adds a grant but does not re-complete.
+	if _, err := f.svc.Approve(f.ctx, f.ap2P, a.ID, f.code(f.ap2)); err != nil {
+		t.Fatal(err)
+	}
+	f.expectAudit(audit.ActApprovalComplete, mark, 1)
+}
+
+func TestApprovalRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(f *approvalFixture, id string) error
+		want error
+		// audit is the action the refusal must be recorded under.
+		audit audit.Action
+	}{
+		{"requester approves own request", func(f *approvalFixture, id string) error {
+			// The requester is given the approver role meanwhile: still refused.
+			lead := f.leadP
+			a, err := f.svc.RequestApproval(f.ctx, lead, KindProductionScan, f.request)
+			if err != nil {
+				return err
+			}
+			_, err = f.svc.Approve(f.ctx, lead, a.ID, f.code(f.lead))
+			return err
+		}, ErrSelfApproval, audit.ActAccessDenied},
+		{"one approver approves twice", func(f *approvalFixture, id string) error {
+			if _, err := f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1)); err != nil {
+				return err
+			}
+			_, err := f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1))
+			if err == nil {
+				if err := f.svc.CheckApproved(f.ctx, id, f.request); err == nil {
+					return errors.New("one approver made a request approved")
+				}
+			}
+			return err
+		}, ErrAlreadyApproved, audit.ActAccessDenied},
+		{"request changed after approval", func(f *approvalFixture, id string) error {
+			if _, err := f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1)); err != nil {
+				return err
+			}
+			changed := append([]byte{}, f.request...)
+			changed[len(changed)-3] = '5' // 10.0.0.0/24 -> 10.0.0.0/25
+			if err := f.svc.CheckApproved(f.ctx, id, changed); !errors.Is(err, ErrApprovalVoid) {
+				return errors.New("changed request not void: " + err.Error())
+			}
+			// The second approval now fails, and the original bytes no
+			// longer pass either: the approvals are dead.
+			if _, err := f.svc.Approve(f.ctx, f.ap2P, id, f.code(f.ap2)); !errors.Is(err, ErrApprovalVoid) {
+				return errors.New("approve after change: " + err.Error())
+			}
+			return f.svc.CheckApproved(f.ctx, id, f.request)
+		}, ErrApprovalVoid, audit.ActApprovalVoid},
+		{"change after full approval", func(f *approvalFixture, id string) error {
+			_, _ = f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1))
+			_, _ = f.svc.Approve(f.ctx, f.ap2P, id, f.code(f.ap2))
+			if err := f.svc.CheckApproved(f.ctx, id, f.request); err != nil {
+				return err
+			}
+			_ = f.svc.CheckApproved(f.ctx, id, append([]byte(" "), f.request...))
+			return f.svc.CheckApproved(f.ctx, id, f.request)
+		}, ErrApprovalVoid, audit.ActApprovalVoid},
+		{"approval expired before use", func(f *approvalFixture, id string) error {
+			_, _ = f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1))
+			_, _ = f.svc.Approve(f.ctx, f.ap2P, id, f.code(f.ap2))
+			f.clock.advance(24 * time.Hour)
+			return f.svc.CheckApproved(f.ctx, id, f.request)
+		}, ErrApprovalExpired, ""},
+		{"approving an expired request", func(f *approvalFixture, id string) error {
+			f.clock.advance(24 * time.Hour)
+			_, err := f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1))
+			return err
+		}, ErrApprovalExpired, audit.ActAccessDenied},
+		{"approval without step-up", func(f *approvalFixture, id string) error {
+			_, err := f.svc.Approve(f.ctx, f.ap1P, id, "")
+			return err
+		}, ErrStepUpRequired, audit.ActAuthStepUpFailed},
+		{"approval with a wrong code", func(f *approvalFixture, id string) error {
+			_, err := f.svc.Approve(f.ctx, f.ap1P, id, "000000")
+			return err
+		}, ErrInvalidCode, audit.ActAuthStepUpFailed},
+		{"step-up for another request does not count", func(f *approvalFixture, id string) error {
+			other, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, []byte(`{"other":true}`))
+			if err != nil {
+				return err
+			}
+			if _, err := f.svc.StepUp(f.ctx, f.ap1P, OpApprovalGrant, "", ApproveRequest(other.ID, other.RequestSHA256), f.code(f.ap1)); err != nil {
+				return err
+			}
+			_, err = f.svc.Approve(f.ctx, f.ap1P, id, "")
+			return err
+		}, ErrStepUpRequired, audit.ActAuthStepUpFailed},
+		{"operator may not approve", func(f *approvalFixture, id string) error {
+			op := f.user(f.a, "otis", "operator")
+			p, _ := f.login(op)
+			_, err := f.svc.Approve(f.ctx, p, id, f.code(op))
+			return err
+		}, ErrForbidden, audit.ActAccessDenied},
+		{"denied request", func(f *approvalFixture, id string) error {
+			if err := f.svc.Deny(f.ctx, f.ap1P, id, "wrong window"); err != nil {
+				return err
+			}
+			_, err := f.svc.Approve(f.ctx, f.ap2P, id, f.code(f.ap2))
+			return err
+		}, ErrApprovalDenied, audit.ActAccessDenied},
+		{"voided by requester", func(f *approvalFixture, id string) error {
+			_, _ = f.svc.Approve(f.ctx, f.ap1P, id, f.code(f.ap1))
+			_, _ = f.svc.Approve(f.ctx, f.ap2P, id, f.code(f.ap2))
+			if err := f.svc.VoidApproval(f.ctx, f.reqP, id, "editing targets"); err != nil {
+				return err
+			}
+			return f.svc.CheckApproved(f.ctx, id, f.request)
+		}, ErrApprovalVoid, audit.ActApprovalVoid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newApprovalFixture(t)
+			a, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, f.request)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mark := f.head()
+			if err := tt.run(f, a.ID); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if tt.audit != "" && len(f.entries(tt.audit, mark)) == 0 {
+				t.Fatalf("no %s audit entry", tt.audit)
+			}
+		})
+	}
+}
+
+// TestApprovalKinds: evidence export uses the same mechanism, and the
+// requester must be allowed the operation the kind stands for.
+func TestApprovalKinds(t *testing.T) {
+	f := newApprovalFixture(t)
+	aud := f.user(f.a, "audrey", "auditor")
+	audP, _ := f.login(aud)
+	if _, err := f.svc.RequestApproval(f.ctx, audP, KindEvidenceExport, []byte(`{"bundle":"scan_1"}`)); err != nil {
+		t.Fatalf("auditor export request: %v", err)
+	}
+	if _, err := f.svc.RequestApproval(f.ctx, audP, KindProductionScan, f.request); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("auditor scan request: %v", err)
+	}
+	if _, err := f.svc.RequestApproval(f.ctx, f.reqP, KindEvidenceExport, []byte(`{}`)); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("operator export request: %v", err)
+	}
+	if _, err := f.svc.RequestApproval(f.ctx, f.reqP, "launch.missiles", f.request); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	as, err := f.svc.ListApprovals(f.ctx, f.ap1P, "pending")
+	if err != nil || len(as) != 1 {
+		t.Fatalf("pending approvals %d, %v", len(as), err)
+	}
+}
+
+// TestStepUpOnce: a step-up is bound to one operation and request, used
+// once, and valid five minutes.
+func TestStepUpOnce(t *testing.T) {
+	f := newFixture(t)
+	adm := f.user(f.a, "abby", "admin")
+	p, _ := f.login(adm)
+	args := map[string]string{"name": "newbie", "role": "operator"}
+	req := OpRequest(OpUserCreate, f.a, args)
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, f.code(adm)); err != nil {
+		t.Fatal(err)
+	}
+	// Bound to the request: a different user name needs its own step-up.
+	if _, _, err := f.svc.CreateUser(f.ctx, p, "", NewUser{Name: "other", Role: "operator"}, ""); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("step-up for another request: %v", err)
+	}
+	if _, _, err := f.svc.CreateUser(f.ctx, p, "", NewUser{Name: "newbie", Role: "operator"}, ""); err != nil {
+		t.Fatalf("with step-up: %v", err)
+	}
+	// Used once.
+	if _, _, err := f.svc.CreateUser(f.ctx, p, "", NewUser{Name: "newbie", Role: "operator"}, ""); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("step-up reused: %v", err)
+	}
+	// Five minutes.
+	req = OpRequest(OpUserCreate, f.a, map[string]string{"name": "late", "role": "operator"})
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, f.code(adm)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(5 * time.Minute)
+	if _, err := f.svc.Authenticate(f.ctx, Request{SessionToken: "", Method: "GET"}); err == nil {
+		t.Fatal("empty session authenticated")
+	}
+	if _, _, err := f.svc.CreateUser(f.ctx, p, "", NewUser{Name: "late", Role: "operator"}, ""); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("expired step-up: %v", err)
+	}
+	// The same TOTP code cannot serve two step-ups.
+	c := f.code(adm)
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, c); !errors.Is(err, ErrReplay) {
+		t.Fatalf("code reused for a second step-up: %v", err)
+	}
+	// Operations without step-up refuse one.
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserList, "", nil, f.code(adm)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("step-up for user.list: %v", err)
+	}
+}
