@@ -1,0 +1,108 @@
+package evidence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"firewalliq/audit"
+	"firewalliq/vault"
+)
+
+// fakeLedger reports a growing log; proofs are placeholders (the vault
+// tests check real RFC 6962 proofs).
+type fakeLedger struct {
+	mu   sync.Mutex
+	size int64
+}
+
+func (f *fakeLedger) grow(n int64) { f.mu.Lock(); f.size += n; f.mu.Unlock() }
+
+func (f *fakeLedger) LatestCheckpoint(ctx context.Context) (int64, []byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size, []byte(fmt.Sprintf("firewalliq.audit\n%d\nroot\n", f.size)), nil
+}
+
+func (f *fakeLedger) Entries(ctx context.Context, from, to int64) ([]byte, error) {
+	return []byte(fmt.Sprintf("{\"from\":%d,\"to\":%d}\n", from, to)), nil
+}
+
+func (f *fakeLedger) ConsistencyProof(ctx context.Context, oldSize, newSize int64) ([][]byte, error) {
+	return [][]byte{{byte(oldSize)}, {byte(newSize)}}, nil
+}
+
+func TestAnchorDaily(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	cfg := DefaultConfig()
+	cfg.Backend, cfg.LocalDir = "local", t.TempDir()
+	led := &fakeLedger{size: 10}
+	now := time.Date(2026, 11, 27, 0, 5, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	var anchored []vault.AnchorResult
+	s, err := Open(ctx, Options{DB: db, Audit: audit.New(audit.Options{}), Config: cfg, DataDir: t.TempDir(), Ledger: led, Now: clock,
+		OnAnchor: func(_ context.Context, a vault.AnchorResult) { mu.Lock(); anchored = append(anchored, a); mu.Unlock() },
+		Vault:    vault.Config{Sleep: fastSleep, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(rctx) }()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(anchored) }
+	wait := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for count() < n || s.Status().Spool.Pending > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %d anchors: have %d, status %+v", n, count(), s.Status())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait(1)
+	time.Sleep(100 * time.Millisecond) // several loop turns on the same day
+	if count() != 1 {
+		t.Fatalf("%d anchors on one day", count())
+	}
+	led.grow(5)
+	mu.Lock()
+	now = now.Add(24 * time.Hour)
+	mu.Unlock()
+	wait(2)
+	cancel()
+	<-done
+	mu.Lock()
+	a, b := anchored[0], anchored[1]
+	mu.Unlock()
+	if a.Day != "2026-11-27" || a.FromSize != 0 || a.ToSize != 10 || b.Day != "2026-11-28" || b.FromSize != 10 || b.ToSize != 15 {
+		t.Fatalf("anchors %+v %+v", a, b)
+	}
+	day, size, err := s.LastAnchor(ctx)
+	if err != nil || day != "2026-11-28" || size != 15 {
+		t.Fatalf("LastAnchor = %s %d %v", day, size, err)
+	}
+	var anchors, uploads int
+	for _, r := range auditRows(t, db) {
+		switch r.Action {
+		case string(audit.ActEvidenceAnchor):
+			anchors++
+		case string(audit.ActEvidenceUpload):
+			uploads++
+			if r.Tenant != "" || r.Details["worm"] != false {
+				t.Errorf("anchor upload row %+v", r)
+			}
+		}
+	}
+	if anchors != 2 || uploads != 6 {
+		t.Fatalf("%d anchor and %d upload entries, want 2 and 6", anchors, uploads)
+	}
+	if _, err := s.AnchorNow(ctx); !errors.Is(err, vault.ErrNothingToAnchor) {
+		t.Fatalf("AnchorNow without growth: %v", err)
+	}
+}

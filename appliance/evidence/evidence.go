@@ -1,0 +1,388 @@
+// Package evidence is the appliance side of the evidence vault: it opens the
+// configured vault.Store behind a durable spool, records every verified
+// upload in the audit log (and an index table) in one transaction, issues
+// pre-signed exports only after dual approval and step-up, and anchors the
+// audit log in the WORM bucket once a day.
+//
+// The vault package imports nothing of ours; this package is the glue that
+// gives it the audit log and the database.
+package evidence
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"time"
+
+	"firewalliq/audit"
+	"firewalliq/vault"
+)
+
+// ExportTTL is the lifetime of an export URL. It is not configurable: a
+// longer-lived URL is a bearer credential for evidence.
+const ExportTTL = 5 * time.Minute
+
+// Sentinel errors.
+var (
+	// ErrNotApproved means an export lacks its dual approval or step-up.
+	ErrNotApproved = errors.New("evidence export is not approved")
+	// ErrNotFound means no recorded evidence object matches (within the
+	// caller's tenant).
+	ErrNotFound = errors.New("evidence object not found")
+)
+
+// Actor is who asks for something, as the audit log records it.
+type Actor struct {
+	ID, Name, IP, UserAgent string
+}
+
+// The actor of background work (uploads, anchors).
+const (
+	systemID   = "appliance"
+	systemName = "vault"
+)
+
+// Approval is a completed dual approval as the identity service reports it.
+type Approval struct {
+	RequestID   string
+	RequesterID string
+	ApproverIDs []string
+}
+
+// Approvals checks dual approval. The identity service implements it: the
+// request must be complete (two approvers, neither the requester, each with
+// a fresh TOTP) and bound to exactly canonicalRequest.
+type Approvals interface {
+	CheckApproved(ctx context.Context, requestID string, canonicalRequest []byte) (Approval, error)
+}
+
+// StepUp checks that actor completed a fresh step-up (TOTP) bound to
+// canonicalRequest.
+type StepUp interface {
+	CheckStepUp(ctx context.Context, actorID string, canonicalRequest []byte) error
+}
+
+// Options configure Open.
+type Options struct {
+	// DB is the appliance database (with migration 0005 applied).
+	DB *sql.DB
+	// Audit appends the evidence.* entries.
+	Audit *audit.Log
+	// Config is the vault section; DataDir places the spool.
+	Config  Config
+	DataDir string
+	// Production refuses a non-WORM backend.
+	Production bool
+	// Store overrides the backend built from Config (tests).
+	Store vault.Store
+	// Approvals and StepUp gate exports; Export refuses when either is nil.
+	Approvals Approvals
+	StepUp    StepUp
+	// Ledger is the audit log as anchoring needs it; nil disables anchors.
+	Ledger vault.Ledger
+	// OnAnchor is called after each anchor is spooled, e.g. to send the
+	// checkpoint to the SIEM.
+	OnAnchor func(ctx context.Context, a vault.AnchorResult)
+	// OnAlert is told when the spool nears or hits its bound.
+	OnAlert func(vault.SpoolStatus)
+	// OnError is told about failed uploads and checks (for the log).
+	OnError func(error)
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Vault tunes the uploader (backoff, workers, sleep); its Spool,
+	// Production and Now fields are set from the options above.
+	Vault vault.Config
+}
+
+// Service is the opened evidence vault.
+type Service struct {
+	db        *sql.DB
+	log       *audit.Log
+	v         *vault.Vault
+	now       func() time.Time
+	approvals Approvals
+	stepUp    StepUp
+	ledger    vault.Ledger
+	onAnchor  func(context.Context, vault.AnchorResult)
+	sleep     func(context.Context, time.Duration)
+	onError   func(error)
+	checkErr  error
+}
+
+// Open builds the backend and the spool and checks the bucket once. A
+// definitive refusal (bucket missing, not locked, GOVERNANCE mode,
+// retention too short, not WORM in production) fails Open; an unreachable
+// server does not: evidence is spooled and uploaded once the bucket
+// verifies (Status shows the error meanwhile).
+func Open(ctx context.Context, opts Options) (*Service, error) {
+	if opts.DB == nil || opts.Audit == nil {
+		return nil, fmt.Errorf("evidence: %w: database and audit log are required", vault.ErrBadConfig)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	store := opts.Store
+	if store == nil {
+		if err := opts.Config.Validate(opts.Production); err != nil {
+			return nil, err
+		}
+		var err error
+		if store, err = opts.Config.NewStore(opts.DataDir, opts.Now); err != nil {
+			return nil, err
+		}
+	}
+	s := &Service{db: opts.DB, log: opts.Audit, now: opts.Now, approvals: opts.Approvals, stepUp: opts.StepUp, ledger: opts.Ledger, onAnchor: opts.OnAnchor, onError: opts.OnError}
+	vc := opts.Vault
+	vc.Production = opts.Production
+	vc.Now = opts.Now
+	if vc.Spool.Dir == "" {
+		vc.Spool = opts.Config.SpoolOptions(opts.DataDir, opts.Now)
+	}
+	if vc.Spool.OnAlert == nil {
+		vc.Spool.OnAlert = opts.OnAlert
+	}
+	if vc.CheckEvery == 0 {
+		vc.CheckEvery = opts.Config.CheckInterval
+	}
+	if vc.OnError == nil {
+		vc.OnError = opts.OnError
+	}
+	s.sleep = vc.Sleep
+	if s.sleep == nil {
+		s.sleep = sleepCtx
+	}
+	v, err := vault.New(vc, store, vault.RecorderFunc(s.record))
+	if err != nil {
+		return nil, err
+	}
+	s.v = v
+	if err := v.Check(ctx); err != nil {
+		if vault.IsRefusal(err) {
+			return nil, fmt.Errorf("evidence vault refused: %w", err)
+		}
+		s.checkErr = err
+	}
+	return s, nil
+}
+
+// Vault returns the underlying vault (status, tests).
+func (s *Service) Vault() *vault.Vault { return s.v }
+
+// Status returns the vault's status.
+func (s *Service) Status() vault.Status { return s.v.Status() }
+
+// Add spools one evidence object of a scan; it is durable when Add returns.
+func (s *Service) Add(ctx context.Context, tenant, scan, name string, r io.Reader) (vault.RecordHeader, error) {
+	key, err := vault.ScanKey(tenant, scan, name)
+	if err != nil {
+		return vault.RecordHeader{}, err
+	}
+	return s.v.Add(ctx, key, r)
+}
+
+// Run uploads in the background, and anchors the audit log daily when a
+// Ledger was given, until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s.ledger != nil {
+			s.runAnchors(ctx)
+		}
+	}()
+	err := s.v.Run(ctx)
+	<-done
+	return err
+}
+
+// uploadDetails is the evidence.upload audit entry's details.
+type uploadDetails struct {
+	SHA256      string `json:"sha256"`
+	VersionID   string `json:"version_id"`
+	Size        int64  `json:"size"`
+	Mode        string `json:"mode"`
+	RetainUntil string `json:"retain_until"`
+	SSE         string `json:"sse"`
+	Backend     string `json:"backend"`
+	WORM        bool   `json:"worm"`
+}
+
+// record is the vault's Recorder: the index row and the audit entry commit
+// together, or the object stays in the spool.
+func (s *Service) record(ctx context.Context, r vault.Receipt) error {
+	until := ""
+	if !r.Until.IsZero() {
+		until = r.Until.UTC().Format(time.RFC3339)
+	}
+	det, err := json.Marshal(uploadDetails{SHA256: r.SHA256, VersionID: r.VersionID, Size: r.Size, Mode: r.Mode, RetainUntil: until, SSE: r.SSE, Backend: r.Backend, WORM: r.WORM})
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		e, err := s.log.Append(ctx, tx, audit.Entry{Tenant: r.Tenant, ActorID: systemID, ActorName: systemName, Action: audit.ActEvidenceUpload, Object: r.Key, Details: det})
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO evidence_objects (key, version_id, tenant, sha256, size, mode, retain_until, sse, backend, worm, spooled_at, verified_at, audit_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Key, r.VersionID, r.Tenant, r.SHA256, r.Size, r.Mode, until, r.SSE, r.Backend, boolInt(r.WORM),
+			r.Spooled.UTC().Format(time.RFC3339Nano), r.Verified.UTC().Format(time.RFC3339Nano), e.Seq)
+		if err != nil {
+			return fmt.Errorf("record evidence %s: %w", r.Key, err)
+		}
+		return nil
+	})
+}
+
+func (s *Service) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Object is one recorded evidence object version.
+type Object struct {
+	Key         string    `json:"key"`
+	VersionID   string    `json:"version_id"`
+	Tenant      string    `json:"tenant"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Mode        string    `json:"mode"`
+	RetainUntil string    `json:"retain_until"`
+	WORM        bool      `json:"worm"`
+	Verified    time.Time `json:"verified"`
+	AuditSeq    int64     `json:"audit_seq"`
+}
+
+// Objects lists the recorded objects of a tenant under prefix (a key
+// prefix inside the tenant's own tenants/<tenant>/ space).
+func (s *Service) Objects(ctx context.Context, tenant, prefix string) ([]Object, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, version_id, tenant, sha256, size, mode, retain_until, worm, verified_at, audit_seq
+		FROM evidence_objects WHERE tenant = ? AND substr(key, 1, length(?)) = ? ORDER BY key, verified_at`, tenant, prefix, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list evidence: %w", err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		var o Object
+		var worm int
+		var verified string
+		if err := rows.Scan(&o.Key, &o.VersionID, &o.Tenant, &o.SHA256, &o.Size, &o.Mode, &o.RetainUntil, &worm, &verified, &o.AuditSeq); err != nil {
+			return nil, fmt.Errorf("list evidence: %w", err)
+		}
+		o.WORM = worm == 1
+		o.Verified, _ = time.Parse(time.RFC3339Nano, verified)
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// ExportRequest asks for a pre-signed URL to one object version.
+type ExportRequest struct {
+	Tenant    string // the caller's tenant; "" only for appliance-wide objects
+	Actor     Actor
+	Key       string
+	VersionID string
+	// RequestID names the approval request that covers this export.
+	RequestID string
+}
+
+// Canonical is the exact byte string the approval and the step-up are bound
+// to: JSON with sorted keys, no insignificant whitespace. Change any field
+// and the approval no longer matches.
+func (r ExportRequest) Canonical() []byte {
+	b, _ := json.Marshal(map[string]string{ // map keys marshal sorted
+		"action": string(audit.ActEvidenceExport), "tenant": r.Tenant, "requester": r.Actor.ID,
+		"key": r.Key, "version_id": r.VersionID,
+	})
+	return b
+}
+
+// ExportResult is the URL and what it is for.
+type ExportResult struct {
+	URL       string    `json:"url"`
+	Expires   time.Time `json:"expires"`
+	Key       string    `json:"key"`
+	VersionID string    `json:"version_id"`
+	SHA256    string    `json:"sha256"`
+	Approvers []string  `json:"approvers"`
+}
+
+// Export returns a pre-signed GET URL valid for ExportTTL, after checking
+// that the object belongs to the caller's tenant, that the request carries a
+// complete dual approval bound to it (two approvers, neither the requester)
+// and that the requester passed step-up. Who, what, the approvers and the
+// expiry are audited before the URL is returned; if the audit write fails,
+// no URL is returned.
+func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, error) {
+	if s.approvals == nil || s.stepUp == nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w: no approval service configured", req.Key, ErrNotApproved)
+	}
+	canon := req.Canonical()
+	ap, err := s.approvals.CheckApproved(ctx, req.RequestID, canon)
+	if err != nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w: %w", req.Key, ErrNotApproved, err)
+	}
+	// Defence in depth: the identity service enforces these too.
+	approvers := slices.Compact(slices.Sorted(slices.Values(ap.ApproverIDs)))
+	if ap.RequesterID != req.Actor.ID || len(approvers) < 2 || slices.Contains(approvers, req.Actor.ID) {
+		return ExportResult{}, fmt.Errorf("export %s: %w: needs two approvers other than the requester", req.Key, ErrNotApproved)
+	}
+	if err := s.stepUp.CheckStepUp(ctx, req.Actor.ID, canon); err != nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w: step-up: %w", req.Key, ErrNotApproved, err)
+	}
+	var sha string
+	err = s.db.QueryRowContext(ctx, `SELECT sha256 FROM evidence_objects WHERE tenant = ? AND key = ? AND version_id = ?`,
+		req.Tenant, req.Key, req.VersionID).Scan(&sha)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, ErrNotFound)
+	} else if err != nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, err)
+	}
+	expires := s.now().Add(ExportTTL).UTC()
+	u, err := s.v.Store().Presign(ctx, req.Key, req.VersionID, ExportTTL)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	det, err := json.Marshal(map[string]any{
+		"version_id": req.VersionID, "sha256": sha, "request_id": req.RequestID,
+		"approvers": approvers, "expires": expires.Format(time.RFC3339), "url_host": hostOf(u),
+	})
+	if err != nil {
+		return ExportResult{}, err
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.log.Append(ctx, tx, audit.Entry{Tenant: req.Tenant, ActorID: req.Actor.ID, ActorName: req.Actor.Name, ActorIP: req.Actor.IP, UserAgent: req.Actor.UserAgent, Action: audit.ActEvidenceExport, Object: req.Key, Details: det})
+		return err
+	})
+	if err != nil {
+		return ExportResult{}, fmt.Errorf("export %s: audit: %w", req.Key, err)
+	}
+	return ExportResult{URL: u.String(), Expires: expires, Key: req.Key, VersionID: req.VersionID, SHA256: sha, Approvers: approvers}, nil
+}
+
+// hostOf keeps the URL's host (not its signature) for the audit entry: the
+// signed URL itself is a bearer credential and must not sit in the log.
+func hostOf(u *url.URL) string { return u.Host }

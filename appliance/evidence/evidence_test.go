@@ -1,0 +1,333 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+	"firewalliq/vault"
+	"firewalliq/vault/vaulttest"
+)
+
+// srv is the real MinIO server shared by the tests (set by TestMain).
+var srv *vaulttest.Server
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "fiq-evidence-minio-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	s, err := vaulttest.Start(tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "evidence tests: start minio:", err)
+		return 1
+	}
+	srv = s
+	code := m.Run()
+	s.Stop()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "---- minio server log ----\n%s\n---- end minio log ----\n", s.Log())
+	}
+	return code
+}
+
+func openDB(t *testing.T) *sql.DB {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "fiq.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st.DB()
+}
+
+func fastSleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(min(d, 20*time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// minioConfig writes the secret key file and returns a config for bucket.
+func minioConfig(t *testing.T, bucket string) Config {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(vaulttest.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.Backend, c.Endpoint, c.Bucket, c.CAFile = "minio", srv.Addr, bucket, srv.CAFile()
+	c.AccessKey, c.SecretKeyFile, c.RetentionDays = vaulttest.User, secret, 1
+	return c
+}
+
+type auditRow struct {
+	Tenant, Actor, Action, Object string
+	Details                       map[string]any
+}
+
+func auditRows(t *testing.T, db *sql.DB) []auditRow {
+	t.Helper()
+	rows, err := db.Query(`SELECT tenant, actor_id, action, object, details FROM audit_entries ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []auditRow
+	for rows.Next() {
+		var r auditRow
+		var det string
+		if err := rows.Scan(&r.Tenant, &r.Actor, &r.Action, &r.Object, &det); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(det), &r.Details); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultConfig()
+	ok.Backend, ok.Endpoint, ok.Bucket, ok.AccessKey, ok.SecretKeyFile = "minio", "h:9000", "b", "a", "/s"
+	local := DefaultConfig()
+	local.Backend = "local"
+	for _, tc := range []struct {
+		name       string
+		mut        func(*Config)
+		base       Config
+		production bool
+		want       error
+	}{
+		{"minio", func(*Config) {}, ok, true, nil},
+		{"local demo", func(*Config) {}, local, false, nil},
+		{"local production", func(*Config) {}, local, true, vault.ErrNotWORM},
+		{"unset", func(c *Config) { c.Backend = "" }, ok, false, vault.ErrBadConfig},
+		{"unknown", func(c *Config) { c.Backend = "s3fs" }, ok, false, vault.ErrBadConfig},
+		{"no endpoint", func(c *Config) { c.Endpoint = "" }, ok, false, vault.ErrBadConfig},
+		{"no retention", func(c *Config) { c.RetentionDays = 0 }, ok, false, vault.ErrBadConfig},
+		{"tiny spool", func(c *Config) { c.SpoolMaxBytes = 10 }, ok, false, vault.ErrBadConfig},
+		{"alert over 1", func(c *Config) { c.SpoolAlertAt = 1.5 }, ok, false, vault.ErrBadConfig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.base
+			tc.mut(&c)
+			if err := c.Validate(tc.production); !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Fatalf("Validate = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	env := map[string]string{"FIQ_VAULT_BACKEND": "minio", "FIQ_VAULT_RETENTION_DAYS": "30", "FIQ_VAULT_CHECK_INTERVAL": "1m", "FIQ_VAULT_SPOOL_ALERT_AT": "0.5"}
+	c := DefaultConfig()
+	if err := c.LoadEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Backend != "minio" || c.RetentionDays != 30 || c.CheckInterval != time.Minute || c.SpoolAlertAt != 0.5 {
+		t.Fatalf("LoadEnv: %+v", c)
+	}
+}
+
+func TestOpenRefusals(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	log := audit.New(audit.Options{})
+	local := DefaultConfig()
+	local.Backend = "local"
+	if _, err := Open(ctx, Options{DB: db, Audit: log, Config: local, DataDir: t.TempDir(), Production: true}); !errors.Is(err, vault.ErrNotWORM) {
+		t.Fatalf("production with local backend: %v", err)
+	}
+	gov, err := srv.MakeBucket(ctx, vaulttest.Governance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, Options{DB: db, Audit: log, Config: minioConfig(t, gov), DataDir: t.TempDir(), Production: true}); !errors.Is(err, vault.ErrGovernanceMode) {
+		t.Fatalf("governance bucket: %v", err)
+	}
+	// Unreachable is not a refusal: the appliance starts and spools.
+	c := minioConfig(t, "fiq-unreachable")
+	c.Endpoint = "127.0.0.1:1"
+	s, err := Open(ctx, Options{DB: db, Audit: log, Config: c, DataDir: t.TempDir(), Production: true})
+	if err != nil {
+		t.Fatalf("unreachable server refused start-up: %v", err)
+	}
+	if _, err := s.Add(ctx, "t1", "s1", "x.json", strings.NewReader("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); st.Spool.Pending != 1 || st.CheckErr == "" || st.WORM {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestUploadRecordedInAudit(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	bucket, err := srv.MakeBucket(ctx, vaulttest.Compliance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Options{DB: db, Audit: audit.New(audit.Options{}), Config: minioConfig(t, bucket), DataDir: t.TempDir(), Production: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(ctx, "t1", "scan-9", "results.jsonl", strings.NewReader("{\"a\":1}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Vault().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows := auditRows(t, db)
+	if len(rows) != 1 {
+		t.Fatalf("%d audit rows", len(rows))
+	}
+	r := rows[0]
+	if r.Action != string(audit.ActEvidenceUpload) || r.Tenant != "t1" || r.Object != "tenants/t1/scans/scan-9/results.jsonl" ||
+		r.Details["mode"] != "COMPLIANCE" || r.Details["sse"] != "AES256" || r.Details["worm"] != true || r.Details["version_id"] == "" || len(r.Details["sha256"].(string)) != 64 {
+		t.Fatalf("audit row %+v", r)
+	}
+	objs, err := s.Objects(ctx, "t1", "tenants/t1/scans/scan-9/")
+	if err != nil || len(objs) != 1 || objs[0].SHA256 != r.Details["sha256"] || !objs[0].WORM {
+		t.Fatalf("objects %+v, %v", objs, err)
+	}
+	if other, _ := s.Objects(ctx, "t2", "tenants/t1/"); len(other) != 0 {
+		t.Fatalf("tenant t2 sees t1's objects: %+v", other)
+	}
+}
+
+// fakeApprovals stands in for the identity service's dual approval.
+type fakeApprovals struct {
+	ap    Approval
+	err   error
+	canon []byte
+}
+
+func (f *fakeApprovals) CheckApproved(ctx context.Context, id string, canon []byte) (Approval, error) {
+	f.canon = canon
+	if f.err != nil {
+		return Approval{}, f.err
+	}
+	if id != f.ap.RequestID {
+		return Approval{}, errors.New("no such request")
+	}
+	return f.ap, nil
+}
+
+type fakeStepUp struct{ err error }
+
+func (f fakeStepUp) CheckStepUp(ctx context.Context, actor string, canon []byte) error { return f.err }
+
+func TestExport(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	bucket, err := srv.MakeBucket(ctx, vaulttest.Compliance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := &fakeApprovals{}
+	su := &fakeStepUp{}
+	now := time.Now()
+	s, err := Open(ctx, Options{DB: db, Audit: audit.New(audit.Options{}), Config: minioConfig(t, bucket), DataDir: t.TempDir(),
+		Production: true, Approvals: ap, StepUp: su, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("pcapng bytes")
+	if _, err := s.Add(ctx, "t1", "scan-e", "capture.pcapng", bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Vault().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	objs, _ := s.Objects(ctx, "t1", "")
+	obj := objs[0]
+	alice := Actor{ID: "u-alice", Name: "alice", IP: "192.0.2.1", UserAgent: "test"}
+	req := ExportRequest{Tenant: "t1", Actor: alice, Key: obj.Key, VersionID: obj.VersionID, RequestID: "req-1"}
+	good := Approval{RequestID: "req-1", RequesterID: "u-alice", ApproverIDs: []string{"u-bob", "u-carol"}}
+	for _, tc := range []struct {
+		name    string
+		ap      Approval
+		apErr   error
+		stepErr error
+		req     ExportRequest
+		want    error
+	}{
+		{"not approved", good, errors.New("pending"), nil, req, ErrNotApproved},
+		{"one approver", Approval{RequestID: "req-1", RequesterID: "u-alice", ApproverIDs: []string{"u-bob", "u-bob"}}, nil, nil, req, ErrNotApproved},
+		{"requester approved", Approval{RequestID: "req-1", RequesterID: "u-alice", ApproverIDs: []string{"u-alice", "u-bob"}}, nil, nil, req, ErrNotApproved},
+		{"someone else's request", Approval{RequestID: "req-1", RequesterID: "u-mallory", ApproverIDs: []string{"u-bob", "u-carol"}}, nil, nil, req, ErrNotApproved},
+		{"no step-up", good, nil, errors.New("stale"), req, ErrNotApproved},
+		{"other tenant", good, nil, nil, ExportRequest{Tenant: "t2", Actor: alice, Key: obj.Key, VersionID: obj.VersionID, RequestID: "req-1"}, ErrNotFound},
+		{"ok", good, nil, nil, req, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ap.ap, ap.err, su.err = tc.ap, tc.apErr, tc.stepErr
+			before := len(auditRows(t, db))
+			res, err := s.Export(ctx, tc.req)
+			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Fatalf("Export = %v, want %v", err, tc.want)
+			}
+			rows := auditRows(t, db)
+			if tc.want != nil {
+				if len(rows) != before {
+					t.Fatal("refused export was audited as an export")
+				}
+				return
+			}
+			if !bytes.Equal(ap.canon, tc.req.Canonical()) {
+				t.Fatalf("approval checked against %s", ap.canon)
+			}
+			if !res.Expires.Equal(now.Add(ExportTTL).UTC()) || res.SHA256 != obj.SHA256 {
+				t.Fatalf("result %+v", res)
+			}
+			last := rows[len(rows)-1]
+			if last.Action != string(audit.ActEvidenceExport) || last.Actor != "u-alice" || last.Object != obj.Key ||
+				fmt.Sprint(last.Details["approvers"]) != "[u-bob u-carol]" || last.Details["expires"] != res.Expires.Format(time.RFC3339) {
+				t.Fatalf("export audit row %+v", last)
+			}
+			if strings.Contains(fmt.Sprint(last.Details), "X-Amz-Signature") {
+				t.Fatal("signed URL leaked into the audit log")
+			}
+			resp, err := srv.HTTPClient().Get(res.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
+				t.Fatalf("GET export URL: %d %q", resp.StatusCode, got)
+			}
+		})
+	}
+	// The canonical request binds every field.
+	c1 := req.Canonical()
+	for _, mut := range []func(*ExportRequest){
+		func(r *ExportRequest) { r.Key += "x" },
+		func(r *ExportRequest) { r.VersionID = "other" },
+		func(r *ExportRequest) { r.Tenant = "t2" },
+		func(r *ExportRequest) { r.Actor.ID = "u-bob" },
+	} {
+		r := req
+		mut(&r)
+		if bytes.Equal(r.Canonical(), c1) {
+			t.Errorf("canonical request did not change: %s", c1)
+		}
+	}
+}
