@@ -2,7 +2,8 @@
 // constructor that receives its dependencies (an *Env); there is no global
 // root command and no init() registration.
 //
-// Exit codes: 0 success, 1 runtime failure, 2 bad flags or arguments.
+// Exit codes: 0 success, 1 runtime failure, 2 bad flags or arguments,
+// 3 (ExitProfile) the compiled-in safety profile failed verification.
 package cli
 
 import (
@@ -17,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/probe/safety"
+	"firewalliq/probe/scope"
 )
 
 // Exit codes.
@@ -33,6 +36,9 @@ type Env struct {
 	Getenv         func(string) string
 	Environ        func() []string
 	Now            func() time.Time
+	// Resolve resolves hostnames for 'scope check'; nil means the system
+	// resolver. Tests inject a fake so no query leaves the machine.
+	Resolve scope.Resolver
 }
 
 // OSEnv returns the process's real environment.
@@ -54,6 +60,10 @@ func usagef(format string, a ...any) error {
 // Run builds the command tree, runs it with args and returns the exit code.
 // Errors are printed as one line on Stderr.
 func Run(ctx context.Context, env *Env, args []string) int {
+	// The safety profile is verified before anything else runs (ExitProfile).
+	if code := checkProfile(env.Stderr, safety.Load); code != ExitOK {
+		return code
+	}
 	root := New(env)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -47,13 +47,14 @@ func newVersionCmd(env *Env) *cobra.Command {
 		Short: "Print version, commit, Go version and safety profile",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := versionReport{BuildInfo: ReadBuildInfo()}
+			v := versionReport{BuildInfo: ReadBuildInfo(), Profile: loadProfileReport()}
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(v)
 			}
 			fmt.Fprintf(env.Stdout, "firewalliq %s\ncommit:     %s%s\ngo:         %s (%s)\n", v.Version, v.Commit, dirty(v.Modified), v.GoVersion, v.Platform)
+			fmt.Fprintf(env.Stdout, "profile:    %s version %d sha256:%s\n", v.Profile.ID, v.Profile.Version, v.Profile.SHA256)
 			return nil
 		},
 	}
@@ -64,6 +65,7 @@ func newVersionCmd(env *Env) *cobra.Command {
 // versionReport is what 'version' prints.
 type versionReport struct {
 	BuildInfo
+	Profile profileReport `json:"profile"` // the compiled-in safety profile
 }
 
 func dirty(m bool) string {

@@ -72,7 +72,6 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
-
 // FuzzParseTarget: an accepted target is unmapped, has no zone, prints in
 // canonical form and parses back to itself; and the parser agrees with
 // Contains on a scope holding it.
