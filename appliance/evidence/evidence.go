@@ -19,6 +19,7 @@ import (
 	"slices"
 	"time"
 
+	"firewalliq/appliance/auth"
 	"firewalliq/audit"
 	"firewalliq/vault"
 )
@@ -29,17 +30,13 @@ const ExportTTL = 5 * time.Minute
 
 // Sentinel errors.
 var (
-	// ErrNotApproved means an export lacks its dual approval or step-up.
+	// ErrNotApproved means an export lacks its dual approval or step-up, or
+	// the approval is not for this exact export.
 	ErrNotApproved = errors.New("evidence export is not approved")
 	// ErrNotFound means no recorded evidence object matches (within the
 	// caller's tenant).
 	ErrNotFound = errors.New("evidence object not found")
 )
-
-// Actor is who asks for something, as the audit log records it.
-type Actor struct {
-	ID, Name, IP, UserAgent string
-}
 
 // The actor of background work (uploads, anchors).
 const (
@@ -47,24 +44,15 @@ const (
 	systemName = "vault"
 )
 
-// Approval is a completed dual approval as the identity service reports it.
-type Approval struct {
-	RequestID   string
-	RequesterID string
-	ApproverIDs []string
-}
-
-// Approvals checks dual approval. The identity service implements it: the
-// request must be complete (two approvers, neither the requester, each with
-// a fresh TOTP) and bound to exactly canonicalRequest.
-type Approvals interface {
-	CheckApproved(ctx context.Context, requestID string, canonicalRequest []byte) (Approval, error)
-}
-
-// StepUp checks that actor completed a fresh step-up (TOTP) bound to
-// canonicalRequest.
-type StepUp interface {
-	CheckStepUp(ctx context.Context, actorID string, canonicalRequest []byte) error
+// Gate is the identity service as exports need it; *auth.Service
+// implements it. Export calls Authorize first, then VerifiedApproval on the
+// canonical request, and spends the step-up inside the transaction that
+// writes the export's audit entry.
+type Gate interface {
+	Authorize(ctx context.Context, p auth.Principal, op auth.Operation, tenant string) (string, error)
+	VerifiedApproval(ctx context.Context, requestID string, canonicalRequest []byte) (auth.Approval, error)
+	ConsumeStepUp(ctx context.Context, tx *sql.Tx, p auth.Principal, op auth.Operation, canonicalRequest []byte) error
+	StepUpRefused(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, err error) error
 }
 
 // Options configure Open.
@@ -80,9 +68,9 @@ type Options struct {
 	Production bool
 	// Store overrides the backend built from Config (tests).
 	Store vault.Store
-	// Approvals and StepUp gate exports; Export refuses when either is nil.
-	Approvals Approvals
-	StepUp    StepUp
+	// Gate checks role, dual approval and step-up for exports; Export
+	// refuses everything when it is nil.
+	Gate Gate
 	// Ledger is the audit log as anchoring needs it; nil disables anchors.
 	Ledger vault.Ledger
 	// OnAnchor is called after each anchor is spooled, e.g. to send the
@@ -105,8 +93,7 @@ type Service struct {
 	log       *audit.Log
 	v         *vault.Vault
 	now       func() time.Time
-	approvals Approvals
-	stepUp    StepUp
+	gate      Gate
 	ledger    vault.Ledger
 	onAnchor  func(context.Context, vault.AnchorResult)
 	sleep     func(context.Context, time.Duration)
@@ -136,7 +123,7 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 			return nil, err
 		}
 	}
-	s := &Service{db: opts.DB, log: opts.Audit, now: opts.Now, approvals: opts.Approvals, stepUp: opts.StepUp, ledger: opts.Ledger, onAnchor: opts.OnAnchor, onError: opts.OnError}
+	s := &Service{db: opts.DB, log: opts.Audit, now: opts.Now, gate: opts.Gate, ledger: opts.Ledger, onAnchor: opts.OnAnchor, onError: opts.OnError}
 	vc := opts.Vault
 	vc.Production = opts.Production
 	vc.Now = opts.Now
@@ -301,21 +288,26 @@ func (s *Service) Objects(ctx context.Context, tenant, prefix string) ([]Object,
 
 // ExportRequest asks for a pre-signed URL to one object version.
 type ExportRequest struct {
-	Tenant    string // the caller's tenant; "" only for appliance-wide objects
-	Actor     Actor
+	// Principal is who asks (from the session), with client IP and agent.
+	Principal auth.Principal
+	// Tenant is where the object lives; "" means the principal's own.
+	Tenant    string
 	Key       string
 	VersionID string
-	// RequestID names the approval request that covers this export.
+	// RequestID names the dual-approval request (kind evidence.export)
+	// opened on ExportCanonical of this export.
 	RequestID string
 }
 
-// Canonical is the exact byte string the approval and the step-up are bound
-// to: JSON with sorted keys, no insignificant whitespace. Change any field
-// and the approval no longer matches.
-func (r ExportRequest) Canonical() []byte {
+// ExportCanonical is the exact byte string an export's approval request and
+// step-up are bound to: JSON with sorted keys and no insignificant
+// whitespace. The console calls it to open the approval request
+// (auth.RequestApproval with auth.KindEvidenceExport); any change of tenant,
+// requester, key or version afterwards voids the approvals.
+func ExportCanonical(tenant, requesterID, key, versionID string) []byte {
 	b, _ := json.Marshal(map[string]string{ // map keys marshal sorted
-		"action": string(audit.ActEvidenceExport), "tenant": r.Tenant, "requester": r.Actor.ID,
-		"key": r.Key, "version_id": r.VersionID,
+		"action": string(audit.ActEvidenceExport), "tenant": tenant, "requester": requesterID,
+		"key": key, "version_id": versionID,
 	})
 	return b
 }
@@ -330,32 +322,41 @@ type ExportResult struct {
 	Approvers []string  `json:"approvers"`
 }
 
-// Export returns a pre-signed GET URL valid for ExportTTL, after checking
-// that the object belongs to the caller's tenant, that the request carries a
-// complete dual approval bound to it (two approvers, neither the requester)
-// and that the requester passed step-up. Who, what, the approvers and the
-// expiry are audited before the URL is returned; if the audit write fails,
-// no URL is returned.
+// Export returns a pre-signed GET URL valid for ExportTTL. In order: the
+// principal must be allowed evidence.export in the tenant; the approval
+// request must be a complete evidence.export dual approval of this exact
+// export by two approvers other than the requester; the object must be
+// recorded in that tenant; and the requester's step-up for this export is
+// spent in the same transaction that audits who, what, the approvers and
+// the expiry. If any step fails, no URL is returned.
 func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, error) {
-	if s.approvals == nil || s.stepUp == nil {
-		return ExportResult{}, fmt.Errorf("export %s: %w: no approval service configured", req.Key, ErrNotApproved)
+	if s.gate == nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w: no identity service configured", req.Key, ErrNotApproved)
 	}
-	canon := req.Canonical()
-	ap, err := s.approvals.CheckApproved(ctx, req.RequestID, canon)
+	p := req.Principal
+	tenant, err := s.gate.Authorize(ctx, p, auth.OpEvidenceExport, req.Tenant)
+	if err != nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, err)
+	}
+	canon := ExportCanonical(tenant, p.UserID, req.Key, req.VersionID)
+	ap, err := s.gate.VerifiedApproval(ctx, req.RequestID, canon)
 	if err != nil {
 		return ExportResult{}, fmt.Errorf("export %s: %w: %w", req.Key, ErrNotApproved, err)
 	}
 	// Defence in depth: the identity service enforces these too.
-	approvers := slices.Compact(slices.Sorted(slices.Values(ap.ApproverIDs)))
-	if ap.RequesterID != req.Actor.ID || len(approvers) < 2 || slices.Contains(approvers, req.Actor.ID) {
-		return ExportResult{}, fmt.Errorf("export %s: %w: needs two approvers other than the requester", req.Key, ErrNotApproved)
+	var approvers []string
+	for _, a := range ap.Approvers {
+		if a.UserID != p.UserID && !slices.Contains(approvers, a.UserID) {
+			approvers = append(approvers, a.UserID)
+		}
 	}
-	if err := s.stepUp.CheckStepUp(ctx, req.Actor.ID, canon); err != nil {
-		return ExportResult{}, fmt.Errorf("export %s: %w: step-up: %w", req.Key, ErrNotApproved, err)
+	slices.Sort(approvers)
+	if ap.Kind != auth.KindEvidenceExport || ap.TenantID != tenant || ap.RequesterID != p.UserID || len(approvers) < auth.RequiredApprovals {
+		return ExportResult{}, fmt.Errorf("export %s: %w: needs an evidence.export approval by two others, for this requester and tenant", req.Key, ErrNotApproved)
 	}
 	var sha string
 	err = s.db.QueryRowContext(ctx, `SELECT sha256 FROM evidence_objects WHERE tenant = ? AND key = ? AND version_id = ?`,
-		req.Tenant, req.Key, req.VersionID).Scan(&sha)
+		tenant, req.Key, req.VersionID).Scan(&sha)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, ErrNotFound)
 	} else if err != nil {
@@ -373,10 +374,19 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 	if err != nil {
 		return ExportResult{}, err
 	}
+	var stepErr error
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := s.log.Append(ctx, tx, audit.Entry{Tenant: req.Tenant, ActorID: req.Actor.ID, ActorName: req.Actor.Name, ActorIP: req.Actor.IP, UserAgent: req.Actor.UserAgent, Action: audit.ActEvidenceExport, Object: req.Key, Details: det})
+		if err := s.gate.ConsumeStepUp(ctx, tx, p, auth.OpEvidenceExport, canon); err != nil {
+			stepErr = err
+			return err
+		}
+		_, err := s.log.Append(ctx, tx, audit.Entry{Tenant: tenant, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+			Action: audit.ActEvidenceExport, Object: req.Key, Details: det})
 		return err
 	})
+	if stepErr != nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w: %w", req.Key, ErrNotApproved, s.gate.StepUpRefused(ctx, p, tenant, auth.OpEvidenceExport, stepErr))
+	}
 	if err != nil {
 		return ExportResult{}, fmt.Errorf("export %s: audit: %w", req.Key, err)
 	}

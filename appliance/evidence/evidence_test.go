@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/vault"
@@ -212,27 +213,52 @@ func TestUploadRecordedInAudit(t *testing.T) {
 	}
 }
 
-// fakeApprovals stands in for the identity service's dual approval.
-type fakeApprovals struct {
-	ap    Approval
-	err   error
-	canon []byte
+// fakeGate stands in for the identity service (auth.Service), whose own
+// tests cover the real dual approval and step-up.
+type fakeGate struct {
+	authErr, apErr, stepErr error
+	ap                      auth.Approval
+	canon                   []byte
+	refused                 int
 }
 
-func (f *fakeApprovals) CheckApproved(ctx context.Context, id string, canon []byte) (Approval, error) {
-	f.canon = canon
-	if f.err != nil {
-		return Approval{}, f.err
+func (f *fakeGate) Authorize(ctx context.Context, p auth.Principal, op auth.Operation, tenant string) (string, error) {
+	if op != auth.OpEvidenceExport {
+		return "", fmt.Errorf("unexpected operation %s", op)
 	}
-	if id != f.ap.RequestID {
-		return Approval{}, errors.New("no such request")
+	if tenant == "" {
+		tenant = p.TenantID
+	}
+	return tenant, f.authErr
+}
+
+func (f *fakeGate) VerifiedApproval(ctx context.Context, id string, canon []byte) (auth.Approval, error) {
+	f.canon = canon
+	if f.apErr != nil {
+		return auth.Approval{}, f.apErr
+	}
+	if id != f.ap.ID {
+		return auth.Approval{}, errors.New("no such request")
 	}
 	return f.ap, nil
 }
 
-type fakeStepUp struct{ err error }
+func (f *fakeGate) ConsumeStepUp(ctx context.Context, tx *sql.Tx, p auth.Principal, op auth.Operation, canon []byte) error {
+	return f.stepErr
+}
 
-func (f fakeStepUp) CheckStepUp(ctx context.Context, actor string, canon []byte) error { return f.err }
+func (f *fakeGate) StepUpRefused(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, err error) error {
+	f.refused++
+	return err
+}
+
+func approvers(ids ...string) []auth.Approver {
+	var out []auth.Approver
+	for _, id := range ids {
+		out = append(out, auth.Approver{UserID: id})
+	}
+	return out
+}
 
 func TestExport(t *testing.T) {
 	ctx := context.Background()
@@ -241,11 +267,10 @@ func TestExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ap := &fakeApprovals{}
-	su := &fakeStepUp{}
+	gate := &fakeGate{}
 	now := time.Now()
 	s, err := Open(ctx, Options{DB: db, Audit: audit.New(audit.Options{}), Config: minioConfig(t, bucket), DataDir: t.TempDir(),
-		Production: true, Approvals: ap, StepUp: su, Now: func() time.Time { return now }})
+		Production: true, Gate: gate, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,27 +283,32 @@ func TestExport(t *testing.T) {
 	}
 	objs, _ := s.Objects(ctx, "t1", "")
 	obj := objs[0]
-	alice := Actor{ID: "u-alice", Name: "alice", IP: "192.0.2.1", UserAgent: "test"}
-	req := ExportRequest{Tenant: "t1", Actor: alice, Key: obj.Key, VersionID: obj.VersionID, RequestID: "req-1"}
-	good := Approval{RequestID: "req-1", RequesterID: "u-alice", ApproverIDs: []string{"u-bob", "u-carol"}}
+	alice := auth.Principal{UserID: "u-alice", Name: "alice", TenantID: "t1", Client: auth.Client{IP: "192.0.2.1", UserAgent: "test"}}
+	req := ExportRequest{Principal: alice, Key: obj.Key, VersionID: obj.VersionID, RequestID: "req-1"}
+	good := auth.Approval{ID: "req-1", TenantID: "t1", Kind: auth.KindEvidenceExport, RequesterID: "u-alice", Approvers: approvers("u-carol", "u-bob")}
+	with := func(f func(*auth.Approval)) auth.Approval { a := good; f(&a); return a }
+	otherTenant := req
+	otherTenant.Tenant = "t2"
 	for _, tc := range []struct {
-		name    string
-		ap      Approval
-		apErr   error
-		stepErr error
-		req     ExportRequest
-		want    error
+		name                    string
+		ap                      auth.Approval
+		authErr, apErr, stepErr error
+		req                     ExportRequest
+		want                    error
 	}{
-		{"not approved", good, errors.New("pending"), nil, req, ErrNotApproved},
-		{"one approver", Approval{RequestID: "req-1", RequesterID: "u-alice", ApproverIDs: []string{"u-bob", "u-bob"}}, nil, nil, req, ErrNotApproved},
-		{"requester approved", Approval{RequestID: "req-1", RequesterID: "u-alice", ApproverIDs: []string{"u-alice", "u-bob"}}, nil, nil, req, ErrNotApproved},
-		{"someone else's request", Approval{RequestID: "req-1", RequesterID: "u-mallory", ApproverIDs: []string{"u-bob", "u-carol"}}, nil, nil, req, ErrNotApproved},
-		{"no step-up", good, nil, errors.New("stale"), req, ErrNotApproved},
-		{"other tenant", good, nil, nil, ExportRequest{Tenant: "t2", Actor: alice, Key: obj.Key, VersionID: obj.VersionID, RequestID: "req-1"}, ErrNotFound},
-		{"ok", good, nil, nil, req, nil},
+		{"forbidden role", good, auth.ErrForbidden, nil, nil, req, auth.ErrForbidden},
+		{"not approved", good, nil, auth.ErrApprovalPending, nil, req, ErrNotApproved},
+		{"one approver twice", with(func(a *auth.Approval) { a.Approvers = approvers("u-bob", "u-bob") }), nil, nil, nil, req, ErrNotApproved},
+		{"requester approved", with(func(a *auth.Approval) { a.Approvers = approvers("u-alice", "u-bob") }), nil, nil, nil, req, ErrNotApproved},
+		{"someone else's request", with(func(a *auth.Approval) { a.RequesterID = "u-mallory" }), nil, nil, nil, req, ErrNotApproved},
+		{"scan approval", with(func(a *auth.Approval) { a.Kind = auth.KindProductionScan }), nil, nil, nil, req, ErrNotApproved},
+		{"approval of another tenant", with(func(a *auth.Approval) { a.TenantID = "t2" }), nil, nil, nil, req, ErrNotApproved},
+		{"no step-up", good, nil, nil, auth.ErrStepUpRequired, req, ErrNotApproved},
+		{"object of another tenant", with(func(a *auth.Approval) { a.TenantID = "t2" }), nil, nil, nil, otherTenant, ErrNotFound},
+		{"ok", good, nil, nil, nil, req, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ap.ap, ap.err, su.err = tc.ap, tc.apErr, tc.stepErr
+			gate.ap, gate.authErr, gate.apErr, gate.stepErr = tc.ap, tc.authErr, tc.apErr, tc.stepErr
 			before := len(auditRows(t, db))
 			res, err := s.Export(ctx, tc.req)
 			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
@@ -291,15 +321,16 @@ func TestExport(t *testing.T) {
 				}
 				return
 			}
-			if !bytes.Equal(ap.canon, tc.req.Canonical()) {
-				t.Fatalf("approval checked against %s", ap.canon)
+			if want := ExportCanonical("t1", "u-alice", obj.Key, obj.VersionID); !bytes.Equal(gate.canon, want) {
+				t.Fatalf("approval checked against %s, want %s", gate.canon, want)
 			}
 			if !res.Expires.Equal(now.Add(ExportTTL).UTC()) || res.SHA256 != obj.SHA256 {
 				t.Fatalf("result %+v", res)
 			}
 			last := rows[len(rows)-1]
-			if last.Action != string(audit.ActEvidenceExport) || last.Actor != "u-alice" || last.Object != obj.Key ||
-				fmt.Sprint(last.Details["approvers"]) != "[u-bob u-carol]" || last.Details["expires"] != res.Expires.Format(time.RFC3339) {
+			if last.Action != string(audit.ActEvidenceExport) || last.Actor != "u-alice" || last.Object != obj.Key || last.Tenant != "t1" ||
+				fmt.Sprint(last.Details["approvers"]) != "[u-bob u-carol]" || last.Details["expires"] != res.Expires.Format(time.RFC3339) ||
+				last.Details["request_id"] != "req-1" {
 				t.Fatalf("export audit row %+v", last)
 			}
 			if strings.Contains(fmt.Sprint(last.Details), "X-Amz-Signature") {
@@ -316,18 +347,17 @@ func TestExport(t *testing.T) {
 			}
 		})
 	}
+	if gate.refused != 1 {
+		t.Errorf("step-up refusal audited %d times, want 1", gate.refused)
+	}
 	// The canonical request binds every field.
-	c1 := req.Canonical()
-	for _, mut := range []func(*ExportRequest){
-		func(r *ExportRequest) { r.Key += "x" },
-		func(r *ExportRequest) { r.VersionID = "other" },
-		func(r *ExportRequest) { r.Tenant = "t2" },
-		func(r *ExportRequest) { r.Actor.ID = "u-bob" },
-	} {
-		r := req
-		mut(&r)
-		if bytes.Equal(r.Canonical(), c1) {
-			t.Errorf("canonical request did not change: %s", c1)
+	base := ExportCanonical("t1", "u-alice", "k", "v")
+	for _, c := range [][]byte{ExportCanonical("t2", "u-alice", "k", "v"), ExportCanonical("t1", "u-bob", "k", "v"), ExportCanonical("t1", "u-alice", "k2", "v"), ExportCanonical("t1", "u-alice", "k", "v2")} {
+		if bytes.Equal(c, base) {
+			t.Errorf("canonical request did not change: %s", c)
 		}
 	}
 }
+
+// The identity service is the production Gate.
+var _ Gate = (*auth.Service)(nil)
