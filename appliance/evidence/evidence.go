@@ -89,16 +89,16 @@ type Options struct {
 
 // Service is the opened evidence vault.
 type Service struct {
-	db        *sql.DB
-	log       *audit.Log
-	v         *vault.Vault
-	now       func() time.Time
-	gate      Gate
-	ledger    vault.Ledger
-	onAnchor  func(context.Context, vault.AnchorResult)
-	sleep     func(context.Context, time.Duration)
-	onError   func(error)
-	checkErr  error
+	db       *sql.DB
+	log      *audit.Log
+	v        *vault.Vault
+	now      func() time.Time
+	gate     Gate
+	ledger   vault.Ledger
+	onAnchor func(context.Context, vault.AnchorResult)
+	sleep    func(context.Context, time.Duration)
+	onError  func(error)
+	checkErr error
 }
 
 // Open builds the backend and the spool and checks the bucket once. A
