@@ -87,7 +87,7 @@ func Permissions() []Permission {
 		{Op: OpUserList, Roles: []string{A, SL, AU}, Owner: "auth", What: "list a tenant's users and roles"},
 		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once)"},
 		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions)"},
-		{Op: OpUserDisable, Roles: []string{A}, StepUp: true, Owner: "auth", What: "disable a user (ends sessions, revokes tokens)"},
+		{Op: OpUserDisable, Roles: []string{A}, StepUp: true, Owner: "auth", What: "disable a user (ends their sessions; their API tokens stop working)"},
 		{Op: OpPasswordChange, Roles: all, Owner: "auth", What: "change one's own password"},
 		{Op: OpSessionList, Roles: all, Owner: "auth", What: "list one's own sessions"},
 		{Op: OpLogoutAll, Roles: all, Owner: "auth", What: "log out everywhere (end all of one's sessions)"},
@@ -173,6 +173,8 @@ func PermissionsMarkdown() string {
 	b.WriteString("- **x**: allowed. **x†**: allowed with a fresh step-up TOTP bound to the request (valid 5 minutes, used once).\n")
 	b.WriteString("- **dual**: also needs two approvals (`approver` or `security_lead`, neither the requester, each with step-up);\n  for scans only when the scope is production, for evidence export always.\n")
 	b.WriteString("- **appliance**: only appliance admins (users of no tenant), not tenant admins.\n")
+	b.WriteString("- `admin` is a tenant's admin (acting in that tenant) or an appliance admin; an appliance admin acts in a\n  tenant only where the operation names the tenant explicitly (it has no tenant of its own).\n")
+	b.WriteString("- API tokens act with the token's role in the token's tenant; they cannot step up or create tokens.\n")
 	b.WriteString("- `support` users have no rights of their own. While a tenant admin's support ticket is open they may,\n  in that tenant only: " +
 		"`scope.read`, `policy.read`, `scan.read`, `report.read` (and manage their own password and sessions).\n  Every other attempt, and any attempt on another tenant, is refused and audited as `access.denied`.\n")
 	b.WriteString("- Every refusal is written to the audit log as `access.denied` with the operation and reason.\n\n")
