@@ -148,9 +148,12 @@ func TestMatrixWalk(t *testing.T) {
 	operator := w.actors[slices.IndexFunc(w.actors, func(a actor) bool { return a.name == store.RoleOperator })]
 
 	cases := map[Operation]func(a actor) error{
-		OpTenantCreate: func(a actor) error { _, err := f.svc.CreateTenant(f.ctx, a.p, w.uniq("tenant"), f.code(a.u)); return err },
-		OpTenantList:   func(a actor) error { _, err := f.svc.ListTenants(f.ctx, a.p); return err },
-		OpUserList:     func(a actor) error { _, err := f.svc.ListUsers(f.ctx, a.p, ""); return err },
+		OpTenantCreate: func(a actor) error {
+			_, err := f.svc.CreateTenant(f.ctx, a.p, w.uniq("tenant"), f.code(a.u))
+			return err
+		},
+		OpTenantList: func(a actor) error { _, err := f.svc.ListTenants(f.ctx, a.p); return err },
+		OpUserList:   func(a actor) error { _, err := f.svc.ListUsers(f.ctx, a.p, ""); return err },
 		OpUserCreate: func(a actor) error {
 			_, _, err := f.svc.CreateUser(f.ctx, a.p, "", NewUser{Name: w.uniq("new"), Role: store.RoleOperator}, f.code(a.u))
 			return err
