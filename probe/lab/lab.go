@@ -47,9 +47,9 @@ type Options struct {
 	// Rules and Services replace DefaultRules and DefaultServices.
 	Rules    []Rule
 	Services []Service
-	// Loss (percent) and Delay are applied with tc netem on the firewall's
-	// egress in both directions (towards the targets and back towards the
-	// scanner), so a probe and its reply can each be lost.
+	// Loss (percent) drops packets at random in the firewall, both
+	// directions, so a probe and its reply can each be lost. Delay is tc
+	// netem on the firewall's egress, both directions (see SetImpairment).
 	Loss  float64
 	Delay time.Duration
 	// Logf receives every command the lab runs and its output; tests pass
@@ -320,24 +320,45 @@ func (l *Lab) Ruleset() string {
 	return b.String()
 }
 
-// SetImpairment applies (or, with zero loss and delay, removes) tc netem
-// on the firewall's egress towards the targets and towards the scanner.
+// SetImpairment sets packet loss (percent) and delay between the scanner
+// and the targets; zero removes them. Loss is random drop in the firewall
+// (nftables numgen) on every forwarded packet, probes and replies alike,
+// and on the firewall's own answers (REJECT's RSTs and ICMP errors), so it
+// works on kernels without sch_netem. Delay needs tc netem; on a kernel
+// without it SetImpairment returns ErrNoNetem.
 func (l *Lab) SetImpairment(ctx context.Context, lossPercent float64, delay time.Duration) error {
+	fw := func(stdin string, args ...string) (string, error) {
+		return l.run.run(ctx, stdin, "ip", append([]string{"netns", "exec", l.Firewall}, args...)...)
+	}
+	// "delete" fails when the table does not exist; that is the wanted state.
+	_, _ = fw("", "nft", "delete", "table", "inet", "fiqloss")
+	if lossPercent > 0 {
+		if lossPercent > 100 {
+			return fmt.Errorf("lab: loss %g%% above 100", lossPercent)
+		}
+		// numgen draws per packet; the threshold is in hundredths of a percent.
+		thr := int(lossPercent*100 + 0.5)
+		chain := func(name, hook string) string {
+			return fmt.Sprintf("\tchain %s {\n\t\ttype filter hook %s priority filter - 10; policy accept;\n"+
+				"\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"+
+				"\t\tnumgen random mod 10000 < %d counter drop\n\t}\n", name, hook, thr)
+		}
+		rs := "table inet fiqloss {\n" + chain("lossfw", "forward") + chain("lossout", "output") + "}\n"
+		if _, err := fw(rs, "nft", "-f", "-"); err != nil {
+			return fmt.Errorf("lab: loss: %w", err)
+		}
+	}
 	for _, dev := range []string{firewallTargetIf, FirewallScannerIf} {
-		if lossPercent <= 0 && delay <= 0 {
-			// "del" fails when no qdisc is set; that is the wanted state.
-			_, _ = l.run.run(ctx, "", "ip", "netns", "exec", l.Firewall, "tc", "qdisc", "del", "dev", dev, "root")
+		if delay <= 0 {
+			_, _ = fw("", "tc", "qdisc", "del", "dev", dev, "root")
 			continue
 		}
-		args := []string{"netns", "exec", l.Firewall, "tc", "qdisc", "replace", "dev", dev, "root", "netem",
-			"limit", "100000"}
-		if delay > 0 {
-			args = append(args, "delay", fmt.Sprintf("%dus", delay.Microseconds()))
-		}
-		if lossPercent > 0 {
-			args = append(args, "loss", fmt.Sprintf("%g%%", lossPercent))
-		}
-		if _, err := l.run.run(ctx, "", "ip", args...); err != nil {
+		out, err := fw("", "tc", "qdisc", "replace", "dev", dev, "root", "netem", "limit", "100000",
+			"delay", fmt.Sprintf("%dus", delay.Microseconds()))
+		if err != nil {
+			if strings.Contains(out, "qdisc kind is unknown") {
+				return ErrNoNetem
+			}
 			return fmt.Errorf("lab: netem: %w", err)
 		}
 	}

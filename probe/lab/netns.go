@@ -26,6 +26,10 @@ const netnsDir = "/run/netns"
 // ErrNotRoot is returned by New when the process cannot create namespaces.
 var ErrNotRoot = errors.New("lab: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to build network namespaces")
 
+// ErrNoNetem is returned when a delay is asked for on a kernel without the
+// netem queueing discipline (loss does not need it).
+var ErrNoNetem = errors.New("lab: this kernel has no sch_netem; delay is unavailable (loss works without it)")
+
 // Do runs f on an OS thread that has joined the named network namespace.
 // Sockets f opens stay in that namespace for their whole life, whichever
 // thread later uses them, so Do is how listeners, captures and in-process
