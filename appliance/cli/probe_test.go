@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"firewalliq/probe"
+	"firewalliq/probe/keys"
+	"firewalliq/probe/safety"
+	"firewalliq/probe/scope"
+)
+
+// probeScope signs a scope over the loopback addresses with the given
+// environment and writes it and the public key to a temporary directory.
+func probeScope(t *testing.T, env, ports string) (signed, pub string) {
+	t.Helper()
+	dir := t.TempDir()
+	pk, sk, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.WritePair(filepath.Join(dir, "lead"), pk, sk); err != nil {
+		t.Fatal(err)
+	}
+	doc := scope.Document{
+		ID: "loopback", Tenant: "acme", Name: "loopback test", Environment: env,
+		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: ports,
+		Probes:    []safety.Kind{safety.KindTCPSyn, safety.KindTCPConnect, safety.KindBanner},
+		NotBefore: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
+		MaxPPS: 400,
+	}
+	b, err := scope.Sign(doc, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed = filepath.Join(dir, "scope.signed.json")
+	if err := os.WriteFile(signed, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return signed, filepath.Join(dir, "lead.pub")
+}
+
+func TestProbeCommand(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("220 hello\r\n"))
+			time.AfterFunc(time.Second, func() { c.Close() })
+		}
+	}()
+	open := l.Addr().(*net.TCPAddr).Port
+	cl, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := cl.Addr().(*net.TCPAddr).Port
+	cl.Close()
+	ports := "tcp:" + strconv.Itoa(open) + "," + strconv.Itoa(closed)
+	signed, pub := probeScope(t, scope.EnvNonProduction, ports)
+	prodSigned, prodPub := probeScope(t, scope.EnvProduction, ports)
+
+	out := filepath.Join(t.TempDir(), "scan")
+	code, stdout, stderr := runCLI(t, nil, "probe", "--scope", signed, "--trust", pub, "--out", out,
+		"--probes", "tcp-syn,banner", "--rate", "200", "--timeout", "300ms", "--retries", "1")
+	if code != 0 {
+		t.Fatalf("probe: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "4 probes") {
+		t.Errorf("stdout %q", stdout)
+	}
+	f, err := os.Open(filepath.Join(out, probe.ResultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r probe.Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		got[string(r.Probe)+"/"+strconv.Itoa(int(r.Port))] = string(r.State)
+		if r.Probe == probe.KindBanner && int(r.Port) == open && (r.Banner == nil || r.Banner.Text != `220 hello\x0d\x0a`) {
+			t.Errorf("banner %+v", r.Banner)
+		}
+	}
+	syn := "tcp-syn"
+	if os.Geteuid() != 0 {
+		syn = "tcp-connect"
+	}
+	want := map[string]string{
+		syn + "/" + strconv.Itoa(open): "open", syn + "/" + strconv.Itoa(closed): "closed",
+		"banner/" + strconv.Itoa(open): "open", "banner/" + strconv.Itoa(closed): "closed",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	var sum probe.Summary
+	b, _ := os.ReadFile(filepath.Join(out, probe.SummaryFile))
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.RatePPS != 200 || sum.States[probe.StateOpen] != 2 || sum.Worst100ms > sum.WindowLimit || sum.RefusedPackets != 0 {
+		t.Errorf("summary %s", b)
+	}
+	if st, err := os.Stat(filepath.Join(out, probe.EvidenceFile)); err != nil || st.Size() < 100 {
+		t.Errorf("evidence: %v", err)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"production refused", []string{"--scope", prodSigned, "--trust", prodPub}, 1, "non-production scopes only"},
+		{"rate above cap refused", []string{"--rate", "401"}, 2, "requested rate above cap"},
+		{"port outside scope", []string{"--ports", "tcp:1"}, 2, "not in scope"},
+		{"kind outside scope", []string{"--probes", "udp"}, 2, "not allowed by scope"},
+		{"unknown kind", []string{"--probes", "tcp-xmas"}, 2, "unknown probe kind"},
+		{"existing output", []string{"--out", out}, 2, "already holds a scan"},
+		{"resume a complete scan", []string{"--out", out, "--resume", "--probes", "tcp-syn,banner", "--rate", "200", "--timeout", "300ms", "--retries", "1"}, 1, "already complete"},
+		{"wrong trust key", []string{"--trust", prodPub}, 1, "untrusted key"},
+		{"missing scope", []string{"--scope", ""}, 2, "--scope is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := map[string]string{"--scope": signed, "--trust": pub, "--out": filepath.Join(t.TempDir(), "o")}
+			var extra []string
+			for i := 0; i < len(tt.args); i++ {
+				if _, ok := args[tt.args[i]]; ok {
+					args[tt.args[i]] = tt.args[i+1]
+					i++
+					continue
+				}
+				extra = append(extra, tt.args[i])
+			}
+			all := []string{"probe"}
+			for k, v := range args {
+				all = append(all, k, v)
+			}
+			code, _, stderr := runCLI(t, nil, append(all, extra...)...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+// TestProbeKindsMatchProfile: the engine's closed list is the safety
+// package's closed list.
+func TestProbeKindsMatchProfile(t *testing.T) {
+	var a []string
+	for _, k := range probe.Kinds() {
+		a = append(a, string(k))
+	}
+	var b []string
+	for _, k := range safety.AllKinds() {
+		b = append(b, string(k))
+	}
+	slices.Sort(a)
+	slices.Sort(b)
+	if !slices.Equal(a, b) {
+		t.Fatalf("probe kinds %v, safety kinds %v", a, b)
+	}
+}
