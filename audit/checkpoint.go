@@ -149,12 +149,23 @@ func (l *Log) sign(fr *frontier) (Checkpoint, error) {
 		return Checkpoint{}, ErrNoSigner
 	}
 	root := fr.root()
-	body := CheckpointBody(l.origin, fr.size, root)
+	msg, err := l.signBody(CheckpointBody(l.origin, fr.size, root))
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Origin: l.origin, Size: fr.size, Root: root, Note: msg}, nil
+}
+
+// signBody signs a checkpoint body as a note.
+func (l *Log) signBody(body string) (string, error) {
+	if l.signer == nil {
+		return "", ErrNoSigner
+	}
 	msg, err := note.Sign(&note.Note{Text: body}, l.signer)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("sign checkpoint: %w", err)
+		return "", fmt.Errorf("sign checkpoint: %w", err)
 	}
-	return Checkpoint{Origin: l.origin, Size: fr.size, Root: root, Note: string(msg)}, nil
+	return string(msg), nil
 }
 
 func (l *Log) storeCheckpoint(ctx context.Context, tx *sql.Tx, fr frontier) (Checkpoint, error) {
