@@ -92,9 +92,11 @@ func FuzzVerify(f *testing.F) {
 		h := http.Header{}
 		h.Set(HeaderTimestamp, forged)
 		h.Set(HeaderSignature, forged)
+		h.Set(HeaderNonce, forged)
 		if sign {
 			h.Set(HeaderTimestamp, itoa(ts))
-			h.Set(HeaderSignature, Sign(key, ts, body))
+			h.Set(HeaderNonce, "00112233445566778899aabbccddeeff")
+			h.Set(HeaderSignature, Sign(key, ts, "00112233445566778899aabbccddeeff", body))
 		}
 		err := v.Verify(h, body)
 		inWindow := skew >= -int64(ReplayWindow/time.Second) && skew <= int64(ReplayWindow/time.Second)

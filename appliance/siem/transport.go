@@ -228,10 +228,15 @@ func (s *webhookSender) post(ctx context.Context, m Outgoing) error {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	ts := s.now().Unix()
+	nonce, err := newNonce()
+	if err != nil {
+		return fmt.Errorf("webhook nonce: %w", err)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "FirewallIQ-SIEM/1")
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(s.key, ts, m.Payload))
+	req.Header.Set(HeaderNonce, nonce)
+	req.Header.Set(HeaderSignature, Sign(s.key, ts, nonce, m.Payload))
 	req.Header.Set(HeaderSeq, strconv.FormatInt(m.Seq, 10))
 	req.Header.Set(HeaderAppliance, s.appliance)
 	resp, err := s.client.Do(req)

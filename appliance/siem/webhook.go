@@ -2,6 +2,7 @@ package siem
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,7 +18,12 @@ import (
 const (
 	// HeaderTimestamp is the sending time, Unix seconds.
 	HeaderTimestamp = "X-FIQ-Timestamp"
-	// HeaderSignature is "v1=" + hex(HMAC-SHA256(key, timestamp + "." + body)).
+	// HeaderNonce is 32 random hex digits, new for every request (a retry
+	// too), so a receiver can tell a replay from a retry sent in the same
+	// second.
+	HeaderNonce = "X-FIQ-Nonce"
+	// HeaderSignature is
+	// "v1=" + hex(HMAC-SHA256(key, timestamp + "." + nonce + "." + body)).
 	HeaderSignature = "X-FIQ-Signature"
 	// HeaderSeq is the destination sequence number (also in the body, at
 	// metadata.sequence); informational, not signed separately.
@@ -42,12 +48,15 @@ var (
 	ErrReplay = errors.New("webhook request replayed")
 )
 
-// Sign returns the signature header value for body sent at ts (Unix seconds).
-// The timestamp is signed with the body so it cannot be moved forward to
-// bring an old request back into the window.
-func Sign(key []byte, ts int64, body []byte) string {
+// Sign returns the signature header value for body sent at ts (Unix seconds)
+// with nonce. The timestamp and nonce are signed with the body so neither can
+// be changed to bring an old request back into the window or past the
+// receiver's replay memory.
+func Sign(key []byte, ts int64, nonce string, body []byte) string {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(strconv.FormatInt(ts, 10)))
+	mac.Write([]byte{'.'})
+	mac.Write([]byte(nonce))
 	mac.Write([]byte{'.'})
 	mac.Write(body)
 	return "v1=" + hex.EncodeToString(mac.Sum(nil))
@@ -62,7 +71,7 @@ type Verifier struct {
 	now    func() time.Time
 
 	mu   sync.Mutex
-	seen map[string]time.Time // signature -> timestamp, pruned past window
+	seen map[string]time.Time // nonce -> timestamp, pruned past window
 }
 
 // NewVerifier returns a Verifier for key. window is ReplayWindow when zero;
@@ -82,11 +91,12 @@ func NewVerifier(key []byte, window time.Duration, now func() time.Time) *Verifi
 func (v *Verifier) Verify(h http.Header, body []byte) error {
 	tsText := h.Get(HeaderTimestamp)
 	sig := h.Get(HeaderSignature)
+	nonce := h.Get(HeaderNonce)
 	ts, err := strconv.ParseInt(tsText, 10, 64)
-	if err != nil || !strings.HasPrefix(sig, "v1=") || strconv.FormatInt(ts, 10) != tsText {
+	if err != nil || !strings.HasPrefix(sig, "v1=") || strconv.FormatInt(ts, 10) != tsText || !validNonce(nonce) {
 		return ErrSignature
 	}
-	if !hmac.Equal([]byte(sig), []byte(Sign(v.key, ts, body))) {
+	if !hmac.Equal([]byte(sig), []byte(Sign(v.key, ts, nonce, body))) {
 		return ErrSignature
 	}
 	now := v.now()
@@ -101,9 +111,27 @@ func (v *Verifier) Verify(h http.Header, body []byte) error {
 			delete(v.seen, s)
 		}
 	}
-	if _, dup := v.seen[sig]; dup {
+	if _, dup := v.seen[nonce]; dup {
 		return ErrReplay
 	}
-	v.seen[sig] = at
+	v.seen[nonce] = at
 	return nil
+}
+
+// validNonce accepts 16 to 64 hex digits.
+func validNonce(s string) bool {
+	if len(s) < 16 || len(s) > 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// newNonce returns 32 random hex digits.
+func newNonce() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }
