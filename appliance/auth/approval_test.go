@@ -180,9 +180,11 @@ func TestApprovalRefusals(t *testing.T) {
 			return f.svc.CheckApproved(f.ctx, id, f.request)
 		}, ErrApprovalVoid, audit.ActApprovalVoid},
 	}
+	// One fixture for all cases (each makes its own request): opening a
+	// database and keyring per case costs more than the cases themselves.
+	f := newApprovalFixture(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newApprovalFixture(t)
 			a, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, f.request)
 			if err != nil {
 				t.Fatal(err)
