@@ -6,6 +6,7 @@ package appliance
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/store"
+	"firewalliq/audit"
 )
 
 // DatabaseFile is the SQLite file's name inside the data directory.
@@ -36,6 +38,21 @@ type Appliance struct {
 	Store  *store.Store
 	Keys   *keyring.Keyring
 	Now    func() time.Time
+	// Audit appends to the tamper-evident audit log (see package audit).
+	Audit *audit.Log
+	// AuditStartup is what Open's incremental audit verification found.
+	// While AuditStartup.Alarm is set (audit.CheckNoAlarm fails), scans and
+	// evidence exports must refuse to run.
+	AuditStartup audit.StartupResult
+}
+
+// newAuditLog builds the audit log with the appliance's audit key.
+func newAuditLog(kr *keyring.Keyring, every int64, now func() time.Time) (*audit.Log, error) {
+	key, err := kr.Signer(keyring.Audit)
+	if err != nil {
+		return nil, err
+	}
+	return audit.New(audit.Options{Now: now, Signer: key, CheckpointEvery: every}), nil
 }
 
 // Open opens an initialised data directory.
@@ -55,7 +72,21 @@ func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, er
 	if err != nil {
 		return nil, err
 	}
-	return &Appliance{Config: cfg, Store: st, Keys: kr, Now: now}, nil
+	lg, err := newAuditLog(kr, int64(cfg.Audit.CheckpointEvery), now)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
+	}
+	// Verify the audit log from the last verified checkpoint to the head.
+	// A broken log does not stop the appliance (the console must show the
+	// alarm); Startup raises the alarm, and CheckNoAlarm refuses scans and
+	// exports until an admin acknowledges it.
+	res, err := lg.Startup(ctx, st.DB())
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
+	}
+	return &Appliance{Config: cfg, Store: st, Keys: kr, Now: now, Audit: lg, AuditStartup: res}, nil
 }
 
 // Close releases the appliance's resources.
@@ -169,12 +200,30 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 		return InitResult{}, fmt.Errorf("init totp: %w", err)
 	}
 	res := InitResult{Tenant: opts.Tenant, Admin: opts.Admin, OneTimePassword: password, TOTPSecret: key.Secret(), TOTPURL: key.URL(), CertFingerprint: fp}
+	lg, err := newAuditLog(kr, 0, now)
+	if err != nil {
+		return InitResult{}, err
+	}
+	// The audit entries go in the same transaction as what they record:
+	// if an append fails, init fails (fail-closed).
+	sys := audit.Entry{ActorID: "system", ActorName: "init"}
 	err = st.InTx(ctx, func(tx *sql.Tx) error {
+		e := sys
+		e.Action, e.Object = audit.ActApplianceInit, "appliance"
+		if _, err := lg.Append(ctx, tx, e); err != nil {
+			return err
+		}
 		tn, err := st.CreateTenant(ctx, tx, opts.Tenant)
 		if err != nil {
 			return err
 		}
 		res.TenantID = tn.ID
+		e = sys
+		e.Tenant, e.Action, e.Object = tn.ID, audit.ActTenantCreate, "tenant:"+tn.ID
+		e.Details, _ = json.Marshal(map[string]string{"name": opts.Tenant})
+		if _, err := lg.Append(ctx, tx, e); err != nil {
+			return err
+		}
 		id := store.NewID("u")
 		sealed, err := kr.Seal([]byte(key.Secret()), []byte("totp:"+id))
 		if err != nil {
@@ -185,10 +234,19 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 			return err
 		}
 		res.AdminID = u.ID
-		return nil
+		e = sys
+		e.Action, e.Object = audit.ActUserCreate, "user:"+u.ID
+		e.Details, _ = json.Marshal(map[string]string{"name": opts.Admin, "role": "admin"})
+		_, err = lg.Append(ctx, tx, e)
+		return err
 	})
 	if err != nil {
 		return InitResult{}, fmt.Errorf("init database: %w", err)
+	}
+	// Verify the new log and sign its first checkpoint, so even a fresh
+	// appliance has a signed root that 'audit verify' can check.
+	if _, err := lg.Startup(ctx, st.DB()); err != nil {
+		return InitResult{}, fmt.Errorf("init audit: %w", err)
 	}
 	return res, nil
 }
