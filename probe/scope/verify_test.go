@@ -218,3 +218,36 @@ func TestCanonicalEscaping(t *testing.T) {
 		t.Fatal("invalid UTF-8 encoded")
 	}
 }
+
+// TestDocVectors checks that the example in docs/scope.md is the committed
+// vector, so the documentation cannot drift from the code.
+func TestDocVectors(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/scope.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []vector
+	if err := json.Unmarshal(data, &vs); err != nil {
+		t.Fatal(err)
+	}
+	var v *vector
+	for i := range vs {
+		if strings.HasPrefix(vs[i].Name, "the docs example") {
+			v = &vs[i]
+		}
+	}
+	if v == nil {
+		t.Fatal("no docs example vector")
+	}
+	for marker, want := range map[string]string{"canonical": v.Canonical, "signed": strings.TrimSuffix(v.Signed, "\n")} {
+		_, rest, ok := strings.Cut(string(doc), "<!-- vector:"+marker+" -->\n```\n")
+		block, _, ok2 := strings.Cut(rest, "\n```")
+		if !ok || !ok2 || block != want {
+			t.Errorf("docs/scope.md %s block:\n%s\nwant\n%s", marker, block, want)
+		}
+	}
+}
