@@ -1,0 +1,87 @@
+package auth
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParseSecret: whatever a client sends as a cookie or bearer value,
+// parsing never panics, and what it accepts is exactly the canonical
+// encoding of 32 bytes with the right prefix (round trip).
+func FuzzParseSecret(f *testing.F) {
+	good, _, _ := newSecret(sessionPrefix)
+	tok, _, _ := newSecret(tokenPrefix)
+	for _, seed := range []string{
+		good, tok, // valid session id and API token
+		"", sessionPrefix, // empty, prefix only
+		good + "=",                 // padding
+		good[:len(good)-1],         // one character short
+		good + "A",                 // one character long
+		strings.ToUpper(good),      // wrong prefix case
+		" " + good,                 // whitespace
+		sessionPrefix + "+/+/+/+/", // standard, not URL, alphabet
+		good[:len(good)-1] + "B",   // non-canonical last character (stray bits)
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, prefix := range []string{sessionPrefix, tokenPrefix} {
+			raw, err := parseSecret(prefix, s)
+			if err != nil {
+				continue
+			}
+			if len(raw) != secretBytes {
+				t.Fatalf("accepted %d bytes", len(raw))
+			}
+			if back := prefix + base64.RawURLEncoding.EncodeToString(raw); back != s {
+				t.Fatalf("accepted non-canonical %q (canonical %q)", s, back)
+			}
+		}
+	})
+}
+
+// FuzzCheckCSRF: the CSRF check never panics and accepts only the session's
+// own token.
+func FuzzCheckCSRF(f *testing.F) {
+	sess, _, _ := newSecret(sessionPrefix)
+	other, _, _ := newSecret(sessionPrefix)
+	good, _ := CSRFToken(sess)
+	bad, _ := CSRFToken(other)
+	f.Add(sess, good)
+	f.Add(sess, bad)
+	f.Add(sess, "")
+	f.Add("", "")
+	f.Add(sess, good+"x")
+	f.Fuzz(func(t *testing.T, session, token string) {
+		err := CheckCSRF(session, token)
+		want, werr := CSRFToken(session)
+		if err == nil && (werr != nil || want != token) {
+			t.Fatalf("accepted %q for %q", token, session)
+		}
+	})
+}
+
+// FuzzMatchStep: any string as a TOTP code; never panics, accepts only six
+// digits that are the code of a step within the skew.
+func FuzzMatchStep(f *testing.F) {
+	const secret = "JBSWY3DPEHPK3PXP"
+	now := time.Date(2026, 11, 27, 14, 0, 5, 0, time.UTC)
+	c, _ := TOTPCode(secret, now)
+	for _, seed := range []string{c, "", "000000", "12345", "1234567", "12 456", "-12345", "１２３４５６"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, code string) {
+		step, err := matchStep(secret, code, now)
+		if err != nil {
+			return
+		}
+		if !wellFormedCode(code) || step < TOTPStep(now)-totpSkew || step > TOTPStep(now)+totpSkew {
+			t.Fatalf("accepted %q at step %d", code, step)
+		}
+		if want, _ := TOTPCode(secret, time.Unix(step*totpPeriod, 0)); want != code {
+			t.Fatalf("accepted %q for step %d whose code is %s", code, step, want)
+		}
+	})
+}
