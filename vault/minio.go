@@ -167,9 +167,10 @@ func (m *MinIO) Check(ctx context.Context) error {
 // now+Retention, Content-MD5 (so the server rejects a body damaged in
 // transit) and SSE. Verification then reads back, by version id:
 //   - the retention (GetObjectRetention): mode COMPLIANCE, date as set;
-//   - the encryption header (StatObject);
-//   - the whole object (GetObject), hashed with SHA-256 and compared with
-//     the spool's hash. We re-download rather than trust an ETag or a
+//   - the whole object (GetObject): the encryption header of the response,
+//     and the body hashed with SHA-256 and compared with the spool's hash
+//     (the encryption header comes with the GET, saving a HEAD round trip).
+//     We re-download rather than trust an ETag or a
 //     server checksum because with SSE the ETag is not the MD5 of the body,
 //     and reading the plaintext back is the only check that covers the
 //     encrypt/decrypt path end to end.
@@ -196,21 +197,16 @@ func (m *MinIO) Put(ctx context.Context, obj Object, r io.ReadSeeker) (Receipt, 
 	if mode == nil || *mode != minio.Compliance || got == nil || got.Before(until) {
 		return Receipt{}, fmt.Errorf("verify %s: %w: retention %v until %v, want COMPLIANCE until %s", obj.Key, ErrVerify, deref(mode), deref(got), until)
 	}
-	st, err := m.c.StatObject(ctx, m.cfg.Bucket, obj.Key, minio.StatObjectOptions{VersionID: info.VersionID})
-	if err != nil {
-		return Receipt{}, fmt.Errorf("verify %s: stat: %w", obj.Key, err)
-	}
-	sse := st.Metadata.Get("X-Amz-Server-Side-Encryption")
 	want := "AES256"
 	if m.cfg.KMSKeyID != "" {
 		want = "aws:kms"
 	}
-	if sse != want {
-		return Receipt{}, fmt.Errorf("verify %s: %w: server-side encryption %q, want %q", obj.Key, ErrVerify, sse, want)
-	}
-	sum, n, err := m.hash(ctx, obj.Key, info.VersionID)
+	sse, sum, n, err := m.readBack(ctx, obj.Key, info.VersionID)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("verify %s: %w", obj.Key, err)
+	}
+	if sse != want {
+		return Receipt{}, fmt.Errorf("verify %s: %w: server-side encryption %q, want %q", obj.Key, ErrVerify, sse, want)
 	}
 	if n != obj.Size || sum != obj.SHA256 {
 		return Receipt{}, fmt.Errorf("verify %s: %w: read back %d bytes sha256 %x, wrote %d bytes sha256 %x", obj.Key, ErrVerify, n, sum, obj.Size, obj.SHA256)
@@ -223,20 +219,25 @@ func (m *MinIO) Put(ctx context.Context, obj Object, r io.ReadSeeker) (Receipt, 
 	}, nil
 }
 
-func (m *MinIO) hash(ctx context.Context, key, version string) ([32]byte, int64, error) {
+// readBack downloads one version and returns the encryption the GET
+// response reports (x-amz-server-side-encryption) with the SHA-256 and
+// length of the plaintext body.
+func (m *MinIO) readBack(ctx context.Context, key, version string) (sse string, sum [32]byte, n int64, err error) {
 	o, err := m.c.GetObject(ctx, m.cfg.Bucket, key, minio.GetObjectOptions{VersionID: version})
 	if err != nil {
-		return [32]byte{}, 0, fmt.Errorf("read back: %w", err)
+		return "", sum, 0, fmt.Errorf("read back: %w", err)
 	}
 	defer o.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, o)
+	st, err := o.Stat()
 	if err != nil {
-		return [32]byte{}, 0, fmt.Errorf("read back: %w", err)
+		return "", sum, 0, fmt.Errorf("read back: %w", err)
 	}
-	var sum [32]byte
+	h := sha256.New()
+	if n, err = io.Copy(h, o); err != nil {
+		return "", sum, 0, fmt.Errorf("read back: %w", err)
+	}
 	copy(sum[:], h.Sum(nil))
-	return sum, n, nil
+	return st.Metadata.Get("X-Amz-Server-Side-Encryption"), sum, n, nil
 }
 
 // Presign implements Store. The URL is signed with the backend's
