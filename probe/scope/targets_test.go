@@ -239,3 +239,43 @@ func BenchmarkTargets(b *testing.B) {
 		}
 	}
 }
+
+func TestRangesEdges(t *testing.T) {
+	tests := []struct {
+		name        string
+		cidrs, excl []string
+		size        uint64
+		in, out     []string
+	}{
+		{"huge v6 saturates", []string{"2001:db8::/32"}, nil, ^uint64(0), []string{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"}, []string{"2001:db9::"}},
+		{"2^64 exactly saturates", []string{"2001:db8::/64"}, nil, ^uint64(0), []string{"2001:db8::ffff:ffff:ffff:ffff"}, nil},
+		{"top of v4 space", []string{"255.0.0.0/8"}, []string{"255.255.255.255/32"}, 1<<24 - 1, []string{"255.255.255.254"}, []string{"255.255.255.255"}},
+		{"top of v6 space", []string{"ffff::/32"}, []string{"ffff:0:ffff:ffff:ffff:ffff::/96", "ffff:0::/33"}, ^uint64(0), []string{"ffff:0:8000::", "ffff:0:ffff:ffff:ffff:fffe:ffff:ffff"}, []string{"ffff::1", "ffff:0:ffff:ffff:ffff:ffff::1"}},
+		{"exclude everything v6 via ::/0", []string{"10.0.0.0/30", "2001:db8::/126"}, []string{"::/0"}, 4, []string{"10.0.0.3"}, []string{"2001:db8::1"}},
+		{"adjacent merge", []string{"10.0.0.0/25", "10.0.0.128/25"}, []string{"10.0.0.127/32", "10.0.0.128/32"}, 254, []string{"10.0.0.126", "10.0.0.129"}, []string{"10.0.0.127", "10.0.0.128"}},
+		{"overlapping cidrs counted once", []string{"10.0.0.0/24", "10.0.0.0/25", "10.0.0.7"}, nil, 256, []string{"10.0.0.255"}, []string{"10.0.1.0"}},
+		{"exclude spanning two ranges", []string{"10.0.0.0/28", "10.0.0.32/28"}, []string{"10.0.0.0/26"}, 0, nil, []string{"10.0.0.33"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := buildRanges(tt.cidrs, tt.excl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.size != tt.size {
+				t.Fatalf("size = %d, want %d", r.size, tt.size)
+			}
+			s := &Scope{r: r}
+			for _, a := range tt.in {
+				if !s.Contains(netip.MustParseAddr(a)) {
+					t.Errorf("%s not contained", a)
+				}
+			}
+			for _, a := range tt.out {
+				if s.Contains(netip.MustParseAddr(a)) {
+					t.Errorf("%s contained", a)
+				}
+			}
+		})
+	}
+}
