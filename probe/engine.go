@@ -157,7 +157,7 @@ type Engine struct {
 	mu      sync.Mutex
 	pending map[probeKey]*entry
 	watch   map[probeKey]*watchInfo
-	srcs    map[netip.Addr]netip.Addr
+	router  *router
 
 	conn    packetConn
 	tap     *tap
@@ -262,7 +262,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Results == nil {
 		cfg.Results = func(Result) error { return nil }
 	}
-	e := &Engine{cfg: cfg, rate: rate, pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, srcs: map[netip.Addr]netip.Addr{}}
+	e := &Engine{cfg: cfg, rate: rate, pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, router: newRouter()}
 	e.plannerContains = cfg.Scope.Contains
 	e.pacer, err = NewPacer(rate, cfg.Limits.PerHost, cfg.Now)
 	if err != nil {
@@ -383,6 +383,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 			needConnect = true
 		}
 	}
+	defer e.router.close()
 	if e.raw {
 		if needRaw && e.conn == nil {
 			c, err := openRaw()
@@ -592,22 +593,11 @@ func (e *Engine) buildBatch(idx int, targets []netip.Addr) *batch {
 	return b
 }
 
-// source returns (and caches) the local address for dst.
+// source returns the local address for dst (see router). It is looked up
+// per target, not per prefix: policy routing may send neighbours out of
+// different interfaces.
 func (e *Engine) source(dst netip.Addr) (netip.Addr, error) {
-	e.mu.Lock()
-	s, ok := e.srcs[dst]
-	e.mu.Unlock()
-	if ok {
-		return s, nil
-	}
-	s, err := sourceFor(dst)
-	if err != nil {
-		return s, err
-	}
-	e.mu.Lock()
-	e.srcs[dst] = s
-	e.mu.Unlock()
-	return s, nil
+	return e.router.source(dst)
 }
 
 // finish records the outcome of a probe once; later answers are ignored.

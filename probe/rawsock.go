@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -230,16 +231,61 @@ func (t *tap) read(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
 
 func (t *tap) close() error { return unix.Close(t.fd) }
 
-// sourceFor returns the local address the kernel would use to reach dst,
-// found by connecting a UDP socket (which sends nothing).
-func sourceFor(dst netip.Addr) (netip.Addr, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
-	if err != nil {
+// router finds the local address the kernel would use to reach a
+// destination, by connecting a UDP socket (which sends nothing) and reading
+// its local address back. One socket per family is reused: two syscalls per
+// lookup, cheap enough to do for every target.
+type router struct {
+	mu       sync.Mutex
+	fd4, fd6 int
+}
+
+func newRouter() *router { return &router{fd4: -1, fd6: -1} }
+
+func (r *router) source(dst netip.Addr) (netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fd, family := &r.fd4, unix.AF_INET
+	var sa unix.Sockaddr
+	if dst.Is4() {
+		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	} else {
+		fd, family = &r.fd6, unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
+	}
+	if *fd < 0 {
+		s, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("route to %s: %w", dst, err)
+		}
+		*fd = s
+	}
+	if err := unix.Connect(*fd, sa); err != nil {
 		return netip.Addr{}, fmt.Errorf("route to %s: %w", dst, err)
 	}
-	defer c.Close()
-	la := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-	return la, nil
+	// getsockname(2) directly: x/sys's wrapper also queries the socket's
+	// protocol, a third syscall we do not need.
+	var rsa unix.RawSockaddrInet6 // large enough for either family
+	l := uint32(unsafe.Sizeof(rsa))
+	if _, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(*fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l))); e != 0 {
+		return netip.Addr{}, fmt.Errorf("route to %s: getsockname: %w", dst, e)
+	}
+	if rsa.Family == unix.AF_INET {
+		v4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		return netip.AddrFrom4(v4.Addr), nil
+	}
+	return netip.AddrFrom16(rsa.Addr), nil
+}
+
+func (r *router) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fd := range []*int{&r.fd4, &r.fd6} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
 }
 
 // reservePorts binds a TCP and a UDP socket on one kernel-chosen port per
