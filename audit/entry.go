@@ -204,15 +204,11 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	if !isJSONObject(e.Details) {
 		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrBadDetails)
 	}
-	// Store details compact and with <, >, & (and U+2028/9) escaped: that
-	// is exactly what encoding/json emits for a RawMessage, so an exported
-	// entry re-hashes byte for byte. Whitespace is not evidence anyway.
-	var buf, esc bytes.Buffer
-	if err := json.Compact(&buf, e.Details); err != nil {
+	d, err := normalizeDetails(e.Details)
+	if err != nil {
 		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrBadDetails)
 	}
-	json.HTMLEscape(&esc, buf.Bytes())
-	e.Details = json.RawMessage(esc.Bytes())
+	e.Details = d
 	// Truncate to what the text column keeps, so the returned entry hashes
 	// to the stored one: RFC3339Nano keeps nanoseconds, drops the monotonic
 	// clock reading and the zone (UTC).
@@ -222,7 +218,7 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	defer l.mu.Unlock()
 	var headSeq int64
 	var head []byte
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&headSeq, &head)
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&headSeq, &head)
 	if errors.Is(err, sql.ErrNoRows) {
 		head = make([]byte, HashSize)
 	} else if err != nil {
@@ -260,3 +256,16 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 // leafHash is the Merkle leaf for an entry: tlog.RecordHash over the entry
 // hash, that is SHA-256(0x00 || entry hash) as RFC 6962 specifies for leaves.
 func leafHash(entryHash []byte) tlog.Hash { return tlog.RecordHash(entryHash) }
+
+// normalizeDetails returns details compact and with <, >, & (and U+2028/9)
+// escaped: exactly what encoding/json emits for a RawMessage, so an entry
+// re-hashes byte for byte after any JSON round trip, indented or not.
+// Whitespace is not evidence.
+func normalizeDetails(d json.RawMessage) (json.RawMessage, error) {
+	var buf, esc bytes.Buffer
+	if err := json.Compact(&buf, d); err != nil {
+		return nil, err
+	}
+	json.HTMLEscape(&esc, buf.Bytes())
+	return json.RawMessage(esc.Bytes()), nil
+}

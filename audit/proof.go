@@ -107,10 +107,19 @@ func ProveInclusion(ctx context.Context, q Queryer, seq int64) (InclusionProof, 
 	if err != nil {
 		return InclusionProof{}, err
 	}
-	return proveInclusionAt(ctx, q, seq, cp)
+	return ProveInclusionAt(ctx, q, seq, cp)
 }
 
-func proveInclusionAt(ctx context.Context, q Queryer, seq int64, cp Checkpoint) (InclusionProof, error) {
+// LatestStoredCheckpoint returns the latest stored checkpoint as stored,
+// without checking its signature (the proofs made from it carry the note,
+// and their verifier checks it).
+func LatestStoredCheckpoint(ctx context.Context, q Queryer) (Checkpoint, error) {
+	return latestCovering(ctx, q, 0)
+}
+
+// ProveInclusionAt proves entry seq against checkpoint cp, so an export of
+// many entries shares one checkpoint.
+func ProveInclusionAt(ctx context.Context, q Queryer, seq int64, cp Checkpoint) (InclusionProof, error) {
 	if seq < 1 || seq > cp.Size {
 		return InclusionProof{}, fmt.Errorf("prove entry %d: %w (checkpoint size %d)", seq, ErrNoCheckpoint, cp.Size)
 	}
@@ -175,7 +184,15 @@ func VerifyInclusion(p InclusionProof, pub ed25519.PublicKey) (Checkpoint, error
 	if len(p.Entry.PrevHash) != HashSize {
 		return cp, fmt.Errorf("%w: prev_hash is %d bytes", ErrBadProof, len(p.Entry.PrevHash))
 	}
-	h := EntryHash(p.Entry)
+	// Details were stored normalized; a proof file may have been
+	// re-indented since, which changes no evidence.
+	e := p.Entry
+	d, err := normalizeDetails(e.Details)
+	if err != nil || !isJSONObject(d) {
+		return cp, fmt.Errorf("%w: entry %d: details are not a JSON object", ErrBadProof, e.Seq)
+	}
+	e.Details = d
+	h := EntryHash(e)
 	if string(h) != string(p.Entry.Hash) {
 		return cp, fmt.Errorf("%w: entry %d's contents do not hash to its hash", ErrBadProof, p.Entry.Seq)
 	}
