@@ -71,5 +71,5 @@ func (s *Service) activity(ctx context.Context, tx *sql.Tx, p Principal, a Activ
 	}
 	return s.append(ctx, tx, audit.Entry{Tenant: p.HomeTenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
 		Action: audit.ActAnomalyAlert, Object: p.UserID,
-		Details: jsonDetails(D{"activity": string(a), "count": n, "threshold": rule.Threshold, "window_seconds": int64(rule.Window / time.Second), "user_id": p.UserID})})
+		Details: jsonDetails(fields{"activity": string(a), "count": n, "threshold": rule.Threshold, "window_seconds": int64(rule.Window / time.Second), "user_id": p.UserID})})
 }

@@ -99,7 +99,7 @@ func (s *Service) RequestApproval(ctx context.Context, actor Principal, kind Kin
 		if err != nil {
 			return err
 		}
-		return s.append(ctx, tx, actor.entry(pin, audit.ActApprovalRequest, a.ID, D{"kind": string(kind), "request_sha256": hex.EncodeToString(sum[:]), "expires": a.ExpiresAt.Format(time.RFC3339)}))
+		return s.append(ctx, tx, actor.entry(pin, audit.ActApprovalRequest, a.ID, fields{"kind": string(kind), "request_sha256": hex.EncodeToString(sum[:]), "expires": a.ExpiresAt.Format(time.RFC3339)}))
 	})
 	if err != nil {
 		return Approval{}, err
@@ -176,7 +176,7 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 			}
 			return err
 		}
-		if err := s.append(ctx, tx, approver.entry(pin, audit.ActApprovalGrant, requestID, D{"kind": a.Kind, "request_sha256": shaHex})); err != nil {
+		if err := s.append(ctx, tx, approver.entry(pin, audit.ActApprovalGrant, requestID, fields{"kind": a.Kind, "request_sha256": shaHex})); err != nil {
 			return err
 		}
 		if gs, err = at.Grants(ctx, tx, requestID); err != nil {
@@ -190,7 +190,7 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 			for _, g := range gs {
 				ids = append(ids, g.ApproverID)
 			}
-			if err := s.append(ctx, tx, approver.entry(pin, audit.ActApprovalComplete, requestID, D{"kind": a.Kind, "request_sha256": shaHex, "approvers": ids})); err != nil {
+			if err := s.append(ctx, tx, approver.entry(pin, audit.ActApprovalComplete, requestID, fields{"kind": a.Kind, "request_sha256": shaHex, "approvers": ids})); err != nil {
 				return err
 			}
 		}
@@ -242,7 +242,7 @@ func (s *Service) close(ctx context.Context, p Principal, op Operation, requestI
 		if err := at.CloseApproval(ctx, tx, requestID, status, s.now()); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, action, requestID, D{"kind": a.Kind, "reason": reason}))
+		return s.append(ctx, tx, p.entry(pin, action, requestID, fields{"kind": a.Kind, "reason": reason}))
 	})
 	return s.notInTenant(ctx, p, pin, op, requestID, err)
 }
@@ -282,7 +282,7 @@ func (s *Service) VerifiedApproval(ctx context.Context, requestID string, canoni
 					return err
 				}
 				return s.append(ctx, tx, audit.Entry{Tenant: tenant, ActorName: "system", Action: audit.ActApprovalVoid, Object: requestID,
-					Details: jsonDetails(D{"reason": "request changed after approval was requested", "approved_sha256": hex.EncodeToString(a.RequestSHA256), "presented_sha256": hex.EncodeToString(sum[:])})})
+					Details: jsonDetails(fields{"reason": "request changed after approval was requested", "approved_sha256": hex.EncodeToString(a.RequestSHA256), "presented_sha256": hex.EncodeToString(sum[:])})})
 			})
 			if err != nil {
 				return Approval{}, errors.Join(ErrApprovalVoid, err)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -269,5 +270,40 @@ func TestStepUpOnce(t *testing.T) {
 	// Operations without step-up refuse one.
 	if _, err := f.svc.StepUp(f.ctx, p, OpUserList, "", nil, f.code(adm)); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("step-up for user.list: %v", err)
+	}
+}
+
+// TestUseStepUpForOtherServices: how scan and vault code step up inside
+// their own transaction, and how a refusal is audited.
+func TestUseStepUpForOtherServices(t *testing.T) {
+	f := newFixture(t)
+	lead := f.user(f.a, "sue", "security_lead")
+	p, _ := f.login(lead)
+	if _, err := f.svc.Authorize(f.ctx, p, OpScopeSign, ""); err != nil {
+		t.Fatal(err)
+	}
+	req := []byte(`{"scope":"dmz"}`)
+	code := f.code(lead)
+	sign := func(code string) error {
+		return f.st.InTx(f.ctx, func(tx *sql.Tx) error { return f.svc.UseStepUp(f.ctx, tx, p, OpScopeSign, req, code) })
+	}
+	if err := sign(code); err != nil {
+		t.Fatal(err)
+	}
+	mark := f.head()
+	err := sign(code)
+	if !errors.Is(err, ErrReplay) {
+		t.Fatalf("same code twice: %v", err)
+	}
+	if err := f.svc.StepUpRefused(f.ctx, p, f.a, OpScopeSign, err); !errors.Is(err, ErrReplay) {
+		t.Fatal(err)
+	}
+	f.expectAudit(audit.ActAuthStepUpFailed, mark, 1)
+	if err := sign(""); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("no code, no grant: %v", err)
+	}
+	err = f.st.InTx(f.ctx, func(tx *sql.Tx) error { return f.svc.UseStepUp(f.ctx, tx, p, OpScanRead, req, f.code(lead)) })
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("step-up for an operation without one: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"firewalliq/appliance/store"
 )
@@ -212,5 +213,53 @@ func PermissionsMarkdown() string {
 		fmt.Fprintf(&b, " %s | `%s` |\n", strings.Join(notes, ", "), p.Owner)
 	}
 	b.WriteString("\n`ticket`: only during an open support ticket, pinned to that ticket's tenant.\n")
+	writeParams(&b)
 	return b.String()
+}
+
+// human writes a duration the way people say it: "90 days", "15 minutes".
+func human(d time.Duration) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %ss", n, one)
+	}
+	switch {
+	case d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return unit(int64(d/time.Minute), "minute")
+	}
+	return d.String()
+}
+
+// writeParams documents the authentication defaults (DefaultParams), so the
+// numbers in the document are the ones in the code.
+func writeParams(b *strings.Builder) {
+	d := DefaultParams()
+	b.WriteString("\n## Authentication defaults\n\n")
+	b.WriteString("From `auth.DefaultParams()`; every one is injectable through `auth.Deps.Params`.\n\n")
+	b.WriteString("| what | default |\n|---|---|\n")
+	row := func(what, v string) { fmt.Fprintf(b, "| %s | %s |\n", what, v) }
+	row("password hash", fmt.Sprintf("argon2id, t=%d, m=%d KiB, p=%d, 16-byte salt, 32-byte key (PHC string; parameters stored per hash)", d.Argon.Time, d.Argon.MemoryKiB, d.Argon.Threads))
+	row("minimum password length", fmt.Sprintf("%d characters", MinPasswordLength))
+	row("lockout", fmt.Sprintf("after %d consecutive wrong passwords: %s, doubling per further lockout up to %s; reset by a successful login", d.LockoutThreshold, human(d.LockoutBase), human(d.LockoutMax)))
+	row("per-address limit", fmt.Sprintf("%d failed logins per %s sliding window, across all user names", d.IPMaxFailures, human(d.IPWindow)))
+	row("TOTP", fmt.Sprintf("RFC 6238, SHA-1, 6 digits, %d s steps, ±%d step; last accepted step stored per user (no replay); secret sealed with the master key", totpPeriod, totpSkew))
+	row("recovery codes", fmt.Sprintf("%d single-use codes, stored as SHA-256", d.RecoveryCodes))
+	row("half-finished login", human(d.PendingTTL))
+	row("session idle / absolute timeout", human(d.SessionIdle)+" / "+human(d.SessionAbsolute))
+	row("session cookie", "`"+SessionCookieName+"`: HttpOnly, Secure, SameSite=Strict, Path=/; new id at every login step, password change and role change")
+	row("CSRF", "HMAC-SHA256 of the session secret; required on every method except GET, HEAD, OPTIONS, TRACE (header `"+CSRFHeader+"`)")
+	row("step-up validity", human(d.StepUpTTL)+", once, bound to SHA-256 of the operation's canonical request")
+	row("approval validity", human(d.ApprovalTTL)+fmt.Sprintf(", %d distinct approvers", RequiredApprovals))
+	row("API token lifetime", human(d.TokenDefaultTTL)+" default, "+human(d.TokenMaxTTL)+" maximum")
+	row("support ticket", "at most "+human(d.SupportMaxTTL))
+	for _, a := range []Activity{ActivityScanRequest, ActivityExport, ActivityLoginFailed} {
+		r := d.Anomaly[a]
+		row("anomaly alert: "+string(a), fmt.Sprintf("%d per user in %s (one `anomaly.alert` per window)", r.Threshold, human(r.Window)))
+	}
 }

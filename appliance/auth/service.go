@@ -165,8 +165,8 @@ func jsonDetails(v any) json.RawMessage {
 	return b
 }
 
-// D is shorthand for audit details.
-type D = map[string]any
+// fields is shorthand for audit details.
+type fields = map[string]any
 
 // append writes e in tx; errors are wrapped so the caller's action fails.
 func (s *Service) append(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
@@ -196,7 +196,7 @@ func (s *Service) record(ctx context.Context, cause error, entries ...audit.Entr
 
 // deny audits a refused operation as access.denied and returns cause.
 func (s *Service) deny(ctx context.Context, p Principal, tenant string, op Operation, object, reason string, cause error) error {
-	return s.record(ctx, cause, p.entry(tenant, audit.ActAccessDenied, object, D{"operation": string(op), "reason": reason, "error": cause.Error()}))
+	return s.record(ctx, cause, p.entry(tenant, audit.ActAccessDenied, object, fields{"operation": string(op), "reason": reason, "error": cause.Error()}))
 }
 
 // Authorize checks that p may perform op in tenant and returns the tenant to

@@ -175,7 +175,7 @@ func (s *Service) promote(ctx context.Context, tx *sql.Tx, se store.Session, u s
 		return Login{}, err
 	}
 	p := principalOf(u, l.SessionID, c)
-	return l, s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, D{"factor": factor, "complete": true, "session": l.SessionID}))
+	return l, s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, fields{"factor": factor, "complete": true, "session": l.SessionID}))
 }
 
 // pending returns the pending session of token at stage and its user.
@@ -226,7 +226,7 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 		if u.ID != "" {
 			p = principalOf(u, "", c)
 		}
-		return s.record(ctx, cause, p.entry(u.TenantID, audit.ActAuthLoginFailed, name, D{"reason": reason}))
+		return s.record(ctx, cause, p.entry(u.TenantID, audit.ActAuthLoginFailed, name, fields{"reason": reason}))
 	}
 	n, err := s.st.CountIPEvents(ctx, s.st.Reader(), store.EventLoginFailed, c.IP, now.Add(-s.p.IPWindow))
 	if err != nil {
@@ -275,7 +275,7 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 			return err
 		}
 		p := principalOf(u, l.SessionID, c)
-		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, D{"factor": "password", "complete": false, "next": stage}))
+		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, fields{"factor": "password", "complete": false, "next": stage}))
 	})
 	if err != nil {
 		return Login{}, err
@@ -293,7 +293,7 @@ func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User,
 		if u.ID != "" {
 			p = principalOf(u, "", anon.Client)
 		}
-		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLoginFailed, anon.Name, D{"reason": reason})); err != nil {
+		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLoginFailed, anon.Name, fields{"reason": reason})); err != nil {
 			return err
 		}
 		if err := s.st.AddEvent(ctx, tx, store.EventLoginFailed, u.ID, anon.Client.IP, now); err != nil {
@@ -317,7 +317,7 @@ func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User,
 			st.LockedUntil = now.Add(d)
 			st.FailedLogins = 0
 			cause = fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
-			if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLockout, u.ID, D{"lockout": st.Lockouts, "seconds": int64(d / time.Second), "until": st.LockedUntil.Format(time.RFC3339)})); err != nil {
+			if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLockout, u.ID, fields{"lockout": st.Lockouts, "seconds": int64(d / time.Second), "until": st.LockedUntil.Format(time.RFC3339)})); err != nil {
 				return err
 			}
 		}
@@ -402,7 +402,7 @@ func (s *Service) Authenticate(ctx context.Context, r Request) (Principal, error
 			if err := s.st.DeleteSession(ctx, tx, se.ID); err != nil {
 				return err
 			}
-			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthSessionRevoke, se.ID, D{"reason": why}))
+			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthSessionRevoke, se.ID, fields{"reason": why}))
 		})
 		return Principal{}, errors.Join(fmt.Errorf("%w: %s", ErrUnauthenticated, why), err)
 	}
@@ -463,7 +463,7 @@ func (s *Service) LogoutEverywhere(ctx context.Context, p Principal) error {
 		if err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(p.HomeTenantID, audit.ActAuthLogout, p.UserID, D{"everywhere": true, "sessions": n}))
+		return s.append(ctx, tx, p.entry(p.HomeTenantID, audit.ActAuthLogout, p.UserID, fields{"everywhere": true, "sessions": n}))
 	})
 }
 
@@ -525,7 +525,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, oldPassword, 
 		if l, err = s.newSession(ctx, tx, u, "full", p.Client); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthPasswordChange, u.ID, D{"sessions_ended": n, "session": l.SessionID}))
+		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthPasswordChange, u.ID, fields{"sessions_ended": n, "session": l.SessionID}))
 	})
 	return l, err
 }

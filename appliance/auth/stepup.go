@@ -86,7 +86,7 @@ func (s *Service) grantStepUp(ctx context.Context, tx *sql.Tx, p Principal, tena
 	if err := s.st.CreateStepUp(ctx, tx, g); err != nil {
 		return StepUpGrant{}, err
 	}
-	if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthStepUp, g.ID, D{"operation": string(op), "request_sha256": hex.EncodeToString(sum[:]), "expires": g.ExpiresAt.Format(time.RFC3339)})); err != nil {
+	if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthStepUp, g.ID, fields{"operation": string(op), "request_sha256": hex.EncodeToString(sum[:]), "expires": g.ExpiresAt.Format(time.RFC3339)})); err != nil {
 		return StepUpGrant{}, err
 	}
 	return StepUpGrant{ID: g.ID, Op: op, ExpiresAt: g.ExpiresAt}, nil
@@ -113,6 +113,20 @@ func (s *Service) StepUpRefused(ctx context.Context, p Principal, tenant string,
 	return s.stepUpFailed(ctx, p, tenant, op, err)
 }
 
+// UseStepUp authenticates a sensitive operation of another service inside
+// that operation's transaction tx: with code, it verifies the TOTP now and
+// spends it at once; with code "", it spends a grant recorded earlier by
+// StepUp for the same op and canonicalRequest. Errors wrap
+// ErrStepUpRequired, ErrInvalidCode, ErrReplay or ErrEnrolmentRequired;
+// after rolling back, pass them to StepUpRefused so the failure is audited.
+// Authorize first: UseStepUp does not check the role.
+func (s *Service) UseStepUp(ctx context.Context, tx *sql.Tx, p Principal, op Operation, canonicalRequest []byte, code string) error {
+	if !NeedsStepUp(op) {
+		return fmt.Errorf("step-up for %s: %w: operation needs none", op, ErrInvalid)
+	}
+	return s.useStepUp(ctx, tx, p, p.TenantID, op, canonicalRequest, code)
+}
+
 // useStepUp is how the service's own sensitive operations authenticate:
 // with code, verify it now and spend it at once; without, spend a grant
 // recorded earlier by StepUp.
@@ -131,5 +145,5 @@ func (s *Service) stepUpFailed(ctx context.Context, p Principal, tenant string, 
 	if !errors.Is(err, ErrStepUpRequired) && !errors.Is(err, ErrInvalidCode) && !errors.Is(err, ErrReplay) && !errors.Is(err, ErrEnrolmentRequired) {
 		return err
 	}
-	return s.record(ctx, err, p.entry(tenant, audit.ActAuthStepUpFailed, string(op), D{"operation": string(op), "reason": err.Error()}))
+	return s.record(ctx, err, p.entry(tenant, audit.ActAuthStepUpFailed, string(op), fields{"operation": string(op), "reason": err.Error()}))
 }

@@ -51,7 +51,7 @@ func (s *Service) OpenSupport(ctx context.Context, p Principal, supportUserID st
 		if _, err := s.st.DeleteUserSessions(ctx, tx, supportUserID); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActSupportOpen, t.ID, D{"support_user": supportUserID, "support_name": su.Name, "expires": t.ExpiresAt.Format(time.RFC3339), "reason": reason}))
+		return s.append(ctx, tx, p.entry(pin, audit.ActSupportOpen, t.ID, fields{"support_user": supportUserID, "support_name": su.Name, "expires": t.ExpiresAt.Format(time.RFC3339), "reason": reason}))
 	})
 	return t, err
 }
@@ -71,7 +71,7 @@ func (s *Service) CloseSupport(ctx context.Context, p Principal, ticketID string
 		return s.notInTenant(ctx, p, pin, OpSupportClose, ticketID, err)
 	}
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
-		return s.closeTicket(ctx, tx, at, t, p.entry(pin, audit.ActSupportClose, t.ID, D{"support_user": t.SupportUserID, "reason": "closed by admin"}))
+		return s.closeTicket(ctx, tx, at, t, p.entry(pin, audit.ActSupportClose, t.ID, fields{"support_user": t.SupportUserID, "reason": "closed by admin"}))
 	})
 	return s.notInTenant(ctx, p, pin, OpSupportClose, ticketID, err)
 }
@@ -117,7 +117,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			return err
 		}
 		e := audit.Entry{Tenant: t.TenantID, ActorName: "system", Action: audit.ActSupportClose, Object: t.ID,
-			Details: jsonDetails(D{"support_user": t.SupportUserID, "reason": "expired", "expired": t.ExpiresAt.Format(time.RFC3339)})}
+			Details: jsonDetails(fields{"support_user": t.SupportUserID, "reason": "expired", "expired": t.ExpiresAt.Format(time.RFC3339)})}
 		err = s.st.InTx(ctx, func(tx *sql.Tx) error { return s.closeTicket(ctx, tx, at, t, e) })
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("sweep ticket %s: %w", t.ID, err)

@@ -69,7 +69,7 @@ func (s *Service) CreateToken(ctx context.Context, p Principal, nt NewToken, ste
 		if err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActTokenCreate, t.ID, D{"name": t.Name, "role": t.Role, "expires": t.ExpiresAt.Format(time.RFC3339)}))
+		return s.append(ctx, tx, p.entry(pin, audit.ActTokenCreate, t.ID, fields{"name": t.Name, "role": t.Role, "expires": t.ExpiresAt.Format(time.RFC3339)}))
 	})
 	if err != nil {
 		return "", TokenInfo{}, err
@@ -123,7 +123,7 @@ func (s *Service) RevokeToken(ctx context.Context, p Principal, tokenID string) 
 		if err := at.RevokeToken(ctx, tx, tokenID, s.now()); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActTokenRevoke, tokenID, D{"name": t.Name}))
+		return s.append(ctx, tx, p.entry(pin, audit.ActTokenRevoke, tokenID, fields{"name": t.Name}))
 	})
 	return s.notInTenant(ctx, p, pin, OpTokenRevoke, tokenID, err)
 }

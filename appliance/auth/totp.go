@@ -162,7 +162,7 @@ func (s *Service) BeginEnrolment(ctx context.Context, token string, c Client) (E
 			if err := s.st.SetUserTOTP(ctx, tx, u.ID, sealed, false); err != nil {
 				return err
 			}
-			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPEnrol, u.ID, D{"stage": "secret issued"}))
+			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPEnrol, u.ID, fields{"stage": "secret issued"}))
 		})
 		if err != nil {
 			return Enrolment{}, err
@@ -219,7 +219,7 @@ func (s *Service) ConfirmEnrolment(ctx context.Context, token, code string, c Cl
 		if err := s.st.ReplaceRecoveryCodes(ctx, tx, u.ID, hashes); err != nil {
 			return err
 		}
-		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPConfirm, u.ID, D{"recovery_codes": len(codes)})); err != nil {
+		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPConfirm, u.ID, fields{"recovery_codes": len(codes)})); err != nil {
 			return err
 		}
 		l, err = s.promote(ctx, tx, se, u, c, "totp enrolment")
@@ -239,7 +239,7 @@ func (s *Service) secondFactorFailed(ctx context.Context, u store.User, c Client
 	}
 	p := principalOf(u, "", c)
 	aerr := s.st.InTx(ctx, func(tx *sql.Tx) error {
-		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPFailed, u.ID, D{"step": what, "reason": err.Error()})); err != nil {
+		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPFailed, u.ID, fields{"step": what, "reason": err.Error()})); err != nil {
 			return err
 		}
 		if err := s.st.AddEvent(ctx, tx, store.EventLoginFailed, u.ID, c.IP, s.now()); err != nil {

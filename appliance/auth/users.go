@@ -71,7 +71,7 @@ func (s *Service) CreateTenant(ctx context.Context, p Principal, name, stepUpCod
 		if t, err = s.st.CreateTenant(ctx, tx, name); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(t.ID, audit.ActTenantCreate, t.ID, D{"name": name}))
+		return s.append(ctx, tx, p.entry(t.ID, audit.ActTenantCreate, t.ID, fields{"name": name}))
 	})
 	return t, err
 }
@@ -135,7 +135,7 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, tenant string, nu
 		if u, err = ts.CreateUser(ctx, tx, store.User{Name: nu.Name, Role: nu.Role, PasswordHash: hash, MustChangePassword: true}); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActUserCreate, u.ID, D{"name": u.Name, "role": u.Role}))
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserCreate, u.ID, fields{"name": u.Name, "role": u.Role}))
 	})
 	if err != nil {
 		return UserInfo{}, "", err
@@ -165,7 +165,7 @@ func (s *Service) SetRole(ctx context.Context, p Principal, tenant, userID, role
 		if err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActUserRoleChange, userID, D{"from": old.Role, "to": role, "sessions_ended": n}))
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserRoleChange, userID, fields{"from": old.Role, "to": role, "sessions_ended": n}))
 	})
 }
 
@@ -184,6 +184,6 @@ func (s *Service) DisableUser(ctx context.Context, p Principal, tenant, userID, 
 		if err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActUserDisable, userID, D{"sessions_ended": n}))
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserDisable, userID, fields{"sessions_ended": n}))
 	})
 }
