@@ -3,8 +3,10 @@ package siem
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -469,4 +471,13 @@ func (o *Outbox) Statuses(ctx context.Context) ([]Status, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// ApplianceID derives the appliance id carried in every message from the
+// appliance's audit public key: "fiq-" and the first 12 hex digits of its
+// SHA-256. The key is unique per appliance and lives as long as its audit
+// log, so the id is stable across restarts and upgrades.
+func ApplianceID(auditPub []byte) string {
+	sum := sha256.Sum256(auditPub)
+	return "fiq-" + hex.EncodeToString(sum[:6])
 }
