@@ -2,14 +2,17 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -57,7 +60,7 @@ func newScopeKeygenCmd(env *Env) *cobra.Command {
 func newScopeSignCmd(env *Env) *cobra.Command {
 	var keyPath string
 	cmd := &cobra.Command{
-		Use:   "sign --key K.key SCOPE.json",
+		Use:   "sign --key K.key SCOPE.json|-",
 		Short: "Sign a scope document; the signed envelope goes to standard output",
 		Long: "Sign checks the document strictly and against the compiled-in safety profile, fills in\n" +
 			"signer_key_id from the key, and prints the signed envelope (docs/scope.md).",
@@ -70,7 +73,12 @@ func newScopeSignCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("scope sign: %w", err)
 			}
-			data, err := os.ReadFile(args[0])
+			var data []byte
+			if args[0] == "-" {
+				data, err = io.ReadAll(env.Stdin)
+			} else {
+				data, err = os.ReadFile(args[0])
+			}
 			if err != nil {
 				return fmt.Errorf("scope sign: %w", err)
 			}
@@ -183,6 +191,9 @@ func scopeOrNone(s string) string {
 	return s
 }
 
+// resolveTimeout bounds the one resolution of each hostname target.
+const resolveTimeout = 10 * time.Second
+
 // checkResult is one line of 'scope check'.
 type checkResult struct {
 	Target    string       `json:"target"`
@@ -222,7 +233,9 @@ func newScopeCheckCmd(env *Env) *cobra.Command {
 			results := make([]checkResult, 0, len(args))
 			bad := 0
 			for _, target := range args {
-				t, err := s.Resolve(cmd.Context(), target, env.Resolve)
+				ctx, cancel := context.WithTimeout(cmd.Context(), resolveTimeout)
+				t, err := s.Resolve(ctx, target, env.Resolve)
+				cancel()
 				r := checkResult{Target: target, InScope: err == nil, Host: t.Host, Addresses: t.Addrs}
 				if err != nil {
 					bad++

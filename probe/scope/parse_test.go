@@ -28,7 +28,7 @@ func TestParseTarget(t *testing.T) {
 		{"shorthand", "10.1", "", "shorthand"},
 		{"three parts", "10.1.1", "", "shorthand"},
 		{"trailing dot", "10.1.1.1.", "", "trailing dot"},
-		{"five parts", "10.1.1.1.1", "", "shorthand"},
+		{"five parts", "10.1.1.1.1", "", "not an IPv4 address"},
 		{"octet above 255", "10.1.1.256", "", "above 255"},
 		{"zone", "fe80::1%eth0", "", "zone"},
 		{"leading space", " 10.1.1.1", "", "whitespace"},

@@ -79,7 +79,10 @@ func whyNotIPv4(s string) string {
 			return ""
 		}
 	}
-	if len(parts) != 4 {
+	if len(parts) > 4 {
+		return fmt.Sprintf("%d dot-separated numbers is not an IPv4 address", len(parts))
+	}
+	if len(parts) < 4 {
 		return fmt.Sprintf("shorthand IPv4 with %d parts is refused (inet_aton would expand it); write all four octets", len(parts))
 	}
 	for _, p := range parts {
