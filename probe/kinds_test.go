@@ -368,3 +368,60 @@ func TestCancelStopsSending(t *testing.T) {
 		t.Fatalf("Run returned %v after cancel", d)
 	}
 }
+
+// TestConnectEvidence: the kernel-built packets of a connect-based probe
+// are captured by the tap and recorded as they were on the wire (here the
+// loopback interface), both directions, once each.
+func TestConnectEvidence(t *testing.T) {
+	needRoot(t)
+	port := listenTCP(t, "127.0.0.1", "hello\r\n")
+	a := netip.MustParseAddr("127.0.0.1")
+	dir := t.TempDir()
+	d, err := OpenDir(dir, Checkpoint{ScanID: "connect-evidence"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, col := runEngine(t, Config{
+		ScanID: "connect-evidence", Targets: seqOf(a), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
+		Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindBanner}, Evidence: d.Evidence(), ReadTimeout: 300 * time.Millisecond,
+	})
+	time.Sleep(100 * time.Millisecond)
+	if err := d.Finish(s, true); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if r, _ := col.find(KindBanner, port); r.State != StateOpen || r.TTL != 64 {
+		t.Fatalf("banner %+v", r)
+	}
+	f, err := os.Open(filepath.Join(dir, EvidenceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var syn, synack, data int
+	for {
+		b, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		p, err := decode(b)
+		if err != nil || p.proto != protoTCP {
+			t.Fatalf("evidence packet %x: %v", b, err)
+		}
+		switch {
+		case p.dport == port && p.flags == tcpSYN:
+			syn++
+		case p.sport == port && p.flags == tcpSYN|tcpACK:
+			synack++
+		case p.sport == port && len(b) > 52 && p.flags&tcpFIN == 0:
+			data++
+		}
+	}
+	if syn != 1 || synack != 1 || data != 1 {
+		t.Fatalf("evidence: %d SYN, %d SYN-ACK, %d banner segments; want 1 each", syn, synack, data)
+	}
+}

@@ -309,10 +309,16 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 			e.matchTCP(p, b, now)
 			return
 		}
+		// A connect-based probe's packets: the target's (from the
+		// probed port) and, on loopback where only incoming copies are
+		// kept, our own (to the probed port).
 		e.mu.Lock()
 		w, ok := e.watch[probeKey{p.src, protoTCP, p.sport}]
 		if ok && w.ttl == 0 {
 			w.ttl = p.ttl
+		}
+		if !ok {
+			_, ok = e.watch[probeKey{p.dst, protoTCP, p.dport}]
 		}
 		e.mu.Unlock()
 		if ok {
