@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image/png"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,5 +230,47 @@ func TestSealedSecretBoundToUser(t *testing.T) {
 	b.TOTPSealed = a.TOTPSealed
 	if _, err := f.svc.openSecret(b.User); err == nil {
 		t.Fatal("secret sealed for one user opened for another")
+	}
+}
+
+// TestTOTPReplayConcurrent: one code raced from eight logins at once is
+// accepted exactly once (the step check and write are one statement in an
+// immediate transaction).
+func TestTOTPReplayConcurrent(t *testing.T) {
+	f := newFixture(t)
+	u := f.user(f.a, "rae", "operator")
+	const n = 8
+	tokens := make([]string, n)
+	for i := range tokens {
+		l, err := f.svc.Login(f.ctx, u.Name, u.password, client, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[i] = l.Token
+	}
+	code := f.code(u)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for _, tok := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.svc.VerifyTOTP(f.ctx, tok, code, client)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrReplay):
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("code accepted %d times, want 1", ok)
 	}
 }
