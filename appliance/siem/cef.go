@@ -40,10 +40,13 @@ func CEF(e Event, m Meta) string {
 		{"cn1Label", "seq"}, {"cn1", strconv.FormatInt(m.Seq, 10)},
 		{"cn2Label", "auditSeq"}, {"cn2", strconv.FormatInt(e.AuditSeq, 10)},
 	}
-	if e.failed() {
-		ext = append(ext, [2]string{"outcome", "failure"})
-	} else if e.Finding == nil {
-		ext = append(ext, [2]string{"outcome", "success"})
+	// Outcome is an activity's; findings and alarms have none.
+	if c := mapAction(e.Action).class; c != ClassComplianceFinding && c != ClassDetectionFinding {
+		outcome := "success"
+		if e.failed() {
+			outcome = "failure"
+		}
+		ext = append(ext, [2]string{"outcome", outcome})
 	}
 	if e.ActorName != "" {
 		ext = append(ext, [2]string{"suser", e.ActorName})

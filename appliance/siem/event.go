@@ -128,7 +128,8 @@ func (e Event) severity() int {
 		return sevErr
 	case strings.HasSuffix(a, ".failed"), a == string(audit.ActAuthLockout), a == string(audit.ActAccessDenied):
 		return sevWarning
-	case a == string(audit.ActAuditCheckpoint), a == string(audit.ActAuthLogin), a == string(audit.ActAuthLogout):
+	case a == string(audit.ActAuditCheckpoint), a == string(audit.ActAuthLogin), a == string(audit.ActAuthLogout),
+		a == string(audit.ActScanStart), a == string(audit.ActScanComplete):
 		return sevInfo
 	default:
 		return sevNotice
