@@ -254,18 +254,29 @@ func (s *Service) close(ctx context.Context, p Principal, op Operation, requestI
 // approval.void) and ErrApprovalVoid is returned: any change kills the
 // approvals. Scan and evidence-export code call it right before acting, in
 // the worker as well as at submission.
+//
+// Callers that know the tenant should prefer VerifiedApproval with it: then
+// a request id of another tenant is refused (and audited) before its bytes
+// are compared, so it cannot be voided from the wrong tenant.
 func (s *Service) CheckApproved(ctx context.Context, requestID string, canonicalRequest []byte) error {
-	_, err := s.VerifiedApproval(ctx, requestID, canonicalRequest)
+	_, err := s.VerifiedApproval(ctx, "", requestID, canonicalRequest)
 	return err
 }
 
-// VerifiedApproval is CheckApproved returning the approval (for manifests
-// that list the approvers).
-func (s *Service) VerifiedApproval(ctx context.Context, requestID string, canonicalRequest []byte) (Approval, error) {
-	tenant, err := s.st.ApprovalTenant(ctx, requestID)
+// VerifiedApproval is CheckApproved confined to tenant ("" for whichever
+// tenant owns the request), returning the approval with its approvers (for
+// evidence manifests).
+func (s *Service) VerifiedApproval(ctx context.Context, tenant, requestID string, canonicalRequest []byte) (Approval, error) {
+	owner, err := s.st.ApprovalTenant(ctx, requestID)
 	if err != nil {
 		return Approval{}, err
 	}
+	if tenant != "" && owner != tenant {
+		err := fmt.Errorf("approval %s: %w", requestID, store.ErrNotFound)
+		return Approval{}, s.record(ctx, err, audit.Entry{Tenant: tenant, ActorName: "system", Action: audit.ActAccessDenied, Object: requestID,
+			Details: jsonDetails(fields{"operation": "approval.check", "reason": "cross-tenant attempt: approval belongs to another tenant"})})
+	}
+	tenant = owner
 	at, err := s.st.AuthTenant(tenant)
 	if err != nil {
 		return Approval{}, err

@@ -227,7 +227,9 @@ func (s *Service) check(p Principal, op Operation, tenant string) (string, strin
 		return "", "no principal"
 	case !ok:
 		return "", "unknown operation"
-	case p.MustChangePassword && op != OpPasswordChange:
+	case p.MustChangePassword && !selfService(op):
+		// Only the account's own housekeeping (change the password, see
+		// or end one's sessions) until the one-time password is replaced.
 		return "", "password change required"
 	case !Allowed(p.Role, op):
 		return "", "role " + p.Role + " may not " + string(op)

@@ -394,3 +394,25 @@ func TestApplianceAdminTenants(t *testing.T) {
 		t.Fatalf("tenants %d %v", len(ts), err)
 	}
 }
+
+// TestVerifiedApprovalTenant: checking a request id under the wrong tenant
+// is refused and audited, and does not void the owner's request.
+func TestVerifiedApprovalTenant(t *testing.T) {
+	f := newFixture(t)
+	op := f.user(f.a, "op", store.RoleOperator)
+	p, _ := f.login(op)
+	req := []byte(`{"scan":1}`)
+	a, err := f.svc.RequestApproval(f.ctx, p, KindProductionScan, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := f.head()
+	if _, err := f.svc.VerifiedApproval(f.ctx, f.b, a.ID, []byte("other")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("wrong tenant: %v", err)
+	}
+	f.expectAudit(audit.ActAccessDenied, mark, 1)
+	f.expectAudit(audit.ActApprovalVoid, mark, 0)
+	if _, err := f.svc.VerifiedApproval(f.ctx, f.a, a.ID, req); !errors.Is(err, ErrApprovalPending) {
+		t.Fatalf("right tenant: %v", err)
+	}
+}
