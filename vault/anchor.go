@@ -22,9 +22,11 @@ type Ledger interface {
 	// Entries returns the entries at tree indexes [from, to) (sequence
 	// numbers from+1 .. to) as JSON Lines, one entry per line.
 	Entries(ctx context.Context, from, to int64) ([]byte, error)
-	// ConsistencyProof returns the RFC 6962 consistency proof from tree
-	// size oldSize to newSize (empty when oldSize is 0 or equal).
-	ConsistencyProof(ctx context.Context, oldSize, newSize int64) ([][]byte, error)
+	// ConsistencyProof returns, as a self-describing JSON document in the
+	// ledger's own proof format (the appliance uses the audit package's, so
+	// 'firewalliq audit verify-proof' checks it offline), the RFC 6962
+	// consistency proof from tree size oldSize (>= 1) to newSize.
+	ConsistencyProof(ctx context.Context, oldSize, newSize int64) ([]byte, error)
 }
 
 // AnchorResult describes what Anchor spooled.
@@ -36,17 +38,9 @@ type AnchorResult struct {
 	Keys       []string `json:"keys"`
 }
 
-// ConsistencyDoc is the JSON object written next to a checkpoint: the proof
-// that the tree at NewSize extends the tree the previous anchor committed
-// to. Proof hashes are base64 (encoding/json's []byte form).
-type ConsistencyDoc struct {
-	OldSize int64    `json:"old_size"`
-	NewSize int64    `json:"new_size"`
-	Proof   [][]byte `json:"proof"`
-}
-
 // Anchor spools the audit entries added since prevSize, the latest signed
-// checkpoint and the consistency proof from prevSize to it, under
+// checkpoint and (unless prevSize is 0) the consistency proof from prevSize
+// to it, under
 // appliance/anchors/<day>/. Names carry the tree sizes, so a second anchor
 // on the same day adds objects rather than replacing any. The objects are
 // uploaded (and each recorded) like any evidence; Anchor returns once they
@@ -67,25 +61,25 @@ func (v *Vault) Anchor(ctx context.Context, l Ledger, day time.Time, prevSize in
 	if err != nil {
 		return AnchorResult{}, fmt.Errorf("anchor: entries: %w", err)
 	}
-	var proof [][]byte
-	if prevSize > 0 {
-		if proof, err = l.ConsistencyProof(ctx, prevSize, size); err != nil {
-			return AnchorResult{}, fmt.Errorf("anchor: consistency proof: %w", err)
-		}
-	}
-	cons, err := json.Marshal(ConsistencyDoc{OldSize: prevSize, NewSize: size, Proof: proof})
-	if err != nil {
-		return AnchorResult{}, fmt.Errorf("anchor: %w", err)
-	}
-	res := AnchorResult{Day: day.UTC().Format(time.DateOnly), FromSize: prevSize, ToSize: size, Checkpoint: note}
-	for _, o := range []struct {
+	type object struct {
 		name string
 		body []byte
-	}{
-		{fmt.Sprintf("entries-%d-%d.jsonl", prevSize, size), entries},
-		{fmt.Sprintf("consistency-%d-%d.json", prevSize, size), cons},
-		{fmt.Sprintf("checkpoint-%d.txt", size), note},
-	} {
+	}
+	objs := []object{{fmt.Sprintf("entries-%d-%d.jsonl", prevSize, size), entries}}
+	// The first anchor has nothing to be consistent with.
+	if prevSize > 0 {
+		proof, err := l.ConsistencyProof(ctx, prevSize, size)
+		if err != nil {
+			return AnchorResult{}, fmt.Errorf("anchor: consistency proof: %w", err)
+		}
+		if !json.Valid(proof) {
+			return AnchorResult{}, fmt.Errorf("anchor: consistency proof is not JSON")
+		}
+		objs = append(objs, object{fmt.Sprintf("consistency-%d-%d.json", prevSize, size), proof})
+	}
+	objs = append(objs, object{fmt.Sprintf("checkpoint-%d.txt", size), note})
+	res := AnchorResult{Day: day.UTC().Format(time.DateOnly), FromSize: prevSize, ToSize: size, Checkpoint: note}
+	for _, o := range objs {
 		key, err := AnchorKey(day, o.name)
 		if err != nil {
 			return AnchorResult{}, err

@@ -2,8 +2,13 @@ package evidence
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,8 +36,8 @@ func (f *fakeLedger) Entries(ctx context.Context, from, to int64) ([]byte, error
 	return []byte(fmt.Sprintf("{\"from\":%d,\"to\":%d}\n", from, to)), nil
 }
 
-func (f *fakeLedger) ConsistencyProof(ctx context.Context, oldSize, newSize int64) ([][]byte, error) {
-	return [][]byte{{byte(oldSize)}, {byte(newSize)}}, nil
+func (f *fakeLedger) ConsistencyProof(ctx context.Context, oldSize, newSize int64) ([]byte, error) {
+	return []byte(fmt.Sprintf(`{"old_size":%d,"new_size":%d}`, oldSize, newSize)), nil
 }
 
 func TestAnchorDaily(t *testing.T) {
@@ -99,10 +104,89 @@ func TestAnchorDaily(t *testing.T) {
 			}
 		}
 	}
-	if anchors != 2 || uploads != 6 {
-		t.Fatalf("%d anchor and %d upload entries, want 2 and 6", anchors, uploads)
+	if anchors != 2 || uploads != 5 {
+		t.Fatalf("%d anchor and %d upload entries, want 2 and 5", anchors, uploads)
 	}
 	if _, err := s.AnchorNow(ctx); !errors.Is(err, vault.ErrNothingToAnchor) {
 		t.Fatalf("AnchorNow without growth: %v", err)
+	}
+}
+
+// TestAnchorRealAuditLog anchors the real audit log twice and checks the
+// stored consistency proof with the audit package's offline verifier.
+func TestAnchorRealAuditLog(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := audit.New(audit.Options{Signer: priv})
+	appendN := func(n int) {
+		for i := 0; i < n; i++ {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := log.Append(ctx, tx, audit.Entry{Tenant: "t1", ActorID: "u1", Action: audit.ActScanStart, Object: fmt.Sprintf("scan-%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Backend, cfg.LocalDir = "local", t.TempDir()
+	s, err := Open(ctx, Options{DB: db, Audit: log, Config: cfg, DataDir: t.TempDir(), Ledger: AuditLedger{DB: db, Log: log}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(4)
+	a1, err := s.AnchorNow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1.FromSize != 0 || a1.ToSize != 4 {
+		t.Fatalf("first anchor %+v", a1)
+	}
+	if err := s.Vault().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendN(3)
+	a2, err := s.AnchorNow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 entries + anchor entry + 2 upload entries + 3 = 10.
+	if a2.FromSize != 4 || a2.ToSize != 10 || len(a2.Keys) != 3 {
+		t.Fatalf("second anchor %+v", a2)
+	}
+	if err := s.Vault().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := filepath.Glob(filepath.Join(cfg.LocalDir, filepath.FromSlash(a2.Keys[1])+".v", "*"))
+	if len(m) != 1 {
+		t.Fatalf("consistency object versions: %v", m)
+	}
+	b, err := os.ReadFile(m[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p audit.ConsistencyProof
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := audit.VerifyConsistency(p, pub)
+	if err != nil {
+		t.Fatalf("anchored consistency proof does not verify: %v", err)
+	}
+	if cp.Size != 10 || p.OldSize != 4 || cp.Note != string(a2.Checkpoint) {
+		t.Fatalf("proof covers %d..%d", p.OldSize, cp.Size)
+	}
+	m, _ = filepath.Glob(filepath.Join(cfg.LocalDir, filepath.FromSlash(a2.Keys[0])+".v", "*"))
+	lines, _ := os.ReadFile(m[0])
+	if n := strings.Count(string(lines), "\n"); n != 6 {
+		t.Fatalf("entries object has %d lines, want 6", n)
 	}
 }

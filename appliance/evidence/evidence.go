@@ -50,7 +50,7 @@ const (
 // writes the export's audit entry.
 type Gate interface {
 	Authorize(ctx context.Context, p auth.Principal, op auth.Operation, tenant string) (string, error)
-	VerifiedApproval(ctx context.Context, requestID string, canonicalRequest []byte) (auth.Approval, error)
+	VerifiedApproval(ctx context.Context, tenant, requestID string, canonicalRequest []byte) (auth.Approval, error)
 	ConsumeStepUp(ctx context.Context, tx *sql.Tx, p auth.Principal, op auth.Operation, canonicalRequest []byte) error
 	StepUpRefused(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, err error) error
 }
@@ -339,7 +339,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	canon := ExportCanonical(tenant, p.UserID, req.Key, req.VersionID)
-	ap, err := s.gate.VerifiedApproval(ctx, req.RequestID, canon)
+	ap, err := s.gate.VerifiedApproval(ctx, tenant, req.RequestID, canon)
 	if err != nil {
 		return ExportResult{}, fmt.Errorf("export %s: %w: %w", req.Key, ErrNotApproved, err)
 	}

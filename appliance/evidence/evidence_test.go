@@ -232,8 +232,11 @@ func (f *fakeGate) Authorize(ctx context.Context, p auth.Principal, op auth.Oper
 	return tenant, f.authErr
 }
 
-func (f *fakeGate) VerifiedApproval(ctx context.Context, id string, canon []byte) (auth.Approval, error) {
+func (f *fakeGate) VerifiedApproval(ctx context.Context, tenant, id string, canon []byte) (auth.Approval, error) {
 	f.canon = canon
+	if f.ap.TenantID != tenant && f.apErr == nil {
+		return auth.Approval{}, errors.New("approval belongs to another tenant")
+	}
 	if f.apErr != nil {
 		return auth.Approval{}, f.apErr
 	}
