@@ -92,18 +92,25 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		if st == StateFiltered && attempt < e.cfg.Retries {
 			continue
 		}
-		at := e.cfg.Now()
 		var ttl uint8
 		var ic *ICMP
 		if w != nil {
+			if st == StateRejected || st == StateFiltered {
+				// The kernel may report the ICMP error before the tap has
+				// read it: give the tap a moment.
+				e.waitICMP(ctx, w, 50*time.Millisecond)
+			}
 			e.mu.Lock()
 			ttl, ic = w.ttl, w.icmp
-			if ic != nil && st == StateRejected {
-				// The tap saw the ICMP error: keep its exact type and code.
+			if ic != nil && (st == StateRejected || st == StateFiltered) {
+				// The tap saw an ICMP error quoting our SYN: keep its
+				// exact type and code. This also catches errors the
+				// kernel did not turn into a connect failure.
 				st, why = w.st, w.why
 			}
 			e.mu.Unlock()
 		}
+		at := e.cfg.Now()
 		e.mu.Lock()
 		if err != nil && st == StateError {
 			en.res.Error = err.Error()
@@ -114,6 +121,19 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		e.finishLocked(en, st, why, at, ttl, ic)
 		e.mu.Unlock()
 		return
+	}
+}
+
+// waitICMP waits up to d for the tap to record an ICMP error in w.
+func (e *Engine) waitICMP(ctx context.Context, w *watchInfo, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		got := w.icmp != nil
+		e.mu.Unlock()
+		if got || sleepCtx(ctx, time.Millisecond) != nil {
+			return
+		}
 	}
 }
 
@@ -176,6 +196,9 @@ func dialState(err error) (State, string) {
 		return StateRejected, ReasonHostUnreach
 	case errors.Is(err, syscall.ENETUNREACH):
 		return StateRejected, ReasonNetUnreach
+	case errors.Is(err, syscall.EACCES):
+		// Linux's mapping of ICMPv6 administratively prohibited.
+		return StateRejected, ReasonICMPProhib
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return StateFiltered, ReasonNoResponse
 	}

@@ -615,7 +615,9 @@ func (e *Engine) finishLocked(en *entry, st State, reason string, at time.Time, 
 	en.res.TTL = int(ttl)
 	en.res.ICMP = ic
 	en.res.Time = at
-	if en.key.proto != 0 {
+	// Only the raw kind's own entry: a connect-based probe of the same
+	// target and port must not unhook a SYN probe still in flight.
+	if e.pending[en.key] == en {
 		delete(e.pending, en.key)
 	}
 	e.done.Add(1)
