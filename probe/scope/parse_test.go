@@ -124,6 +124,8 @@ func TestParsePorts(t *testing.T) {
 		{"empty", "", ""},
 		{"plus", "tcp:+22", ""},
 		{"open range", "tcp:22-", ""},
+		{"repeated full ranges stay bounded", "tcp:" + strings.Repeat("1-65535,", 400) + "1", "tcp:1-65535"},
+		{"too long", "tcp:" + strings.Repeat("1,", 2100) + "1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,10 +3,13 @@ package scope
 import (
 	"errors"
 	"fmt"
-	"slices"
+	"math/bits"
 	"strconv"
 	"strings"
 )
+
+// MaxPortsLen bounds the length of a port specification.
+const MaxPortsLen = 4096
 
 // Port is one protocol and port number.
 type Port struct {
@@ -26,10 +29,15 @@ func ParsePorts(spec string) ([]Port, error) {
 	if spec == "" {
 		return nil, errors.New("empty port specification")
 	}
+	if len(spec) > MaxPortsLen {
+		return nil, fmt.Errorf("port specification longer than %d bytes", MaxPortsLen)
+	}
 	if err := checkPortChars(spec); err != nil {
 		return nil, err
 	}
-	var out []Port
+	// One bit per port and protocol: the work and memory are bounded by the
+	// port space, however many overlapping ranges the spec repeats.
+	var set [2][65536 / 64]uint64
 	seen := map[string]bool{}
 	for _, group := range strings.Split(spec, " ") {
 		if group == "" {
@@ -61,13 +69,30 @@ func ParsePorts(spec string) ([]Port, error) {
 					return nil, fmt.Errorf("%q: range %s runs backwards", group, item)
 				}
 			}
+			p := protoIndex(proto)
 			for n := int(lo); n <= int(hi); n++ {
-				out = append(out, Port{Proto: proto, Number: uint16(n)})
+				set[p][n/64] |= 1 << (n % 64)
 			}
 		}
 	}
-	slices.SortFunc(out, comparePorts)
-	return slices.Compact(out), nil
+	var out []Port
+	for p, proto := range []string{"tcp", "udp"} {
+		for w, word := range set[p] {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				word &^= 1 << b
+				out = append(out, Port{Proto: proto, Number: uint16(w*64 + b)})
+			}
+		}
+	}
+	return out, nil
+}
+
+func protoIndex(proto string) int {
+	if proto == "udp" {
+		return 1
+	}
+	return 0
 }
 
 func comparePorts(a, b Port) int {

@@ -279,3 +279,17 @@ func TestRangesEdges(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkContains measures the send path's per-packet destination check.
+func BenchmarkContains(b *testing.B) {
+	d := baseDoc()
+	d.CIDRs = []string{"10.2.0.0/17", "2001:db8::/116"}
+	d.Exclude = []string{"10.2.0.0/28", "10.2.64.0/24", "2001:db8::/120"}
+	s := mustScope(b, d)
+	a := netip.MustParseAddr("10.2.100.7")
+	for b.Loop() {
+		if !s.Contains(a) {
+			b.Fatal("not contained")
+		}
+	}
+}
