@@ -174,6 +174,10 @@ func (s *Service) promote(ctx context.Context, tx *sql.Tx, se store.Session, u s
 	if err != nil {
 		return Login{}, err
 	}
+	// A completed login clears the failure count and the lockout backoff.
+	if err := s.st.SetLoginState(ctx, tx, store.AuthState{UserID: u.ID}); err != nil {
+		return Login{}, err
+	}
 	p := principalOf(u, l.SessionID, c)
 	return l, s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, fields{"factor": factor, "complete": true, "session": l.SessionID}))
 }
@@ -197,6 +201,14 @@ func (s *Service) pending(ctx context.Context, token, stage string, c Client) (s
 	u, err := s.st.UserByID(ctx, se.UserID)
 	if err != nil || u.Disabled {
 		return store.Session{}, store.User{}, ErrUnauthenticated
+	}
+	// A lockout earned by wrong codes stops the second factor too.
+	st, err := s.st.AuthState(ctx, s.st.Reader(), u.ID)
+	if err != nil {
+		return store.Session{}, store.User{}, err
+	}
+	if s.now().Before(st.LockedUntil) {
+		return store.Session{}, store.User{}, fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
 	}
 	return se, u, nil
 }
@@ -267,9 +279,6 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	}
 	var l Login
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
-		if err := s.st.SetLoginState(ctx, tx, store.AuthState{UserID: u.ID}); err != nil {
-			return err
-		}
 		var err error
 		if l, err = s.newSession(ctx, tx, u, stage, c); err != nil {
 			return err
@@ -302,27 +311,12 @@ func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User,
 		if u.ID == "" {
 			return nil
 		}
-		st, err := s.st.AuthState(ctx, tx, u.ID)
+		locked, err := s.countFailure(ctx, tx, p, u)
 		if err != nil {
 			return err
 		}
-		st.FailedLogins++
-		if st.FailedLogins >= s.p.LockoutThreshold {
-			st.Lockouts++
-			d := s.p.LockoutBase
-			for i := 1; i < st.Lockouts && d < s.p.LockoutMax; i++ {
-				d *= 2
-			}
-			d = min(d, s.p.LockoutMax)
-			st.LockedUntil = now.Add(d)
-			st.FailedLogins = 0
-			cause = fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
-			if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLockout, u.ID, fields{"lockout": st.Lockouts, "seconds": int64(d / time.Second), "until": st.LockedUntil.Format(time.RFC3339)})); err != nil {
-				return err
-			}
-		}
-		if err := s.st.SetLoginState(ctx, tx, st); err != nil {
-			return err
+		if locked != nil {
+			cause = locked
 		}
 		return s.activity(ctx, tx, p, ActivityLoginFailed)
 	})
@@ -330,6 +324,37 @@ func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User,
 		return errors.Join(cause, err)
 	}
 	return cause
+}
+
+// countFailure adds a failed password or second-factor attempt to u's count
+// and, at Params.LockoutThreshold, locks the account: LockoutBase, doubled
+// for each further lockout up to LockoutMax (backoff). It returns the
+// ErrLockedOut to report when it locked. The count is reset only by a
+// completed login (promote), so alternating a right password with wrong
+// TOTP codes still ends in a lockout.
+func (s *Service) countFailure(ctx context.Context, tx *sql.Tx, p Principal, u store.User) (error, error) {
+	now := s.now()
+	st, err := s.st.AuthState(ctx, tx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	var locked error
+	st.FailedLogins++
+	if st.FailedLogins >= s.p.LockoutThreshold {
+		st.Lockouts++
+		d := s.p.LockoutBase
+		for i := 1; i < st.Lockouts && d < s.p.LockoutMax; i++ {
+			d *= 2
+		}
+		d = min(d, s.p.LockoutMax)
+		st.LockedUntil = now.Add(d)
+		st.FailedLogins = 0
+		locked = fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
+		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLockout, u.ID, fields{"lockout": st.Lockouts, "seconds": int64(d / time.Second), "until": st.LockedUntil.Format(time.RFC3339)})); err != nil {
+			return nil, err
+		}
+	}
+	return locked, s.st.SetLoginState(ctx, tx, st)
 }
 
 // VerifyTOTP completes a login at stage password with a TOTP code; the

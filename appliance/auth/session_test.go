@@ -44,9 +44,7 @@ func TestLockout(t *testing.T) {
 		t.Fatalf("second lockout after 119 s: %v, want ErrLockedOut", err)
 	}
 	f.clock.advance(time.Second)
-	if _, err := f.svc.Login(f.ctx, u.Name, u.password, client, ""); err != nil {
-		t.Fatalf("after the second lockout: %v", err)
-	}
+	f.login(u) // a completed login (password and TOTP) resets the backoff
 	locks := f.expectAudit(audit.ActAuthLockout, mark, 2)
 	if d := details(t, locks[1]); d["seconds"] != float64(120) {
 		t.Fatalf("second lockout details %v, want 120 s", d)
@@ -57,7 +55,7 @@ func TestLockout(t *testing.T) {
 			t.Fatalf("failed-login entry lacks client: %+v", e)
 		}
 	}
-	// Success reset the backoff: the next lockout is 1 minute again.
+	// The completed login reset the backoff: the next lockout is 1 minute again.
 	for i := 0; i < 5; i++ {
 		_, _ = f.svc.Login(f.ctx, u.Name, "wrong password!", client, "")
 	}
@@ -65,6 +63,33 @@ func TestLockout(t *testing.T) {
 	if d := details(t, locks[2]); d["seconds"] != float64(60) {
 		t.Fatalf("lockout after success: %v, want 60 s", d)
 	}
+}
+
+// TestSecondFactorLockout: wrong TOTP codes count like wrong passwords, and
+// a right password in between does not reset the count, so six digits
+// cannot be guessed by alternating.
+func TestSecondFactorLockout(t *testing.T) {
+	f := newFixture(t)
+	u := f.user(f.a, "gus", "operator")
+	mark := f.head()
+	var err error
+	for i := 0; i < 5; i++ {
+		l, lerr := f.svc.Login(f.ctx, u.Name, u.password, client, "")
+		if lerr != nil {
+			t.Fatalf("password %d: %v", i, lerr)
+		}
+		_, err = f.svc.VerifyTOTP(f.ctx, l.Token, "000000", client)
+	}
+	if !errors.Is(err, ErrLockedOut) || !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("fifth wrong code: %v, want ErrInvalidCode and ErrLockedOut", err)
+	}
+	f.expectAudit(audit.ActAuthLockout, mark, 1)
+	f.expectAudit(audit.ActAuthTOTPFailed, mark, 5)
+	if _, err := f.svc.Login(f.ctx, u.Name, u.password, client, ""); !errors.Is(err, ErrLockedOut) {
+		t.Fatalf("password while locked: %v", err)
+	}
+	f.clock.advance(time.Minute)
+	f.login(u)
 }
 
 // TestIPRateLimit: failures from one address across many user names hit

@@ -232,12 +232,15 @@ func (s *Service) ConfirmEnrolment(ctx context.Context, token, code string, c Cl
 }
 
 // secondFactorFailed audits a failed TOTP or recovery code (or passes other
-// errors through), counting it as a failed login for anomaly detection.
+// errors through) and counts it like a wrong password: towards the
+// lockout, the per-address limit and anomaly detection. Six digits are
+// guessable without that limit.
 func (s *Service) secondFactorFailed(ctx context.Context, u store.User, c Client, what string, err error) error {
 	if !errors.Is(err, ErrInvalidCode) && !errors.Is(err, ErrReplay) {
 		return err
 	}
 	p := principalOf(u, "", c)
+	var locked error
 	aerr := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPFailed, u.ID, fields{"step": what, "reason": err.Error()})); err != nil {
 			return err
@@ -245,10 +248,17 @@ func (s *Service) secondFactorFailed(ctx context.Context, u store.User, c Client
 		if err := s.st.AddEvent(ctx, tx, store.EventLoginFailed, u.ID, c.IP, s.now()); err != nil {
 			return err
 		}
+		var cerr error
+		if locked, cerr = s.countFailure(ctx, tx, p, u); cerr != nil {
+			return cerr
+		}
 		return s.activity(ctx, tx, p, ActivityLoginFailed)
 	})
 	if aerr != nil {
 		return errors.Join(err, aerr)
+	}
+	if locked != nil {
+		return errors.Join(err, locked)
 	}
 	return err
 }
