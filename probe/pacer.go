@@ -22,10 +22,11 @@ const (
 	// the cap.
 	windowGuard = 2 * time.Millisecond
 	// maxDebt is how far behind its schedule the pacer may fall and still
-	// catch up. A sender that was idle longer (nothing to send, waiting for
-	// replies) does not earn a burst; the window ring would cap a burst
-	// anyway, this keeps it small.
-	maxDebt = 20 * time.Millisecond
+	// catch up, so a sender preempted for a moment (GC, a busy host) still
+	// reaches its rate over a run. A sender idle for longer (nothing to
+	// send, waiting for replies) does not earn a bigger burst; the window
+	// ring caps every burst at the window limit anyway.
+	maxDebt = Window
 	// hostIdle is how long per-host state is kept after a host's last
 	// packet; after that the host has no pending constraint anyway.
 	hostIdle = 2 * time.Second

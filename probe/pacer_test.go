@@ -132,32 +132,39 @@ func TestPacerRejectsBadRate(t *testing.T) {
 }
 
 // TestPacerRealTime runs the pacer on the real clock: the schedule holds
-// with real sleeps, not just in simulation.
+// with real sleeps, not just in simulation. The window limit must hold on
+// every try; the rate may miss on a starved machine (CI shares its cores),
+// so the test gets three tries at it.
 func TestPacerRealTime(t *testing.T) {
 	const rate = 2000
-	p, err := NewPacer(rate, 0, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	var m WindowMeter
-	n := rate / 2 // half a second
-	start := time.Now()
-	var last time.Time
-	for range n {
-		if err := p.Wait(ctx, netip.Addr{}); err != nil {
+	var got float64
+	for try := 0; try < 3; try++ {
+		p, err := NewPacer(rate, 0, time.Now)
+		if err != nil {
 			t.Fatal(err)
 		}
-		last = time.Now()
-		m.Add(last, 1)
+		ctx := context.Background()
+		var m WindowMeter
+		n := rate / 2 // half a second
+		start := time.Now()
+		var last time.Time
+		for range n {
+			if err := p.Wait(ctx, netip.Addr{}); err != nil {
+				t.Fatal(err)
+			}
+			last = time.Now()
+			m.Add(last, 1)
+		}
+		if w := m.Worst(); w > WindowLimit(rate) {
+			t.Fatalf("worst window %d > %d", w, WindowLimit(rate))
+		}
+		got = float64(n-1) / last.Sub(start).Seconds()
+		if got >= rate*0.98 && got <= rate*1.02 {
+			return
+		}
+		t.Logf("try %d: achieved %.1f pps", try+1, got)
 	}
-	if w := m.Worst(); w > WindowLimit(rate) {
-		t.Fatalf("worst window %d > %d", w, WindowLimit(rate))
-	}
-	got := float64(n-1) / last.Sub(start).Seconds()
-	if got < rate*0.98 || got > rate*1.02 {
-		t.Fatalf("achieved %.1f pps, want %d +-2%%", got, rate)
-	}
+	t.Fatalf("achieved %.1f pps, want %d +-2%%", got, rate)
 }
 
 func TestWindowMeter(t *testing.T) {
