@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -387,6 +388,31 @@ type Request struct {
 	Method    string
 	CSRFToken string
 	Client    Client
+}
+
+// RequestFrom extracts what Authenticate needs from an HTTP request: the
+// session cookie, the method, the CSRF token (header X-CSRF-Token, else
+// form field "csrf"), and the client. The address is the TCP peer
+// (RemoteAddr): the appliance is reached directly, so forwarding headers,
+// which any client can set, are not trusted.
+func RequestFrom(r *http.Request) Request {
+	req := Request{Method: r.Method, CSRFToken: r.Header.Get(CSRFHeader), Client: ClientFrom(r)}
+	if c, err := r.Cookie(SessionCookieName); err == nil {
+		req.SessionToken = c.Value
+	}
+	if req.CSRFToken == "" && stateChanging(r.Method) {
+		req.CSRFToken = r.PostFormValue("csrf")
+	}
+	return req
+}
+
+// ClientFrom returns the peer address (without port) and user agent of r.
+func ClientFrom(r *http.Request) Client {
+	ip := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		ip = host
+	}
+	return Client{IP: ip, UserAgent: r.UserAgent()}
 }
 
 // Authenticate resolves a full session to its principal, enforcing idle and

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -335,5 +336,39 @@ func TestDisabledAndUnknownUsers(t *testing.T) {
 	es := f.expectAudit(audit.ActAuthLoginFailed, mark, 2)
 	if details(t, es[0])["reason"] != "user disabled" || details(t, es[1])["reason"] != "unknown user" {
 		t.Fatalf("reasons %s %s", es[0].Details, es[1].Details)
+	}
+}
+
+// TestRequestFrom: cookie, CSRF header or form field, peer address.
+func TestRequestFrom(t *testing.T) {
+	tests := []struct {
+		name                 string
+		method, body, header string
+		wantCSRF             string
+	}{
+		{"header", http.MethodPost, "", "h1", "h1"},
+		{"form field", http.MethodPost, "csrf=f1", "", "f1"},
+		{"header wins", http.MethodPost, "csrf=f1", "h1", "h1"},
+		{"GET ignores body", http.MethodGet, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, "/x", strings.NewReader(tt.body))
+			r.RemoteAddr = "203.0.113.9:51000"
+			r.Header.Set("User-Agent", "ua/1")
+			r.Header.Set("X-Forwarded-For", "10.9.9.9")
+			if tt.body != "" {
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if tt.header != "" {
+				r.Header.Set(CSRFHeader, tt.header)
+			}
+			r.AddCookie(SessionCookie("fiqs_abc"))
+			got := RequestFrom(r)
+			want := Request{SessionToken: "fiqs_abc", Method: tt.method, CSRFToken: tt.wantCSRF, Client: Client{IP: "203.0.113.9", UserAgent: "ua/1"}}
+			if got != want {
+				t.Fatalf("got %+v, want %+v", got, want)
+			}
+		})
 	}
 }
