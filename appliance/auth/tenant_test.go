@@ -416,3 +416,36 @@ func TestVerifiedApprovalTenant(t *testing.T) {
 		t.Fatalf("right tenant: %v", err)
 	}
 }
+
+// TestScoped: the handle other services use is pinned to the principal's
+// tenant; a scope of tenant A read through B's handle is refused and, via
+// RefuseNotFound, audited.
+func TestScoped(t *testing.T) {
+	f := newFixture(t)
+	err := f.st.InTx(f.ctx, func(tx *sql.Tx) error {
+		ta, _ := f.st.Tenant(f.a)
+		_, err := ta.CreateScope(f.ctx, tx, store.Scope{ID: "sc1", Name: "dmz", Environment: "production", Document: []byte("{}"), SHA256: "00"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opB := f.user(f.b, "b-op", store.RoleOperator)
+	p, _ := f.login(opB)
+	if _, err := f.svc.Scoped(f.ctx, p, OpScopeRead, f.a); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("Scoped(tenant A) from B: %v", err)
+	}
+	ts, err := f.svc.Scoped(f.ctx, p, OpScopeRead, "")
+	if err != nil || ts.ID() != f.b {
+		t.Fatalf("Scoped: %v", err)
+	}
+	mark := f.head()
+	_, err = ts.Scope(f.ctx, "sc1")
+	if err = f.svc.RefuseNotFound(f.ctx, p, ts.ID(), OpScopeRead, "sc1", err); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("A's scope through B's handle: %v", err)
+	}
+	e := f.expectAudit(audit.ActAccessDenied, mark, 1)[0]
+	if e.Object != "sc1" || e.ActorID != opB.ID || e.Tenant != f.b {
+		t.Fatalf("audit %+v", e)
+	}
+}
