@@ -24,8 +24,11 @@ type Summary struct {
 	// probes, SYNs), retries included.
 	PacketsSent uint64 `json:"packets_sent"`
 	// MeasuredPPS is PacketsSent divided by the time from the first to
-	// the last send.
+	// the last send: the rate the pacer achieved.
 	MeasuredPPS float64 `json:"measured_pps"`
+	// WallPPS is PacketsSent divided by WallSeconds, which includes the
+	// final wait for late replies.
+	WallPPS float64 `json:"wall_pps"`
 	// Worst100ms is the most packets sent in any 100 ms window.
 	Worst100ms int    `json:"worst_100ms_window"`
 	Retries    uint64 `json:"retries"`
@@ -70,6 +73,9 @@ func (e *Engine) summary(start time.Time) Summary {
 	}
 	if span := last.Sub(first).Seconds(); s.PacketsSent > 1 && span > 0 {
 		s.MeasuredPPS = float64(s.PacketsSent-1) / span
+	}
+	if s.WallSeconds > 0 {
+		s.WallPPS = float64(s.PacketsSent) / s.WallSeconds
 	}
 	if e.cfg.Evidence != nil {
 		s.EvidencePackets = e.cfg.Evidence.Packets()

@@ -77,7 +77,14 @@ func TestThroughput(t *testing.T) {
 	for p := 1; p <= 4; p++ {
 		ports = append(ports, Port{"tcp", uint16(p)})
 	}
+	// Evidence on, as in a real scan: every packet goes to pcapng.
+	d, err := OpenDir(t.TempDir(), Checkpoint{ScanID: "throughput"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	e, err := New(Config{
+		Evidence: d.Evidence(), Results: d.Result, Checkpoint: d.Checkpoint,
 		ScanID: "throughput", Targets: targets, Scope: prefixes{netip.MustParsePrefix("10.99.0.0/16")},
 		Ports: ports, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: rate},
 		Timeout: 20 * time.Millisecond, Retries: -1, BatchTargets: 4096,
@@ -89,6 +96,9 @@ func TestThroughput(t *testing.T) {
 	defer cancel()
 	s, err := e.Run(ctx)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Finish(s, true); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("sent %d packets, measured %.0f pps (requested %d), worst 100 ms window %d (limit %d)", s.PacketsSent, s.MeasuredPPS, rate, s.Worst100ms, s.WindowLimit)
