@@ -24,6 +24,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Workers is how many uploads run at once. Default 4.
 	Workers int
+	// UploadTimeout bounds one object's upload and verification, so a
+	// server that accepts connections but stalls cannot hold the queue.
+	// Default 5 minutes.
+	UploadTimeout time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Sleep waits for d or until ctx is done; a timer when nil (tests
@@ -95,6 +99,9 @@ func New(cfg Config, store Store, rec Recorder) (*Vault, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
+	}
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = 5 * time.Minute
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = func(ctx context.Context, d time.Duration) {
@@ -223,7 +230,9 @@ func (v *Vault) upload(ctx context.Context, r *spooled) error {
 		return err
 	}
 	body := io.NewSectionReader(f, 0, r.hdr.Size)
-	rc, err := v.store.Put(ctx, Object{Key: r.hdr.Key, Tenant: r.hdr.Tenant, Size: r.hdr.Size, SHA256: want}, body)
+	pctx, cancel := context.WithTimeout(ctx, v.cfg.UploadTimeout)
+	defer cancel()
+	rc, err := v.store.Put(pctx, Object{Key: r.hdr.Key, Tenant: r.hdr.Tenant, Size: r.hdr.Size, SHA256: want}, body)
 	if err != nil {
 		return err
 	}
