@@ -307,3 +307,26 @@ func TestUseStepUpForOtherServices(t *testing.T) {
 		t.Fatalf("step-up for an operation without one: %v", err)
 	}
 }
+
+// TestStepUpLockout: wrong step-up codes lock further step-ups (and
+// logins) like wrong login codes.
+func TestStepUpLockout(t *testing.T) {
+	f := newFixture(t)
+	adm := f.user(f.a, "alma", "admin")
+	p, _ := f.login(adm)
+	req := OpRequest(OpUserCreate, f.a, map[string]string{"name": "x", "role": "operator"})
+	var err error
+	for i := 0; i < 5; i++ {
+		_, err = f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, "000000")
+	}
+	if !errors.Is(err, ErrLockedOut) {
+		t.Fatalf("fifth wrong step-up code: %v", err)
+	}
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, f.code(adm)); !errors.Is(err, ErrLockedOut) {
+		t.Fatalf("right code while locked: %v", err)
+	}
+	f.clock.advance(time.Minute)
+	if _, err := f.svc.StepUp(f.ctx, p, OpUserCreate, "", req, f.code(adm)); err != nil {
+		t.Fatalf("after the lockout: %v", err)
+	}
+}

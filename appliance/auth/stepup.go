@@ -77,6 +77,13 @@ func (s *Service) grantStepUp(ctx context.Context, tx *sql.Tx, p Principal, tena
 	if !u.TOTPConfirmed {
 		return StepUpGrant{}, ErrEnrolmentRequired
 	}
+	st, err := s.st.AuthState(ctx, tx, u.ID)
+	if err != nil {
+		return StepUpGrant{}, err
+	}
+	if s.now().Before(st.LockedUntil) {
+		return StepUpGrant{}, fmt.Errorf("%w: %w until %s", ErrStepUpRequired, ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
+	}
 	if err := s.verifyTOTP(ctx, tx, u, code); err != nil {
 		return StepUpGrant{}, err
 	}
@@ -145,5 +152,23 @@ func (s *Service) stepUpFailed(ctx context.Context, p Principal, tenant string, 
 	if !errors.Is(err, ErrStepUpRequired) && !errors.Is(err, ErrInvalidCode) && !errors.Is(err, ErrReplay) && !errors.Is(err, ErrEnrolmentRequired) {
 		return err
 	}
-	return s.record(ctx, err, p.entry(tenant, audit.ActAuthStepUpFailed, string(op), fields{"operation": string(op), "reason": err.Error()}))
+	wrongCode := errors.Is(err, ErrInvalidCode) || errors.Is(err, ErrReplay)
+	var locked error
+	aerr := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthStepUpFailed, string(op), fields{"operation": string(op), "reason": err.Error()})); err != nil {
+			return err
+		}
+		if !wrongCode {
+			return nil
+		}
+		// A wrong step-up code counts like a wrong login code: a stolen
+		// session must not be a way to guess six digits at leisure.
+		u, err := s.st.UserByID(ctx, p.UserID)
+		if err != nil {
+			return err
+		}
+		locked, err = s.countFailure(ctx, tx, p, u)
+		return err
+	})
+	return errors.Join(err, locked, aerr)
 }
