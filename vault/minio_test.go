@@ -277,8 +277,8 @@ func TestStopRestart(t *testing.T) {
 	waitFor(t, 30*time.Second, "spool to drain", func() bool { return v2.Status().Spool.Pending == 0 })
 
 	got := rec.byKey()
-	if len(got) != len(want) {
-		t.Fatalf("%d receipts, want %d", len(got), len(want))
+	if len(got) != len(want) || len(rec.recs) != len(want) {
+		t.Fatalf("%d receipts for %d keys, want one per object (%d)", len(rec.recs), len(got), len(want))
 	}
 	c := srv.admin(t)
 	for key, sum := range want {
