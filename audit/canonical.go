@@ -157,12 +157,3 @@ func isJSONObject(b []byte) bool {
 	}
 	return false
 }
-
-// parseTime parses a stored entry time.
-func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(timeFormat, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("entry time %q: %w", s, err)
-	}
-	return t.UTC(), nil
-}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -169,7 +170,7 @@ type Log struct {
 	}
 }
 
-const insertEntrySQL = `INSERT INTO audit_entries (seq, time, tenant, actor_id, actor_name, actor_ip, user_agent, action, object, details, prev_hash, hash, tree) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertEntrySQL = `INSERT INTO audit_entries (seq, entry, hash, tree) VALUES (?, ?, ?, ?)`
 
 // New returns a Log. It panics only on an invalid Origin with a Signer set,
 // a programming error caught by the first test that builds one.
@@ -249,12 +250,13 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	}
 	e.Seq = l.fr.size + 1
 	e.PrevHash = append([]byte(nil), l.fr.head...)
-	e.Hash = EntryHash(e)
+	enc := Canonical(e)
+	sum := sha256.Sum256(enc)
+	e.Hash = sum[:]
 	next := l.fr.clone()
 	stored, err := next.add(e.Hash)
 	if err == nil {
-		_, err = l.cur.ins.ExecContext(ctx, e.Seq, e.Time.Format(timeFormat), e.Tenant, e.ActorID, e.ActorName, e.ActorIP, e.UserAgent,
-			string(e.Action), e.Object, string(e.Details), e.PrevHash, e.Hash, stored)
+		_, err = l.cur.ins.ExecContext(ctx, e.Seq, enc, e.Hash, stored)
 	}
 	if err == nil && l.signer != nil && l.every > 0 && e.Seq%l.every == 0 {
 		_, err = l.storeCheckpoint(ctx, tx, next)

@@ -168,7 +168,7 @@ func TestTriggersAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct{ name, sql string }{
-		{"update entry", `UPDATE audit_entries SET actor_name = 'mallory' WHERE seq = 2`},
+		{"update entry", `UPDATE audit_entries SET hash = zeroblob(32) WHERE seq = 2`},
 		{"delete entry", `DELETE FROM audit_entries WHERE seq = 3`},
 		{"delete all entries", `DELETE FROM audit_entries`},
 		{"update checkpoint", `UPDATE audit_checkpoints SET note = 'x'`},

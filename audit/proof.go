@@ -76,23 +76,25 @@ func ReadEntry(ctx context.Context, q Queryer, seq int64) (Entry, error) {
 
 // ReadEntries reads the stored entries with from <= seq <= to, in order.
 func ReadEntries(ctx context.Context, q Queryer, from, to int64) ([]Entry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT seq, time, tenant, actor_id, actor_name, actor_ip, user_agent, action, object, details, prev_hash, hash FROM audit_entries WHERE seq BETWEEN ? AND ? ORDER BY seq`, from, to)
+	rows, err := q.QueryContext(ctx, `SELECT seq, entry FROM audit_entries WHERE seq BETWEEN ? AND ? ORDER BY seq`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read audit entries: %w", err)
 	}
 	defer rows.Close()
 	var out []Entry
 	for rows.Next() {
-		var e Entry
-		var tm, details string
-		if err := rows.Scan(&e.Seq, &tm, &e.Tenant, &e.ActorID, &e.ActorName, &e.ActorIP, &e.UserAgent, &e.Action, &e.Object, &details, &e.PrevHash, &e.Hash); err != nil {
+		var seq int64
+		var enc []byte
+		if err := rows.Scan(&seq, &enc); err != nil {
 			return nil, fmt.Errorf("read audit entries: %w", err)
 		}
-		t, err := parseTime(tm)
+		e, err := ParseCanonical(enc)
 		if err != nil {
-			return nil, fmt.Errorf("audit entry %d: %w", e.Seq, err)
+			return nil, fmt.Errorf("audit entry %d: %w", seq, err)
 		}
-		e.Time, e.Details = t, []byte(details)
+		if e.Seq != seq {
+			return nil, fmt.Errorf("audit entry %d: %w: row holds entry %d", seq, ErrBadEncoding, e.Seq)
+		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {

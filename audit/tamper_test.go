@@ -34,7 +34,7 @@ func rewrite(t *testing.T, db *sql.DB, from, to int64, tree bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec(`UPDATE audit_entries SET prev_hash = ?, hash = ? WHERE seq = ?`, e.PrevHash, e.Hash, e.Seq); err != nil {
+		if _, err := db.Exec(`UPDATE audit_entries SET entry = ?, hash = ? WHERE seq = ?`, Canonical(e), e.Hash, e.Seq); err != nil {
 			t.Fatal(err)
 		}
 		if tree {
@@ -42,6 +42,20 @@ func rewrite(t *testing.T, db *sql.DB, from, to int64, tree bool) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// editEntry changes fields of a stored entry and writes its encoding back,
+// leaving hash, chain and tree as they were.
+func editEntry(t *testing.T, db *sql.DB, seq int64, edit func(e *Entry)) {
+	t.Helper()
+	e, err := ReadEntry(context.Background(), db, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&e)
+	if _, err := db.Exec(`UPDATE audit_entries SET entry = ? WHERE seq = ?`, Canonical(e), seq); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -81,10 +95,10 @@ func TestTamperSuite(t *testing.T) {
 		reaches int64 // for ranges: the edited seq must be inside
 	}{
 		{name: "edit a field", kind: KindHash, seq: 7, tamper: func(t *testing.T, db *sql.DB) {
-			mustExec(t, db, `UPDATE audit_entries SET actor_name = 'mallory' WHERE seq = 7`)
+			editEntry(t, db, 7, func(e *Entry) { e.ActorName = "mallory" })
 		}},
 		{name: "edit details", kind: KindHash, seq: 3, tamper: func(t *testing.T, db *sql.DB) {
-			mustExec(t, db, `UPDATE audit_entries SET details = '{"i":99}' WHERE seq = 3`)
+			editEntry(t, db, 3, func(e *Entry) { e.Details = []byte(`{"i":99}`) })
 		}},
 		{name: "delete a middle row", kind: KindMissing, seq: 7, tamper: func(t *testing.T, db *sql.DB) {
 			mustExec(t, db, `DELETE FROM audit_entries WHERE seq = 7`)
@@ -113,24 +127,32 @@ func TestTamperSuite(t *testing.T) {
 			}
 			f := Entry{Seq: 9, Time: prev.Time, ActorID: "u-1", ActorName: "alice", Action: ActScanApprove, Object: "scan:forged", Details: []byte(`{}`), PrevHash: prev.Hash}
 			f.Hash = EntryHash(f)
-			if _, err := db.Exec(`INSERT INTO audit_entries SELECT 9, ?, '', ?, ?, '', '', ?, ?, '{}', ?, ?, tree FROM audit_entries WHERE seq = 10`,
-				f.Time.Format(timeFormat), f.ActorID, f.ActorName, string(f.Action), f.Object, f.PrevHash, f.Hash); err != nil {
+			if _, err := db.Exec(`INSERT INTO audit_entries SELECT 9, ?, ?, tree FROM audit_entries WHERE seq = 10`, Canonical(f), f.Hash); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{name: "insert a forged row at the tail with a bad hash", kind: KindHash, seq: 21, tamper: func(t *testing.T, db *sql.DB) {
-			mustExec(t, db, `INSERT INTO audit_entries SELECT 21, time, tenant, actor_id, 'mallory', actor_ip, user_agent, action, object, details, hash, hash, tree FROM audit_entries WHERE seq = 20`)
+			prev, err := ReadEntry(ctx, db, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := prev
+			f.Seq, f.ActorName, f.PrevHash = 21, "mallory", prev.Hash
+			if _, err := db.Exec(`INSERT INTO audit_entries SELECT 21, ?, hash, tree FROM audit_entries WHERE seq = 20`, Canonical(f)); err != nil {
+				t.Fatal(err)
+			}
 		}},
 		{name: "edit a row and recompute the chain after it", kind: KindTree, seq: 10, tamper: func(t *testing.T, db *sql.DB) {
-			mustExec(t, db, `UPDATE audit_entries SET object = 'scope:other' WHERE seq = 10`)
+			editEntry(t, db, 10, func(e *Entry) { e.Object = "scope:other" })
 			rewrite(t, db, 10, 20, false)
 		}},
 		{name: "edit a row and recompute chain and tree after it", kind: KindRoot, seq: 9, seqEnd: 12, reaches: 10, tamper: func(t *testing.T, db *sql.DB) {
-			mustExec(t, db, `UPDATE audit_entries SET object = 'scope:other' WHERE seq = 10`)
+			editEntry(t, db, 10, func(e *Entry) { e.Object = "scope:other" })
 			rewrite(t, db, 10, 20, true)
 		}},
 		{name: "rewrite everything and drop the checkpoints", kept: true, kind: KindRollback, seq: 1, seqEnd: 20, reaches: 10, tamper: func(t *testing.T, db *sql.DB) {
-			mustExec(t, db, `UPDATE audit_entries SET object = 'scope:other' WHERE seq = 10`, `DELETE FROM audit_checkpoints`)
+			editEntry(t, db, 10, func(e *Entry) { e.Object = "scope:other" })
+			mustExec(t, db, `DELETE FROM audit_checkpoints`)
 			rewrite(t, db, 10, 20, true)
 		}},
 		{name: "replace the database with an older copy", older: true, kept: true, kind: KindRollback, seq: 13, seqEnd: 20, tamper: func(*testing.T, *sql.DB) {}},
@@ -204,7 +226,7 @@ func TestStartupAlarm(t *testing.T) {
 	// The attacker edits entry 12 (after the verified point) in a copy.
 	cdb := openDB(t, copyDB(t, db, path))
 	dropTriggers(t, cdb)
-	mustExec(t, cdb, `UPDATE audit_entries SET actor_ip = '203.0.113.9' WHERE seq = 12`)
+	editEntry(t, cdb, 12, func(e *Entry) { e.ActorIP = "203.0.113.9" })
 	// Put the triggers back, as the running appliance would have them.
 	if _, err := cdb.Exec(Schema[strings.Index(Schema, "CREATE TRIGGER"):]); err != nil {
 		t.Fatal(err)
