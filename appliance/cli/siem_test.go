@@ -60,9 +60,10 @@ func TestSiemCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 {
 		t.Fatalf("status --json: exit %d\n%s", code, out)
 	}
-	// The udp destination holds its own creation event and the webhook's
-	// creation and removal (appliance-wide destinations get every tenant's).
-	if st[0]["last_seq"].(float64) != 3 || st[0]["pending"].(float64) != 3 {
+	// The udp destination holds at least its own creation event and the
+	// webhook's creation and removal (appliance-wide destinations get every
+	// tenant's), plus any checkpoints signed meanwhile; nothing delivered.
+	if st[0]["last_seq"].(float64) < 3 || st[0]["pending"] != st[0]["last_seq"] {
 		t.Errorf("status %v", st[0])
 	}
 }

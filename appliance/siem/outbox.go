@@ -39,9 +39,9 @@ const (
 
 // Sentinel errors.
 var (
-	// ErrBudgetExceeded means a destination's outbox is full. Enqueue then
-	// fails, and with it the action being audited: the outbox never drops an
-	// event silently. The worker raises an alert well before (WarnAt).
+	// ErrBudgetExceeded means a destination's outbox is at twice its budget
+	// and EnqueueFinding cannot add a finding (audit events never see it:
+	// they wait in the audit log).
 	ErrBudgetExceeded = errors.New("siem outbox budget exceeded")
 	// ErrInvalidDestination means a destination's settings are malformed.
 	ErrInvalidDestination = errors.New("invalid siem destination")
@@ -229,11 +229,17 @@ func (o *Outbox) CreateDestination(ctx context.Context, tx *sql.Tx, d Destinatio
 	if d.Tenant != "" {
 		tenant = d.Tenant
 	}
+	// A new destination starts at the current end of the audit log: it
+	// receives what happens from now on (its own creation entry first).
+	head, headCP, err := heads(ctx, tx)
+	if err != nil {
+		return Destination{}, err
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO siem_destinations
-		(id, tenant_id, name, kind, address, format, server_name, ca_pem, client_cert_pem, client_key_sealed, hmac_key_sealed, max_message, budget_bytes, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, tenant_id, name, kind, address, format, server_name, ca_pem, client_cert_pem, client_key_sealed, hmac_key_sealed, max_message, budget_bytes, created_at, audit_cursor, checkpoint_cursor)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, tenant, d.Name, d.Kind, d.Address, d.Format, d.ServerName, nilIfEmpty(d.CAPEM), nilIfEmpty(d.ClientCertPEM),
-		keySealed, hmacSealed, d.MaxMessage, d.BudgetBytes, d.CreatedAt)
+		keySealed, hmacSealed, d.MaxMessage, d.BudgetBytes, d.CreatedAt, head, headCP)
 	if err != nil {
 		return Destination{}, fmt.Errorf("create siem destination %q: %w", d.Name, err)
 	}
@@ -336,19 +342,60 @@ func (o *Outbox) secrets(ctx context.Context, d *Destination) error {
 // transaction that appended it: one outbox row per destination that takes
 // the entry's tenant (its own tenant's destinations and the appliance-wide
 // ones). Call it right after audit.Log.Append with the entry Append
-// returned; Append is the convenience that does both.
+// returned; Outbox.Append does both.
 //
-// It fails with ErrBudgetExceeded when a destination's outbox is full; the
-// caller must then fail its action, as for a failed audit write.
+// Enqueue takes every audit entry up to e.Seq that a destination has not
+// taken yet, not only e: entries the audit package appends itself (tamper
+// alarms) and checkpoints it signs inside Append travel in the same
+// transaction, in audit order, and calling Enqueue twice for one entry does
+// nothing the second time. A destination whose outbox is at its budget
+// takes nothing more: its events wait in the audit log, and the worker
+// moves them into the outbox as deliveries free space. So Enqueue never
+// fails an action because a SIEM is down.
 func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
-	return o.enqueue(ctx, tx, FromAudit(e))
+	return o.sync(ctx, tx, e.Seq, "")
 }
 
 // EnqueueFinding writes a finding event inside tx (the transaction that
 // stores the finding). auditSeq is the seq of the audit entry of the scan
-// that produced it, so the SIEM can tie the two together.
+// that produced it, so the SIEM can tie the two together. Audit entries
+// already committed are enqueued first, so the finding follows them.
+//
+// Findings are not in the audit log and cannot wait there, so they are
+// written even when a destination is over its budget, up to twice the
+// budget; beyond that EnqueueFinding fails with ErrBudgetExceeded.
 func (o *Outbox) EnqueueFinding(ctx context.Context, tx *sql.Tx, tenant string, auditSeq int64, f Finding) error {
-	return o.enqueue(ctx, tx, FromFinding(tenant, auditSeq, o.opts.Now(), f))
+	head, _, err := heads(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := o.sync(ctx, tx, head, ""); err != nil {
+		return err
+	}
+	ev := FromFinding(tenant, auditSeq, o.opts.Now(), f)
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("siem enqueue finding: %w", err)
+	}
+	dests, err := loadCursors(ctx, tx, "")
+	if err != nil {
+		return err
+	}
+	for _, d := range dests {
+		if d.tenant != "" && d.tenant != tenant {
+			continue
+		}
+		if d.pending+int64(len(payload)) > 2*d.budget {
+			return fmt.Errorf("siem enqueue finding to %s (%d of %d bytes pending): %w", d.id, d.pending, d.budget, ErrBudgetExceeded)
+		}
+		if err := o.insert(ctx, tx, d, auditSeq, payload); err != nil {
+			return err
+		}
+		if err := d.save(ctx, tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Append appends e to log and enqueues the stored entry, both in tx. It is
@@ -373,51 +420,213 @@ func (o *Outbox) Recorder(log *audit.Log) func(ctx context.Context, tx *sql.Tx, 
 	}
 }
 
-func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, ev Event) error {
-	payload, err := json.Marshal(ev)
+// syncBatch bounds the audit entries one sync moves, so that catching up a
+// long backlog never holds the write lock for long.
+const syncBatch = 1000
+
+// cursor is one destination's enqueueing state.
+type cursor struct {
+	id, tenant       string // tenant "" means appliance-wide
+	next, pending    int64
+	budget           int64
+	auditCur, cpCur  int64
+	changed, blocked bool
+}
+
+func loadCursors(ctx context.Context, tx *sql.Tx, only string) ([]*cursor, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, COALESCE(tenant_id, ''), next_seq, pending_bytes, budget_bytes, audit_cursor, checkpoint_cursor
+		FROM siem_destinations WHERE ? = '' OR id = ? ORDER BY id`, only, only)
 	if err != nil {
-		return fmt.Errorf("siem enqueue: %w", err)
+		return nil, fmt.Errorf("siem enqueue: %w", err)
 	}
-	type dest struct {
-		id            string
-		next, pending int64
-		budget        int64
-	}
-	// Appliance-wide events (tenant "") match no tenant_id, only NULL.
-	rows, err := tx.QueryContext(ctx, `SELECT id, next_seq, pending_bytes, budget_bytes FROM siem_destinations
-		WHERE tenant_id IS NULL OR tenant_id = ? ORDER BY id`, ev.Tenant)
-	if err != nil {
-		return fmt.Errorf("siem enqueue: %w", err)
-	}
-	var dests []dest
+	defer rows.Close()
+	var out []*cursor
 	for rows.Next() {
-		var d dest
-		if err := rows.Scan(&d.id, &d.next, &d.pending, &d.budget); err != nil {
-			rows.Close()
-			return fmt.Errorf("siem enqueue: %w", err)
+		c := &cursor{}
+		if err := rows.Scan(&c.id, &c.tenant, &c.next, &c.pending, &c.budget, &c.auditCur, &c.cpCur); err != nil {
+			return nil, fmt.Errorf("siem enqueue: %w", err)
 		}
-		dests = append(dests, d)
+		out = append(out, c)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return out, rows.Err()
+}
+
+func (c *cursor) save(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `UPDATE siem_destinations SET next_seq = ?, pending_bytes = ?, audit_cursor = ?, checkpoint_cursor = ? WHERE id = ?`,
+		c.next, c.pending, c.auditCur, c.cpCur, c.id)
+	if err != nil {
 		return fmt.Errorf("siem enqueue: %w", err)
 	}
-	size := int64(len(payload))
-	now := o.opts.Now().UTC().Format(time.RFC3339Nano)
+	return nil
+}
+
+// insert adds one outbox row for c with c's next sequence number.
+func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, c *cursor, auditSeq int64, payload []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO siem_outbox (dest_id, seq, audit_seq, created_at, event) VALUES (?, ?, ?, ?, ?)`,
+		c.id, c.next, auditSeq, o.opts.Now().UTC().Format(time.RFC3339Nano), payload)
+	if err != nil {
+		return fmt.Errorf("siem enqueue: %w", err)
+	}
+	c.next++
+	c.pending += int64(len(payload))
+	c.changed = true
+	return nil
+}
+
+// heads returns the last audit seq and the last checkpoint id.
+func heads(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (seq, cp int64, err error) {
+	err = q.QueryRowContext(ctx, `SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_entries), (SELECT COALESCE(MAX(id), 0) FROM audit_checkpoints)`).Scan(&seq, &cp)
+	if err != nil {
+		return 0, 0, fmt.Errorf("siem: audit head: %w", err)
+	}
+	return seq, cp, nil
+}
+
+// item is one audit entry or checkpoint on its way into the outbox, at its
+// place in the audit log: a checkpoint of tree size n follows entry n.
+type item struct {
+	pos     int64 // audit seq, or checkpoint tree size
+	cpID    int64 // 0 for entries
+	tenant  string
+	payload []byte
+}
+
+// sync moves audit entries up to seq upto, and the checkpoints they reach,
+// into the outbox of every destination (or only destination `only`) that
+// has not taken them yet, within each destination's budget.
+func (o *Outbox) sync(ctx context.Context, tx *sql.Tx, upto int64, only string) error {
+	dests, err := loadCursors(ctx, tx, only)
+	if err != nil || len(dests) == 0 {
+		return err
+	}
+	minCur, minCP := dests[0].auditCur, dests[0].cpCur
+	for _, d := range dests[1:] {
+		minCur, minCP = min(minCur, d.auditCur), min(minCP, d.cpCur)
+	}
+	items, limit, err := o.readAudit(ctx, tx, minCur, minCP, upto)
+	if err != nil || len(items) == 0 {
+		return err
+	}
 	for _, d := range dests {
-		if d.pending+size > d.budget {
-			return fmt.Errorf("siem enqueue to %s (%d of %d bytes pending): %w", d.id, d.pending, d.budget, ErrBudgetExceeded)
+		for _, it := range items {
+			if it.pos > limit {
+				break
+			}
+			if (it.cpID == 0 && it.pos <= d.auditCur) || (it.cpID != 0 && it.cpID <= d.cpCur) {
+				continue // already taken
+			}
+			// Checkpoints cover the whole appliance: appliance-wide
+			// destinations only.
+			take := d.tenant == "" || (it.cpID == 0 && it.tenant == d.tenant)
+			if take {
+				if d.pending+int64(len(it.payload)) > d.budget {
+					break // wait in the audit log until deliveries free space
+				}
+				if err := o.insert(ctx, tx, d, it.pos, it.payload); err != nil {
+					return err
+				}
+			}
+			if it.cpID == 0 {
+				d.auditCur = it.pos
+			} else {
+				d.cpCur = it.cpID
+			}
+			d.changed = true
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO siem_outbox (dest_id, seq, audit_seq, created_at, event) VALUES (?, ?, ?, ?, ?)`,
-			d.id, d.next, ev.AuditSeq, now, payload); err != nil {
-			return fmt.Errorf("siem enqueue: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE siem_destinations SET next_seq = next_seq + 1, pending_bytes = pending_bytes + ? WHERE id = ?`,
-			size, d.id); err != nil {
-			return fmt.Errorf("siem enqueue: %w", err)
+		if d.changed {
+			if err := d.save(ctx, tx); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// readAudit reads the entries after seq `after` up to `upto` (at most
+// syncBatch) and the checkpoints after id `afterCP`, merged in audit order.
+// limit is the last position the batch covers completely.
+func (o *Outbox) readAudit(ctx context.Context, tx *sql.Tx, after, afterCP, upto int64) ([]item, int64, error) {
+	// audit.ReadEntries decodes the stored entries; their encoding is the
+	// audit package's business, not ours.
+	to := min(upto, after+syncBatch)
+	entries, err := audit.ReadEntries(ctx, tx, after+1, to)
+	if err != nil {
+		return nil, 0, fmt.Errorf("siem: %w", err)
+	}
+	var items []item
+	limit := upto
+	for _, e := range entries {
+		payload, err := json.Marshal(FromAudit(e))
+		if err != nil {
+			return nil, 0, fmt.Errorf("siem: encode event: %w", err)
+		}
+		items = append(items, item{pos: e.Seq, tenant: e.Tenant, payload: payload})
+	}
+	if to < upto {
+		limit = to
+	}
+	cps, err := tx.QueryContext(ctx, `SELECT id, size, time, note FROM audit_checkpoints WHERE id > ? AND size <= ? ORDER BY id LIMIT ?`, afterCP, limit, syncBatch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("siem: read checkpoints: %w", err)
+	}
+	defer cps.Close()
+	var all []item
+	k := 0
+	for cps.Next() {
+		var id, size int64
+		var at, note string
+		if err := cps.Scan(&id, &size, &at, &note); err != nil {
+			return nil, 0, fmt.Errorf("siem: read checkpoints: %w", err)
+		}
+		for k < len(items) && items[k].pos <= size {
+			all = append(all, items[k])
+			k++
+		}
+		t, _ := time.Parse(time.RFC3339Nano, at)
+		details, _ := json.Marshal(map[string]any{"tree_size": size, "note": note})
+		payload, err := json.Marshal(Event{AuditSeq: size, Time: t.UTC(), Action: string(audit.ActAuditCheckpoint), ActorName: "appliance",
+			Object: "checkpoint:" + itoa(size), Details: details})
+		if err != nil {
+			return nil, 0, fmt.Errorf("siem: encode checkpoint: %w", err)
+		}
+		all = append(all, item{pos: size, cpID: id, payload: payload})
+	}
+	if err := cps.Err(); err != nil {
+		return nil, 0, fmt.Errorf("siem: read checkpoints: %w", err)
+	}
+	return append(all, items[k:]...), limit, nil
+}
+
+// SyncDest moves destination id's backlog from the audit log into its
+// outbox, as far as its budget allows. The worker calls it before every
+// delivery; it also picks up entries whose writers never called Enqueue.
+func (o *Outbox) SyncDest(ctx context.Context, id string) error {
+	var cur, cp int64
+	err := o.db.QueryRowContext(ctx, `SELECT audit_cursor, checkpoint_cursor FROM siem_destinations WHERE id = ?`, id).Scan(&cur, &cp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("siem destination %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("siem sync: %w", err)
+	}
+	head, headCP, err := heads(ctx, o.db)
+	if err != nil {
+		return err
+	}
+	if cur >= head && cp >= headCP {
+		return nil // the common case: no write transaction at all
+	}
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("siem sync: %w", err)
+	}
+	if err := o.sync(ctx, tx, head, id); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // Status is a destination's delivery state, for 'siem status' and the
@@ -430,6 +639,11 @@ type Status struct {
 	DeliveredSeq int64 `json:"delivered_seq"`
 	Pending      int64 `json:"pending"`
 	PendingBytes int64 `json:"pending_bytes"`
+	// Backlog is the number of audit entries this destination has not yet
+	// looked at (a tenant's destination will skip other tenants' among
+	// them): non-zero while the outbox is at its budget, or for the moment
+	// between an entry's commit and the worker's next look.
+	Backlog int64 `json:"audit_backlog"`
 	// Oldest is when the oldest pending event was enqueued; Lag is how long
 	// ago that was (zero when nothing is pending).
 	Oldest      time.Time     `json:"oldest,omitzero"`
@@ -455,9 +669,10 @@ func (o *Outbox) Statuses(ctx context.Context) ([]Status, error) {
 		s := Status{Destination: d}
 		var oldest sql.NullString
 		err := o.db.QueryRowContext(ctx, `SELECT next_seq - 1, delivered_seq, pending_bytes, delivered_at, attempts, failures, last_error, last_error_at, next_attempt_at,
-			(SELECT COUNT(*) FROM siem_outbox WHERE dest_id = d.id), (SELECT MIN(created_at) FROM siem_outbox WHERE dest_id = d.id)
+			(SELECT COUNT(*) FROM siem_outbox WHERE dest_id = d.id), (SELECT MIN(created_at) FROM siem_outbox WHERE dest_id = d.id),
+			(SELECT COALESCE(MAX(seq), 0) FROM audit_entries) - d.audit_cursor
 			FROM siem_destinations d WHERE id = ?`, d.ID).Scan(&s.LastSeq, &s.DeliveredSeq, &s.PendingBytes, &s.DeliveredAt, &s.Attempts, &s.Failures,
-			&s.LastError, &s.LastErrorAt, &s.NextAttempt, &s.Pending, &oldest)
+			&s.LastError, &s.LastErrorAt, &s.NextAttempt, &s.Pending, &oldest, &s.Backlog)
 		if err != nil {
 			return nil, fmt.Errorf("siem status %s: %w", d.Name, err)
 		}

@@ -3,7 +3,9 @@ package siem
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -30,6 +32,7 @@ func (c *fakeClock) Now() time.Time {
 	}
 	return c.t
 }
+func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -207,11 +210,12 @@ func TestEnqueueRouting(t *testing.T) {
 	}
 }
 
-// TestOutageHours simulates a SIEM that is down for hours with an injected
-// clock: retries back off exponentially up to MaxBackoff, one failure alert
-// and one budget alert are recorded, a full outbox refuses (fails) the
-// action instead of dropping an event, the outbox survives a restart, and
-// after recovery every event arrives in order with no gap.
+// TestOutageHours simulates a SIEM that is down for four hours with an
+// injected clock, one audited action every 30 s: retries back off
+// exponentially up to MaxBackoff, one failure alert and one budget alert are
+// recorded, the outbox never grows past its budget while no action is ever
+// refused (the overflow waits in the audit log), the outbox survives a
+// restart, and after recovery every event arrives in order with no gap.
 func TestOutageHours(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -223,31 +227,37 @@ func TestOutageHours(t *testing.T) {
 	w := f.ob.NewWorker(opts)
 
 	var attempts []time.Time
-	var refused error
 	start := f.clock.Now()
-	for i := 0; refused == nil; i++ {
-		// One audited action every 30 s of simulated time.
-		if err := f.act(f.tA, audit.ActAuthLogin, fmt.Sprint("u", i)); err != nil {
-			refused = err
-			break
-		}
-		for step := 0; step < 30; step++ {
-			res, err := w.DeliverOnce(ctx, dest.ID)
-			if err != nil {
-				t.Fatal(err)
+	end := start.Add(4 * time.Hour)
+	nextAct := start
+	for i := 0; f.clock.Now().Before(end); {
+		if !f.clock.Now().Before(nextAct) {
+			if err := f.act(f.tA, audit.ActAuthLogin, fmt.Sprint("u", i)); err != nil {
+				t.Fatalf("action refused during the outage: %v", err)
 			}
-			if res.Err != nil {
-				attempts = append(attempts, f.clock.Now())
-			}
-			f.clock.Add(time.Second)
+			i++
+			nextAct = nextAct.Add(30 * time.Second)
 		}
-	}
-	if !errors.Is(refused, ErrBudgetExceeded) {
-		t.Fatalf("full outbox: %v, want ErrBudgetExceeded", refused)
-	}
-	outage := f.clock.Now().Sub(start)
-	if outage < time.Hour {
-		t.Fatalf("budget filled after only %v of simulated outage", outage)
+		res, err := w.DeliverOnce(ctx, dest.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Err != nil {
+			attempts = append(attempts, f.clock.Now())
+		}
+		var pending int64
+		if err := f.st.DB().QueryRow(`SELECT pending_bytes FROM siem_destinations WHERE id = ?`, dest.ID).Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending > budget {
+			t.Fatalf("outbox holds %d bytes, budget %d", pending, budget)
+		}
+		// Advance to whatever comes first: the next action or the retry.
+		next := nextAct
+		if !res.NextAttempt.IsZero() && res.NextAttempt.Before(next) {
+			next = res.NextAttempt
+		}
+		f.clock.Set(next)
 	}
 	// Backoff: 1s, 2s, 4s, ... capped at 1m.
 	for i := 1; i < len(attempts); i++ {
@@ -260,20 +270,30 @@ func TestOutageHours(t *testing.T) {
 			t.Fatalf("attempt %d after %v, want %v", i, gap, want)
 		}
 	}
+	if len(attempts) < 200 {
+		t.Fatalf("only %d attempts in 4 hours", len(attempts))
+	}
 	// Exactly one failure alert and one budget alert, in the audit log.
-	for _, reason := range []string{"unreachable", "budget"} {
-		var n int
-		err := f.st.DB().QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE action = ? AND json_extract(details, '$.reason') = ?`,
-			string(audit.ActSIEMDeliveryFailed), reason).Scan(&n)
-		if err != nil || n != 1 {
-			t.Errorf("%s alerts: %d, %v; want 1", reason, n, err)
+	entries, err := audit.ReadEntries(ctx, f.st.DB(), 1, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := map[string]int{}
+	for _, e := range entries {
+		if e.Action == audit.ActSIEMDeliveryFailed {
+			var d struct{ Reason string }
+			_ = json.Unmarshal(e.Details, &d)
+			alerts[d.Reason]++
 		}
+	}
+	if alerts["unreachable"] != 1 || alerts["budget"] != 1 || len(alerts) != 2 {
+		t.Errorf("alerts %v, want one unreachable and one budget", alerts)
 	}
 	status, err := f.ob.Statuses(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := status[0]; s.Attempts < 10 || s.LastError == "" || s.Lag < time.Hour || s.BudgetUsed < 0.8 {
+	if s := status[0]; s.Attempts < 100 || s.LastError == "" || s.Lag < 3*time.Hour || s.BudgetUsed < 0.8 || s.Backlog < 100 {
 		t.Errorf("status during outage: %+v", s)
 	}
 
@@ -294,22 +314,93 @@ func TestOutageHours(t *testing.T) {
 			break
 		}
 	}
-	got := seqs(s.got)
-	for i, seq := range got {
-		if seq != int64(i+1) {
-			t.Fatalf("delivered seq %d at position %d: gap or reorder", seq, i)
+	var head int64
+	if err := f.st.DB().QueryRow(`SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	// Every audit entry, in audit order, under gap-free sequence numbers.
+	if int64(len(s.got)) != head {
+		t.Fatalf("delivered %d events, the audit log has %d", len(s.got), head)
+	}
+	for i, m := range s.got {
+		if m.Seq != int64(i+1) || !bytes.Contains(m.Payload, []byte(fmt.Sprintf(`auditSeq="%d"`, i+1))) {
+			t.Fatalf("position %d: seq %d, %s", i, m.Seq, m.Payload[:120])
 		}
 	}
-	var last int64
-	if err := f.st.DB().QueryRow(`SELECT next_seq - 1 FROM siem_destinations WHERE id = ?`, dest.ID).Scan(&last); err != nil {
+	status, _ = f.ob.Statuses(ctx)
+	if s := status[0]; s.Pending != 0 || s.Backlog != 0 || s.PendingBytes != 0 {
+		t.Errorf("status after recovery: %+v", s)
+	}
+}
+
+// TestEnqueueTakesEverything checks that entries the audit package appends
+// on its own and checkpoints it signs inside Append reach the outbox in
+// audit order, that a second Enqueue of an entry adds nothing, and that a
+// tenant's destination gets neither other tenants' entries nor checkpoints.
+func TestEnqueueTakesEverything(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(got)) != last || last < 100 {
-		t.Fatalf("delivered %d of %d events", len(got), last)
-	}
-	// And actions work again.
-	if err := f.act(f.tA, audit.ActAuthLogout, "u0"); err != nil {
+	f.log = audit.New(audit.Options{Now: f.clock.Now, Signer: priv, CheckpointEvery: 2})
+	wide := f.create(t, Destination{Name: "wide", Kind: KindTCP, Address: "127.0.0.1:1"})
+	acme := f.create(t, Destination{Name: "acme", Tenant: f.tA, Kind: KindTCP, Address: "127.0.0.1:1"})
+	if err := f.act(f.tA, audit.ActAuthLogin, "1"); err != nil { // seq 1
 		t.Fatal(err)
+	}
+	if err := f.act(f.tB, audit.ActAuthLogin, "2"); err != nil { // seq 2, checkpoint of size 2
+		t.Fatal(err)
+	}
+	err = f.st.InTx(ctx, func(tx *sql.Tx) error { // seq 3, written without Enqueue
+		_, err := f.log.Append(ctx, tx, audit.Entry{Tenant: f.tA, Action: audit.ActAnomalyAlert, Object: "3"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last audit.Entry
+	err = f.st.InTx(ctx, func(tx *sql.Tx) error { // seq 4 (checkpoint of size 4), enqueued twice
+		var err error
+		if last, err = f.ob.Append(ctx, tx, f.log, audit.Entry{Tenant: f.tA, Action: audit.ActScanStart, Object: "4"}); err != nil {
+			return err
+		}
+		return f.ob.Enqueue(ctx, tx, last)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dest Destination
+		want []string
+	}{
+		{wide, []string{"auth.login 1", "auth.login 2", "audit.checkpoint 2", "anomaly.alert 3", "scan.start 4", "audit.checkpoint 4"}},
+		{acme, []string{"auth.login 1", "anomaly.alert 3", "scan.start 4"}},
+	} {
+		t.Run(tc.dest.Name, func(t *testing.T) {
+			rows, err := f.st.DB().Query(`SELECT seq, event FROM siem_outbox WHERE dest_id = ? ORDER BY seq`, tc.dest.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var got []string
+			for rows.Next() {
+				var seq int64
+				var raw []byte
+				var ev Event
+				if err := rows.Scan(&seq, &raw); err != nil || json.Unmarshal(raw, &ev) != nil {
+					t.Fatal(err)
+				}
+				if seq != int64(len(got)+1) {
+					t.Fatalf("seq %d at position %d", seq, len(got))
+				}
+				got = append(got, fmt.Sprint(ev.Action, " ", ev.AuditSeq))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("outbox %v\nwant   %v", got, tc.want)
+			}
+		})
 	}
 }
 

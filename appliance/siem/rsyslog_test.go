@@ -1,3 +1,5 @@
+//go:build linux
+
 package siem
 
 import (
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,8 +37,22 @@ type rsyslog struct {
 	UDP, TCP, TLS, TLSAuth string // host:port
 	CA                     *testCA
 	cmd                    *exec.Cmd
-	log                    *bytes.Buffer
+	log                    *syncBuffer
 }
+
+// syncBuffer collects rsyslogd's output; exec writes it from its own
+// goroutines while a failing test may read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func startRsyslog(t *testing.T) *rsyslog {
 	t.Helper()
@@ -61,7 +78,7 @@ func startRsyslog(t *testing.T) *rsyslog {
 	if err := os.Mkdir(filepath.Join(dir, "work"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := &rsyslog{t: t, dir: dir, CA: ca, log: &bytes.Buffer{},
+	r := &rsyslog{t: t, dir: dir, CA: ca, log: &syncBuffer{},
 		UDP: freePort(t, "udp"), TCP: freePort(t, "tcp"), TLS: freePort(t, "tcp"), TLSAuth: freePort(t, "tcp")}
 	port := func(hp string) string { _, p, _ := net.SplitHostPort(hp); return p }
 	conf := fmt.Sprintf(`
@@ -121,6 +138,8 @@ func (r *rsyslog) start() {
 	r.t.Helper()
 	cmd := exec.Command(rsyslogBin, "-n", "-f", filepath.Join(r.dir, "rsyslog.conf"), "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	cmd.Stdout, cmd.Stderr = r.log, r.log
+	// If the test binary dies (timeout, ^C), take rsyslogd with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("start rsyslogd: %v", err)
 	}

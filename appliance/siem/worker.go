@@ -190,6 +190,11 @@ func (w *Worker) DeliverOnce(ctx context.Context, id string) (Result, error) {
 	if st.nextAttempt.After(now) {
 		return Result{NextAttempt: st.nextAttempt}, nil
 	}
+	// Move what waits in the audit log (a backlog, or entries whose writer
+	// never called Enqueue) into the outbox first.
+	if err := w.o.SyncDest(ctx, id); err != nil {
+		return Result{}, err
+	}
 	msgs, size, err := w.pending(ctx, st.d)
 	if err != nil || len(msgs) == 0 {
 		return Result{}, err

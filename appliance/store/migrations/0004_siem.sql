@@ -33,6 +33,12 @@ CREATE TABLE siem_destinations (
     last_error        TEXT NOT NULL DEFAULT '',
     last_error_at     TEXT NOT NULL DEFAULT '',
     next_attempt_at   TEXT NOT NULL DEFAULT '',
+    -- The destination's place in the audit log: the last audit seq and the
+    -- last audit_checkpoints id it has taken (or skipped as another
+    -- tenant's). Events past the cursors wait in the audit log itself, so a
+    -- full outbox delays events but never loses one.
+    audit_cursor      INTEGER NOT NULL DEFAULT 0,
+    checkpoint_cursor INTEGER NOT NULL DEFAULT 0,
     fail_alerted      INTEGER NOT NULL DEFAULT 0,
     budget_alerted    INTEGER NOT NULL DEFAULT 0
 ) STRICT;
