@@ -214,8 +214,29 @@ func PermissionsMarkdown() string {
 	}
 	b.WriteString("\n`ticket`: only during an open support ticket, pinned to that ticket's tenant.\n")
 	writeParams(&b)
+	b.WriteString(serviceGuide)
 	return b.String()
 }
+
+// serviceGuide tells the other services how to enforce this table.
+const serviceGuide = `
+## Enforcing it in a service
+
+- Authenticate first: ` + "`auth.RequestFrom(r)`" + ` then ` + "`Service.Authenticate`" + ` (session cookie, CSRF on every
+  state-changing method, idle/absolute timeouts, support pinning) or ` + "`Service.AuthenticateToken`" + ` (API token).
+- Every operation starts with ` + "`Service.Authorize(ctx, p, op, tenant)`" + ` or ` + "`Service.Scoped`" + ` (which returns the
+  ` + "`store.TenantStore`" + ` pinned to the allowed tenant). Refusals are audited there. A lookup by id that finds
+  nothing in the pinned tenant goes through ` + "`Service.RefuseNotFound`" + `, so cross-tenant probing is audited too.
+- Step-up operations call ` + "`Service.UseStepUp(ctx, tx, p, op, canonicalRequest, code)`" + ` inside the transaction that
+  performs them (code "" spends a grant made earlier by ` + "`Service.StepUp`" + ` for the same bytes) and, after the
+  rollback, ` + "`Service.StepUpRefused`" + ` to audit the failure.
+- Dual approval: ` + "`RequestApproval(ctx, p, kind, canonicalRequest)`" + ` (kinds ` + "`scan.production`" + `,
+  ` + "`evidence.export`" + `), ` + "`Approve(ctx, approver, id, code)`" + `, and right before acting
+  ` + "`CheckApproved(ctx, id, canonicalRequest)`" + ` or ` + "`VerifiedApproval(ctx, tenant, id, canonicalRequest)`" + `
+  (which also returns the approvers for manifests). Different bytes void the request for good.
+- Scan requests and exports call ` + "`Service.RecordActivity(ctx, tx, p, activity)`" + ` in their transaction; crossing
+  a threshold writes ` + "`anomaly.alert`" + ` in that same transaction, and the SIEM outbox forwards it like any entry.
+`
 
 // human writes a duration the way people say it: "90 days", "15 minutes".
 func human(d time.Duration) string {
