@@ -331,3 +331,63 @@ func TestCorruptPayloadQuarantined(t *testing.T) {
 		t.Fatalf("status %+v, receipts %d", st, len(rec.recs))
 	}
 }
+
+// failingCheck wraps a store whose Check can be made to fail, as if the
+// bucket's lock configuration changed under a running appliance.
+type failingCheck struct {
+	Store
+	err error
+}
+
+func (f *failingCheck) Check(ctx context.Context) error {
+	if f.err != nil {
+		return f.err
+	}
+	return f.Store.Check(ctx)
+}
+
+// TestPeriodicCheckHaltsUploads: the bucket is re-verified every
+// CheckEvery; while the check fails nothing is uploaded, and uploads resume
+// once it passes again.
+func TestPeriodicCheckHaltsUploads(t *testing.T) {
+	ctx := context.Background()
+	l, _ := NewLocal(t.TempDir(), nil)
+	st := &failingCheck{Store: l}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	rec := &memRecorder{}
+	v, err := New(Config{Spool: SpoolOptions{Dir: t.TempDir()}, CheckEvery: time.Minute, Now: func() time.Time { return now }}, st, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(name string) {
+		key, _ := ScanKey("t1", "s1", name)
+		if _, err := v.Add(ctx, key, strings.NewReader(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("a")
+	if err := v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.err = ErrGovernanceMode
+	add("b")
+	now = now.Add(30 * time.Second) // not due yet: the last check stands
+	if err := v.Flush(ctx); err != nil {
+		t.Fatalf("flush before the check is due: %v", err)
+	}
+	add("c")
+	now = now.Add(time.Minute)
+	if err := v.Flush(ctx); !errors.Is(err, ErrNotChecked) || !errors.Is(err, ErrGovernanceMode) {
+		t.Fatalf("flush with a failing check: %v", err)
+	}
+	if s := v.Status(); s.Spool.Pending != 1 || s.CheckErr == "" || len(rec.recs) != 2 {
+		t.Fatalf("status %+v, %d receipts", s, len(rec.recs))
+	}
+	st.err = nil
+	if err := v.Flush(ctx); err != nil { // a failed check is retried at once
+		t.Fatal(err)
+	}
+	if s := v.Status(); s.Spool.Pending != 0 || s.CheckErr != "" || len(rec.recs) != 3 {
+		t.Fatalf("status %+v, %d receipts", s, len(rec.recs))
+	}
+}
