@@ -7,8 +7,8 @@ import (
 )
 
 // batchHold is the longest a granted packet waits in a batch before the
-// batch is sent; it must stay below windowGuard so the window invariant
-// holds on the wire.
+// batch is sent; with the syscall's own time it must stay below the
+// pacer's guardBatch so the window invariant holds on the wire.
 const batchHold = 500 * time.Microsecond
 
 // sendLoop is the raw sender: it takes new probes from in, re-sends
@@ -169,7 +169,12 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 
 // batchSize is how many packets the sender gathers per sendmmsg: about a
 // millisecond's worth at the current rate, between 1 and maxBatch.
-func (e *Engine) batchSize() int { return min(max(e.rate/2000, 1), maxBatch) }
+func (e *Engine) batchSize() int {
+	if e.rate < batchRate {
+		return 1 // the pacer's small guard assumes no batching here
+	}
+	return min(max(e.rate/2000, 1), maxBatch)
+}
 
 // build makes the packet for a probe attempt.
 func (e *Engine) build(buf []byte, en *entry, templates map[netip.Addr]*synTemplate) ([]byte, error) {
