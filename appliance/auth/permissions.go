@@ -25,10 +25,12 @@ const (
 	OpUserCreate     Operation = "user.create"
 	OpUserRoleChange Operation = "user.role.change"
 	OpUserDisable    Operation = "user.disable"
+	OpUserTOTPReset  Operation = "user.totp.reset"
 
 	OpPasswordChange Operation = "auth.password.change"
 	OpSessionList    Operation = "auth.session.list"
 	OpLogoutAll      Operation = "auth.logout.all"
+	OpRecoveryCodes  Operation = "auth.recovery.regenerate"
 	OpTokenCreate    Operation = "token.create"
 	OpTokenList      Operation = "token.list"
 	OpTokenRevoke    Operation = "token.revoke"
@@ -89,9 +91,11 @@ func Permissions() []Permission {
 		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once)"},
 		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions)"},
 		{Op: OpUserDisable, Roles: []string{A}, StepUp: true, Owner: "auth", What: "disable a user (ends their sessions; their API tokens stop working)"},
+		{Op: OpUserTOTPReset, Roles: []string{A}, StepUp: true, Owner: "auth", What: "reset a user's TOTP (lost device): ends sessions, voids recovery codes, re-enrolment at next login"},
 		{Op: OpPasswordChange, Roles: all, Owner: "auth", What: "change one's own password"},
 		{Op: OpSessionList, Roles: all, Owner: "auth", What: "list one's own sessions"},
 		{Op: OpLogoutAll, Roles: all, Owner: "auth", What: "log out everywhere (end all of one's sessions)"},
+		{Op: OpRecoveryCodes, Roles: all, StepUp: true, Owner: "auth", What: "replace one's own recovery codes (the old ones stop working)"},
 		{Op: OpTokenCreate, Roles: []string{A, SL, OP, AU}, StepUp: true, Owner: "auth", What: "create an API token (shown once; role no stronger than one's own)"},
 		{Op: OpTokenList, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "list API tokens (admins: all of the tenant's; others: their own)"},
 		{Op: OpTokenRevoke, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "revoke an API token (admins: any of the tenant's; others: their own)"},
@@ -125,7 +129,7 @@ func Permissions() []Permission {
 // a support user may do it without a ticket.
 func selfService(op Operation) bool {
 	switch op {
-	case OpPasswordChange, OpSessionList, OpLogoutAll:
+	case OpPasswordChange, OpSessionList, OpLogoutAll, OpRecoveryCodes:
 		return true
 	}
 	return false

@@ -78,7 +78,7 @@ func TestMatrixShape(t *testing.T) {
 // operation it enforces. Methods without one say why.
 var methodOps = map[string]Operation{
 	"CreateTenant": OpTenantCreate, "ListTenants": OpTenantList,
-	"ListUsers": OpUserList, "CreateUser": OpUserCreate, "SetRole": OpUserRoleChange, "DisableUser": OpUserDisable,
+	"ListUsers": OpUserList, "CreateUser": OpUserCreate, "SetRole": OpUserRoleChange, "DisableUser": OpUserDisable, "ResetTOTP": OpUserTOTPReset, "RegenerateRecoveryCodes": OpRecoveryCodes,
 	"ChangePassword": OpPasswordChange, "Sessions": OpSessionList, "LogoutEverywhere": OpLogoutAll,
 	"CreateToken": OpTokenCreate, "ListTokens": OpTokenList, "RevokeToken": OpTokenRevoke,
 	"OpenSupport": OpSupportOpen, "CloseSupport": OpSupportClose, "ListSupport": OpSupportList,
@@ -166,6 +166,11 @@ func TestMatrixWalk(t *testing.T) {
 			v := f.user(f.a, w.uniq("victim"), store.RoleOperator)
 			return f.svc.DisableUser(f.ctx, a.p, "", v.ID, f.code(a.u))
 		},
+		OpUserTOTPReset: func(a actor) error {
+			v := f.user(f.a, w.uniq("victim"), store.RoleOperator)
+			return f.svc.ResetTOTP(f.ctx, a.p, "", v.ID, f.code(a.u))
+		},
+		OpRecoveryCodes: func(a actor) error { _, err := f.svc.RegenerateRecoveryCodes(f.ctx, a.p, f.code(a.u)); return err },
 		OpPasswordChange: func(a actor) error {
 			_, err := f.svc.ChangePassword(f.ctx, a.p, a.u.password, a.u.password)
 			if errors.Is(err, ErrInvalid) {

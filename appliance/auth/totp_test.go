@@ -275,3 +275,47 @@ func TestTOTPReplayConcurrent(t *testing.T) {
 		t.Fatalf("code accepted %d times, want 1", ok)
 	}
 }
+
+// TestResetTOTPAndRecoveryCodes: an admin's reset sends the user back to
+// enrolment with a new secret; regenerated recovery codes replace the old.
+func TestResetTOTPAndRecoveryCodes(t *testing.T) {
+	f := newFixture(t)
+	adm := f.user(f.a, "ada", "admin")
+	u := f.user(f.a, "lost", "operator")
+	ap, _ := f.login(adm)
+	up, ul := f.login(u)
+	codes, err := f.svc.RegenerateRecoveryCodes(f.ctx, up, f.code(u))
+	if err != nil || len(codes) != 10 {
+		t.Fatalf("regenerate: %d %v", len(codes), err)
+	}
+	codes2, err := f.svc.RegenerateRecoveryCodes(f.ctx, up, f.code(u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := f.svc.Login(f.ctx, u.Name, u.password, client, "")
+	if _, err := f.svc.UseRecoveryCode(f.ctx, l.Token, codes[0], client); !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("replaced recovery code: %v", err)
+	}
+	if _, err := f.svc.UseRecoveryCode(f.ctx, l.Token, codes2[0], client); err != nil {
+		t.Fatalf("new recovery code: %v", err)
+	}
+	mark := f.head()
+	if err := f.svc.ResetTOTP(f.ctx, ap, "", u.ID, f.code(adm)); err != nil {
+		t.Fatal(err)
+	}
+	f.expectAudit(audit.ActUserUpdate, mark, 1)
+	if _, err := f.svc.Authenticate(f.ctx, Request{SessionToken: ul.Token, Method: "GET"}); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("session survived TOTP reset: %v", err)
+	}
+	l, err = f.svc.Login(f.ctx, u.Name, u.password, client, "")
+	if err != nil || l.Stage != "enrol" {
+		t.Fatalf("login after reset: %+v %v", l, err)
+	}
+	en, err := f.svc.BeginEnrolment(f.ctx, l.Token, client)
+	if err != nil || en.Secret == u.secret {
+		t.Fatalf("enrolment after reset: %v, same secret %v", err, en.Secret == u.secret)
+	}
+	if left, _ := f.st.RecoveryCodesLeft(f.ctx, u.ID); left != 0 {
+		t.Fatalf("%d recovery codes survived the reset", left)
+	}
+}

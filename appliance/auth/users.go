@@ -187,3 +187,54 @@ func (s *Service) DisableUser(ctx context.Context, p Principal, tenant, userID, 
 		return s.append(ctx, tx, p.entry(pin, audit.ActUserDisable, userID, fields{"sessions_ended": n}))
 	})
 }
+
+// ResetTOTP clears a user's TOTP secret and recovery codes after a lost
+// device and ends the user's sessions; the next login goes through
+// enrolment again. The last accepted time step is kept, so no code from
+// before the reset can ever be replayed.
+func (s *Service) ResetTOTP(ctx context.Context, p Principal, tenant, userID, stepUpCode string) error {
+	return s.sensitive(ctx, p, OpUserTOTPReset, tenant, map[string]string{"id": userID}, stepUpCode, func(tx *sql.Tx, pin string) error {
+		ts, err := s.st.Tenant(pin)
+		if err != nil {
+			return err
+		}
+		// The lookup through the tenant handle is the tenant check; the
+		// updates below are by id.
+		if _, err := ts.User(ctx, userID); err != nil {
+			return err
+		}
+		if err := s.st.SetUserTOTP(ctx, tx, userID, nil, false); err != nil {
+			return err
+		}
+		if err := s.st.ReplaceRecoveryCodes(ctx, tx, userID, nil); err != nil {
+			return err
+		}
+		n, err := s.st.DeleteUserSessions(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(pin, audit.ActUserUpdate, userID, fields{"totp": "reset", "sessions_ended": n}))
+	})
+}
+
+// RegenerateRecoveryCodes replaces p's recovery codes (step-up) and returns
+// the new ones, shown once.
+func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p Principal, stepUpCode string) ([]string, error) {
+	if p.TokenID != "" {
+		return nil, s.deny(ctx, p, p.TenantID, OpRecoveryCodes, p.UserID, "API tokens cannot manage recovery codes", fmt.Errorf("recovery codes: %w", ErrForbidden))
+	}
+	codes, hashes, err := newRecoveryCodes(s.p.RecoveryCodes)
+	if err != nil {
+		return nil, err
+	}
+	err = s.sensitive(ctx, p, OpRecoveryCodes, "", nil, stepUpCode, func(tx *sql.Tx, _ string) error {
+		if err := s.st.ReplaceRecoveryCodes(ctx, tx, p.UserID, hashes); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(p.HomeTenantID, audit.ActUserUpdate, p.UserID, fields{"recovery_codes": len(codes)}))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
