@@ -85,3 +85,23 @@ func FuzzMatchStep(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyPassword: the PHC parser never panics on stored text, and a
+// hash it made verifies only its own password.
+func FuzzVerifyPassword(f *testing.F) {
+	h, _ := HashPasswordWith(ArgonParams{Time: 1, MemoryKiB: 8, Threads: 1}, "correct horse battery")
+	for _, seed := range []string{h, "", "$argon2id$", "$argon2id$v=19$m=8,t=1,p=1$AAAA$AAAA", "$argon2i$v=19$m=8,t=1,p=1$AAAA$AAAA", "$argon2id$v=19$m=8,t=1,p=1$!!$AAAA", h + "$"} {
+		f.Add(seed, "correct horse battery")
+	}
+	f.Fuzz(func(t *testing.T, encoded, password string) {
+		// Keep each run cheap: the parser's own bounds allow up to 4 GiB,
+		// which is for stored hashes we wrote, not for a fuzzer.
+		if ap, ok := hashParams(encoded); ok && (ap.MemoryKiB > 64 || ap.Time > 2) {
+			return
+		}
+		err := VerifyPassword(encoded, password)
+		if err == nil && encoded == h && password != "correct horse battery" {
+			t.Fatalf("accepted %q", password)
+		}
+	})
+}

@@ -116,6 +116,19 @@ func VerifyPassword(encoded, password string) error {
 	return nil
 }
 
+// hashParams returns the cost parameters recorded in an encoded hash.
+func hashParams(encoded string) (ArgonParams, bool) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return ArgonParams{}, false
+	}
+	var ap ArgonParams
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &ap.MemoryKiB, &ap.Time, &ap.Threads); err != nil {
+		return ArgonParams{}, false
+	}
+	return ap, true
+}
+
 // RandomPassword returns a one-time password of 20 characters from an
 // unambiguous alphabet (no 0/O, 1/l/I), about 110 bits of entropy.
 func RandomPassword() (string, error) {

@@ -278,8 +278,21 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	if !u.TOTPConfirmed {
 		stage = "enrol"
 	}
+	// A hash made with other cost parameters (raised since) is replaced
+	// now, while the password is at hand.
+	var rehash string
+	if ap, ok := hashParams(u.PasswordHash); ok && ap != s.p.Argon {
+		if rehash, err = HashPasswordWith(s.p.Argon, password); err != nil {
+			rehash = "" // a password shorter than today's minimum keeps its hash until changed
+		}
+	}
 	var l Login
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if rehash != "" {
+			if err := s.st.SetUserPassword(ctx, tx, u.ID, rehash, u.MustChangePassword); err != nil {
+				return err
+			}
+		}
 		var err error
 		if l, err = s.newSession(ctx, tx, u, stage, c); err != nil {
 			return err

@@ -372,3 +372,21 @@ func TestRequestFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestRehashOnLogin: a hash made with other parameters is replaced by one
+// with the service's parameters at the next successful login.
+func TestRehashOnLogin(t *testing.T) {
+	stronger := ArgonParams{Time: 2, MemoryKiB: 128, Threads: 1}
+	f := newFixture(t, func(p *Params) { p.Argon = stronger })
+	u := f.user(f.a, "old-hash", "operator") // hashed with cheapArgon
+	if _, err := f.svc.Login(f.ctx, u.Name, u.password, client, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.st.UserByID(f.ctx, u.ID)
+	if ap, ok := hashParams(got.PasswordHash); !ok || ap != stronger {
+		t.Fatalf("hash params %+v after login, want %+v", ap, stronger)
+	}
+	if err := VerifyPassword(got.PasswordHash, u.password); err != nil {
+		t.Fatal(err)
+	}
+}
