@@ -115,7 +115,7 @@ func TestTamperSuite(t *testing.T) {
 				`UPDATE audit_entries SET seq = 5 WHERE seq = 6`,
 				`UPDATE audit_entries SET seq = 6 WHERE seq = 1005`)
 		}},
-		{name: "insert a forged row", kind: KindTree, seq: 9, tamper: func(t *testing.T, db *sql.DB) {
+		{name: "insert a forged row", kind: KindHash, seq: 9, tamper: func(t *testing.T, db *sql.DB) {
 			// Make room at 9, then insert a well-chained forged entry
 			// there; its tree column is the old entry 9's.
 			mustExec(t, db,
@@ -142,7 +142,7 @@ func TestTamperSuite(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "edit a row and recompute the chain after it", kind: KindTree, seq: 10, tamper: func(t *testing.T, db *sql.DB) {
+		{name: "edit a row and recompute the chain after it", kind: KindHash, seq: 10, tamper: func(t *testing.T, db *sql.DB) {
 			editEntry(t, db, 10, func(e *Entry) { e.Object = "scope:other" })
 			rewrite(t, db, 10, 20, false)
 		}},
@@ -156,6 +156,9 @@ func TestTamperSuite(t *testing.T) {
 			rewrite(t, db, 10, 20, true)
 		}},
 		{name: "replace the database with an older copy", older: true, kept: true, kind: KindRollback, seq: 13, seqEnd: 20, tamper: func(*testing.T, *sql.DB) {}},
+		{name: "edit the head's hash column", kind: KindHash, seq: 20, tamper: func(t *testing.T, db *sql.DB) {
+			mustExec(t, db, `UPDATE audit_entries SET hash = zeroblob(32) WHERE seq = 20`)
+		}},
 		{name: "flip a bit in a stored checkpoint", kind: KindCheckpoint, seq: 8, tamper: func(t *testing.T, db *sql.DB) {
 			var note string
 			if err := db.QueryRow(`SELECT note FROM audit_checkpoints WHERE size = 8`).Scan(&note); err != nil {

@@ -118,10 +118,16 @@ func TestAuditCommands(t *testing.T) {
 	tampered := filepath.Join(t.TempDir(), "tampered")
 	copyDir(t, dir, tampered)
 	db := openRW(t, tampered)
-	for _, s := range []string{`DROP TRIGGER audit_entries_no_update`, `UPDATE audit_entries SET hash = zeroblob(32) WHERE seq = 2`} {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatal(err)
-		}
+	e, err := audit.ReadEntry(ctx, db, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Object = "tenant:other"
+	if _, err := db.Exec(`DROP TRIGGER audit_entries_no_update`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE audit_entries SET entry = ? WHERE seq = 2`, audit.Canonical(e)); err != nil {
+		t.Fatal(err)
 	}
 	db.Close()
 	out = run(1, "audit", "verify", "--data", tampered)
