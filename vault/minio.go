@@ -190,9 +190,25 @@ func (m *MinIO) Put(ctx context.Context, obj Object, r io.ReadSeeker) (Receipt, 
 	if info.VersionID == "" {
 		return Receipt{}, fmt.Errorf("upload %s: %w: no version id (bucket not versioned)", obj.Key, ErrVerify)
 	}
-	mode, got, err := m.c.GetObjectRetention(ctx, m.cfg.Bucket, obj.Key, info.VersionID)
+	// The two read-backs are independent; run them side by side to save a
+	// round trip of latency per object.
+	var (
+		mode   *minio.RetentionMode
+		got    *time.Time
+		retErr error
+		done   = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		mode, got, retErr = m.c.GetObjectRetention(ctx, m.cfg.Bucket, obj.Key, info.VersionID)
+	}()
+	sse, sum, n, err := m.readBack(ctx, obj.Key, info.VersionID)
+	<-done
+	if retErr != nil {
+		return Receipt{}, fmt.Errorf("verify %s: retention: %w", obj.Key, retErr)
+	}
 	if err != nil {
-		return Receipt{}, fmt.Errorf("verify %s: retention: %w", obj.Key, err)
+		return Receipt{}, fmt.Errorf("verify %s: %w", obj.Key, err)
 	}
 	if mode == nil || *mode != minio.Compliance || got == nil || got.Before(until) {
 		return Receipt{}, fmt.Errorf("verify %s: %w: retention %v until %v, want COMPLIANCE until %s", obj.Key, ErrVerify, deref(mode), deref(got), until)
@@ -200,10 +216,6 @@ func (m *MinIO) Put(ctx context.Context, obj Object, r io.ReadSeeker) (Receipt, 
 	want := "AES256"
 	if m.cfg.KMSKeyID != "" {
 		want = "aws:kms"
-	}
-	sse, sum, n, err := m.readBack(ctx, obj.Key, info.VersionID)
-	if err != nil {
-		return Receipt{}, fmt.Errorf("verify %s: %w", obj.Key, err)
 	}
 	if sse != want {
 		return Receipt{}, fmt.Errorf("verify %s: %w: server-side encryption %q, want %q", obj.Key, ErrVerify, sse, want)
