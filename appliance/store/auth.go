@@ -310,17 +310,6 @@ func (s *Store) CountIPEvents(ctx context.Context, q Querier, kind, ip string, s
 	return n, nil
 }
 
-// OldestIPEventSince returns the oldest event of kind from ip at or after
-// since (to tell a rate-limited client when it may retry).
-func (s *Store) OldestIPEventSince(ctx context.Context, kind, ip string, since time.Time) (time.Time, error) {
-	var n sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT min(at) FROM auth_events WHERE kind = ? AND ip = ? AND at >= ?`, kind, ip, nanos(since)).Scan(&n)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("oldest event: %w", err)
-	}
-	return fromNanos(n.Int64), nil
-}
-
 // PruneEvents deletes events before cutoff and step-up grants expired before
 // cutoff.
 func (s *Store) PruneEvents(ctx context.Context, tx *sql.Tx, cutoff time.Time) error {
