@@ -110,9 +110,36 @@ func (p *Pacer) Rate() int { return p.rate }
 // the slot is granted (the caller must send now), or how long to wait
 // before asking again. An invalid (zero) host skips the per-host cap.
 func (p *Pacer) Reserve(host netip.Addr) time.Duration {
+	_, d := p.ReserveTicket(host)
+	return d
+}
+
+// ReserveTicket is Reserve that also returns a ticket for the granted
+// slot, to be passed to Stamp once the packet has been sent.
+func (p *Pacer) ReserveTicket(host netip.Addr) (ticket int64, wait time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.reserve(p.now(), host)
+	t := p.k
+	d := p.reserve(p.now(), host)
+	return t, d
+}
+
+// Stamp records that the packet of ticket left at t (when the send call
+// returned). The window ring then holds send times instead of grant
+// times: a later grant is checked against when packets really went out,
+// so scheduling delays between grant and send cannot squeeze an extra
+// packet into a window. It is a no-op once the ticket's ring slot has been
+// reused.
+func (p *Pacer) Stamp(ticket int64, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ticket < 0 || ticket >= p.k || p.k-ticket > int64(len(p.ring)) {
+		return
+	}
+	slot := int(ticket % int64(len(p.ring)))
+	if t.After(p.ring[slot]) {
+		p.ring[slot] = t
+	}
 }
 
 func (p *Pacer) reserve(now time.Time, host netip.Addr) time.Duration {

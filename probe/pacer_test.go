@@ -133,12 +133,16 @@ func TestPacerRejectsBadRate(t *testing.T) {
 
 // TestPacerRealTime runs the pacer on the real clock: the schedule holds
 // with real sleeps, not just in simulation. The window limit must hold on
-// every try; the rate may miss on a starved machine (CI shares its cores),
-// so the test gets three tries at it.
+// every try. The rate can only be judged when the process was not starved:
+// the ring never lets a sender catch up across windows (that would break
+// the cap), so a stall longer than a window is lost time. A try with a
+// stall over 50 ms does not count; after five such tries the rate check is
+// skipped as inconclusive (CI shares its cores).
 func TestPacerRealTime(t *testing.T) {
 	const rate = 2000
 	var got float64
-	for try := 0; try < 3; try++ {
+	judged := false
+	for try := 0; try < 5; try++ {
 		p, err := NewPacer(rate, 0, time.Now)
 		if err != nil {
 			t.Fatal(err)
@@ -147,12 +151,14 @@ func TestPacerRealTime(t *testing.T) {
 		var m WindowMeter
 		n := rate / 2 // half a second
 		start := time.Now()
-		var last time.Time
+		last, maxGap := start, time.Duration(0)
 		for range n {
 			if err := p.Wait(ctx, netip.Addr{}); err != nil {
 				t.Fatal(err)
 			}
-			last = time.Now()
+			now := time.Now()
+			maxGap = max(maxGap, now.Sub(last))
+			last = now
 			m.Add(last, 1)
 		}
 		if w := m.Worst(); w > WindowLimit(rate) {
@@ -162,9 +168,16 @@ func TestPacerRealTime(t *testing.T) {
 		if got >= rate*0.98 && got <= rate*1.02 {
 			return
 		}
-		t.Logf("try %d: achieved %.1f pps", try+1, got)
+		if maxGap < 50*time.Millisecond {
+			judged = true
+			t.Errorf("try %d: achieved %.1f pps without a stall (longest gap %v), want %d +-2%%", try+1, got, maxGap, rate)
+			return
+		}
+		t.Logf("try %d: achieved %.1f pps, starved (longest gap %v)", try+1, got, maxGap)
 	}
-	t.Fatalf("achieved %.1f pps, want %d +-2%%", got, rate)
+	if !judged {
+		t.Skipf("rate inconclusive: the process was starved on every try (last %.1f pps)", got)
+	}
 }
 
 func TestWindowMeter(t *testing.T) {

@@ -21,6 +21,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 	var (
 		bufs    = make([][]byte, maxBatch)
 		pkts    = make([][]byte, 0, maxBatch)
+		tickets = make([]int64, 0, maxBatch)
 		dsts    = make([]netip.Addr, 0, maxBatch)
 		ents    = make([]*entry, 0, maxBatch)
 		batchAt time.Time
@@ -31,8 +32,11 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 	templates := map[netip.Addr]*synTemplate{}
 	flush := func() {
 		if len(pkts) > 0 {
-			e.sendChecked(pkts, dsts, ents)
-			pkts, dsts, ents = pkts[:0], dsts[:0], ents[:0]
+			at := e.sendChecked(pkts, dsts, ents)
+			for _, tk := range tickets {
+				e.pacer.Stamp(tk, at)
+			}
+			pkts, dsts, ents, tickets = pkts[:0], dsts[:0], ents[:0], tickets[:0]
 		}
 	}
 	defer flush()
@@ -124,9 +128,11 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			}
 		}
 		// Pace: wait for a slot; flush what we hold before sleeping.
+		var ticket int64
 		for {
-			d := e.pacer.Reserve(next.key.addr)
+			tk, d := e.pacer.ReserveTicket(next.key.addr)
 			if d == 0 {
+				ticket = tk
 				break
 			}
 			flush()
@@ -159,6 +165,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			batchAt = now
 		}
 		pkts, dsts, ents = append(pkts, p), append(dsts, next.key.addr), append(ents, next)
+		tickets = append(tickets, ticket)
 		// Batch only at rates where a batch spans well under a
 		// millisecond; at low rates every packet goes out at its slot.
 		if len(pkts) >= e.batchSize() || now.Sub(batchAt) >= batchHold {
@@ -204,8 +211,8 @@ func (e *Engine) build(buf []byte, en *entry, templates map[netip.Addr]*synTempl
 // every destination against the scope once more, right before the
 // syscall: a destination outside is refused, counted and reported, never
 // sent. Then it records the send time (for the window meter) and the
-// packets as evidence.
-func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) {
+// packets as evidence, and returns the send time.
+func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) time.Time {
 	ok := 0
 	for i := range pkts {
 		if !e.cfg.Scope.Contains(dsts[i]) {
@@ -217,7 +224,7 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) {
 	}
 	pkts, dsts = pkts[:ok], dsts[:ok]
 	if ok == 0 {
-		return
+		return e.cfg.Now()
 	}
 	n, err := e.conn.send(pkts, dsts)
 	now := e.cfg.Now()
@@ -239,6 +246,7 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) {
 		}
 		e.mu.Unlock()
 	}
+	return now
 }
 
 // refuse counts and reports a destination the send path would not send to.

@@ -163,9 +163,8 @@ func TestCPUAtDefaultCap(t *testing.T) {
 	if s.Worst100ms > s.WindowLimit {
 		t.Errorf("window %d > limit %d", s.Worst100ms, s.WindowLimit)
 	}
-	if s.MeasuredPPS < rate*0.98 || s.MeasuredPPS > rate*1.02 {
-		t.Errorf("measured %.1f pps, want %d +-2%%", s.MeasuredPPS, rate)
-	}
+	// The rate itself is TestPacerRealTime's business (it can tell a
+	// starved process from a slow pacer); here it is only reported.
 	if share > 0.25 {
 		t.Errorf("CPU %.1f%% of one core at %d pps", 100*share, rate)
 	}
