@@ -89,6 +89,13 @@ func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, er
 	return &Appliance{Config: cfg, Store: st, Keys: kr, Now: now, Audit: lg, AuditStartup: res}, nil
 }
 
+// RunAuditCheckpoints signs an audit checkpoint every
+// audit.checkpoint_interval while entries were added, until ctx ends; serve
+// runs it in a goroutine. Failures go to onErr and are retried next tick.
+func (a *Appliance) RunAuditCheckpoints(ctx context.Context, onErr func(error)) {
+	a.Audit.RunCheckpoints(ctx, a.Store.DB(), a.Config.Audit.CheckpointInterval, onErr)
+}
+
 // Close releases the appliance's resources.
 func (a *Appliance) Close() error { return a.Store.Close() }
 
