@@ -45,12 +45,14 @@ func (s *Service) AnchorNow(ctx context.Context) (vault.AnchorResult, error) {
 	if err != nil {
 		return vault.AnchorResult{}, err
 	}
-	det, err := json.Marshal(map[string]any{"day": res.Day, "from_size": res.FromSize, "to_size": res.ToSize, "keys": res.Keys})
+	// The signed checkpoint rides in the entry's details, so a SIEM that
+	// receives the audit stream holds an independent copy of it.
+	det, err := json.Marshal(map[string]any{"day": res.Day, "from_size": res.FromSize, "to_size": res.ToSize, "keys": res.Keys, "checkpoint": string(res.Checkpoint)})
 	if err != nil {
 		return vault.AnchorResult{}, err
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.log.Append(ctx, tx, audit.Entry{ActorID: systemID, ActorName: systemName, Action: audit.ActEvidenceAnchor, Object: res.Day, Details: det}); err != nil {
+		if _, err := s.appendEntry(ctx, tx, audit.Entry{ActorID: systemID, ActorName: systemName, Action: audit.ActEvidenceAnchor, Object: res.Day, Details: det}); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO evidence_anchors (to_size, from_size, day, checkpoint, created_at) VALUES (?, ?, ?, ?, ?)`,

@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"crypto/ed25519"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,6 +98,9 @@ func TestAnchorDaily(t *testing.T) {
 		switch r.Action {
 		case string(audit.ActEvidenceAnchor):
 			anchors++
+			if cp, _ := r.Details["checkpoint"].(string); !strings.HasPrefix(cp, "firewalliq.audit\n") {
+				t.Errorf("anchor entry lacks the checkpoint: %+v", r.Details)
+			}
 		case string(audit.ActEvidenceUpload):
 			uploads++
 			if r.Tenant != "" || r.Details["worm"] != false {
@@ -138,7 +142,12 @@ func TestAnchorRealAuditLog(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Backend, cfg.LocalDir = "local", t.TempDir()
-	s, err := Open(ctx, Options{DB: db, Audit: log, Config: cfg, DataDir: t.TempDir(), Ledger: AuditLedger{DB: db, Log: log}})
+	var hooked int // the SIEM outbox's Append stands here
+	hook := func(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error) {
+		hooked++
+		return log.Append(ctx, tx, e)
+	}
+	s, err := Open(ctx, Options{DB: db, Audit: log, Append: hook, Config: cfg, DataDir: t.TempDir(), Ledger: AuditLedger{DB: db, Log: log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +189,9 @@ func TestAnchorRealAuditLog(t *testing.T) {
 	cp, err := audit.VerifyConsistency(p, pub)
 	if err != nil {
 		t.Fatalf("anchored consistency proof does not verify: %v", err)
+	}
+	if hooked != 1+2+1+3 { // anchor, 2 uploads, anchor, 3 uploads
+		t.Errorf("Append hook called %d times, want 7", hooked)
 	}
 	if cp.Size != 10 || p.OldSize != 4 || cp.Note != string(a2.Checkpoint) {
 		t.Fatalf("proof covers %d..%d", p.OldSize, cp.Size)

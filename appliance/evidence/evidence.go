@@ -61,6 +61,11 @@ type Options struct {
 	DB *sql.DB
 	// Audit appends the evidence.* entries.
 	Audit *audit.Log
+	// Append, when set, replaces Audit.Append for the evidence.* entries;
+	// the appliance passes the SIEM outbox's Append (bound to the log) so
+	// uploads, exports and anchors (with their checkpoint) reach the SIEM
+	// in the same transaction.
+	Append func(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error)
 	// Config is the vault section; DataDir places the spool.
 	Config  Config
 	DataDir string
@@ -89,16 +94,17 @@ type Options struct {
 
 // Service is the opened evidence vault.
 type Service struct {
-	db       *sql.DB
-	log      *audit.Log
-	v        *vault.Vault
-	now      func() time.Time
-	gate     Gate
-	ledger   vault.Ledger
-	onAnchor func(context.Context, vault.AnchorResult)
-	sleep    func(context.Context, time.Duration)
-	onError  func(error)
-	checkErr error
+	db          *sql.DB
+	appendEntry func(context.Context, *sql.Tx, audit.Entry) (audit.Entry, error)
+	log         *audit.Log
+	v           *vault.Vault
+	now         func() time.Time
+	gate        Gate
+	ledger      vault.Ledger
+	onAnchor    func(context.Context, vault.AnchorResult)
+	sleep       func(context.Context, time.Duration)
+	onError     func(error)
+	checkErr    error
 }
 
 // Open builds the backend and the spool and checks the bucket once. A
@@ -138,6 +144,10 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if vc.OnError == nil {
 		vc.OnError = opts.OnError
+	}
+	s.appendEntry = opts.Append
+	if s.appendEntry == nil {
+		s.appendEntry = opts.Audit.Append
 	}
 	s.sleep = vc.Sleep
 	if s.sleep == nil {
@@ -211,7 +221,7 @@ func (s *Service) record(ctx context.Context, r vault.Receipt) error {
 		return err
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		e, err := s.log.Append(ctx, tx, audit.Entry{Tenant: r.Tenant, ActorID: systemID, ActorName: systemName, Action: audit.ActEvidenceUpload, Object: r.Key, Details: det})
+		e, err := s.appendEntry(ctx, tx, audit.Entry{Tenant: r.Tenant, ActorID: systemID, ActorName: systemName, Action: audit.ActEvidenceUpload, Object: r.Key, Details: det})
 		if err != nil {
 			return err
 		}
@@ -380,7 +390,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 			stepErr = err
 			return err
 		}
-		_, err := s.log.Append(ctx, tx, audit.Entry{Tenant: tenant, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+		_, err := s.appendEntry(ctx, tx, audit.Entry{Tenant: tenant, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
 			Action: audit.ActEvidenceExport, Object: req.Key, Details: det})
 		return err
 	})
