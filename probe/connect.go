@@ -70,9 +70,14 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		}()
 	}
 	for attempt := 0; attempt <= e.cfg.Retries; attempt++ {
-		for range connectCost(en.kind) {
-			if err := e.pacer.Wait(ctx, k.addr); err != nil {
+		var syn int64 // the ticket of the SYN, stamped when connect starts
+		for i := range connectCost(en.kind) {
+			tk, err := e.pacer.WaitTicket(ctx, k.addr)
+			if err != nil {
 				return
+			}
+			if i == 0 {
+				syn = tk
 			}
 		}
 		now := e.cfg.Now()
@@ -85,7 +90,7 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		en.attempts++
 		en.last = now
 		e.mu.Unlock()
-		st, why, err := e.connectOnce(ctx, en, dst)
+		st, why, err := e.connectOnce(ctx, en, dst, syn)
 		if ctx.Err() != nil {
 			return
 		}
@@ -139,7 +144,7 @@ func (e *Engine) waitICMP(ctx context.Context, w *watchInfo, d time.Duration) {
 
 // connectOnce makes one connection attempt and, for banner and tls-hello,
 // reads what the server volunteers. It fills en.res.Banner / en.res.TLS.
-func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort) (State, string, error) {
+func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort, syn int64) (State, string, error) {
 	d := net.Dialer{
 		Timeout: min(e.cfg.Timeout, maxDialTimeout),
 		// Control runs after the socket exists and right before connect:
@@ -152,6 +157,7 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort)
 			}
 			e.sent.Add(1)
 			now := e.cfg.Now()
+			e.pacer.Stamp(syn, now)
 			e.sendMu.Lock()
 			e.meter.Add(now, 1)
 			e.sendMu.Unlock()

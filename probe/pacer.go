@@ -187,16 +187,22 @@ func (p *Pacer) reserve(now time.Time, host netip.Addr) time.Duration {
 // Wait blocks until a slot to host is granted or ctx ends. It sleeps in
 // steps of at most 10 ms so a cancelled scan stops promptly.
 func (p *Pacer) Wait(ctx context.Context, host netip.Addr) error {
+	_, err := p.WaitTicket(ctx, host)
+	return err
+}
+
+// WaitTicket is Wait that also returns the slot's ticket (see Stamp).
+func (p *Pacer) WaitTicket(ctx context.Context, host netip.Addr) (int64, error) {
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
-		d := p.Reserve(host)
+		tk, d := p.ReserveTicket(host)
 		if d == 0 {
-			return nil
+			return tk, nil
 		}
 		if err := sleepCtx(ctx, min(d, 10*time.Millisecond)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }

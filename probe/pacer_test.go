@@ -94,6 +94,37 @@ func TestPacerWindowInvariant(t *testing.T) {
 	}
 }
 
+// TestPacerStampedWindow: with the ring holding send times (Stamp), the
+// window limit holds on the send times even when every packet leaves a
+// random while after its grant.
+func TestPacerStampedWindow(t *testing.T) {
+	for _, rate := range []int{10, 400, 1000, 3999, 20000} {
+		t.Run(strconv.Itoa(rate), func(t *testing.T) {
+			c := &simClock{t: time.Unix(1_800_000_000, 0)}
+			p, err := NewPacer(rate, 0, c.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(uint64(rate), 9))
+			var sent []time.Time
+			for len(sent) < min(max(3*rate, 40), 30000) {
+				tk, d := p.ReserveTicket(netip.Addr{})
+				if d > 0 {
+					c.t = c.t.Add(d)
+					continue
+				}
+				// The send returns up to 3 ms after the grant.
+				c.t = c.t.Add(time.Duration(rng.Int64N(int64(3 * time.Millisecond))))
+				p.Stamp(tk, c.t)
+				sent = append(sent, c.t)
+			}
+			if w, lim := worstWindow(sent), WindowLimit(rate); w > lim {
+				t.Fatalf("worst window on send times %d > %d", w, lim)
+			}
+		})
+	}
+}
+
 func TestPacerPerHost(t *testing.T) {
 	c := &simClock{t: time.Unix(1_800_000_000, 0)}
 	p, err := NewPacer(1000, 50, c.now)
