@@ -353,7 +353,7 @@ func (o *Outbox) secrets(ctx context.Context, d *Destination) error {
 // moves them into the outbox as deliveries free space. So Enqueue never
 // fails an action because a SIEM is down.
 func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
-	return o.sync(ctx, tx, e.Seq, "")
+	return o.syncWith(ctx, tx, e.Seq, "", &e)
 }
 
 // EnqueueFinding writes a finding event inside tx (the transaction that
@@ -497,6 +497,12 @@ type item struct {
 // into the outbox of every destination (or only destination `only`) that
 // has not taken them yet, within each destination's budget.
 func (o *Outbox) sync(ctx context.Context, tx *sql.Tx, upto int64, only string) error {
+	return o.syncWith(ctx, tx, upto, only, nil)
+}
+
+// syncWith is sync with the entry at upto already in hand (or nil), which
+// spares reading back and decoding the entry just appended: the common case.
+func (o *Outbox) syncWith(ctx context.Context, tx *sql.Tx, upto int64, only string, have *audit.Entry) error {
 	dests, err := loadCursors(ctx, tx, only)
 	if err != nil || len(dests) == 0 {
 		return err
@@ -505,7 +511,7 @@ func (o *Outbox) sync(ctx context.Context, tx *sql.Tx, upto int64, only string) 
 	for _, d := range dests[1:] {
 		minCur, minCP = min(minCur, d.auditCur), min(minCP, d.cpCur)
 	}
-	items, limit, err := o.readAudit(ctx, tx, minCur, minCP, upto)
+	items, limit, err := o.readAudit(ctx, tx, minCur, minCP, upto, have)
 	if err != nil || len(items) == 0 {
 		return err
 	}
@@ -547,13 +553,18 @@ func (o *Outbox) sync(ctx context.Context, tx *sql.Tx, upto int64, only string) 
 // readAudit reads the entries after seq `after` up to `upto` (at most
 // syncBatch) and the checkpoints after id `afterCP`, merged in audit order.
 // limit is the last position the batch covers completely.
-func (o *Outbox) readAudit(ctx context.Context, tx *sql.Tx, after, afterCP, upto int64) ([]item, int64, error) {
-	// audit.ReadEntries decodes the stored entries; their encoding is the
-	// audit package's business, not ours.
+func (o *Outbox) readAudit(ctx context.Context, tx *sql.Tx, after, afterCP, upto int64, have *audit.Entry) ([]item, int64, error) {
 	to := min(upto, after+syncBatch)
-	entries, err := audit.ReadEntries(ctx, tx, after+1, to)
-	if err != nil {
-		return nil, 0, fmt.Errorf("siem: %w", err)
+	var entries []audit.Entry
+	if have != nil && have.Seq == upto && after == upto-1 {
+		entries = []audit.Entry{*have}
+	} else if after < to {
+		// audit.ReadEntries decodes the stored entries; their encoding is
+		// the audit package's business, not ours.
+		var err error
+		if entries, err = audit.ReadEntries(ctx, tx, after+1, to); err != nil {
+			return nil, 0, fmt.Errorf("siem: %w", err)
+		}
 	}
 	var items []item
 	limit := upto

@@ -67,7 +67,7 @@ type fixture struct {
 	tB    string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{clock: &fakeClock{t: t0}, path: filepath.Join(t.TempDir(), "siem.db")}
 	f.open(t)
@@ -88,7 +88,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // open (re)opens the database, as a restarted appliance would.
-func (f *fixture) open(t *testing.T) {
+func (f *fixture) open(t testing.TB) {
 	t.Helper()
 	st, err := store.Open(context.Background(), f.path, store.Options{Now: f.clock.Now})
 	if err != nil {
@@ -100,7 +100,7 @@ func (f *fixture) open(t *testing.T) {
 	f.ob = New(st.DB(), Options{ApplianceID: "fiq-test", Hostname: "fiq1", Now: f.clock.Now, Sealer: testSealer{}})
 }
 
-func (f *fixture) create(t *testing.T, d Destination) Destination {
+func (f *fixture) create(t testing.TB, d Destination) Destination {
 	t.Helper()
 	var out Destination
 	err := f.st.InTx(context.Background(), func(tx *sql.Tx) error {

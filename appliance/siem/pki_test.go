@@ -20,7 +20,7 @@ type testCA struct {
 	CertPEM []byte
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -72,4 +72,4 @@ func (ca *testCA) issue(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
-func testCAPEM(t *testing.T) []byte { return newTestCA(t).CertPEM }
+func testCAPEM(t testing.TB) []byte { return newTestCA(t).CertPEM }
