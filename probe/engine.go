@@ -175,6 +175,8 @@ type Engine struct {
 	malformed      atomic.Uint64
 	done           atomic.Uint64
 	refusedList    []string // first few refused destinations (sendMu)
+	// states counts the results delivered by this run (finaliser only).
+	states map[State]int
 	lastSend       atomic.Int64
 }
 
@@ -262,7 +264,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Results == nil {
 		cfg.Results = func(Result) error { return nil }
 	}
-	e := &Engine{cfg: cfg, rate: rate, pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, router: newRouter()}
+	e := &Engine{cfg: cfg, rate: rate, pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, router: newRouter(), states: map[State]int{}}
 	e.plannerContains = cfg.Scope.Contains
 	e.pacer, err = NewPacer(rate, cfg.Limits.PerHost, cfg.Now)
 	if err != nil {
@@ -461,6 +463,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 				runErr = err
 				break
 			}
+			e.states[en.res.State]++
 		}
 		if runErr != nil {
 			break

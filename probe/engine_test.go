@@ -162,7 +162,7 @@ func TestEngineTCPLoopback(t *testing.T) {
 						t.Errorf("port %d: no TTL", c.port)
 					}
 				}
-				if s.PacketsSent < 2 || s.Probes != 2 || s.RefusedPackets != 0 {
+				if s.PacketsSent < 2 || s.Probes != 2 || s.RefusedPackets != 0 || s.States[StateOpen] != 1 || s.States[StateClosed] != 1 {
 					t.Errorf("summary %+v", s)
 				}
 			})

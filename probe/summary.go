@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"maps"
 	"time"
 )
 
@@ -47,8 +48,8 @@ type Summary struct {
 	Extra            map[string]any `json:"extra,omitempty"`
 }
 
-// summary builds the run's summary. States are filled by the caller from
-// the results it received (the engine does not keep them).
+// summary builds the run's summary. States counts this run's results;
+// Dir.Finish replaces it with the counts over every run of the scan.
 func (e *Engine) summary(start time.Time) Summary {
 	end := e.cfg.Now()
 	e.sendMu.Lock()
@@ -65,7 +66,7 @@ func (e *Engine) summary(start time.Time) Summary {
 		PacketsSent: e.sent.Load(), Worst100ms: worst, Retries: e.retries.Load(),
 		RefusedPackets: e.refused.Load(), RefusedSample: refused, RefusedTargets: e.refusedTargets.Load(),
 		UnmatchedReplies: e.unmatched.Load(), MalformedReplies: e.malformed.Load(),
-		Probes: e.done.Load(), States: map[State]int{}, ResumedAtBatch: e.cfg.ResumeBatch,
+		Probes: e.done.Load(), States: maps.Clone(e.states), ResumedAtBatch: e.cfg.ResumeBatch,
 		Kinds: e.kinds,
 	}
 	if e.raw {
