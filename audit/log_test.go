@@ -191,3 +191,49 @@ func TestTriggersAbort(t *testing.T) {
 		t.Fatalf("%+v %v", rep, err)
 	}
 }
+
+// TestCheckpointOnDemandAndInterval: Checkpoint signs the head once and is
+// idempotent; RunCheckpoints signs after new entries only.
+func TestCheckpointOnDemandAndInterval(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	l := newTestLog(0) // no count-based checkpoints
+	appendN(t, l, db, 5)
+	for i, want := range []bool{true, false} {
+		var made bool
+		var cp Checkpoint
+		err := inTx(ctx, db, func(tx *sql.Tx) error {
+			var err error
+			cp, made, err = l.Checkpoint(ctx, tx)
+			return err
+		})
+		if err != nil || made != want || cp.Size != 5 {
+			t.Fatalf("call %d: %+v made=%v %v", i, cp, made, err)
+		}
+	}
+	if _, _, err := New(Options{}).Checkpoint(ctx, nil); !errors.Is(err, ErrNoSigner) {
+		t.Fatalf("no signer: %v", err)
+	}
+	appendN(t, l, db, 2)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { l.RunCheckpoints(rctx, db, 5*time.Millisecond, func(err error) { t.Error(err) }); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cp, err := LatestCheckpoint(ctx, db, testPub())
+		if err == nil && cp.Size == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no interval checkpoint: %+v %v", cp, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond) // several idle ticks
+	cancel()
+	<-done
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM audit_checkpoints`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d checkpoints, want 2 (idle ticks must not sign) %v", n, err)
+	}
+}
