@@ -104,7 +104,6 @@ type Service struct {
 	onAnchor    func(context.Context, vault.AnchorResult)
 	sleep       func(context.Context, time.Duration)
 	onError     func(error)
-	checkErr    error
 }
 
 // Open builds the backend and the spool and checks the bucket once. A
@@ -158,11 +157,14 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.v = v
-	if err := v.Check(ctx); err != nil {
-		if vault.IsRefusal(err) {
-			return nil, fmt.Errorf("evidence vault refused: %w", err)
-		}
-		s.checkErr = err
+	// Bounded, so a server that accepts connections but never answers
+	// cannot hold up start-up. Other failures (unreachable, TLS, bad
+	// credentials) are left to Status and the retry loop: refusing to start
+	// would not protect evidence, spooling it does.
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := v.Check(cctx); err != nil && vault.IsRefusal(err) {
+		return nil, fmt.Errorf("evidence vault refused: %w", err)
 	}
 	return s, nil
 }
