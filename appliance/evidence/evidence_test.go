@@ -162,6 +162,21 @@ func TestOpenRefusals(t *testing.T) {
 	if _, err := Open(ctx, Options{DB: db, Audit: log, Config: minioConfig(t, gov), DataDir: t.TempDir(), Production: true}); !errors.Is(err, vault.ErrGovernanceMode) {
 		t.Fatalf("governance bucket: %v", err)
 	}
+	// A server whose certificate is not trusted (no vault.ca_file) is not
+	// talked to, and not a refusal either: the check error is shown.
+	locked, err := srv.MakeBucket(ctx, vaulttest.Compliance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrusted := minioConfig(t, locked)
+	untrusted.CAFile = ""
+	s0, err := Open(ctx, Options{DB: db, Audit: log, Config: untrusted, DataDir: t.TempDir(), Production: true})
+	if err != nil {
+		t.Fatalf("untrusted certificate refused start-up: %v", err)
+	}
+	if st := s0.Status(); st.WORM || !strings.Contains(st.CheckErr, "certificate") {
+		t.Fatalf("status with an untrusted certificate: %+v", st)
+	}
 	// Unreachable is not a refusal: the appliance starts and spools.
 	c := minioConfig(t, "fiq-unreachable")
 	c.Endpoint = "127.0.0.1:1"
