@@ -446,3 +446,81 @@ func TestDestinationValidation(t *testing.T) {
 		t.Fatalf("secrets: %v, %d bytes", err, len(d.HMACKey))
 	}
 }
+
+// TestWorkerRun checks the supervisor: a destination added while the worker
+// runs is served within Poll, and a removed one is let go of (its sender
+// closed) without disturbing the others.
+func TestWorkerRun(t *testing.T) {
+	f := newFixture(t)
+	f.clock.mu.Lock()
+	f.clock.real = true
+	f.clock.mu.Unlock()
+	var mu sync.Mutex
+	senders := map[string]*fakeSender{}
+	closed := map[string]bool{}
+	w := f.ob.NewWorker(WorkerOptions{Poll: 10 * time.Millisecond, Dial: func(d Destination, _ Meta) (Sender, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		s := &fakeSender{}
+		senders[d.Name] = s
+		return closeNotifier{s, func() { mu.Lock(); closed[d.Name] = true; mu.Unlock() }}, nil
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	a := f.create(t, Destination{Name: "a", Kind: KindUDP, Address: "127.0.0.1:9"})
+	f.create(t, Destination{Name: "b", Kind: KindUDP, Address: "127.0.0.1:9"})
+	if err := f.act("", audit.ActAuditCheckpoint, "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	delivered := func(name string, n int) func() bool {
+		return func() bool {
+			s := senders[name]
+			if s == nil {
+				return false
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.got) >= n
+		}
+	}
+	waitFor("a and b served", func() bool { return delivered("a", 1)() && delivered("b", 1)() })
+	err := f.st.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := f.ob.DeleteDestination(ctx, tx, a.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.act("", audit.ActAuditCheckpoint, "y"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a let go of", func() bool { return closed["a"] })
+	waitFor("b still served", delivered("b", 2))
+}
+
+// closeNotifier calls onClose when the sender is closed.
+type closeNotifier struct {
+	Sender
+	onClose func()
+}
+
+func (c closeNotifier) Close() error { c.onClose(); return c.Sender.Close() }
