@@ -259,14 +259,14 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 				}
 			} else {
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tKIND\tSEQ\tDELIVERED\tPENDING\tLAG\tBUDGET\tFAILURES\tLAST ERROR")
+				fmt.Fprintln(tw, "NAME\tKIND\tSEQ\tDELIVERED\tPENDING\tBACKLOG\tLAG\tBUDGET\tFAILURES\tLAST ERROR")
 				for _, x := range st {
 					lastErr := "-"
 					if x.Attempts > 0 {
 						lastErr = fmt.Sprintf("%s (next try %s)", x.LastError, x.NextAttempt)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%.1f%% of %s\t%d (%d now)\t%s\n", x.Name, x.Kind, x.LastSeq, x.DeliveredSeq,
-						x.Pending, x.Lag.Round(time.Second), x.BudgetUsed*100, siemBytes(x.BudgetBytes), x.Failures, x.Attempts, lastErr)
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%.1f%% of %s\t%d (%d now)\t%s\n", x.Name, x.Kind, x.LastSeq, x.DeliveredSeq,
+						x.Pending, x.Backlog, x.Lag.Round(time.Second), x.BudgetUsed*100, siemBytes(x.BudgetBytes), x.Failures, x.Attempts, lastErr)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
