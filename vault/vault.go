@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -175,6 +176,10 @@ func (v *Vault) Flush(ctx context.Context) error {
 			return nil
 		}
 		errs := make([]error, len(batch))
+		// After the first failure the rest of the batch is skipped: the
+		// store is likely down or refusing, and a stalled server would
+		// otherwise cost UploadTimeout per pending object.
+		var failed atomic.Bool
 		var wg sync.WaitGroup
 		next := make(chan int)
 		for w := 0; w < v.cfg.Workers && w < len(batch); w++ {
@@ -182,7 +187,12 @@ func (v *Vault) Flush(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				for i := range next {
-					errs[i] = v.upload(ctx, batch[i])
+					if failed.Load() {
+						continue
+					}
+					if errs[i] = v.upload(ctx, batch[i]); errs[i] != nil {
+						failed.Store(true)
+					}
 				}
 			}()
 		}
@@ -194,7 +204,7 @@ func (v *Vault) Flush(ctx context.Context) error {
 		for _, r := range batch {
 			v.spool.unclaim(r.id)
 		}
-		if err := errors.Join(errs...); err != nil {
+		if err := firstError(errs); err != nil {
 			v.mu.Lock()
 			v.lastErr, v.lastErrAt = err, v.now()
 			v.mu.Unlock()
@@ -204,6 +214,24 @@ func (v *Vault) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// firstError returns the first non-nil error, noting how many failed.
+func firstError(errs []error) error {
+	var first error
+	n := 0
+	for _, err := range errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("%d uploads failed, first: %w", n, first)
+	}
+	return first
 }
 
 // upload sends one record, verifies it, records it and only then removes
