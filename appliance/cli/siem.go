@@ -157,7 +157,7 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 	f.StringVar(&keyFile, "client-key", "", "PEM client key for mutual TLS (sealed at rest)")
 	f.StringVar(&key, "hmac-key-file", "", "file holding the webhook HMAC key (sealed at rest)")
 	f.Int64Var(&d.BudgetBytes, "budget", siem.DefaultBudget, "outbox disk budget in bytes")
-	f.IntVar(&d.MaxMessage, "max-message", siem.DefaultMaxMessage, "largest message the receiver accepts, in bytes")
+	f.IntVar(&d.MaxMessage, "max-message", 0, "largest message the receiver accepts, in bytes (default 8192, udp 2048)")
 	return cmd
 }
 

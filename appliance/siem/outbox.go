@@ -35,6 +35,8 @@ const (
 	// DefaultMaxMessage is rsyslog's default maxMessageSize; longer
 	// messages are shrunk (details dropped, long strings cut) to fit.
 	DefaultMaxMessage = 8192
+	// DefaultMaxMessageUDP is the UDP default, see validate.
+	DefaultMaxMessageUDP = 2048
 )
 
 // Sentinel errors.
@@ -138,6 +140,11 @@ func (d *Destination) validate() error {
 	}
 	if d.MaxMessage == 0 {
 		d.MaxMessage = DefaultMaxMessage
+		if d.Kind == KindUDP {
+			// RFC 5426 section 3.2: receivers SHOULD take 2048 octets;
+			// more risks IP fragmentation, which firewalls often drop.
+			d.MaxMessage = DefaultMaxMessageUDP
+		}
 	}
 	if d.MaxMessage < 480 {
 		// RFC 5426: every receiver takes 480 octets; less cannot carry the
