@@ -403,7 +403,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		}
 		defer closer()
 		e.tcpPort, e.udpPort = tp, up
-		t, err := openTap(needConnect && e.cfg.Evidence != nil)
+		t, err := openTap(e.tcpPort, e.udpPort, needConnect, needConnect && e.cfg.Evidence != nil)
 		if err != nil {
 			return e.summary(start), err
 		}

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,38 +156,15 @@ type tap struct {
 // Linux packet types (sockaddr_ll.sll_pkttype).
 const pktOutgoing = unix.PACKET_OUTGOING
 
-// tapFilter is the kernel filter of the tap: IPv4 and IPv6 only, and
-// outgoing packets only if keepOutgoing (connect-based probes, whose packets
-// the kernel builds). Anything finer is matched in user space against the
-// probes in flight.
-func tapFilter(keepOutgoing bool) ([]bpf.RawInstruction, error) {
-	var prog []bpf.Instruction
-	if !keepOutgoing {
-		prog = append(prog,
-			bpf.LoadExtension{Num: bpf.ExtType},
-			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: pktOutgoing, SkipTrue: 1},
-			bpf.RetConstant{Val: 0},
-		)
-	}
-	prog = append(prog,
-		bpf.LoadExtension{Num: bpf.ExtProto},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipTrue: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: 1},
-		bpf.RetConstant{Val: 0xffff},
-		bpf.RetConstant{Val: 0},
-	)
-	return bpf.Assemble(prog)
-}
-
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func openTap(keepOutgoing bool) (*tap, error) {
+func openTap(tcpPort, udpPort uint16, allTCP, keepOutgoing bool) (*tap, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: packet socket: %w", ErrNoRaw, err)
 	}
 	t := &tap{fd: fd, lo: -1}
-	raw, err := tapFilter(keepOutgoing)
+	raw, err := tapFilter(tcpPort, udpPort, allTCP, keepOutgoing)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tap filter: %w", err)
