@@ -177,7 +177,6 @@ type Engine struct {
 	refusedList    []string // first few refused destinations (sendMu)
 	// states counts the results delivered by this run (finaliser only).
 	states map[State]int
-	lastSend       atomic.Int64
 }
 
 // probeKey identifies a probe on the wire: target, protocol, port.

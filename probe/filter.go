@@ -18,7 +18,7 @@ func newBPFProg() *bpfProg {
 	return &bpfProg{labels: map[string]int{}, jumps: map[int][2]string{}}
 }
 
-func (p *bpfProg) label(name string)       { p.labels[name] = len(p.ins) }
+func (p *bpfProg) label(name string)        { p.labels[name] = len(p.ins) }
 func (p *bpfProg) add(i ...bpf.Instruction) { p.ins = append(p.ins, i...) }
 
 // jeq jumps to ifTrue when A == v, else to ifFalse.

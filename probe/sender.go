@@ -232,7 +232,6 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 	e.meter.Add(now, n)
 	e.sendMu.Unlock()
 	e.sent.Add(uint64(n))
-	e.lastSend.Store(now.UnixNano())
 	if e.cfg.Evidence != nil {
 		for _, p := range pkts[:n] {
 			e.cfg.Evidence.Write(now, p)
