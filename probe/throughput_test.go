@@ -169,3 +169,46 @@ func TestCPUAtDefaultCap(t *testing.T) {
 		t.Errorf("CPU %.1f%% of one core at %d pps", 100*share, rate)
 	}
 }
+
+// TestRepliesAtSpeed scans closed ports on the namespace's loopback as
+// fast as the machine allows: every probe is answered with a RST, and
+// every one must be classified closed (no reply lost by the tap).
+func TestRepliesAtSpeed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	needRoot(t)
+	if !inSinkNamespace(t, "TestRepliesAtSpeed") {
+		return
+	}
+	targets := func(yield func(netip.Addr) bool) {
+		for i := 1; i <= 10000; i++ {
+			if !yield(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})) {
+				return
+			}
+		}
+	}
+	col := &collector{}
+	e, err := New(Config{
+		ScanID: "replies", Targets: targets, Scope: prefixes{netip.MustParsePrefix("127.1.0.0/16")},
+		Ports: []Port{{"tcp", 9}, {"tcp", 10}}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 400_000},
+		Timeout: 500 * time.Millisecond, Retries: 1, BatchTargets: 2048, Results: col.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, r := range col.res {
+		if r.State != StateClosed {
+			bad++
+		}
+	}
+	t.Logf("%d probes at %.0f pps: %d not closed, %d retries, %d unmatched", len(col.res), s.MeasuredPPS, bad, s.Retries, s.UnmatchedReplies)
+	if len(col.res) != 20000 || bad != 0 {
+		t.Fatalf("%d results, %d not closed", len(col.res), bad)
+	}
+}
