@@ -54,6 +54,11 @@ func NewEvidence(w io.Writer, scanID string) (*Evidence, error) {
 func (ev *Evidence) Write(t time.Time, data []byte) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	ev.writeLocked(t, data)
+}
+
+// writeLocked is Write for a caller holding ev.mu.
+func (ev *Evidence) writeLocked(t time.Time, data []byte) {
 	if ev.err != nil {
 		return
 	}

@@ -226,17 +226,30 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 	if ok == 0 {
 		return e.cfg.Now()
 	}
-	n, err := e.conn.send(pkts, dsts)
+	// Evidence: the packets are stamped with the time they were handed
+	// to the kernel, and written while the evidence lock is held across
+	// the syscall, so a reply captured meanwhile (on loopback the answer
+	// arrives before sendmmsg even returns) is written after its probe.
+	var n int
+	var err error
+	if ev := e.cfg.Evidence; ev != nil {
+		ev.mu.Lock()
+		handed := e.cfg.Now()
+		n, err = e.conn.send(pkts, dsts)
+		for _, p := range pkts[:n] {
+			ev.writeLocked(handed, p)
+		}
+		ev.mu.Unlock()
+	} else {
+		n, err = e.conn.send(pkts, dsts)
+	}
+	// The meter and the pacer's ring use the time the syscall returned:
+	// no packet of the batch left later than that.
 	now := e.cfg.Now()
 	e.sendMu.Lock()
 	e.meter.Add(now, n)
 	e.sendMu.Unlock()
 	e.sent.Add(uint64(n))
-	if e.cfg.Evidence != nil {
-		for _, p := range pkts[:n] {
-			e.cfg.Evidence.Write(now, p)
-		}
-	}
 	if err != nil {
 		e.mu.Lock()
 		for _, en := range ents[n:ok] {
