@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -279,5 +280,60 @@ func TestStartupAlarm(t *testing.T) {
 	rep, err := Verify(ctx, cdb, VerifyOptions{Public: testPub()})
 	if err != nil || rep.Intact || rep.Problem.Seq != 12 {
 		t.Fatalf("full verify after ack: %+v %v", rep, err)
+	}
+}
+
+// TestVerifyAcrossChunks covers logs longer than one reader chunk: the two
+// readers' chunks must be consumed in order, and an edit, or a whole chunk
+// deleted, is reported at the right seq.
+func TestVerifyAcrossChunks(t *testing.T) {
+	ctx := context.Background()
+	db, path := newDB(t)
+	l := newTestLog(1000)
+	n := 3*chunkSeqs + 100
+	err := inTx(ctx, db, func(tx *sql.Tx) error {
+		for i := range n {
+			if _, err := l.Append(ctx, tx, Entry{ActorID: "u-1", Action: ActScanStart, Object: fmt.Sprintf("scan:%d", i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil || !rep.Intact || rep.Size != int64(n) || rep.Entries != int64(n) {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, db *sql.DB)
+		kind   string
+		seq    int64
+	}{
+		{"edit in the third chunk", func(t *testing.T, db *sql.DB) {
+			editEntry(t, db, 2*chunkSeqs+17, func(e *Entry) { e.Object = "scan:x" })
+		}, KindHash, 2*chunkSeqs + 17},
+		{"delete a whole chunk", func(t *testing.T, db *sql.DB) {
+			mustExec(t, db, fmt.Sprintf(`DELETE FROM audit_entries WHERE seq > %d AND seq <= %d`, chunkSeqs, 2*chunkSeqs))
+		}, KindMissing, chunkSeqs + 1},
+		{"delete the last row of a chunk", func(t *testing.T, db *sql.DB) {
+			mustExec(t, db, fmt.Sprintf(`DELETE FROM audit_entries WHERE seq = %d`, 2*chunkSeqs))
+		}, KindMissing, 2 * chunkSeqs},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cdb := openDB(t, copyDB(t, db, path))
+			dropTriggers(t, cdb)
+			tc.tamper(t, cdb)
+			rep, err := Verify(ctx, cdb, VerifyOptions{Public: testPub()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Intact || rep.Problem.Kind != tc.kind || rep.Problem.Seq != tc.seq {
+				t.Fatalf("%+v, want %s at %d", rep.Problem, tc.kind, tc.seq)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -254,71 +255,79 @@ func (v *verifier) startAt(ctx context.Context, db Queryer, start int64) (fronti
 	return fr, nil
 }
 
-// rowBatch is a run of consecutive rows copied out of the result set, so
-// the reader goroutine can fetch the next run while scan hashes this one.
+// rowBatch is one chunk of consecutive seqs, read and hashed by a reader
+// goroutine: the rows' columns copied into an arena and each entry's
+// SHA-256, so the in-order consumer only chains and builds the tree.
 type rowBatch struct {
 	seq       []int64
 	enc, tree [][]byte
+	sum       [][HashSize]byte
 	arena     []byte
 	err       error
+	free      chan *rowBatch // where the consumer returns it
 }
 
-const batchRows = 1024
+// chunkSeqs is how many seqs one reader query covers.
+const chunkSeqs = 4096
 
-// readRows runs in its own goroutine: column reads from SQLite and hashing
-// take about the same time per entry, so overlapping them on two cores
-// nearly doubles verification speed. It stops when done closes.
-func readRows(ctx context.Context, db Queryer, after int64, out chan<- *rowBatch, free chan *rowBatch, done <-chan struct{}) {
+// readChunks runs in its own goroutine and reads chunks k = first,
+// first+stride, ... (seqs after+k*chunkSeqs+1 .. after+(k+1)*chunkSeqs) up
+// to last, sending each to out in order. With a *sql.DB each reader has its
+// own connection, so on two cores reading and hashing of two chunks overlap:
+// SQLite's column reads cost more than the hashing. It stops when done
+// closes.
+func readChunks(ctx context.Context, db Queryer, after, last int64, first, stride int, out chan<- *rowBatch, done <-chan struct{}) {
 	defer close(out)
-	send := func(b *rowBatch) bool {
+	free := make(chan *rowBatch, 3)
+	for range cap(free) {
+		free <- &rowBatch{}
+	}
+	for k := first; after+int64(k)*chunkSeqs < last; k += stride {
+		var b *rowBatch
+		select {
+		case b = <-free:
+		case <-done:
+			return
+		}
+		b.reset()
+		lo := after + int64(k)*chunkSeqs
+		b.err = b.read(ctx, db, lo, min(lo+chunkSeqs, last))
+		b.free = free
 		select {
 		case out <- b:
-			return true
 		case <-done:
-			return false
+			return
+		}
+		if b.err != nil {
+			return
 		}
 	}
-	rows, err := db.QueryContext(ctx, `SELECT seq, entry, tree FROM audit_entries WHERE seq > ? ORDER BY seq`, after)
+}
+
+// read fills b with the rows lo < seq <= hi.
+func (b *rowBatch) read(ctx context.Context, db Queryer, lo, hi int64) error {
+	rows, err := db.QueryContext(ctx, `SELECT seq, entry, tree FROM audit_entries WHERE seq > ? AND seq <= ? ORDER BY seq`, lo, hi)
 	if err != nil {
-		send(&rowBatch{err: fmt.Errorf("read entries: %w", err)})
-		return
+		return fmt.Errorf("read entries: %w", err)
 	}
 	defer rows.Close()
 	var seq int64
 	var enc, tree sql.RawBytes
-	b := <-free
 	for rows.Next() {
 		if err := rows.Scan(&seq, &enc, &tree); err != nil {
-			b.err = fmt.Errorf("read entry after %d: %w", seq, err)
-			send(b)
-			return
+			return fmt.Errorf("read entry after %d: %w", lo, err)
 		}
-		// Offsets first: the arena may move while it grows.
 		b.seq = append(b.seq, seq)
+		b.sum = append(b.sum, sha256.Sum256(enc))
+		// Offsets first: the arena may move while it grows.
 		b.arena = append(b.arena, enc...)
 		b.arena = append(b.arena, tree...)
-		b.enc = append(b.enc, enc[:0:len(enc)]) // lengths only; sliced below
+		b.enc = append(b.enc, enc[:0:len(enc)]) // capacity = length; sliced below
 		b.tree = append(b.tree, tree[:0:len(tree)])
-		if len(b.seq) == batchRows {
-			b.slice()
-			if !send(b) {
-				return
-			}
-			b = <-free
-		}
 	}
 	if err := rows.Err(); err != nil {
-		b.err = fmt.Errorf("read entries: %w", err)
+		return fmt.Errorf("read entries: %w", err)
 	}
-	b.slice()
-	if len(b.seq) > 0 || b.err != nil {
-		send(b)
-	}
-}
-
-// slice points enc and tree into the arena, using the capacities
-// recorded as lengths while reading.
-func (b *rowBatch) slice() {
 	off := 0
 	for i := range b.seq {
 		n := cap(b.enc[i])
@@ -328,10 +337,11 @@ func (b *rowBatch) slice() {
 		b.tree[i] = b.arena[off : off+n : off+n]
 		off += n
 	}
+	return nil
 }
 
 func (b *rowBatch) reset() {
-	b.seq, b.enc, b.tree, b.arena, b.err = b.seq[:0], b.enc[:0], b.tree[:0], b.arena[:0], nil
+	b.seq, b.enc, b.tree, b.sum, b.arena, b.err = b.seq[:0], b.enc[:0], b.tree[:0], b.sum[:0], b.arena[:0], nil
 }
 
 // scan reads entries after fr.size in order and recomputes everything. It
@@ -342,38 +352,48 @@ func (b *rowBatch) reset() {
 // entry fully: it walks the length prefixes to find seq, action and
 // prev_hash without allocating.
 func (v *verifier) scan(ctx context.Context, db Queryer, fr *frontier, lastGood int64) error {
-	out := make(chan *rowBatch, 2)
-	free := make(chan *rowBatch, 4)
-	for range cap(free) {
-		free <- &rowBatch{}
+	var last int64
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM audit_entries`).Scan(&last); err != nil {
+		return fmt.Errorf("read entries: %w", err)
 	}
+	readers := 1
+	if _, ok := db.(*sql.DB); ok {
+		readers = 2 // one connection each; a *sql.Tx has only one
+	}
+	outs := make([]chan *rowBatch, readers)
 	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := range outs {
+		outs[r] = make(chan *rowBatch, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); readChunks(ctx, db, fr.size, last, r, readers, outs[r], done) }()
+	}
 	defer func() {
 		close(done)
-		for range out { // let the reader finish and close its rows
-		}
+		wg.Wait() // the readers close their rows before we return
 	}()
-	go readRows(ctx, db, fr.size, out, free, done)
-	for b := range out {
+	for k := 0; ; k++ {
+		b, ok := <-outs[k%readers]
+		if !ok {
+			return nil
+		}
 		if b.err != nil {
 			return b.err
 		}
 		for i, seq := range b.seq {
-			if !v.check(seq, b.enc[i], b.tree[i], fr, &lastGood) {
+			if !v.check(seq, b.enc[i], b.tree[i], &b.sum[i], fr, &lastGood) {
 				return nil
 			}
 		}
-		b.reset()
-		free <- b
+		b.free <- b
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // check verifies one row; false means a problem was reported.
-func (v *verifier) check(seq int64, enc, treeCol []byte, fr *frontier, lastGood *int64) bool {
+func (v *verifier) check(seq int64, enc, treeCol []byte, sum *[HashSize]byte, fr *frontier, lastGood *int64) bool {
 	v.rep.Entries++
 	want := fr.size + 1
 	if seq != want {
@@ -392,7 +412,6 @@ func (v *verifier) check(seq int64, enc, treeCol []byte, fr *frontier, lastGood 
 		v.report(Problem{Seq: seq, Kind: KindChain, Reason: fmt.Sprintf("prev_hash is not the hash of entry %d", seq-1)})
 		return false
 	}
-	sum := sha256.Sum256(enc)
 	leaf := leafHash(sum[:])
 	switch {
 	case len(treeCol) < HashSize || !bytes.Equal(treeCol[:HashSize], leaf[:]):
