@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/pquerna/otp/totp"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/siem"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
@@ -44,6 +47,16 @@ type Appliance struct {
 	// While AuditStartup.Alarm is set (audit.CheckNoAlarm fails), scans and
 	// evidence exports must refuse to run.
 	AuditStartup audit.StartupResult
+	// Auth is the identity and access service (users, TOTP, sessions,
+	// step-up, dual approval).
+	Auth *auth.Service
+	// SIEM is the durable outbox that forwards audit events to the
+	// customer's SIEM destinations; serve runs its worker.
+	SIEM *siem.Outbox
+	// Evidence is the evidence vault; nil when no vault backend is
+	// configured (vault.backend empty), in which case nothing that needs
+	// evidence may run.
+	Evidence *evidence.Service
 }
 
 // newAuditLog builds the audit log with the appliance's audit key.
@@ -86,7 +99,73 @@ func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, er
 		st.Close()
 		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
 	}
-	return &Appliance{Config: cfg, Store: st, Keys: kr, Now: now, Audit: lg, AuditStartup: res}, nil
+	a := &Appliance{Config: cfg, Store: st, Keys: kr, Now: now, Audit: lg, AuditStartup: res}
+	if err := a.wireServices(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
+	}
+	return a, nil
+}
+
+// wireServices builds the services above the store and the audit log.
+func (a *Appliance) wireServices(ctx context.Context) error {
+	svc, err := auth.NewService(auth.Deps{Store: a.Store, Log: a.Audit, Keys: a.Keys, Now: a.Now})
+	if err != nil {
+		return err
+	}
+	a.Auth = svc
+	auditPub, err := a.Keys.Public(keyring.Audit)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	a.SIEM = siem.New(a.Store.DB(), siem.Options{ApplianceID: siem.ApplianceID(auditPub), Hostname: host, Now: a.Now, Sealer: a.Keys})
+	if a.Config.Vault.Backend == "" {
+		return nil
+	}
+	ev, err := evidence.Open(ctx, evidence.Options{
+		DB:         a.Store.DB(),
+		Audit:      a.Audit,
+		Config:     a.Config.Vault,
+		DataDir:    a.Config.DataDir,
+		Production: a.Config.Production,
+		Gate:       a.Auth,
+		Ledger:     evidence.AuditLedger{DB: a.Store.DB(), Log: a.Audit},
+		Append: func(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error) {
+			return a.SIEM.Append(ctx, tx, a.Audit, e)
+		},
+		Now: a.Now,
+	})
+	if err != nil {
+		return err
+	}
+	a.Evidence = ev
+	return nil
+}
+
+// Run runs the appliance's background loops until ctx ends: audit
+// checkpoints, the identity service's timed work (support-session expiry,
+// anomaly windows), SIEM delivery and evidence uploads. Errors go to onErr;
+// each loop retries on its own schedule.
+func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
+	var wg sync.WaitGroup
+	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	run(func() { a.RunAuditCheckpoints(ctx, onErr) })
+	run(func() { a.Auth.Run(ctx, 30*time.Second, onErr) })
+	run(func() {
+		w := a.SIEM.NewWorker(siem.WorkerOptions{Record: a.SIEM.Recorder(a.Audit), Logf: func(f string, args ...any) { onErr(fmt.Errorf("siem: "+f, args...)) }})
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			onErr(fmt.Errorf("siem worker: %w", err))
+		}
+	})
+	if a.Evidence != nil {
+		run(func() {
+			if err := a.Evidence.Run(ctx); err != nil && ctx.Err() == nil {
+				onErr(fmt.Errorf("evidence: %w", err))
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // RunAuditCheckpoints signs an audit checkpoint every

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"firewalliq/appliance/evidence"
 )
 
 // DefaultDataDir is where the appliance keeps its state unless told otherwise.
@@ -30,6 +32,11 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// Audit configures checkpointing of the audit log.
 	Audit AuditConfig `yaml:"audit"`
+	// Production refuses anything that is not fit for audit evidence, such
+	// as the local (not WORM) vault backend. Env FIQ_PRODUCTION.
+	Production bool `yaml:"production"`
+	// Vault configures the evidence vault (docs/vault.md).
+	Vault evidence.Config `yaml:"vault"`
 }
 
 // AuditConfig configures the audit log's signed checkpoints.
@@ -52,6 +59,8 @@ func DefaultConfig() Config {
 			CheckpointEvery:    1000,
 			CheckpointInterval: 10 * time.Minute,
 		},
+		Production: true,
+		Vault:      evidence.DefaultConfig(),
 	}
 }
 
@@ -132,6 +141,19 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 	if v := getenv("FIQ_LOG_LEVEL"); v != "" {
 		c.LogLevel = v
 	}
+	if v := getenv("FIQ_PRODUCTION"); v != "" {
+		switch v {
+		case "true", "1", "yes":
+			c.Production = true
+		case "false", "0", "no":
+			c.Production = false
+		default:
+			return fmt.Errorf("FIQ_PRODUCTION=%q: %w: want true or false", v, ErrInvalidConfig)
+		}
+	}
+	if err := c.Vault.LoadEnv(getenv); err != nil {
+		return err
+	}
 	if v := getenv("FIQ_AUDIT_CHECKPOINT_EVERY"); v != "" {
 		var n int
 		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
@@ -164,6 +186,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.CheckpointInterval < time.Second {
 		return fmt.Errorf("%w: audit.checkpoint_interval must be at least 1s", ErrInvalidConfig)
+	}
+	// An unset vault is allowed (nothing that needs evidence runs); a set
+	// one must be complete and, in production, WORM.
+	if c.Vault.Backend != "" {
+		if err := c.Vault.Validate(c.Production); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
 	}
 	return nil
 }

@@ -179,7 +179,7 @@ func loadConfig(cmd *cobra.Command, env *Env) (appliance.Config, error) {
 	}
 	if path != "" {
 		if err := cfg.LoadFile(path); err != nil {
-			return cfg, err
+			return cfg, &UsageError{Err: err}
 		}
 	}
 	var environ []string
@@ -187,7 +187,7 @@ func loadConfig(cmd *cobra.Command, env *Env) (appliance.Config, error) {
 		environ = env.Environ()
 	}
 	if err := cfg.LoadEnv(env.Getenv, environ); err != nil {
-		return cfg, err
+		return cfg, &UsageError{Err: err}
 	}
 	if f := cmd.Flags().Lookup("data"); f != nil && f.Changed {
 		cfg.DataDir = f.Value.String()

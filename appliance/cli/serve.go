@@ -44,6 +44,16 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "console listening on https://%s (certificate SHA-256 %s)\n", ln.Addr(), fp)
+			if alarm := app.AuditStartup.Alarm; alarm != nil {
+				fmt.Fprintf(env.Stderr, "firewalliq: AUDIT TAMPER ALARM: entry %d is broken (%s); scans and evidence exports are refused until an admin acknowledges it\n", alarm.BadSeq, alarm.Reason)
+			}
+			bg, stopBG := context.WithCancel(ctx)
+			bgDone := make(chan struct{})
+			go func() {
+				defer close(bgDone)
+				app.Run(bg, func(err error) { fmt.Fprintf(env.Stderr, "firewalliq: %v\n", err) })
+			}()
+			defer func() { stopBG(); <-bgDone }()
 			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second}
 			errc := make(chan error, 1)
 			go func() { errc <- srv.ServeTLS(ln, app.Keys.CertFile, app.Keys.KeyFile) }()

@@ -23,12 +23,10 @@ func newVaultCmd(env *Env) *cobra.Command {
 // vaultConfig returns the vault section: defaults, then FIQ_VAULT_*
 // variables. (Once appliance.Config carries the section as `vault`, this
 // starts from cfg's copy so the config file applies too.)
-func vaultConfig(_ appliance.Config, env *Env) (evidence.Config, error) {
-	vc := evidence.DefaultConfig()
-	if err := vc.LoadEnv(env.Getenv); err != nil {
-		return vc, &UsageError{Err: err}
-	}
-	return vc, nil
+// vaultConfig is the vault section of the resolved configuration (file,
+// FIQ_VAULT_* environment, defaults).
+func vaultConfig(cfg appliance.Config, _ *Env) (evidence.Config, error) {
+	return cfg.Vault, nil
 }
 
 // vaultReport is what `vault status` prints.

@@ -61,7 +61,7 @@ func TestVaultStatus(t *testing.T) {
 		want []string
 	}{
 		{"unconfigured", nil, nil, 0, []string{"not configured", "pending   2", "oldest    2m0s"}},
-		{"local", map[string]string{"FIQ_VAULT_BACKEND": "local", "FIQ_VAULT_LOCAL_DIR": t.TempDir()}, nil, 0, []string{"not WORM", "worm      NO", "alert     none"}},
+		{"local", map[string]string{"FIQ_VAULT_BACKEND": "local", "FIQ_PRODUCTION": "false", "FIQ_VAULT_LOCAL_DIR": t.TempDir()}, nil, 0, []string{"not WORM", "worm      NO", "alert     none"}},
 		{"minio locked", minioEnv(locked), nil, 0, []string{"minio https://" + srv.Addr + "/" + locked, "worm      yes"}},
 		{"minio governance", minioEnv(gov), nil, 1, []string{"worm      NO: ", "GOVERNANCE"}},
 		{"minio no check", minioEnv(gov), []string{"--no-check"}, 0, []string{"worm      not checked"}},
