@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,12 @@ func run(ctx context.Context, args []string) error {
 		return analyze(args[1:], os.Stdout)
 	case "accuracy":
 		return accuracy(args[1:], os.Stdout)
+	case "poke":
+		return poke(ctx, args[1:])
+	case "record":
+		return record(args[1:], os.Stdout)
+	case "report":
+		return report(args[1:], os.Stdout)
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
@@ -95,6 +103,51 @@ LAB_CAPTURE_IF=%s
 	return l.Close()
 }
 
+// poke sends an unsolicited ICMP echo reply from the firewall namespace to
+// the scanner every interval until the context ends. A host drops such a
+// packet silently, so it starts no conversation and never appears as
+// scanner traffic; it only wakes masscan, whose receive thread otherwise
+// blocks in a packet read forever once the lab falls silent and never
+// exits.
+func poke(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("poke", flag.ContinueOnError)
+	fwNS := fs.String("ns", "", "firewall namespace")
+	from := fs.String("from", "198.18.0.1", "firewall address on the scanner link")
+	to := fs.String("to", "198.18.0.2", "scanner address")
+	every := fs.Duration("every", 200*time.Millisecond, "interval")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var conn net.PacketConn
+	err := lab.Do(*fwNS, func() error {
+		c, err := net.ListenPacket("ip4:icmp", *from)
+		conn = c
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	dst := &net.IPAddr{IP: net.ParseIP(*to)}
+	// Echo reply, id 0xf1a9, seq 0, no payload; checksum precomputed
+	// over the 8 bytes (type 0, code 0).
+	msg := []byte{0, 0, 0, 0, 0xf1, 0xa9, 0, 0}
+	sum := ^uint16(0xf1a9)
+	msg[2], msg[3] = byte(sum>>8), byte(sum)
+	t := time.NewTicker(*every)
+	defer t.Stop()
+	for {
+		if _, err := conn.WriteTo(msg, dst); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 // Analysis is the capture report of one scanner run.
 type Analysis struct {
 	Packets        int     `json:"capture_packets"`
@@ -137,16 +190,27 @@ func analyze(args []string, w io.Writer) error {
 		}
 		from = append(from, a)
 	}
-	pkts, err := lab.ReadPcap(*pcap)
+	a, err := computeAnalysis(*pcap, *rate, in, ex, from)
 	if err != nil {
 		return err
 	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(a)
+}
+
+// computeAnalysis reads a capture and computes the pacing and scope figures.
+func computeAnalysis(pcap string, rate float64, in, ex []netip.Prefix, from []netip.Addr) (Analysis, error) {
+	pkts, err := lab.ReadPcap(pcap)
+	if err != nil {
+		return Analysis{}, err
+	}
 	probes := lab.Probes(pkts, from...)
-	a := Analysis{Packets: len(pkts), Probes: len(probes), RequestedRate: *rate,
+	a := Analysis{Packets: len(pkts), Probes: len(probes), RequestedRate: rate,
 		AchievedRate: lab.Rate(probes), WorstWindow: lab.WorstWindow(probes, 100*time.Millisecond).Packets}
-	if *rate > 0 {
-		a.RateRatio = a.AchievedRate / *rate
-		a.WindowCap = int(*rate/10) + 1
+	if rate > 0 {
+		a.RateRatio = a.AchievedRate / rate
+		a.WindowCap = int(rate/10) + 1
 	}
 	if len(probes) > 1 {
 		a.DurationSec = probes[len(probes)-1].Time.Sub(probes[0].Time).Seconds()
@@ -156,9 +220,20 @@ func analyze(args []string, w io.Writer) error {
 	if len(bad) > 0 {
 		a.FirstOutOfScop = fmt.Sprintf("%s %s -> %s/%d", bad[0].Time.Format(time.RFC3339Nano), bad[0].Proto, bad[0].Dst, bad[0].DstPort)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(a)
+	return a, nil
+}
+
+// AccuracyReport is a scanner's agreement with the ground truth.
+type AccuracyReport struct {
+	Expected     int                  `json:"expected"`
+	Right        int                  `json:"right"`
+	Missing      int                  `json:"missing"`
+	OpenRight    int                  `json:"open_right"`
+	Extra        int                  `json:"extra"`
+	Accuracy     float64              `json:"accuracy"`
+	OpenAccuracy float64              `json:"open_accuracy"`
+	ByState      map[lab.State][2]int `json:"by_state"` // [right, total]
+	Mismatches   []string             `json:"mismatches,omitempty"`
 }
 
 // accuracy grades one scanner's output against the lab's ground truth.
@@ -173,13 +248,23 @@ func accuracy(args []string, w io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	f, err := os.Open(*in)
+	r, err := computeAccuracy(*format, *in, *hosts, *ports, *proto, *list)
 	if err != nil {
 		return err
 	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func computeAccuracy(format, in, hosts, ports, proto string, list int) (AccuracyReport, error) {
+	f, err := os.Open(in)
+	if err != nil {
+		return AccuracyReport{}, err
+	}
 	defer f.Close()
 	var obs []lab.Observation
-	switch *format {
+	switch format {
 	case "engine":
 		obs, err = lab.ParseResults(f)
 	case "nmap":
@@ -187,56 +272,175 @@ func accuracy(args []string, w io.Writer) error {
 	case "masscan":
 		obs, err = lab.ParseMasscanList(f)
 	default:
-		err = fmt.Errorf("format %q", *format)
+		err = fmt.Errorf("format %q", format)
 	}
 	if err != nil {
-		return err
+		return AccuracyReport{}, err
 	}
-	ps, err := prefixes(*hosts)
+	ps, err := prefixes(hosts)
 	if err != nil {
-		return err
+		return AccuracyReport{}, err
 	}
 	var addrs []netip.Addr
 	for _, p := range ps {
 		addrs = append(addrs, lab.Hosts(p, 1<<16)...)
 	}
 	var portList []uint16
-	for _, s := range strings.Split(*ports, ",") {
+	for _, s := range strings.Split(ports, ",") {
 		p, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 		if err != nil {
-			return fmt.Errorf("ports: %w", err)
+			return AccuracyReport{}, fmt.Errorf("ports: %w", err)
 		}
 		portList = append(portList, uint16(p))
 	}
 	truth := lab.Truth{Rules: lab.DefaultRules(), Services: lab.DefaultServices(),
 		Zones: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("fd00:f1a9:1::/120")}}
-	acc := truth.Compare(lab.Keys(addrs, *proto, portList), obs)
-	type stateRow struct {
-		Right, Total int
-	}
-	out := struct {
-		Expected, Right, Missing, OpenRight, Extra int
-		Accuracy, OpenAccuracy                     float64
-		ByState                                    map[lab.State]stateRow
-		Mismatches                                 []string
-	}{Expected: acc.Expected, Right: acc.Right, Missing: acc.Missing, OpenRight: acc.OpenRight, Extra: acc.Extra,
-		ByState: map[lab.State]stateRow{}}
+	acc := truth.Compare(lab.Keys(addrs, proto, portList), obs)
+	out := AccuracyReport{Expected: acc.Expected, Right: acc.Right, Missing: acc.Missing, OpenRight: acc.OpenRight,
+		Extra: acc.Extra, ByState: acc.ByState}
 	if acc.Expected > 0 {
 		out.Accuracy = float64(acc.Right) / float64(acc.Expected)
 		out.OpenAccuracy = float64(acc.OpenRight) / float64(acc.Expected)
 	}
-	for s, v := range acc.ByState {
-		out.ByState[s] = stateRow{Right: v[0], Total: v[1]}
-	}
 	for i, m := range acc.Mismatches {
-		if i >= *list {
+		if i >= list {
 			break
 		}
 		out.Mismatches = append(out.Mismatches, fmt.Sprintf("%s: got %q (%s) want %q", m.Key, m.Got, m.Reason, m.Want.State))
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return out, nil
+}
+
+// Record is one benchmark run: a scanner at a rate in a lab with some loss.
+type Record struct {
+	Tool     string         `json:"tool"`
+	Rate     float64        `json:"rate"`
+	Loss     float64        `json:"loss"`
+	Rep      int            `json:"rep"`
+	WallSec  float64        `json:"wall_s"`
+	CPUSec   float64        `json:"cpu_s"`
+	CPUPer1k float64        `json:"cpu_ms_per_1000_probes"`
+	Wire     Analysis       `json:"wire"`
+	Accuracy AccuracyReport `json:"accuracy"`
+}
+
+// record analyses one run (capture and output) and prints it as a JSON line.
+func record(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("record", flag.ContinueOnError)
+	var r Record
+	fs.StringVar(&r.Tool, "tool", "", "scanner name")
+	fs.Float64Var(&r.Rate, "rate", 0, "requested rate")
+	fs.Float64Var(&r.Loss, "loss", 0, "lab loss percent")
+	fs.IntVar(&r.Rep, "rep", 0, "repetition")
+	fs.Float64Var(&r.WallSec, "wall", 0, "wall seconds")
+	fs.Float64Var(&r.CPUSec, "cpu", 0, "CPU seconds (user+system)")
+	pcap := fs.String("pcap", "", "firewall capture")
+	format := fs.String("format", "engine", "output format")
+	in := fs.String("in", "", "scanner output")
+	hosts := fs.String("hosts", "198.18.1.0/24", "scanned prefixes (also the scope)")
+	ports := fs.String("ports", "", "scanned ports")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	in4, err := prefixes(*hosts)
+	if err != nil {
+		return err
+	}
+	from := []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("fd00:f1a9::2")}
+	if r.Wire, err = computeAnalysis(*pcap, r.Rate, in4, nil, from); err != nil {
+		return err
+	}
+	if r.Accuracy, err = computeAccuracy(*format, *in, *hosts, *ports, "tcp", 5); err != nil {
+		return err
+	}
+	if r.Wire.Probes > 0 {
+		r.CPUPer1k = r.CPUSec * 1000 / float64(r.Wire.Probes) * 1000
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// report prints a Markdown table of the medians of each (tool, rate, loss).
+func report(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	in := fs.String("in", "", "JSON lines written by record")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	type group struct {
+		key  string
+		recs []Record
+	}
+	var groups []*group
+	idx := map[string]*group{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return err
+		}
+		k := fmt.Sprintf("%s|%g|%g", r.Tool, r.Rate, r.Loss)
+		g, ok := idx[k]
+		if !ok {
+			g = &group{key: k}
+			idx[k] = g
+			groups = append(groups, g)
+		}
+		g.recs = append(g.recs, r)
+	}
+	fmt.Fprintln(w, "| scanner | rate (pps) | loss | runs | wall (s) | achieved / requested | worst 100 ms (cap) | accuracy | open/not-open | rejected right | filtered right | out of scope | CPU ms / 1000 probes |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, g := range groups {
+		med := func(f func(Record) float64) float64 {
+			v := make([]float64, len(g.recs))
+			for i, r := range g.recs {
+				v[i] = f(r)
+			}
+			return median(v)
+		}
+		r0 := g.recs[0]
+		st := func(s lab.State) string {
+			return fmt.Sprintf("%.0f/%d", med(func(r Record) float64 { return float64(r.Accuracy.ByState[s][0]) }), r0.Accuracy.ByState[s][1])
+		}
+		worstMax := 0
+		oos := 0
+		for _, r := range g.recs {
+			worstMax = max(worstMax, r.Wire.WorstWindow)
+			oos += r.Wire.OutOfScope
+		}
+		fmt.Fprintf(w, "| %s | %g | %g%% | %d | %.2f | %.3f | %.0f (max %d; cap %d) | %.1f%% | %.1f%% | %s | %s | %d | %.0f |\n",
+			r0.Tool, r0.Rate, r0.Loss, len(g.recs),
+			med(func(r Record) float64 { return r.WallSec }),
+			med(func(r Record) float64 { return r.Wire.RateRatio }),
+			med(func(r Record) float64 { return float64(r.Wire.WorstWindow) }), worstMax, r0.Wire.WindowCap,
+			100*med(func(r Record) float64 { return r.Accuracy.Accuracy }),
+			100*med(func(r Record) float64 { return r.Accuracy.OpenAccuracy }),
+			st(lab.Rejected), st(lab.Filtered), oos,
+			med(func(r Record) float64 { return r.CPUPer1k }))
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func prefixes(s string) ([]netip.Prefix, error) {
