@@ -98,7 +98,8 @@ type Config struct {
 	// empty, dns-query, ntp-client).
 	UDPPayloads []string
 	// BatchTargets is the number of targets per batch, the unit of
-	// checkpoints and resume (default 256).
+	// checkpoints and resume (default: about one second of sending at the
+	// rate, 16 to 4096 targets).
 	BatchTargets int
 	// Concurrency bounds connect-based probes in flight (default 128).
 	Concurrency int
@@ -175,6 +176,9 @@ type Engine struct {
 	malformed      atomic.Uint64
 	done           atomic.Uint64
 	refusedList    []string // first few refused destinations (sendMu)
+	// inflight is how many batches may be planned ahead of the oldest
+	// unfinished one.
+	inflight int
 	// states counts the results delivered by this run (finaliser only).
 	states map[State]int
 }
@@ -251,9 +255,6 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 3 * time.Second
 	}
-	if cfg.BatchTargets <= 0 {
-		cfg.BatchTargets = 256
-	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 128
 	}
@@ -289,6 +290,16 @@ func New(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("%w: port protocol %q", ErrConfig, p.Proto)
 		}
 	}
+	// Batches: about a second of sending each, and enough of them in
+	// flight that the sender never waits for the oldest one's replies and
+	// retries (every attempt's timeout plus a margin).
+	tokens := e.tokensPerTarget()
+	if e.cfg.BatchTargets <= 0 {
+		e.cfg.BatchTargets = min(max(rate/max(tokens, 1), 16), 4096)
+	}
+	batchSecs := float64(e.cfg.BatchTargets*max(tokens, 1)) / float64(rate)
+	wait := float64(e.cfg.Retries+1)*e.cfg.Timeout.Seconds() + 2
+	e.inflight = min(max(int(wait/batchSecs)+2, 2), 64)
 	var kb [18]byte
 	if _, err := rand.Read(kb[:]); err != nil {
 		return nil, fmt.Errorf("probe key: %w", err)
@@ -344,6 +355,27 @@ func (e *Engine) kindsToRun() []struct{ k, from Kind } {
 		out = append(out, struct{ k, from Kind }{k, ""})
 	}
 	return out
+}
+
+// tokensPerTarget is how many pacer slots each target's probes take.
+func (e *Engine) tokensPerTarget() int {
+	n := 0
+	for _, kk := range e.kindsToRun() {
+		cost := 1
+		if !e.isRawKind(kk.k) {
+			cost = connectCost(kk.k)
+		}
+		if kk.k == KindICMPEcho {
+			n += cost
+			continue
+		}
+		for _, p := range e.cfg.Ports {
+			if p.Proto == kk.k.proto() {
+				n += cost
+			}
+		}
+	}
+	return n
 }
 
 // probesPerTarget is how many probes each target gets.
@@ -415,7 +447,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 
 	rawIn := make(chan *entry, 4096)
 	connIn := make(chan *entry, 1024)
-	batches := make(chan *batch, 2)
+	batches := make(chan *batch, e.inflight)
 	planErr := make(chan error, 1)
 
 	// Planner.

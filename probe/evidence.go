@@ -32,8 +32,27 @@ type Evidence struct {
 
 // NewEvidence starts a pcapng section on w for scanID.
 func NewEvidence(w io.Writer, scanID string) (*Evidence, error) {
+	return newEvidence(w, scanID, false)
+}
+
+// switchWriter lets the pcapng writer's header go to io.Discard when
+// appending to an existing section.
+type switchWriter struct{ w io.Writer }
+
+func (s *switchWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// newEvidence starts a section on w, or with appending continues the
+// section already in the file that w appends to (written by an earlier run
+// of the same scan, so with the same interface). One section per file
+// keeps it readable by libpcap, which refuses a second section's
+// interface.
+func newEvidence(w io.Writer, scanID string, appending bool) (*Evidence, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	ng, err := pcapgo.NewNgWriterInterface(bw, pcapgo.NgInterface{
+	sw := &switchWriter{w: bw}
+	if appending {
+		sw.w = io.Discard
+	}
+	ng, err := pcapgo.NewNgWriterInterface(sw, pcapgo.NgInterface{
 		Name:        "firewalliq",
 		Description: "probes sent by the engine and replies captured by it",
 		LinkType:    layers.LinkTypeRaw,
@@ -46,6 +65,10 @@ func NewEvidence(w io.Writer, scanID string) (*Evidence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start pcapng: %w", err)
 	}
+	if err := ng.Flush(); err != nil {
+		return nil, fmt.Errorf("start pcapng: %w", err)
+	}
+	sw.w = bw
 	return &Evidence{buf: bw, w: ng}, nil
 }
 
@@ -98,7 +121,7 @@ var errPcapng = errors.New("malformed pcapng")
 
 // completePcapng returns the length of the longest prefix of f made of
 // whole pcapng blocks. A run that died mid-write leaves a partial block;
-// resume truncates to this length and appends a new section, so every
+// resume truncates to this length and continues the section, so every
 // packet that was recorded whole stays (they were really sent).
 func completePcapng(f *os.File) (int64, error) {
 	st, err := f.Stat()

@@ -83,7 +83,7 @@ func (c countingWriter) Write(p []byte) (int, error) {
 // refuses a directory that already holds results. To resume, it reads the
 // checkpoint, checks that cp.Fingerprint matches, truncates results.jsonl
 // to the completed batches and probes.pcapng to its last whole block (the
-// packets recorded there were really sent, so they stay), and appends a new
+// packets recorded there were really sent, so they stay), and continues its
 // pcapng section. Resume returns the checkpoint read.
 func OpenDir(path string, cp Checkpoint, resume bool) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o750); err != nil {
@@ -146,7 +146,20 @@ func OpenDir(path string, cp Checkpoint, resume bool) (*Dir, error) {
 	}
 	d.resBuf = bufio.NewWriterSize(countingWriter{d.res, &d.resLen}, 256<<10)
 	d.resW = NewResultWriter(d.resBuf)
-	if d.ev, err = NewEvidence(d.pcap, d.cp.ScanID); err != nil {
+	appending := false
+	if resume {
+		if st, err := d.pcap.Stat(); err == nil && st.Size() > 0 {
+			appending = true
+		}
+	}
+	if d.ev, err = newEvidence(d.pcap, d.cp.ScanID, appending); err != nil {
+		d.Close()
+		return nil, err
+	}
+	// A checkpoint from the start, so a scan interrupted before its first
+	// batch completes can still be resumed (from batch 0, with the same
+	// seed, keeping its evidence).
+	if err := d.writeCheckpoint(); err != nil {
 		d.Close()
 		return nil, err
 	}

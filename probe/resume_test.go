@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket/pcapgo"
 )
 
 // TestResume interrupts a scan after its fourth batch and resumes it: the
@@ -24,6 +27,7 @@ func TestResume(t *testing.T) {
 	port := closedPort(t, "127.0.0.1")
 	dir := t.TempDir()
 	cp := Checkpoint{ScanID: "resume", Fingerprint: "fp1", Seed: 42}
+	var evidence uint64
 	run := func(resume bool, stopAfter int) (map[netip.Addr]int, error) {
 		d, err := OpenDir(dir, cp, resume)
 		if err != nil {
@@ -57,6 +61,7 @@ func TestResume(t *testing.T) {
 		cc := &countingConn{packetConn: raw, dsts: map[netip.Addr]int{}}
 		e.conn = cc
 		s, runErr := e.Run(ctx)
+		evidence += s.EvidencePackets
 		if err := d.Finish(s, runErr == nil); err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +84,10 @@ func TestResume(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(dir, ResultsFile), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"target":"127.0.0.9","sta`)
 	f.Close()
+	// ... and half an enhanced packet block in the evidence.
+	pcap, _ := os.OpenFile(filepath.Join(dir, EvidenceFile), os.O_APPEND|os.O_WRONLY, 0)
+	pcap.Write([]byte{6, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
+	pcap.Close()
 	second, err := run(true, -1)
 	if err != nil {
 		t.Fatalf("resumed run: %v", err)
@@ -111,6 +120,29 @@ func TestResume(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, SummaryFile))
 	if err := json.Unmarshal(b, &s); err != nil || s.States[StateClosed] != 10 || s.ResumedAtBatch != 4 {
 		t.Fatalf("summary %s (%v)", b, err)
+	}
+	// The evidence of both runs is one readable section.
+	pf, err := os.Open(filepath.Join(dir, EvidenceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	pr, err := pcapgo.NewNgReader(pf, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for {
+		if _, _, err := pr.ReadPacketData(); err != nil {
+			if err != io.EOF {
+				t.Fatalf("evidence after %d packets: %v", n, err)
+			}
+			break
+		}
+		n++
+	}
+	if n != evidence || n < 20 {
+		t.Fatalf("evidence file holds %d packets, the runs recorded %d", n, evidence)
 	}
 	if _, err := OpenDir(dir, cp, true); !errors.Is(err, ErrComplete) {
 		t.Fatalf("resuming a complete scan: %v", err)
