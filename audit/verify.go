@@ -363,10 +363,11 @@ func (v *verifier) scan(ctx context.Context, db Queryer, fr *frontier, lastGood 
 	outs := make([]chan *rowBatch, readers)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	after := fr.size // fr changes below; the readers get a copy
 	for r := range outs {
 		outs[r] = make(chan *rowBatch, 1)
 		wg.Add(1)
-		go func() { defer wg.Done(); readChunks(ctx, db, fr.size, last, r, readers, outs[r], done) }()
+		go func() { defer wg.Done(); readChunks(ctx, db, after, last, r, readers, outs[r], done) }()
 	}
 	defer func() {
 		close(done)
