@@ -118,7 +118,7 @@ func Permissions() []Permission {
 		{Op: OpEvidenceExport, Roles: []string{A, SL, AU}, StepUp: true, DualApproval: true, Owner: "vault", What: "export an evidence bundle (always dual approval)"},
 		{Op: OpReportRead, Roles: all, Owner: "policy", What: "read, verify and download compliance reports"},
 		{Op: OpAuditRead, Roles: []string{A, SL, AU}, Owner: "audit", What: "read and verify the audit log"},
-		{Op: OpAuditAlarmAck, Roles: []string{A, SL}, StepUp: true, Owner: "audit", What: "acknowledge an audit tamper alarm"},
+		{Op: OpAuditAlarmAck, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "audit", What: "acknowledge an audit tamper alarm (the log is appliance-wide, so appliance admins only)"},
 		{Op: OpSettingsChange, Roles: []string{A}, StepUp: true, Owner: "appliance", What: "change appliance or tenant settings"},
 		{Op: OpSIEMConfigure, Roles: []string{A}, StepUp: true, Owner: "siem", What: "add or remove SIEM destinations"},
 		{Op: OpAnomalyRead, Roles: []string{A, SL, AU}, Owner: "audit", What: "read anomaly alerts"},

@@ -30,6 +30,7 @@ func newAuditCmd(env *Env) *cobra.Command {
 		newAuditProveCmd(env),
 		newAuditVerifyProofCmd(env),
 		newAuditExportCmd(env),
+		newAuditAckCmd(env),
 	)
 }
 

@@ -345,6 +345,11 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 	if s.gate == nil {
 		return ExportResult{}, fmt.Errorf("export %s: %w: no identity service configured", req.Key, ErrNotApproved)
 	}
+	// An unacknowledged audit tamper alarm stops every export: evidence
+	// whose audit trail may be forged must not leave the appliance.
+	if err := audit.CheckNoAlarm(ctx, s.db); err != nil {
+		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, err)
+	}
 	p := req.Principal
 	tenant, err := s.gate.Authorize(ctx, p, auth.OpEvidenceExport, req.Tenant)
 	if err != nil {

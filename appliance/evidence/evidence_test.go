@@ -367,6 +367,16 @@ func TestExport(t *testing.T) {
 	if gate.refused != 1 {
 		t.Errorf("step-up refusal audited %d times, want 1", gate.refused)
 	}
+	// A raised, unacknowledged audit tamper alarm refuses even a fully
+	// approved export. (The row is what audit.Log.Startup writes when it
+	// finds a broken log; audit's own tamper suite covers raising it.)
+	gate.ap, gate.authErr, gate.apErr, gate.stepErr = good, nil, nil, nil
+	if _, err := db.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (999, 'raise', 3, 'test alarm')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Export(ctx, req); !errors.Is(err, audit.ErrTamperAlarm) {
+		t.Fatalf("Export during a tamper alarm = %v, want ErrTamperAlarm", err)
+	}
 	// The canonical request binds every field.
 	base := ExportCanonical("t1", "u-alice", "k", "v")
 	for _, c := range [][]byte{ExportCanonical("t2", "u-alice", "k", "v"), ExportCanonical("t1", "u-bob", "k", "v"), ExportCanonical("t1", "u-alice", "k2", "v"), ExportCanonical("t1", "u-alice", "k", "v2")} {

@@ -1,0 +1,40 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/audit"
+)
+
+// AlarmAckCanonical is the canonical request a tamper-alarm acknowledgement's
+// step-up is bound to: the alarm's entry and the admin's comment, so a code
+// given for one acknowledgement cannot be replayed for another.
+func AlarmAckCanonical(alarmSeq int64, comment string) []byte {
+	return []byte("audit.alarm.ack\nalarm=" + strconv.FormatInt(alarmSeq, 10) + "\ncomment=" + strconv.Quote(comment) + "\n")
+}
+
+// AcknowledgeTamperAlarm lets an appliance admin acknowledge the
+// raised audit tamper alarm with a fresh step-up TOTP code. The identity
+// service checks the role and spends the code (auditing success or
+// failure); the audit log then records the acknowledgement and opens a new
+// signed segment that references the break. Scans and evidence exports work
+// again afterwards. Nothing in the broken history is repaired.
+func (a *Appliance) AcknowledgeTamperAlarm(ctx context.Context, p auth.Principal, code, comment string) (audit.Entry, audit.Checkpoint, error) {
+	alarm, raised, err := audit.CurrentAlarm(ctx, a.Store.DB())
+	if err != nil {
+		return audit.Entry{}, audit.Checkpoint{}, err
+	}
+	if !raised {
+		return audit.Entry{}, audit.Checkpoint{}, fmt.Errorf("acknowledge: %w", audit.ErrNoAlarm)
+	}
+	if _, err := a.Auth.StepUp(ctx, p, auth.OpAuditAlarmAck, p.TenantID, AlarmAckCanonical(alarm.Seq, comment), code); err != nil {
+		return audit.Entry{}, audit.Checkpoint{}, fmt.Errorf("acknowledge: %w", err)
+	}
+	return a.Audit.Acknowledge(ctx, a.Store.DB(), audit.Acknowledgement{
+		Tenant: p.TenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+		StepUpVerified: true, Comment: comment,
+	})
+}
