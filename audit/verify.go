@@ -217,13 +217,17 @@ func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyO
 // authenticates it: its root must be the signed root at that size, and the
 // head entry's leaf must be included in it.
 func (v *verifier) startAt(ctx context.Context, db Queryer, start int64) (frontier, error) {
-	var head []byte
-	err := db.QueryRowContext(ctx, `SELECT hash FROM audit_entries WHERE seq = ?`, start).Scan(&head)
+	var head, enc []byte
+	err := db.QueryRowContext(ctx, `SELECT hash, entry FROM audit_entries WHERE seq = ?`, start).Scan(&head, &enc)
 	if errors.Is(err, sql.ErrNoRows) {
 		v.report(Problem{Seq: start, Kind: KindMissing, Reason: fmt.Sprintf("entry %d, where the last verification ended, is missing", start)})
 		return newFrontier(), nil
 	} else if err != nil {
 		return frontier{}, fmt.Errorf("read entry %d: %w", start, err)
+	}
+	if sum := sha256.Sum256(enc); !bytes.Equal(sum[:], head) {
+		v.report(Problem{Seq: start, Kind: KindHash, Reason: fmt.Sprintf("entry %d, where the last verification ended, does not match its hash", start)})
+		return newFrontier(), nil
 	}
 	fr, err := loadFrontier(ctx, db, start, head)
 	if err != nil {
