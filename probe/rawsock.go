@@ -211,16 +211,44 @@ func (t *tap) close() error { return unix.Close(t.fd) }
 // destination, by connecting a UDP socket (which sends nothing) and reading
 // its local address back. One socket per family is reused: two syscalls per
 // lookup, cheap enough to do for every target.
+//
+// For IPv4 the answer is cached per most specific routing prefix (see
+// fibKeys); without a readable FIB every target is looked up.
 type router struct {
 	mu       sync.Mutex
 	fd4, fd6 int
+	fib      *fibKeys
+	cache    map[netip.Prefix]netip.Addr
 }
 
-func newRouter() *router { return &router{fd4: -1, fd6: -1} }
+func newRouter() *router {
+	r := &router{fd4: -1, fd6: -1, cache: map[netip.Prefix]netip.Addr{}}
+	if k, err := loadFIBKeys(); err == nil {
+		r.fib = k
+	}
+	return r
+}
 
 func (r *router) source(dst netip.Addr) (netip.Addr, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var key netip.Prefix
+	cached := false
+	if dst.Is4() && r.fib != nil {
+		if key, cached = r.fib.key(dst); cached {
+			if s, ok := r.cache[key]; ok {
+				return s, nil
+			}
+		}
+	}
+	s, err := r.lookup(dst)
+	if err == nil && cached {
+		r.cache[key] = s
+	}
+	return s, err
+}
+
+func (r *router) lookup(dst netip.Addr) (netip.Addr, error) {
 	fd, family := &r.fd4, unix.AF_INET
 	var sa unix.Sockaddr
 	if dst.Is4() {
