@@ -230,6 +230,9 @@ func (l *Log) RunCheckpoints(ctx context.Context, db *sql.DB, interval time.Dura
 			return
 		case <-t.C:
 			err := inTx(ctx, db, func(tx *sql.Tx) error { _, _, err := l.Checkpoint(ctx, tx); return err })
+			if ctx.Err() != nil {
+				return // shutting down: not a checkpoint failure
+			}
 			if err != nil && onErr != nil {
 				onErr(err)
 			}

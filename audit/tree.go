@@ -59,18 +59,29 @@ func (f *frontier) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // add appends the entry with hash entryHash as record f.size and returns the
 // stored hashes it completes, concatenated (the tree column).
 func (f *frontier) add(entryHash []byte) ([]byte, error) {
-	hs, err := tlog.StoredHashesForRecordHash(f.size, leafHash(entryHash), f)
-	if err != nil {
-		return nil, fmt.Errorf("merkle append: %w", err)
-	}
-	out := make([]byte, 0, len(hs)*HashSize)
-	for level, h := range hs {
-		f.right[level] = h
-		out = append(out, h[:]...)
+	return f.appendAdd(nil, entryHash), nil
+}
+
+// appendAdd is add appending to buf, without other allocations: the
+// verifier calls it for every entry. It computes exactly what
+// tlog.StoredHashesForRecordHash(f.size, leaf, f) returns (the leaf, then
+// one node per trailing 1 bit of the record index, each merging the
+// rightmost complete subtree of that level), which TestFrontierMatchesTlog
+// checks.
+func (f *frontier) appendAdd(buf []byte, entryHash []byte) []byte {
+	cur := leafHash(entryHash)
+	for level := 0; ; level++ {
+		buf = append(buf, cur[:]...)
+		old := f.right[level]
+		f.right[level] = cur
+		if (f.size>>level)&1 == 0 {
+			break
+		}
+		cur = tlog.NodeHash(old, cur)
 	}
 	f.size++
 	f.head = append(f.head[:0], entryHash...)
-	return out, nil
+	return buf
 }
 
 // root returns the tree hash of the frontier's tree.
