@@ -109,6 +109,8 @@ type scenario struct {
 	kinds   []string
 	ports   string
 	icmp    bool
+	// cidrs replaces the scope's default CIDRs (the whole target zone).
+	cidrs []string
 }
 
 // outcome is everything a scenario produced.
@@ -118,6 +120,7 @@ type outcome struct {
 	asked   []lab.Key
 	obs     []lab.Observation
 	results map[lab.Key]probe.Result
+	rows    []probe.Result
 	dupes   []lab.Key
 	summary probe.Summary
 	pkts    []lab.Packet
@@ -152,10 +155,14 @@ func run(t *testing.T, sc scenario) *outcome {
 	for _, k := range sc.kinds {
 		probes = append(probes, safety.Kind(k))
 	}
+	cidrs := sc.cidrs
+	if cidrs == nil {
+		cidrs = []string{l.Target.V4.String(), l.Target.V6.String()}
+	}
 	doc := scope.Document{
 		ID: "labtest-" + strings.ReplaceAll(t.Name(), "/", "-"), Tenant: "lab", Name: "lab target zone",
 		Environment: scope.EnvNonProduction,
-		CIDRs:       []string{l.Target.V4.String(), l.Target.V6.String()},
+		CIDRs:       cidrs,
 		Exclude: []string{
 			netip.PrefixFrom(hostAddr(l.Target.V4, excludedHost), 32).String(),
 			netip.PrefixFrom(hostAddr(l.Target.V6, excludedHost), 128).String(),
@@ -254,10 +261,11 @@ func run(t *testing.T, sc scenario) *outcome {
 			t.Fatalf("results: target %q: %v", r.Target, err)
 		}
 		k := lab.Key{Addr: a, Proto: r.Proto, Port: r.Port}
-		if _, dup := o.results[k]; dup {
+		if prev, dup := o.results[k]; dup && prev.Probe == r.Probe {
 			o.dupes = append(o.dupes, k)
 		}
 		o.results[k] = r
+		o.rows = append(o.rows, r)
 		o.obs = append(o.obs, lab.Observation{Key: k, State: lab.State(r.State), Reason: r.Reason})
 	}
 	if err := s.Err(); err != nil {
@@ -368,6 +376,57 @@ func TestEngineUnderLoss(t *testing.T) {
 		if disagree <= 10 {
 			t.Errorf("%s: engine says %q (%s), the wire shows %q (%s)", k, r.State, r.Reason, w.State, w.Reason)
 		}
+	}
+	checkWire(t, o, rate)
+}
+
+// TestEngineBannerAndTLS: connect-based kinds against the lab's listeners:
+// the banner is read and stored escaped, the TLS handshake yields the lab
+// certificate, and every row's state still equals the ground truth (the
+// engine's packet tap turns ICMP rejections of a connect into "rejected").
+func TestEngineBannerAndTLS(t *testing.T) {
+	const rate = 1000
+	o := run(t, scenario{rate: rate, kinds: []string{"banner", "tls-hello"}, ports: "tcp:22,443,3306,8443",
+		cidrs: []string{"198.18.1.0/28", "198.18.1.96/28", "198.18.1.192/28", "fd00:f1a9:1::/124"}})
+	truth := o.lab.Truth
+	for _, kind := range []probe.Kind{probe.KindBanner, probe.KindTLSHello} {
+		var obs []lab.Observation
+		for _, r := range o.rows {
+			if r.Probe == kind {
+				a, _ := netip.ParseAddr(r.Target)
+				obs = append(obs, lab.Observation{Key: lab.Key{Addr: a, Proto: r.Proto, Port: r.Port}, State: lab.State(r.State), Reason: r.Reason})
+			}
+		}
+		acc := truth.Compare(o.asked, obs)
+		t.Logf("%s: %d/%d right, %d missing", kind, acc.Right, acc.Expected, acc.Missing)
+		for i, m := range acc.Mismatches {
+			if i == 20 {
+				t.Errorf("... %d more", len(acc.Mismatches)-i)
+				break
+			}
+			t.Errorf("%s %s: got %q (%s), want %q", kind, m.Key, m.Got, m.Reason, m.Want.State)
+		}
+	}
+	banners, certs := 0, 0
+	for _, r := range o.rows {
+		if r.State != probe.StateOpen {
+			continue
+		}
+		switch {
+		case r.Probe == probe.KindBanner && r.Port == 22:
+			banners++
+			if r.Banner == nil || r.Banner.Text != `SSH-2.0-FiqLab_1.0\x0d\x0a` {
+				t.Errorf("%s banner %+v", r.Target, r.Banner)
+			}
+		case r.Probe == probe.KindTLSHello && r.Port == 443:
+			certs++
+			if r.TLS == nil || len(r.TLS.Chain) == 0 || !strings.Contains(r.TLS.Chain[0].Subject, "lab.fiq.test") {
+				t.Errorf("%s tls %+v", r.Target, r.TLS)
+			}
+		}
+	}
+	if banners == 0 || certs == 0 {
+		t.Errorf("saw %d banners and %d certificates, want some of each", banners, certs)
 	}
 	checkWire(t, o, rate)
 }
