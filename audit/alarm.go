@@ -175,39 +175,51 @@ type Acknowledgement struct {
 // start-up verification. The break itself stays in the log, and a full
 // 'audit verify' keeps reporting it.
 func (l *Log) Acknowledge(ctx context.Context, db *sql.DB, a Acknowledgement) (Entry, Checkpoint, error) {
+	var e Entry
+	var cp Checkpoint
+	err := inTx(ctx, db, func(tx *sql.Tx) error {
+		var err error
+		e, cp, err = l.AcknowledgeTx(ctx, tx, a)
+		return err
+	})
+	return e, cp, err
+}
+
+// AcknowledgeTx is Acknowledge inside the caller's transaction, so the
+// identity layer can consume the step-up grant and acknowledge in one
+// commit (auth.Service.UseStepUp(ctx, tx, ...) then AcknowledgeTx).
+func (l *Log) AcknowledgeTx(ctx context.Context, tx *sql.Tx, a Acknowledgement) (Entry, Checkpoint, error) {
 	if !a.StepUpVerified {
 		return Entry{}, Checkpoint{}, ErrStepUpRequired
 	}
 	if l.signer == nil {
 		return Entry{}, Checkpoint{}, ErrNoSigner
 	}
-	var e Entry
-	var cp Checkpoint
-	err := inTx(ctx, db, func(tx *sql.Tx) error {
-		al, raised, err := CurrentAlarm(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if !raised {
-			return ErrNoAlarm
-		}
-		d, _ := json.Marshal(map[string]any{"alarm_seq": al.Seq, "bad_seq": al.BadSeq, "reason": al.Reason, "step_up": true, "comment": a.Comment})
-		e, err = l.Append(ctx, tx, Entry{Tenant: a.Tenant, ActorID: a.ActorID, ActorName: a.ActorName, ActorIP: a.ActorIP, UserAgent: a.UserAgent,
-			Action: ActAuditTamperAck, Object: fmt.Sprintf("audit:%d", al.BadSeq), Details: d})
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'ack', ?, ?)`, e.Seq, al.BadSeq, al.Reason); err != nil {
-			return fmt.Errorf("acknowledge audit alarm: %w", err)
-		}
-		if cp, _, err = l.Checkpoint(ctx, tx); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit_verified (size, time) VALUES (?, ?)`, cp.Size, l.now().UTC().Format(timeFormat))
-		return err
-	})
-	if err != nil {
+	fail := func(err error) (Entry, Checkpoint, error) {
 		return Entry{}, Checkpoint{}, fmt.Errorf("acknowledge audit alarm: %w", err)
+	}
+	al, raised, err := CurrentAlarm(ctx, tx)
+	if err != nil {
+		return fail(err)
+	}
+	if !raised {
+		return fail(ErrNoAlarm)
+	}
+	d, _ := json.Marshal(map[string]any{"alarm_seq": al.Seq, "bad_seq": al.BadSeq, "reason": al.Reason, "step_up": true, "comment": a.Comment})
+	e, err := l.Append(ctx, tx, Entry{Tenant: a.Tenant, ActorID: a.ActorID, ActorName: a.ActorName, ActorIP: a.ActorIP, UserAgent: a.UserAgent,
+		Action: ActAuditTamperAck, Object: fmt.Sprintf("audit:%d", al.BadSeq), Details: d})
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'ack', ?, ?)`, e.Seq, al.BadSeq, al.Reason); err != nil {
+		return fail(err)
+	}
+	cp, _, err := l.Checkpoint(ctx, tx)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_verified (size, time) VALUES (?, ?)`, cp.Size, l.now().UTC().Format(timeFormat)); err != nil {
+		return fail(err)
 	}
 	return e, cp, nil
 }
