@@ -116,7 +116,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 		Ports:     fmt.Sprintf("tcp:%d,%d,%d,%d udp:%d", targets.Open, targets.Banner, targets.TLS, targets.Closed, targets.UDP),
 		Probes:    []safety.Kind{safety.KindTCPConnect, safety.KindTLSHello, safety.KindBanner, safety.KindUDP},
 		NotBefore: now.Add(-time.Hour).Truncate(time.Second), NotAfter: now.Add(24 * time.Hour).Truncate(time.Second),
-		MaxPPS:    50, SignerKeyID: keys.ID(pub),
+		MaxPPS: 50, SignerKeyID: keys.ID(pub),
 	}
 	signed, err := scope.Sign(doc, priv)
 	if err != nil {

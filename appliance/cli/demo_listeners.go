@@ -52,7 +52,10 @@ func startDemoTargets(now time.Time) (*demoTargets, error) {
 	if d.Open, err = listen(func(net.Conn) {}); err != nil {
 		return fail(err)
 	}
-	if d.Banner, err = listen(func(c net.Conn) { _, _ = c.Write([]byte("SSH-2.0-FirewallIQ_demo\r\n")); time.Sleep(100 * time.Millisecond) }); err != nil {
+	if d.Banner, err = listen(func(c net.Conn) {
+		_, _ = c.Write([]byte("SSH-2.0-FirewallIQ_demo\r\n"))
+		time.Sleep(100 * time.Millisecond)
+	}); err != nil {
 		return fail(err)
 	}
 	cert, err := demoCert(now)
