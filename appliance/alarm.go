@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 
@@ -30,11 +31,25 @@ func (a *Appliance) AcknowledgeTamperAlarm(ctx context.Context, p auth.Principal
 	if !raised {
 		return audit.Entry{}, audit.Checkpoint{}, fmt.Errorf("acknowledge: %w", audit.ErrNoAlarm)
 	}
-	if _, err := a.Auth.StepUp(ctx, p, auth.OpAuditAlarmAck, p.TenantID, AlarmAckCanonical(alarm.Seq, comment), code); err != nil {
+	canonical := AlarmAckCanonical(alarm.Seq, comment)
+	// StepUp checks the role and the code (and audits a refusal); the
+	// grant it records is then spent in the same transaction as the
+	// acknowledgement, so neither commits without the other.
+	if _, err := a.Auth.StepUp(ctx, p, auth.OpAuditAlarmAck, p.TenantID, canonical, code); err != nil {
 		return audit.Entry{}, audit.Checkpoint{}, fmt.Errorf("acknowledge: %w", err)
 	}
-	return a.Audit.Acknowledge(ctx, a.Store.DB(), audit.Acknowledgement{
-		Tenant: p.TenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
-		StepUpVerified: true, Comment: comment,
+	var e audit.Entry
+	var cp audit.Checkpoint
+	err = a.Store.InTx(ctx, func(tx *sql.Tx) error {
+		if err := a.Auth.UseStepUp(ctx, tx, p, auth.OpAuditAlarmAck, canonical, ""); err != nil {
+			return fmt.Errorf("acknowledge: %w", err)
+		}
+		var err error
+		e, cp, err = a.Audit.AcknowledgeTx(ctx, tx, audit.Acknowledgement{
+			Tenant: p.TenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+			StepUpVerified: true, Comment: comment,
+		})
+		return err
 	})
+	return e, cp, err
 }
