@@ -95,7 +95,6 @@ type check struct {
 type verifier struct {
 	rep     Report
 	checks  map[int64][]check
-	maxSize int64 // largest signed size, stored or kept
 	problem *Problem
 	actions map[Action]bool
 	buf     []byte // reused for each entry's recomputed tree hashes
@@ -193,7 +192,6 @@ func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyO
 		}
 		c.root = cp.Root
 		v.checks[c.size] = append(v.checks[c.size], c)
-		v.maxSize = max(v.maxSize, c.size)
 		v.rep.Checkpoints++
 		v.rep.Latest = max(v.rep.Latest, c.size)
 	}
@@ -209,7 +207,6 @@ func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyO
 			continue
 		}
 		v.checks[cp.Size] = append(v.checks[cp.Size], check{size: cp.Size, root: cp.Root, external: true})
-		v.maxSize = max(v.maxSize, cp.Size)
 	}
 	return nil
 }
