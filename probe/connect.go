@@ -53,16 +53,23 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 	dst := netip.AddrPortFrom(k.addr, k.port)
 	var w *watchInfo
 	if e.tap != nil {
-		w = &watchInfo{}
+		// Probes of other connect kinds to the same address and port share
+		// the watch (what the tap learns about the port holds for all).
 		e.mu.Lock()
-		e.watch[k] = w
+		w = e.watch[k]
+		if w == nil {
+			w = &watchInfo{}
+			e.watch[k] = w
+		}
+		w.refs++
 		e.mu.Unlock()
 		defer func() {
 			// Late packets of the closing handshake still get recorded
 			// for a moment; then forget the connection.
 			time.AfterFunc(500*time.Millisecond, func() {
 				e.mu.Lock()
-				if e.watch[k] == w {
+				w.refs--
+				if w.refs == 0 && e.watch[k] == w {
 					delete(e.watch, k)
 				}
 				e.mu.Unlock()

@@ -197,6 +197,7 @@ type watchInfo struct {
 	icmp *ICMP
 	st   State
 	why  string
+	refs int // connect probes using this watch
 }
 
 // entry is one planned probe.
