@@ -111,7 +111,7 @@ func TestFirewallClassification(t *testing.T) {
 				ScanID: "firewall", Targets: seqOf(a), Scope: prefixes{netip.PrefixFrom(a, a.BitLen())},
 				Ports: ports, Kinds: []Kind{KindTCPSyn, KindTCPConnect, KindUDP, KindBanner, KindTLSHello}, Limits: Limits{Profile: 1000},
 				ReadTimeout: 300 * time.Millisecond,
-				Timeout: 300 * time.Millisecond, Retries: 1,
+				Timeout:     300 * time.Millisecond, Retries: 1,
 			})
 			prohib := ICMP{Type: 3, Code: 13, From: addr}
 			if a.Is6() {
