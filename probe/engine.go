@@ -89,9 +89,13 @@ type Config struct {
 	// Retries is how many times an unanswered probe is sent again
 	// (default 2; -1 for none). Retries spend the same pacer budget.
 	Retries int
-	// Timeout is how long to wait for an answer to each attempt
-	// (default 1 s).
+	// Timeout is the longest wait for an answer to each attempt
+	// (default 1 s). Raw probes adapt it to the measured round-trip time
+	// (see rttEstimator), never below MinTimeout nor above Timeout.
 	Timeout time.Duration
+	// MinTimeout is the floor of the adaptive timeout (default 100 ms,
+	// at most Timeout).
+	MinTimeout time.Duration
 	// ReadTimeout bounds a banner read or TLS handshake (default 3 s).
 	ReadTimeout time.Duration
 	// UDPPayloads are the allowed UDP payload names (default all:
@@ -179,6 +183,8 @@ type Engine struct {
 	// inflight is how many batches may be planned ahead of the oldest
 	// unfinished one.
 	inflight int
+	// rtt estimates the round-trip time of raw probes (under mu).
+	rtt rttEstimator
 	// states counts the results delivered by this run (finaliser only).
 	states map[State]int
 }
@@ -253,6 +259,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
 	}
+	if cfg.MinTimeout <= 0 {
+		cfg.MinTimeout = 100 * time.Millisecond
+	}
+	cfg.MinTimeout = min(cfg.MinTimeout, cfg.Timeout)
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 3 * time.Second
 	}
@@ -645,7 +655,12 @@ func (e *Engine) finishLocked(en *entry, st State, reason string, at time.Time, 
 	en.res.State, en.res.Reason = st, reason
 	en.res.Retries = max(en.attempts-1, 0)
 	if st != StateFiltered && st != StateOpenFiltered && !en.last.IsZero() {
-		en.res.RTTms = float64(at.Sub(en.last).Microseconds()) / 1000
+		rtt := at.Sub(en.last)
+		en.res.RTTms = float64(rtt.Microseconds()) / 1000
+		// Karn: only unambiguous samples (an answer to the only attempt).
+		if en.attempts == 1 && e.isRawKind(en.kind) {
+			e.rtt.add(rtt)
+		}
 	}
 	en.res.TTL = int(ttl)
 	en.res.ICMP = ic

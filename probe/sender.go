@@ -41,12 +41,14 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 	}
 	defer flush()
 	inOpen := true
-	timeout := e.cfg.Timeout
 	for {
 		if ctx.Err() != nil {
 			return
 		}
 		now := e.cfg.Now()
+		e.mu.Lock()
+		timeout := e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout)
+		e.mu.Unlock()
 		var next *entry
 		// Due retries and expiries first: they keep the oldest probes
 		// moving so batches complete in order.

@@ -33,6 +33,10 @@ type Summary struct {
 	// Worst100ms is the most packets sent in any 100 ms window.
 	Worst100ms int    `json:"worst_100ms_window"`
 	Retries    uint64 `json:"retries"`
+	// TimeoutMs is the adaptive per-attempt timeout at the end of the run
+	// (raw probes), and SRTTms the smoothed round-trip time behind it.
+	TimeoutMs float64 `json:"timeout_ms"`
+	SRTTms    float64 `json:"srtt_ms"`
 	// RefusedPackets were stopped by the send path's scope check.
 	RefusedPackets uint64   `json:"refused_packets"`
 	RefusedSample  []string `json:"refused_sample,omitempty"`
@@ -72,6 +76,10 @@ func (e *Engine) summary(start time.Time) Summary {
 	if e.raw {
 		s.Transport = "raw"
 	}
+	e.mu.Lock()
+	s.TimeoutMs = float64(e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout).Microseconds()) / 1000
+	s.SRTTms = float64(e.rtt.srtt.Microseconds()) / 1000
+	e.mu.Unlock()
 	if span := last.Sub(first).Seconds(); s.PacketsSent > 1 && span > 0 {
 		s.MeasuredPPS = float64(s.PacketsSent-1) / span
 	}
