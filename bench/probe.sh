@@ -30,6 +30,8 @@ RATES=${RATES:-"400 1000"}
 LOSSES=${LOSSES:-"0 2"}
 REPS=${REPS:-3}
 MAXRATES=${MAXRATES:-"150000 1000000"}
+# Upper bound on one scanner run, so a hung scanner cannot stall the script.
+TOOL_TIMEOUT=${TOOL_TIMEOUT:-120}
 PORTS=22,25,80,3306,8080,8443
 HOSTS=198.18.1.0/24
 # The max-rate runs aim at a /16 the firewall sinks; it is still lab-only
@@ -117,19 +119,19 @@ run_one() { # tool rate loss rep
   case $tool in
     nmap)
       fmt=nmap; in="$base.xml"
-      { time timeout 600 ip netns exec "$LAB_SCANNER" nmap -sS -Pn -n --min-rate "$rate" --max-rate "$rate" \
+      { time timeout "$TOOL_TIMEOUT" ip netns exec "$LAB_SCANNER" nmap -sS -Pn -n --min-rate "$rate" --max-rate "$rate" \
           -p "$PORTS" --reason -oX "$in" "$HOSTS" >"$base.out" 2>&1 ; } 2>"$base.time"
       ;;
     masscan)
       fmt=masscan; in="$base.txt"
       "$W/labctl" poke --ns "$LAB_FIREWALL" & PPID_POKE=$!
-      { time timeout 600 ip netns exec "$LAB_SCANNER" masscan "$HOSTS" -p"$PORTS" --rate "$rate" --wait 1 \
+      { time timeout "$TOOL_TIMEOUT" ip netns exec "$LAB_SCANNER" masscan "$HOSTS" -p"$PORTS" --rate "$rate" --wait 1 \
           -oL "$in" >"$base.out" 2>&1 ; } 2>"$base.time"
       kill -TERM "$PPID_POKE"; wait "$PPID_POKE" || true; PPID_POKE=""
       ;;
     engine)
       fmt=engine; in="$base.d/results.jsonl"
-      { time timeout 600 ip netns exec "$LAB_SCANNER" "$W/proberun" --scope "$W/bench.signed" --trust "$W/lab.pub" \
+      { time timeout "$TOOL_TIMEOUT" ip netns exec "$LAB_SCANNER" "$W/proberun" --scope "$W/bench.signed" --trust "$W/lab.pub" \
           --probes tcp-syn --rate "$rate" --out "$base.d" >"$base.out" 2>&1 ; } 2>"$base.time"
       ;;
   esac

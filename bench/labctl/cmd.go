@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"firewalliq/probe/lab"
@@ -137,7 +138,9 @@ func poke(ctx context.Context, args []string) error {
 	t := time.NewTicker(*every)
 	defer t.Stop()
 	for {
-		if _, err := conn.WriteTo(msg, dst); err != nil {
+		// A lab with loss drops some of the firewall's own packets, and a
+		// locally dropped packet fails with EPERM; the next poke will do.
+		if _, err := conn.WriteTo(msg, dst); err != nil && !errors.Is(err, syscall.EPERM) {
 			return err
 		}
 		select {
@@ -171,6 +174,7 @@ func analyze(args []string, w io.Writer) error {
 	scope := fs.String("scope", "198.18.1.0/24,fd00:f1a9:1::/120", "comma-separated in-scope prefixes")
 	exclude := fs.String("exclude", "", "comma-separated excluded prefixes")
 	scanner := fs.String("scanner", "198.18.0.2,fd00:f1a9::2", "comma-separated scanner addresses")
+	hist := fs.Duration("hist", 0, "also print probes per bucket of this width (where a run spends its time)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -193,6 +197,25 @@ func analyze(args []string, w io.Writer) error {
 	a, err := computeAnalysis(*pcap, *rate, in, ex, from)
 	if err != nil {
 		return err
+	}
+	if *hist > 0 {
+		pkts, err := lab.ReadPcap(*pcap)
+		if err != nil {
+			return err
+		}
+		probes := lab.Probes(pkts, from...)
+		if len(probes) > 0 {
+			counts := map[int]int{}
+			last := 0
+			for _, p := range probes {
+				b := int(p.Time.Sub(probes[0].Time) / *hist)
+				counts[b]++
+				last = max(last, b)
+			}
+			for b := 0; b <= last; b++ {
+				fmt.Fprintf(w, "%8.2fs %6d\n", (time.Duration(b) * *hist).Seconds(), counts[b])
+			}
+		}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
