@@ -3,6 +3,7 @@ package probe
 import (
 	"bytes"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,8 +174,8 @@ func TestMatchReplies(t *testing.T) {
 		{"syn-ack with a wrong ack", func(e *Engine) []byte {
 			return mustPkt(t, them4, us4, protoTCP, &layers.TCP{SrcPort: 22, DstPort: 40000, Ack: 12345, SYN: true, ACK: true})
 		}, "", 1},
-		{"syn-ack from a host we did not probe", func(e *Engine) []byte {
-			return mustPkt(t, fw4, us4, protoTCP, &layers.TCP{SrcPort: 22, DstPort: 40000, Ack: e.cookie(probeKey{fw4, protoTCP, 22}) + 1, SYN: true, ACK: true})
+		{"syn-ack from a host we did not probe, with another host's cookie", func(e *Engine) []byte {
+			return mustPkt(t, fw4, us4, protoTCP, &layers.TCP{SrcPort: 22, DstPort: 40000, Ack: e.cookie(probeKey{them4, protoTCP, 22}) + 1, SYN: true, ACK: true})
 		}, "", 1},
 		{"icmpv6 prohibited quoting our SYN", func(e *Engine) []byte {
 			syn := mustPkt(t, us6, them6, protoTCP, &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: e.cookie(probeKey{them6, protoTCP, 22}), SYN: true})
@@ -184,6 +185,10 @@ func TestMatchReplies(t *testing.T) {
 			other := mustPkt(t, us4, them4, protoUDP, &layers.UDP{SrcPort: 5353, DstPort: 5353})
 			return mustPkt(t, fw4, us4, protoICMP, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 13)}, gopacket.Payload(quote(other)))
 		}, "", 1},
+		{"a second answer to a decided probe is a duplicate", func(e *Engine) []byte {
+			delete(e.pending, probeKey{them4, protoTCP, 22})
+			return mustPkt(t, them4, us4, protoTCP, &layers.TCP{SrcPort: 22, DstPort: 40000, Ack: e.cookie(probeKey{them4, protoTCP, 22}) + 1, SYN: true, ACK: true})
+		}, "", 0},
 		{"icmp quoting our port with a forged sequence", func(e *Engine) []byte {
 			syn := mustPkt(t, us4, them4, protoTCP, &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1, SYN: true})
 			return mustPkt(t, fw4, us4, protoICMP, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 13)}, gopacket.Payload(quote(syn)))
@@ -198,6 +203,9 @@ func TestMatchReplies(t *testing.T) {
 				if en.fin {
 					got = en.res.State
 				}
+			}
+			if strings.Contains(tt.name, "duplicate") && e.duplicates.Load() != 1 {
+				t.Fatalf("duplicates %d, want 1", e.duplicates.Load())
 			}
 			if got != tt.state || e.unmatched.Load() != tt.unmatched {
 				t.Fatalf("state %q unmatched %d, want %q %d", got, e.unmatched.Load(), tt.state, tt.unmatched)

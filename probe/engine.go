@@ -177,6 +177,7 @@ type Engine struct {
 	// refusedTargets counts targets the planner refused.
 	refusedTargets atomic.Uint64
 	unmatched      atomic.Uint64
+	duplicates     atomic.Uint64
 	malformed      atomic.Uint64
 	done           atomic.Uint64
 	refusedList    []string // first few refused destinations (sendMu)

@@ -357,15 +357,25 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 			en, ok := e.pending[probeKey{p.src, protoUDP, p.sport}]
 			matched := ok && e.finishLocked(en, StateOpen, ReasonUDPResponse, now, p.ttl, nil)
 			e.mu.Unlock()
-			e.count(matched, now, b)
+			// UDP carries no cookie: an answer after its probe was
+			// decided cannot be told from a stray one.
+			e.count(matched, false, now, b)
 		}
 	case protoICMP, protoICMPv6:
 		e.matchICMP(p, b, now)
 	}
 }
 
-func (e *Engine) count(matched bool, now time.Time, b []byte) {
-	if !matched {
+// count records a reply addressed to our probes: matched (it decided a
+// probe), a duplicate (it carries our cookie but its probe was already
+// decided: a late answer to a retry, a retransmitted SYN-ACK), or
+// unmatched (it answers nothing we sent). All are kept as evidence.
+func (e *Engine) count(matched, genuine bool, now time.Time, b []byte) {
+	switch {
+	case matched:
+	case genuine:
+		e.duplicates.Add(1)
+	default:
 		e.unmatched.Add(1)
 	}
 	e.evidence(now, b)
@@ -384,16 +394,17 @@ func (e *Engine) matchTCP(p packet, b []byte, now time.Time) {
 	e.mu.Lock()
 	en, ok := e.pending[k]
 	matched := false
-	if ok && en.kind == KindTCPSyn && p.ack == e.cookie(k)+1 {
-		switch {
-		case p.flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
+	synack, rst := p.flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK, p.flags&tcpRST != 0
+	genuine := p.ack == e.cookie(k)+1 && (synack || rst)
+	if ok && en.kind == KindTCPSyn && genuine {
+		if synack {
 			matched = e.finishLocked(en, StateOpen, ReasonSynAck, now, p.ttl, nil)
-		case p.flags&tcpRST != 0:
+		} else {
 			matched = e.finishLocked(en, StateClosed, ReasonRST, now, p.ttl, nil)
 		}
 	}
 	e.mu.Unlock()
-	e.count(matched, now, b)
+	e.count(matched, genuine, now, b)
 }
 
 // matchICMP handles echo replies and ICMP errors quoting our probes.
@@ -406,9 +417,10 @@ func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
 		k := probeKey{p.src, p.proto, 0}
 		e.mu.Lock()
 		en, ok := e.pending[k]
-		matched := ok && p.echoSeq == uint16(e.cookie(k)) && e.finishLocked(en, StateOpen, ReasonEchoReply, now, p.ttl, nil)
+		genuine := p.echoSeq == uint16(e.cookie(k))
+		matched := ok && genuine && e.finishLocked(en, StateOpen, ReasonEchoReply, now, p.ttl, nil)
 		e.mu.Unlock()
-		e.count(matched, now, b)
+		e.count(matched, genuine, now, b)
 		return
 	}
 	if !p.hasInner {
@@ -419,16 +431,19 @@ func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
 	ic := &ICMP{Type: int(p.icmpType), Code: int(p.icmpCode), From: p.src.String()}
 	var k probeKey
 	var check func(*entry) bool
+	genuine := false // carries our cookie
 	switch {
 	case q.proto == protoTCP && q.sport == e.tcpPort && e.tcpPort != 0:
 		k = probeKey{q.dst, protoTCP, q.dport}
-		check = func(en *entry) bool { return en.kind == KindTCPSyn && q.seq == e.cookie(k) }
+		genuine = q.seq == e.cookie(k)
+		check = func(en *entry) bool { return en.kind == KindTCPSyn && genuine }
 	case q.proto == protoUDP && q.sport == e.udpPort && e.udpPort != 0:
 		k = probeKey{q.dst, protoUDP, q.dport}
 		check = func(en *entry) bool { return en.kind == KindUDP }
 	case (q.proto == protoICMP || q.proto == protoICMPv6) && q.echoID == e.echoID:
 		k = probeKey{q.dst, q.proto, 0}
-		check = func(en *entry) bool { return q.echoSeq == uint16(e.cookie(k)) }
+		genuine = q.echoSeq == uint16(e.cookie(k))
+		check = func(en *entry) bool { return genuine }
 		if st == StateClosed {
 			// Port unreachable cannot answer an echo; treat as unreachable.
 			st, why = StateRejected, ReasonICMPUnreach
@@ -454,5 +469,5 @@ func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
 	en, ok := e.pending[k]
 	matched := ok && check(en) && e.finishLocked(en, st, why, now, p.ttl, ic)
 	e.mu.Unlock()
-	e.count(matched, now, b)
+	e.count(matched, genuine, now, b)
 }

@@ -43,6 +43,7 @@ type Summary struct {
 	// RefusedTargets were outside the scope and never planned.
 	RefusedTargets   uint64         `json:"refused_targets"`
 	UnmatchedReplies uint64         `json:"unmatched_replies"`
+	DuplicateReplies uint64         `json:"duplicate_replies"`
 	MalformedReplies uint64         `json:"malformed_replies"`
 	Probes           uint64         `json:"probes"`
 	States           map[State]int  `json:"states"`
@@ -69,7 +70,7 @@ func (e *Engine) summary(start time.Time) Summary {
 		WindowLimit: WindowLimit(e.rate),
 		PacketsSent: e.sent.Load(), Worst100ms: worst, Retries: e.retries.Load(),
 		RefusedPackets: e.refused.Load(), RefusedSample: refused, RefusedTargets: e.refusedTargets.Load(),
-		UnmatchedReplies: e.unmatched.Load(), MalformedReplies: e.malformed.Load(),
+		UnmatchedReplies: e.unmatched.Load(), DuplicateReplies: e.duplicates.Load(), MalformedReplies: e.malformed.Load(),
 		Probes: e.done.Load(), States: maps.Clone(e.states), ResumedAtBatch: e.cfg.ResumeBatch,
 		Kinds: e.kinds,
 	}
