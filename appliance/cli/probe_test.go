@@ -137,6 +137,8 @@ func TestProbeCommand(t *testing.T) {
 		{"existing output", []string{"--out", out}, 2, "already holds a scan"},
 		{"resume a complete scan", []string{"--out", out, "--resume", "--probes", "tcp-syn,banner", "--rate", "200", "--timeout", "300ms", "--retries", "1"}, 1, "already complete"},
 		{"wrong trust key", []string{"--trust", prodPub}, 1, "untrusted key"},
+		{"resume without checkpoint", []string{"--resume"}, 1, "no checkpoint to resume from"},
+		{"rate refused, not clamped, even when tiny above", []string{"--rate", "1001"}, 2, "cap is 400 pps"},
 		{"missing scope", []string{"--scope", ""}, 2, "--scope is required"},
 	}
 	for _, tt := range tests {
