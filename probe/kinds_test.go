@@ -425,3 +425,35 @@ func TestConnectEvidence(t *testing.T) {
 		t.Fatalf("evidence: %d SYN, %d SYN-ACK, %d banner segments; want 1 each", syn, synack, data)
 	}
 }
+
+// TestSendCheckedReadsTheWire: the send path checks the destination
+// written in each packet, not only the address the packet is routed to. A
+// packet whose header names an out-of-scope address is refused even when
+// it would be routed to an in-scope one.
+func TestSendCheckedReadsTheWire(t *testing.T) {
+	in, out := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	e, err := New(Config{Targets: seqOf(), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{packetConn: nopConn{}, dsts: map[netip.Addr]int{}}
+	e.conn = cc
+	good, _ := buildUDP(in, in, 1, 2, nil)
+	forged, _ := buildUDP(in, out, 1, 2, nil) // header says 127.0.0.2
+	b := &batch{done: make(chan struct{})}
+	b.remaining.Store(2)
+	ents := []*entry{{b: b}, {b: b}}
+	e.sendChecked([][]byte{good, forged}, []netip.Addr{in, in}, ents)
+	if cc.dsts[in] != 1 || e.refused.Load() != 1 || e.refusedList[0] != out.String() {
+		t.Fatalf("sent %v, refused %d %v", cc.dsts, e.refused.Load(), e.refusedList)
+	}
+	if ents[1].res.State != StateError || ents[0].fin {
+		t.Fatalf("entries %+v %+v", ents[0].res, ents[1].res)
+	}
+}
+
+// nopConn pretends to send.
+type nopConn struct{}
+
+func (nopConn) send(pkts [][]byte, _ []netip.Addr) (int, error) { return len(pkts), nil }
+func (nopConn) close() error                                    { return nil }

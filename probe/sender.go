@@ -217,8 +217,16 @@ func (e *Engine) build(buf []byte, en *entry, templates map[netip.Addr]*synTempl
 func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) time.Time {
 	ok := 0
 	for i := range pkts {
-		if !e.cfg.Scope.Contains(dsts[i]) {
-			e.refuse(dsts[i], ents[i])
+		// The destination written in the packet is what goes on the wire;
+		// the address handed to the kernel is where it is routed. Both
+		// must be the same in-scope address.
+		wire, valid := packetDst(pkts[i])
+		if !valid || wire != dsts[i] || !e.cfg.Scope.Contains(wire) {
+			refused := dsts[i]
+			if valid && wire != dsts[i] && e.cfg.Scope.Contains(dsts[i]) {
+				refused = wire
+			}
+			e.refuse(refused, ents[i])
 			continue
 		}
 		pkts[ok], dsts[ok], ents[ok] = pkts[i], dsts[i], ents[i]
@@ -261,6 +269,17 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 		e.mu.Unlock()
 	}
 	return now
+}
+
+// packetDst reads the destination address from an IPv4 or IPv6 header.
+func packetDst(b []byte) (netip.Addr, bool) {
+	switch {
+	case len(b) >= 20 && b[0]>>4 == 4:
+		return netip.AddrFrom4([4]byte(b[16:20])), true
+	case len(b) >= 40 && b[0]>>4 == 6:
+		return netip.AddrFrom16([16]byte(b[24:40])), true
+	}
+	return netip.Addr{}, false
 }
 
 // refuse counts and reports a destination the send path would not send to.
