@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 var (
@@ -262,4 +263,48 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = en6
 	})
+}
+
+func TestUDPPayloads(t *testing.T) {
+	all := []string{PayloadEmpty, PayloadDNS, PayloadNTP}
+	tests := []struct {
+		port    uint16
+		allowed []string
+		name    string
+		size    int
+	}{
+		{53, all, PayloadDNS, 17},
+		{123, all, PayloadNTP, 48},
+		{161, all, PayloadEmpty, 0},
+		{53, []string{PayloadEmpty}, PayloadEmpty, 0}, // the profile does not allow DNS
+		{123, []string{PayloadDNS}, PayloadEmpty, 0},
+	}
+	for _, tt := range tests {
+		b, name := udpPayload(tt.port, tt.allowed, 0x1234)
+		if name != tt.name || len(b) != tt.size {
+			t.Errorf("port %d %v: %s (%d bytes), want %s (%d)", tt.port, tt.allowed, name, len(b), tt.name, tt.size)
+		}
+	}
+	var d layers.DNS
+	q, _ := udpPayload(53, all, 0x1234)
+	if err := d.DecodeFromBytes(q, gopacket.NilDecodeFeedback); err != nil {
+		t.Fatal(err)
+	}
+	if d.ID != 0x1234 || d.QR || d.RD || len(d.Questions) != 1 || len(d.Questions[0].Name) != 0 || d.Questions[0].Type != layers.DNSTypeNS {
+		t.Fatalf("dns query %+v", d)
+	}
+	// A second, stricter parser agrees: one question ". NS IN", no
+	// trailing bytes.
+	var mp dnsmessage.Parser
+	h, err := mp.Start(q)
+	if err != nil || h.ID != 0x1234 || h.RecursionDesired {
+		t.Fatalf("dnsmessage header %+v: %v", h, err)
+	}
+	qs, err := mp.AllQuestions()
+	if err != nil || len(qs) != 1 || qs[0].Name.String() != "." || qs[0].Type != dnsmessage.TypeNS || qs[0].Class != dnsmessage.ClassINET {
+		t.Fatalf("dnsmessage questions %+v: %v", qs, err)
+	}
+	if n, _ := udpPayload(123, all, 0); n[0] != 0x23 {
+		t.Fatalf("ntp first byte %#x, want LI 0 VN 4 mode 3", n[0])
+	}
 }

@@ -176,17 +176,18 @@ func udpPayload(port uint16, allowed []string, dnsID uint16) ([]byte, string) {
 	return nil, PayloadEmpty
 }
 
-// dnsQuery is a standard, non-recursive query for ". IN NS", built with
-// gopacket/layers.
+// dnsQuery is a standard, non-recursive query for ". IN NS": a 12-byte
+// header (one question), the root name (a single zero byte), type NS,
+// class IN. It is written by hand because gopacket/layers encodes the root
+// name as two zero bytes, which shifts the type and class; the test decodes
+// it with gopacket to prove the layout.
 func dnsQuery(id uint16) []byte {
-	d := &layers.DNS{ID: id, OpCode: layers.DNSOpCodeQuery, QDCount: 1,
-		Questions: []layers.DNSQuestion{{Name: []byte{}, Type: layers.DNSTypeNS, Class: layers.DNSClassIN}}}
-	buf := gopacket.NewSerializeBuffer()
-	if err := d.SerializeTo(buf, gopacket.SerializeOptions{FixLengths: true}); err != nil {
-		// A fixed, valid message cannot fail to serialise.
-		panic(fmt.Sprintf("dns query: %v", err))
-	}
-	return append([]byte(nil), buf.Bytes()...)
+	b := make([]byte, 12, 17)
+	binary.BigEndian.PutUint16(b[0:], id)
+	binary.BigEndian.PutUint16(b[4:], 1) // QDCOUNT
+	b = append(b, 0)                     // root name
+	b = binary.BigEndian.AppendUint16(b, uint16(layers.DNSTypeNS))
+	return binary.BigEndian.AppendUint16(b, uint16(layers.DNSClassIN))
 }
 
 // ntpRequest is a 48-byte NTPv4 client request (LI 0, VN 4, mode 3), all
