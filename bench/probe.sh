@@ -57,6 +57,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Record what was measured: the commit and whether the engine had local edits.
+{ git rev-parse HEAD; git status --porcelain -- probe bench | sed 's/^/dirty: /'; } >"$OUT/commit" 2>/dev/null || true
+{ nmap --version | head -1; masscan --version 2>&1 | grep -i 'masscan version'; uname -r; nproc; } >"$OUT/versions" 2>&1 || true
+
 echo "== build"
 CGO_ENABLED=0 go build -o "$W/labctl" ./bench/labctl
 CGO_ENABLED=0 go build -o "$W/proberun" ./bench/proberun

@@ -145,6 +145,11 @@ func hostAddr(p netip.Prefix, h uint8) netip.Addr {
 // the scanner namespace under a firewall capture, and collects everything.
 func run(t *testing.T, sc scenario) *outcome {
 	t.Helper()
+	if testing.Short() {
+		// The -race -short pass of scripts/test.sh would run the engine
+		// race-instrumented for a minute; the full pass covers it.
+		t.Skip("engine lab scans take ~15 s each; skipped in -short mode")
+	}
 	l := lab.NewT(t, lab.Options{Loss: sc.loss})
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
