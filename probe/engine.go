@@ -178,9 +178,13 @@ type Engine struct {
 	refusedTargets atomic.Uint64
 	unmatched      atomic.Uint64
 	duplicates     atomic.Uint64
-	malformed      atomic.Uint64
-	done           atomic.Uint64
-	refusedList    []string // first few refused destinations (sendMu)
+	// drained is when the tap last found its socket empty (unix ns).
+	drained atomic.Int64
+	// tapLagged counts verdicts given without the tap having caught up.
+	tapLagged   atomic.Uint64
+	malformed   atomic.Uint64
+	done        atomic.Uint64
+	refusedList []string // first few refused destinations (sendMu)
 	// inflight is how many batches may be planned ahead of the oldest
 	// unfinished one.
 	inflight int

@@ -176,3 +176,32 @@ func TestKindsClosedList(t *testing.T) {
 		t.Fatalf("Kinds() = %v, want exactly %v", Kinds(), want)
 	}
 }
+
+// TestVerdictWaitsForTap: a probe is declared unanswered only once the tap
+// has drained past its deadline, or has lagged longer than maxTapLag.
+func TestVerdictWaitsForTap(t *testing.T) {
+	e, _, _ := testEngine(t)
+	e.tap = &tap{fd: -1}
+	deadline := time.Unix(1000, 0)
+	tests := []struct {
+		name    string
+		drained time.Time
+		now     time.Time
+		want    bool
+	}{
+		{"tap behind", deadline.Add(-time.Millisecond), deadline.Add(time.Second), false},
+		{"tap drained after the deadline", deadline.Add(time.Millisecond), deadline.Add(time.Millisecond), true},
+		{"tap stuck too long", deadline.Add(-time.Hour), deadline.Add(maxTapLag + time.Millisecond), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.drained.Store(tt.drained.UnixNano())
+			if got := e.tapCaughtUp(deadline, tt.now); got != tt.want {
+				t.Fatalf("caught up %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if e.tapLagged.Load() != 1 {
+		t.Fatalf("lagged %d, want 1", e.tapLagged.Load())
+	}
+}

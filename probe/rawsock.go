@@ -191,7 +191,16 @@ func openTap(tcpPort, udpPort uint16, allTCP, keepOutgoing bool) (*tap, error) {
 
 // read reads one packet into buf. ok is false on timeout.
 func (t *tap) read(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
-	n, from, err := unix.Recvfrom(t.fd, buf, 0)
+	return t.recv(buf, 0)
+}
+
+// readNow is read without waiting: ok is false when the queue is empty.
+func (t *tap) readNow(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
+	return t.recv(buf, unix.MSG_DONTWAIT)
+}
+
+func (t *tap) recv(buf []byte, flags int) (n int, outgoing, loopback, ok bool, err error) {
+	n, from, err := unix.Recvfrom(t.fd, buf, flags)
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return 0, false, false, false, nil

@@ -65,6 +65,9 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			if now.Sub(last) < timeout {
 				break
 			}
+			if h.attempts > e.cfg.Retries && !e.tapCaughtUp(last.Add(timeout), now) {
+				break // the verdict waits for the tap (see readTap)
+			}
 			fifo[head] = nil
 			head++
 			if h.attempts > e.cfg.Retries {
@@ -107,6 +110,10 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 				e.mu.Lock()
 				d := fifo[head].last.Add(timeout).Sub(now)
 				e.mu.Unlock()
+				if d <= 0 {
+					// Due, but its verdict waits for the tap.
+					d = time.Millisecond
+				}
 				wait = min(max(d, 50*time.Microsecond), wait)
 			}
 			if inOpen {
@@ -174,6 +181,27 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			flush()
 		}
 	}
+}
+
+// maxTapLag bounds how long a verdict waits for a tap that never drains
+// (a reply flood): after that the engine decides anyway.
+const maxTapLag = 2 * time.Second
+
+// tapCaughtUp reports whether the tap has handled every packet that
+// arrived before deadline (or has lagged for too long to wait on).
+func (e *Engine) tapCaughtUp(deadline, now time.Time) bool {
+	if e.tap == nil {
+		return true
+	}
+	d := e.drained.Load()
+	if d >= deadline.UnixNano() {
+		return true
+	}
+	if now.Sub(deadline) > maxTapLag {
+		e.tapLagged.Add(1)
+		return true
+	}
+	return false
 }
 
 // batchSize is how many packets the sender gathers per sendmmsg: about a
@@ -300,6 +328,13 @@ func (e *Engine) refuse(dst netip.Addr, en *entry) {
 
 // readTap reads the tap until stop closes (after the scan) and hands each
 // packet to handle.
+//
+// It also publishes when it last found the socket empty (drained): every
+// reply that arrived before that moment has been handled. The sender
+// declares a probe unanswered only after the tap drained past the probe's
+// deadline, so a reader that fell behind (a starved process, a burst of
+// replies) delays the verdict instead of turning an answer into
+// "filtered".
 func (e *Engine) readTap(ctx context.Context, stop <-chan struct{}) {
 	defer e.tap.close()
 	buf := make([]byte, 65536)
@@ -309,7 +344,12 @@ func (e *Engine) readTap(ctx context.Context, stop <-chan struct{}) {
 			return
 		default:
 		}
-		n, out, lo, ok, err := e.tap.read(buf)
+		before := e.cfg.Now()
+		n, out, lo, ok, err := e.tap.readNow(buf)
+		if err == nil && !ok {
+			e.drained.Store(before.UnixNano())
+			n, out, lo, ok, err = e.tap.read(buf)
+		}
 		if err != nil {
 			return
 		}

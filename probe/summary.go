@@ -41,16 +41,19 @@ type Summary struct {
 	RefusedPackets uint64   `json:"refused_packets"`
 	RefusedSample  []string `json:"refused_sample,omitempty"`
 	// RefusedTargets were outside the scope and never planned.
-	RefusedTargets   uint64         `json:"refused_targets"`
-	UnmatchedReplies uint64         `json:"unmatched_replies"`
-	DuplicateReplies uint64         `json:"duplicate_replies"`
-	MalformedReplies uint64         `json:"malformed_replies"`
-	Probes           uint64         `json:"probes"`
-	States           map[State]int  `json:"states"`
-	EvidencePackets  uint64         `json:"evidence_packets"`
-	ResumedAtBatch   int            `json:"resumed_at_batch,omitempty"`
-	Kinds            []Kind         `json:"kinds"`
-	Extra            map[string]any `json:"extra,omitempty"`
+	RefusedTargets   uint64 `json:"refused_targets"`
+	UnmatchedReplies uint64 `json:"unmatched_replies"`
+	DuplicateReplies uint64 `json:"duplicate_replies"`
+	MalformedReplies uint64 `json:"malformed_replies"`
+	// TapLagged counts "no answer" verdicts given while the reply reader
+	// was more than 2 s behind (should be 0; see docs/probe.md).
+	TapLagged       uint64         `json:"tap_lagged,omitempty"`
+	Probes          uint64         `json:"probes"`
+	States          map[State]int  `json:"states"`
+	EvidencePackets uint64         `json:"evidence_packets"`
+	ResumedAtBatch  int            `json:"resumed_at_batch,omitempty"`
+	Kinds           []Kind         `json:"kinds"`
+	Extra           map[string]any `json:"extra,omitempty"`
 }
 
 // summary builds the run's summary. States counts this run's results;
@@ -70,7 +73,7 @@ func (e *Engine) summary(start time.Time) Summary {
 		WindowLimit: WindowLimit(e.rate),
 		PacketsSent: e.sent.Load(), Worst100ms: worst, Retries: e.retries.Load(),
 		RefusedPackets: e.refused.Load(), RefusedSample: refused, RefusedTargets: e.refusedTargets.Load(),
-		UnmatchedReplies: e.unmatched.Load(), DuplicateReplies: e.duplicates.Load(), MalformedReplies: e.malformed.Load(),
+		UnmatchedReplies: e.unmatched.Load(), DuplicateReplies: e.duplicates.Load(), MalformedReplies: e.malformed.Load(), TapLagged: e.tapLagged.Load(),
 		Probes: e.done.Load(), States: maps.Clone(e.states), ResumedAtBatch: e.cfg.ResumeBatch,
 		Kinds: e.kinds,
 	}
