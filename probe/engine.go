@@ -662,8 +662,9 @@ func (e *Engine) finishLocked(en *entry, st State, reason string, at time.Time, 
 	if st != StateFiltered && st != StateOpenFiltered && !en.last.IsZero() {
 		rtt := at.Sub(en.last)
 		en.res.RTTms = float64(rtt.Microseconds()) / 1000
-		// Karn: only unambiguous samples (an answer to the only attempt).
-		if en.attempts == 1 && e.isRawKind(en.kind) {
+		// Karn: only unambiguous samples (an answer to the only attempt),
+		// and only kernel-answered kinds (see sendLoop's queues).
+		if en.attempts == 1 && e.raw && (en.kind == KindTCPSyn || en.kind == KindICMPEcho) {
 			e.rtt.add(rtt)
 		}
 	}

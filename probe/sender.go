@@ -16,8 +16,18 @@ const batchHold = 500 * time.Microsecond
 // filtered, and sends everything through the one pacer and the scope-checked
 // send path.
 func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
-	var fifo []*entry // sent probes in order of their last attempt
-	head := 0
+	// Sent probes wait in two queues, each in order of last attempt: one
+	// with the adaptive timeout (answers come from kernels: SYN-ACK, RST,
+	// echo reply, ICMP errors) and one with the full Timeout for UDP,
+	// where an answer may need a slow application (a DNS server) and the
+	// kernels' round-trip time says nothing about it.
+	var queues [2]retryQueue
+	queueOf := func(en *entry) *retryQueue {
+		if en.kind == KindUDP {
+			return &queues[1]
+		}
+		return &queues[0]
+	}
 	var (
 		bufs    = make([][]byte, maxBatch)
 		pkts    = make([][]byte, 0, maxBatch)
@@ -47,45 +57,15 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 		}
 		now := e.cfg.Now()
 		e.mu.Lock()
-		timeout := e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout)
+		timeouts := [2]time.Duration{e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout), e.cfg.Timeout}
 		e.mu.Unlock()
-		var next *entry
 		// Due retries and expiries first: they keep the oldest probes
 		// moving so batches complete in order.
-		for head < len(fifo) {
-			h := fifo[head]
-			e.mu.Lock()
-			fin, last := h.fin, h.last
-			e.mu.Unlock()
-			if fin {
-				fifo[head] = nil
-				head++
-				continue
-			}
-			if now.Sub(last) < timeout {
+		var next *entry
+		for i := range queues {
+			if next = e.dueRetry(&queues[i], timeouts[i], now); next != nil {
 				break
 			}
-			if h.attempts > e.cfg.Retries && !e.tapCaughtUp(last.Add(timeout), now) {
-				break // the verdict waits for the tap (see readTap)
-			}
-			fifo[head] = nil
-			head++
-			if h.attempts > e.cfg.Retries {
-				st := StateFiltered
-				if h.kind == KindUDP {
-					st = StateOpenFiltered
-				}
-				e.mu.Lock()
-				e.finishLocked(h, st, ReasonNoResponse, now, 0, nil)
-				e.mu.Unlock()
-				continue
-			}
-			next = h
-			break
-		}
-		if head > 1024 && head > len(fifo)/2 {
-			fifo = append(fifo[:0], fifo[head:]...)
-			head = 0
 		}
 		if next == nil && inOpen {
 			select {
@@ -100,21 +80,23 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 		}
 		if next == nil {
 			flush()
-			if !inOpen && head >= len(fifo) {
+			if !inOpen && queues[0].empty() && queues[1].empty() {
 				return
 			}
 			// Sleep until the oldest probe is due or new work arrives,
 			// at most 10 ms so cancellation is prompt.
 			wait := 10 * time.Millisecond
-			if head < len(fifo) {
-				e.mu.Lock()
-				d := fifo[head].last.Add(timeout).Sub(now)
-				e.mu.Unlock()
-				if d <= 0 {
-					// Due, but its verdict waits for the tap.
-					d = time.Millisecond
+			for i := range queues {
+				if h := queues[i].peek(); h != nil {
+					e.mu.Lock()
+					d := h.last.Add(timeouts[i]).Sub(now)
+					e.mu.Unlock()
+					if d <= 0 {
+						// Due, but its verdict waits for the tap.
+						d = time.Millisecond
+					}
+					wait = min(max(d, 50*time.Microsecond), wait)
 				}
-				wait = min(max(d, 50*time.Microsecond), wait)
 			}
 			if inOpen {
 				t := time.NewTimer(wait)
@@ -169,7 +151,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 		next.attempts++
 		next.last = now
 		e.mu.Unlock()
-		fifo = append(fifo, next)
+		queueOf(next).push(next)
 		if len(pkts) == 0 {
 			batchAt = now
 		}
@@ -181,6 +163,66 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			flush()
 		}
 	}
+}
+
+// retryQueue holds sent probes in order of their last attempt.
+type retryQueue struct {
+	items []*entry
+	head  int
+}
+
+func (q *retryQueue) empty() bool { return q.head >= len(q.items) }
+
+func (q *retryQueue) peek() *entry {
+	if q.empty() {
+		return nil
+	}
+	return q.items[q.head]
+}
+
+func (q *retryQueue) pop() {
+	q.items[q.head] = nil
+	q.head++
+	if q.head > 1024 && q.head > len(q.items)/2 {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+}
+
+func (q *retryQueue) push(en *entry) { q.items = append(q.items, en) }
+
+// dueRetry pops finished probes off q, declares exhausted ones unanswered
+// (filtered, or open|filtered for UDP) once the tap has caught up, and
+// returns the first probe due for another attempt, if any.
+func (e *Engine) dueRetry(q *retryQueue, timeout time.Duration, now time.Time) *entry {
+	for h := q.peek(); h != nil; h = q.peek() {
+		e.mu.Lock()
+		fin, last := h.fin, h.last
+		e.mu.Unlock()
+		if fin {
+			q.pop()
+			continue
+		}
+		if now.Sub(last) < timeout {
+			return nil
+		}
+		if h.attempts <= e.cfg.Retries {
+			q.pop()
+			return h
+		}
+		if !e.tapCaughtUp(last.Add(timeout), now) {
+			return nil // the verdict waits for the tap (see readTap)
+		}
+		q.pop()
+		st := StateFiltered
+		if h.kind == KindUDP {
+			st = StateOpenFiltered
+		}
+		e.mu.Lock()
+		e.finishLocked(h, st, ReasonNoResponse, now, 0, nil)
+		e.mu.Unlock()
+	}
+	return nil
 }
 
 // maxTapLag bounds how long a verdict waits for a tap that never drains
