@@ -148,7 +148,7 @@ func testEngine(t testing.TB) (*Engine, *entry, *entry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.tcpPort, e.udpPort = 40000, 40001
+	e.tcpPorts, e.udpPort = []uint16{40000}, 40001
 	b := &batch{done: make(chan struct{})}
 	b.remaining.Store(2)
 	mk := func(a netip.Addr) *entry {
@@ -306,5 +306,28 @@ func TestUDPPayloads(t *testing.T) {
 	}
 	if n, _ := udpPayload(123, all, 0); n[0] != 0x23 {
 		t.Fatalf("ntp first byte %#x, want LI 0 VN 4 mode 3", n[0])
+	}
+}
+
+// TestSYNPortPerAttempt: each attempt of a SYN probe leaves from the next
+// reserved port, with the same cookie.
+func TestSYNPortPerAttempt(t *testing.T) {
+	e, en, _ := testEngine(t)
+	e.tcpPorts = []uint16{40000, 40010, 40020, 40030}
+	en.src = us4
+	tmpl := map[netip.Addr]*synTemplate{}
+	for attempt := range 5 {
+		en.attempts = attempt
+		b, err := e.build(make([]byte, 0, 128), en, tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := e.tcpPorts[attempt%4]; p.sport != want || p.seq != e.cookie(en.key) || p.dst != them4 {
+			t.Fatalf("attempt %d: sport %d seq %d dst %s; want sport %d", attempt, p.sport, p.seq, p.dst, want)
+		}
 	}
 }

@@ -164,10 +164,12 @@ type Engine struct {
 	watch   map[probeKey]*watchInfo
 	router  *router
 
-	conn    packetConn
-	tap     *tap
-	tcpPort uint16
-	udpPort uint16
+	conn packetConn
+	tap  *tap
+	// tcpPorts are the reserved source ports of SYN probes, one per
+	// attempt in turn (see synPorts).
+	tcpPorts []uint16
+	udpPort  uint16
 
 	sendMu  sync.Mutex
 	meter   WindowMeter
@@ -449,8 +451,8 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 			return e.summary(start), err
 		}
 		defer closer()
-		e.tcpPort, e.udpPort = tp, up
-		t, err := openTap(e.tcpPort, e.udpPort, needConnect, needConnect && e.cfg.Evidence != nil)
+		e.tcpPorts, e.udpPort = tp, up
+		t, err := openTap(e.tcpPorts, e.udpPort, needConnect, needConnect && e.cfg.Evidence != nil)
 		if err != nil {
 			return e.summary(start), err
 		}

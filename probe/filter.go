@@ -27,6 +27,20 @@ func (p *bpfProg) jeq(v uint32, ifTrue, ifFalse string) {
 	p.ins = append(p.ins, bpf.JumpIf{Cond: bpf.JumpEqual, Val: v})
 }
 
+// anyOf jumps to ifTrue when A is one of vs, else to ifFalse.
+func (p *bpfProg) anyOf(vs []uint16, ifTrue, ifFalse string) {
+	for i, v := range vs {
+		if i == len(vs)-1 {
+			p.jeq(uint32(v), ifTrue, ifFalse)
+		} else {
+			p.jeq(uint32(v), ifTrue, "")
+		}
+	}
+	if len(vs) == 0 {
+		p.ja(ifFalse)
+	}
+}
+
 // ja jumps to target unconditionally.
 func (p *bpfProg) ja(target string) {
 	p.jumps[len(p.ins)] = [2]string{target, ""}
@@ -70,13 +84,13 @@ func (p *bpfProg) assemble() ([]bpf.Instruction, error) {
 
 // replyFilter is the L3/L4 part of the tap's filter, on a packet that
 // starts at the IP header: keep ICMP and ICMPv6 (echo replies and errors
-// quoting our probes), TCP to tcpPort and UDP to udpPort (replies to the
+// quoting our probes), TCP to tcpPorts and UDP to udpPort (replies to the
 // raw probes), every TCP packet when allTCP (connect-based probes use
 // kernel-chosen ports), and IPv6 with extension headers (decided in user
 // space). Everything else never leaves the kernel, so a busy appliance's
 // own traffic costs the engine nothing. It runs in x/net/bpf's VM in
 // tests.
-func replyFilter(tcpPort, udpPort uint16, allTCP bool) *bpfProg {
+func replyFilter(tcpPorts []uint16, udpPort uint16, allTCP bool) *bpfProg {
 	p := newBPFProg()
 	p.add(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
 	p.jeq(4, "v4", "")
@@ -92,7 +106,7 @@ func replyFilter(tcpPort, udpPort uint16, allTCP bool) *bpfProg {
 		p.ja("accept")
 	}
 	p.add(bpf.LoadMemShift{Off: 0}, bpf.LoadIndirect{Off: 2, Size: 2})
-	p.jeq(uint32(tcpPort), "accept", "drop")
+	p.anyOf(tcpPorts, "accept", "drop")
 	p.label("v4udp")
 	p.add(bpf.LoadMemShift{Off: 0}, bpf.LoadIndirect{Off: 2, Size: 2})
 	p.jeq(uint32(udpPort), "accept", "drop")
@@ -110,7 +124,7 @@ func replyFilter(tcpPort, udpPort uint16, allTCP bool) *bpfProg {
 		p.ja("accept")
 	}
 	p.add(bpf.LoadAbsolute{Off: 42, Size: 2})
-	p.jeq(uint32(tcpPort), "accept", "drop")
+	p.anyOf(tcpPorts, "accept", "drop")
 	p.label("v6udp")
 	p.add(bpf.LoadAbsolute{Off: 42, Size: 2})
 	p.jeq(uint32(udpPort), "accept", "drop")
@@ -126,7 +140,7 @@ func replyFilter(tcpPort, udpPort uint16, allTCP bool) *bpfProg {
 // keepOutgoing (the kernel-built packets of connect-based probes), IPv4
 // and IPv6 only (by the packet socket's protocol, which x/net/bpf's VM
 // cannot run, hence the split), then replyFilter.
-func tapFilter(tcpPort, udpPort uint16, allTCP, keepOutgoing bool) ([]bpf.RawInstruction, error) {
+func tapFilter(tcpPorts []uint16, udpPort uint16, allTCP, keepOutgoing bool) ([]bpf.RawInstruction, error) {
 	var prefix []bpf.Instruction
 	if !keepOutgoing {
 		prefix = append(prefix,
@@ -141,7 +155,7 @@ func tapFilter(tcpPort, udpPort uint16, allTCP, keepOutgoing bool) ([]bpf.RawIns
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IPV6, SkipTrue: 1},
 		bpf.RetConstant{Val: 0},
 	)
-	rest, err := replyFilter(tcpPort, udpPort, allTCP).assemble()
+	rest, err := replyFilter(tcpPorts, udpPort, allTCP).assemble()
 	if err != nil {
 		return nil, err
 	}

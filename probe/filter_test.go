@@ -45,7 +45,7 @@ func TestReplyFilter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ins, err := replyFilter(tcpPort, udpPort, tt.allTCP).assemble()
+			ins, err := replyFilter([]uint16{39999, tcpPort, 40002}, udpPort, tt.allTCP).assemble()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +62,7 @@ func TestReplyFilter(t *testing.T) {
 			}
 		})
 	}
-	if _, err := tapFilter(tcpPort, udpPort, false, false); err != nil {
+	if _, err := tapFilter([]uint16{tcpPort}, udpPort, false, false); err != nil {
 		t.Fatalf("full filter does not assemble: %v", err)
 	}
 }

@@ -257,7 +257,7 @@ func TestSendPathRefusesOutOfScope(t *testing.T) {
 	cc := &countingConn{packetConn: raw, dsts: map[netip.Addr]int{}}
 	e.conn = cc
 	// An independent capture on loopback.
-	capt, err := openTap(0, 0, true, true)
+	capt, err := openTap(nil, 0, true, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,13 +158,13 @@ const pktOutgoing = unix.PACKET_OUTGOING
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func openTap(tcpPort, udpPort uint16, allTCP, keepOutgoing bool) (*tap, error) {
+func openTap(tcpPorts []uint16, udpPort uint16, allTCP, keepOutgoing bool) (*tap, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: packet socket: %w", ErrNoRaw, err)
 	}
 	t := &tap{fd: fd, lo: -1}
-	raw, err := tapFilter(tcpPort, udpPort, allTCP, keepOutgoing)
+	raw, err := tapFilter(tcpPorts, udpPort, allTCP, keepOutgoing)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tap filter: %w", err)
@@ -301,34 +301,50 @@ func (r *router) close() {
 	}
 }
 
-// reservePorts binds a TCP and a UDP socket on one kernel-chosen port per
-// family-agnostic wildcard, so no local application can take the source
-// ports the raw probes use, and so UDP replies land on a socket (the kernel
-// would otherwise answer them with ICMP port unreachable). The TCP one is
-// bound, never listening: the kernel still answers a SYN-ACK with a RST,
-// which is normal for a SYN scan.
-func reservePorts() (tcpPort, udpPort uint16, closer func(), err error) {
-	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+// synPorts is how many source ports the SYN probes rotate through, one
+// per attempt: a retry from the same port and sequence number is a
+// retransmitted SYN to a target still in SYN-RECEIVED (its SYN-ACK was
+// lost), which Linux answers at most once per 500 ms
+// (net.ipv4.tcp_invalid_ratelimit); from a fresh port it is a new SYN,
+// answered at once.
+const synPorts = 4
+
+// reservePorts binds synPorts TCP sockets and a UDP socket on
+// kernel-chosen ports, dual-stack, so no local application can take the
+// source ports the raw probes use, and so UDP replies land on a socket (the
+// kernel would otherwise answer them with ICMP port unreachable). The TCP
+// ones are bound, never listening: the kernel still answers a SYN-ACK with
+// a RST, which is normal for a SYN scan.
+func reservePorts() (tcpPorts []uint16, udpPort uint16, closer func(), err error) {
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
 	}
-	// Dual-stack, port 0: the kernel picks a free ephemeral port for v4 and
-	// v6 alike. The socket is bound, never listening.
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
-	if err := unix.Bind(fd, &unix.SockaddrInet6{}); err != nil {
-		unix.Close(fd)
-		return 0, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+	for range synPorts {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			closeAll()
+			return nil, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+		}
+		fds = append(fds, fd)
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+		if err := unix.Bind(fd, &unix.SockaddrInet6{}); err != nil {
+			closeAll()
+			return nil, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			closeAll()
+			return nil, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
+		}
+		tcpPorts = append(tcpPorts, uint16(sa.(*unix.SockaddrInet6).Port))
 	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return 0, 0, nil, fmt.Errorf("reserve tcp port: %w", err)
-	}
-	port := sa.(*unix.SockaddrInet6).Port
 	uc, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
-		unix.Close(fd)
-		return 0, 0, nil, fmt.Errorf("reserve udp port: %w", err)
+		closeAll()
+		return nil, 0, nil, fmt.Errorf("reserve udp port: %w", err)
 	}
 	go func() {
 		// Drain datagrams so the socket buffer never fills; the tap has
@@ -340,5 +356,5 @@ func reservePorts() (tcpPort, udpPort uint16, closer func(), err error) {
 			}
 		}
 	}()
-	return uint16(port), uint16(uc.LocalAddr().(*net.UDPAddr).Port), func() { unix.Close(fd); uc.Close() }, nil
+	return tcpPorts, uint16(uc.LocalAddr().(*net.UDPAddr).Port), func() { closeAll(); uc.Close() }, nil
 }

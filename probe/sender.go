@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -270,7 +271,8 @@ func (e *Engine) build(buf []byte, en *entry, templates map[netip.Addr]*synTempl
 		if cap(buf) < len(t.b) {
 			buf = make([]byte, len(t.b))
 		}
-		return t.build(buf[:len(t.b)], en.key.addr, e.tcpPort, en.key.port, e.cookie(en.key), uint16(e.cookie(en.key)>>16)), nil
+		sport := e.tcpPorts[en.attempts%len(e.tcpPorts)] // a fresh port per attempt
+		return t.build(buf[:len(t.b)], en.key.addr, sport, en.key.port, e.cookie(en.key), uint16(e.cookie(en.key)>>16)), nil
 	case KindUDP:
 		payload, _ := udpPayload(en.key.port, e.cfg.UDPPayloads, uint16(e.cookie(en.key)))
 		return buildUDP(en.src, en.key.addr, e.udpPort, en.key.port, payload)
@@ -421,7 +423,7 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 	if outgoing {
 		// Only connect-based probes' own packets (the tap keeps outgoing
 		// packets only when those run).
-		if (p.proto == protoTCP) && p.sport != e.tcpPort {
+		if p.proto == protoTCP && !e.ourTCPPort(p.sport) {
 			e.mu.Lock()
 			_, ok := e.watch[probeKey{p.dst, protoTCP, p.dport}]
 			e.mu.Unlock()
@@ -433,7 +435,7 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 	}
 	switch p.proto {
 	case protoTCP:
-		if p.dport == e.tcpPort && e.tcpPort != 0 {
+		if e.ourTCPPort(p.dport) {
 			e.matchTCP(p, b, now)
 			return
 		}
@@ -465,6 +467,11 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 	case protoICMP, protoICMPv6:
 		e.matchICMP(p, b, now)
 	}
+}
+
+// ourTCPPort reports whether p is one of the SYN probes' source ports.
+func (e *Engine) ourTCPPort(p uint16) bool {
+	return p != 0 && slices.Contains(e.tcpPorts, p)
 }
 
 // count records a reply addressed to our probes: matched (it decided a
@@ -534,7 +541,7 @@ func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
 	var check func(*entry) bool
 	genuine := false // carries our cookie
 	switch {
-	case q.proto == protoTCP && q.sport == e.tcpPort && e.tcpPort != 0:
+	case q.proto == protoTCP && e.ourTCPPort(q.sport):
 		k = probeKey{q.dst, protoTCP, q.dport}
 		genuine = q.seq == e.cookie(k)
 		check = func(en *entry) bool { return en.kind == KindTCPSyn && genuine }
