@@ -50,7 +50,19 @@ func (s *services) Close() error {
 // IPv6, and serves them from ordinary goroutines (the sockets stay in ns).
 func startServices(ns string, list []Service) (io.Closer, error) {
 	s := &services{}
+	// One certificate for every TLS port, made before any listener runs:
+	// the serving goroutines only read it.
 	var tlsConf *tls.Config
+	for _, svc := range list {
+		if svc.Kind == TLS {
+			c, err := selfSigned()
+			if err != nil {
+				return nil, err
+			}
+			tlsConf = c
+			break
+		}
+	}
 	err := Do(ns, func() error {
 		for _, svc := range list {
 			for _, fam := range []string{"4", "6"} {
@@ -61,13 +73,6 @@ func startServices(ns string, list []Service) (io.Closer, error) {
 						return fmt.Errorf("listen tcp%s/%d: %w", fam, svc.Port, err)
 					}
 					s.closers = append(s.closers, ln)
-					if svc.Kind == TLS && tlsConf == nil {
-						c, err := selfSigned()
-						if err != nil {
-							return err
-						}
-						tlsConf = c
-					}
 					s.wg.Add(1)
 					go func() { defer s.wg.Done(); serveTCP(ln, svc, tlsConf) }()
 				case UDP:
