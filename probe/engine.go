@@ -190,8 +190,10 @@ type Engine struct {
 	// inflight is how many batches may be planned ahead of the oldest
 	// unfinished one.
 	inflight int
-	// rtt estimates the round-trip time of raw probes (under mu).
-	rtt rttEstimator
+	// rtt estimates the round-trip time of kernel-answered raw probes
+	// (tcp-syn, icmp-echo) and rttUDP that of UDP services' answers,
+	// which include the application's own latency (under mu).
+	rtt, rttUDP rttEstimator
 	// states counts the results delivered by this run (finaliser only).
 	states map[State]int
 }
@@ -666,8 +668,13 @@ func (e *Engine) finishLocked(en *entry, st State, reason string, at time.Time, 
 		en.res.RTTms = float64(rtt.Microseconds()) / 1000
 		// Karn: only unambiguous samples (an answer to the only attempt),
 		// and only kernel-answered kinds (see sendLoop's queues).
-		if en.attempts == 1 && e.raw && (en.kind == KindTCPSyn || en.kind == KindICMPEcho) {
-			e.rtt.add(rtt)
+		if en.attempts == 1 && e.raw {
+			switch {
+			case en.kind == KindTCPSyn || en.kind == KindICMPEcho:
+				e.rtt.add(rtt)
+			case en.kind == KindUDP && reason == ReasonUDPResponse:
+				e.rttUDP.add(rtt)
+			}
 		}
 	}
 	en.res.TTL = int(ttl)

@@ -17,11 +17,11 @@ const batchHold = 500 * time.Microsecond
 // filtered, and sends everything through the one pacer and the scope-checked
 // send path.
 func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
-	// Sent probes wait in two queues, each in order of last attempt: one
-	// with the adaptive timeout (answers come from kernels: SYN-ACK, RST,
-	// echo reply, ICMP errors) and one with the full Timeout for UDP,
-	// where an answer may need a slow application (a DNS server) and the
-	// kernels' round-trip time says nothing about it.
+	// Sent probes wait in two queues, each in order of last attempt and
+	// with its own adaptive timeout: one for answers that come from
+	// kernels (SYN-ACK, RST, echo reply, ICMP errors), one for UDP, whose
+	// answers come from applications (a DNS server), with a higher floor;
+	// the kernels' round-trip time says nothing about those.
 	var queues [2]retryQueue
 	queueOf := func(en *entry) *retryQueue {
 		if en.kind == KindUDP {
@@ -58,7 +58,10 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 		}
 		now := e.cfg.Now()
 		e.mu.Lock()
-		timeouts := [2]time.Duration{e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout), e.cfg.Timeout}
+		timeouts := [2]time.Duration{
+			e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout),
+			e.rttUDP.timeout(min(max(e.cfg.MinTimeout, udpMinTimeout), e.cfg.Timeout), e.cfg.Timeout),
+		}
 		e.mu.Unlock()
 		// Due retries and expiries first: they keep the oldest probes
 		// moving so batches complete in order.
@@ -225,6 +228,9 @@ func (e *Engine) dueRetry(q *retryQueue, timeout time.Duration, now time.Time) *
 	}
 	return nil
 }
+
+// udpMinTimeout is the floor of UDP probes' adaptive timeout.
+const udpMinTimeout = 250 * time.Millisecond
 
 // maxTapLag bounds how long a verdict waits for a tap that never drains
 // (a reply flood): after that the engine decides anyway.
