@@ -152,8 +152,14 @@ func (e *Engine) waitICMP(ctx context.Context, w *watchInfo, d time.Duration) {
 // connectOnce makes one connection attempt and, for banner and tls-hello,
 // reads what the server volunteers. It fills en.res.Banner / en.res.TLS.
 func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort, syn int64) (State, string, error) {
+	// The dial timeout adapts like the raw probes' (the kernel answers a
+	// SYN either way), below the kernel's first SYN retransmission.
+	e.mu.Lock()
+	timeout := e.rtt.timeout(e.cfg.MinTimeout, min(e.cfg.Timeout, maxDialTimeout))
+	e.mu.Unlock()
+	var synAt time.Time
 	d := net.Dialer{
-		Timeout: min(e.cfg.Timeout, maxDialTimeout),
+		Timeout: timeout,
 		// Control runs after the socket exists and right before connect:
 		// the last point before a SYN can leave. The send path's scope
 		// check for connect-based probes lives here.
@@ -164,6 +170,7 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 			}
 			e.sent.Add(1)
 			now := e.cfg.Now()
+			synAt = now
 			e.pacer.Stamp(syn, now)
 			e.sendMu.Lock()
 			e.meter.Add(now, 1)
@@ -172,6 +179,15 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 		},
 	}
 	c, err := d.DialContext(ctx, "tcp", dst.String())
+	if (err == nil || errors.Is(err, syscall.ECONNREFUSED)) && !synAt.IsZero() {
+		// A SYN-ACK or RST came back: an RTT sample (Karn: first attempt
+		// only).
+		e.mu.Lock()
+		if en.attempts == 1 {
+			e.rtt.add(e.cfg.Now().Sub(synAt))
+		}
+		e.mu.Unlock()
+	}
 	if err != nil {
 		if errors.Is(err, ErrOutOfScope) {
 			e.refuse(dst.Addr(), nil)
