@@ -423,6 +423,9 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	start := e.cfg.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The planner looks up sources until it stops: close the router only
+	// after every goroutine is done (defers run last-in, first-out).
+	defer e.router.close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -436,7 +439,6 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 			needConnect = true
 		}
 	}
-	defer e.router.close()
 	if e.raw {
 		if needRaw && e.conn == nil {
 			c, err := openRaw()
