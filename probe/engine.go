@@ -184,6 +184,7 @@ type Engine struct {
 	drained atomic.Int64
 	// tapLagged counts verdicts given without the tap having caught up.
 	tapLagged   atomic.Uint64
+	ran         atomic.Bool
 	malformed   atomic.Uint64
 	done        atomic.Uint64
 	refusedList []string // first few refused destinations (sendMu)
@@ -421,6 +422,9 @@ func (e *Engine) probesPerTarget() int {
 // ResumeBatch can continue. Sending stops within 100 ms of cancellation.
 func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	start := e.cfg.Now()
+	if !e.ran.CompareAndSwap(false, true) {
+		return Summary{}, fmt.Errorf("%w: an engine runs once; build another with New", ErrConfig)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The planner looks up sources until it stops: close the router only

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -167,6 +168,52 @@ func TestEngineTCPLoopback(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestRunOnce(t *testing.T) {
+	e, err := New(Config{Targets: seqOf(), Scope: prefixes{}, Kinds: []Kind{KindTCPConnect}, Limits: Limits{Profile: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Run(context.Background()); !errors.Is(err, ErrConfig) {
+		t.Fatalf("second run: %v", err)
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	a := netip.MustParseAddr("127.0.0.1")
+	base := func() Config {
+		return Config{Targets: seqOf(a), Scope: prefixes{}, Kinds: []Kind{KindTCPConnect}, Limits: Limits{Profile: 400, Scope: 300}}
+	}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want error
+	}{
+		{"rate above the scope cap", func(c *Config) { c.Limits.Requested = 301 }, ErrRateAboveCap},
+		{"no profile cap", func(c *Config) { c.Limits.Profile = 0 }, ErrConfig},
+		{"unknown kind", func(c *Config) { c.Kinds = []Kind{"tcp-xmas"} }, ErrConfig},
+		{"no scope", func(c *Config) { c.Scope = nil }, ErrConfig},
+		{"bad port protocol", func(c *Config) { c.Ports = []Port{{"sctp", 1}} }, ErrConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			tt.mod(&c)
+			if _, err := New(c); !errors.Is(err, tt.want) {
+				t.Fatalf("New: %v, want %v", err, tt.want)
+			}
+		})
+	}
+	c := base()
+	c.Limits.Requested = 300
+	e, err := New(c)
+	if err != nil || e.Rate() != 300 {
+		t.Fatalf("rate at the cap: %v %v", e, err)
 	}
 }
 
