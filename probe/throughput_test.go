@@ -131,8 +131,10 @@ func TestThroughput(t *testing.T) {
 	}
 	const rate = 400_000
 	s, cpu := sinkScan(t, 65534, 4, rate)
-	t.Logf("sent %d packets, measured %.0f pps (requested %d), worst 100 ms window %d (limit %d), CPU %v (%.2f ms per 1,000 probes)",
-		s.PacketsSent, s.MeasuredPPS, rate, s.Worst100ms, s.WindowLimit, cpu, float64(cpu.Microseconds())/float64(s.PacketsSent))
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	t.Logf("sent %d packets, measured %.0f pps (requested %d), worst 100 ms window %d (limit %d), CPU %v (%.2f ms per 1,000 probes), max RSS %d MiB",
+		s.PacketsSent, s.MeasuredPPS, rate, s.Worst100ms, s.WindowLimit, cpu, float64(cpu.Microseconds())/float64(s.PacketsSent), ru.Maxrss>>10)
 	if s.Worst100ms > s.WindowLimit {
 		t.Errorf("window %d > limit %d", s.Worst100ms, s.WindowLimit)
 	}
