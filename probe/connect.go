@@ -89,9 +89,7 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		}
 		now := e.cfg.Now()
 		e.mu.Lock()
-		if attempt == 0 {
-			en.first = now
-		} else {
+		if attempt > 0 {
 			e.retries.Add(1)
 		}
 		en.attempts++

@@ -224,7 +224,6 @@ type entry struct {
 	src      netip.Addr
 	b        *batch
 	attempts int
-	first    time.Time
 	last     time.Time
 	fin      bool
 	res      Result

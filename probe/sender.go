@@ -147,7 +147,6 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 		bufs[len(pkts)] = p[:0]
 		e.mu.Lock()
 		if next.attempts == 0 {
-			next.first = now
 			e.pending[next.key] = next
 		} else {
 			e.retries.Add(1)
