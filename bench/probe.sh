@@ -63,11 +63,10 @@ trap cleanup EXIT
 
 echo "== build"
 CGO_ENABLED=0 go build -o "$W/labctl" ./bench/labctl
-CGO_ENABLED=0 go build -o "$W/proberun" ./bench/proberun
-CGO_ENABLED=0 go build -tags lab -o "$W/proberun-lab" ./bench/proberun
 CGO_ENABLED=0 go build -o "$W/firewalliq" .
-# Signing checks the scope against the compiled-in profile, so the max-rate
-# scope (max_pps above the default cap) is signed by a lab build.
+# Our engine runs as the product runs it, `firewalliq probe`. Signing checks
+# the scope against the compiled-in profile, so the max-rate scope (max_pps
+# above the default cap) is signed, and scanned, by a lab build.
 CGO_ENABLED=0 go build -tags lab -o "$W/firewalliq-lab" .
 "$W/labctl" sweep
 
@@ -135,8 +134,8 @@ run_one() { # tool rate loss rep
       ;;
     engine)
       fmt=engine; in="$base.d/results.jsonl"
-      { time timeout "$TOOL_TIMEOUT" ip netns exec "$LAB_SCANNER" "$W/proberun" --scope "$W/bench.signed" --trust "$W/lab.pub" \
-          --probes tcp-syn --rate "$rate" --out "$base.d" >"$base.out" 2>&1 ; } 2>"$base.time"
+      { time timeout "$TOOL_TIMEOUT" ip netns exec "$LAB_SCANNER" "$W/firewalliq" probe --scope "$W/bench.signed" \
+          --trust "$W/lab.pub" --probes tcp-syn --rate "$rate" --out "$base.d" --no-progress >"$base.out" 2>&1 ; } 2>"$base.time"
       ;;
   esac
   capture_stop "$base.pcap"
@@ -173,8 +172,9 @@ for rate in $MAXRATES; do
   for rep in $(seq 1 "$REPS"); do
     d="$OUT/raw/max-engine-r$rate-$rep.d"
     rx0=$(counters)
-    { time ip netns exec "$LAB_SCANNER" "$W/proberun-lab" --scope "$W/sink.signed" --trust "$W/lab.pub" \
-        --probes tcp-syn --rate "$rate" --retries -1 --timeout 200ms --out "$d" >"$d.out" 2>&1 ; } 2>"$d.time"
+    { time timeout "$TOOL_TIMEOUT" ip netns exec "$LAB_SCANNER" "$W/firewalliq-lab" probe --scope "$W/sink.signed" \
+        --trust "$W/lab.pub" --probes tcp-syn --rate "$rate" --retries 0 --timeout 200ms --out "$d" --no-progress \
+        >"$d.out" 2>&1 ; } 2>"$d.time"
     rx1=$(counters)
     read -r wall user sys <"$d.time"
     jq -c --arg tool engine --argjson rate "$rate" --argjson rx "$((rx1 - rx0))" --argjson wall "$wall" \
