@@ -352,3 +352,23 @@ func TestSweep(t *testing.T) {
 		t.Errorf("live namespace removed: %v", err)
 	}
 }
+
+// TestLabLeavesHostAlone checks, while a lab is up, that the host's root
+// namespace has no address or route in the lab ranges: lab traffic can only
+// ever be routed inside the lab.
+func TestLabLeavesHostAlone(t *testing.T) {
+	NewT(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, args := range [][]string{{"-4", "addr"}, {"-6", "addr"}, {"-4", "route", "show", "table", "all"}, {"-6", "route", "show", "table", "all"}} {
+		out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip %v: %v", args, err)
+		}
+		for _, bad := range []string{"198.18.", "198.19.", "fd00:f1a9"} {
+			if bytes.Contains(out, []byte(bad)) {
+				t.Errorf("host namespace has %s in 'ip %v':\n%s", bad, args, out)
+			}
+		}
+	}
+}
