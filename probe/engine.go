@@ -183,8 +183,11 @@ type Engine struct {
 	// drained is when the tap last found its socket empty (unix ns).
 	drained atomic.Int64
 	// tapLagged counts verdicts given without the tap having caught up.
-	tapLagged   atomic.Uint64
-	ran         atomic.Bool
+	tapLagged atomic.Uint64
+	ran       atomic.Bool
+	// lossSeen is set once a probe was answered only on a retry (see
+	// retryBudget).
+	lossSeen    atomic.Bool
 	malformed   atomic.Uint64
 	done        atomic.Uint64
 	refusedList []string // first few refused destinations (sendMu)
@@ -668,6 +671,10 @@ func (e *Engine) finishLocked(en *entry, st State, reason string, at time.Time, 
 	en.fin = true
 	en.res.State, en.res.Reason = st, reason
 	en.res.Retries = max(en.attempts-1, 0)
+	if en.attempts > 1 && st != StateFiltered && st != StateOpenFiltered && st != StateError {
+		// Answered, but not on the first attempt: packets get lost here.
+		e.lossSeen.Store(true)
+	}
 	if st != StateFiltered && st != StateOpenFiltered && !en.last.IsZero() {
 		rtt := at.Sub(en.last)
 		en.res.RTTms = float64(rtt.Microseconds()) / 1000

@@ -44,3 +44,23 @@ func repeat(d time.Duration, n int) []time.Duration {
 	}
 	return out
 }
+
+// TestRetryBudget: one retry fewer until a probe is answered only on a
+// retry, then the configured number; never below what was asked when it
+// is 0 or 1.
+func TestRetryBudget(t *testing.T) {
+	for _, tt := range []struct{ retries, clean, lossy int }{{0, 0, 0}, {1, 1, 1}, {2, 1, 2}, {3, 2, 3}} {
+		e := &Engine{cfg: Config{Retries: tt.retries}}
+		if got := e.retryBudget(); got != tt.clean {
+			t.Errorf("retries %d, no loss seen: budget %d, want %d", tt.retries, got, tt.clean)
+		}
+		b := &batch{done: make(chan struct{})}
+		b.remaining.Store(1)
+		en := &entry{kind: KindTCPSyn, b: b, attempts: 2, last: time.Now()}
+		e.pending = map[probeKey]*entry{}
+		e.finishLocked(en, StateOpen, ReasonSynAck, time.Now(), 64, nil)
+		if got := e.retryBudget(); got != tt.lossy {
+			t.Errorf("retries %d, loss seen: budget %d, want %d", tt.retries, got, tt.lossy)
+		}
+	}
+}

@@ -209,7 +209,7 @@ func (e *Engine) dueRetry(q *retryQueue, timeout time.Duration, now time.Time) *
 		if now.Sub(last) < timeout {
 			return nil
 		}
-		if h.attempts <= e.cfg.Retries {
+		if h.attempts <= e.retryBudget() {
 			q.pop()
 			return h
 		}
@@ -230,6 +230,18 @@ func (e *Engine) dueRetry(q *retryQueue, timeout time.Duration, now time.Time) *
 
 // udpMinTimeout is the floor of UDP probes' adaptive timeout.
 const udpMinTimeout = 250 * time.Millisecond
+
+// retryBudget is how many retries a raw probe gets now: the configured
+// number once the scan has seen loss (a probe answered only on a retry),
+// one fewer before that. On a clean network a DROP is then confirmed with
+// one attempt less, as nmap does; the first sign of loss restores the full
+// budget for every probe still in flight.
+func (e *Engine) retryBudget() int {
+	if e.cfg.Retries <= 1 || e.lossSeen.Load() {
+		return e.cfg.Retries
+	}
+	return e.cfg.Retries - 1
+}
 
 // maxTapLag bounds how long a verdict waits for a tap that never drains
 // (a reply flood): after that the engine decides anyway.

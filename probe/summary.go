@@ -33,6 +33,9 @@ type Summary struct {
 	// Worst100ms is the most packets sent in any 100 ms window.
 	Worst100ms int    `json:"worst_100ms_window"`
 	Retries    uint64 `json:"retries"`
+	// LossSeen tells whether a probe was answered only on a retry; until
+	// then raw probes got one retry fewer than configured.
+	LossSeen bool `json:"loss_seen"`
 	// TimeoutMs is the adaptive per-attempt timeout at the end of the run
 	// (raw probes), and SRTTms the smoothed round-trip time behind it.
 	TimeoutMs float64 `json:"timeout_ms"`
@@ -80,6 +83,7 @@ func (e *Engine) summary(start time.Time) Summary {
 	if e.raw {
 		s.Transport = "raw"
 	}
+	s.LossSeen = e.lossSeen.Load()
 	e.mu.Lock()
 	s.TimeoutMs = float64(e.rtt.timeout(e.cfg.MinTimeout, e.cfg.Timeout).Microseconds()) / 1000
 	s.SRTTms = float64(e.rtt.srtt.Microseconds()) / 1000
