@@ -449,3 +449,35 @@ func TestScoped(t *testing.T) {
 		t.Fatalf("audit %+v", e)
 	}
 }
+
+// TestTokenOwnerDemoted: a token made while its owner held a stronger role
+// stops working once the owner's role is lowered; it never carries more
+// than its owner holds now.
+func TestTokenOwnerDemoted(t *testing.T) {
+	f := newFixture(t)
+	admin := f.user(f.a, "a-admin", store.RoleAdmin)
+	adminP, _ := f.login(admin)
+	lead := f.user(f.a, "lead", store.RoleSecurityLead)
+	leadP, _ := f.login(lead)
+	sec, _, err := f.svc.CreateToken(f.ctx, leadP, NewToken{Name: "ci", Role: store.RoleSecurityLead}, f.code(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak, _, err := f.svc.CreateToken(f.ctx, leadP, NewToken{Name: "ops", Role: store.RoleOperator}, f.code(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AuthenticateToken(f.ctx, sec, client); err != nil {
+		t.Fatalf("token before demotion: %v", err)
+	}
+	if err := f.svc.SetRole(f.ctx, adminP, "", lead.ID, store.RoleOperator, f.code(admin)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AuthenticateToken(f.ctx, sec, client); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("security_lead token of an owner demoted to operator: %v", err)
+	}
+	tp, err := f.svc.AuthenticateToken(f.ctx, weak, client)
+	if err != nil || tp.Role != store.RoleOperator {
+		t.Fatalf("operator token of an operator: %+v %v", tp, err)
+	}
+}

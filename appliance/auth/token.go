@@ -156,5 +156,10 @@ func (s *Service) AuthenticateToken(ctx context.Context, bearer string, c Client
 	if u.Disabled {
 		return Principal{}, fmt.Errorf("%w: token owner disabled", ErrUnauthenticated)
 	}
+	// The owner's role may have been lowered since the token was made
+	// (SetRole): a token must never carry more than its owner holds now.
+	if !weaker(t.Role, u.Role) {
+		return Principal{}, fmt.Errorf("%w: token role %s exceeds its owner's current role %s", ErrUnauthenticated, t.Role, u.Role)
+	}
 	return Principal{UserID: u.ID, Name: u.Name, Role: t.Role, TenantID: t.TenantID, HomeTenantID: u.TenantID, TokenID: t.ID, Client: c}, nil
 }
