@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -148,9 +151,19 @@ func (c *rawConn) sendRun(pkts [][]byte, dsts []netip.Addr, v4 bool) (int, error
 // bound to every interface. It sees replies to the raw probes, ICMP errors
 // quoting them, and (when asked) the kernel's own packets of connect-based
 // probes, which is how those are recorded as evidence.
+//
+// The socket is non-blocking and read through the Go runtime's poller, so
+// an idle reader parks like any network read instead of holding a thread
+// in a blocking syscall (which keeps the scheduler's monitor spinning and
+// cost several percent of a core at low rates).
 type tap struct {
-	fd int
+	f  *os.File
+	rc syscall.RawConn
 	lo int // ifindex of the loopback interface, where every packet shows twice
+	// busy is set from the start of each read attempt until the reader
+	// finds the socket empty: while it is false, the reader holds no
+	// packet it has not handled (see idle).
+	busy atomic.Bool
 }
 
 // Linux packet types (sockaddr_ll.sll_pkttype).
@@ -159,11 +172,10 @@ const pktOutgoing = unix.PACKET_OUTGOING
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func openTap(tcpPorts []uint16, udpPort uint16, allTCP, keepOutgoing bool) (*tap, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, int(htons(unix.ETH_P_ALL)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: packet socket: %w", ErrNoRaw, err)
 	}
-	t := &tap{fd: fd, lo: -1}
 	raw, err := tapFilter(tcpPorts, udpPort, allTCP, keepOutgoing)
 	if err != nil {
 		unix.Close(fd)
@@ -176,9 +188,13 @@ func openTap(tcpPorts []uint16, udpPort uint16, allTCP, keepOutgoing bool) (*tap
 	}
 	// Room for a burst of replies at high rates.
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
-	// A read timeout lets the reader notice the end of a scan.
-	tv := unix.NsecToTimeval((20 * time.Millisecond).Nanoseconds())
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	f := os.NewFile(uintptr(fd), "tap")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("tap: %w", err)
+	}
+	t := &tap{f: f, rc: rc, lo: -1}
 	if ifs, err := net.Interfaces(); err == nil {
 		for _, i := range ifs {
 			if i.Flags&net.FlagLoopback != 0 {
@@ -189,32 +205,67 @@ func openTap(tcpPorts []uint16, udpPort uint16, allTCP, keepOutgoing bool) (*tap
 	return t, nil
 }
 
-// read reads one packet into buf. ok is false on timeout.
-func (t *tap) read(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
-	return t.recv(buf, 0)
-}
-
-// readNow is read without waiting: ok is false when the queue is empty.
-func (t *tap) readNow(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
-	return t.recv(buf, unix.MSG_DONTWAIT)
-}
-
-func (t *tap) recv(buf []byte, flags int) (n int, outgoing, loopback, ok bool, err error) {
-	n, from, err := unix.Recvfrom(t.fd, buf, flags)
-	if err != nil {
-		if err == unix.EAGAIN || err == unix.EINTR {
-			return 0, false, false, false, nil
+// next waits for one packet and reads it into buf. Each time it finds the
+// socket empty it calls empty (with the time taken just before looking),
+// then parks until the socket is readable. It fails once the tap is closed.
+func (t *tap) next(buf []byte, now func() time.Time, empty func(time.Time)) (n int, outgoing, loopback bool, err error) {
+	var from unix.Sockaddr
+	var rerr error
+	err = t.rc.Read(func(fd uintptr) bool {
+		before := now()
+		t.busy.Store(true)
+		n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+		if rerr == unix.EAGAIN {
+			t.busy.Store(false)
+			if empty != nil {
+				empty(before)
+			}
+			return false
 		}
-		return 0, false, false, false, fmt.Errorf("tap read: %w", err)
+		return rerr != unix.EINTR
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, false, false, fmt.Errorf("tap read: %w", err)
 	}
 	if ll, isLL := from.(*unix.SockaddrLinklayer); isLL {
 		outgoing = ll.Pkttype == pktOutgoing
 		loopback = ll.Ifindex == t.lo
 	}
-	return n, outgoing, loopback, true, nil
+	return n, outgoing, loopback, nil
 }
 
-func (t *tap) close() error { return unix.Close(t.fd) }
+// read reads one packet into buf, waiting at most 20 ms: ok is false on
+// timeout (for callers that poll a stop signal).
+func (t *tap) read(buf []byte) (n int, outgoing, loopback, ok bool, err error) {
+	_ = t.f.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	n, outgoing, loopback, err = t.next(buf, time.Now, nil)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, false, false, false, nil
+	}
+	return n, outgoing, loopback, err == nil, err
+}
+
+// idle reports whether, at the moment of the call, the socket's queue is
+// empty and the reader holds no unhandled packet: every packet that
+// arrived before has been handled. The queue is checked first and the
+// reader second, so a packet dequeued in between is seen as busy.
+func (t *tap) idle() bool {
+	queued := 1
+	if err := t.rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			queued = v
+		}
+	}); err != nil {
+		return false
+	}
+	return queued == 0 && !t.busy.Load()
+}
+
+// close closes the socket; a reader parked in next returns an error.
+func (t *tap) close() error { return t.f.Close() }
 
 // router finds the local address the kernel would use to reach a
 // destination, by connecting a UDP socket (which sends nothing) and reading

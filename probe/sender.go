@@ -257,6 +257,13 @@ func (e *Engine) tapCaughtUp(deadline, now time.Time) bool {
 	if d >= deadline.UnixNano() {
 		return true
 	}
+	// A parked reader does not refresh drained: ask the socket.
+	if t := e.cfg.Now(); e.tap.f != nil && e.tap.idle() {
+		e.drained.Store(t.UnixNano())
+		if !t.Before(deadline) {
+			return true
+		}
+	}
 	if now.Sub(deadline) > maxTapLag {
 		e.tapLagged.Add(1)
 		return true
@@ -397,25 +404,17 @@ func (e *Engine) refuse(dst netip.Addr, en *entry) {
 // replies) delays the verdict instead of turning an answer into
 // "filtered".
 func (e *Engine) readTap(ctx context.Context, stop <-chan struct{}) {
-	defer e.tap.close()
+	go func() {
+		// Closing the socket is what wakes a parked reader.
+		<-stop
+		e.tap.close()
+	}()
 	buf := make([]byte, 65536)
+	empty := func(before time.Time) { e.drained.Store(before.UnixNano()) }
 	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		before := e.cfg.Now()
-		n, out, lo, ok, err := e.tap.readNow(buf)
-		if err == nil && !ok {
-			e.drained.Store(before.UnixNano())
-			n, out, lo, ok, err = e.tap.read(buf)
-		}
+		n, out, lo, err := e.tap.next(buf, e.cfg.Now, empty)
 		if err != nil {
 			return
-		}
-		if !ok {
-			continue
 		}
 		if out && lo {
 			// On loopback every packet shows up twice, outgoing and
