@@ -61,7 +61,10 @@ func openSiem(cmd *cobra.Command, env *Env) (*siemEnv, error) {
 	id := siem.ApplianceID(pub)
 	host, _ := os.Hostname()
 	ob := siem.New(app.Store.DB(), siem.Options{ApplianceID: id, Hostname: host, Now: env.Now, Sealer: app.Keys})
-	return &siemEnv{app: app, ob: ob, log: audit.New(audit.Options{Now: env.Now})}, nil
+	// The appliance's own log: it holds the audit signing key, so an entry
+	// that lands on a checkpoint_every boundary gets its signed checkpoint
+	// like any other (an unsigned Log would silently skip it).
+	return &siemEnv{app: app, ob: ob, log: app.Audit}, nil
 }
 
 func newSiemAddCmd(env *Env) *cobra.Command {

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"database/sql"
 	"encoding/json"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"firewalliq/appliance"
+	"firewalliq/appliance/store"
 )
 
 // TestSiemCommands walks the siem group: add (udp, webhook with a generated
@@ -65,5 +69,31 @@ func TestSiemCommands(t *testing.T) {
 	// tenant's), plus any checkpoints signed meanwhile; nothing delivered.
 	if st[0]["last_seq"].(float64) < 3 || st[0]["pending"] != st[0]["last_seq"] {
 		t.Errorf("status %v", st[0])
+	}
+}
+
+// TestSiemAddCheckpoints: the audit entries 'siem add' writes go through the
+// appliance's signing log, so an entry on an audit.checkpoint_every boundary
+// gets its signed checkpoint (with checkpoint_every 1, every entry does).
+func TestSiemAddCheckpoints(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, stderr := runCLI(t, nil, "init", "--data", dir, "--admin", "root-admin"); code != 0 {
+		t.Fatalf("init: %s", stderr)
+	}
+	env := map[string]string{"FIQ_AUDIT_CHECKPOINT_EVERY": "1"}
+	if code, _, stderr := runCLI(t, env, "siem", "add", "--name", "soc", "--kind", "udp", "--address", "127.0.0.1:514", "--data", dir); code != 0 {
+		t.Fatalf("siem add: %s", stderr)
+	}
+	db, err := sql.Open("sqlite", store.DSN(filepath.Join(dir, appliance.DatabaseFile), true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var head, signed int64
+	if err := db.QueryRow(`SELECT (SELECT max(seq) FROM audit_entries), (SELECT max(size) FROM audit_checkpoints)`).Scan(&head, &signed); err != nil {
+		t.Fatal(err)
+	}
+	if signed != head {
+		t.Fatalf("latest signed checkpoint covers %d of %d entries", signed, head)
 	}
 }
