@@ -121,6 +121,9 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 			e.mu.Unlock()
 		}
 		at := e.cfg.Now()
+		if ic == nil && w == nil {
+			ic = en.res.ICMP // from the socket's error queue (no tap)
+		}
 		e.mu.Lock()
 		if err != nil && st == StateError {
 			en.res.Error = err.Error()
@@ -156,27 +159,47 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 	timeout := e.rtt.timeout(e.cfg.MinTimeout, min(e.cfg.Timeout, maxDialTimeout))
 	e.mu.Unlock()
 	var synAt time.Time
-	d := net.Dialer{
-		Timeout: timeout,
-		// Control runs after the socket exists and right before connect:
-		// the last point before a SYN can leave. The send path's scope
-		// check for connect-based probes lives here.
-		Control: func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil || !e.cfg.Scope.Contains(ap.Addr().Unmap()) {
-				return fmt.Errorf("%w: %s", ErrOutOfScope, address)
-			}
-			e.sent.Add(1)
-			now := e.cfg.Now()
-			synAt = now
-			e.pacer.Stamp(syn, now)
-			e.sendMu.Lock()
-			e.meter.Add(now, 1)
-			e.sendMu.Unlock()
-			return nil
-		},
+	// control runs after the socket exists and right before connect: the
+	// last point before a SYN can leave. The send path's scope check for
+	// connect-based probes lives here.
+	control := func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil || !e.cfg.Scope.Contains(ap.Addr().Unmap()) {
+			return fmt.Errorf("%w: %s", ErrOutOfScope, address)
+		}
+		e.sent.Add(1)
+		now := e.cfg.Now()
+		synAt = now
+		e.pacer.Stamp(syn, now)
+		e.sendMu.Lock()
+		e.meter.Add(now, 1)
+		e.sendMu.Unlock()
+		return nil
 	}
-	c, err := d.DialContext(ctx, "tcp", dst.String())
+	var c net.Conn
+	var err error
+	if e.tap == nil {
+		// No tap to see ICMP errors: have the kernel queue them on the
+		// socket instead.
+		var q *queuedICMP
+		c, q, err = dialRecvErr(ctx, dst, timeout, control)
+		if err != nil && q != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+			proto := uint8(protoICMP)
+			if q.v6 {
+				proto = protoICMPv6
+			}
+			st, why := classifyICMP(proto, q.typ, q.code)
+			from := ""
+			if q.from.IsValid() {
+				from = q.from.Unmap().String()
+			}
+			en.res.ICMP = &ICMP{Type: int(q.typ), Code: int(q.code), From: from}
+			return st, why, err
+		}
+	} else {
+		d := net.Dialer{Timeout: timeout, Control: control}
+		c, err = d.DialContext(ctx, "tcp", dst.String())
+	}
 	if (err == nil || errors.Is(err, syscall.ECONNREFUSED)) && !synAt.IsZero() {
 		// A SYN-ACK or RST came back: an RTT sample (Karn: first attempt
 		// only).

@@ -164,6 +164,24 @@ func TestFirewallClassification(t *testing.T) {
 			if s.Worst100ms > s.WindowLimit || s.UnmatchedReplies != 0 {
 				t.Errorf("summary: worst %d limit %d unmatched %d", s.Worst100ms, s.WindowLimit, s.UnmatchedReplies)
 			}
+
+			// Without raw sockets there is no tap: the connect kinds read
+			// ICMP errors from their socket's error queue instead, and
+			// must tell the same story (IPv6 included, where the kernel
+			// does not fail the connect).
+			var tcpPorts []Port
+			for p := uint16(20000); p <= 20004; p++ {
+				tcpPorts = append(tcpPorts, Port{"tcp", p})
+			}
+			_, col = runEngine(t, Config{
+				ScanID: "firewall-noraw", Targets: seqOf(a), Scope: prefixes{netip.PrefixFrom(a, a.BitLen())},
+				Ports: tcpPorts, Kinds: []Kind{KindTCPSyn, KindBanner}, Limits: Limits{Profile: 1000},
+				Timeout: 300 * time.Millisecond, Retries: 1, ReadTimeout: 300 * time.Millisecond, NoRaw: true,
+			})
+			for p, w := range tcp {
+				check(KindTCPConnect, p, w)
+				check(KindBanner, p, w)
+			}
 		})
 	}
 }
