@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -215,11 +217,21 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	if !isJSONObject(e.Details) {
 		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrBadDetails)
 	}
-	d, err := normalizeDetails(e.Details)
-	if err != nil {
+	// Bytes >= 0x80 occur only inside JSON strings, so replacing invalid
+	// UTF-8 keeps the JSON valid and makes it decodable (ParseCanonical
+	// requires UTF-8); encoding/json does the same when it marshals.
+	d, err := normalizeDetails(bytes.ToValidUTF8(e.Details, []byte("\uFFFD")))
+	if err != nil || len(d) > maxField {
 		return Entry{}, fmt.Errorf("audit append %q: %w", e.Action, ErrBadDetails)
 	}
 	e.Details = d
+	// Text fields often come from outside (a login form's user name, a
+	// User-Agent header). Store them in a form ParseCanonical accepts, or
+	// one hostile request would make its entry unreadable for every reader
+	// built on ReadEntries (SIEM outbox, anchors, export, proofs), while
+	// refusing the append would let such a request go unaudited.
+	e.Tenant, e.ActorID, e.ActorName = textField(e.Tenant), textField(e.ActorID), textField(e.ActorName)
+	e.ActorIP, e.UserAgent, e.Object = textField(e.ActorIP), textField(e.UserAgent), textField(e.Object)
 	// Truncate to what the text column keeps, so the returned entry hashes
 	// to the stored one: RFC3339Nano keeps nanoseconds, drops the monotonic
 	// clock reading and the zone (UTC).
@@ -268,6 +280,20 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	}
 	l.fr = next
 	return e, nil
+}
+
+// textField returns s as Append stores a text field: invalid UTF-8
+// replaced by U+FFFD, then cut to maxField bytes at a rune boundary.
+func textField(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > maxField {
+		cut := maxField
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
 
 // leafHash is the Merkle leaf for an entry: tlog.RecordHash over the entry

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -277,5 +279,54 @@ func TestFrontierMatchesTlog(t *testing.T) {
 		if fr.root() != root {
 			t.Fatalf("size %d: root differs", n+1)
 		}
+	}
+}
+
+// TestAppendHostileText: text fields come from outside (a login form's user
+// name, a User-Agent header) and may hold invalid UTF-8 or be huge. Append
+// stores them in a form every reader decodes (invalid bytes become U+FFFD,
+// fields are cut to the decoder's bound at a rune boundary), so one hostile
+// request can neither go unaudited nor make the entry unreadable for the
+// SIEM outbox, anchors, export and proofs (all built on ReadEntries).
+func TestAppendHostileText(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	l := newTestLog(0)
+	long := strings.Repeat("é", maxField) // 2*maxField bytes
+	var stored Entry
+	err := inTx(ctx, db, func(tx *sql.Tx) error {
+		var err error
+		stored, err = l.Append(ctx, tx, Entry{ActorName: "mallory\xff", UserAgent: long, ActorIP: "192.0.2.1", Object: "x\xc3",
+			Action: ActAuthLoginFailed, Details: []byte("{\"reason\":\"bad \xfe\"}")})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := ReadEntries(ctx, db, 1, 1)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("read back: %d entries, %v", len(es), err)
+	}
+	e := es[0]
+	if e.ActorName != "mallory\uFFFD" || e.Object != "x\uFFFD" || string(e.Details) != `{"reason":"bad `+"\uFFFD"+`"}` {
+		t.Fatalf("stored %q %q %s", e.ActorName, e.Object, e.Details)
+	}
+	if len(e.UserAgent) > maxField || !utf8.ValidString(e.UserAgent) || !strings.HasPrefix(long, e.UserAgent) || len(e.UserAgent) < maxField-1 {
+		t.Fatalf("user agent cut to %d bytes", len(e.UserAgent))
+	}
+	if !bytes.Equal(e.Hash, stored.Hash) || e.UserAgent != stored.UserAgent {
+		t.Fatal("Append returned another entry than it stored")
+	}
+	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil || !rep.Intact {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	// Details are built by code, not typed: too large is refused, not cut.
+	err = inTx(ctx, db, func(tx *sql.Tx) error {
+		_, err := l.Append(ctx, tx, Entry{Action: ActScopeSign, Details: []byte(`{"a":"` + strings.Repeat("x", maxField) + `"}`)})
+		return err
+	})
+	if !errors.Is(err, ErrBadDetails) {
+		t.Fatalf("oversized details: %v", err)
 	}
 }
