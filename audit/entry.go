@@ -57,6 +57,7 @@ const (
 	ActApprovalDeny     Action = "approval.deny"
 	ActApprovalVoid     Action = "approval.void"
 	ActApprovalComplete Action = "approval.complete"
+	ActApprovalUse      Action = "approval.use"
 
 	ActScopeSign     Action = "scope.sign"
 	ActScopeRegister Action = "scope.register"
@@ -92,7 +93,7 @@ func Actions() []Action {
 		ActAuthStepUp, ActAuthStepUpFailed, ActAuthSessionRevoke,
 		ActTenantCreate, ActUserCreate, ActUserUpdate, ActUserRoleChange, ActUserDisable,
 		ActTokenCreate, ActTokenRevoke, ActAccessDenied, ActSupportOpen, ActSupportClose, ActAnomalyAlert,
-		ActApprovalRequest, ActApprovalGrant, ActApprovalDeny, ActApprovalVoid, ActApprovalComplete,
+		ActApprovalRequest, ActApprovalGrant, ActApprovalDeny, ActApprovalVoid, ActApprovalComplete, ActApprovalUse,
 		ActScopeSign, ActScopeRegister, ActScopeDelete,
 		ActScanRequest, ActScanApprove, ActScanStart, ActScanComplete, ActScanFail, ActScanCancel,
 		ActEvidenceUpload, ActEvidenceExport, ActEvidenceAnchor, ActReportSign,

@@ -330,3 +330,32 @@ func TestAppendHostileText(t *testing.T) {
 		t.Fatalf("oversized details: %v", err)
 	}
 }
+
+// TestVocabularyDocumented keeps docs/audit.md's action table equal to the
+// closed vocabulary.
+func TestVocabularyDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/audit.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "## Action vocabulary")
+	if !ok {
+		t.Fatal("docs/audit.md has no '## Action vocabulary' section")
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "| `") {
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "`")
+			documented[name] = true
+		}
+	}
+	for _, a := range Actions() {
+		if !documented[string(a)] {
+			t.Errorf("action %q is not documented", a)
+		}
+		delete(documented, string(a))
+	}
+	for name := range documented {
+		t.Errorf("documented action %q is not in the vocabulary", name)
+	}
+}

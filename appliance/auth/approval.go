@@ -306,6 +306,8 @@ func (s *Service) VerifiedApproval(ctx context.Context, tenant, requestID string
 		return Approval{}, err
 	}
 	switch {
+	case a.Status == store.ApprovalUsed:
+		return Approval{}, fmt.Errorf("approval %s: %w", requestID, ErrApprovalUsed)
 	case a.Status == store.ApprovalVoid:
 		return Approval{}, fmt.Errorf("approval %s: %w", requestID, ErrApprovalVoid)
 	case a.Status == store.ApprovalDenied:
@@ -325,6 +327,54 @@ func (s *Service) VerifiedApproval(ctx context.Context, tenant, requestID string
 		return Approval{}, fmt.Errorf("approval %s: %d of %d: %w", requestID, len(distinct), RequiredApprovals, ErrApprovalPending)
 	}
 	return approvalOf(a, gs), nil
+}
+
+// VerifiedApprovalFor is VerifiedApproval for the requester about to act on
+// the approval. A request of somebody else is refused, and audited as
+// access.denied, before its bytes are compared: presenting another person's
+// request id can neither use nor void their approval.
+func (s *Service) VerifiedApprovalFor(ctx context.Context, tenant, requesterID, requestID string, canonicalRequest []byte) (Approval, error) {
+	owner, err := s.st.ApprovalTenant(ctx, requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	if tenant == "" || owner != tenant {
+		// VerifiedApproval refuses and audits the cross-tenant case.
+		return s.VerifiedApproval(ctx, tenant, requestID, canonicalRequest)
+	}
+	at, err := s.st.AuthTenant(tenant)
+	if err != nil {
+		return Approval{}, err
+	}
+	a, err := at.Approval(ctx, s.st.Reader(), requestID)
+	if err != nil {
+		return Approval{}, err
+	}
+	if a.RequesterID != requesterID {
+		err := fmt.Errorf("approval %s: %w: requested by someone else", requestID, ErrForbidden)
+		return Approval{}, s.record(ctx, err, audit.Entry{Tenant: tenant, ActorID: requesterID, ActorName: requesterID, Action: audit.ActAccessDenied, Object: requestID,
+			Details: jsonDetails(fields{"operation": "approval.use", "reason": "approval belongs to another requester"})})
+	}
+	return s.VerifiedApproval(ctx, tenant, requestID, canonicalRequest)
+}
+
+// SpendApproval marks tenant's approved request requestID as used, inside
+// tx: the transaction of the action it authorises, which records
+// approval.complete with it. Each approval authorises one action; a second
+// use (or a concurrent one that lost the race) is ErrApprovalUsed.
+func (s *Service) SpendApproval(ctx context.Context, tx *sql.Tx, tenant, requestID string) error {
+	at, err := s.st.AuthTenant(tenant)
+	if err != nil {
+		return err
+	}
+	if err := at.UseApproval(ctx, tx, requestID, s.now()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("approval %s: %w", requestID, ErrApprovalUsed)
+		}
+		return err
+	}
+	return s.append(ctx, tx, audit.Entry{Tenant: tenant, ActorName: "system", Action: audit.ActApprovalUse, Object: requestID,
+		Details: jsonDetails(fields{"status": store.ApprovalUsed})})
 }
 
 // GetApproval returns a request of p's tenant with its grants.

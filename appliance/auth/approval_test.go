@@ -330,3 +330,47 @@ func TestStepUpLockout(t *testing.T) {
 		t.Fatalf("after the lockout: %v", err)
 	}
 }
+
+// TestApprovalUseOnceByRequester: only the requester can act on an approval,
+// somebody else presenting its id neither uses nor voids it (and is
+// audited), and an approval authorises exactly one action.
+func TestApprovalUseOnceByRequester(t *testing.T) {
+	f := newApprovalFixture(t)
+	a, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, f.request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		pr Principal
+		u  testUser
+	}{{f.ap1P, f.ap1}, {f.ap2P, f.ap2}} {
+		if _, err := f.svc.Approve(f.ctx, p.pr, a.ID, f.code(p.u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark := f.head()
+	// The security lead presents the request id with their own bytes.
+	other := append([]byte(nil), f.request...)
+	other = append(other, ' ')
+	if _, err := f.svc.VerifiedApprovalFor(f.ctx, f.a, f.lead.ID, a.ID, other); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("another requester: %v, want ErrForbidden", err)
+	}
+	f.expectAudit(audit.ActAccessDenied, mark, 1)
+	f.expectAudit(audit.ActApprovalVoid, mark, 0)
+	if _, err := f.svc.VerifiedApprovalFor(f.ctx, f.a, f.req.ID, a.ID, f.request); err != nil {
+		t.Fatalf("the requester's approval was harmed: %v", err)
+	}
+	use := func() error {
+		return f.st.InTx(f.ctx, func(tx *sql.Tx) error { return f.svc.SpendApproval(f.ctx, tx, f.a, a.ID) })
+	}
+	if err := use(); err != nil {
+		t.Fatal(err)
+	}
+	f.expectAudit(audit.ActApprovalUse, mark, 1)
+	if err := use(); !errors.Is(err, ErrApprovalUsed) {
+		t.Fatalf("second use: %v, want ErrApprovalUsed", err)
+	}
+	if _, err := f.svc.VerifiedApprovalFor(f.ctx, f.a, f.req.ID, a.ID, f.request); !errors.Is(err, ErrApprovalUsed) {
+		t.Fatalf("check after use: %v, want ErrApprovalUsed", err)
+	}
+}

@@ -56,6 +56,8 @@ var (
 	ErrApprovalDenied = errors.New("approval denied")
 	// ErrApprovalExpired means the request's approval window has passed.
 	ErrApprovalExpired = errors.New("approval expired")
+	// ErrApprovalUsed means the approved action already ran once.
+	ErrApprovalUsed = errors.New("approval already used")
 	// ErrInvalid means an argument is malformed (empty name, unknown role,
 	// TTL out of range).
 	ErrInvalid = errors.New("invalid argument")

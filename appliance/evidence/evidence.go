@@ -50,7 +50,8 @@ const (
 // writes the export's audit entry.
 type Gate interface {
 	Authorize(ctx context.Context, p auth.Principal, op auth.Operation, tenant string) (string, error)
-	VerifiedApproval(ctx context.Context, tenant, requestID string, canonicalRequest []byte) (auth.Approval, error)
+	VerifiedApprovalFor(ctx context.Context, tenant, requesterID, requestID string, canonicalRequest []byte) (auth.Approval, error)
+	SpendApproval(ctx context.Context, tx *sql.Tx, tenant, requestID string) error
 	ConsumeStepUp(ctx context.Context, tx *sql.Tx, p auth.Principal, op auth.Operation, canonicalRequest []byte) error
 	StepUpRefused(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, err error) error
 }
@@ -356,7 +357,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	canon := ExportCanonical(tenant, p.UserID, req.Key, req.VersionID)
-	ap, err := s.gate.VerifiedApproval(ctx, tenant, req.RequestID, canon)
+	ap, err := s.gate.VerifiedApprovalFor(ctx, tenant, p.UserID, req.RequestID, canon)
 	if err != nil {
 		return ExportResult{}, fmt.Errorf("export %s: %w: %w", req.Key, ErrNotApproved, err)
 	}
@@ -397,6 +398,10 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 			stepErr = err
 			return err
 		}
+		// One approval, one export: the URL is minted once.
+		if err := s.gate.SpendApproval(ctx, tx, tenant, req.RequestID); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotApproved, err)
+		}
 		_, err := s.appendEntry(ctx, tx, audit.Entry{Tenant: tenant, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
 			Action: audit.ActEvidenceExport, Object: req.Key, Details: det})
 		return err
@@ -405,7 +410,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportResult, 
 		return ExportResult{}, fmt.Errorf("export %s: %w: %w", req.Key, ErrNotApproved, s.gate.StepUpRefused(ctx, p, tenant, auth.OpEvidenceExport, stepErr))
 	}
 	if err != nil {
-		return ExportResult{}, fmt.Errorf("export %s: audit: %w", req.Key, err)
+		return ExportResult{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	return ExportResult{URL: u.String(), Expires: expires, Key: req.Key, VersionID: req.VersionID, SHA256: sha, Approvers: approvers}, nil
 }

@@ -234,6 +234,7 @@ type fakeGate struct {
 	ap                      auth.Approval
 	canon                   []byte
 	refused                 int
+	spent                   map[string]bool
 }
 
 func (f *fakeGate) Authorize(ctx context.Context, p auth.Principal, op auth.Operation, tenant string) (string, error) {
@@ -246,8 +247,11 @@ func (f *fakeGate) Authorize(ctx context.Context, p auth.Principal, op auth.Oper
 	return tenant, f.authErr
 }
 
-func (f *fakeGate) VerifiedApproval(ctx context.Context, tenant, id string, canon []byte) (auth.Approval, error) {
+func (f *fakeGate) VerifiedApprovalFor(ctx context.Context, tenant, requester, id string, canon []byte) (auth.Approval, error) {
 	f.canon = canon
+	if f.apErr == nil && f.ap.RequesterID != requester {
+		return auth.Approval{}, auth.ErrForbidden
+	}
 	if f.ap.TenantID != tenant && f.apErr == nil {
 		return auth.Approval{}, errors.New("approval belongs to another tenant")
 	}
@@ -258,6 +262,14 @@ func (f *fakeGate) VerifiedApproval(ctx context.Context, tenant, id string, cano
 		return auth.Approval{}, errors.New("no such request")
 	}
 	return f.ap, nil
+}
+
+func (f *fakeGate) SpendApproval(ctx context.Context, tx *sql.Tx, tenant, id string) error {
+	if f.spent[id] {
+		return auth.ErrApprovalUsed
+	}
+	f.spent[id] = true
+	return nil
 }
 
 func (f *fakeGate) ConsumeStepUp(ctx context.Context, tx *sql.Tx, p auth.Principal, op auth.Operation, canon []byte) error {
@@ -284,7 +296,7 @@ func TestExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := &fakeGate{}
+	gate := &fakeGate{spent: map[string]bool{}}
 	now := time.Now()
 	s, err := Open(ctx, Options{DB: db, Audit: audit.New(audit.Options{}), Config: minioConfig(t, bucket), DataDir: t.TempDir(),
 		Production: true, Gate: gate, Now: func() time.Time { return now }})
@@ -323,6 +335,7 @@ func TestExport(t *testing.T) {
 		{"no step-up", good, nil, nil, auth.ErrStepUpRequired, req, ErrNotApproved},
 		{"object of another tenant", with(func(a *auth.Approval) { a.TenantID = "t2" }), nil, nil, nil, otherTenant, ErrNotFound},
 		{"ok", good, nil, nil, nil, req, nil},
+		{"second export with the same approval", good, nil, nil, nil, req, ErrNotApproved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gate.ap, gate.authErr, gate.apErr, gate.stepErr = tc.ap, tc.authErr, tc.apErr, tc.stepErr

@@ -468,6 +468,9 @@ const (
 	ApprovalApproved = "approved"
 	ApprovalDenied   = "denied"
 	ApprovalVoid     = "void"
+	// ApprovalUsed: the approved action ran; an approval authorises one
+	// action, never a second.
+	ApprovalUsed = "used"
 )
 
 // Approval is a dual-approval request row.
@@ -530,6 +533,14 @@ func (a *AuthTenant) ListApprovals(ctx context.Context, status string) ([]Approv
 func (a *AuthTenant) CloseApproval(ctx context.Context, tx *sql.Tx, id, status string, now time.Time) error {
 	res, err := tx.ExecContext(ctx, `UPDATE auth_approvals SET status = ?, closed_at = ? WHERE tenant_id = ? AND id = ? AND status IN ('pending','approved')`, status, nanos(now), a.id, id)
 	return affected("close approval", res, err)
+}
+
+// UseApproval moves the tenant's approved approval id to used, in the
+// transaction of the action it authorises. A request that is no longer
+// approved (used by a concurrent action, voided, denied) is ErrNotFound.
+func (a *AuthTenant) UseApproval(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE auth_approvals SET status = 'used', closed_at = ? WHERE tenant_id = ? AND id = ? AND status = 'approved'`, nanos(now), a.id, id)
+	return affected("use approval", res, err)
 }
 
 // MarkApproved moves the tenant's pending approval id to approved. The

@@ -97,6 +97,7 @@ func TestAuthTenantIsolation(t *testing.T) {
 			return inTx(func(tx *sql.Tx) error { return ab.CloseApproval(ctx, tx, aprA.ID, ApprovalVoid, now) })
 		}},
 		{"MarkApproved", func() error { return inTx(func(tx *sql.Tx) error { return ab.MarkApproved(ctx, tx, aprA.ID) }) }},
+		{"UseApproval", func() error { return inTx(func(tx *sql.Tx) error { return ab.UseApproval(ctx, tx, aprA.ID, now) }) }},
 		{"AddGrant", func() error {
 			return inTx(func(tx *sql.Tx) error {
 				return ab.AddGrant(ctx, tx, Grant{ApprovalID: aprA.ID, TenantID: a.ID, ApproverID: userA.ID, RequestSHA256: []byte("s"), GrantedAt: now})

@@ -86,7 +86,7 @@ CREATE TABLE auth_approvals (
     requester_id   TEXT NOT NULL REFERENCES users(id),
     request        BLOB NOT NULL,
     request_sha256 BLOB NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('pending','approved','denied','void')),
+    status         TEXT NOT NULL CHECK (status IN ('pending','approved','denied','void','used')),
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
     closed_at      INTEGER NOT NULL DEFAULT 0
