@@ -557,6 +557,32 @@ func (o *Outbox) syncWith(ctx context.Context, tx *sql.Tx, upto int64, only stri
 	return nil
 }
 
+// readEntriesTolerant reads entries from..to one by one and forwards a row
+// that no longer decodes as an audit.tamper event naming its seq, instead of
+// stopping: the SIEM is the independent witness, and a corrupted row must
+// not keep it from hearing about the row, or about the tamper alarm that
+// start-up verification raises after it.
+func (o *Outbox) readEntriesTolerant(ctx context.Context, tx *sql.Tx, from, to int64) ([]audit.Entry, error) {
+	var out []audit.Entry
+	for seq := from; seq <= to; seq++ {
+		e, err := audit.ReadEntry(ctx, tx, seq)
+		switch {
+		case errors.Is(err, audit.ErrBadEncoding):
+			det, _ := json.Marshal(map[string]string{"reason": "undecodable audit entry", "error": err.Error()})
+			e = audit.Entry{Seq: seq, Time: o.opts.Now().UTC(), ActorName: "siem", Action: audit.ActAuditTamper,
+				Object: fmt.Sprintf("audit entry %d", seq), Details: det}
+		case errors.Is(err, sql.ErrNoRows):
+			// A row deleted from the middle: nothing to forward; the gap in
+			// audit seq numbers is itself visible at the SIEM.
+			continue
+		case err != nil:
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // readAudit reads the entries after seq `after` up to `upto` (at most
 // syncBatch) and the checkpoints after id `afterCP`, merged in audit order.
 // limit is the last position the batch covers completely.
@@ -569,7 +595,10 @@ func (o *Outbox) readAudit(ctx context.Context, tx *sql.Tx, after, afterCP, upto
 		// audit.ReadEntries decodes the stored entries; their encoding is
 		// the audit package's business, not ours.
 		var err error
-		if entries, err = audit.ReadEntries(ctx, tx, after+1, to); err != nil {
+		if entries, err = audit.ReadEntries(ctx, tx, after+1, to); errors.Is(err, audit.ErrBadEncoding) {
+			entries, err = o.readEntriesTolerant(ctx, tx, after+1, to)
+		}
+		if err != nil {
 			return nil, 0, fmt.Errorf("siem: %w", err)
 		}
 	}

@@ -524,3 +524,46 @@ type closeNotifier struct {
 }
 
 func (c closeNotifier) Close() error { c.onClose(); return c.Sender.Close() }
+
+// TestCorruptEntryDoesNotStopTheFeed: an audit row that no longer decodes
+// (an attacker with the file, or disk corruption) is forwarded as an
+// audit.tamper event naming its seq, and the entries after it still flow.
+func TestCorruptEntryDoesNotStopTheFeed(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	wide := f.create(t, Destination{Name: "wide", Kind: KindTCP, Address: "127.0.0.1:1"})
+	for i := 1; i <= 3; i++ { // seqs 1..3, not yet enqueued
+		err := f.st.InTx(ctx, func(tx *sql.Tx) error {
+			_, err := f.log.Append(ctx, tx, audit.Entry{Tenant: f.tA, Action: audit.ActAuthLogin, Object: fmt.Sprint(i)})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{`DROP TRIGGER audit_entries_no_update`, `UPDATE audit_entries SET entry = x'00' WHERE seq = 2`} {
+		if _, err := f.st.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.act(f.tA, audit.ActScanStart, "4"); err != nil {
+		t.Fatalf("a corrupt row stopped the outbox: %v", err)
+	}
+	rows, err := f.st.DB().Query(`SELECT event FROM siem_outbox WHERE dest_id = ? ORDER BY seq`, wide.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var raw []byte
+		var ev Event
+		if err := rows.Scan(&raw); err != nil || json.Unmarshal(raw, &ev) != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(ev.Action, " ", ev.AuditSeq))
+	}
+	if want := "[auth.login 1 audit.tamper 2 auth.login 3 scan.start 4]"; fmt.Sprint(got) != want {
+		t.Fatalf("outbox %v, want %s", got, want)
+	}
+}
