@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"firewalliq/probe/safety"
 )
 
 // Engine errors.
@@ -33,12 +35,14 @@ type Containment interface {
 	Contains(netip.Addr) bool
 }
 
-// Limits are the rate numbers the pacer is built from.
+// Limits are the rate numbers the pacer is built from. New checks them
+// against the compiled-in safety profile, which it loads and verifies
+// itself: a caller may ask for less than the profile, never more.
 type Limits struct {
-	Profile   int // the compiled-in profile's global cap, pps (required)
+	Profile   int // the global cap, pps (0: the profile's; above the profile's is refused)
 	Scope     int // the scope's max_pps (0: no scope limit)
 	Requested int // the operator's rate (0: the cap)
-	PerHost   int // the profile's per-host cap, pps (0: none)
+	PerHost   int // the per-host cap, pps (0: the profile's; above the profile's is refused)
 }
 
 // Cap is min(Profile, Scope), the most a scan may ask for.
@@ -125,6 +129,38 @@ type Config struct {
 	ResumeBatch int
 	// Progress, if not nil, is called about four times a second.
 	Progress func(Progress)
+}
+
+// applyProfile fills cfg's unset caps and payloads from prof and refuses
+// anything prof does not allow. Nothing is clamped.
+func applyProfile(cfg *Config, prof safety.Profile) error {
+	l := &cfg.Limits
+	switch {
+	case l.Profile == 0:
+		l.Profile = prof.GlobalPPS
+	case l.Profile > prof.GlobalPPS:
+		return fmt.Errorf("%w: global cap %d pps, the compiled-in profile %s allows %d", ErrRateAboveCap, l.Profile, prof.ID, prof.GlobalPPS)
+	}
+	switch {
+	case l.PerHost == 0:
+		l.PerHost = prof.PerHostPPS
+	case l.PerHost > prof.PerHostPPS:
+		return fmt.Errorf("%w: per-host cap %d pps, the compiled-in profile %s allows %d", ErrRateAboveCap, l.PerHost, prof.ID, prof.PerHostPPS)
+	}
+	for _, k := range cfg.Kinds {
+		if !prof.Allows(safety.Kind(k)) {
+			return fmt.Errorf("%w: probe kind %q is not allowed by the compiled-in profile %s", ErrConfig, k, prof.ID)
+		}
+	}
+	if cfg.UDPPayloads == nil {
+		cfg.UDPPayloads = append([]string(nil), prof.UDPPayloads...)
+	}
+	for _, p := range cfg.UDPPayloads {
+		if !prof.AllowsPayload(p) {
+			return fmt.Errorf("%w: UDP payload %q is not allowed by the compiled-in profile %s", ErrConfig, p, prof.ID)
+		}
+	}
+	return nil
 }
 
 // Progress is a snapshot of a running scan.
@@ -240,9 +276,25 @@ type batch struct {
 	done      chan struct{}
 }
 
-// New checks cfg and returns an engine. It refuses a rate above the cap,
-// kinds off the closed list, and udp or icmp-echo without raw sockets.
+// New checks cfg against the compiled-in safety profile (loaded and
+// verified here, so no caller can raise a cap) and returns an engine. It
+// refuses a rate or per-host cap above the profile's or the scope's, kinds
+// or UDP payloads the profile does not allow or that are off the closed
+// list, and udp or icmp-echo without raw sockets.
 func New(cfg Config) (*Engine, error) {
+	prof, err := safety.Load()
+	if err != nil {
+		return nil, err
+	}
+	return newEngine(cfg, prof)
+}
+
+// newEngine is New with the profile given: New passes the verified,
+// compiled-in one; only this package's tests pass another.
+func newEngine(cfg Config, prof safety.Profile) (*Engine, error) {
+	if err := applyProfile(&cfg, prof); err != nil {
+		return nil, err
+	}
 	if cfg.Scope == nil {
 		return nil, fmt.Errorf("%w: no scope", ErrConfig)
 	}
@@ -280,9 +332,6 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 128
-	}
-	if cfg.UDPPayloads == nil {
-		cfg.UDPPayloads = []string{PayloadEmpty, PayloadDNS, PayloadNTP}
 	}
 	if cfg.Results == nil {
 		cfg.Results = func(Result) error { return nil }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"firewalliq/probe/safety"
 )
 
 // prefixes is a tiny containment set for tests.
@@ -116,7 +118,7 @@ func runEngine(t *testing.T, cfg Config) (Summary, *collector) {
 	if cfg.Retries == 0 {
 		cfg.Retries = 1
 	}
-	e, err := New(cfg)
+	e, err := newTestEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +197,7 @@ func TestNewRefuses(t *testing.T) {
 		want error
 	}{
 		{"rate above the scope cap", func(c *Config) { c.Limits.Requested = 301 }, ErrRateAboveCap},
-		{"no profile cap", func(c *Config) { c.Limits.Profile = 0 }, ErrConfig},
+		{"negative profile cap", func(c *Config) { c.Limits.Profile = -1 }, ErrConfig},
 		{"unknown kind", func(c *Config) { c.Kinds = []Kind{"tcp-xmas"} }, ErrConfig},
 		{"no scope", func(c *Config) { c.Scope = nil }, ErrConfig},
 		{"bad port protocol", func(c *Config) { c.Ports = []Port{{"sctp", 1}} }, ErrConfig},
@@ -250,5 +252,54 @@ func TestVerdictWaitsForTap(t *testing.T) {
 	}
 	if e.tapLagged.Load() != 1 {
 		t.Fatalf("lagged %d, want 1", e.tapLagged.Load())
+	}
+}
+
+// testProfile is a permissive profile for this package's tests, which
+// probe their own loopback listeners and namespaces faster than the default
+// profile allows. Only newEngine takes it; New always loads and verifies
+// the compiled-in profile.
+func testProfile() safety.Profile {
+	return safety.Profile{ID: "package-test", Version: 1, GlobalPPS: 10_000_000, PerHostPPS: 10_000_000,
+		MaxConcurrentScans: 1, MaxTargets: 1 << 24, ProbeKinds: safety.AllKinds(),
+		UDPPayloads: []string{PayloadEmpty, PayloadDNS, PayloadNTP}}
+}
+
+func newTestEngine(cfg Config) (*Engine, error) { return newEngine(cfg, testProfile()) }
+
+// TestNewEnforcesCompiledProfile: whatever a Go caller passes, New holds the
+// engine to the verified compiled-in profile; nothing is clamped.
+func TestNewEnforcesCompiledProfile(t *testing.T) {
+	prof, err := safety.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr("127.0.0.1")
+	base := func() Config {
+		return Config{Targets: seqOf(a), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")}, Ports: []Port{{"tcp", 1}}, Kinds: []Kind{KindTCPConnect}}
+	}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want error
+	}{
+		{"global cap above the profile", func(c *Config) { c.Limits.Profile = prof.GlobalPPS + 1 }, ErrRateAboveCap},
+		{"per-host cap above the profile", func(c *Config) { c.Limits.PerHost = prof.PerHostPPS + 1 }, ErrRateAboveCap},
+		{"requested above the profile", func(c *Config) { c.Limits.Requested = prof.GlobalPPS + 1 }, ErrRateAboveCap},
+		{"payload off the profile", func(c *Config) { c.UDPPayloads = []string{"exploit"} }, ErrConfig},
+		{"defaults are the profile's", func(*Config) {}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			tt.mod(&c)
+			e, err := New(c)
+			if !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
+				t.Fatalf("New = %v, want %v", err, tt.want)
+			}
+			if err == nil && (e.cfg.Limits.Profile != prof.GlobalPPS || e.cfg.Limits.PerHost != prof.PerHostPPS || e.Rate() > prof.GlobalPPS) {
+				t.Fatalf("defaults %+v rate %d, want the profile's %d/%d", e.cfg.Limits, e.Rate(), prof.GlobalPPS, prof.PerHostPPS)
+			}
+		})
 	}
 }

@@ -241,7 +241,7 @@ func TestSendPathRefusesOutOfScope(t *testing.T) {
 	needRoot(t)
 	in, out := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	port := closedPort(t, "127.0.0.1")
-	e, err := New(Config{
+	e, err := newTestEngine(Config{
 		ScanID: "refuse", Targets: seqOf(in, out), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
 		Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 1000},
 		Timeout: 200 * time.Millisecond, Retries: -1,
@@ -334,7 +334,7 @@ func TestCancelStopsSending(t *testing.T) {
 	for p := 20000; p < 22000; p++ {
 		ports = append(ports, Port{"tcp", uint16(p)})
 	}
-	e, err := New(Config{
+	e, err := newTestEngine(Config{
 		Targets: seqOf(a), Scope: prefixes{netip.MustParsePrefix("127.0.0.0/8")},
 		Ports: ports, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 500},
 	})

@@ -36,7 +36,7 @@ func TestResume(t *testing.T) {
 		defer d.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		e, err := New(Config{
+		e, err := newTestEngine(Config{
 			ScanID: "resume", Targets: seqOf(targets...), Scope: prefixes{netip.MustParsePrefix("127.0.0.0/8")},
 			Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 2000},
 			Timeout: 100 * time.Millisecond, Retries: -1, BatchTargets: 1,

@@ -88,7 +88,7 @@ func sinkScan(t *testing.T, targets, ports, rate int) (Summary, time.Duration) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	e, err := New(Config{
+	e, err := newTestEngine(Config{
 		ScanID: "sink", Targets: sinkTargets(targets), Scope: prefixes{netip.MustParsePrefix("10.99.0.0/16")},
 		Ports: ps, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: rate},
 		Timeout: 20 * time.Millisecond, Retries: -1, BatchTargets: 4096,
@@ -191,7 +191,7 @@ func TestRepliesAtSpeed(t *testing.T) {
 		}
 	}
 	col := &collector{}
-	e, err := New(Config{
+	e, err := newTestEngine(Config{
 		ScanID: "replies", Targets: targets, Scope: prefixes{netip.MustParsePrefix("127.1.0.0/16")},
 		Ports: []Port{{"tcp", 9}, {"tcp", 10}}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 400_000},
 		Timeout: 500 * time.Millisecond, Retries: 1, BatchTargets: 2048, Results: col.add,
