@@ -88,11 +88,11 @@ func (l *Log) Startup(ctx context.Context, db *sql.DB) (StartupResult, error) {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("audit start-up: %w", err)
 	}
-	rep, err := verifyFrom(ctx, db, VerifyOptions{Public: pub}, from)
+	rep, err := verifyFrom(ctx, db, VerifyOptions{Public: pub, Origin: l.origin}, from)
 	if errors.Is(err, ErrNoCheckpoint) {
 		// The verified point names no valid checkpoint any more: someone
 		// removed it, or its signature broke. Verify everything instead.
-		rep, err = verifyFrom(ctx, db, VerifyOptions{Public: pub}, 0)
+		rep, err = verifyFrom(ctx, db, VerifyOptions{Public: pub, Origin: l.origin}, 0)
 	}
 	if err != nil {
 		return res, fmt.Errorf("audit start-up: %w", err)

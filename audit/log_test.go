@@ -359,3 +359,36 @@ func TestVocabularyDocumented(t *testing.T) {
 		t.Errorf("documented action %q is not in the vocabulary", name)
 	}
 }
+
+// TestVerifyChecksOrigin: a checkpoint signed with the right key but for
+// another log (another origin) is not a checkpoint of this log, whether it
+// is stored in the database or kept outside.
+func TestVerifyChecksOrigin(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	appendN(t, newTestLog(0), db, 3)
+	other := New(Options{Now: fakeClock(), Signer: testKey(), Origin: "another.log"})
+	var cp Checkpoint
+	if err := inTx(ctx, db, func(tx *sql.Tx) error {
+		var err error
+		cp, _, err = other.Checkpoint(ctx, tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, db, VerifyOptions{Public: testPub(), Kept: [][]byte{[]byte(cp.Note)}}); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("kept checkpoint of another origin: %v, want ErrBadCheckpoint", err)
+	}
+	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Intact || rep.Problem == nil || rep.Problem.Kind != KindCheckpoint {
+		t.Fatalf("stored checkpoint of another origin: %+v", rep)
+	}
+	// Told the other origin, the same checkpoint verifies.
+	rep, err = Verify(ctx, db, VerifyOptions{Public: testPub(), Origin: "another.log"})
+	if err != nil || !rep.Intact {
+		t.Fatalf("with its own origin: %+v %v", rep, err)
+	}
+}

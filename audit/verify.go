@@ -73,6 +73,10 @@ type VerifyOptions struct {
 	// Kept are signed checkpoint notes kept outside the database (an
 	// auditor's copy, the SIEM's). The log must extend each of them.
 	Kept [][]byte
+	// Origin is the log's name that every checkpoint must carry;
+	// DefaultOrigin when empty. A checkpoint signed by the right key for
+	// another log is not a checkpoint of this one.
+	Origin string
 }
 
 // Verify recomputes the whole chain and tree from the database and checks
@@ -166,6 +170,10 @@ func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64
 // loadCheckpoints verifies stored checkpoints of size >= start and the kept
 // ones, and records their roots as checks.
 func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyOptions, start int64) error {
+	origin := opts.Origin
+	if origin == "" {
+		origin = DefaultOrigin
+	}
 	// From a verified point, only checkpoints signed since it count: an
 	// acknowledged break may have left older checkpoints that the current
 	// tree can never match again, and the full verification reports those.
@@ -182,6 +190,9 @@ func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyO
 			return fmt.Errorf("read checkpoints: %w", err)
 		}
 		cp, err := OpenCheckpoint([]byte(text), opts.Public)
+		if err == nil && cp.Origin != origin {
+			err = fmt.Errorf("%w: origin %q, this log is %q", ErrBadCheckpoint, cp.Origin, origin)
+		}
 		if err != nil {
 			v.report(Problem{Seq: max(c.size, 1), Kind: KindCheckpoint, Reason: fmt.Sprintf("stored checkpoint %d (size %d): %v", c.id, c.size, err)})
 			continue
@@ -200,6 +211,9 @@ func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyO
 	}
 	for i, text := range opts.Kept {
 		cp, err := OpenCheckpoint(text, opts.Public)
+		if err == nil && cp.Origin != origin {
+			err = fmt.Errorf("%w: origin %q, this log is %q", ErrBadCheckpoint, cp.Origin, origin)
+		}
 		if err != nil {
 			return fmt.Errorf("kept checkpoint %d: %w", i+1, err)
 		}
