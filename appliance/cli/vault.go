@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -20,9 +21,6 @@ func newVaultCmd(env *Env) *cobra.Command {
 	return newGroup("vault", "Evidence vault status and export", newVaultStatusCmd(env))
 }
 
-// vaultConfig returns the vault section: defaults, then FIQ_VAULT_*
-// variables. (Once appliance.Config carries the section as `vault`, this
-// starts from cfg's copy so the config file applies too.)
 // vaultConfig is the vault section of the resolved configuration (file,
 // FIQ_VAULT_* environment, defaults).
 func vaultConfig(cfg appliance.Config, _ *Env) (evidence.Config, error) {
@@ -59,6 +57,10 @@ check fails or the spool is full, so monitoring can use it.`,
 			vc, err := vaultConfig(cfg, env)
 			if err != nil {
 				return err
+			}
+			// A mistyped --data must not look like a healthy, empty spool.
+			if _, err := os.Stat(cfg.DataDir); err != nil {
+				return fmt.Errorf("vault status: data directory %s: %w", cfg.DataDir, err)
 			}
 			now := env.Now()
 			var rep vaultReport

@@ -66,6 +66,7 @@ func TestVaultStatus(t *testing.T) {
 		{"minio governance", minioEnv(gov), nil, 1, []string{"worm      NO: ", "GOVERNANCE"}},
 		{"minio no check", minioEnv(gov), []string{"--no-check"}, 0, []string{"worm      not checked"}},
 		{"bad env", map[string]string{"FIQ_VAULT_RETENTION_DAYS": "soon"}, nil, 2, nil},
+		{"mistyped data dir", map[string]string{"FIQ_DATA": data + "-typo"}, nil, 1, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"FIQ_DATA": data}
