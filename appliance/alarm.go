@@ -47,7 +47,7 @@ func (a *Appliance) AcknowledgeTamperAlarm(ctx context.Context, p auth.Principal
 		var err error
 		e, cp, err = a.Audit.AcknowledgeTx(ctx, tx, audit.Acknowledgement{
 			Tenant: p.TenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
-			StepUpVerified: true, Comment: comment,
+			StepUpVerified: true, Comment: comment, AlarmSeq: alarm.Seq,
 		})
 		return err
 	})

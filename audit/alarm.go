@@ -166,6 +166,9 @@ type Acknowledgement struct {
 	StepUpVerified bool
 	// Comment is the admin's explanation, kept in the entry.
 	Comment string
+	// AlarmSeq, when set, is the alarm the step-up was given for; if the
+	// raised alarm is another one, nothing is acknowledged.
+	AlarmSeq int64
 }
 
 // Acknowledge clears the tamper alarm and opens a new segment: in one
@@ -204,6 +207,9 @@ func (l *Log) AcknowledgeTx(ctx context.Context, tx *sql.Tx, a Acknowledgement) 
 	}
 	if !raised {
 		return fail(ErrNoAlarm)
+	}
+	if a.AlarmSeq != 0 && a.AlarmSeq != al.Seq {
+		return fail(fmt.Errorf("%w: the step-up was for alarm %d, the raised alarm is %d", ErrStepUpRequired, a.AlarmSeq, al.Seq))
 	}
 	d, _ := json.Marshal(map[string]any{"alarm_seq": al.Seq, "bad_seq": al.BadSeq, "reason": al.Reason, "step_up": true, "comment": a.Comment})
 	e, err := l.Append(ctx, tx, Entry{Tenant: a.Tenant, ActorID: a.ActorID, ActorName: a.ActorName, ActorIP: a.ActorIP, UserAgent: a.UserAgent,
