@@ -21,12 +21,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"unicode/utf8"
 
 	"firewalliq/probe/keys"
+
+	"firewalliq/probe/internal/strictjson"
 )
 
 // Kind identifies a probe kind. The set is closed: AllKinds lists every kind
@@ -218,7 +219,7 @@ func parse(data []byte) (Profile, error) {
 	if !utf8.Valid(data) {
 		return p, fmt.Errorf("%w: not UTF-8", ErrInvalid)
 	}
-	fields, err := strictObject(data)
+	fields, err := strictjson.Object(data)
 	if err != nil {
 		return p, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -288,45 +289,4 @@ func parse(data []byte) (Profile, error) {
 		p.UDPPayloads = []string{}
 	}
 	return p, nil
-}
-
-// strictObject splits one JSON object into its members, refusing duplicate
-// keys and trailing data. encoding/json alone would silently keep the last of
-// two duplicate keys and match keys case-insensitively.
-func strictObject(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	out := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("bad JSON: %v", err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("bad JSON: object key is not a string")
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("duplicate key %q", key)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("bad JSON value for %q: %v", key, err)
-		}
-		out[key] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("bad JSON: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	return out, nil
 }

@@ -3,15 +3,15 @@ package scope
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"firewalliq/probe/safety"
+
+	"firewalliq/probe/internal/strictjson"
 )
 
 // Canonical returns the canonical encoding of the document: the bytes that
@@ -151,7 +151,7 @@ func DecodeDocument(data []byte) (Document, error) {
 	if !utf8.Valid(data) {
 		return d, fmt.Errorf("%w: not UTF-8", ErrInvalid)
 	}
-	fields, err := strictObject(data)
+	fields, err := strictjson.Object(data)
 	if err != nil {
 		return d, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -212,44 +212,4 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q has fractional seconds; use whole seconds", s)
 	}
 	return t.UTC(), nil
-}
-
-// strictObject splits one JSON object into its members, refusing duplicate
-// keys and trailing data: encoding/json alone would keep the last of two
-// duplicate keys, and a signer and a verifier could then disagree.
-func strictObject(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	out := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("bad JSON: %v", err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("bad JSON: object key is not a string")
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("duplicate key %q", key)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("bad JSON value for %q: %v", key, err)
-		}
-		out[key] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("bad JSON: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	return out, nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
+
+	"firewalliq/probe/internal/strictjson"
 )
 
 // signingContext is prepended to the canonical scope before signing, so a
@@ -77,7 +79,7 @@ type Signature struct {
 // display or index a document; Verify is the only way to trust one.
 func Open(signed []byte) (Document, Signature, error) {
 	var sig Signature
-	env, err := strictObject(signed)
+	env, err := strictjson.Object(signed)
 	if err != nil {
 		return Document{}, sig, fmt.Errorf("%w: envelope: %v", ErrInvalid, err)
 	}
@@ -88,7 +90,7 @@ func Open(signed []byte) (Document, Signature, error) {
 	if err != nil {
 		return Document{}, sig, err
 	}
-	sf, err := strictObject(env["signature"])
+	sf, err := strictjson.Object(env["signature"])
 	if err != nil {
 		return Document{}, sig, fmt.Errorf("%w: signature: %v", ErrInvalid, err)
 	}
