@@ -69,6 +69,11 @@ func openRaw() (*rawConn, error) {
 }
 
 // canRaw reports whether raw sockets can be opened.
+// RawAvailable reports whether this process may open raw sockets
+// (CAP_NET_RAW): tcp-syn, udp and icmp-echo need them; without, tcp-syn
+// falls back to tcp-connect and udp and icmp-echo are refused.
+func RawAvailable() bool { return canRaw() }
+
 func canRaw() bool {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {

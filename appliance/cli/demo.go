@@ -21,6 +21,7 @@ import (
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
+	"firewalliq/probe"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
@@ -101,6 +102,9 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	defer targets.Close()
 	step(3, "a security lead signs a scope for services on 127.0.0.1")
 	say("open tcp/%d, banner tcp/%d, TLS tcp/%d, closed tcp/%d, UDP responder udp/%d", targets.Open, targets.Banner, targets.TLS, targets.Closed, targets.UDP)
+	if !probe.RawAvailable() {
+		say("(no CAP_NET_RAW: the UDP probe, which needs a raw socket, is left out; run as root for it)")
+	}
 	pub, priv, err := keys.Generate(nil)
 	if err != nil {
 		return err
@@ -114,7 +118,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 		ID: "demo-loopback", Tenant: res.Tenant, Name: "demo loopback services", Environment: scope.EnvNonProduction,
 		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{},
 		Ports:     fmt.Sprintf("tcp:%d,%d,%d,%d udp:%d", targets.Open, targets.Banner, targets.TLS, targets.Closed, targets.UDP),
-		Probes:    []safety.Kind{safety.KindTCPConnect, safety.KindTLSHello, safety.KindBanner, safety.KindUDP},
+		Probes:    demoKinds(),
 		NotBefore: now.Add(-time.Hour).Truncate(time.Second), NotAfter: now.Add(24 * time.Hour).Truncate(time.Second),
 		MaxPPS: 50, SignerKeyID: keys.ID(pub),
 	}
@@ -232,6 +236,16 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	}
 	fmt.Fprintf(out, "\n== done. Everything is in %s (data/, scope.signed.json, scan/, evidence/)\n", work)
 	return nil
+}
+
+// demoKinds are the probe kinds the demo runs: UDP needs a raw socket
+// (CAP_NET_RAW), so without one the demo leaves it out rather than fail.
+func demoKinds() []safety.Kind {
+	kinds := []safety.Kind{safety.KindTCPConnect, safety.KindTLSHello, safety.KindBanner}
+	if probe.RawAvailable() {
+		kinds = append(kinds, safety.KindUDP)
+	}
+	return kinds
 }
 
 // demoAudit runs change (if any) and its audit entry in one transaction.

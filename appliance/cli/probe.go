@@ -145,7 +145,7 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	if !eng.Raw() {
+	if !eng.Raw() && slices.Contains(kinds, probe.KindTCPSyn) {
 		fmt.Fprintln(env.Stderr, "firewalliq: no CAP_NET_RAW: tcp-syn runs as tcp-connect (recorded in each result as fallback_from)")
 	}
 	sum, runErr := eng.Run(ctx)
