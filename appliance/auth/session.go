@@ -227,7 +227,18 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	if previousToken != "" {
 		if raw, err := parseSecret(sessionPrefix, previousToken); err == nil {
 			if old, err := s.st.SessionByHash(ctx, s.st.Reader(), hashSecret(raw)); err == nil {
-				if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return s.st.DeleteSession(ctx, tx, old.ID) }); err != nil {
+				// The browser's previous session ends here (a new login never
+				// reuses a session: fixation defence); the end is audited like
+				// any other revocation.
+				err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+					if err := s.st.DeleteSession(ctx, tx, old.ID); err != nil {
+						return err
+					}
+					return s.append(ctx, tx, audit.Entry{ActorID: old.UserID, ActorName: name, ActorIP: c.IP, UserAgent: c.UserAgent,
+						Action: audit.ActAuthSessionRevoke, Object: "session:" + old.ID,
+						Details: jsonDetails(fields{"reason": "replaced by a new login from the same browser"})})
+				})
+				if err != nil {
 					return Login{}, err
 				}
 			}

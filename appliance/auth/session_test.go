@@ -131,12 +131,17 @@ func TestSessionFixation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mark := f.head()
 	l, err := f.svc.Login(f.ctx, u.Name, u.password, client, planted.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.Token == planted.Token {
 		t.Fatal("login kept the presented session id")
+	}
+	// Ending the planted session is audited.
+	if rev := f.expectAudit(audit.ActAuthSessionRevoke, mark, 1); rev[0].ActorID != mallory.ID {
+		t.Fatalf("revocation names %q, want the planted session's owner %q", rev[0].ActorID, mallory.ID)
 	}
 	if _, err := f.svc.VerifyTOTP(f.ctx, planted.Token, f.code(mallory), client); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("planted session still usable: %v", err)
