@@ -22,6 +22,7 @@ import (
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
+	"firewalliq/vault"
 )
 
 // DatabaseFile is the SQLite file's name inside the data directory.
@@ -134,13 +135,30 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 		Append: func(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error) {
 			return a.SIEM.Append(ctx, tx, a.Audit, e)
 		},
-		Now: a.Now,
+		OnAlert: a.spoolAlert,
+		OnError: func(err error) { fmt.Fprintf(os.Stderr, "firewalliq: evidence: %v\n", err) },
+		Now:     a.Now,
 	})
 	if err != nil {
 		return err
 	}
 	a.Evidence = ev
 	return nil
+}
+
+// spoolAlert records that the evidence spool neared or hit its bound as an
+// audit entry, which the SIEM outbox forwards: an operator must hear of it
+// before evidence is turned away. The spool calls it outside any
+// transaction.
+func (a *Appliance) spoolAlert(st vault.SpoolStatus) {
+	det, _ := json.Marshal(map[string]any{"pending": st.Pending, "bytes": st.Bytes, "max_bytes": st.MaxBytes, "full": st.Full, "oldest_age": st.Age.String()})
+	err := a.Store.InTx(context.Background(), func(tx *sql.Tx) error {
+		_, err := a.SIEM.Append(context.Background(), tx, a.Audit, audit.Entry{ActorName: "vault", Action: audit.ActEvidenceSpool, Object: "spool", Details: det})
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "firewalliq: evidence spool alert not recorded: %v\n", err)
+	}
 }
 
 // Run runs the appliance's background loops until ctx ends: audit

@@ -73,6 +73,7 @@ const (
 	ActEvidenceUpload Action = "evidence.upload"
 	ActEvidenceExport Action = "evidence.export"
 	ActEvidenceAnchor Action = "evidence.anchor"
+	ActEvidenceSpool  Action = "evidence.spool.alert"
 	ActReportSign     Action = "report.sign"
 
 	ActSIEMDestinationCreate Action = "siem.destination.create"
@@ -96,7 +97,7 @@ func Actions() []Action {
 		ActApprovalRequest, ActApprovalGrant, ActApprovalDeny, ActApprovalVoid, ActApprovalComplete, ActApprovalUse,
 		ActScopeSign, ActScopeRegister, ActScopeDelete,
 		ActScanRequest, ActScanApprove, ActScanStart, ActScanComplete, ActScanFail, ActScanCancel,
-		ActEvidenceUpload, ActEvidenceExport, ActEvidenceAnchor, ActReportSign,
+		ActEvidenceUpload, ActEvidenceExport, ActEvidenceAnchor, ActEvidenceSpool, ActReportSign,
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 	}
