@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"firewalliq/appliance"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
 	"firewalliq/probe"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
@@ -46,7 +50,12 @@ func newProbeCmd(env *Env) *cobra.Command {
 			"clamped. Production scopes are refused here: they run only as jobs signed by the appliance\n" +
 			"with their approvals. An interrupted scan continues with --resume.",
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return runProbe(cmd.Context(), env, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := refuseDuringTamperAlarm(cmd, env); err != nil {
+				return err
+			}
+			return runProbe(cmd.Context(), env, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.scope, "scope", "", "signed scope document (required)")
@@ -64,6 +73,30 @@ func newProbeCmd(env *Env) *cobra.Command {
 
 // errProduction refuses production scopes in the stand-alone command.
 var errProduction = errors.New("production scope refused")
+
+// refuseDuringTamperAlarm refuses a scan on an appliance whose audit log
+// has an unacknowledged tamper alarm. The engine itself stands alone; this
+// check applies where the command runs on an initialised data directory
+// (--data, FIQ_DATA or the default), which it opens read-only.
+func refuseDuringTamperAlarm(cmd *cobra.Command, env *Env) error {
+	cfg, err := loadConfig(cmd, env)
+	if err != nil {
+		return err
+	}
+	dbPath := filepath.Join(cfg.DataDir, appliance.DatabaseFile)
+	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	st, err := store.Open(cmd.Context(), dbPath, store.Options{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer st.Close()
+	if err := audit.CheckNoAlarm(cmd.Context(), st.DB()); err != nil {
+		return fmt.Errorf("probe: refused: %w", err)
+	}
+	return nil
+}
 
 func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 	switch {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bufio"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"net"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"firewalliq/appliance"
+	"firewalliq/appliance/store"
 	"firewalliq/probe"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
@@ -180,5 +184,41 @@ func TestProbeKindsMatchProfile(t *testing.T) {
 	slices.Sort(b)
 	if !slices.Equal(a, b) {
 		t.Fatalf("probe kinds %v, safety kinds %v", a, b)
+	}
+}
+
+// TestProbeRefusedDuringTamperAlarm: on an initialised appliance whose audit
+// log has an unacknowledged tamper alarm, the probe command refuses to scan
+// and sends nothing.
+func TestProbeRefusedDuringTamperAlarm(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = dir
+	if _, err := appliance.Init(ctx, cfg, appliance.InitOptions{Admin: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:9")
+	run := func() (int, string) {
+		out := filepath.Join(t.TempDir(), "scan")
+		code, _, stderr := runCLI(t, map[string]string{"FIQ_DATA": dir}, "probe", "--scope", signed, "--trust", pub, "--out", out,
+			"--probes", "tcp-connect", "--timeout", "100ms", "--retries", "0")
+		return code, stderr
+	}
+	if code, stderr := run(); code != 0 {
+		t.Fatalf("probe without an alarm: exit %d %s", code, stderr)
+	}
+	// The row audit.Log.Startup writes when verification finds the log
+	// broken (the audit package's tamper suite covers raising it).
+	db, err := sql.Open("sqlite", store.DSN(filepath.Join(dir, appliance.DatabaseFile), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (999, 'raise', 2, 'test')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if code, stderr := run(); code != 1 || !strings.Contains(stderr, "tamper alarm") {
+		t.Fatalf("probe during an alarm: exit %d %q", code, stderr)
 	}
 }
