@@ -337,17 +337,36 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 	// the syscall, so a reply captured meanwhile (on loopback the answer
 	// arrives before sendmmsg even returns) is written after its probe.
 	var n int
-	var err error
+	var failed []int // packets the kernel refused (indexes into pkts)
+	var errs []error
+	sendAll := func(record func(p []byte)) {
+		// A packet the kernel refuses (EACCES for a broadcast address,
+		// EPERM from a local output filter, ...) fails alone: the rest of
+		// the batch is still sent.
+		for i := 0; i < ok; {
+			m, err := e.conn.send(pkts[i:ok], dsts[i:ok])
+			m = min(max(m, 0), ok-i)
+			for _, p := range pkts[i : i+m] {
+				record(p)
+			}
+			n += m
+			i += m
+			if err == nil {
+				continue
+			}
+			if i < ok {
+				failed, errs = append(failed, i), append(errs, err)
+			}
+			i++
+		}
+	}
 	if ev := e.cfg.Evidence; ev != nil {
 		ev.mu.Lock()
 		handed := e.cfg.Now()
-		n, err = e.conn.send(pkts, dsts)
-		for _, p := range pkts[:n] {
-			ev.writeLocked(handed, p)
-		}
+		sendAll(func(p []byte) { ev.writeLocked(handed, p) })
 		ev.mu.Unlock()
 	} else {
-		n, err = e.conn.send(pkts, dsts)
+		sendAll(func([]byte) {})
 	}
 	// The meter and the pacer's ring use the time the syscall returned:
 	// no packet of the batch left later than that.
@@ -356,11 +375,11 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 	e.meter.Add(now, n)
 	e.sendMu.Unlock()
 	e.sent.Add(uint64(n))
-	if err != nil {
+	if len(failed) > 0 {
 		e.mu.Lock()
-		for _, en := range ents[n:ok] {
-			en.res.Error = err.Error()
-			e.finishLocked(en, StateError, ReasonLocalError, now, 0, nil)
+		for j, i := range failed {
+			ents[i].res.Error = errs[j].Error()
+			e.finishLocked(ents[i], StateError, ReasonLocalError, now, 0, nil)
 		}
 		e.mu.Unlock()
 	}
