@@ -384,6 +384,11 @@ func newEngine(cfg Config, prof safety.Profile) (*Engine, error) {
 // Rate is the rate the engine enforces, packets per second.
 func (e *Engine) Rate() int { return e.rate }
 
+// BatchTargets is the number of targets per batch, the unit of
+// checkpoints: Config.BatchTargets, or the default chosen by New. A
+// resumed scan must run with the same (see Checkpoint.BatchTargets).
+func (e *Engine) BatchTargets() int { return e.cfg.BatchTargets }
+
 // Raw reports whether the engine uses raw sockets (CAP_NET_RAW).
 func (e *Engine) Raw() bool { return e.raw }
 

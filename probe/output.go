@@ -45,6 +45,12 @@ type Checkpoint struct {
 	Seed uint64 `json:"seed"`
 	// NextBatch is the first batch not yet complete.
 	NextBatch int `json:"next_batch"`
+	// BatchTargets is the batch size the scan runs with (targets per
+	// batch; 0: not recorded). A resumed run must use the same, or batch
+	// NextBatch would start at another target: the engine's default
+	// depends on the transport (raw or connect), which may differ between
+	// runs.
+	BatchTargets int `json:"batch_targets,omitempty"`
 	// ResultsBytes is the length of results.jsonl holding exactly the
 	// completed batches.
 	ResultsBytes int64 `json:"results_bytes"`
@@ -189,6 +195,11 @@ func (d *Dir) countStates(resPath string) error {
 // Resume returns the checkpoint the directory was opened with (for a
 // resumed scan: the one read from disk).
 func (d *Dir) Resume() Checkpoint { return d.cp }
+
+// SetBatchTargets records the batch size of the scan in the checkpoint
+// (see Checkpoint.BatchTargets); call it before the run, with the engine's
+// BatchTargets.
+func (d *Dir) SetBatchTargets(n int) { d.cp.BatchTargets = n }
 
 // Evidence returns the pcapng writer.
 func (d *Dir) Evidence() *Evidence { return d.ev }

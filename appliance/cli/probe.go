@@ -165,6 +165,10 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 		Retries: f.retries, Timeout: f.timeout, UDPPayloads: payloads,
 		Now: time.Now, Results: dir.Result, Evidence: dir.Evidence(),
 		Checkpoint: dir.Checkpoint, ResumeBatch: cp.NextBatch,
+		// The batches of a resumed scan must be the ones the checkpoint
+		// counted: the default size depends on the transport (raw or
+		// connect), which may differ from the interrupted run's.
+		BatchTargets: cp.BatchTargets,
 	}
 	if f.retries == 0 {
 		cfg.Retries = -1
@@ -178,6 +182,7 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
+	dir.SetBatchTargets(eng.BatchTargets())
 	if !eng.Raw() && slices.Contains(kinds, probe.KindTCPSyn) {
 		fmt.Fprintln(env.Stderr, "firewalliq: no CAP_NET_RAW: tcp-syn runs as tcp-connect (recorded in each result as fallback_from)")
 	}

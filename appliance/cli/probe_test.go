@@ -123,6 +123,13 @@ func TestProbeCommand(t *testing.T) {
 	if sum.RatePPS != 200 || sum.States[probe.StateOpen] != 2 || sum.Worst100ms > sum.WindowLimit || sum.RefusedPackets != 0 {
 		t.Errorf("summary %s", b)
 	}
+	// The checkpoint pins the batch size, so a resumed run (perhaps with
+	// another transport) walks the same batches.
+	var cp probe.Checkpoint
+	b, _ = os.ReadFile(filepath.Join(out, probe.CheckpointFile))
+	if err := json.Unmarshal(b, &cp); err != nil || cp.BatchTargets <= 0 || !cp.Complete {
+		t.Errorf("checkpoint %s: %v", b, err)
+	}
 	if st, err := os.Stat(filepath.Join(out, probe.EvidenceFile)); err != nil || st.Size() < 100 {
 		t.Errorf("evidence: %v", err)
 	}
