@@ -218,6 +218,11 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 		return st, why, err
 	}
 	defer c.Close()
+	// A cancelled scan must not wait out a banner read or a TLS handshake
+	// (up to ReadTimeout), nor let the handshake send its next flight after
+	// the cancellation: closing the connection ends both at once.
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
 	switch en.kind {
 	case KindBanner:
 		en.res.Banner = readBanner(c, e.cfg.ReadTimeout, e.cfg.Now)

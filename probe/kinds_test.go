@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -457,3 +458,116 @@ type nopConn struct{}
 
 func (nopConn) send(pkts [][]byte, _ []netip.Addr) (int, error) { return len(pkts), nil }
 func (nopConn) close() error                                    { return nil }
+
+// refusingConn fails the send of any packet to bad, as the kernel does for
+// a broadcast address or a destination a local output filter rejects:
+// sendmmsg sends the packets before it, then reports the error.
+type refusingConn struct {
+	bad  netip.Addr
+	sent []netip.Addr
+}
+
+func (c *refusingConn) send(_ [][]byte, dsts []netip.Addr) (int, error) {
+	for i, d := range dsts {
+		if d == c.bad {
+			return i, syscall.EACCES
+		}
+		c.sent = append(c.sent, d)
+	}
+	return len(dsts), nil
+}
+func (c *refusingConn) close() error { return nil }
+
+// TestSendCheckedPacketError: a packet the kernel refuses fails alone; the
+// packets after it in the same batch are still sent, not marked failed.
+func TestSendCheckedPacketError(t *testing.T) {
+	a, bad, c := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	e, err := New(Config{Targets: seqOf(), Scope: prefixes{netip.MustParsePrefix("127.0.0.0/8")}, Kinds: []Kind{KindTCPSyn}, Limits: Limits{Profile: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &refusingConn{bad: bad}
+	e.conn = rc
+	b := &batch{done: make(chan struct{})}
+	b.remaining.Store(3)
+	ents := []*entry{{b: b}, {b: b}, {b: b}}
+	var pkts [][]byte
+	for _, d := range []netip.Addr{a, bad, c} {
+		p, _ := buildUDP(a, d, 1, 2, nil)
+		pkts = append(pkts, p)
+	}
+	e.sendChecked(pkts, []netip.Addr{a, bad, c}, ents)
+	if len(rc.sent) != 2 || rc.sent[0] != a || rc.sent[1] != c || e.sent.Load() != 2 {
+		t.Fatalf("sent %v (counted %d), want %s and %s", rc.sent, e.sent.Load(), a, c)
+	}
+	if ents[0].fin || ents[2].fin {
+		t.Fatalf("sent probes finished: %+v %+v", ents[0].res, ents[2].res)
+	}
+	if !ents[1].fin || ents[1].res.State != StateError || !strings.Contains(ents[1].res.Error, "permission denied") {
+		t.Fatalf("refused probe %+v", ents[1].res)
+	}
+}
+
+// TestCancelStopsConnectIO: a banner read or TLS handshake against a
+// server that says nothing ends as soon as the scan is cancelled, not when
+// ReadTimeout runs out (and a handshake sends nothing after the cancel).
+func TestCancelStopsConnectIO(t *testing.T) {
+	for _, kind := range []Kind{KindBanner, KindTLSHello} {
+		t.Run(string(kind), func(t *testing.T) {
+			port := silentListener(t)
+			e, err := newTestEngine(Config{
+				Targets: seqOf(netip.MustParseAddr("127.0.0.1")), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
+				Ports: []Port{{"tcp", port}}, Kinds: []Kind{kind}, Limits: Limits{Profile: 1000},
+				ReadTimeout: 20 * time.Second, NoRaw: true,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var cancelled atomic.Int64
+			time.AfterFunc(300*time.Millisecond, func() { cancelled.Store(time.Now().UnixNano()); cancel() })
+			if _, err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("run: %v", err)
+			}
+			// Generous for a loaded machine, far below ReadTimeout.
+			if d := time.Since(time.Unix(0, cancelled.Load())); d > 3*time.Second {
+				t.Fatalf("Run returned %v after cancel", d)
+			}
+		})
+	}
+}
+
+// silentListener accepts connections on 127.0.0.1 and holds them open,
+// saying nothing, until the test ends.
+func silentListener(t *testing.T) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("cannot listen: %v", err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}

@@ -63,6 +63,9 @@ func dialRecvErr(ctx context.Context, dst netip.AddrPort, timeout time.Duration,
 		deadline = d
 	}
 	_ = f.SetWriteDeadline(deadline)
+	// Cancellation ends the wait at once, like net.Dialer's DialContext.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Now()) })
+	defer stop()
 	var soErr error
 	werr := rc.Write(func(fd uintptr) bool {
 		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
