@@ -77,15 +77,18 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		}()
 	}
 	for attempt := 0; attempt <= e.cfg.Retries; attempt++ {
-		var syn int64 // the ticket of the SYN, stamped when connect starts
-		for i := range connectCost(en.kind) {
+		// The ticket of the SYN, stamped when connect starts: the last one
+		// granted. The SYN leaves only after all of them, and the most
+		// recent ticket is the one whose ring slot is still live when it is
+		// stamped (with a small ring, the first ticket's slot has usually
+		// been reused by other workers' grants, and the stamp is lost).
+		var syn int64
+		for range connectCost(en.kind) {
 			tk, err := e.pacer.WaitTicket(ctx, k.addr)
 			if err != nil {
 				return
 			}
-			if i == 0 {
-				syn = tk
-			}
+			syn = tk
 		}
 		now := e.cfg.Now()
 		e.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -570,4 +571,61 @@ func silentListener(t *testing.T) uint16 {
 		}
 	})
 	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestConnectSendPathRefusesOutOfScope: the connect-based kinds check the
+// destination right before connect(2), with and without the packet tap (two
+// dial paths): a destination pushed past the planner never gets a SYN.
+func TestConnectSendPathRefusesOutOfScope(t *testing.T) {
+	for _, noRaw := range []bool{true, false} {
+		t.Run(fmt.Sprintf("noRaw=%v", noRaw), func(t *testing.T) {
+			if !noRaw {
+				needRoot(t)
+			}
+			out := netip.MustParseAddr("127.0.0.2")
+			l, err := net.Listen("tcp", "127.0.0.2:0")
+			if err != nil {
+				t.Skipf("cannot listen on %s: %v", out, err)
+			}
+			var accepted atomic.Int64
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					accepted.Add(1)
+					c.Close()
+				}
+			}()
+			defer l.Close()
+			port := uint16(l.Addr().(*net.TCPAddr).Port)
+			e, err := newTestEngine(Config{
+				Targets: seqOf(out), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
+				Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindTCPConnect, KindBanner, KindTLSHello},
+				Limits: Limits{Profile: 1000}, Timeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, NoRaw: noRaw,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.plannerContains = func(netip.Addr) bool { return true } // the planner is fooled
+			col := &collector{}
+			e.cfg.Results = col.add
+			s, err := e.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if accepted.Load() != 0 {
+				t.Fatalf("%d connections reached %s", accepted.Load(), out)
+			}
+			if s.RefusedPackets != 3 || s.PacketsSent != 0 || len(col.res) != 3 {
+				t.Fatalf("refused %d, sent %d, results %+v", s.RefusedPackets, s.PacketsSent, col.res)
+			}
+			for _, r := range col.res {
+				if r.State != StateError || r.Reason != "out-of-scope-refused" {
+					t.Fatalf("result %+v", r)
+				}
+			}
+		})
+	}
 }
