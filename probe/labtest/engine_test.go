@@ -374,6 +374,11 @@ func TestEngineUnderLoss(t *testing.T) {
 			t.Errorf("%s: got %q (%s), want %q", m.Key, m.Got, m.Reason, m.Want.State)
 		}
 	}
+	// Without loss on the wire this test would pass without testing
+	// anything: some answer must have come only on a retry.
+	if !o.summary.LossSeen {
+		t.Errorf("no probe was answered only on a retry: the lab's %g%% loss did not apply", 2.0)
+	}
 	wire := lab.WireStates(o.pkts, o.lab.ScannerV4, o.lab.ScannerV6)
 	disagree := 0
 	for k, r := range o.results {
