@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,22 @@ func newProbeCmd(env *Env) *cobra.Command {
 
 // errProduction refuses production scopes in the stand-alone command.
 var errProduction = errors.New("production scope refused")
+
+// errScopeExpired ends a scan whose scope expired while it ran.
+var errScopeExpired = errors.New("scope expired")
+
+// validScope is the scope's containment set restricted to its validity
+// window: outside [not_before, not_after) no address is in scope.
+type validScope struct {
+	sc                  *scope.Scope
+	notBefore, notAfter time.Time
+	now                 func() time.Time
+}
+
+func (v validScope) Contains(a netip.Addr) bool {
+	t := v.now()
+	return !t.Before(v.notBefore) && t.Before(v.notAfter) && v.sc.Contains(a)
+}
 
 // refuseDuringTamperAlarm refuses a scan on an appliance whose audit log
 // has an unacknowledged tamper alarm. The engine itself stands alone; this
@@ -159,9 +176,17 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 	defer dir.Close()
 	cp := dir.Resume()
 
+	// The signed scope authorises sending until not_after, not for as long
+	// as a scan started before then happens to run: the scan stops at
+	// not_after, and the send path's per-packet check includes the
+	// validity window, so nothing leaves after it even in the last
+	// moments before the engine stops.
+	ctx, stop := context.WithTimeout(ctx, doc.NotAfter.Sub(env.Now()))
+	defer stop()
+	valid := validScope{sc: sc, notBefore: doc.NotBefore, notAfter: doc.NotAfter, now: env.Now}
 	cfg := probe.Config{
 		ScanID: cp.ScanID, Targets: sc.Targets(cp.Seed), TargetCount: sc.Size(),
-		Ports: ports, Kinds: kinds, Scope: sc, Limits: limits,
+		Ports: ports, Kinds: kinds, Scope: valid, Limits: limits,
 		Retries: f.retries, Timeout: f.timeout, UDPPayloads: payloads,
 		Now: time.Now, Results: dir.Result, Evidence: dir.Evidence(),
 		Checkpoint: dir.Checkpoint, ResumeBatch: cp.NextBatch,
@@ -195,6 +220,9 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 		return fmt.Errorf("probe: %w", err)
 	}
 	if runErr != nil {
+		if errors.Is(runErr, context.DeadlineExceeded) && !env.Now().Before(doc.NotAfter) {
+			return fmt.Errorf("probe: %w: scope %q expired at %s during the scan, after %d probes; results so far are in %s", errScopeExpired, doc.ID, doc.NotAfter.UTC().Format(time.RFC3339), sum.Probes, f.out)
+		}
 		if errors.Is(runErr, context.Canceled) {
 			return fmt.Errorf("probe: interrupted after %d probes; continue with --resume --out %s", sum.Probes, f.out)
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -227,5 +228,52 @@ func TestProbeRefusedDuringTamperAlarm(t *testing.T) {
 	db.Close()
 	if code, stderr := run(); code != 1 || !strings.Contains(stderr, "tamper alarm") {
 		t.Fatalf("probe during an alarm: exit %d %q", code, stderr)
+	}
+}
+
+// TestProbeStopsAtScopeExpiry: a scan still running when its scope's
+// not_after passes stops there with a clear error, instead of sending on
+// under an authorisation that has ended.
+func TestProbeStopsAtScopeExpiry(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			time.AfterFunc(5*time.Second, func() { c.Close() })
+		}
+	}()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:"+port)
+	// The clock starts 1 s before the scope's not_after and runs in real
+	// time; the banner probe alone (5 pacer slots at 2 pps) needs ~2.5 s.
+	notAfter := time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
+	start := time.Now()
+	var out, errb bytes.Buffer
+	env := &Env{
+		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
+		Getenv: func(string) string { return "" }, Environ: func() []string { return nil },
+		Now: func() time.Time { return notAfter.Add(-time.Second + time.Since(start)) },
+	}
+	dir := filepath.Join(t.TempDir(), "scan")
+	code := Run(context.Background(), env, []string{"probe", "--scope", signed, "--trust", pub, "--out", dir,
+		"--probes", "banner", "--rate", "2", "--no-progress"})
+	took := time.Since(start)
+	if code != 1 || !strings.Contains(errb.String(), "scope expired") {
+		t.Fatalf("exit %d, stderr %q, stdout %q", code, errb.String(), out.String())
+	}
+	if took > 2*time.Second {
+		t.Fatalf("ran %v, past the scope's expiry at 1 s", took)
+	}
+	var cp probe.Checkpoint
+	b, _ := os.ReadFile(filepath.Join(dir, probe.CheckpointFile))
+	if err := json.Unmarshal(b, &cp); err != nil || cp.Complete {
+		t.Fatalf("checkpoint %s: %v", b, err)
 	}
 }
