@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"io"
 	"net/netip"
 	"slices"
 	"time"
@@ -346,6 +347,9 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 		for i := 0; i < ok; {
 			m, err := e.conn.send(pkts[i:ok], dsts[i:ok])
 			m = min(max(m, 0), ok-i)
+			if err == nil && m == 0 {
+				err = io.ErrShortWrite // no progress: never spin
+			}
 			for _, p := range pkts[i : i+m] {
 				record(p)
 			}
