@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/netip"
@@ -627,5 +628,58 @@ func TestConnectSendPathRefusesOutOfScope(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBannerSendsNothing: the banner probe connects, reads what the
+// server volunteers and closes; the server receives not one byte. The
+// check waits for the server to see the connection end, so it cannot pass
+// before the probe had a chance to send.
+func TestBannerSendsNothing(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("cannot listen: %v", err)
+	}
+	defer l.Close()
+	type seen struct {
+		n   int64
+		eof bool
+	}
+	got := make(chan seen, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("220 ready\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var s seen
+		b := make([]byte, 512)
+		for {
+			n, err := c.Read(b)
+			s.n += int64(n)
+			if err != nil {
+				s.eof = errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+				got <- s
+				return
+			}
+		}
+	}()
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	_, col := runEngine(t, Config{
+		Targets: seqOf(netip.MustParseAddr("127.0.0.1")), Scope: prefixes{netip.MustParsePrefix("127.0.0.1/32")},
+		Ports: []Port{{"tcp", port}}, Kinds: []Kind{KindBanner}, ReadTimeout: 500 * time.Millisecond, NoRaw: true,
+	})
+	if r, ok := col.find(KindBanner, port); !ok || r.Banner == nil || r.Banner.Text != `220 ready\x0d\x0a` {
+		t.Fatalf("banner result %+v", r)
+	}
+	select {
+	case s := <-got:
+		if !s.eof || s.n != 0 {
+			t.Fatalf("server received %d bytes (connection ended cleanly: %v); want 0 and the probe's close", s.n, s.eof)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe never closed its connection")
 	}
 }
