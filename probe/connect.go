@@ -112,13 +112,20 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 				// The kernel may report the ICMP error before the tap has
 				// read it: give the tap a moment.
 				e.waitICMP(ctx, w, 50*time.Millisecond)
+			} else if st == StateClosed {
+				// ECONNREFUSED is a RST or an ICMP port unreachable; the
+				// tap saw the packet before the kernel failed the connect,
+				// so once it has caught up it knows which.
+				e.waitTap(ctx, e.cfg.Now(), 50*time.Millisecond)
 			}
 			e.mu.Lock()
 			ttl, ic = w.ttl, w.icmp
-			if ic != nil && (st == StateRejected || st == StateFiltered) {
+			if ic != nil && (st == StateRejected || st == StateFiltered || st == StateClosed && w.st == StateClosed) {
 				// The tap saw an ICMP error quoting our SYN: keep its
 				// exact type and code. This also catches errors the
-				// kernel did not turn into a connect failure.
+				// kernel did not turn into a connect failure, and tells
+				// an ICMP port unreachable (which the kernel reports as
+				// ECONNREFUSED, like a RST) by its reason, as tcp-syn does.
 				st, why = w.st, w.why
 			}
 			e.mu.Unlock()
@@ -148,6 +155,17 @@ func (e *Engine) waitICMP(ctx context.Context, w *watchInfo, d time.Duration) {
 		got := w.icmp != nil
 		e.mu.Unlock()
 		if got || sleepCtx(ctx, time.Millisecond) != nil {
+			return
+		}
+	}
+}
+
+// waitTap waits up to d for the tap to handle every packet that arrived
+// before mark.
+func (e *Engine) waitTap(ctx context.Context, mark time.Time, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for !e.tapCaughtUp(mark, e.cfg.Now()) && time.Now().Before(deadline) {
+		if sleepCtx(ctx, 200*time.Microsecond) != nil {
 			return
 		}
 	}
@@ -186,7 +204,10 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 		// socket instead.
 		var q *queuedICMP
 		c, q, err = dialRecvErr(ctx, dst, timeout, control)
-		if err != nil && q != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+		// A RST queues nothing; an ICMP error (port unreachable included,
+		// which the kernel also reports as ECONNREFUSED) is queued with
+		// its type and code.
+		if err != nil && q != nil {
 			proto := uint8(protoICMP)
 			if q.v6 {
 				proto = protoICMPv6

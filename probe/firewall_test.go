@@ -23,6 +23,7 @@ table inet fiqtest {
 		tcp dport 20001 drop
 		tcp dport 20002 reject with tcp reset
 		tcp dport 20003 reject with icmpx type admin-prohibited
+		tcp dport 20005 reject with icmpx type port-unreachable
 		udp dport 20011 drop
 		udp dport 20012 reject with icmpx type admin-prohibited
 	}
@@ -101,7 +102,7 @@ func TestFirewallClassification(t *testing.T) {
 				}
 			}()
 			var ports []Port
-			for p := uint16(20000); p <= 20004; p++ {
+			for p := uint16(20000); p <= 20005; p++ {
 				ports = append(ports, Port{"tcp", p})
 			}
 			for p := uint16(20010); p <= 20013; p++ {
@@ -117,6 +118,10 @@ func TestFirewallClassification(t *testing.T) {
 			if a.Is6() {
 				prohib = ICMP{Type: 1, Code: 1, From: addr}
 			}
+			portUnr := ICMP{Type: 3, Code: 3, From: addr}
+			if a.Is6() {
+				portUnr = ICMP{Type: 1, Code: 4, From: addr}
+			}
 			type want struct {
 				st   State
 				why  string
@@ -128,6 +133,9 @@ func TestFirewallClassification(t *testing.T) {
 				20002: {StateClosed, "", nil},
 				20003: {StateRejected, ReasonICMPProhib, &prohib},
 				20004: {StateClosed, "", nil},
+				// A REJECT with ICMP port unreachable (iptables' default):
+				// every kind, with or without a tap, keeps type and code.
+				20005: {StateClosed, ReasonICMPPortUnr, &portUnr},
 			}
 			check := func(k Kind, port uint16, w want) {
 				t.Helper()
@@ -153,10 +161,6 @@ func TestFirewallClassification(t *testing.T) {
 					check(k, p, w)
 				}
 			}
-			portUnr := ICMP{Type: 3, Code: 3, From: addr}
-			if a.Is6() {
-				portUnr = ICMP{Type: 1, Code: 4, From: addr}
-			}
 			check(KindUDP, 20010, want{StateOpen, ReasonUDPResponse, nil})
 			check(KindUDP, 20011, want{StateOpenFiltered, ReasonNoResponse, nil})
 			check(KindUDP, 20012, want{StateRejected, ReasonICMPProhib, &prohib})
@@ -170,7 +174,7 @@ func TestFirewallClassification(t *testing.T) {
 			// must tell the same story (IPv6 included, where the kernel
 			// does not fail the connect).
 			var tcpPorts []Port
-			for p := uint16(20000); p <= 20004; p++ {
+			for p := uint16(20000); p <= 20005; p++ {
 				tcpPorts = append(tcpPorts, Port{"tcp", p})
 			}
 			_, col = runEngine(t, Config{
