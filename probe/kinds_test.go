@@ -54,8 +54,9 @@ func selfSigned(t *testing.T) tls.Certificate {
 }
 
 // listenTLS runs a crypto/tls server on addr and returns its port. It
-// counts bytes of application data received (there must be none).
-func listenTLS(t *testing.T, addr string, appData *atomic.Int64) uint16 {
+// counts bytes of application data received (there must be none) and the
+// connections it has finished reading (ended).
+func listenTLS(t *testing.T, addr string, appData, ended *atomic.Int64) uint16 {
 	t.Helper()
 	l, err := tls.Listen("tcp", net.JoinHostPort(addr, "0"), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
 	if err != nil {
@@ -74,6 +75,7 @@ func listenTLS(t *testing.T, addr string, appData *atomic.Int64) uint16 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer ended.Add(1)
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 				b := make([]byte, 512)
@@ -93,8 +95,8 @@ func listenTLS(t *testing.T, addr string, appData *atomic.Int64) uint16 {
 func TestEngineTLSAndBanner(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1", "::1"} {
 		t.Run(addr, func(t *testing.T) {
-			var appData atomic.Int64
-			tlsPort := listenTLS(t, addr, &appData)
+			var appData, ended atomic.Int64
+			tlsPort := listenTLS(t, addr, &appData, &ended)
 			banner := "SSH-2.0-Test\r\n\x1b[2J\\evil"
 			bPort := listenTCP(t, addr, banner)
 			quiet := listenTCP(t, addr, "")
@@ -111,6 +113,14 @@ func TestEngineTLSAndBanner(t *testing.T) {
 			c := r.TLS.Chain[0]
 			if r.TLS.Version != "TLS 1.3" || !strings.Contains(c.Subject, `probe-test\x1b[31m`) || len(c.SHA256) != 64 || c.DNSNames[0] != "localhost" || len(c.IPs) != 2 {
 				t.Errorf("tls metadata %+v %+v", r.TLS, c)
+			}
+			// Both probes of the TLS port (tls-hello, banner) must have
+			// ended on the server's side before its count means anything.
+			for deadline := time.Now().Add(5 * time.Second); ended.Load() < 2 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if ended.Load() < 2 {
+				t.Errorf("the TLS server saw %d of 2 connections end", ended.Load())
 			}
 			if appData.Load() != 0 {
 				t.Errorf("tls-hello sent %d bytes of application data", appData.Load())
