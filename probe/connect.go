@@ -23,8 +23,11 @@ const (
 	costBanner  = 5 // SYN, ACK, ACKs of the banner, FIN
 	costTLS     = 7 // SYN, ACK, ClientHello, ACKs, Finished, FIN
 	// maxDialTimeout keeps a connect attempt below the kernel's first SYN
-	// retransmission (1 s), so every SYN on the wire was paced by us.
-	maxDialTimeout = 950 * time.Millisecond
+	// retransmission (1 s), so every SYN on the wire was paced by us. The
+	// 150 ms margin covers scheduling delay on a loaded machine between the
+	// deadline and the close (TCP_USER_TIMEOUT does not stop that
+	// retransmission on Linux 6.18, checked).
+	maxDialTimeout = 850 * time.Millisecond
 )
 
 func connectCost(k Kind) int {
