@@ -14,6 +14,7 @@ PACKAGES=(
   libc6-dev
   iproute2
   iputils-ping
+  jq
   masscan
   nftables
   nmap
@@ -21,6 +22,7 @@ PACKAGES=(
   rsyslog
   rsyslog-gnutls
   tcpdump
+  util-linux
   wrk
 )
 
