@@ -11,10 +11,10 @@ PACKAGES=(
   chromium
   file
   gcc
-  libc6-dev
   iproute2
   iputils-ping
   jq
+  libc6-dev
   masscan
   nftables
   nmap
