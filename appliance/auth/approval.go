@@ -120,17 +120,9 @@ func ApproveRequest(requestID, requestSHA256Hex string) []byte {
 // not be the requester, and may approve once. The second distinct approval
 // makes the request approved. Every refusal is audited.
 func (s *Service) Approve(ctx context.Context, approver Principal, requestID, stepUpCode string) (Approval, error) {
-	pin, err := s.Authorize(ctx, approver, OpApprovalGrant, "")
+	pin, at, a, err := s.authorizedApproval(ctx, approver, OpApprovalGrant, requestID)
 	if err != nil {
 		return Approval{}, err
-	}
-	at, err := s.st.AuthTenant(pin)
-	if err != nil {
-		return Approval{}, err
-	}
-	a, err := at.Approval(ctx, s.st.Reader(), requestID)
-	if err != nil {
-		return Approval{}, s.notInTenant(ctx, approver, pin, OpApprovalGrant, requestID, err)
 	}
 	refuse := func(reason string, cause error) (Approval, error) {
 		return Approval{}, s.deny(ctx, approver, pin, OpApprovalGrant, requestID, reason, fmt.Errorf("approve %s: %w", requestID, cause))
@@ -220,17 +212,9 @@ func (s *Service) VoidApproval(ctx context.Context, p Principal, requestID, reas
 }
 
 func (s *Service) close(ctx context.Context, p Principal, op Operation, requestID, status string, action audit.Action, reason string) error {
-	pin, err := s.Authorize(ctx, p, op, "")
+	pin, at, a, err := s.authorizedApproval(ctx, p, op, requestID)
 	if err != nil {
 		return err
-	}
-	at, err := s.st.AuthTenant(pin)
-	if err != nil {
-		return err
-	}
-	a, err := at.Approval(ctx, s.st.Reader(), requestID)
-	if err != nil {
-		return s.notInTenant(ctx, p, pin, op, requestID, err)
 	}
 	if op == OpApprovalVoid && a.RequesterID != p.UserID && p.Role != store.RoleAdmin && p.Role != store.RoleSecurityLead {
 		return s.deny(ctx, p, pin, op, requestID, "only the requester, an admin or a security lead may void", fmt.Errorf("void %s: %w", requestID, ErrForbidden))
@@ -267,6 +251,12 @@ func (s *Service) CheckApproved(ctx context.Context, requestID string, canonical
 // tenant owns the request), returning the approval with its approvers (for
 // evidence manifests).
 func (s *Service) VerifiedApproval(ctx context.Context, tenant, requestID string, canonicalRequest []byte) (Approval, error) {
+	return s.verifiedApproval(ctx, tenant, "", requestID, canonicalRequest)
+}
+
+// verifiedApproval is VerifiedApproval, and with requesterID set also
+// VerifiedApprovalFor's requester check.
+func (s *Service) verifiedApproval(ctx context.Context, tenant, requesterID, requestID string, canonicalRequest []byte) (Approval, error) {
 	owner, err := s.st.ApprovalTenant(ctx, requestID)
 	if err != nil {
 		return Approval{}, err
@@ -284,6 +274,11 @@ func (s *Service) VerifiedApproval(ctx context.Context, tenant, requestID string
 	a, err := at.Approval(ctx, s.st.Reader(), requestID)
 	if err != nil {
 		return Approval{}, err
+	}
+	if requesterID != "" && a.RequesterID != requesterID {
+		err := fmt.Errorf("approval %s: %w: requested by someone else", requestID, ErrForbidden)
+		return Approval{}, s.record(ctx, err, audit.Entry{Tenant: tenant, ActorID: requesterID, ActorName: requesterID, Action: audit.ActAccessDenied, Object: requestID,
+			Details: jsonDetails(fields{"operation": "approval.use", "reason": "approval belongs to another requester"})})
 	}
 	sum := sha256.Sum256(canonicalRequest)
 	if !bytes.Equal(sum[:], a.RequestSHA256) {
@@ -334,28 +329,7 @@ func (s *Service) VerifiedApproval(ctx context.Context, tenant, requestID string
 // access.denied, before its bytes are compared: presenting another person's
 // request id can neither use nor void their approval.
 func (s *Service) VerifiedApprovalFor(ctx context.Context, tenant, requesterID, requestID string, canonicalRequest []byte) (Approval, error) {
-	owner, err := s.st.ApprovalTenant(ctx, requestID)
-	if err != nil {
-		return Approval{}, err
-	}
-	if tenant == "" || owner != tenant {
-		// VerifiedApproval refuses and audits the cross-tenant case.
-		return s.VerifiedApproval(ctx, tenant, requestID, canonicalRequest)
-	}
-	at, err := s.st.AuthTenant(tenant)
-	if err != nil {
-		return Approval{}, err
-	}
-	a, err := at.Approval(ctx, s.st.Reader(), requestID)
-	if err != nil {
-		return Approval{}, err
-	}
-	if a.RequesterID != requesterID {
-		err := fmt.Errorf("approval %s: %w: requested by someone else", requestID, ErrForbidden)
-		return Approval{}, s.record(ctx, err, audit.Entry{Tenant: tenant, ActorID: requesterID, ActorName: requesterID, Action: audit.ActAccessDenied, Object: requestID,
-			Details: jsonDetails(fields{"operation": "approval.use", "reason": "approval belongs to another requester"})})
-	}
-	return s.VerifiedApproval(ctx, tenant, requestID, canonicalRequest)
+	return s.verifiedApproval(ctx, tenant, requesterID, requestID, canonicalRequest)
 }
 
 // SpendApproval marks tenant's approved request requestID as used, inside
@@ -377,19 +351,30 @@ func (s *Service) SpendApproval(ctx context.Context, tx *sql.Tx, tenant, request
 		Details: jsonDetails(fields{"status": store.ApprovalUsed})})
 }
 
-// GetApproval returns a request of p's tenant with its grants.
-func (s *Service) GetApproval(ctx context.Context, p Principal, requestID string) (Approval, error) {
-	pin, err := s.Authorize(ctx, p, OpApprovalList, "")
+// authorizedApproval authorises p for op and reads request requestID in p's
+// tenant. A request of another tenant reads as not found, audited by
+// notInTenant.
+func (s *Service) authorizedApproval(ctx context.Context, p Principal, op Operation, requestID string) (string, *store.AuthTenant, store.Approval, error) {
+	pin, err := s.Authorize(ctx, p, op, "")
 	if err != nil {
-		return Approval{}, err
+		return "", nil, store.Approval{}, err
 	}
 	at, err := s.st.AuthTenant(pin)
 	if err != nil {
-		return Approval{}, err
+		return "", nil, store.Approval{}, err
 	}
 	a, err := at.Approval(ctx, s.st.Reader(), requestID)
 	if err != nil {
-		return Approval{}, s.notInTenant(ctx, p, pin, OpApprovalList, requestID, err)
+		return "", nil, store.Approval{}, s.notInTenant(ctx, p, pin, op, requestID, err)
+	}
+	return pin, at, a, nil
+}
+
+// GetApproval returns a request of p's tenant with its grants.
+func (s *Service) GetApproval(ctx context.Context, p Principal, requestID string) (Approval, error) {
+	_, at, a, err := s.authorizedApproval(ctx, p, OpApprovalList, requestID)
+	if err != nil {
+		return Approval{}, err
 	}
 	gs, err := at.Grants(ctx, s.st.Reader(), requestID)
 	if err != nil {
