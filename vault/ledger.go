@@ -27,8 +27,8 @@ type SpoolEntry struct {
 	Size   int64  `json:"size"`
 	// Seq is the sequence number of the evidence.spool audit entry.
 	Seq int64 `json:"seq"`
-
-	spooled time.Time // set by AddRecorded, for Add's RecordHeader
+	// Spooled is when the record entered the spool.
+	Spooled time.Time `json:"spooled"`
 }
 
 // Quarantine describes a record moved aside instead of being uploaded.

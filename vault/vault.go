@@ -148,7 +148,7 @@ func (v *Vault) Add(ctx context.Context, key string, r io.Reader) (RecordHeader,
 	if err != nil {
 		return RecordHeader{}, err
 	}
-	return RecordHeader{Key: e.Key, Tenant: e.Tenant, Size: e.Size, SHA256: e.SHA256, Spooled: e.spooled}, nil
+	return RecordHeader{Key: e.Key, Tenant: e.Tenant, Size: e.Size, SHA256: e.SHA256, Spooled: e.Spooled}, nil
 }
 
 // AddRecorded is Add for a submitter that records the spool entry itself,
@@ -166,7 +166,7 @@ func (v *Vault) AddRecorded(ctx context.Context, key string, r io.Reader, record
 	var hook func(string, RecordHeader) error
 	if record != nil {
 		hook = func(id string, h RecordHeader) error {
-			e = SpoolEntry{ID: id, Key: h.Key, Tenant: h.Tenant, SHA256: h.SHA256, Size: h.Size}
+			e = SpoolEntry{ID: id, Key: h.Key, Tenant: h.Tenant, SHA256: h.SHA256, Size: h.Size, Spooled: h.Spooled}
 			seq, err := record(ctx, e)
 			e.Seq = seq
 			return err
@@ -176,7 +176,7 @@ func (v *Vault) AddRecorded(ctx context.Context, key string, r io.Reader, record
 	if err != nil {
 		return SpoolEntry{}, err
 	}
-	e.ID, e.Key, e.Tenant, e.SHA256, e.Size, e.spooled = id, h.Key, h.Tenant, h.SHA256, h.Size, h.Spooled
+	e.ID, e.Key, e.Tenant, e.SHA256, e.Size, e.Spooled = id, h.Key, h.Tenant, h.SHA256, h.Size, h.Spooled
 	select {
 	case v.wake <- struct{}{}:
 	default:

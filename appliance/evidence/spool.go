@@ -30,7 +30,7 @@ func (s *Service) Add(ctx context.Context, tenant, scan, name string, r io.Reade
 	if err != nil {
 		return vault.RecordHeader{}, err
 	}
-	return vault.RecordHeader{Key: e.Key, Tenant: e.Tenant, Size: e.Size, SHA256: e.SHA256}, nil
+	return vault.RecordHeader{Key: e.Key, Tenant: e.Tenant, Size: e.Size, SHA256: e.SHA256, Spooled: e.Spooled}, nil
 }
 
 // Submit spools one evidence object of a scan on behalf of p (the zero
@@ -76,7 +76,7 @@ func (s *Service) recordSpooled(ctx context.Context, p auth.Principal, e vault.S
 		}
 		seq = a.Seq
 		if _, err := tx.ExecContext(ctx, `INSERT INTO evidence_spool (id, seq, key, tenant, sha256, size, spooled_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'spooled')`,
-			e.ID, seq, e.Key, e.Tenant, e.SHA256, e.Size, s.now().UTC().Format(time.RFC3339Nano)); err != nil {
+			e.ID, seq, e.Key, e.Tenant, e.SHA256, e.Size, e.Spooled.UTC().Format(time.RFC3339Nano)); err != nil {
 			return fmt.Errorf("record spooled evidence %s: %w", e.Key, err)
 		}
 		if within != nil {
@@ -117,7 +117,7 @@ func (s *Service) Recorded(ctx context.Context, id string) (vault.SpoolEntry, er
 	if len(es) != 1 || es[0].Action != audit.ActEvidenceSpooled || json.Unmarshal(es[0].Details, &d) != nil || d.Record != id {
 		return vault.SpoolEntry{}, fmt.Errorf("%w: audit entry %d is not the evidence.spool entry of record %s", vault.ErrNotRecorded, seq, id)
 	}
-	return vault.SpoolEntry{ID: id, Key: es[0].Object, Tenant: es[0].Tenant, SHA256: d.SHA256, Size: d.Size, Seq: seq}, nil
+	return vault.SpoolEntry{ID: id, Key: es[0].Object, Tenant: es[0].Tenant, SHA256: d.SHA256, Size: d.Size, Seq: seq, Spooled: es[0].Time}, nil
 }
 
 // tamperDetails is the audit.tamper entry's details for spooled evidence.

@@ -315,3 +315,97 @@ func TestSubmitWithinFailsRemovesRecord(t *testing.T) {
 		t.Fatalf("%d evidence.spool entries after a failed submit", n)
 	}
 }
+
+// TestSpoolRowEditDoesNotHelp: the evidence_spool row only locates the
+// evidence.spool entry. Root who swaps a record and also edits the row's
+// hash, or points the row at another record's entry, still gets the record
+// quarantined, because the uploader reads the values from the hash-chained
+// entry.
+func TestSpoolRowEditDoesNotHelp(t *testing.T) {
+	swapped := []byte("forged results\n")
+	sum := sha256.Sum256(swapped)
+	for _, tc := range []struct {
+		name string
+		edit func(db *sql.DB, victim, decoy vault.SpoolEntry) error
+		want string
+	}{
+		{"row hash edited", func(db *sql.DB, v, _ vault.SpoolEntry) error {
+			_, err := db.Exec(`UPDATE evidence_spool SET sha256 = ? WHERE id = ?`, hex.EncodeToString(sum[:]), v.ID)
+			return err
+		}, "recorded at spooling"},
+		{"row points at another entry", func(db *sql.DB, v, d vault.SpoolEntry) error {
+			_, err := db.Exec(`UPDATE evidence_spool SET seq = ? WHERE id = ?`, d.Seq, v.ID)
+			return err
+		}, "is not the evidence.spool entry of record"},
+		{"row deleted", func(db *sql.DB, v, _ vault.SpoolEntry) error {
+			_, err := db.Exec(`DELETE FROM evidence_spool WHERE id = ?`, v.ID)
+			return err
+		}, "no evidence.spool entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := openDB(t)
+			cfg := DefaultConfig()
+			cfg.Backend, cfg.LocalDir = "local", t.TempDir()
+			dataDir := t.TempDir()
+			s, err := Open(ctx, Options{DB: db, Audit: audit.New(audit.Options{}), Config: cfg, DataDir: dataDir, Vault: vault.Config{Sleep: fastSleep}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			victim, err := s.Submit(ctx, auth.Principal{}, "t1", "s1", "results.jsonl", strings.NewReader("real results\n"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The decoy's entry records exactly the forged bytes.
+			decoy, err := s.Submit(ctx, auth.Principal{}, "t1", "s1", "decoy.jsonl", bytes.NewReader(swapped), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			swapRecordID(t, filepath.Join(dataDir, SpoolDirName), victim.ID, swapped)
+			if err := tc.edit(db, victim, decoy); err != nil {
+				t.Fatal(err)
+			}
+			err = s.Vault().Flush(ctx)
+			if !errors.Is(err, vault.ErrTampered) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("flush: %v", err)
+			}
+			if st := s.Status(); st.Spool.Corrupt != 1 {
+				t.Fatalf("status %+v", st)
+			}
+			// The decoy itself is genuine and uploads (perhaps already in
+			// the first flush, by another worker); the victim never does.
+			if err := s.Vault().Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			objs, _ := s.Objects(ctx, "t1", "")
+			if len(objs) != 1 || objs[0].Key != decoy.Key || objs[0].SHA256 != decoy.SHA256 {
+				t.Fatalf("objects %+v", objs)
+			}
+		})
+	}
+}
+
+// swapRecordID is swapRecord for the record with the given id.
+func swapRecordID(t *testing.T, spoolDir, id string, payload []byte) {
+	t.Helper()
+	path := filepath.Join(spoolDir, id+".rec")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	h, err := vault.DecodeRecord(f, st.Size())
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(payload)
+	h.SHA256, h.Size = hex.EncodeToString(sum[:]), int64(len(payload))
+	tr, err := vault.EncodeTrailer(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(append([]byte{}, payload...), tr...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
