@@ -74,7 +74,10 @@ const (
 	ActEvidenceExport Action = "evidence.export"
 	ActEvidenceAnchor Action = "evidence.anchor"
 	ActEvidenceSpool  Action = "evidence.spool.alert"
-	ActReportSign     Action = "report.sign"
+	// ActEvidenceSpooled records an evidence object's SHA-256 as it enters
+	// the spool, before the uploader can see it.
+	ActEvidenceSpooled Action = "evidence.spool"
+	ActReportSign      Action = "report.sign"
 
 	ActSIEMDestinationCreate Action = "siem.destination.create"
 	ActSIEMDestinationDelete Action = "siem.destination.delete"
@@ -98,6 +101,7 @@ func Actions() []Action {
 		ActScopeSign, ActScopeRegister, ActScopeDelete,
 		ActScanRequest, ActScanApprove, ActScanStart, ActScanComplete, ActScanFail, ActScanCancel,
 		ActEvidenceUpload, ActEvidenceExport, ActEvidenceAnchor, ActEvidenceSpool, ActReportSign,
+		ActEvidenceSpooled,
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 	}

@@ -42,6 +42,8 @@ OUT=${OUT:-bench/out/probe-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 W=$(mktemp -d /tmp/fiq-bench.XXXXXX)
+# Development and lab builds: production mode refuses them (exit 4).
+export FIQ_PRODUCTION=false
 
 LABPID=""
 TPID=""

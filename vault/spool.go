@@ -36,6 +36,7 @@ const (
 	maxHeaderLen  = 64 << 10
 	recordExt     = ".rec"
 	tempExt       = ".tmp"
+	reasonExt     = ".reason"
 	quarantineDir = "corrupt"
 )
 
@@ -214,8 +215,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 		name := e.Name()
 		if e.IsDir() {
 			if name == quarantineDir {
-				q, _ := os.ReadDir(filepath.Join(s.dir, name))
-				s.corrupt = len(q)
+				s.corrupt = countRecords(filepath.Join(s.dir, name))
 			}
 			continue
 		}
@@ -229,7 +229,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 			id := strings.TrimSuffix(name, recordExt)
 			hdr, size, err := readHeaderFile(path)
 			if errors.Is(err, ErrBadRecord) || errors.Is(err, ErrBadKey) {
-				if qerr := s.quarantine(id); qerr != nil {
+				if qerr := s.quarantine(id, err.Error()); qerr != nil {
 					return nil, fmt.Errorf("open spool: %w", qerr)
 				}
 				continue
@@ -259,36 +259,70 @@ func readHeaderFile(path string) (RecordHeader, int64, error) {
 }
 
 // quarantine moves a record that cannot be uploaded to corrupt/, keeping it
-// for inspection: evidence is never silently deleted.
-func (s *Spool) quarantine(id string) error {
+// for inspection: evidence is never silently deleted. The reason is written
+// next to it (corrupt/<id>.reason).
+func (s *Spool) quarantine(id, reason string) error {
 	qdir := filepath.Join(s.dir, quarantineDir)
 	if err := os.MkdirAll(qdir, 0o700); err != nil {
 		return err
 	}
+	// Best effort: the move is what keeps the record from being uploaded.
+	_ = os.WriteFile(filepath.Join(qdir, id+reasonExt), []byte(reason+"\n"), 0o600)
 	if err := os.Rename(filepath.Join(s.dir, id+recordExt), filepath.Join(qdir, id+recordExt)); err != nil {
 		return err
 	}
 	s.corrupt++
+	if err := syncDir(qdir); err != nil {
+		return err
+	}
 	return syncDir(s.dir)
+}
+
+// countRecords counts the records (not the reason notes) in dir.
+func countRecords(dir string) int {
+	q, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range q {
+		if strings.HasSuffix(e.Name(), recordExt) {
+			n++
+		}
+	}
+	return n
 }
 
 // Add streams r into a new durable record for key and returns its header.
 // It returns only after the record and its directory entry are fsync'd. It
 // refuses (ErrSpoolFull) evidence that would take the spool past MaxBytes.
 func (s *Spool) Add(ctx context.Context, key, tenant string, r io.Reader) (RecordHeader, error) {
+	_, h, err := s.AddRecorded(ctx, key, tenant, r, nil)
+	return h, err
+}
+
+// AddRecorded is Add with a hook: record (when not nil) is called with the
+// new record's id and header once the record is durable under its
+// temporary name, before it is renamed into place and so before the
+// uploader can see it. If record fails, the record is removed and its error
+// returned. The hook is how the record's hash reaches the audit log before
+// anyone can touch the record.
+func (s *Spool) AddRecorded(ctx context.Context, key, tenant string, r io.Reader, record func(id string, h RecordHeader) error) (string, RecordHeader, error) {
+	id, h, err := s.add(ctx, key, tenant, r, record)
+	return id, h, err
+}
+
+func (s *Spool) add(ctx context.Context, key, tenant string, r io.Reader, record func(id string, h RecordHeader) error) (string, RecordHeader, error) {
 	hdr := RecordHeader{Key: key, Tenant: tenant, Spooled: s.now().UTC(), SHA256: strings.Repeat("0", 64), Size: 0}
 	if err := hdr.validate(); err != nil {
-		return RecordHeader{}, err
+		return "", RecordHeader{}, err
 	}
 	if st := s.Status(); st.Full {
 		s.alert(true)
-		return RecordHeader{}, fmt.Errorf("spool %s: %w", key, ErrSpoolFull)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: %w", key, ErrSpoolFull)
 	}
 	id := fmt.Sprintf("%020d-%s", hdr.Spooled.UnixNano(), randHex(6))
 	tmp := filepath.Join(s.dir, id+tempExt)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
 	}
 	done := false
 	defer func() {
@@ -302,16 +336,16 @@ func (s *Spool) Add(ctx context.Context, key, tenant string, r io.Reader) (Recor
 	lim := &io.LimitedReader{R: ctxReader{ctx, r}, N: s.max + 1}
 	n, err := io.Copy(io.MultiWriter(f, h), lim)
 	if err != nil {
-		return RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
 	}
 	hdr.Size = n
 	hdr.SHA256 = hex.EncodeToString(h.Sum(nil))
 	tr, err := EncodeTrailer(hdr)
 	if err != nil {
-		return RecordHeader{}, err
+		return "", RecordHeader{}, err
 	}
 	if _, err := f.Write(tr); err != nil {
-		return RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
 	}
 	onDisk := n + int64(len(tr))
 	// Reserve the space before the slow fsyncs so concurrent Adds cannot
@@ -320,22 +354,28 @@ func (s *Spool) Add(ctx context.Context, key, tenant string, r io.Reader) (Recor
 	if s.bytes+onDisk > s.max {
 		s.mu.Unlock()
 		s.alert(true)
-		return RecordHeader{}, fmt.Errorf("spool %s (%d bytes): %w", key, onDisk, ErrSpoolFull)
+		return "", RecordHeader{}, fmt.Errorf("spool %s (%d bytes): %w", key, onDisk, ErrSpoolFull)
 	}
 	s.bytes += onDisk
 	s.mu.Unlock()
 	release := func() { s.mu.Lock(); s.bytes -= onDisk; s.mu.Unlock() }
 	if err := f.Sync(); err != nil {
 		release()
-		return RecordHeader{}, fmt.Errorf("spool %s: fsync: %w", key, err)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: fsync: %w", key, err)
 	}
 	if err := f.Close(); err != nil {
 		release()
-		return RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
+	}
+	if record != nil {
+		if err := record(id, hdr); err != nil {
+			release()
+			return "", RecordHeader{}, fmt.Errorf("spool %s: record: %w", key, err)
+		}
 	}
 	if err := os.Rename(tmp, filepath.Join(s.dir, id+recordExt)); err != nil {
 		release()
-		return RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
+		return "", RecordHeader{}, fmt.Errorf("spool %s: %w", key, err)
 	}
 	done = true
 	if err := syncDir(s.dir); err != nil {
@@ -344,13 +384,13 @@ func (s *Spool) Add(ctx context.Context, key, tenant string, r io.Reader) (Recor
 		s.mu.Lock()
 		s.recs[id] = &spooled{id: id, hdr: hdr, onDisk: onDisk}
 		s.mu.Unlock()
-		return RecordHeader{}, fmt.Errorf("spool %s: fsync dir: %w", key, err)
+		return id, RecordHeader{}, fmt.Errorf("spool %s: fsync dir: %w", key, err)
 	}
 	s.mu.Lock()
 	s.recs[id] = &spooled{id: id, hdr: hdr, onDisk: onDisk}
 	s.mu.Unlock()
 	s.alert(false)
-	return hdr, nil
+	return id, hdr, nil
 }
 
 // alert fires OnAlert once per crossing of the alert mark (and on every
@@ -433,12 +473,12 @@ func (s *Spool) remove(r *spooled) error {
 	return syncDir(s.dir)
 }
 
-// dropCorrupt moves a record whose payload no longer matches its header to
-// corrupt/.
-func (s *Spool) dropCorrupt(r *spooled) error {
+// dropCorrupt moves a record whose payload no longer matches its header,
+// or whose header or payload differ from its audit-log entry, to corrupt/.
+func (s *Spool) dropCorrupt(r *spooled, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.quarantine(r.id); err != nil {
+	if err := s.quarantine(r.id, reason); err != nil {
 		return err
 	}
 	delete(s.recs, r.id)
@@ -466,8 +506,7 @@ func ReadSpoolStatus(dir string, maxBytes int64, alertAt float64, now time.Time)
 	}
 	for _, e := range entries {
 		if e.IsDir() && e.Name() == quarantineDir {
-			q, _ := os.ReadDir(filepath.Join(dir, quarantineDir))
-			st.Corrupt = len(q)
+			st.Corrupt = countRecords(filepath.Join(dir, quarantineDir))
 			continue
 		}
 		if !strings.HasSuffix(e.Name(), recordExt) {

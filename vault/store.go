@@ -92,6 +92,11 @@ type Receipt struct {
 	WORM      bool      `json:"worm"`
 	Spooled   time.Time `json:"spooled"`
 	Verified  time.Time `json:"verified"`
+	// SpoolID and SpoolSeq name the spool record and its evidence.spool
+	// audit entry (SpoolSeq is 0 without a SpoolLedger), so the upload's
+	// entry refers to the one that fixed the hash.
+	SpoolID  string `json:"spool_id"`
+	SpoolSeq int64  `json:"spool_seq"`
 }
 
 // Recorder is told about every verified upload before the object leaves the

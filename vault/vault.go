@@ -37,6 +37,12 @@ type Config struct {
 	// OnError is told about each failed upload or check (for logs); nil
 	// ignores them. Failures are also visible in Status.
 	OnError func(error)
+	// Ledger, when set, records every record's SHA-256 as it enters the
+	// spool (Add, AddRecorded) and is consulted before each upload: a
+	// record that differs from its entry, or has none, is reported to it
+	// and quarantined instead of uploaded (ErrTampered). The appliance
+	// always sets it; without it only the record's own header is checked.
+	Ledger SpoolLedger
 }
 
 // Vault is the spool plus a store plus a recorder: evidence goes into the
@@ -56,19 +62,24 @@ type Vault struct {
 	lastErr   error
 	lastErrAt time.Time
 	uploaded  int64
-	running   bool
+	// quarantined counts records this process moved aside as tampered.
+	quarantined int64
+	running     bool
 }
 
 // Status is the vault's state for `firewalliq vault status`.
 type Status struct {
-	Backend   string      `json:"backend"`
-	WORM      bool        `json:"worm"`
-	CheckedAt time.Time   `json:"checked_at,omitempty"`
-	CheckErr  string      `json:"check_error,omitempty"`
-	LastErr   string      `json:"last_error,omitempty"`
-	LastErrAt time.Time   `json:"last_error_at,omitempty"`
-	Uploaded  int64       `json:"uploaded"` // since this process started
-	Spool     SpoolStatus `json:"spool"`
+	Backend   string    `json:"backend"`
+	WORM      bool      `json:"worm"`
+	CheckedAt time.Time `json:"checked_at,omitempty"`
+	CheckErr  string    `json:"check_error,omitempty"`
+	LastErr   string    `json:"last_error,omitempty"`
+	LastErrAt time.Time `json:"last_error_at,omitempty"`
+	Uploaded  int64     `json:"uploaded"` // since this process started
+	// Tampered counts records quarantined since this process started
+	// because they differed from their evidence.spool entry.
+	Tampered int64       `json:"tampered"`
+	Spool    SpoolStatus `json:"spool"`
 }
 
 // New opens the spool and returns a Vault. It does not contact the store;
@@ -125,22 +136,52 @@ func New(cfg Config, store Store, rec Recorder) (*Vault, error) {
 func (v *Vault) Store() Store { return v.store }
 
 // Add spools evidence for key (see ScanKey, AnchorKey) and wakes the
-// uploader. It returns once the evidence is durable in the spool; the
-// upload happens later. ErrSpoolFull means it was refused.
+// uploader. It returns once the evidence is durable in the spool and, with
+// a Ledger, recorded in it; the upload happens later. ErrSpoolFull means it
+// was refused.
 func (v *Vault) Add(ctx context.Context, key string, r io.Reader) (RecordHeader, error) {
+	var record func(context.Context, SpoolEntry) (int64, error)
+	if v.cfg.Ledger != nil {
+		record = v.cfg.Ledger.Spooled
+	}
+	e, err := v.AddRecorded(ctx, key, r, record)
+	if err != nil {
+		return RecordHeader{}, err
+	}
+	return RecordHeader{Key: e.Key, Tenant: e.Tenant, Size: e.Size, SHA256: e.SHA256, Spooled: e.Spooled}, nil
+}
+
+// AddRecorded is Add for a submitter that records the spool entry itself,
+// in its own transaction: record is called with the new record's entry
+// once the record is durable and before the uploader can see it, and
+// returns the audit sequence number of the entry it wrote. If record
+// fails, the record is removed. With a nil record nothing is recorded
+// (and, with a Ledger, the uploader will quarantine the record).
+func (v *Vault) AddRecorded(ctx context.Context, key string, r io.Reader, record func(context.Context, SpoolEntry) (int64, error)) (SpoolEntry, error) {
 	k, err := ParseKey(key)
 	if err != nil {
-		return RecordHeader{}, err
+		return SpoolEntry{}, err
 	}
-	h, err := v.spool.Add(ctx, key, k.Tenant, r)
+	var e SpoolEntry
+	var hook func(string, RecordHeader) error
+	if record != nil {
+		hook = func(id string, h RecordHeader) error {
+			e = SpoolEntry{ID: id, Key: h.Key, Tenant: h.Tenant, SHA256: h.SHA256, Size: h.Size, Spooled: h.Spooled}
+			seq, err := record(ctx, e)
+			e.Seq = seq
+			return err
+		}
+	}
+	id, h, err := v.spool.AddRecorded(ctx, key, k.Tenant, r, hook)
 	if err != nil {
-		return RecordHeader{}, err
+		return SpoolEntry{}, err
 	}
+	e.ID, e.Key, e.Tenant, e.SHA256, e.Size, e.Spooled = id, h.Key, h.Tenant, h.SHA256, h.Size, h.Spooled
 	select {
 	case v.wake <- struct{}{}:
 	default:
 	}
-	return h, nil
+	return e, nil
 }
 
 // Check verifies the store's configuration now and remembers the result;
@@ -248,8 +289,35 @@ func (v *Vault) upload(ctx context.Context, r *spooled) error {
 	}
 	// Re-hash the spooled payload first: a record damaged on local disk is
 	// quarantined, never uploaded as if it were the original evidence.
-	if err := checkPayload(f, r.hdr.Size, want); err != nil {
-		if qerr := v.spool.dropCorrupt(r); qerr != nil {
+	got, err := sumReader(io.NewSectionReader(f, 0, r.hdr.Size))
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", r.hdr.Key, err)
+	}
+	var entry SpoolEntry
+	if v.cfg.Ledger != nil {
+		// The record's own header can be rewritten along with its payload;
+		// what the audit log recorded at spooling cannot (without breaking
+		// the chain), so that is what the upload must match.
+		var reason string
+		entry, err = v.cfg.Ledger.Recorded(ctx, r.id)
+		switch {
+		case errors.Is(err, ErrNotRecorded):
+			reason = err.Error()
+		case err != nil:
+			return fmt.Errorf("spool %s: %w", r.hdr.Key, err)
+		default:
+			reason = entry.differs(r.hdr, hex.EncodeToString(got[:]))
+		}
+		if reason != "" {
+			return v.quarantine(ctx, r, Quarantine{Recorded: entry, Found: r.hdr, FoundSHA256: hex.EncodeToString(got[:]), ID: r.id, Reason: reason})
+		}
+	}
+	if got != want {
+		err := fmt.Errorf("%w: payload hash does not match its header", ErrBadRecord)
+		if v.cfg.Ledger != nil {
+			return v.quarantine(ctx, r, Quarantine{Recorded: entry, Found: r.hdr, FoundSHA256: hex.EncodeToString(got[:]), ID: r.id, Reason: err.Error()})
+		}
+		if qerr := v.spool.dropCorrupt(r, err.Error()); qerr != nil {
 			return errors.Join(err, qerr)
 		}
 		return fmt.Errorf("spool %s: %w", r.hdr.Key, err)
@@ -265,6 +333,7 @@ func (v *Vault) upload(ctx context.Context, r *spooled) error {
 		return err
 	}
 	rc.Spooled = r.hdr.Spooled
+	rc.SpoolID, rc.SpoolSeq = r.id, entry.Seq
 	if err := v.rec.Record(ctx, rc); err != nil {
 		return fmt.Errorf("record upload %s: %w", r.hdr.Key, err)
 	}
@@ -277,15 +346,35 @@ func (v *Vault) upload(ctx context.Context, r *spooled) error {
 	return nil
 }
 
-func checkPayload(f io.ReaderAt, size int64, want [32]byte) error {
-	got, err := sumReader(io.NewSectionReader(f, 0, size))
-	if err != nil {
-		return err
+// quarantine reports a record that differs from what was recorded (the
+// ledger raises the tamper alarm), then moves it to corrupt/ so it is never
+// uploaded. If reporting fails the record stays put and is reported again
+// on the next attempt: it is never uploaded either way.
+func (v *Vault) quarantine(ctx context.Context, r *spooled, q Quarantine) error {
+	if err := v.cfg.Ledger.Quarantined(ctx, q); err != nil {
+		return fmt.Errorf("spool %s: %w: %s; reporting it failed: %w", r.hdr.Key, ErrTampered, q.Reason, err)
 	}
-	if got != want {
-		return fmt.Errorf("%w: payload hash does not match its header", ErrBadRecord)
+	if err := v.spool.dropCorrupt(r, q.Reason); err != nil {
+		return fmt.Errorf("spool %s: %w: %s; moving it aside failed: %w", r.hdr.Key, ErrTampered, q.Reason, err)
 	}
-	return nil
+	v.mu.Lock()
+	v.quarantined++
+	v.mu.Unlock()
+	return fmt.Errorf("spool %s: %w: %s (record %s quarantined)", r.hdr.Key, ErrTampered, q.Reason, r.id)
+}
+
+// differs says how a record (its header h and its payload's hash got)
+// differs from what was recorded at spooling; "" when it matches.
+func (e SpoolEntry) differs(h RecordHeader, got string) string {
+	switch {
+	case e.Key != h.Key || e.Tenant != h.Tenant:
+		return fmt.Sprintf("record names %q (tenant %q), spooled as %q (tenant %q)", h.Key, h.Tenant, e.Key, e.Tenant)
+	case got != e.SHA256:
+		return fmt.Sprintf("payload sha256 %s, recorded at spooling (audit entry %d) as %s", got, e.Seq, e.SHA256)
+	case h.SHA256 != e.SHA256 || h.Size != e.Size:
+		return fmt.Sprintf("header says sha256 %s size %d, recorded at spooling (audit entry %d) as %s size %d", h.SHA256, h.Size, e.Seq, e.SHA256, e.Size)
+	}
+	return ""
 }
 
 // Run uploads in the background until ctx is done: it verifies the bucket
@@ -328,7 +417,7 @@ func (v *Vault) Status() Status {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	st := Status{Backend: v.store.Backend(), WORM: v.store.WORM() && v.checkErr == nil && !v.checkedAt.IsZero(),
-		CheckedAt: v.checkedAt, LastErrAt: v.lastErrAt, Uploaded: v.uploaded, Spool: v.spool.Status()}
+		CheckedAt: v.checkedAt, LastErrAt: v.lastErrAt, Uploaded: v.uploaded, Tampered: v.quarantined, Spool: v.spool.Status()}
 	if v.checkErr != nil {
 		st.CheckErr = v.checkErr.Error()
 	}

@@ -3,7 +3,9 @@
 // root command and no init() registration.
 //
 // Exit codes: 0 success, 1 runtime failure, 2 bad flags or arguments,
-// 3 (ExitProfile) the compiled-in safety profile failed verification.
+// 3 (ExitProfile) the compiled-in safety profile failed verification,
+// 4 (ExitProduction) production mode refuses this (development-signed or
+// lab) build for serve and scans.
 package cli
 
 import (

@@ -51,7 +51,9 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runCLI(t, nil, tt.args...)
+			// Production mode off: serve would otherwise refuse this
+			// development-signed build with exit 4 before looking at --data.
+			code, _, stderr := runCLI(t, map[string]string{"FIQ_PRODUCTION": "false"}, tt.args...)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d (stderr %q)", code, tt.code, stderr)
 			}

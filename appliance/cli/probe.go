@@ -52,6 +52,14 @@ func newProbeCmd(env *Env) *cobra.Command {
 			"with their approvals. An interrupted scan continues with --resume.",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A scan in production mode needs a release build (exit 4).
+			cfg, err := loadConfig(cmd, env)
+			if err != nil {
+				return err
+			}
+			if err := refuseUnfitBuild("probe", cfg.Production, safety.Load); err != nil {
+				return err
+			}
 			if err := refuseDuringTamperAlarm(cmd, env); err != nil {
 				return err
 			}

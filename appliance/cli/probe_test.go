@@ -23,6 +23,17 @@ import (
 	"firewalliq/probe/scope"
 )
 
+// labModeEnv adds FIQ_PRODUCTION=false to vars: a repository build carries
+// the development-signed profile, which production mode (the default)
+// refuses for scans (TestProductionModeRefusesDevBuild).
+func labModeEnv(vars map[string]string) map[string]string {
+	out := map[string]string{"FIQ_PRODUCTION": "false"}
+	for k, v := range vars {
+		out[k] = v
+	}
+	return out
+}
+
 // probeScope signs a scope over the loopback addresses with the given
 // environment and writes it and the public key to a temporary directory.
 func probeScope(t *testing.T, env, ports string) (signed, pub string) {
@@ -78,7 +89,7 @@ func TestProbeCommand(t *testing.T) {
 	prodSigned, prodPub := probeScope(t, scope.EnvProduction, ports)
 
 	out := filepath.Join(t.TempDir(), "scan")
-	code, stdout, stderr := runCLI(t, nil, "probe", "--scope", signed, "--trust", pub, "--out", out,
+	code, stdout, stderr := runCLI(t, labModeEnv(nil), "probe", "--scope", signed, "--trust", pub, "--out", out,
 		"--probes", "tcp-syn,banner", "--rate", "200", "--timeout", "300ms", "--retries", "1")
 	if code != 0 {
 		t.Fatalf("probe: exit %d: %s", code, stderr)
@@ -169,7 +180,7 @@ func TestProbeCommand(t *testing.T) {
 			for k, v := range args {
 				all = append(all, k, v)
 			}
-			code, _, stderr := runCLI(t, nil, append(all, extra...)...)
+			code, _, stderr := runCLI(t, labModeEnv(nil), append(all, extra...)...)
 			if code != tt.code || !strings.Contains(stderr, tt.msg) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr, tt.code, tt.msg)
 			}
@@ -209,7 +220,7 @@ func TestProbeRefusedDuringTamperAlarm(t *testing.T) {
 	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:9")
 	run := func() (int, string) {
 		out := filepath.Join(t.TempDir(), "scan")
-		code, _, stderr := runCLI(t, map[string]string{"FIQ_DATA": dir}, "probe", "--scope", signed, "--trust", pub, "--out", out,
+		code, _, stderr := runCLI(t, labModeEnv(map[string]string{"FIQ_DATA": dir}), "probe", "--scope", signed, "--trust", pub, "--out", out,
 			"--probes", "tcp-connect", "--timeout", "100ms", "--retries", "0")
 		return code, stderr
 	}
@@ -258,7 +269,7 @@ func TestProbeStopsAtScopeExpiry(t *testing.T) {
 	var out, errb bytes.Buffer
 	env := &Env{
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
-		Getenv: func(string) string { return "" }, Environ: func() []string { return nil },
+		Getenv: func(k string) string { return labModeEnv(nil)[k] }, Environ: func() []string { return []string{"FIQ_PRODUCTION=false"} },
 		Now: func() time.Time { return notAfter.Add(-time.Second + time.Since(start)) },
 	}
 	dir := filepath.Join(t.TempDir(), "scan")

@@ -12,6 +12,7 @@ import (
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/keyring"
+	"firewalliq/probe/safety"
 	"firewalliq/ui"
 )
 
@@ -23,6 +24,12 @@ func newServeCmd(env *Env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd, env)
 			if err != nil {
+				return err
+			}
+			// Production mode runs only a release build: a profile signed by
+			// the (public) development key, or the lab profile, proves
+			// nothing about who approved the caps (exit 4).
+			if err := refuseUnfitBuild("serve", cfg.Production, safety.Load); err != nil {
 				return err
 			}
 			ctx := cmd.Context()

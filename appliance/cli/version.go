@@ -55,6 +55,7 @@ func newVersionCmd(env *Env) *cobra.Command {
 			}
 			fmt.Fprintf(env.Stdout, "firewalliq %s\ncommit:     %s%s\ngo:         %s (%s)\n", v.Version, v.Commit, dirty(v.Modified), v.GoVersion, v.Platform)
 			fmt.Fprintf(env.Stdout, "profile:    %s version %d sha256:%s\n", v.Profile.ID, v.Profile.Version, v.Profile.SHA256)
+			fmt.Fprintf(env.Stdout, "signed by:  %s\n", signerLine(v.Profile))
 			return nil
 		},
 	}

@@ -167,8 +167,9 @@ func TestAnchorRealAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 entries + anchor entry + 2 upload entries + 3 = 10.
-	if a2.FromSize != 4 || a2.ToSize != 10 || len(a2.Keys) != 3 {
+	// 4 entries + 2 evidence.spool entries + anchor entry + 2 upload
+	// entries + 3 = 12.
+	if a2.FromSize != 4 || a2.ToSize != 12 || len(a2.Keys) != 3 {
 		t.Fatalf("second anchor %+v", a2)
 	}
 	if err := s.Vault().Flush(ctx); err != nil {
@@ -190,15 +191,15 @@ func TestAnchorRealAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatalf("anchored consistency proof does not verify: %v", err)
 	}
-	if hooked != 1+2+1+3 { // anchor, 2 uploads, anchor, 3 uploads
-		t.Errorf("Append hook called %d times, want 7", hooked)
+	if hooked != 2+1+2+3+1+3 { // 2 spooled, anchor, 2 uploads, 3 spooled, anchor, 3 uploads
+		t.Errorf("Append hook called %d times, want 12", hooked)
 	}
-	if cp.Size != 10 || p.OldSize != 4 || cp.Note != string(a2.Checkpoint) {
+	if cp.Size != 12 || p.OldSize != 4 || cp.Note != string(a2.Checkpoint) {
 		t.Fatalf("proof covers %d..%d", p.OldSize, cp.Size)
 	}
 	m, _ = filepath.Glob(filepath.Join(cfg.LocalDir, filepath.FromSlash(a2.Keys[0])+".v", "*"))
 	lines, _ := os.ReadFile(m[0])
-	if n := strings.Count(string(lines), "\n"); n != 6 {
-		t.Fatalf("entries object has %d lines, want 6", n)
+	if n := strings.Count(string(lines), "\n"); n != 8 {
+		t.Fatalf("entries object has %d lines, want 8", n)
 	}
 }

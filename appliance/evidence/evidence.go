@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"slices"
 	"time"
@@ -153,6 +152,9 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	if s.sleep == nil {
 		s.sleep = sleepCtx
 	}
+	// Every record's hash goes into the audit log as it enters the spool,
+	// and the uploader checks the record against that entry.
+	vc.Ledger = s
 	v, err := vault.New(vc, store, vault.RecorderFunc(s.record))
 	if err != nil {
 		return nil, err
@@ -175,15 +177,6 @@ func (s *Service) Vault() *vault.Vault { return s.v }
 
 // Status returns the vault's status.
 func (s *Service) Status() vault.Status { return s.v.Status() }
-
-// Add spools one evidence object of a scan; it is durable when Add returns.
-func (s *Service) Add(ctx context.Context, tenant, scan, name string, r io.Reader) (vault.RecordHeader, error) {
-	key, err := vault.ScanKey(tenant, scan, name)
-	if err != nil {
-		return vault.RecordHeader{}, err
-	}
-	return s.v.Add(ctx, key, r)
-}
 
 // Run uploads in the background, and anchors the audit log daily when a
 // Ledger was given, until ctx is done.
@@ -210,6 +203,10 @@ type uploadDetails struct {
 	SSE         string `json:"sse"`
 	Backend     string `json:"backend"`
 	WORM        bool   `json:"worm"`
+	// SpoolRecord and SpoolSeq name the spool record and the
+	// evidence.spool entry that recorded its hash before the upload.
+	SpoolRecord string `json:"spool_record,omitempty"`
+	SpoolSeq    int64  `json:"spool_seq,omitempty"`
 }
 
 // record is the vault's Recorder: the index row and the audit entry commit
@@ -219,7 +216,8 @@ func (s *Service) record(ctx context.Context, r vault.Receipt) error {
 	if !r.Until.IsZero() {
 		until = r.Until.UTC().Format(time.RFC3339)
 	}
-	det, err := json.Marshal(uploadDetails{SHA256: r.SHA256, VersionID: r.VersionID, Size: r.Size, Mode: r.Mode, RetainUntil: until, SSE: r.SSE, Backend: r.Backend, WORM: r.WORM})
+	det, err := json.Marshal(uploadDetails{SHA256: r.SHA256, VersionID: r.VersionID, Size: r.Size, Mode: r.Mode, RetainUntil: until, SSE: r.SSE, Backend: r.Backend, WORM: r.WORM,
+		SpoolRecord: r.SpoolID, SpoolSeq: r.SpoolSeq})
 	if err != nil {
 		return err
 	}
@@ -235,7 +233,7 @@ func (s *Service) record(ctx context.Context, r vault.Receipt) error {
 		if err != nil {
 			return fmt.Errorf("record evidence %s: %w", r.Key, err)
 		}
-		return nil
+		return markUploaded(ctx, tx, r.SpoolID, e.Seq)
 	})
 }
 

@@ -210,10 +210,10 @@ func TestUploadRecordedInAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := auditRows(t, db)
-	if len(rows) != 1 {
-		t.Fatalf("%d audit rows", len(rows))
+	if len(rows) != 2 || rows[0].Action != string(audit.ActEvidenceSpooled) {
+		t.Fatalf("audit rows %+v (want evidence.spool, evidence.upload)", rows)
 	}
-	r := rows[0]
+	r := rows[1]
 	if r.Action != string(audit.ActEvidenceUpload) || r.Tenant != "t1" || r.Object != "tenants/t1/scans/scan-9/results.jsonl" ||
 		r.Details["mode"] != "COMPLIANCE" || r.Details["sse"] != "AES256" || r.Details["worm"] != true || r.Details["version_id"] == "" || len(r.Details["sha256"].(string)) != 64 {
 		t.Fatalf("audit row %+v", r)

@@ -108,9 +108,20 @@ func TestReleaseBuild(t *testing.T) {
 		Verified       bool   `json:"verified"`
 		DevelopmentKey bool   `json:"development_key"`
 		ReleaseKeyID   string `json:"release_key_id"`
+		Signer         string `json:"signer"`
+		Production     bool   `json:"production_ready"`
 	}
-	if err := json.Unmarshal(out, &r); err != nil || r.ID != "vendor-default" || r.GlobalPPS != 500 || !r.Verified || r.DevelopmentKey {
+	if err := json.Unmarshal(out, &r); err != nil || r.ID != "vendor-default" || r.GlobalPPS != 500 || !r.Verified || r.DevelopmentKey ||
+		r.Signer != "release" || !r.Production {
 		t.Fatalf("vendor build reports %s", out)
+	}
+	// Production mode (the default) accepts the release build: serve gets
+	// past the build check and fails only on the missing data directory
+	// (exit 1, not 4).
+	serve := exec.Command(bin, "serve", "--data", filepath.Join(dir, "no-data"))
+	serve.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if out, err := serve.CombinedOutput(); serve.ProcessState == nil || serve.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "not initialised") {
+		t.Fatalf("release build serve in production mode: %v %s", err, out)
 	}
 
 	// Tamper with the profile after signing: the binary must refuse to run.

@@ -207,6 +207,54 @@ func (p Profile) IsDevelopmentKey() bool { return p.keyID == DevelopmentKeyID }
 // or, with the lab build tag, "lab").
 func EmbeddedName() string { return embeddedName }
 
+// LabBuild reports whether this binary was built with the lab build tag
+// (the high-cap lab profile).
+func LabBuild() bool { return embeddedName == "lab" }
+
+// Who signed a profile, as 'version' and 'profile show' report it.
+const (
+	// SignerDevelopment is the committed development key (DevelopmentKeyID),
+	// whose private half is public knowledge.
+	SignerDevelopment = "development"
+	// SignerRelease is any other key: a vendor release key supplied at
+	// build time (docs/safety-profile.md).
+	SignerRelease = "release"
+)
+
+// Signer returns SignerDevelopment or SignerRelease for p's key.
+func (p Profile) Signer() string {
+	if p.IsDevelopmentKey() {
+		return SignerDevelopment
+	}
+	return SignerRelease
+}
+
+// ErrNotProductionBuild means the binary may not run in production mode:
+// its profile is signed by the development key, or it is a lab build. The
+// development private key is public, so such a profile proves nothing about
+// who approved its caps.
+var ErrNotProductionBuild = errors.New("this build may not run in production mode")
+
+// CheckProduction returns nil when the verified profile p, in this build,
+// may run in production mode, and an error wrapping ErrNotProductionBuild
+// otherwise. Serve and every scan call it when production mode is on.
+func CheckProduction(p Profile) error { return checkProduction(p, LabBuild()) }
+
+// checkProduction takes the build tag as a parameter so both branches are
+// tested in the normal build.
+func checkProduction(p Profile, lab bool) error {
+	if lab {
+		return fmt.Errorf("%w: lab build (profile %s, %d pps, %d targets per scan) is for the network lab only", ErrNotProductionBuild, p.ID, p.GlobalPPS, p.MaxTargets)
+	}
+	if p.keyID == "" {
+		return fmt.Errorf("%w: profile %q is not verified", ErrNotProductionBuild, p.ID)
+	}
+	if p.IsDevelopmentKey() {
+		return fmt.Errorf("%w: safety profile %s is signed by the development key %s, not a release key", ErrNotProductionBuild, p.ID, p.keyID)
+	}
+	return nil
+}
+
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // wireFields are the profile's JSON keys, all required.
