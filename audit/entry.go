@@ -86,6 +86,8 @@ const (
 	ActAuditCheckpoint Action = "audit.checkpoint"
 	ActAuditTamper     Action = "audit.tamper"
 	ActAuditTamperAck  Action = "audit.tamper.ack"
+
+	ActAlertAck Action = "alert.ack"
 )
 
 // Actions returns the closed vocabulary.
@@ -104,6 +106,7 @@ func Actions() []Action {
 		ActEvidenceSpooled,
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
+		ActAlertAck,
 	}
 }
 

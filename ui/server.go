@@ -4,17 +4,18 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-
-	"firewalliq/appliance/store"
 )
 
 // Deps are the services the console uses.
 type Deps struct {
-	Store *store.Store
+	// Ping checks that the appliance's store answers
+	// (appliance.Appliance.Ping).
+	Ping func(context.Context) error
 }
 
 // Server is the console's HTTP handler.
@@ -25,8 +26,8 @@ type Server struct {
 // New builds the console. It fails if a template or asset cannot be parsed,
 // so a broken build fails at boot, not on first request.
 func New(d Deps) (*Server, error) {
-	if d.Store == nil {
-		return nil, errors.New("ui: store is required")
+	if d.Ping == nil {
+		return nil, errors.New("ui: Ping is required")
 	}
 	e := echo.New()
 	e.HideBanner = true
@@ -34,7 +35,7 @@ func New(d Deps) (*Server, error) {
 	e.HTTPErrorHandler = errorHandler
 	e.Use(securityHeaders)
 	e.GET("/healthz", func(c echo.Context) error {
-		if err := d.Store.DB().PingContext(c.Request().Context()); err != nil {
+		if err := d.Ping(c.Request().Context()); err != nil {
 			return echo.NewHTTPError(http.StatusServiceUnavailable, "store unavailable")
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
@@ -75,10 +76,6 @@ func errorHandler(err error, c echo.Context) {
 		} else {
 			msg = http.StatusText(code)
 		}
-	case errors.Is(err, store.ErrNotFound):
-		code, msg = http.StatusNotFound, "not found"
-	case errors.Is(err, store.ErrNoTenant):
-		code, msg = http.StatusForbidden, "forbidden"
 	}
 	_ = c.JSON(code, map[string]string{"error": msg})
 }

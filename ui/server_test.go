@@ -20,7 +20,7 @@ func TestRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv, err := New(Deps{Store: st})
+	srv, err := New(Deps{Ping: st.DB().PingContext})
 	if err != nil {
 		t.Fatal(err)
 	}

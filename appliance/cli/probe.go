@@ -22,7 +22,6 @@ import (
 	"golang.org/x/term"
 
 	"firewalliq/appliance"
-	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe"
 	"firewalliq/probe/safety"
@@ -112,12 +111,12 @@ func refuseDuringTamperAlarm(cmd *cobra.Command, env *Env) error {
 	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	st, err := store.Open(cmd.Context(), dbPath, store.Options{ReadOnly: true})
+	db, err := appliance.OpenReadOnly(cmd.Context(), dbPath)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	defer st.Close()
-	if err := audit.CheckNoAlarm(cmd.Context(), st.DB()); err != nil {
+	defer db.Close()
+	if err := audit.CheckNoAlarm(cmd.Context(), db); err != nil {
 		return fmt.Errorf("probe: refused: %w", err)
 	}
 	return nil

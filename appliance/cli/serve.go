@@ -38,7 +38,7 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer app.Close()
-			console, err := ui.New(ui.Deps{Store: app.Store})
+			console, err := ui.New(ui.Deps{Ping: app.Ping})
 			if err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func newServeCmd(env *Env) *cobra.Command {
 			bgDone := make(chan struct{})
 			go func() {
 				defer close(bgDone)
-				app.Run(bg, func(err error) { fmt.Fprintf(env.Stderr, "firewalliq: %v\n", err) })
+				app.Run(bg, nil) // errors go to app.Logger
 			}()
 			defer func() { stopBG(); <-bgDone }()
 			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second}
