@@ -155,6 +155,7 @@ func Migrations() []Migration {
 		{4, "siem", mustRead("migrations/0004_siem.sql")},
 		{5, "evidence", mustRead("migrations/0005_evidence.sql")},
 		{6, "scans", mustRead("migrations/0006_scans.sql")},
+		{7, "auth_hardening", mustRead("migrations/0005_auth_hardening.sql")},
 	}
 }
 
