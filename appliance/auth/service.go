@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"firewalliq/appliance/store"
@@ -14,7 +15,7 @@ import (
 
 // Sentinel errors of the service. The console maps them to HTTP statuses:
 // ErrUnauthenticated 401; ErrForbidden, ErrCSRF, ErrSelfApproval,
-// ErrAlreadyApproved 403; ErrStepUpRequired, ErrInvalidCode, ErrReplay 401
+// ErrAlreadyApproved, ErrApprovalRequired, ErrApproverNotCounted 403; ErrStepUpRequired, ErrInvalidCode, ErrReplay 401
 // with a prompt for a fresh code; ErrLockedOut, ErrRateLimited 429; the
 // approval state errors 409.
 var (
@@ -61,6 +62,16 @@ var (
 	// ErrInvalid means an argument is malformed (empty name, unknown role,
 	// TTL out of range).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrApprovalRequired means granting a privileged role (approver,
+	// security_lead, admin) in a tenant that has another admin needs that
+	// admin's approval: a request of KindRoleGrant, approved, named in
+	// NewUser.ApprovalID or SetRoleApproved.
+	ErrApprovalRequired = errors.New("another admin's approval required")
+	// ErrApproverNotCounted means an approver does not count towards dual
+	// approval: their account or approving role was created or changed by
+	// the requester or after the request was made, or they were disabled
+	// or lost the approving role before the approved action ran.
+	ErrApproverNotCounted = errors.New("approver does not count")
 )
 
 // Keys seals and opens secrets with the master key; keyring.Keyring
@@ -84,12 +95,19 @@ type Deps struct {
 
 // Service is identity and access.
 type Service struct {
-	st    *store.Store
-	log   *audit.Log
-	keys  Keys
-	now   func() time.Time
-	p     Params
-	dummy string // a password hash for unknown users, so timing is alike
+	st   *store.Store
+	log  *audit.Log
+	keys Keys
+	now  func() time.Time
+	p    Params
+	// verify checks a password against a hash: VerifyPassword. Tests wrap
+	// it to count argon2 runs (unknown and known users must cost alike).
+	verify func(encoded, password string) error
+	// dummy is a password hash checked for unknown and disabled users, so
+	// that they cost one argon2 run like everyone else. Made on first use:
+	// a service that never sees a login never pays for it.
+	dummyOnce sync.Once
+	dummy     string
 }
 
 // NewService checks deps and returns a Service.
@@ -100,13 +118,18 @@ func NewService(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Service{st: d.Store, log: d.Log, keys: d.Keys, now: d.Now, p: d.Params.withDefaults()}
-	dummy, err := HashPasswordWith(s.p.Argon, "not a password anyone has")
-	if err != nil {
-		return nil, err
-	}
-	s.dummy = dummy
-	return s, nil
+	return &Service{st: d.Store, log: d.Log, keys: d.Keys, now: d.Now, p: d.Params.withDefaults(), verify: VerifyPassword}, nil
+}
+
+// dummyHash returns the hash checked for unknown and disabled users, made
+// once with the service's own argon2 parameters.
+func (s *Service) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		// Hashing fails only if crypto/rand does; then "" fails to verify
+		// (ErrBadHash) and the login is refused all the same.
+		s.dummy, _ = HashPasswordWith(s.p.Argon, "not a password anyone has")
+	})
+	return s.dummy
 }
 
 // Params returns the effective parameters.

@@ -62,8 +62,8 @@ func infoOf(u store.User) UserInfo {
 // CreateTenant creates a tenant (appliance admins, step-up).
 func (s *Service) CreateTenant(ctx context.Context, p Principal, name, stepUpCode string) (store.Tenant, error) {
 	name = strings.TrimSpace(name)
-	if name == "" {
-		return store.Tenant{}, fmt.Errorf("tenant name: %w", ErrInvalid)
+	if err := ValidName("tenant", name); err != nil {
+		return store.Tenant{}, err
 	}
 	var t store.Tenant
 	err := s.sensitive(ctx, p, OpTenantCreate, "", map[string]string{"name": name}, stepUpCode, func(tx *sql.Tx, _ string) error {
@@ -115,7 +115,10 @@ type NewUser struct {
 // once; the user must change it and enrol TOTP at first login.
 func (s *Service) CreateUser(ctx context.Context, p Principal, tenant string, nu NewUser, stepUpCode string) (UserInfo, string, error) {
 	nu.Name = strings.TrimSpace(nu.Name)
-	if nu.Name == "" || !slices.Contains(store.Roles(), nu.Role) {
+	if err := ValidUserName(nu.Name); err != nil {
+		return UserInfo{}, "", err
+	}
+	if !slices.Contains(store.Roles(), nu.Role) {
 		return UserInfo{}, "", fmt.Errorf("new user %q role %q: %w", nu.Name, nu.Role, ErrInvalid)
 	}
 	otp, err := RandomPassword()
