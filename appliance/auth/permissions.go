@@ -41,22 +41,25 @@ const (
 	OpApprovalGrant  Operation = "approval.grant"
 	OpApprovalDeny   Operation = "approval.deny"
 	OpApprovalVoid   Operation = "approval.void"
-	OpScopeSign      Operation = "scope.sign"
-	OpScopeRegister  Operation = "scope.register"
-	OpScopeDelete    Operation = "scope.delete"
-	OpScopeRead      Operation = "scope.read"
-	OpPolicyEdit     Operation = "policy.edit"
-	OpPolicyRead     Operation = "policy.read"
-	OpScanRequest    Operation = "scan.request"
-	OpScanCancel     Operation = "scan.cancel"
-	OpScanRead       Operation = "scan.read"
-	OpEvidenceExport Operation = "evidence.export"
-	OpReportRead     Operation = "report.read"
-	OpAuditRead      Operation = "audit.read"
-	OpAuditAlarmAck  Operation = "audit.alarm.ack"
-	OpSettingsChange Operation = "settings.change"
-	OpSIEMConfigure  Operation = "siem.configure"
-	OpAnomalyRead    Operation = "anomaly.read"
+	// OpRoleGrantApprove approves a KindRoleGrant request: another admin's
+	// grant of a privileged role.
+	OpRoleGrantApprove Operation = "user.role.approve"
+	OpScopeSign        Operation = "scope.sign"
+	OpScopeRegister    Operation = "scope.register"
+	OpScopeDelete      Operation = "scope.delete"
+	OpScopeRead        Operation = "scope.read"
+	OpPolicyEdit       Operation = "policy.edit"
+	OpPolicyRead       Operation = "policy.read"
+	OpScanRequest      Operation = "scan.request"
+	OpScanCancel       Operation = "scan.cancel"
+	OpScanRead         Operation = "scan.read"
+	OpEvidenceExport   Operation = "evidence.export"
+	OpReportRead       Operation = "report.read"
+	OpAuditRead        Operation = "audit.read"
+	OpAuditAlarmAck    Operation = "audit.alarm.ack"
+	OpSettingsChange   Operation = "settings.change"
+	OpSIEMConfigure    Operation = "siem.configure"
+	OpAnomalyRead      Operation = "anomaly.read"
 )
 
 // Permission is one row of the matrix.
@@ -88,8 +91,8 @@ func Permissions() []Permission {
 		{Op: OpTenantCreate, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "auth", What: "create a tenant"},
 		{Op: OpTenantList, Roles: []string{A}, ApplianceOnly: true, Owner: "auth", What: "list tenants"},
 		{Op: OpUserList, Roles: []string{A, SL, AU}, Owner: "auth", What: "list a tenant's users and roles"},
-		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once)"},
-		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions)"},
+		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once); a privileged role needs another admin's approval if the tenant has one"},
+		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions); a privileged role needs another admin's approval if the tenant has one"},
 		{Op: OpUserDisable, Roles: []string{A}, StepUp: true, Owner: "auth", What: "disable a user (ends their sessions; their API tokens stop working)"},
 		{Op: OpUserTOTPReset, Roles: []string{A}, StepUp: true, Owner: "auth", What: "reset a user's TOTP (lost device): ends sessions, voids recovery codes, re-enrolment at next login"},
 		{Op: OpPasswordChange, Roles: all, Owner: "auth", What: "change one's own password"},
@@ -106,6 +109,7 @@ func Permissions() []Permission {
 		{Op: OpApprovalGrant, Roles: []string{SL, AP}, StepUp: true, Owner: "auth", What: "approve another person's request (never one's own, once per request)"},
 		{Op: OpApprovalDeny, Roles: []string{SL, AP}, Owner: "auth", What: "deny a pending request"},
 		{Op: OpApprovalVoid, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "withdraw (void) a request; requesters may void their own"},
+		{Op: OpRoleGrantApprove, Roles: []string{A}, StepUp: true, Owner: "auth", What: "approve another admin's grant of a privileged role (approver, security_lead, admin) in one's tenant (never one's own)"},
 		{Op: OpScopeSign, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "sign a scope document"},
 		{Op: OpScopeRegister, Roles: []string{SL}, Owner: "scan", What: "register a signed scope document"},
 		{Op: OpScopeDelete, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "delete a scope"},
