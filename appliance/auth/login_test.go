@@ -53,6 +53,21 @@ func TestLockoutFromOtherAddress(t *testing.T) {
 	if err != nil || !st.LockedUntil.IsZero() || st.FailedLogins != 0 {
 		t.Fatalf("account state after throttled pair: %+v %v", st, err)
 	}
+	// Sweep forgets the pair once quiet for a day (and no longer blocked).
+	rows := func() int {
+		var n int
+		if err := f.st.DB().QueryRow(`SELECT count(*) FROM auth_login_throttle`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := f.svc.Sweep(f.ctx); err != nil || rows() != 1 {
+		t.Fatalf("sweep while blocked: %d rows, %v", rows(), err)
+	}
+	f.clock.advance(24*time.Hour + time.Second)
+	if err := f.svc.Sweep(f.ctx); err != nil || rows() != 0 {
+		t.Fatalf("sweep after a quiet day: %d rows, %v", rows(), err)
+	}
 }
 
 // TestThrottleGrowingDelay: with the clock injected, the pair's block

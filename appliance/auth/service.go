@@ -25,9 +25,13 @@ var (
 	// ErrForbidden means the principal may not perform the operation (by
 	// role, by tenant, or without a support ticket).
 	ErrForbidden = errors.New("forbidden")
-	// ErrLockedOut means the account is locked after repeated failures.
+	// ErrLockedOut means the account is locked after repeated wrong
+	// second-factor codes. Login reports it only after a right password,
+	// so it tells nobody else that the account exists.
 	ErrLockedOut = errors.New("account temporarily locked")
-	// ErrRateLimited means too many failed attempts from the source address.
+	// ErrRateLimited means too many failed attempts from the source
+	// address: across all names, or for this name (the per name and
+	// address throttle, whose message says when to retry).
 	ErrRateLimited = errors.New("too many attempts from this address")
 	// ErrInvalidCode means a TOTP or recovery code is wrong.
 	ErrInvalidCode = errors.New("invalid code")

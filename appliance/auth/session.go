@@ -263,6 +263,9 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	if n >= s.p.IPMaxFailures {
 		return Login{}, fail(store.User{}, "source address rate limited", ErrRateLimited)
 	}
+	// The dummy hash is made on the first login of any name, so that
+	// one-time cost says nothing about the name either.
+	dummy := s.dummyHash()
 	u, err := s.st.UserByLoginName(ctx, name)
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -281,7 +284,7 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	}
 	// Exactly one argon2 run whatever the name: the user's hash, or for
 	// unknown and disabled users a dummy one with the same parameters.
-	hash := s.dummyHash()
+	hash := dummy
 	if known && !u.Disabled {
 		hash = u.PasswordHash
 	}
