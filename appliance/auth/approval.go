@@ -317,6 +317,10 @@ func (s *Service) close(ctx context.Context, p Principal, op Operation, requestI
 	if op == OpApprovalVoid && a.RequesterID != p.UserID && p.Role != store.RoleAdmin && p.Role != store.RoleSecurityLead {
 		return s.deny(ctx, p, pin, op, requestID, "only the requester, an admin or a security lead may void", fmt.Errorf("void %s: %w", requestID, ErrForbidden))
 	}
+	if op == OpApprovalDeny && Kind(a.Kind) == KindRoleGrant {
+		// Role grants are judged by admins, who refuse one by voiding it.
+		return s.deny(ctx, p, pin, op, requestID, "role grants are judged by admins (void to refuse)", fmt.Errorf("deny %s: %w", requestID, ErrForbidden))
+	}
 	if op == OpApprovalDeny && a.RequesterID == p.UserID {
 		return s.deny(ctx, p, pin, op, requestID, "requester judging own request", fmt.Errorf("deny %s: %w", requestID, ErrSelfApproval))
 	}
