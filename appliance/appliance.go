@@ -328,6 +328,12 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (InitResult, error)
 	if opts.Admin == "" {
 		return InitResult{}, fmt.Errorf("init: admin name is required")
 	}
+	if err := auth.ValidUserName(opts.Admin); err != nil {
+		return InitResult{}, fmt.Errorf("init: %w", err)
+	}
+	if err := auth.ValidName("tenant", opts.Tenant); err != nil {
+		return InitResult{}, fmt.Errorf("init: %w", err)
+	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return InitResult{}, fmt.Errorf("init: %w", err)

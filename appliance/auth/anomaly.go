@@ -20,6 +20,11 @@ const (
 	ActivityScanRequest Activity = store.EventScanRequest
 	ActivityExport      Activity = store.EventExport
 	ActivityLoginFailed Activity = store.EventLoginFailed
+	// ActivityLoginSources is not recorded but derived: the number of
+	// distinct source addresses of one account's failed logins in the
+	// window (a distributed guess, which per-address throttling does not
+	// stop).
+	ActivityLoginSources Activity = "login.sources"
 )
 
 // RecordActivity counts one activity by p inside the caller's transaction
@@ -32,13 +37,16 @@ const (
 // window_seconds, user_id), so an alert reaches it as soon as its outbox
 // reads the entry.
 func (s *Service) RecordActivity(ctx context.Context, tx *sql.Tx, p Principal, a Activity) error {
-	if _, ok := s.p.Anomaly[a]; !ok {
+	if _, ok := s.p.Anomaly[a]; !ok || a == ActivityLoginSources {
 		return fmt.Errorf("activity %q: %w", a, ErrInvalid)
 	}
 	return s.activity(ctx, tx, p, a)
 }
 
 func (s *Service) activity(ctx context.Context, tx *sql.Tx, p Principal, a Activity) error {
+	if a == ActivityLoginSources {
+		return s.sources(ctx, tx, p)
+	}
 	rule, ok := s.p.Anomaly[a]
 	if !ok || p.UserID == "" {
 		return nil
@@ -72,4 +80,39 @@ func (s *Service) activity(ctx context.Context, tx *sql.Tx, p Principal, a Activ
 	return s.append(ctx, tx, audit.Entry{Tenant: p.HomeTenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
 		Action: audit.ActAnomalyAlert, Object: p.UserID,
 		Details: jsonDetails(fields{"activity": string(a), "count": n, "threshold": rule.Threshold, "window_seconds": int64(rule.Window / time.Second), "user_id": p.UserID})})
+}
+
+// maxAlertSources bounds the addresses listed in one alert's details.
+const maxAlertSources = 20
+
+// sources raises anomaly.alert (activity login.sources) when p's account
+// saw failed logins from at least the rule's threshold of distinct
+// addresses in its window: at most one alert per window.
+func (s *Service) sources(ctx context.Context, tx *sql.Tx, p Principal) error {
+	rule, ok := s.p.Anomaly[ActivityLoginSources]
+	if !ok || p.UserID == "" {
+		return nil
+	}
+	now := s.now()
+	since := now.Add(-rule.Window)
+	n, ips, err := s.st.UserEventSources(ctx, tx, store.EventLoginFailed, p.UserID, since, maxAlertSources)
+	if err != nil {
+		return err
+	}
+	if n < rule.Threshold {
+		return nil
+	}
+	last, err := s.st.LastAnomalyAlert(ctx, tx, p.UserID, string(ActivityLoginSources))
+	if err != nil {
+		return err
+	}
+	if !last.IsZero() && last.After(since) {
+		return nil
+	}
+	if err := s.st.SetAnomalyAlert(ctx, tx, p.UserID, string(ActivityLoginSources), now); err != nil {
+		return err
+	}
+	return s.append(ctx, tx, audit.Entry{Tenant: p.HomeTenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+		Action: audit.ActAnomalyAlert, Object: p.UserID,
+		Details: jsonDetails(fields{"activity": string(ActivityLoginSources), "count": n, "threshold": rule.Threshold, "window_seconds": int64(rule.Window / time.Second), "user_id": p.UserID, "sources": ips})})
 }

@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"firewalliq/appliance/store"
@@ -25,6 +27,11 @@ const (
 	KindProductionScan Kind = "scan.production"
 	// KindEvidenceExport is an evidence bundle export.
 	KindEvidenceExport Kind = "evidence.export"
+	// KindRoleGrant is an admin's grant of a privileged role (approver,
+	// security_lead, admin) in a tenant that has another admin, who must
+	// approve it (OpRoleGrantApprove; one approval). Its canonical request
+	// is CreateUserRequest or SetRoleRequest, exactly what the grant runs.
+	KindRoleGrant Kind = "user.role.grant"
 )
 
 // operation is the operation a requester of kind must be allowed.
@@ -34,12 +41,78 @@ func (k Kind) operation() (Operation, bool) {
 		return OpScanRequest, true
 	case KindEvidenceExport:
 		return OpEvidenceExport, true
+	case KindRoleGrant:
+		return OpUserRoleChange, true // refined by roleGrantTarget
 	}
 	return "", false
 }
 
-// RequiredApprovals is how many distinct approvers a request needs.
+// roleGrantTarget checks that b is the canonical request of a grant of a
+// privileged role (CreateUserRequest or SetRoleRequest, with a tenant) and
+// returns its operation and tenant.
+func roleGrantTarget(b []byte) (Operation, string, error) {
+	bad := func(why string) (Operation, string, error) {
+		return "", "", fmt.Errorf("role grant request: %s: %w", why, ErrInvalid)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return bad("not a canonical operation request")
+	}
+	op, tenant := Operation(m["op"]), m["tenant"]
+	args := map[string]string{}
+	for k, v := range m {
+		if a, ok := strings.CutPrefix(k, "arg."); ok {
+			args[a] = v
+		}
+	}
+	if !bytes.Equal(OpRequest(op, tenant, args), b) {
+		return bad("not in canonical form")
+	}
+	want := map[Operation]string{OpUserCreate: "name", OpUserRoleChange: "id"}[op]
+	switch {
+	case want == "":
+		return bad("operation " + string(op) + " grants no role")
+	case tenant == "":
+		return bad("no tenant")
+	case len(args) != 2 || args[want] == "":
+		return bad("arguments must be " + want + " and role")
+	case !privileged(args["role"]):
+		return bad("role " + args["role"] + " is not privileged: no approval needed")
+	}
+	return op, tenant, nil
+}
+
+// RequiredApprovals is how many distinct approvers a request needs; a
+// KindRoleGrant needs one other admin (the requester is the first).
 const RequiredApprovals = 2
+
+// required is how many approvers that count a request of kind needs.
+func (k Kind) required() int {
+	if k == KindRoleGrant {
+		return 1
+	}
+	return RequiredApprovals
+}
+
+// ApproveOperation is the operation an approver of kind performs, and
+// steps up for with ApproveRequest: OpRoleGrantApprove for KindRoleGrant
+// (admins), OpApprovalGrant otherwise (approvers and security leads).
+func ApproveOperation(k Kind) Operation {
+	if k == KindRoleGrant {
+		return OpRoleGrantApprove
+	}
+	return OpApprovalGrant
+}
+
+// privileged reports whether role can approve, sign scopes or administer:
+// granting it needs another admin's approval.
+func privileged(role string) bool {
+	switch role {
+	case store.RoleAdmin, store.RoleSecurityLead, store.RoleApprover:
+		return true
+	}
+	return false
+}
 
 // Approval is a dual-approval request with its grants.
 type Approval struct {
@@ -76,12 +149,23 @@ func approvalOf(a store.Approval, gs []store.Grant) Approval {
 // canonical request bytes (the caller's canonical encoding of exactly what
 // will run or be exported). The approvals bind to its SHA-256; the request
 // expires after Params.ApprovalTTL.
+//
+// For KindRoleGrant the request names its operation and tenant (it is a
+// CreateUserRequest or SetRoleRequest for a privileged role), and the actor
+// must be allowed that operation there.
 func (s *Service) RequestApproval(ctx context.Context, actor Principal, kind Kind, canonicalRequest []byte) (Approval, error) {
 	op, ok := kind.operation()
 	if !ok || len(canonicalRequest) == 0 {
 		return Approval{}, fmt.Errorf("approval kind %q: %w", kind, ErrInvalid)
 	}
-	pin, err := s.Authorize(ctx, actor, op, "")
+	tenant := ""
+	if kind == KindRoleGrant {
+		var err error
+		if op, tenant, err = roleGrantTarget(canonicalRequest); err != nil {
+			return Approval{}, err
+		}
+	}
+	pin, err := s.Authorize(ctx, actor, op, tenant)
 	if err != nil {
 		return Approval{}, err
 	}
@@ -119,13 +203,20 @@ func ApproveRequest(requestID, requestSHA256Hex string) []byte {
 // approver must hold approver or security_lead in the request's tenant, must
 // not be the requester, and may approve once. The second distinct approval
 // makes the request approved. Every refusal is audited.
+//
+// The approver must also be independent of the requester: an approver whose
+// account or role was created or changed by the requester, or after the
+// request was made, is refused with ErrApproverNotCounted (audited with the
+// reason). A KindRoleGrant is approved by another admin (OpRoleGrantApprove)
+// and needs one approval.
 func (s *Service) Approve(ctx context.Context, approver Principal, requestID, stepUpCode string) (Approval, error) {
-	pin, at, a, err := s.authorizedApproval(ctx, approver, OpApprovalGrant, requestID)
+	op := s.approveOperation(ctx, approver, requestID)
+	pin, at, a, err := s.authorizedApproval(ctx, approver, op, requestID)
 	if err != nil {
 		return Approval{}, err
 	}
 	refuse := func(reason string, cause error) (Approval, error) {
-		return Approval{}, s.deny(ctx, approver, pin, OpApprovalGrant, requestID, reason, fmt.Errorf("approve %s: %w", requestID, cause))
+		return Approval{}, s.deny(ctx, approver, pin, op, requestID, reason, fmt.Errorf("approve %s: %w", requestID, cause))
 	}
 	now := s.now()
 	switch {
@@ -138,6 +229,13 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 	case !now.Before(a.ExpiresAt):
 		return refuse("request expired", ErrApprovalExpired)
 	}
+	why, err := s.notCounted(ctx, s.st.Reader(), a, approver.UserID)
+	if err != nil {
+		return Approval{}, err
+	}
+	if why != "" {
+		return refuse(why, ErrApproverNotCounted)
+	}
 	gs, err := at.Grants(ctx, s.st.Reader(), requestID)
 	if err != nil {
 		return Approval{}, err
@@ -147,7 +245,7 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 	}
 	shaHex := hex.EncodeToString(a.RequestSHA256)
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
-		if err := s.useStepUp(ctx, tx, approver, pin, OpApprovalGrant, ApproveRequest(requestID, shaHex), stepUpCode); err != nil {
+		if err := s.useStepUp(ctx, tx, approver, pin, op, ApproveRequest(requestID, shaHex), stepUpCode); err != nil {
 			return err
 		}
 		// Re-read inside the transaction: the request may have been voided
@@ -174,7 +272,7 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 		if gs, err = at.Grants(ctx, tx, requestID); err != nil {
 			return err
 		}
-		if len(gs) >= RequiredApprovals && cur.Status == store.ApprovalPending {
+		if len(gs) >= Kind(a.Kind).required() && cur.Status == store.ApprovalPending {
 			if err := at.MarkApproved(ctx, tx, requestID); err != nil {
 				return err
 			}
@@ -190,7 +288,7 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 		return err
 	})
 	if err != nil {
-		err = s.stepUpFailed(ctx, approver, pin, OpApprovalGrant, err)
+		err = s.stepUpFailed(ctx, approver, pin, op, err)
 		if errors.Is(err, ErrAlreadyApproved) || errors.Is(err, ErrApprovalVoid) {
 			return refuse(err.Error(), err)
 		}
@@ -218,6 +316,10 @@ func (s *Service) close(ctx context.Context, p Principal, op Operation, requestI
 	}
 	if op == OpApprovalVoid && a.RequesterID != p.UserID && p.Role != store.RoleAdmin && p.Role != store.RoleSecurityLead {
 		return s.deny(ctx, p, pin, op, requestID, "only the requester, an admin or a security lead may void", fmt.Errorf("void %s: %w", requestID, ErrForbidden))
+	}
+	if op == OpApprovalDeny && Kind(a.Kind) == KindRoleGrant {
+		// Role grants are judged by admins, who refuse one by voiding it.
+		return s.deny(ctx, p, pin, op, requestID, "role grants are judged by admins (void to refuse)", fmt.Errorf("deny %s: %w", requestID, ErrForbidden))
 	}
 	if op == OpApprovalDeny && a.RequesterID == p.UserID {
 		return s.deny(ctx, p, pin, op, requestID, "requester judging own request", fmt.Errorf("deny %s: %w", requestID, ErrSelfApproval))
@@ -310,6 +412,7 @@ func (s *Service) verifiedApproval(ctx context.Context, tenant, requesterID, req
 	case !s.now().Before(a.ExpiresAt):
 		return Approval{}, fmt.Errorf("approval %s: %w", requestID, ErrApprovalExpired)
 	}
+	need := Kind(a.Kind).required()
 	distinct := map[string]bool{}
 	for _, g := range gs {
 		// Defence in depth: count only grants bound to this hash, by
@@ -318,8 +421,19 @@ func (s *Service) verifiedApproval(ctx context.Context, tenant, requesterID, req
 			distinct[g.ApproverID] = true
 		}
 	}
-	if a.Status != store.ApprovalApproved || len(distinct) < RequiredApprovals {
-		return Approval{}, fmt.Errorf("approval %s: %d of %d: %w", requestID, len(distinct), RequiredApprovals, ErrApprovalPending)
+	if a.Status != store.ApprovalApproved || len(distinct) < need {
+		return Approval{}, fmt.Errorf("approval %s: %d of %d: %w", requestID, len(distinct), need, ErrApprovalPending)
+	}
+	// The approvers must still count now, right before the action: one
+	// disabled, demoted or changed since no longer does.
+	ids, why, err := s.counted(ctx, s.st.Reader(), a, gs)
+	if err != nil {
+		return Approval{}, err
+	}
+	if len(ids) < need {
+		err := shortfall(requestID, len(ids), need, why)
+		return Approval{}, s.record(ctx, err, audit.Entry{Tenant: tenant, ActorName: "system", Action: audit.ActAccessDenied, Object: requestID,
+			Details: jsonDetails(fields{"operation": "approval.use", "reason": strings.Join(why, "; "), "error": err.Error()})})
 	}
 	return approvalOf(a, gs), nil
 }
@@ -335,11 +449,32 @@ func (s *Service) VerifiedApprovalFor(ctx context.Context, tenant, requesterID, 
 // SpendApproval marks tenant's approved request requestID as used, inside
 // tx: the transaction of the action it authorises, which records
 // approval.complete with it. Each approval authorises one action; a second
-// use (or a concurrent one that lost the race) is ErrApprovalUsed.
+// use (or a concurrent one that lost the race) is ErrApprovalUsed. The
+// approvers are counted again inside tx: if one was disabled, demoted or
+// changed since VerifiedApproval, it is ErrApproverNotCounted (the caller
+// audits the refusal after rolling back).
 func (s *Service) SpendApproval(ctx context.Context, tx *sql.Tx, tenant, requestID string) error {
 	at, err := s.st.AuthTenant(tenant)
 	if err != nil {
 		return err
+	}
+	a, err := at.Approval(ctx, tx, requestID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("approval %s: %w", requestID, ErrApprovalUsed)
+	}
+	if err != nil {
+		return err
+	}
+	gs, err := at.Grants(ctx, tx, requestID)
+	if err != nil {
+		return err
+	}
+	ids, why, err := s.counted(ctx, tx, a, gs)
+	if err != nil {
+		return err
+	}
+	if need := Kind(a.Kind).required(); a.Status == store.ApprovalApproved && len(ids) < need {
+		return shortfall(requestID, len(ids), need, why)
 	}
 	if err := at.UseApproval(ctx, tx, requestID, s.now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {

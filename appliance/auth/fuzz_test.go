@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParseSecret: whatever a client sends as a cookie or bearer value,
@@ -102,6 +104,43 @@ func FuzzVerifyPassword(f *testing.F) {
 		err := VerifyPassword(encoded, password)
 		if err == nil && encoded == h && password != "correct horse battery" {
 			t.Fatalf("accepted %q", password)
+		}
+	})
+}
+
+// FuzzValidName: the name check never panics; what it accepts is valid
+// UTF-8 of 1 to MaxNameLength printable characters without a space at
+// either end; its error never carries a raw control character (names are
+// echoed in errors, and errors reach terminals).
+func FuzzValidName(f *testing.F) {
+	for _, seed := range []string{
+		"alice", "Zoë Ølsen", "ops-team_2", // ordinary names
+		"", " ", " bob", "bob ", // empty, spaces at the ends
+		"a\nb", "\x1b[31mred\x1b[0m", "tab\there", // newline, ANSI escape, tab
+		"bidi\u202Eevil", "zero\u200Bwidth", "nbsp\u00A0", // format and invisible characters
+		strings.Repeat("x", MaxNameLength), strings.Repeat("x", MaxNameLength+1), // the length limit
+		strings.Repeat("é", MaxNameLength), // 64 characters, 128 bytes
+		"\xff\xfe",                         // not UTF-8
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := ValidName("user", name)
+		if err != nil {
+			for _, r := range err.Error() {
+				if r < 0x20 || r == 0x7f {
+					t.Fatalf("error carries control character %U: %q", r, err.Error())
+				}
+			}
+			return
+		}
+		if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxNameLength || name == "" || name[0] == ' ' || name[len(name)-1] == ' ' {
+			t.Fatalf("accepted %q", name)
+		}
+		for _, r := range name {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("accepted %q with %U", name, r)
+			}
 		}
 	})
 }

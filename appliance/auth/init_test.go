@@ -2,7 +2,10 @@ package auth_test
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,5 +79,28 @@ func TestFirstAdminFromInit(t *testing.T) {
 	}
 	if _, err := svc.ChangePassword(ctx, p, res.OneTimePassword, "the admin's own passphrase"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInitRefusesBadNames: init checks the first admin's and tenant's names
+// like CreateUser does, and leaves no data directory behind.
+func TestInitRefusesBadNames(t *testing.T) {
+	tests := []struct{ name, admin, tenant string }{
+		{"admin with newline", "root\nadmin", ""},
+		{"admin with ANSI escape", "\x1b[2Jroot", ""},
+		{"admin too long", strings.Repeat("r", auth.MaxNameLength+1), ""},
+		{"tenant with control character", "root", "acme\x07"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			_, err := appliance.Init(context.Background(), appliance.Config{DataDir: dir}, appliance.InitOptions{Admin: tt.admin, Tenant: tt.tenant})
+			if !errors.Is(err, auth.ErrInvalid) {
+				t.Fatalf("init: %v, want auth.ErrInvalid", err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("refused init left %s: %v", dir, err)
+			}
+		})
 	}
 }

@@ -18,12 +18,26 @@ type Params struct {
 	// 8 hours (a working day).
 	SessionAbsolute time.Duration
 
-	// LockoutThreshold consecutive wrong passwords lock the account: 5.
+	// LockoutThreshold consecutive wrong second-factor codes (TOTP at login
+	// or step-up, recovery codes) lock the account: 5. Only someone who
+	// knows the password gets that far, so this is not a lock any client
+	// can trigger. LockoutBase is the first lockout; each further lockout
+	// doubles it (backoff) up to LockoutMax: 1 minute, then 2, 4, ... up
+	// to 1 hour.
 	LockoutThreshold int
-	// LockoutBase is the first lockout; each further lockout doubles it
-	// (backoff) up to LockoutMax: 1 minute, then 2, 4, ... up to 1 hour.
-	LockoutBase time.Duration
-	LockoutMax  time.Duration
+	LockoutBase      time.Duration
+	LockoutMax       time.Duration
+	// Wrong passwords are throttled per (login name, source address)
+	// pair, never per account, so nobody can lock a user out from another
+	// address: after ThrottleThreshold failures of a pair (5), the pair is
+	// refused for ThrottleBase (1 minute), doubled with every further
+	// failure up to ThrottleMax (1 hour). A pair's count is forgotten after
+	// ThrottleForget (24 hours) without a failure, and cleared by a right
+	// password from it. Unknown names are throttled exactly like known ones.
+	ThrottleThreshold int
+	ThrottleBase      time.Duration
+	ThrottleMax       time.Duration
+	ThrottleForget    time.Duration
 	// IPWindow and IPMaxFailures rate-limit one source address: at most 20
 	// failed logins per 15 minutes, across all user names (guessing many
 	// accounts one password each).
@@ -49,7 +63,8 @@ type Params struct {
 }
 
 // AnomalyRule raises an anomaly.alert when a user's count of one activity in
-// the sliding Window reaches Threshold. At most one alert per user,
+// the sliding Window reaches Threshold (for ActivityLoginSources: the count
+// of distinct source addresses of failed logins). At most one alert per user,
 // activity and window.
 type AnomalyRule struct {
 	Window    time.Duration
@@ -59,24 +74,31 @@ type AnomalyRule struct {
 // DefaultParams returns the documented defaults.
 func DefaultParams() Params {
 	return Params{
-		Argon:            DefaultArgonParams(),
-		PendingTTL:       5 * time.Minute,
-		SessionIdle:      15 * time.Minute,
-		SessionAbsolute:  8 * time.Hour,
-		LockoutThreshold: 5,
-		LockoutBase:      time.Minute,
-		LockoutMax:       time.Hour,
-		IPWindow:         15 * time.Minute,
-		IPMaxFailures:    20,
-		StepUpTTL:        5 * time.Minute,
-		ApprovalTTL:      24 * time.Hour,
-		TokenMaxTTL:      90 * 24 * time.Hour,
-		TokenDefaultTTL:  30 * 24 * time.Hour,
-		SupportMaxTTL:    8 * time.Hour,
+		Argon:             DefaultArgonParams(),
+		PendingTTL:        5 * time.Minute,
+		SessionIdle:       15 * time.Minute,
+		SessionAbsolute:   8 * time.Hour,
+		LockoutThreshold:  5,
+		LockoutBase:       time.Minute,
+		LockoutMax:        time.Hour,
+		ThrottleThreshold: 5,
+		ThrottleBase:      time.Minute,
+		ThrottleMax:       time.Hour,
+		ThrottleForget:    24 * time.Hour,
+		IPWindow:          15 * time.Minute,
+		IPMaxFailures:     20,
+		StepUpTTL:         5 * time.Minute,
+		ApprovalTTL:       24 * time.Hour,
+		TokenMaxTTL:       90 * 24 * time.Hour,
+		TokenDefaultTTL:   30 * 24 * time.Hour,
+		SupportMaxTTL:     8 * time.Hour,
 		Anomaly: map[Activity]AnomalyRule{
 			ActivityScanRequest: {Window: time.Hour, Threshold: 50},
 			ActivityExport:      {Window: time.Hour, Threshold: 10},
 			ActivityLoginFailed: {Window: 15 * time.Minute, Threshold: 10},
+			// Failures for one account from many addresses: a distributed
+			// guess, which the per-address throttle alone does not stop.
+			ActivityLoginSources: {Window: time.Hour, Threshold: 5},
 		},
 		RecoveryCodes: 10,
 	}
@@ -103,6 +125,10 @@ func (p Params) withDefaults() Params {
 	num(&p.LockoutThreshold, d.LockoutThreshold)
 	dur(&p.LockoutBase, d.LockoutBase)
 	dur(&p.LockoutMax, d.LockoutMax)
+	num(&p.ThrottleThreshold, d.ThrottleThreshold)
+	dur(&p.ThrottleBase, d.ThrottleBase)
+	dur(&p.ThrottleMax, d.ThrottleMax)
+	dur(&p.ThrottleForget, d.ThrottleForget)
 	dur(&p.IPWindow, d.IPWindow)
 	num(&p.IPMaxFailures, d.IPMaxFailures)
 	dur(&p.StepUpTTL, d.StepUpTTL)

@@ -41,26 +41,29 @@ const (
 	OpApprovalGrant  Operation = "approval.grant"
 	OpApprovalDeny   Operation = "approval.deny"
 	OpApprovalVoid   Operation = "approval.void"
-	OpScopeSign      Operation = "scope.sign"
-	OpScopeRegister  Operation = "scope.register"
-	OpScopeDelete    Operation = "scope.delete"
-	OpScopeRead      Operation = "scope.read"
-	OpPolicyEdit     Operation = "policy.edit"
-	OpPolicyRead     Operation = "policy.read"
-	OpScanRequest    Operation = "scan.request"
-	OpScanCancel     Operation = "scan.cancel"
-	OpScanRead       Operation = "scan.read"
-	OpEvidenceExport Operation = "evidence.export"
-	OpReportRead     Operation = "report.read"
-	OpAuditRead      Operation = "audit.read"
-	OpAuditAlarmAck  Operation = "audit.alarm.ack"
-	OpSettingsChange Operation = "settings.change"
-	OpSIEMConfigure  Operation = "siem.configure"
-	OpAnomalyRead    Operation = "anomaly.read"
-	OpAnomalyAck     Operation = "anomaly.ack"
-	OpSIEMRead       Operation = "siem.read"
-	OpSIEMTest       Operation = "siem.test"
-	OpEvidenceRead   Operation = "evidence.read"
+	// OpRoleGrantApprove approves a KindRoleGrant request: another admin's
+	// grant of a privileged role.
+	OpRoleGrantApprove Operation = "user.role.approve"
+	OpScopeSign        Operation = "scope.sign"
+	OpScopeRegister    Operation = "scope.register"
+	OpScopeDelete      Operation = "scope.delete"
+	OpScopeRead        Operation = "scope.read"
+	OpPolicyEdit       Operation = "policy.edit"
+	OpPolicyRead       Operation = "policy.read"
+	OpScanRequest      Operation = "scan.request"
+	OpScanCancel       Operation = "scan.cancel"
+	OpScanRead         Operation = "scan.read"
+	OpEvidenceExport   Operation = "evidence.export"
+	OpReportRead       Operation = "report.read"
+	OpAuditRead        Operation = "audit.read"
+	OpAuditAlarmAck    Operation = "audit.alarm.ack"
+	OpSettingsChange   Operation = "settings.change"
+	OpSIEMConfigure    Operation = "siem.configure"
+	OpAnomalyRead      Operation = "anomaly.read"
+	OpAnomalyAck       Operation = "anomaly.ack"
+	OpSIEMRead         Operation = "siem.read"
+	OpSIEMTest         Operation = "siem.test"
+	OpEvidenceRead     Operation = "evidence.read"
 )
 
 // Permission is one row of the matrix.
@@ -98,8 +101,8 @@ func Permissions() []Permission {
 		{Op: OpTenantCreate, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "auth", What: "create a tenant"},
 		{Op: OpTenantList, Roles: []string{A}, ApplianceOnly: true, Owner: "auth", What: "list tenants"},
 		{Op: OpUserList, Roles: []string{A, SL, AU}, Owner: "auth", What: "list a tenant's users and roles"},
-		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once)"},
-		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions)"},
+		{Op: OpUserCreate, Roles: []string{A}, StepUp: true, Owner: "auth", What: "create a user (one-time password shown once); a privileged role needs another admin's approval if the tenant has one"},
+		{Op: OpUserRoleChange, Roles: []string{A}, StepUp: true, Owner: "auth", What: "change a user's role (ends the user's sessions); a privileged role needs another admin's approval if the tenant has one"},
 		{Op: OpUserDisable, Roles: []string{A}, StepUp: true, Owner: "auth", What: "disable a user (ends their sessions; their API tokens stop working)"},
 		{Op: OpUserTOTPReset, Roles: []string{A}, StepUp: true, Owner: "auth", What: "reset a user's TOTP (lost device): ends sessions, voids recovery codes, re-enrolment at next login"},
 		{Op: OpPasswordChange, Roles: all, Owner: "auth", What: "change one's own password"},
@@ -116,6 +119,7 @@ func Permissions() []Permission {
 		{Op: OpApprovalGrant, Roles: []string{SL, AP}, StepUp: true, Owner: "auth", What: "approve another person's request (never one's own, once per request)"},
 		{Op: OpApprovalDeny, Roles: []string{SL, AP}, Owner: "auth", What: "deny a pending request"},
 		{Op: OpApprovalVoid, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "withdraw (void) a request; requesters may void their own"},
+		{Op: OpRoleGrantApprove, Roles: []string{A}, StepUp: true, Owner: "auth", What: "approve another admin's grant of a privileged role (approver, security_lead, admin) in one's tenant (never one's own)"},
 		{Op: OpScopeSign, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "sign a scope document"},
 		{Op: OpScopeRegister, Roles: []string{SL}, Owner: "scan", What: "register a signed scope document"},
 		{Op: OpScopeDelete, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "delete a scope"},
@@ -190,7 +194,7 @@ func PermissionsMarkdown() string {
 	b.WriteString("Generated from `appliance/auth/permissions.go` by\n`go test ./appliance/auth -run TestPermissionsDoc -update`; a test fails when they differ,\n")
 	b.WriteString("and `TestMatrixWalk` calls every `auth` operation as every role and checks the outcome\nagainst this table.\n\n")
 	b.WriteString("- **x**: allowed. **x†**: allowed with a fresh step-up TOTP bound to the request (valid 5 minutes, used once).\n")
-	b.WriteString("- **dual**: also needs two approvals (`approver` or `security_lead`, neither the requester, each with step-up);\n  for scans only when the scope is production, for evidence export always.\n")
+	b.WriteString("- **dual**: also needs two approvals (`approver` or `security_lead`, neither the requester nor created or changed by them, each with step-up);\n  for scans only when the scope is production, for evidence export always.\n")
 	b.WriteString("- **appliance**: only appliance admins (users of no tenant), not tenant admins.\n")
 	b.WriteString("- **appliance-wide**: an appliance admin may also act on no tenant: appliance-wide objects or all tenants.\n")
 	b.WriteString("- `admin` is a tenant's admin (acting in that tenant) or an appliance admin; an appliance admin acts in a\n  tenant only where the operation names the tenant explicitly (it has no tenant of its own).\n")
@@ -253,9 +257,11 @@ const serviceGuide = `
   performs them (code "" spends a grant made earlier by ` + "`Service.StepUp`" + ` for the same bytes) and, after the
   rollback, ` + "`Service.StepUpRefused`" + ` to audit the failure.
 - Dual approval: ` + "`RequestApproval(ctx, p, kind, canonicalRequest)`" + ` (kinds ` + "`scan.production`" + `,
-  ` + "`evidence.export`" + `), ` + "`Approve(ctx, approver, id, code)`" + `, and right before acting
+  ` + "`evidence.export`" + `, and ` + "`user.role.grant`" + ` on ` + "`CreateUserRequest`" + `/` + "`SetRoleRequest`" + ` for a privileged
+  role, approved by another admin), ` + "`Approve(ctx, approver, id, code)`" + ` (step up for ` + "`ApproveOperation(kind)`" + `), and right before acting
   ` + "`CheckApproved(ctx, id, canonicalRequest)`" + ` or ` + "`VerifiedApproval(ctx, tenant, id, canonicalRequest)`" + `
-  (which also returns the approvers for manifests). Different bytes void the request for good.
+  (which also returns the approvers for manifests). Different bytes void the request for good. Approvers who no longer
+  count (disabled, demoted, or changed since the request) make it fail with ` + "`ErrApproverNotCounted`" + `; ` + "`SpendApproval`" + ` counts again.
 - Scan requests and exports call ` + "`Service.RecordActivity(ctx, tx, p, activity)`" + ` in their transaction; crossing
   a threshold writes ` + "`anomaly.alert`" + ` in that same transaction, and the SIEM outbox forwards it like any entry.
 `
@@ -289,7 +295,8 @@ func writeParams(b *strings.Builder) {
 	row := func(what, v string) { fmt.Fprintf(b, "| %s | %s |\n", what, v) }
 	row("password hash", fmt.Sprintf("argon2id, t=%d, m=%d KiB, p=%d, 16-byte salt, 32-byte key (PHC string; parameters stored per hash)", d.Argon.Time, d.Argon.MemoryKiB, d.Argon.Threads))
 	row("minimum password length", fmt.Sprintf("%d characters", MinPasswordLength))
-	row("lockout", fmt.Sprintf("after %d consecutive wrong passwords: %s, doubling per further lockout up to %s; reset by a successful login", d.LockoutThreshold, human(d.LockoutBase), human(d.LockoutMax)))
+	row("password throttle", fmt.Sprintf("per (login name, source address), never per account: after %d wrong passwords the pair is refused for %s, doubling with every further failure up to %s; forgotten after %s without a failure, cleared by a right password from that address; unknown names alike (same answer, one argon2 run)", d.ThrottleThreshold, human(d.ThrottleBase), human(d.ThrottleMax), human(d.ThrottleForget)))
+	row("second-factor lockout", fmt.Sprintf("after %d consecutive wrong TOTP, recovery or step-up codes (the password was right): the account, %s, doubling per further lockout up to %s; reset by a completed login", d.LockoutThreshold, human(d.LockoutBase), human(d.LockoutMax)))
 	row("per-address limit", fmt.Sprintf("%d failed logins per %s sliding window, across all user names", d.IPMaxFailures, human(d.IPWindow)))
 	row("TOTP", fmt.Sprintf("RFC 6238, SHA-1, 6 digits, %d s steps, ±%d step; last accepted step stored per user (no replay); secret sealed with the master key", totpPeriod, totpSkew))
 	row("recovery codes", fmt.Sprintf("%d single-use codes, stored as SHA-256", d.RecoveryCodes))
@@ -298,11 +305,14 @@ func writeParams(b *strings.Builder) {
 	row("session cookie", "`"+SessionCookieName+"`: HttpOnly, Secure, SameSite=Strict, Path=/; new id at every login step, password change and role change")
 	row("CSRF", "HMAC-SHA256 of the session secret; required on every method except GET, HEAD, OPTIONS, TRACE (header `"+CSRFHeader+"`)")
 	row("step-up validity", human(d.StepUpTTL)+", once, bound to SHA-256 of the operation's canonical request")
-	row("approval validity", human(d.ApprovalTTL)+fmt.Sprintf(", %d distinct approvers", RequiredApprovals))
+	row("approval validity", human(d.ApprovalTTL)+fmt.Sprintf(", %d distinct approvers (a privileged role grant: %d other admin), each independent of the requester: not created or changed by them or after the request, still enabled and approving when the action runs", RequiredApprovals, KindRoleGrant.required()))
 	row("API token lifetime", human(d.TokenDefaultTTL)+" default, "+human(d.TokenMaxTTL)+" maximum")
 	row("support ticket", "at most "+human(d.SupportMaxTTL))
 	for _, a := range []Activity{ActivityScanRequest, ActivityExport, ActivityLoginFailed} {
 		r := d.Anomaly[a]
 		row("anomaly alert: "+string(a), fmt.Sprintf("%d per user in %s (one `anomaly.alert` per window)", r.Threshold, human(r.Window)))
 	}
+	r := d.Anomaly[ActivityLoginSources]
+	row("anomaly alert: "+string(ActivityLoginSources), fmt.Sprintf("failed logins for one account from %d distinct addresses in %s (one `anomaly.alert` per window)", r.Threshold, human(r.Window)))
+	row("anomaly alert: role.grant.unapproved", "a privileged role granted in a tenant with no other independent admin; also flagged for the next access review (`auth_review_flags`)")
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"flag"
@@ -78,7 +79,7 @@ func TestMatrixShape(t *testing.T) {
 // operation it enforces. Methods without one say why.
 var methodOps = map[string]Operation{
 	"CreateTenant": OpTenantCreate, "ListTenants": OpTenantList,
-	"ListUsers": OpUserList, "CreateUser": OpUserCreate, "SetRole": OpUserRoleChange, "DisableUser": OpUserDisable, "ResetTOTP": OpUserTOTPReset, "RegenerateRecoveryCodes": OpRecoveryCodes,
+	"ListUsers": OpUserList, "CreateUser": OpUserCreate, "SetRole": OpUserRoleChange, "SetRoleApproved": OpUserRoleChange, "DisableUser": OpUserDisable, "ResetTOTP": OpUserTOTPReset, "RegenerateRecoveryCodes": OpRecoveryCodes,
 	"ChangePassword": OpPasswordChange, "Sessions": OpSessionList, "LogoutEverywhere": OpLogoutAll,
 	"CreateToken": OpTokenCreate, "ListTokens": OpTokenList, "RevokeToken": OpTokenRevoke,
 	"OpenSupport": OpSupportOpen, "CloseSupport": OpSupportClose, "ListSupport": OpSupportList,
@@ -203,6 +204,10 @@ func TestMatrixWalk(t *testing.T) {
 		},
 		OpApprovalDeny: func(a actor) error { return f.svc.Deny(f.ctx, a.p, w.directApproval(operator.u.ID), "walk") },
 		OpApprovalVoid: func(a actor) error { return f.svc.VoidApproval(f.ctx, a.p, w.directApproval(a.u.ID), "walk") },
+		OpRoleGrantApprove: func(a actor) error {
+			_, err := f.svc.Approve(f.ctx, a.p, w.directRoleGrant(w.admin.ID), f.code(a.u))
+			return err
+		},
 	}
 
 	// Every method taking a Principal is mapped, and every auth operation
@@ -320,6 +325,25 @@ func (w *walkFixture) directTicket() string {
 	id := w.uniq("sup_")
 	err := w.st.InTx(w.ctx, func(tx *sql.Tx) error {
 		_, err := at.CreateSupportTicket(w.ctx, tx, store.SupportTicket{ID: id, SupportUserID: s.ID, OpenedBy: w.admin.ID, Reason: "walk", OpenedAt: w.clock.now(), ExpiresAt: w.clock.now().Add(time.Hour)})
+		return err
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return id
+}
+
+// directRoleGrant inserts a pending role-grant request of requester (an
+// admin) in tenant A.
+func (w *walkFixture) directRoleGrant(requester string) string {
+	w.t.Helper()
+	at, _ := w.st.AuthTenant(w.a)
+	id := w.uniq("apr_")
+	req := CreateUserRequest(w.a, NewUser{Name: id, Role: store.RoleApprover})
+	sum := sha256.Sum256(req)
+	err := w.st.InTx(w.ctx, func(tx *sql.Tx) error {
+		_, err := at.CreateApproval(w.ctx, tx, store.Approval{ID: id, Kind: string(KindRoleGrant), RequesterID: requester, Request: req, RequestSHA256: sum[:],
+			Status: store.ApprovalPending, CreatedAt: w.clock.now(), ExpiresAt: w.clock.now().Add(time.Hour)})
 		return err
 	})
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 // Sentinel errors of the service. The console maps them to HTTP statuses:
 // ErrUnauthenticated 401; ErrForbidden, ErrCSRF, ErrSelfApproval,
-// ErrAlreadyApproved 403; ErrStepUpRequired, ErrInvalidCode, ErrReplay 401
+// ErrAlreadyApproved, ErrApprovalRequired, ErrApproverNotCounted 403; ErrStepUpRequired, ErrInvalidCode, ErrReplay 401
 // with a prompt for a fresh code; ErrLockedOut, ErrRateLimited 429; the
 // approval state errors 409.
 var (
@@ -25,9 +25,13 @@ var (
 	// ErrForbidden means the principal may not perform the operation (by
 	// role, by tenant, or without a support ticket).
 	ErrForbidden = errors.New("forbidden")
-	// ErrLockedOut means the account is locked after repeated failures.
+	// ErrLockedOut means the account is locked after repeated wrong
+	// second-factor codes. Login reports it only after a right password,
+	// so it tells nobody else that the account exists.
 	ErrLockedOut = errors.New("account temporarily locked")
-	// ErrRateLimited means too many failed attempts from the source address.
+	// ErrRateLimited means too many failed attempts from the source
+	// address: across all names, or for this name (the per name and
+	// address throttle, whose message says when to retry).
 	ErrRateLimited = errors.New("too many attempts from this address")
 	// ErrInvalidCode means a TOTP or recovery code is wrong.
 	ErrInvalidCode = errors.New("invalid code")
@@ -62,6 +66,16 @@ var (
 	// ErrInvalid means an argument is malformed (empty name, unknown role,
 	// TTL out of range).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrApprovalRequired means granting a privileged role (approver,
+	// security_lead, admin) in a tenant that has another admin needs that
+	// admin's approval: a request of KindRoleGrant, approved, named in
+	// NewUser.ApprovalID or SetRoleApproved.
+	ErrApprovalRequired = errors.New("another admin's approval required")
+	// ErrApproverNotCounted means an approver does not count towards dual
+	// approval: their account or approving role was created or changed by
+	// the requester or after the request was made, or they were disabled
+	// or lost the approving role before the approved action ran.
+	ErrApproverNotCounted = errors.New("approver does not count")
 )
 
 // Keys seals and opens secrets with the master key; keyring.Keyring
@@ -97,24 +111,14 @@ type Service struct {
 	keys Keys
 	now  func() time.Time
 	p    Params
-	// dummy is a password hash to verify against for unknown users, so a
-	// login's timing does not say whether the name exists. It is made on
-	// the first such login (argon2id costs Params.Argon memory, 64 MiB by
-	// default), not at construction: a CLI command that opens the
-	// appliance and never logs anyone in must not pay for it.
+	// verify checks a password against a hash: VerifyPassword. Tests wrap
+	// it to count argon2 runs (unknown and known users must cost alike).
+	verify func(encoded, password string) error
+	// dummy is a password hash checked for unknown and disabled users, so
+	// that they cost one argon2 run like everyone else. Made on first use:
+	// a service that never sees a login never pays for it.
 	dummyOnce sync.Once
 	dummy     string
-}
-
-// dummyHash returns the hash that unknown users' passwords are checked
-// against, making it on first use.
-func (s *Service) dummyHash() string {
-	s.dummyOnce.Do(func() {
-		// The password is long enough and crypto/rand does not fail
-		// (Go 1.24), so HashPasswordWith cannot return an error here.
-		s.dummy, _ = HashPasswordWith(s.p.Argon, "not a password anyone has")
-	})
-	return s.dummy
 }
 
 // NewService checks deps and returns a Service.
@@ -125,8 +129,19 @@ func NewService(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Service{st: d.Store, log: d.Journal, keys: d.Keys, now: d.Now, p: d.Params.withDefaults()}
+	s := &Service{st: d.Store, log: d.Journal, keys: d.Keys, now: d.Now, p: d.Params.withDefaults(), verify: VerifyPassword}
 	return s, nil
+}
+
+// dummyHash returns the hash checked for unknown and disabled users, made
+// once with the service's own argon2 parameters.
+func (s *Service) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		// Hashing fails only if crypto/rand does; then "" fails to verify
+		// (ErrBadHash) and the login is refused all the same.
+		s.dummy, _ = HashPasswordWith(s.p.Argon, "not a password anyone has")
+	})
+	return s.dummy
 }
 
 // Params returns the effective parameters.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
@@ -219,9 +220,12 @@ func (s *Service) pending(ctx context.Context, token, stage string, c Client) (s
 // attacker (session fixation) is worthless. On success the returned Login
 // is at stage "password" (TOTP next) or "enrol" (TOTP not yet enrolled).
 //
-// Refusals: ErrRateLimited (too many failures from c.IP), ErrLockedOut,
-// ErrUnauthenticated (unknown user, disabled user or wrong password, not
-// told apart). Every attempt is audited with c's address and user agent.
+// Refusals: ErrRateLimited (too many failures from c.IP across names, or
+// from c.IP for this name: the per pair throttle), ErrUnauthenticated
+// (unknown user, disabled user or wrong password: the same answer after
+// the same work, one argon2 run), and, only after a right password,
+// ErrLockedOut (a lockout earned by wrong second-factor codes). Every
+// attempt is audited with c's address and user agent.
 func (s *Service) Login(ctx context.Context, name, password string, c Client, previousToken string) (Login, error) {
 	now := s.now()
 	if previousToken != "" {
@@ -234,7 +238,7 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 					if err := s.st.DeleteSession(ctx, tx, old.ID); err != nil {
 						return err
 					}
-					return s.append(ctx, tx, audit.Entry{ActorID: old.UserID, ActorName: name, ActorIP: c.IP, UserAgent: c.UserAgent,
+					return s.append(ctx, tx, audit.Entry{ActorID: old.UserID, ActorName: loginObject(name), ActorIP: c.IP, UserAgent: c.UserAgent,
 						Action: audit.ActAuthSessionRevoke, Object: "session:" + old.ID,
 						Details: jsonDetails(fields{"reason": "replaced by a new login from the same browser"})})
 				})
@@ -244,13 +248,13 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 			}
 		}
 	}
-	anon := Principal{Name: name, Client: c}
+	anon := Principal{Name: loginObject(name), Client: c}
 	fail := func(u store.User, reason string, cause error) error {
 		p := anon
 		if u.ID != "" {
 			p = principalOf(u, "", c)
 		}
-		return s.record(ctx, cause, p.entry(u.TenantID, audit.ActAuthLoginFailed, name, fields{"reason": reason}))
+		return s.record(ctx, cause, p.entry(u.TenantID, audit.ActAuthLoginFailed, loginObject(name), fields{"reason": reason}))
 	}
 	n, err := s.st.CountIPEvents(ctx, s.st.Reader(), store.EventLoginFailed, c.IP, now.Add(-s.p.IPWindow))
 	if err != nil {
@@ -259,31 +263,48 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	if n >= s.p.IPMaxFailures {
 		return Login{}, fail(store.User{}, "source address rate limited", ErrRateLimited)
 	}
+	// The dummy hash is made on the first login of any name, so that
+	// one-time cost says nothing about the name either.
+	dummy := s.dummyHash()
 	u, err := s.st.UserByLoginName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		// Spend the same time as a real check, so response time does not
-		// reveal which names exist.
-		_ = VerifyPassword(s.dummyHash(), password)
-		return Login{}, s.loginFailed(ctx, anon, store.User{}, "unknown user", ErrUnauthenticated)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Login{}, err
 	}
+	// The (name, address) throttle comes before any password check, and
+	// treats unknown names exactly like known ones: the answer and the
+	// work are the same, so neither tells which names exist.
+	th, err := s.st.LoginThrottle(ctx, s.st.Reader(), nameKey(name), c.IP)
 	if err != nil {
 		return Login{}, err
 	}
+	if now.Before(th.BlockedUntil) {
+		until := th.BlockedUntil.Format(time.RFC3339)
+		return Login{}, fail(u, "name and address throttled until "+until, fmt.Errorf("%w: retry after %s", ErrRateLimited, until))
+	}
+	// Exactly one argon2 run whatever the name: the user's hash, or for
+	// unknown and disabled users a dummy one with the same parameters.
+	hash := dummy
+	if known && !u.Disabled {
+		hash = u.PasswordHash
+	}
+	verr := s.verify(hash, password)
+	switch {
+	case !known:
+		return Login{}, s.loginFailed(ctx, anon, name, store.User{}, "unknown user", ErrUnauthenticated)
+	case u.Disabled:
+		return Login{}, s.loginFailed(ctx, anon, name, u, "user disabled", ErrUnauthenticated)
+	case verr != nil:
+		return Login{}, s.loginFailed(ctx, anon, name, u, "wrong password", ErrUnauthenticated)
+	}
+	// Only now, to someone who knows the password, does a lockout earned
+	// by wrong second-factor codes show.
 	st, err := s.st.AuthState(ctx, s.st.Reader(), u.ID)
 	if err != nil {
 		return Login{}, err
 	}
 	if now.Before(st.LockedUntil) {
-		// No password check while locked: the lockout must stop guessing,
-		// not only hide its result.
 		return Login{}, fail(u, "locked until "+st.LockedUntil.Format(time.RFC3339), fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
-	}
-	if u.Disabled {
-		_ = VerifyPassword(s.dummyHash(), password)
-		return Login{}, s.loginFailed(ctx, anon, u, "user disabled", ErrUnauthenticated)
-	}
-	if err := VerifyPassword(u.PasswordHash, password); err != nil {
-		return Login{}, s.loginFailed(ctx, anon, u, "wrong password", ErrUnauthenticated)
 	}
 	stage := "password"
 	if !u.TOTPConfirmed {
@@ -304,6 +325,10 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 				return err
 			}
 		}
+		// A right password clears this pair's failures (others' stay).
+		if err := s.st.ClearLoginThrottle(ctx, tx, nameKey(name), c.IP); err != nil {
+			return err
+		}
 		var err error
 		if l, err = s.newSession(ctx, tx, u, stage, c); err != nil {
 			return err
@@ -317,10 +342,48 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	return l, nil
 }
 
-// loginFailed records a failed password attempt: the audit entry, the event
-// for the per-address limit and anomaly counts, and for a known user the
-// failure count and, at the threshold, a lockout that doubles each time.
-func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User, reason string, cause error) error {
+// nameKey is how a login name is stored in the throttle: its SHA-256, so
+// the table holds nothing a client typed.
+func nameKey(name string) []byte { h := sha256.Sum256([]byte(name)); return h[:] }
+
+// maxLoginObject bounds the login name copied into audit entries: any
+// client can type any name, and a valid one has at most MaxNameLength
+// characters.
+const maxLoginObject = 4 * MaxNameLength
+
+// loginObject is the login name as recorded in audit entries, cut to
+// maxLoginObject bytes at a character boundary.
+func loginObject(name string) string {
+	if len(name) <= maxLoginObject {
+		return name
+	}
+	cut := maxLoginObject
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut] + "…"
+}
+
+// throttled returns the (name, address) pair's refusal if it is blocked
+// now, else nil.
+func (s *Service) throttled(ctx context.Context, name, ip string) error {
+	th, err := s.st.LoginThrottle(ctx, s.st.Reader(), nameKey(name), ip)
+	if err != nil {
+		return err
+	}
+	if s.now().Before(th.BlockedUntil) {
+		return fmt.Errorf("%w: retry after %s", ErrRateLimited, th.BlockedUntil.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// loginFailed records a failed password attempt for name: the audit entry,
+// the event for the per-address limit and anomaly counts, and the failure
+// of the (name, address) pair, which at Params.ThrottleThreshold blocks
+// the pair for a delay that doubles with each further failure. Unknown
+// names go through the same steps (the anomaly checks need a user, and
+// write nothing without one), and the answer is cause either way.
+func (s *Service) loginFailed(ctx context.Context, anon Principal, name string, u store.User, reason string, cause error) error {
 	now := s.now()
 	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		p := anon
@@ -333,17 +396,13 @@ func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User,
 		if err := s.st.AddEvent(ctx, tx, store.EventLoginFailed, u.ID, anon.Client.IP, now); err != nil {
 			return err
 		}
-		if u.ID == "" {
-			return nil
-		}
-		locked, err := s.countFailure(ctx, tx, p, u)
-		if err != nil {
+		if err := s.throttleFailure(ctx, tx, p, u.TenantID, name); err != nil {
 			return err
 		}
-		if locked != nil {
-			cause = locked
+		if err := s.activity(ctx, tx, p, ActivityLoginFailed); err != nil {
+			return err
 		}
-		return s.activity(ctx, tx, p, ActivityLoginFailed)
+		return s.activity(ctx, tx, p, ActivityLoginSources)
 	})
 	if err != nil {
 		return errors.Join(cause, err)
@@ -351,8 +410,39 @@ func (s *Service) loginFailed(ctx context.Context, anon Principal, u store.User,
 	return cause
 }
 
-// countFailure adds a failed password or second-factor attempt to u's count
-// and, at Params.LockoutThreshold, locks the account: LockoutBase, doubled
+// throttleFailure counts one failure of the (name, p's address) pair and,
+// from Params.ThrottleThreshold on, blocks the pair: ThrottleBase, doubled
+// for every failure beyond the threshold, at most ThrottleMax. The block is
+// audited as auth.lockout with scope "name+address".
+func (s *Service) throttleFailure(ctx context.Context, tx *sql.Tx, p Principal, tenant, name string) error {
+	now := s.now()
+	th, err := s.st.LoginThrottle(ctx, tx, nameKey(name), p.Client.IP)
+	if err != nil {
+		return err
+	}
+	if now.Sub(th.LastFailure) > s.p.ThrottleForget {
+		th.Failures = 0
+	}
+	th.Failures++
+	th.LastFailure = now
+	if th.Failures >= s.p.ThrottleThreshold {
+		d := s.p.ThrottleBase
+		for i := s.p.ThrottleThreshold; i < th.Failures && d < s.p.ThrottleMax; i++ {
+			d *= 2
+		}
+		d = min(d, s.p.ThrottleMax)
+		th.BlockedUntil = now.Add(d)
+		if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthLockout, loginObject(name), fields{"scope": "name+address", "ip": p.Client.IP,
+			"failures": th.Failures, "seconds": int64(d / time.Second), "until": th.BlockedUntil.Format(time.RFC3339)})); err != nil {
+			return err
+		}
+	}
+	return s.st.SetLoginThrottle(ctx, tx, th)
+}
+
+// countFailure adds a failed second-factor attempt (TOTP, recovery or
+// step-up code: the password was right) to u's count and, at
+// Params.LockoutThreshold, locks the account: LockoutBase, doubled
 // for each further lockout up to LockoutMax (backoff). It returns the
 // ErrLockedOut to report when it locked. The count is reset only by a
 // completed login (promote), so alternating a right password with wrong
@@ -577,8 +667,13 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, oldPassword, 
 	if err != nil {
 		return Login{}, err
 	}
-	if err := VerifyPassword(u.PasswordHash, oldPassword); err != nil {
-		return Login{}, s.loginFailed(ctx, Principal{Name: u.Name, Client: p.Client}, u, "wrong password on password change", ErrUnauthenticated)
+	// The old password is guessed under the same (name, address)
+	// throttle as at login: a stolen session is no way around it.
+	if err := s.throttled(ctx, u.Name, p.Client.IP); err != nil {
+		return Login{}, s.record(ctx, err, p.entry(u.TenantID, audit.ActAuthLoginFailed, u.Name, fields{"reason": "password change throttled"}))
+	}
+	if err := s.verify(u.PasswordHash, oldPassword); err != nil {
+		return Login{}, s.loginFailed(ctx, Principal{Name: u.Name, Client: p.Client}, u.Name, u, "wrong password on password change", ErrUnauthenticated)
 	}
 	if oldPassword == newPassword {
 		return Login{}, fmt.Errorf("new password equals the old one: %w", ErrInvalid)

@@ -12,60 +12,6 @@ import (
 	"firewalliq/audit"
 )
 
-// TestLockout: five wrong passwords lock the account for a minute; while
-// locked even the right password is refused without being checked; the
-// next lockout lasts twice as long; a success resets the backoff. Every
-// attempt is audited with address and user agent.
-func TestLockout(t *testing.T) {
-	f := newFixture(t)
-	u := f.user(f.a, "lara", "operator")
-	mark := f.head()
-	for i := 0; i < 4; i++ {
-		if _, err := f.svc.Login(f.ctx, u.Name, "wrong password!", client, ""); !errors.Is(err, ErrUnauthenticated) {
-			t.Fatalf("attempt %d: %v", i, err)
-		}
-	}
-	if _, err := f.svc.Login(f.ctx, u.Name, "wrong password!", client, ""); !errors.Is(err, ErrLockedOut) {
-		t.Fatalf("fifth attempt: %v, want ErrLockedOut", err)
-	}
-	if _, err := f.svc.Login(f.ctx, u.Name, u.password, client, ""); !errors.Is(err, ErrLockedOut) {
-		t.Fatalf("right password while locked: %v, want ErrLockedOut", err)
-	}
-	f.clock.advance(59 * time.Second)
-	if _, err := f.svc.Login(f.ctx, u.Name, u.password, client, ""); !errors.Is(err, ErrLockedOut) {
-		t.Fatalf("after 59 s: %v, want ErrLockedOut", err)
-	}
-	f.clock.advance(time.Second)
-	// Second round: the lockout doubles to 2 minutes.
-	for i := 0; i < 5; i++ {
-		_, _ = f.svc.Login(f.ctx, u.Name, "wrong password!", client, "")
-	}
-	f.clock.advance(119 * time.Second)
-	if _, err := f.svc.Login(f.ctx, u.Name, u.password, client, ""); !errors.Is(err, ErrLockedOut) {
-		t.Fatalf("second lockout after 119 s: %v, want ErrLockedOut", err)
-	}
-	f.clock.advance(time.Second)
-	f.login(u) // a completed login (password and TOTP) resets the backoff
-	locks := f.expectAudit(audit.ActAuthLockout, mark, 2)
-	if d := details(t, locks[1]); d["seconds"] != float64(120) {
-		t.Fatalf("second lockout details %v, want 120 s", d)
-	}
-	failed := f.expectAudit(audit.ActAuthLoginFailed, mark, 13)
-	for _, e := range failed {
-		if e.ActorIP != client.IP || e.UserAgent != client.UserAgent || e.Object != u.Name {
-			t.Fatalf("failed-login entry lacks client: %+v", e)
-		}
-	}
-	// The completed login reset the backoff: the next lockout is 1 minute again.
-	for i := 0; i < 5; i++ {
-		_, _ = f.svc.Login(f.ctx, u.Name, "wrong password!", client, "")
-	}
-	locks = f.expectAudit(audit.ActAuthLockout, mark, 3)
-	if d := details(t, locks[2]); d["seconds"] != float64(60) {
-		t.Fatalf("lockout after success: %v, want 60 s", d)
-	}
-}
-
 // TestSecondFactorLockout: wrong TOTP codes count like wrong passwords, and
 // a right password in between does not reset the count, so six digits
 // cannot be guessed by alternating.

@@ -102,8 +102,8 @@ func (s *Service) ListSupport(ctx context.Context, p Principal) ([]store.Support
 // Sweep does the service's timed work; the appliance runs it every 30
 // seconds (an alert or an expiry is never more than a minute late):
 // closes expired support tickets (audited, sessions ended), deletes
-// expired sessions, and prunes activity events older than the longest
-// window. Access never depends on Sweep having run: every check compares
+// expired sessions, prunes activity events older than the longest window
+// and login throttle state quiet for Params.ThrottleForget. Access never depends on Sweep having run: every check compares
 // expiry times itself.
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.now()
@@ -129,6 +129,11 @@ func (s *Service) Sweep(ctx context.Context) error {
 	}
 	return s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.st.DeleteExpiredSessions(ctx, tx, now, now.Add(-s.p.SessionIdle)); err != nil {
+			return err
+		}
+		// Throttled pairs are forgotten once quiet for ThrottleForget and
+		// no longer blocked.
+		if err := s.st.PruneLoginThrottle(ctx, tx, now.Add(-s.p.ThrottleForget), now); err != nil {
 			return err
 		}
 		return s.st.PruneEvents(ctx, tx, now.Add(-keep))

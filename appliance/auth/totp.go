@@ -252,7 +252,10 @@ func (s *Service) secondFactorFailed(ctx context.Context, u store.User, c Client
 		if locked, cerr = s.countFailure(ctx, tx, p, u); cerr != nil {
 			return cerr
 		}
-		return s.activity(ctx, tx, p, ActivityLoginFailed)
+		if err := s.activity(ctx, tx, p, ActivityLoginFailed); err != nil {
+			return err
+		}
+		return s.activity(ctx, tx, p, ActivityLoginSources)
 	})
 	if aerr != nil {
 		return errors.Join(err, aerr)

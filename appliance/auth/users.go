@@ -31,7 +31,17 @@ func (s *Service) sensitive(ctx context.Context, p Principal, op Operation, tena
 		return fn(tx, pin)
 	})
 	if err != nil {
-		return s.notInTenant(ctx, p, pin, op, args["id"], s.stepUpFailed(ctx, p, pin, op, err))
+		object := args["id"]
+		if object == "" {
+			object = args["name"]
+		}
+		var r *refusal
+		if errors.As(err, &r) {
+			// Found inside the transaction, audited now that it has
+			// rolled back: the refused action left nothing else behind.
+			return s.deny(ctx, p, pin, op, object, r.reason, err)
+		}
+		return s.notInTenant(ctx, p, pin, op, object, s.stepUpFailed(ctx, p, pin, op, err))
 	}
 	return nil
 }
@@ -62,8 +72,8 @@ func infoOf(u store.User) UserInfo {
 // CreateTenant creates a tenant (appliance admins, step-up).
 func (s *Service) CreateTenant(ctx context.Context, p Principal, name, stepUpCode string) (store.Tenant, error) {
 	name = strings.TrimSpace(name)
-	if name == "" {
-		return store.Tenant{}, fmt.Errorf("tenant name: %w", ErrInvalid)
+	if err := ValidName("tenant", name); err != nil {
+		return store.Tenant{}, err
 	}
 	var t store.Tenant
 	err := s.sensitive(ctx, p, OpTenantCreate, "", map[string]string{"name": name}, stepUpCode, func(tx *sql.Tx, _ string) error {
@@ -109,13 +119,42 @@ func (s *Service) ListUsers(ctx context.Context, p Principal, tenant string) ([]
 type NewUser struct {
 	Name string
 	Role string
+	// ApprovalID names the approved KindRoleGrant request for this exact
+	// user (CreateUserRequest) when Role is privileged and the tenant has
+	// another admin; "" otherwise.
+	ApprovalID string
+}
+
+// CreateUserRequest is the canonical request of CreateUser in the pinned
+// tenant (a tenant admin's own tenant id): what its step-up binds to, and
+// what a KindRoleGrant approval for a privileged role is requested on.
+func CreateUserRequest(tenant string, nu NewUser) []byte {
+	return OpRequest(OpUserCreate, tenant, map[string]string{"name": strings.TrimSpace(nu.Name), "role": nu.Role})
+}
+
+// SetRoleRequest is the canonical request of SetRole in the pinned tenant,
+// as CreateUserRequest is for CreateUser.
+func SetRoleRequest(tenant, userID, role string) []byte {
+	return OpRequest(OpUserRoleChange, tenant, map[string]string{"id": userID, "role": role})
 }
 
 // CreateUser creates a user in tenant with a one-time password, returned
 // once; the user must change it and enrol TOTP at first login.
+//
+// A privileged role (approver, security_lead, admin) needs another admin's
+// approval when the tenant has another admin independent of p (one p did
+// not create or change): p first calls RequestApproval with KindRoleGrant on
+// CreateUserRequest, another admin approves, and p passes its id in
+// nu.ApprovalID; without it the call is refused with ErrApprovalRequired
+// (audited) and nothing is created. In a tenant without such an admin the
+// user is created, an anomaly.alert is written and the grant is flagged
+// for the next access review.
 func (s *Service) CreateUser(ctx context.Context, p Principal, tenant string, nu NewUser, stepUpCode string) (UserInfo, string, error) {
 	nu.Name = strings.TrimSpace(nu.Name)
-	if nu.Name == "" || !slices.Contains(store.Roles(), nu.Role) {
+	if err := ValidUserName(nu.Name); err != nil {
+		return UserInfo{}, "", err
+	}
+	if !slices.Contains(store.Roles(), nu.Role) {
 		return UserInfo{}, "", fmt.Errorf("new user %q role %q: %w", nu.Name, nu.Role, ErrInvalid)
 	}
 	otp, err := RandomPassword()
@@ -132,10 +171,22 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, tenant string, nu
 		if err != nil {
 			return err
 		}
+		// Counted before the new user exists, who must not count as the
+		// other admin of their own grant.
+		others, err := s.otherAdmins(ctx, tx, p, pin, "")
+		if err != nil {
+			return err
+		}
 		if u, err = ts.CreateUser(ctx, tx, store.User{Name: nu.Name, Role: nu.Role, PasswordHash: hash, MustChangePassword: true}); err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActUserCreate, u.ID, fields{"name": u.Name, "role": u.Role}))
+		if err := s.st.AddUserChange(ctx, tx, store.UserChange{UserID: u.ID, TenantID: pin, Change: store.ChangeCreate, Role: u.Role, ChangedBy: p.UserID, ChangedAt: s.now()}); err != nil {
+			return err
+		}
+		if err := s.append(ctx, tx, p.entry(pin, audit.ActUserCreate, u.ID, fields{"name": u.Name, "role": u.Role})); err != nil {
+			return err
+		}
+		return s.grantRole(ctx, tx, p, pin, CreateUserRequest(pin, nu), u.ID, u.Role, nu.ApprovalID, others)
 	})
 	if err != nil {
 		return UserInfo{}, "", err
@@ -145,7 +196,16 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, tenant string, nu
 
 // SetRole changes a user's role in tenant and ends all of that user's
 // sessions, so the new rights (or their loss) apply from a fresh login.
+// A privileged role is granted under the same rule as in CreateUser; use
+// SetRoleApproved to name the approved KindRoleGrant request.
 func (s *Service) SetRole(ctx context.Context, p Principal, tenant, userID, role, stepUpCode string) error {
+	return s.SetRoleApproved(ctx, p, tenant, userID, role, "", stepUpCode)
+}
+
+// SetRoleApproved is SetRole with approvalID: p's approved KindRoleGrant
+// request on SetRoleRequest for exactly this change ("" when none is
+// needed).
+func (s *Service) SetRoleApproved(ctx context.Context, p Principal, tenant, userID, role, approvalID, stepUpCode string) error {
 	if !slices.Contains(store.Roles(), role) {
 		return fmt.Errorf("role %q: %w", role, ErrInvalid)
 	}
@@ -158,14 +218,25 @@ func (s *Service) SetRole(ctx context.Context, p Principal, tenant, userID, role
 		if err != nil {
 			return err
 		}
+		// The user whose role changes is not the other admin of the change.
+		others, err := s.otherAdmins(ctx, tx, p, pin, userID)
+		if err != nil {
+			return err
+		}
 		if err := ts.SetUserRole(ctx, tx, userID, role); err != nil {
+			return err
+		}
+		if err := s.st.AddUserChange(ctx, tx, store.UserChange{UserID: userID, TenantID: pin, Change: store.ChangeRole, Role: role, ChangedBy: p.UserID, ChangedAt: s.now()}); err != nil {
 			return err
 		}
 		n, err := s.st.DeleteUserSessions(ctx, tx, userID)
 		if err != nil {
 			return err
 		}
-		return s.append(ctx, tx, p.entry(pin, audit.ActUserRoleChange, userID, fields{"from": old.Role, "to": role, "sessions_ended": n}))
+		if err := s.append(ctx, tx, p.entry(pin, audit.ActUserRoleChange, userID, fields{"from": old.Role, "to": role, "sessions_ended": n})); err != nil {
+			return err
+		}
+		return s.grantRole(ctx, tx, p, pin, SetRoleRequest(pin, userID, role), userID, role, approvalID, others)
 	})
 }
 
@@ -177,7 +248,14 @@ func (s *Service) DisableUser(ctx context.Context, p Principal, tenant, userID, 
 		if err != nil {
 			return err
 		}
+		u, err := ts.User(ctx, userID)
+		if err != nil {
+			return err
+		}
 		if err := ts.DisableUser(ctx, tx, userID); err != nil {
+			return err
+		}
+		if err := s.st.AddUserChange(ctx, tx, store.UserChange{UserID: userID, TenantID: pin, Change: store.ChangeDisable, Role: u.Role, ChangedBy: p.UserID, ChangedAt: s.now()}); err != nil {
 			return err
 		}
 		n, err := s.st.DeleteUserSessions(ctx, tx, userID)
@@ -200,7 +278,11 @@ func (s *Service) ResetTOTP(ctx context.Context, p Principal, tenant, userID, st
 		}
 		// The lookup through the tenant handle is the tenant check; the
 		// updates below are by id.
-		if _, err := ts.User(ctx, userID); err != nil {
+		u, err := ts.User(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if err := s.st.AddUserChange(ctx, tx, store.UserChange{UserID: userID, TenantID: pin, Change: store.ChangeTOTPReset, Role: u.Role, ChangedBy: p.UserID, ChangedAt: s.now()}); err != nil {
 			return err
 		}
 		if err := s.st.SetUserTOTP(ctx, tx, userID, nil, false); err != nil {

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// This file holds the queries of the auth tables (migration 0003). Two kinds:
+// This file holds the queries of the auth tables (migrations 0003 and
+// 0005_auth_hardening). Two kinds:
 //
 //   - Queries keyed by a user id or a secret's hash (sessions, TOTP state,
 //     recovery codes, step-ups, events) are methods of Store. They run before
@@ -646,4 +647,181 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) 
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// User changes (migration 0005_auth_hardening).
+const (
+	ChangeCreate    = "create"
+	ChangeRole      = "role"
+	ChangeDisable   = "disable"
+	ChangeTOTPReset = "totp_reset"
+)
+
+// UserChange is one change to a user's account or role made by somebody
+// else: who (ChangedBy, a user id) and when.
+type UserChange struct {
+	UserID, TenantID, Change, Role, ChangedBy string
+	ChangedAt                                 time.Time
+}
+
+// AddUserChange records a change to user c.UserID's account, in the
+// transaction that makes it.
+func (s *Store) AddUserChange(ctx context.Context, tx *sql.Tx, c UserChange) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_user_changes (user_id, tenant_id, change, role, changed_by, changed_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.UserID, c.TenantID, c.Change, c.Role, c.ChangedBy, nanos(c.ChangedAt))
+	if err != nil {
+		return fmt.Errorf("add user change: %w", err)
+	}
+	return nil
+}
+
+// UserChanges lists the recorded changes of user id, oldest first.
+func (s *Store) UserChanges(ctx context.Context, q Querier, id string) ([]UserChange, error) {
+	rows, err := q.QueryContext(ctx, `SELECT user_id, tenant_id, change, role, changed_by, changed_at FROM auth_user_changes WHERE user_id = ? ORDER BY changed_at, rowid`, id)
+	if err != nil {
+		return nil, fmt.Errorf("user changes: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, func(r scanner) (UserChange, error) {
+		var c UserChange
+		var at int64
+		if err := r.Scan(&c.UserID, &c.TenantID, &c.Change, &c.Role, &c.ChangedBy, &at); err != nil {
+			return UserChange{}, fmt.Errorf("user changes: %w", err)
+		}
+		c.ChangedAt = fromNanos(at)
+		return c, nil
+	})
+}
+
+// Throttle is the failed-password state of one (login name, source
+// address) pair; NameSHA256 is the SHA-256 of the name as typed.
+type Throttle struct {
+	NameSHA256   []byte
+	IP           string
+	Failures     int
+	LastFailure  time.Time
+	BlockedUntil time.Time
+}
+
+// LoginThrottle returns the pair's state; a pair never seen has the zero
+// state (with the key filled in).
+func (s *Store) LoginThrottle(ctx context.Context, q Querier, nameSHA256 []byte, ip string) (Throttle, error) {
+	th := Throttle{NameSHA256: nameSHA256, IP: ip}
+	var last, blocked int64
+	err := q.QueryRowContext(ctx, `SELECT failures, last_failure, blocked_until FROM auth_login_throttle WHERE name_sha256 = ? AND ip = ?`, nameSHA256, ip).
+		Scan(&th.Failures, &last, &blocked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return th, nil
+	}
+	if err != nil {
+		return Throttle{}, fmt.Errorf("login throttle: %w", err)
+	}
+	th.LastFailure, th.BlockedUntil = fromNanos(last), fromNanos(blocked)
+	return th, nil
+}
+
+// SetLoginThrottle stores the pair's state.
+func (s *Store) SetLoginThrottle(ctx context.Context, tx *sql.Tx, th Throttle) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_login_throttle (name_sha256, ip, failures, last_failure, blocked_until) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (name_sha256, ip) DO UPDATE SET failures = excluded.failures, last_failure = excluded.last_failure, blocked_until = excluded.blocked_until`,
+		th.NameSHA256, th.IP, th.Failures, nanos(th.LastFailure), nanos(th.BlockedUntil))
+	if err != nil {
+		return fmt.Errorf("set login throttle: %w", err)
+	}
+	return nil
+}
+
+// ClearLoginThrottle forgets the pair's failures (after a right password
+// from it).
+func (s *Store) ClearLoginThrottle(ctx context.Context, tx *sql.Tx, nameSHA256 []byte, ip string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_login_throttle WHERE name_sha256 = ? AND ip = ?`, nameSHA256, ip); err != nil {
+		return fmt.Errorf("clear login throttle: %w", err)
+	}
+	return nil
+}
+
+// PruneLoginThrottle deletes pairs whose last failure is before cutoff and
+// which are no longer blocked at now.
+func (s *Store) PruneLoginThrottle(ctx context.Context, tx *sql.Tx, cutoff, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM auth_login_throttle WHERE last_failure < ? AND blocked_until <= ?`, nanos(cutoff), nanos(now)); err != nil {
+		return fmt.Errorf("prune login throttle: %w", err)
+	}
+	return nil
+}
+
+// UserEventSources returns the distinct source addresses of user id's
+// events of kind at or after since: how many, and up to limit of them
+// (sorted), for the alert's details.
+func (s *Store) UserEventSources(ctx context.Context, q Querier, kind, userID string, since time.Time, limit int) (int, []string, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT ip) FROM auth_events WHERE kind = ? AND user_id = ? AND at >= ?`, kind, userID, nanos(since)).Scan(&n); err != nil {
+		return 0, nil, fmt.Errorf("event sources: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT ip FROM auth_events WHERE kind = ? AND user_id = ? AND at >= ? ORDER BY ip LIMIT ?`, kind, userID, nanos(since), limit)
+	if err != nil {
+		return 0, nil, fmt.Errorf("event sources: %w", err)
+	}
+	defer rows.Close()
+	ips, err := collect(rows, func(r scanner) (string, error) {
+		var ip string
+		err := r.Scan(&ip)
+		return ip, err
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("event sources: %w", err)
+	}
+	return n, ips, nil
+}
+
+// CountAdmins counts the tenant's enabled admins other than except (a user
+// id, or "").
+func (a *AuthTenant) CountAdmins(ctx context.Context, q Querier, except string) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE tenant_id = ? AND role = 'admin' AND disabled = 0 AND id <> ?`, a.id, except).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count admins: %w", err)
+	}
+	return n, nil
+}
+
+// ReviewFlag marks a privileged role grant for the next access review: it
+// was made without a second admin's approval because the tenant had no
+// other admin. ReviewedAt is zero while the flag is open.
+type ReviewFlag struct {
+	ID, TenantID, UserID, Role, GrantedBy, Reason string
+	FlaggedAt                                     time.Time
+	ReviewedAt                                    time.Time
+	ReviewedBy                                    string
+}
+
+const reviewFlagCols = `SELECT id, tenant_id, user_id, role, granted_by, reason, flagged_at, reviewed_at, reviewed_by FROM auth_review_flags`
+
+// AddReviewFlag inserts a flag for the tenant.
+func (a *AuthTenant) AddReviewFlag(ctx context.Context, tx *sql.Tx, f ReviewFlag) (ReviewFlag, error) {
+	f.TenantID = a.id
+	_, err := tx.ExecContext(ctx, `INSERT INTO auth_review_flags (id, tenant_id, user_id, role, granted_by, reason, flagged_at, reviewed_at, reviewed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.TenantID, f.UserID, f.Role, f.GrantedBy, f.Reason, nanos(f.FlaggedAt), nanos(f.ReviewedAt), f.ReviewedBy)
+	if err != nil {
+		return ReviewFlag{}, fmt.Errorf("add review flag: %w", conflict(err))
+	}
+	return f, nil
+}
+
+// ReviewFlags lists the tenant's flags, oldest first; open only: those not
+// yet reviewed.
+func (a *AuthTenant) ReviewFlags(ctx context.Context, q Querier, open bool) ([]ReviewFlag, error) {
+	rows, err := q.QueryContext(ctx, reviewFlagCols+` WHERE tenant_id = ? AND (? = 0 OR reviewed_at = 0) ORDER BY flagged_at, id`, a.id, open)
+	if err != nil {
+		return nil, fmt.Errorf("review flags: %w", err)
+	}
+	defer rows.Close()
+	return collect(rows, func(r scanner) (ReviewFlag, error) {
+		var f ReviewFlag
+		var fl, rv int64
+		if err := r.Scan(&f.ID, &f.TenantID, &f.UserID, &f.Role, &f.GrantedBy, &f.Reason, &fl, &rv, &f.ReviewedBy); err != nil {
+			return ReviewFlag{}, fmt.Errorf("review flags: %w", err)
+		}
+		f.FlaggedAt, f.ReviewedAt = fromNanos(fl), fromNanos(rv)
+		return f, nil
+	})
 }

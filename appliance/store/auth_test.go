@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"reflect"
 	"sort"
 	"testing"
@@ -42,6 +43,12 @@ func TestAuthTenantIsolation(t *testing.T) {
 			return err
 		}
 		if err = aa.AddGrant(ctx, tx, Grant{ApprovalID: aprA.ID, ApproverID: userA.ID, RequestSHA256: []byte("s"), GrantedAt: now}); err != nil {
+			return err
+		}
+		if _, err = ta.CreateUser(ctx, tx, User{Name: "adam", Role: RoleAdmin, PasswordHash: "x"}); err != nil {
+			return err
+		}
+		if _, err = aa.AddReviewFlag(ctx, tx, ReviewFlag{ID: "rf1", UserID: userA.ID, Role: RoleApprover, GrantedBy: userA.ID, Reason: "r", FlaggedAt: now}); err != nil {
 			return err
 		}
 		tkA, err = aa.CreateSupportTicket(ctx, tx, SupportTicket{ID: "sup1", SupportUserID: userA.ID, OpenedBy: userA.ID, Reason: "r", OpenedAt: now, ExpiresAt: now.Add(time.Hour)})
@@ -115,6 +122,14 @@ func TestAuthTenantIsolation(t *testing.T) {
 		{"CloseSupportTicket", func() error {
 			return inTx(func(tx *sql.Tx) error { return ab.CloseSupportTicket(ctx, tx, tkA.ID, now) })
 		}},
+		{"CountAdmins", func() error { n, err := ab.CountAdmins(ctx, s.Reader(), ""); return empty(n, err) }},
+		{"ReviewFlags", func() error { fs, err := ab.ReviewFlags(ctx, s.Reader(), false); return empty(len(fs), err) }},
+		{"AddReviewFlag", func() error {
+			return inTx(func(tx *sql.Tx) error {
+				f, err := ab.AddReviewFlag(ctx, tx, ReviewFlag{ID: "rf2", TenantID: a.ID, UserID: userA.ID, Role: RoleAdmin, GrantedBy: userA.ID, Reason: "r", FlaggedAt: now})
+				return landsInB(f.TenantID, err)
+			})
+		}},
 		{"CreateSupportTicket", func() error {
 			return inTx(func(tx *sql.Tx) error {
 				st, err := ab.CreateSupportTicket(ctx, tx, SupportTicket{ID: "sup2", TenantID: a.ID, SupportUserID: userA.ID, OpenedBy: userA.ID, Reason: "r", OpenedAt: now, ExpiresAt: now})
@@ -153,6 +168,12 @@ func TestAuthTenantIsolation(t *testing.T) {
 	}
 	if tk, err := aa.SupportTicket(ctx, tkA.ID); err != nil || !tk.ClosedAt.IsZero() {
 		t.Fatalf("A's ticket changed: %+v %v", tk, err)
+	}
+	if n, err := aa.CountAdmins(ctx, s.Reader(), ""); err != nil || n != 1 {
+		t.Fatalf("A's admins: %d %v", n, err)
+	}
+	if fs, err := aa.ReviewFlags(ctx, s.Reader(), true); err != nil || len(fs) != 1 || fs[0].ID != "rf1" {
+		t.Fatalf("A's review flags: %+v %v", fs, err)
 	}
 	if _, err := s.AuthTenant(" "); !errors.Is(err, ErrNoTenant) {
 		t.Fatalf("AuthTenant without tenant: %v", err)
@@ -206,5 +227,92 @@ func TestAuthCompareAndSet(t *testing.T) {
 	}
 	if n, _ := s.RecoveryCodesLeft(ctx, u.ID); n != 1 {
 		t.Fatalf("%d codes left", n)
+	}
+}
+
+// TestLoginThrottleRows: the per (name, address) state round-trips, pairs
+// are independent, and pruning keeps pairs that are still blocked.
+func TestLoginThrottleRows(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	name := []byte("sha-of-name")
+	set := func(th Throttle) {
+		t.Helper()
+		if err := s.InTx(ctx, func(tx *sql.Tx) error { return s.SetLoginThrottle(ctx, tx, th) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(ip string) Throttle {
+		t.Helper()
+		th, err := s.LoginThrottle(ctx, s.Reader(), name, ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return th
+	}
+	if th := get("192.0.2.1"); th.Failures != 0 || !th.BlockedUntil.IsZero() || th.IP != "192.0.2.1" {
+		t.Fatalf("new pair %+v", th)
+	}
+	set(Throttle{NameSHA256: name, IP: "192.0.2.1", Failures: 5, LastFailure: now, BlockedUntil: now.Add(time.Minute)})
+	set(Throttle{NameSHA256: name, IP: "192.0.2.2", Failures: 1, LastFailure: now.Add(-48 * time.Hour)})
+	if th := get("192.0.2.1"); th.Failures != 5 || !th.BlockedUntil.Equal(now.Add(time.Minute)) {
+		t.Fatalf("stored pair %+v", th)
+	}
+	err := s.InTx(ctx, func(tx *sql.Tx) error { return s.PruneLoginThrottle(ctx, tx, now.Add(-24*time.Hour), now) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if get("192.0.2.2").Failures != 0 || get("192.0.2.1").Failures != 5 {
+		t.Fatal("prune removed the wrong pair")
+	}
+	if err := s.InTx(ctx, func(tx *sql.Tx) error { return s.ClearLoginThrottle(ctx, tx, name, "192.0.2.1") }); err != nil {
+		t.Fatal(err)
+	}
+	if get("192.0.2.1").Failures != 0 {
+		t.Fatal("clear kept the pair")
+	}
+}
+
+// TestUserChangesAndSources: the change history is kept in order per user;
+// distinct event sources are counted per user and kind.
+func TestUserChangesAndSources(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var u User
+	err := s.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if u, err = s.CreateAdmin(ctx, tx, User{Name: "root", PasswordHash: "x"}); err != nil {
+			return err
+		}
+		for i, c := range []UserChange{
+			{UserID: u.ID, Change: ChangeCreate, Role: RoleAdmin, ChangedBy: "system", ChangedAt: now},
+			{UserID: u.ID, Change: ChangeRole, Role: RoleAuditor, ChangedBy: "u_x", ChangedAt: now.Add(time.Minute)},
+		} {
+			if err := s.AddUserChange(ctx, tx, c); err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
+			}
+		}
+		for i, ip := range []string{"192.0.2.3", "192.0.2.1", "192.0.2.1", "192.0.2.2"} {
+			if err := s.AddEvent(ctx, tx, EventLoginFailed, u.ID, ip, now.Add(time.Duration(i)*time.Second)); err != nil {
+				return err
+			}
+		}
+		return s.AddEvent(ctx, tx, EventLoginFailed, "someone else", "192.0.2.9", now)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.UserChanges(ctx, s.Reader(), u.ID)
+	if err != nil || len(cs) != 2 || cs[0].Change != ChangeCreate || cs[1].ChangedBy != "u_x" || !cs[1].ChangedAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("changes %+v %v", cs, err)
+	}
+	n, ips, err := s.UserEventSources(ctx, s.Reader(), EventLoginFailed, u.ID, now, 2)
+	if err != nil || n != 3 || len(ips) != 2 || ips[0] != "192.0.2.1" || ips[1] != "192.0.2.2" {
+		t.Fatalf("sources %d %v %v", n, ips, err)
+	}
+	if n, _, _ := s.UserEventSources(ctx, s.Reader(), EventLoginFailed, u.ID, now.Add(2*time.Second), 10); n != 2 {
+		t.Fatalf("sources in a later window: %d", n)
 	}
 }
