@@ -310,3 +310,36 @@ func TestCheckWitnesses(t *testing.T) {
 		t.Fatalf("garbage witness: %v", p)
 	}
 }
+
+// TestAcknowledgedVanishingStaysQuiet: after an admin acknowledges an
+// alarm about deleted checkpoints, the new segment starts clean: start-ups
+// and the background full verification do not raise it again, and signing
+// resumes; a new deletion in the new segment raises it again.
+func TestAcknowledgedVanishingStaysQuiet(t *testing.T) {
+	ctx := context.Background()
+	db, _, state := stateFixture(t)
+	dropTriggers(t, db)
+	mustExec(t, db, `DELETE FROM audit_checkpoints WHERE size = 8`)
+	l := New(Options{Now: fakeClock(), Signer: testKey(), CheckpointEvery: 4, StatePath: state})
+	if res, err := l.Startup(ctx, db); err != nil || !res.Raised {
+		t.Fatalf("start-up after the deletion: %+v %v", res, err)
+	}
+	if _, _, err := l.Acknowledge(ctx, db, Acknowledgement{ActorID: "u-1", StepUpVerified: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := l.VerifyAll(ctx, db); err != nil || !rep.Intact {
+		t.Fatalf("full verification after the acknowledgement: %+v %v", rep, err)
+	}
+	l2 := New(Options{Now: fakeClock(), Signer: testKey(), CheckpointEvery: 4, StatePath: state})
+	if res, err := l2.Startup(ctx, db); err != nil || res.Alarm != nil {
+		t.Fatalf("start-up after the acknowledgement: %+v %v", res, err)
+	}
+	appendN(t, l2, db, 3)
+	if err := l2.CheckpointNow(ctx, db); err != nil {
+		t.Fatalf("signing after the acknowledgement: %v", err)
+	}
+	mustExec(t, db, `DELETE FROM audit_checkpoints WHERE id = (SELECT max(id) FROM audit_checkpoints)`)
+	if res, err := New(Options{Signer: testKey(), StatePath: state}).Startup(ctx, db); err != nil || !res.Raised {
+		t.Fatalf("a deletion in the new segment: %+v %v", res, err)
+	}
+}

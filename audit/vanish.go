@@ -19,6 +19,7 @@ func (v *verifier) checkTables(ctx context.Context, db Queryer, opts VerifyOptio
 		return fmt.Errorf("read entries: %w", err)
 	}
 	acks := map[int64]bool{}
+	var lastAck int64
 	rows, err := db.QueryContext(ctx, `SELECT seq FROM audit_alarms WHERE kind = 'ack'`)
 	if err != nil {
 		return fmt.Errorf("read alarms: %w", err)
@@ -30,16 +31,17 @@ func (v *verifier) checkTables(ctx context.Context, db Queryer, opts VerifyOptio
 			return fmt.Errorf("read alarms: %w", err)
 		}
 		acks[s] = true
+		lastAck = max(lastAck, s)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read alarms: %w", err)
 	}
-	n, top, err := v.checkSeries(ctx, db, "audit_checkpoints", "stored checkpoint", acks)
+	n, top, err := v.checkSeries(ctx, db, "audit_checkpoints", "stored checkpoint", acks, lastAck)
 	if err != nil {
 		return err
 	}
-	if _, _, err := v.checkSeries(ctx, db, "audit_verified", "verified point", acks); err != nil {
+	if _, _, err := v.checkSeries(ctx, db, "audit_verified", "verified point", acks, lastAck); err != nil {
 		return err
 	}
 	if head > 0 && n == 0 {
@@ -61,9 +63,18 @@ func (v *verifier) checkTables(ctx context.Context, db Queryer, opts VerifyOptio
 }
 
 // checkSeries checks one table of (id, size) rows: ids 1..n without gaps,
-// sizes never below an earlier one except at an acknowledgement. It
-// returns the row count and the size of the current segment's largest.
-func (v *verifier) checkSeries(ctx context.Context, db Queryer, table, what string, acks map[int64]bool) (n, top int64, err error) {
+// sizes never below an earlier one except at an acknowledgement. Rows
+// before the newest acknowledgement's (size lastAck) belong to a segment
+// an admin has closed: whatever was wrong there was acknowledged, and the
+// new segment's checkpoint, not those rows, is what signing now starts
+// from. It returns the row count and the current segment's largest size.
+func (v *verifier) checkSeries(ctx context.Context, db Queryer, table, what string, acks map[int64]bool, lastAck int64) (n, top int64, err error) {
+	var startID int64
+	if lastAck > 0 {
+		if err := db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM `+table+` WHERE size = ?`, lastAck).Scan(&startID); err != nil {
+			return 0, 0, fmt.Errorf("read %s: %w", table, err)
+		}
+	}
 	rows, err := db.QueryContext(ctx, `SELECT id, size FROM `+table+` ORDER BY id`)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", table, err)
@@ -77,6 +88,9 @@ func (v *verifier) checkSeries(ctx context.Context, db Queryer, table, what stri
 		}
 		n++
 		switch {
+		case id <= startID:
+			prevID, top = id, size
+			continue
 		case id != prevID+1:
 			v.report(Problem{Seq: top + 1, SeqEnd: max(size, top+1), Kind: KindVanished,
 				Reason: fmt.Sprintf("%ss %d..%d are missing (ids jump from %d to %d): they were deleted", what, prevID+1, id-1, prevID, id)})
