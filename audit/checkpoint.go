@@ -312,7 +312,7 @@ func (l *Log) SyncState(ctx context.Context, db Queryer) error {
 		return &UnverifiedError{From: t.Size, Problem: Problem{Seq: cp.Size + 1, SeqEnd: t.Size, Kind: KindVanished,
 			Reason: fmt.Sprintf("the newest stored checkpoint signs %d entries, but %d were signed before: checkpoints were deleted", cp.Size, t.Size)}}
 	default:
-		if err := checkConsistent(ctx, db, *t, cp); err != nil {
+		if err := checkConsistent(ctx, db, *t, cp); err != nil && !l.ackSegmentLocked(ctx, db, cp) {
 			return &UnverifiedError{From: t.Size, Problem: Problem{Seq: 1, SeqEnd: cp.Size, Kind: KindRoot,
 				Reason: fmt.Sprintf("stored checkpoint %d (size %d) is not consistent with the trusted checkpoint of size %d: %v", s.id, cp.Size, t.Size, err)}}
 		}
@@ -324,6 +324,24 @@ func (l *Log) SyncState(ctx context.Context, db Queryer) error {
 	}
 	l.trusted = &cp
 	return nil
+}
+
+// ackSegmentLocked reports whether cp starts a new segment that another
+// process of this appliance signed when an admin acknowledged the alarm:
+// its size is an acknowledgement's seq and the state file (which only a
+// holder of the key can move forward) already holds it. Such a checkpoint
+// is deliberately not consistent with the broken history before it.
+func (l *Log) ackSegmentLocked(ctx context.Context, db Queryer, cp Checkpoint) bool {
+	if l.state == "" {
+		return false
+	}
+	note, ok, err := ReadStateNote(l.state)
+	if err != nil || !ok || string(note) != cp.Note {
+		return false
+	}
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM audit_alarms WHERE kind = 'ack' AND seq = ?`, cp.Size).Scan(&n)
+	return err == nil && n > 0
 }
 
 // checkConsistent proves from the stored tree that old is a prefix of cp.
@@ -373,7 +391,15 @@ func (l *Log) RunCheckpoints(ctx context.Context, db *sql.DB, interval time.Dura
 // raise the tamper alarm when verification or the state sync finds a
 // problem.
 func (l *Log) CheckpointNow(ctx context.Context, db *sql.DB) error {
-	err := inTx(ctx, db, func(tx *sql.Tx) error { _, _, err := l.Checkpoint(ctx, tx); return err })
+	if err := CheckNoAlarm(ctx, db); err != nil {
+		return fmt.Errorf("checkpoint: %w", err) // nothing is signed or moved under the alarm
+	}
+	// Sync first: another process (an acknowledgement from the shell)
+	// may have started a new segment that verification must start from.
+	err := l.SyncState(ctx, db)
+	if err == nil {
+		err = inTx(ctx, db, func(tx *sql.Tx) error { _, _, err := l.Checkpoint(ctx, tx); return err })
+	}
 	if err == nil {
 		err = l.SyncState(ctx, db)
 	}

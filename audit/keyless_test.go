@@ -343,3 +343,40 @@ func TestAcknowledgedVanishingStaysQuiet(t *testing.T) {
 		t.Fatalf("a deletion in the new segment: %+v %v", res, err)
 	}
 }
+
+// TestAcknowledgedInAnotherProcess: serve keeps running while an admin
+// acknowledges a rewrite alarm from the shell (another Log on the same
+// files); serve's next checkpoint turn moves to the new segment instead of
+// raising the alarm again, and signs.
+func TestAcknowledgedInAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	db, path, state := stateFixture(t)
+	serve := New(Options{Now: fakeClock(), Signer: testKey(), CheckpointEvery: 4, StatePath: state})
+	if res, err := serve.Startup(ctx, db); err != nil || res.Alarm != nil {
+		t.Fatalf("start-up: %+v %v", res, err)
+	}
+	adb := openDB(t, path)
+	keylessRewrite(t, adb, 3)
+	shell := New(Options{Now: fakeClock(), Signer: testKey(), StatePath: state})
+	if res, err := shell.Startup(ctx, adb); err != nil || !res.Raised {
+		t.Fatalf("shell start-up: %+v %v", res, err)
+	}
+	if _, _, err := shell.Acknowledge(ctx, adb, Acknowledgement{ActorID: "u-1", StepUpVerified: true}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, serve, db, 2)
+	if err := serve.CheckpointNow(ctx, db); err != nil {
+		t.Fatalf("serve's checkpoint turn after the acknowledgement: %v", err)
+	}
+	if _, raised, _ := CurrentAlarm(ctx, db); raised {
+		t.Fatal("the alarm was raised again")
+	}
+	cp, _, err := ReadState(state, testPub(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head int64
+	if err := db.QueryRow(`SELECT max(seq) FROM audit_entries`).Scan(&head); err != nil || cp.Size != head {
+		t.Fatalf("state file at %d, head %d (%v)", cp.Size, head, err)
+	}
+}
