@@ -112,12 +112,12 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // newAuditLog builds the audit log with the appliance's audit key.
-func newAuditLog(kr *keyring.Keyring, every int64, now func() time.Time) (*audit.Log, error) {
+func newAuditLog(kr *keyring.Keyring, dataDir string, every int64, now func() time.Time) (*audit.Log, error) {
 	key, err := kr.Signer(keyring.Audit)
 	if err != nil {
 		return nil, err
 	}
-	return audit.New(audit.Options{Now: now, Signer: key, CheckpointEvery: every}), nil
+	return audit.New(audit.Options{Now: now, Signer: key, CheckpointEvery: every, StatePath: AuditStatePath(dataDir)}), nil
 }
 
 // Open opens an initialised data directory.
@@ -145,7 +145,7 @@ func OpenWith(ctx context.Context, cfg Config, now func() time.Time, opts Option
 	if err != nil {
 		return nil, err
 	}
-	lg, err := newAuditLog(kr, int64(cfg.Audit.CheckpointEvery), now)
+	lg, err := newAuditLog(kr, cfg.DataDir, int64(cfg.Audit.CheckpointEvery), now)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
@@ -257,6 +257,7 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 	var wg sync.WaitGroup
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	run(func() { a.RunAuditCheckpoints(ctx, onErr) })
+	run(func() { a.RunAuditGuards(ctx, onErr) })
 	run(func() { a.Auth.Run(ctx, 30*time.Second, onErr) })
 	run(func() {
 		record := func(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
@@ -402,7 +403,7 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 		return InitResult{}, fmt.Errorf("init totp: %w", err)
 	}
 	res := InitResult{Tenant: opts.Tenant, Admin: opts.Admin, OneTimePassword: password, TOTPSecret: key.Secret(), TOTPURL: key.URL(), CertFingerprint: fp}
-	lg, err := newAuditLog(kr, 0, now)
+	lg, err := newAuditLog(kr, dir, 0, now)
 	if err != nil {
 		return InitResult{}, err
 	}
@@ -444,7 +445,12 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 		e = sys
 		e.Action, e.Object = audit.ActUserCreate, "user:"+u.ID
 		e.Details, _ = json.Marshal(map[string]string{"name": opts.Admin, "role": "admin"})
-		_, err = jr.Record(ctx, tx, e)
+		if _, err = jr.Record(ctx, tx, e); err != nil {
+			return err
+		}
+		// The first checkpoint commits with the first entries: a log with
+		// entries and no checkpoint is one whose checkpoints were deleted.
+		_, _, err = lg.Checkpoint(ctx, tx)
 		return err
 	})
 	if err != nil {

@@ -69,12 +69,18 @@ type StartupResult struct {
 	Raised bool `json:"raised"`
 }
 
-// Startup verifies the log incrementally, from where the last successful
-// start-up verification ended (a signed checkpoint) to the head. When the
-// log is intact it signs a checkpoint of the head (if it grew) and records it
-// as the new verified point. When it is broken it repairs nothing: it raises
-// the tamper alarm, an audit.tamper entry of its own plus an audit_alarms
-// row, unless an alarm is already raised.
+// Startup verifies the log incrementally and signs nothing it has not
+// verified. With a state file (Options.StatePath) it starts at the state
+// file's signed checkpoint, whose root the stored tree must reproduce, and
+// checks that no stored checkpoint or verified point vanished (none at all
+// while entries exist, a gap, a size below an earlier one or below the
+// state file's). Without one it starts where the last start-up
+// verification ended (audit_verified). When the log is intact it signs a
+// checkpoint of the head (if it grew), records it as the new verified
+// point and writes it to the state file. When it is broken it repairs
+// nothing and signs nothing: it raises the tamper alarm, an audit.tamper
+// entry of its own plus an audit_alarms row, unless an alarm is already
+// raised.
 //
 // It needs a Log with a Signer. Only an I/O or signing failure is an error.
 func (l *Log) Startup(ctx context.Context, db *sql.DB) (StartupResult, error) {
@@ -83,16 +89,51 @@ func (l *Log) Startup(ctx context.Context, db *sql.DB) (StartupResult, error) {
 		return res, ErrNoSigner
 	}
 	pub := l.signer.key.Public().(ed25519.PublicKey)
+	opts := VerifyOptions{Public: pub, Origin: l.origin, RequireState: l.state != ""}
 	var from int64
-	err := db.QueryRowContext(ctx, `SELECT size FROM audit_verified ORDER BY id DESC LIMIT 1`).Scan(&from)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return res, fmt.Errorf("audit start-up: %w", err)
+	if l.state != "" {
+		note, ok, err := ReadStateNote(l.state)
+		if err != nil && !errors.Is(err, ErrBadState) {
+			return res, fmt.Errorf("audit start-up: %w", err)
+		}
+		if ok {
+			// A state file that is not a verifying note is reported by
+			// the verification (KindVanished), like a missing one.
+			opts.State = note
+			if err == nil {
+				if cp, err := openOrigin(note, pub, l.origin); err == nil {
+					l.mu.Lock()
+					if l.trusted == nil || l.trusted.Size <= cp.Size {
+						l.trusted = &cp
+					}
+					l.mu.Unlock()
+				}
+			}
+		}
+		// A checkpoint this Log signed and committed (init's) moves the
+		// trust forward before verifying from it.
+		if err := l.SyncState(ctx, db); err != nil {
+			var ue *UnverifiedError
+			if !errors.As(err, &ue) {
+				return res, fmt.Errorf("audit start-up: %w", err)
+			}
+		}
+		l.mu.Lock()
+		if l.trusted != nil {
+			opts.State, from = []byte(l.trusted.Note), l.trusted.Size
+		}
+		l.mu.Unlock()
+	} else {
+		err := db.QueryRowContext(ctx, `SELECT size FROM audit_verified ORDER BY id DESC LIMIT 1`).Scan(&from)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return res, fmt.Errorf("audit start-up: %w", err)
+		}
 	}
-	rep, err := verifyFrom(ctx, db, VerifyOptions{Public: pub, Origin: l.origin}, from)
+	rep, fr, err := verifyFromFrontier(ctx, db, opts, from)
 	if errors.Is(err, ErrNoCheckpoint) {
 		// The verified point names no valid checkpoint any more: someone
 		// removed it, or its signature broke. Verify everything instead.
-		rep, err = verifyFrom(ctx, db, VerifyOptions{Public: pub, Origin: l.origin}, 0)
+		rep, fr, err = verifyFromFrontier(ctx, db, opts, 0)
 	}
 	if err != nil {
 		return res, fmt.Errorf("audit start-up: %w", err)
@@ -109,35 +150,69 @@ func (l *Log) Startup(ctx context.Context, db *sql.DB) (StartupResult, error) {
 		if raised {
 			return res, nil
 		}
-		p := rep.Problem
-		err := inTx(ctx, db, func(tx *sql.Tx) error {
-			d, _ := json.Marshal(map[string]any{"bad_seq": p.Seq, "bad_seq_end": p.SeqEnd, "kind": p.Kind, "reason": p.Reason, "verified_from": rep.From})
-			e, err := l.Append(ctx, tx, Entry{ActorID: "system", ActorName: "appliance", Action: ActAuditTamper, Object: fmt.Sprintf("audit:%d", p.Seq), Details: d})
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'raise', ?, ?)`, e.Seq, p.Seq, p.Reason); err != nil {
-				return fmt.Errorf("raise audit alarm: %w", err)
-			}
-			res.Alarm = &Alarm{Seq: e.Seq, BadSeq: p.Seq, Reason: p.Reason}
-			return nil
-		})
+		al, _, err := l.RaiseAlarm(ctx, db, *rep.Problem, rep.From)
 		if err != nil {
-			return res, fmt.Errorf("audit start-up: raise alarm: %w", err)
+			return res, fmt.Errorf("audit start-up: %w", err)
 		}
-		res.Raised = true
+		res.Alarm, res.Raised = &al, true
 		return res, nil
 	}
 	if raised {
 		// Intact from the verified point, but the break found earlier
-		// is still unacknowledged: keep the alarm, move nothing.
+		// is still unacknowledged: keep the alarm, sign nothing.
 		return res, nil
 	}
+	l.mu.Lock()
+	l.fr, l.frVerified = fr, true
+	l.cur.tx, l.cur.ins = nil, nil
+	l.mu.Unlock()
 	err = inTx(ctx, db, func(tx *sql.Tx) error { return l.markVerified(ctx, tx, from) })
+	if err == nil {
+		err = l.SyncState(ctx, db)
+	}
 	if err != nil {
 		return res, fmt.Errorf("audit start-up: %w", err)
 	}
 	return res, nil
+}
+
+// RaiseAlarm records that verification found p, unless an alarm is
+// already raised (then it returns that one and false): an audit.tamper
+// entry (details bad_seq, bad_seq_end, kind, reason, verified_from) and an
+// audit_alarms row in one transaction. From then on nothing is signed
+// until an admin acknowledges it.
+func (l *Log) RaiseAlarm(ctx context.Context, db *sql.DB, p Problem, verifiedFrom int64) (Alarm, bool, error) {
+	l.mu.Lock()
+	l.frVerified = false
+	l.mu.Unlock()
+	var al Alarm
+	raisedNow := false
+	err := inTx(ctx, db, func(tx *sql.Tx) error {
+		cur, raised, err := CurrentAlarm(ctx, tx)
+		if err != nil || raised {
+			al = cur
+			return err
+		}
+		d, _ := json.Marshal(map[string]any{"bad_seq": p.Seq, "bad_seq_end": p.SeqEnd, "kind": p.Kind, "reason": p.Reason, "verified_from": verifiedFrom})
+		e, err := l.Append(ctx, tx, Entry{ActorID: "system", ActorName: "appliance", Action: ActAuditTamper, Object: fmt.Sprintf("audit:%d", p.Seq), Details: d})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'raise', ?, ?)`, e.Seq, p.Seq, p.Reason); err != nil {
+			return fmt.Errorf("raise audit alarm: %w", err)
+		}
+		al, raisedNow = Alarm{Seq: e.Seq, BadSeq: p.Seq, Reason: p.Reason}, true
+		return nil
+	})
+	if err != nil {
+		return Alarm{}, false, fmt.Errorf("raise alarm: %w", err)
+	}
+	// The tamper entry was appended to an unverified frontier: it stays
+	// unverified (nothing signs it) until the acknowledgement.
+	l.mu.Lock()
+	l.frVerified = false
+	l.mu.Unlock()
+	return al, raisedNow, nil
 }
 
 // markVerified checkpoints the head and records it as verified, unless the
@@ -185,12 +260,17 @@ func (l *Log) Acknowledge(ctx context.Context, db *sql.DB, a Acknowledgement) (E
 		e, cp, err = l.AcknowledgeTx(ctx, tx, a)
 		return err
 	})
+	if err == nil {
+		err = l.SyncState(ctx, db)
+	}
 	return e, cp, err
 }
 
 // AcknowledgeTx is Acknowledge inside the caller's transaction, so the
 // identity layer can consume the step-up grant and acknowledge in one
-// commit (auth.Service.UseStepUp(ctx, tx, ...) then AcknowledgeTx).
+// commit (auth.Service.UseStepUp(ctx, tx, ...) then AcknowledgeTx). The
+// caller must call SyncState after the commit, so the state file holds the
+// new segment's checkpoint.
 func (l *Log) AcknowledgeTx(ctx context.Context, tx *sql.Tx, a Acknowledgement) (Entry, Checkpoint, error) {
 	if !a.StepUpVerified {
 		return Entry{}, Checkpoint{}, ErrStepUpRequired
@@ -218,6 +298,23 @@ func (l *Log) AcknowledgeTx(ctx context.Context, tx *sql.Tx, a Acknowledgement) 
 		return fail(err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'ack', ?, ?)`, e.Seq, al.BadSeq, al.Reason); err != nil {
+		return fail(err)
+	}
+	// The one signature over what was not verified: the admin has seen
+	// the break and accepts the log as it stands as the start of a new
+	// segment. The frontier is the stored one, up to the ack entry.
+	size, head, err := readHead(ctx, tx)
+	if err != nil {
+		return fail(err)
+	}
+	l.mu.Lock()
+	fr, err := loadFrontier(ctx, tx, size, head)
+	if err == nil {
+		l.fr, l.frVerified = fr, true
+		l.cur.tx, l.cur.ins = nil, nil
+	}
+	l.mu.Unlock()
+	if err != nil {
 		return fail(err)
 	}
 	cp, _, err := l.Checkpoint(ctx, tx)

@@ -178,15 +178,27 @@ func (l *Log) storeCheckpoint(ctx context.Context, tx *sql.Tx, fr frontier) (Che
 	if err != nil {
 		return cp, fmt.Errorf("store checkpoint: %w", err)
 	}
+	l.lastSigned = cp.Note
 	return cp, nil
 }
 
 // Checkpoint signs and stores a checkpoint of the current head inside tx,
 // unless the latest stored checkpoint already has the head's size; then it
 // returns that one and false.
+//
+// It signs only what it has verified: the frontier this Log built itself
+// from a verified one, or else the result of verifying the entries from
+// the trusted checkpoint (the state file's) to the head inside tx. When
+// that verification finds a problem it signs nothing and returns an
+// *UnverifiedError (errors.Is ErrUnverified) carrying the problem; the
+// caller raises the alarm (RaiseAlarm). While the alarm is raised it
+// returns an error wrapping ErrTamperAlarm and signs nothing.
 func (l *Log) Checkpoint(ctx context.Context, tx *sql.Tx) (Checkpoint, bool, error) {
 	if l.signer == nil {
 		return Checkpoint{}, false, ErrNoSigner
+	}
+	if err := CheckNoAlarm(ctx, tx); err != nil {
+		return Checkpoint{}, false, fmt.Errorf("checkpoint: %w", err)
 	}
 	size, head, err := readHead(ctx, tx)
 	if err != nil {
@@ -204,23 +216,157 @@ func (l *Log) Checkpoint(ctx context.Context, tx *sql.Tx) (Checkpoint, bool, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fr := l.fr
-	if fr.size != size || string(fr.head) != string(head) {
-		if fr, err = loadFrontier(ctx, tx, size, head); err != nil {
-			return Checkpoint{}, false, fmt.Errorf("checkpoint: %w", err)
+	if l.fr.size != size || string(l.fr.head) != string(head) || !l.frVerified {
+		if err := l.verifyHeadLocked(ctx, tx); err != nil {
+			return Checkpoint{}, false, err
 		}
 	}
-	cp, err := l.storeCheckpoint(ctx, tx, fr.clone())
+	cp, err := l.storeCheckpoint(ctx, tx, l.fr.clone())
 	if err != nil {
 		return Checkpoint{}, false, err
 	}
 	return cp, true, nil
 }
 
+// ErrUnverified means a checkpoint was not signed because verifying the
+// entries since the trusted checkpoint found a problem.
+var ErrUnverified = errors.New("audit log does not verify against the last signed checkpoint; nothing signed")
+
+// UnverifiedError carries the problem that stopped a signature.
+type UnverifiedError struct {
+	Problem Problem
+	From    int64 // the trusted size verification started at
+}
+
+func (e *UnverifiedError) Error() string { return ErrUnverified.Error() + ": " + e.Problem.Error() }
+
+// Unwrap makes errors.Is(err, ErrUnverified) true.
+func (e *UnverifiedError) Unwrap() error { return ErrUnverified }
+
+// verifyHeadLocked verifies the entries from the trusted checkpoint (all of
+// them when there is none) to the head inside q and, when they are intact,
+// makes the recomputed frontier the Log's verified one. l.mu is held.
+func (l *Log) verifyHeadLocked(ctx context.Context, q Queryer) error {
+	opts := VerifyOptions{Public: l.signer.key.Public().(ed25519.PublicKey), Origin: l.origin, RequireState: l.state != ""}
+	var from int64
+	if l.trusted != nil {
+		opts.State, from = []byte(l.trusted.Note), l.trusted.Size
+	}
+	rep, fr, err := verifyFromFrontier(ctx, q, opts, from)
+	if err != nil {
+		return fmt.Errorf("checkpoint: verify from %d: %w", from, err)
+	}
+	if !rep.Intact {
+		return &UnverifiedError{Problem: *rep.Problem, From: from}
+	}
+	l.fr, l.frVerified = fr, true
+	// The cached transaction state may point elsewhere now.
+	l.cur.tx, l.cur.ins = nil, nil
+	return nil
+}
+
+// SyncState writes the newest committed checkpoint to the state file
+// (when the Log has one) and makes it the trusted checkpoint. Call it after
+// every commit that may have stored a checkpoint; the checkpoint loop and
+// Startup do. The newest stored checkpoint is accepted when this Log signed
+// it, or when a consistency proof from the trusted checkpoint to it
+// verifies. A newest checkpoint smaller than the trusted one, or not
+// consistent with it, is a *UnverifiedError: checkpoints vanished or
+// history forked.
+func (l *Log) SyncState(ctx context.Context, db Queryer) error {
+	if l.signer == nil {
+		return nil
+	}
+	s, err := latestStored(ctx, db)
+	if errors.Is(err, sql.ErrNoRows) {
+		l.mu.Lock()
+		t := l.trusted
+		l.mu.Unlock()
+		if t != nil && t.Size > 0 {
+			return &UnverifiedError{From: t.Size, Problem: Problem{Seq: 1, SeqEnd: t.Size, Kind: KindVanished,
+				Reason: fmt.Sprintf("no stored checkpoint, but checkpoint %d was signed", t.Size)}}
+		}
+		return nil
+	} else if err != nil {
+		return err
+	}
+	pub := l.signer.key.Public().(ed25519.PublicKey)
+	cp, err := openOrigin([]byte(s.note), pub, l.origin)
+	if err != nil {
+		return &UnverifiedError{Problem: Problem{Seq: max(s.size, 1), Kind: KindCheckpoint, Reason: fmt.Sprintf("newest stored checkpoint %d: %v", s.id, err)}}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.trusted
+	switch {
+	case t != nil && t.Note == cp.Note:
+		// Nothing new; make sure the file says so too (a crash may have
+		// come between commit and write).
+	case cp.Note == l.lastSigned:
+		// Ours, signed over a verified frontier (or an acknowledgement's
+		// new segment), and now committed.
+	case t == nil:
+		// Nothing to prove it against: leave the trust where it is.
+		return nil
+	case cp.Size < t.Size:
+		return &UnverifiedError{From: t.Size, Problem: Problem{Seq: cp.Size + 1, SeqEnd: t.Size, Kind: KindVanished,
+			Reason: fmt.Sprintf("the newest stored checkpoint signs %d entries, but %d were signed before: checkpoints were deleted", cp.Size, t.Size)}}
+	default:
+		if err := checkConsistent(ctx, db, *t, cp); err != nil && !l.ackSegmentLocked(ctx, db, cp) {
+			return &UnverifiedError{From: t.Size, Problem: Problem{Seq: 1, SeqEnd: cp.Size, Kind: KindRoot,
+				Reason: fmt.Sprintf("stored checkpoint %d (size %d) is not consistent with the trusted checkpoint of size %d: %v", s.id, cp.Size, t.Size, err)}}
+		}
+	}
+	if l.state != "" {
+		if err := writeState(l.state, cp.Note); err != nil {
+			return err
+		}
+	}
+	l.trusted = &cp
+	return nil
+}
+
+// ackSegmentLocked reports whether cp starts a new segment that another
+// process of this appliance signed when an admin acknowledged the alarm:
+// its size is an acknowledgement's seq and the state file (which only a
+// holder of the key can move forward) already holds it. Such a checkpoint
+// is deliberately not consistent with the broken history before it.
+func (l *Log) ackSegmentLocked(ctx context.Context, db Queryer, cp Checkpoint) bool {
+	if l.state == "" {
+		return false
+	}
+	note, ok, err := ReadStateNote(l.state)
+	if err != nil || !ok || string(note) != cp.Note {
+		return false
+	}
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM audit_alarms WHERE kind = 'ack' AND seq = ?`, cp.Size).Scan(&n)
+	return err == nil && n > 0
+}
+
+// checkConsistent proves from the stored tree that old is a prefix of cp.
+// Both are signed, so a proof that verifies shows the two signed trees are
+// consistent whatever the stored hashes are.
+func checkConsistent(ctx context.Context, q Queryer, old, cp Checkpoint) error {
+	if old.Size > cp.Size {
+		return fmt.Errorf("size %d is below %d", cp.Size, old.Size)
+	}
+	if old.Size == 0 {
+		return nil
+	}
+	p, err := tlog.ProveTree(cp.Size, old.Size, dbHashes{ctx, q})
+	if err != nil {
+		return err
+	}
+	return tlog.CheckTree(p, cp.Size, cp.Root, old.Size, old.Root)
+}
+
 // RunCheckpoints signs a checkpoint every interval while entries were added
-// since the last one (config audit.checkpoint_interval), until ctx ends.
-// Errors go to onErr (may be nil) and do not stop the loop: a failed
-// checkpoint is retried at the next tick.
+// since the last one (config audit.checkpoint_interval), until ctx ends,
+// and writes each committed checkpoint to the state file. Errors go to
+// onErr (may be nil) and do not stop the loop: a failed checkpoint is
+// retried at the next tick. A verification problem raises the tamper alarm
+// instead of signing (then nothing is signed until it is acknowledged).
 func (l *Log) RunCheckpoints(ctx context.Context, db *sql.DB, interval time.Duration, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -229,15 +375,41 @@ func (l *Log) RunCheckpoints(ctx context.Context, db *sql.DB, interval time.Dura
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := inTx(ctx, db, func(tx *sql.Tx) error { _, _, err := l.Checkpoint(ctx, tx); return err })
+			err := l.CheckpointNow(ctx, db)
 			if ctx.Err() != nil {
 				return // shutting down: not a checkpoint failure
 			}
-			if err != nil && onErr != nil {
+			if err != nil && onErr != nil && !errors.Is(err, ErrTamperAlarm) {
 				onErr(err)
 			}
 		}
 	}
+}
+
+// CheckpointNow is one turn of RunCheckpoints: sign a checkpoint of the
+// head if it moved (in its own transaction), write the state file, and
+// raise the tamper alarm when verification or the state sync finds a
+// problem.
+func (l *Log) CheckpointNow(ctx context.Context, db *sql.DB) error {
+	if err := CheckNoAlarm(ctx, db); err != nil {
+		return fmt.Errorf("checkpoint: %w", err) // nothing is signed or moved under the alarm
+	}
+	// Sync first: another process (an acknowledgement from the shell)
+	// may have started a new segment that verification must start from.
+	err := l.SyncState(ctx, db)
+	if err == nil {
+		err = inTx(ctx, db, func(tx *sql.Tx) error { _, _, err := l.Checkpoint(ctx, tx); return err })
+	}
+	if err == nil {
+		err = l.SyncState(ctx, db)
+	}
+	var ue *UnverifiedError
+	if errors.As(err, &ue) {
+		if _, _, rerr := l.RaiseAlarm(ctx, db, ue.Problem, ue.From); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // LatestCheckpoint returns the latest stored checkpoint, verified with pub.

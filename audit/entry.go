@@ -154,6 +154,12 @@ type Options struct {
 	// whenever the tree size reaches a multiple of it (config
 	// audit.checkpoint_every). 0 disables count-based checkpoints.
 	CheckpointEvery int64
+	// StatePath is the state file (keys/audit.state; see ReadState) that
+	// holds the last checkpoint this appliance signed. With it, Startup
+	// verifies from that checkpoint, a log with entries but no state file
+	// raises the alarm, and every checkpoint committed is written to it
+	// (SyncState). Empty: no state file (tools and tests).
+	StatePath string
 }
 
 // Log appends entries to the audit tables of a database that has Schema. It
@@ -164,8 +170,22 @@ type Log struct {
 	signer  *noteSigner // nil without Options.Signer
 	origin  string
 	every   int64
+	state   string // StatePath
 
 	mu sync.Mutex
+	// frVerified says l.fr was verified: recomputed from the entries by a
+	// verification, or grown only by this Log's own appends from such a
+	// frontier (or from the empty log). Only a verified frontier is ever
+	// signed; a frontier reloaded from the database's tree column is not
+	// one until a verification from the trusted checkpoint vouches for it.
+	frVerified bool
+	// trusted is the newest checkpoint known to be committed and verified:
+	// the state file's, then each one SyncState accepts. nil before
+	// Startup (or without a state file until the first sign).
+	trusted *Checkpoint
+	// lastSigned is the note of the last checkpoint this Log signed; once
+	// it is the database's newest, SyncState accepts it without a proof.
+	lastSigned string
 	// fr caches the right edge of the tree after the last Append, keyed by
 	// the head entry's seq and hash. Append checks the key against the
 	// database at the start of every transaction, so a rolled-back
@@ -192,7 +212,7 @@ func New(opts Options) *Log {
 	if opts.Origin == "" {
 		opts.Origin = DefaultOrigin
 	}
-	l := &Log{now: opts.Now, actions: map[Action]bool{}, origin: opts.Origin, every: opts.CheckpointEvery}
+	l := &Log{now: opts.Now, actions: map[Action]bool{}, origin: opts.Origin, every: opts.CheckpointEvery, state: opts.StatePath}
 	for _, a := range Actions() {
 		l.actions[a] = true
 	}
@@ -261,7 +281,10 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 			if err != nil {
 				return Entry{}, fmt.Errorf("audit append: %w", err)
 			}
-			l.fr = fr
+			// Someone else wrote (or a transaction rolled back): the
+			// stored edge is only trusted again after verification. An
+			// empty log has nothing to verify.
+			l.fr, l.frVerified = fr, headSeq == 0
 		}
 		ins, err := tx.PrepareContext(ctx, insertEntrySQL)
 		if err != nil {
@@ -279,8 +302,13 @@ func (l *Log) Append(ctx context.Context, tx *sql.Tx, e Entry) (Entry, error) {
 	if err == nil {
 		_, err = l.cur.ins.ExecContext(ctx, e.Seq, enc, e.Hash, stored)
 	}
-	if err == nil && l.signer != nil && l.every > 0 && e.Seq%l.every == 0 {
-		_, err = l.storeCheckpoint(ctx, tx, next)
+	if err == nil && l.signer != nil && l.every > 0 && e.Seq%l.every == 0 && l.frVerified {
+		// Only over a verified frontier and never while the alarm is
+		// raised; otherwise skip: the checkpoint loop verifies first.
+		var raised bool
+		if _, raised, err = CurrentAlarm(ctx, tx); err == nil && !raised {
+			_, err = l.storeCheckpoint(ctx, tx, next)
+		}
 	}
 	if err != nil {
 		// The transaction is in an unknown state; start over next time.

@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -128,6 +130,71 @@ func FuzzOpenCheckpoint(f *testing.F) {
 		}
 		if noteBody(string(b)) != CheckpointBody(got.Origin, got.Size, got.Root) {
 			t.Fatalf("verified note body differs from its parse: %q", b)
+		}
+	})
+}
+
+// FuzzCheckWitnesses: the witness (anchor) checker never panics on an
+// arbitrary note, and accepts one only when it is a genuine checkpoint of
+// this log, signed by the key, whose tree the log extends.
+func FuzzCheckWitnesses(f *testing.F) {
+	ctx := context.Background()
+	db, _ := newDB(f)
+	l := newTestLog(4)
+	appendN(f, l, db, 10)
+	genuine := map[string]bool{}
+	rows, err := db.Query(`SELECT note FROM audit_checkpoints`)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			f.Fatal(err)
+		}
+		genuine[n] = true
+		f.Add([]byte(n)) // genuine checkpoints (sizes 4 and 8)
+	}
+	rows.Close()
+	f.Add([]byte("firewalliq.audit\n12\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— firewalliq.audit AAAA\n")) // beyond the head, bad signature
+	f.Add([]byte(""))                                                                                                // empty
+	f.Add([]byte("firewalliq.audit\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"))                             // unsigned empty tree
+	f.Fuzz(func(t *testing.T, note []byte) {
+		n, p, err := CheckWitnesses(ctx, db, testPub(), "", [][]byte{note})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p == nil && (n != 1 || !genuine[string(note)]) {
+			t.Fatalf("accepted a note that is not a genuine checkpoint: %q", note)
+		}
+	})
+}
+
+// FuzzReadState: the state file reader never panics and accepts only a
+// note signed by the key (written here as the file's whole content).
+func FuzzReadState(f *testing.F) {
+	ctx := context.Background()
+	db, _ := newDB(f)
+	l := newTestLog(4)
+	appendN(f, l, db, 4)
+	cp, err := LatestCheckpoint(ctx, db, testPub())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(cp.Note))             // a genuine note
+	f.Add([]byte(cp.Note[:20]))        // truncated
+	f.Add([]byte(cp.Note + "\nextra")) // trailing text
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), StateFileName)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := ReadState(path, testPub(), "")
+		if !ok {
+			t.Fatal("an existing file read as missing")
+		}
+		if err == nil && got.Note != cp.Note {
+			t.Fatalf("accepted a note that is not the signed one: %q", b)
 		}
 	})
 }

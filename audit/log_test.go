@@ -317,6 +317,9 @@ func TestAppendHostileText(t *testing.T) {
 	if !bytes.Equal(e.Hash, stored.Hash) || e.UserAgent != stored.UserAgent {
 		t.Fatal("Append returned another entry than it stored")
 	}
+	if err := inTx(ctx, db, func(tx *sql.Tx) error { _, _, err := l.Checkpoint(ctx, tx); return err }); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := Verify(ctx, db, VerifyOptions{Public: testPub()})
 	if err != nil || !rep.Intact {
 		t.Fatalf("verify: %+v %v", rep, err)
@@ -369,9 +372,18 @@ func TestVerifyChecksOrigin(t *testing.T) {
 	appendN(t, newTestLog(0), db, 3)
 	other := New(Options{Now: fakeClock(), Signer: testKey(), Origin: "another.log"})
 	var cp Checkpoint
+	// Stored directly: Checkpoint would refuse to sign a log it cannot
+	// verify (its entries have no checkpoint of this origin).
 	if err := inTx(ctx, db, func(tx *sql.Tx) error {
-		var err error
-		cp, _, err = other.Checkpoint(ctx, tx)
+		size, head, err := readHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		fr, err := loadFrontier(ctx, tx, size, head)
+		if err != nil {
+			return err
+		}
+		cp, err = other.storeCheckpoint(ctx, tx, fr)
 		return err
 	}); err != nil {
 		t.Fatal(err)

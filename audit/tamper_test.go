@@ -151,7 +151,7 @@ func TestTamperSuite(t *testing.T) {
 			editEntry(t, db, 10, func(e *Entry) { e.Object = "scope:other" })
 			rewrite(t, db, 10, 20, true)
 		}},
-		{name: "rewrite everything and drop the checkpoints", kept: true, kind: KindRollback, seq: 1, seqEnd: 20, reaches: 10, tamper: func(t *testing.T, db *sql.DB) {
+		{name: "rewrite everything and drop the checkpoints", kept: true, kind: KindVanished, seq: 1, seqEnd: 20, reaches: 10, tamper: func(t *testing.T, db *sql.DB) {
 			editEntry(t, db, 10, func(e *Entry) { e.Object = "scope:other" })
 			mustExec(t, db, `DELETE FROM audit_checkpoints`)
 			rewrite(t, db, 10, 20, true)

@@ -25,6 +25,7 @@ const (
 	KindRoot       = "root"       // the recomputed root differs from a signed one
 	KindTruncated  = "truncated"  // a signed checkpoint covers entries that are gone
 	KindRollback   = "rollback"   // a checkpoint kept elsewhere is not extended
+	KindVanished   = "vanished"   // signed checkpoints or verified points were removed
 )
 
 // Problem is the first thing verification found wrong. Seq is the first bad
@@ -77,6 +78,16 @@ type VerifyOptions struct {
 	// DefaultOrigin when empty. A checkpoint signed by the right key for
 	// another log is not a checkpoint of this one.
 	Origin string
+	// State is the note of the appliance's state file (keys/audit.state):
+	// the last checkpoint it signed, kept outside the database. The log
+	// must extend it, and the stored checkpoints must reach its size;
+	// otherwise checkpoints were deleted (KindVanished) or history was
+	// rewritten (KindRoot).
+	State []byte
+	// RequireState makes a missing State a problem when the log has
+	// entries: the appliance writes the state file at init, so only its
+	// deletion (or a file from before state files existed) lacks it.
+	RequireState bool
 }
 
 // Verify recomputes the whole chain and tree from the database and checks
@@ -93,6 +104,7 @@ type check struct {
 	size     int64
 	root     tlog.Hash
 	external bool
+	state    bool // the state file's checkpoint
 	id       int64
 }
 
@@ -111,13 +123,24 @@ func (v *verifier) report(p Problem) {
 }
 
 func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64) (Report, error) {
+	rep, _, err := verifyFromFrontier(ctx, db, opts, start)
+	return rep, err
+}
+
+// verifyFromFrontier is verifyFrom that also returns the recomputed right
+// edge of the tree, which is the head's when the report is intact: the
+// only frontier the Log signs after a reload.
+func verifyFromFrontier(ctx context.Context, db Queryer, opts VerifyOptions, start int64) (Report, frontier, error) {
 	v := &verifier{checks: map[int64][]check{}, actions: map[Action]bool{}}
 	for _, a := range Actions() {
 		v.actions[a] = true
 	}
 	v.rep.From = start
 	if err := v.loadCheckpoints(ctx, db, opts, start); err != nil {
-		return v.rep, err
+		return v.rep, frontier{}, err
+	}
+	if err := v.checkTables(ctx, db, opts, start); err != nil {
+		return v.rep, frontier{}, err
 	}
 	fr := newFrontier()
 	lastGood := int64(0)
@@ -125,13 +148,13 @@ func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64
 		var err error
 		fr, err = v.startAt(ctx, db, start)
 		if err != nil {
-			return v.rep, err
+			return v.rep, frontier{}, err
 		}
 		lastGood = start
 	}
 	if v.problem == nil || v.problem.Seq > start {
 		if err := v.scan(ctx, db, &fr, lastGood); err != nil {
-			return v.rep, err
+			return v.rep, frontier{}, err
 		}
 	}
 	if v.problem == nil && fr.size > 0 {
@@ -139,7 +162,7 @@ func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64
 		// hash, or the next entry would chain to a forgery.
 		var h []byte
 		if err := db.QueryRowContext(ctx, `SELECT hash FROM audit_entries WHERE seq = ?`, fr.size).Scan(&h); err != nil {
-			return v.rep, fmt.Errorf("read head hash: %w", err)
+			return v.rep, frontier{}, fmt.Errorf("read head hash: %w", err)
 		}
 		if !bytes.Equal(h, fr.head) {
 			v.report(Problem{Seq: fr.size, Kind: KindHash, Reason: "the head entry's hash column is not the hash of its contents"})
@@ -153,7 +176,10 @@ func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64
 			continue
 		}
 		for _, c := range cs {
-			if c.external {
+			if c.state {
+				v.report(Problem{Seq: fr.size + 1, SeqEnd: size, Kind: KindVanished,
+					Reason: fmt.Sprintf("the log has %d entries but the state file's checkpoint signed %d: entries were deleted or the database rolled back", fr.size, size)})
+			} else if c.external {
 				v.report(Problem{Seq: fr.size + 1, SeqEnd: size, Kind: KindRollback,
 					Reason: fmt.Sprintf("the log has %d entries but a kept checkpoint signed %d: the database was rolled back or truncated", fr.size, size)})
 			} else {
@@ -164,7 +190,7 @@ func verifyFrom(ctx context.Context, db Queryer, opts VerifyOptions, start int64
 	}
 	v.rep.Problem = v.problem
 	v.rep.Intact = v.problem == nil
-	return v.rep, nil
+	return v.rep, fr, nil
 }
 
 // loadCheckpoints verifies stored checkpoints of size >= start and the kept
@@ -221,6 +247,18 @@ func (v *verifier) loadCheckpoints(ctx context.Context, db Queryer, opts VerifyO
 			continue
 		}
 		v.checks[cp.Size] = append(v.checks[cp.Size], check{size: cp.Size, root: cp.Root, external: true})
+	}
+	if opts.State != nil {
+		cp, err := openOrigin(opts.State, opts.Public, origin)
+		if err != nil {
+			// A state file that does not verify was replaced by someone
+			// without the key: as good as deleted.
+			v.report(Problem{Seq: 1, Kind: KindVanished, Reason: fmt.Sprintf("the state file's checkpoint does not verify: %v", err)})
+			return nil
+		}
+		if cp.Size >= start {
+			v.checks[cp.Size] = append(v.checks[cp.Size], check{size: cp.Size, root: cp.Root, external: true, state: true})
+		}
 	}
 	return nil
 }
@@ -454,7 +492,9 @@ func (v *verifier) check(seq int64, enc, treeCol []byte, sum *[HashSize]byte, fr
 		}
 		what := fmt.Sprintf("stored checkpoint %d", c.id)
 		kind := KindRoot
-		if c.external {
+		if c.state {
+			what = "the state file's checkpoint"
+		} else if c.external {
 			what, kind = "a kept checkpoint", KindRollback
 		}
 		v.report(Problem{Seq: *lastGood + 1, SeqEnd: fr.size, Kind: kind,
@@ -463,7 +503,7 @@ func (v *verifier) check(seq int64, enc, treeCol []byte, sum *[HashSize]byte, fr
 	}
 	*lastGood = fr.size
 	for _, c := range cs {
-		if c.external {
+		if c.external && !c.state {
 			v.rep.Kept++
 		}
 	}

@@ -6,7 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // ErrNothingToAnchor means the audit log has not grown since the previous
@@ -90,4 +98,147 @@ func (v *Vault) Anchor(ctx context.Context, l Ledger, day time.Time, prevSize in
 		res.Keys = append(res.Keys, key)
 	}
 	return res, nil
+}
+
+// ErrCannotReadAnchors means the backend cannot list and read anchors back.
+var ErrCannotReadAnchors = errors.New("evidence backend cannot read anchors back")
+
+// AnchorNote is one stored version of an anchor's checkpoint object
+// (appliance/anchors/<day>/checkpoint-<size>.txt): the signed checkpoint
+// note that left the appliance that day. The caller verifies it.
+type AnchorNote struct {
+	Key       string `json:"key"`
+	VersionID string `json:"version_id"`
+	Note      []byte `json:"note"`
+}
+
+// AnchorReader is a Store that can read the anchored checkpoints back, so
+// the appliance and 'audit verify --anchors' can prove that the log still
+// extends every checkpoint that went to the WORM bucket.
+type AnchorReader interface {
+	AnchorCheckpoints(ctx context.Context) ([]AnchorNote, error)
+}
+
+// maxAnchorNote bounds one checkpoint object: a note is about 200 bytes.
+const maxAnchorNote = 16 << 10
+
+var anchorCheckpointRE = regexp.MustCompile(`^checkpoint-[0-9]+\.txt$`)
+
+// ReadAnchorCheckpoints returns every stored version of every anchor
+// checkpoint object in s, sorted by key and version. Objects still in the
+// spool are not in s yet and are not returned.
+func ReadAnchorCheckpoints(ctx context.Context, s Store) ([]AnchorNote, error) {
+	r, ok := s.(AnchorReader)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", s.Backend(), ErrCannotReadAnchors)
+	}
+	notes, err := r.AnchorCheckpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read anchors from %s: %w", s.Backend(), err)
+	}
+	sort.Slice(notes, func(i, j int) bool {
+		if notes[i].Key != notes[j].Key {
+			return notes[i].Key < notes[j].Key
+		}
+		return notes[i].VersionID < notes[j].VersionID
+	})
+	return notes, nil
+}
+
+// AnchorCheckpoints implements AnchorReader: it walks
+// <dir>/appliance/anchors/<day>/checkpoint-<size>.txt.v/<version>.
+func (l *Local) AnchorCheckpoints(ctx context.Context) ([]AnchorNote, error) {
+	root := filepath.Join(l.dir, "appliance", "anchors")
+	days, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var out []AnchorNote
+	for _, d := range days {
+		if !d.IsDir() || !dayRE.MatchString(d.Name()) {
+			continue
+		}
+		objs, err := os.ReadDir(filepath.Join(root, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			name, ok := strings.CutSuffix(o.Name(), ".v")
+			if !ok || !o.IsDir() || !anchorCheckpointRE.MatchString(name) {
+				continue
+			}
+			vdir := filepath.Join(root, d.Name(), o.Name())
+			versions, err := os.ReadDir(vdir)
+			if err != nil {
+				return nil, err
+			}
+			for _, v := range versions {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				b, err := readRegular(filepath.Join(vdir, v.Name()), maxAnchorNote)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, AnchorNote{Key: "appliance/anchors/" + d.Name() + "/" + name, VersionID: v.Name(), Note: b})
+			}
+		}
+	}
+	return out, nil
+}
+
+// readRegular reads a regular file of at most limit bytes.
+func readRegular(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > limit {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// AnchorCheckpoints implements AnchorReader: it lists every version under
+// appliance/anchors/ and reads the checkpoint objects.
+func (m *MinIO) AnchorCheckpoints(ctx context.Context) ([]AnchorNote, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing goroutine on an early return
+	var out []AnchorNote
+	for obj := range m.c.ListObjects(ctx, m.cfg.Bucket, minio.ListObjectsOptions{Prefix: "appliance/anchors/", Recursive: true, WithVersions: true}) {
+		if obj.Err != nil {
+			return nil, obj.Err
+		}
+		if obj.IsDeleteMarker {
+			continue
+		}
+		k, err := ParseKey(obj.Key)
+		if err != nil || k.Day == "" || !anchorCheckpointRE.MatchString(k.Name) {
+			continue
+		}
+		if obj.Size > maxAnchorNote {
+			return nil, fmt.Errorf("%s: %d bytes, more than a checkpoint note", obj.Key, obj.Size)
+		}
+		o, err := m.c.GetObject(ctx, m.cfg.Bucket, obj.Key, minio.GetObjectOptions{VersionID: obj.VersionID})
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(io.LimitReader(o, maxAnchorNote+1))
+		o.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", obj.Key, err)
+		}
+		if len(b) > maxAnchorNote {
+			return nil, fmt.Errorf("%s: more than a checkpoint note", obj.Key)
+		}
+		out = append(out, AnchorNote{Key: obj.Key, VersionID: obj.VersionID, Note: b})
+	}
+	return out, nil
 }

@@ -228,6 +228,10 @@ func (s *Service) AcknowledgeAlarm(ctx context.Context, p auth.Principal, commen
 	if err != nil {
 		return fail(err)
 	}
+	// The new segment's checkpoint becomes the state file's.
+	if err := s.jr.SyncState(ctx); err != nil {
+		return fail(err)
+	}
 	return e, cp, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/evidence"
 	"firewalliq/audit"
 	"firewalliq/probe/keys"
 )
@@ -72,19 +73,28 @@ func auditPub(path string, cfg appliance.Config) (ed25519.PublicKey, error) {
 
 func newAuditVerifyCmd(env *Env) *cobra.Command {
 	var (
-		asJSON  bool
-		pubPath string
-		kept    []string
+		asJSON    bool
+		pubPath   string
+		statePath string
+		kept      []string
+		anchors   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify --data DIR [--json] [--from-checkpoint FILE] [--pub FILE]",
+		Use:   "verify --data DIR [--json] [--from-checkpoint FILE] [--pub FILE] [--state FILE] [--anchors]",
 		Short: "Recompute the audit chain and Merkle tree and check every signed checkpoint",
 		Long: `verify reads the database file read-only and recomputes every entry's hash,
 the hash chain and the Merkle tree, checks every stored checkpoint's signature
 with the audit public key, and that each checkpoint's root is the recomputed
-root at its size. With --from-checkpoint (repeatable) it also proves that the
-log extends a checkpoint kept elsewhere, which catches a database replaced by
-an older copy. Exit 0 when intact, 1 naming the first bad seq and the reason.`,
+root at its size. It also checks that no signed checkpoint or verified point
+vanished: none at all while entries exist, a gap in their ids, a size below an
+earlier one, or a newest checkpoint below the one in the state file
+(DIR/keys/audit.state, the last checkpoint the appliance signed; its absence
+is a failure too, and the log must extend it). With --from-checkpoint
+(repeatable) it also proves that the log extends a checkpoint kept elsewhere,
+which catches a database replaced by an older copy. With --anchors it reads
+every checkpoint anchored in the configured evidence bucket (vault.*) and
+checks a consistency proof from each to the current head. Exit 0 when
+intact, 1 naming the first bad seq and the reason.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var notes [][]byte
@@ -100,11 +110,21 @@ an older copy. Exit 0 when intact, 1 naming the first bad seq and the reason.`,
 				return err
 			}
 			defer db.Close()
+			if anchors && cfg.Vault.Backend == "" {
+				return usagef("audit verify: --anchors needs an evidence vault (vault.backend) in the configuration")
+			}
 			pub, err := auditPub(pubPath, cfg)
 			if err != nil {
 				return err
 			}
-			rep, err := audit.Verify(cmd.Context(), db, audit.VerifyOptions{Public: pub, Kept: notes})
+			if statePath == "" {
+				statePath = appliance.AuditStatePath(cfg.DataDir)
+			}
+			state, _, err := audit.ReadStateNote(statePath)
+			if err != nil {
+				return &auditFailure{msg: fmt.Sprintf("audit verify: %v", err)}
+			}
+			rep, err := audit.Verify(cmd.Context(), db, audit.VerifyOptions{Public: pub, Kept: notes, State: state, RequireState: true})
 			if err != nil {
 				return fmt.Errorf("audit verify: %w", err)
 			}
@@ -127,13 +147,46 @@ an older copy. Exit 0 when intact, 1 naming the first bad seq and the reason.`,
 			if !rep.Intact {
 				return &auditFailure{msg: rep.Problem.Error()}
 			}
+			if anchors {
+				return verifyAnchors(cmd.Context(), env, db, cfg, pub, asJSON)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&pubPath, "pub", "", "audit public key (PEM); default DIR/keys/audit.pub")
+	cmd.Flags().StringVar(&statePath, "state", "", "audit state file (the last signed checkpoint); default DIR/keys/audit.state")
 	cmd.Flags().StringSliceVar(&kept, "from-checkpoint", nil, "signed checkpoint note kept elsewhere that the log must extend (repeatable)")
+	cmd.Flags().BoolVar(&anchors, "anchors", false, "also prove the log extends every checkpoint anchored in the evidence bucket")
 	return cmd
+}
+
+// verifyAnchors reads the anchored checkpoints from the configured vault
+// and checks a consistency proof from each to the head.
+func verifyAnchors(ctx context.Context, env *Env, db *sql.DB, cfg appliance.Config, pub ed25519.PublicKey, quiet bool) error {
+	now := env.Now
+	if now == nil {
+		now = time.Now
+	}
+	an, err := evidence.ReadAnchors(ctx, cfg.Vault, cfg.DataDir, now)
+	if err != nil {
+		return fmt.Errorf("audit verify --anchors: %w", err)
+	}
+	notes := make([][]byte, len(an))
+	for i, a := range an {
+		notes[i] = a.Note
+	}
+	n, p, err := audit.CheckWitnesses(ctx, db, pub, "", notes)
+	if err != nil {
+		return fmt.Errorf("audit verify --anchors: %w", err)
+	}
+	if p != nil {
+		return &auditFailure{msg: fmt.Sprintf("anchor %s (version %s): %v", an[n].Key, an[n].VersionID, p)}
+	}
+	if !quiet {
+		fmt.Fprintf(env.Stdout, "anchors: the log extends all %d anchored checkpoint(s) in %s\n", n, cfg.Vault.Backend)
+	}
+	return nil
 }
 
 func newAuditCheckpointCmd(env *Env) *cobra.Command {

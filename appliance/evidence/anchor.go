@@ -96,3 +96,22 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// AnchoredCheckpoints reads back the checkpoint notes of every anchor in
+// the evidence store (not the spool: only what reached the bucket). They
+// are the witnesses 'audit verify --anchors' and serve's daily check prove
+// the log still extends; the caller verifies them with the audit key.
+func (s *Service) AnchoredCheckpoints(ctx context.Context) ([]vault.AnchorNote, error) {
+	return vault.ReadAnchorCheckpoints(ctx, s.v.Store())
+}
+
+// ReadAnchors builds the configured backend (no spool, nothing written to
+// the bucket) and reads the anchored checkpoint notes back, for offline
+// commands such as 'audit verify --anchors'.
+func ReadAnchors(ctx context.Context, cfg Config, dataDir string, now func() time.Time) ([]vault.AnchorNote, error) {
+	st, err := cfg.NewStore(dataDir, now)
+	if err != nil {
+		return nil, err
+	}
+	return vault.ReadAnchorCheckpoints(ctx, st)
+}

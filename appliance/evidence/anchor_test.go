@@ -16,6 +16,7 @@ import (
 
 	"firewalliq/audit"
 	"firewalliq/vault"
+	"firewalliq/vault/vaulttest"
 )
 
 // fakeLedger reports a growing log; proofs are placeholders (the vault
@@ -201,5 +202,115 @@ func TestAnchorRealAuditLog(t *testing.T) {
 	lines, _ := os.ReadFile(m[0])
 	if n := strings.Count(string(lines), "\n"); n != 8 {
 		t.Fatalf("entries object has %d lines, want 8", n)
+	}
+}
+
+// TestAnchoredCheckpointsMinIO anchors a real audit log twice into the real
+// MinIO (compliance-locked bucket) and into the local backend, reads the
+// anchored checkpoints back and proves the log extends them; after the
+// keyless rewrite of security finding 1 (every entry re-appended with one
+// edited, by a Log without the key) the same check fails.
+func TestAnchoredCheckpointsMinIO(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		cfg  func(t *testing.T) Config
+	}{
+		{"minio", func(t *testing.T) Config {
+			bucket, err := srv.MakeBucket(ctx, vaulttest.Compliance)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return minioConfig(t, bucket)
+		}},
+		{"local", func(t *testing.T) Config {
+			c := DefaultConfig()
+			c.Backend, c.LocalDir = "local", t.TempDir()
+			return c
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openDB(t)
+			pub, priv, err := ed25519.GenerateKey(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := audit.New(audit.Options{Signer: priv})
+			add := func(n int) {
+				for i := range n {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := log.Append(ctx, tx, audit.Entry{Tenant: "t1", ActorID: "u1", Action: audit.ActScanStart, Object: fmt.Sprintf("scan-%d", i)}); err != nil {
+						t.Fatal(err)
+					}
+					if err := tx.Commit(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			s, err := Open(ctx, Options{DB: db, Audit: log, Config: tc.cfg(t), DataDir: t.TempDir(), Ledger: AuditLedger{DB: db, Log: log}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			add(4)
+			if _, err := s.AnchorNow(ctx); err != nil {
+				t.Fatal(err)
+			}
+			add(3)
+			if _, err := s.AnchorNow(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Vault().Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			anchors, err := s.AnchoredCheckpoints(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(anchors) != 2 {
+				t.Fatalf("%d anchors read back, want 2: %+v", len(anchors), anchors)
+			}
+			notes := [][]byte{anchors[0].Note, anchors[1].Note}
+			if n, p, err := audit.CheckWitnesses(ctx, db, pub, "", notes); err != nil || p != nil || n != 2 {
+				t.Fatalf("intact log against its anchors: %d %v %v", n, p, err)
+			}
+
+			// The keyless rewrite, with the public code only.
+			es, err := audit.ReadEntries(ctx, db, 1, 1<<40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{`DROP TRIGGER audit_entries_no_delete`, `DROP TRIGGER audit_checkpoints_no_delete`,
+				`DELETE FROM audit_entries`, `DELETE FROM audit_checkpoints`} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			i := 0
+			forger := audit.New(audit.Options{Now: func() time.Time { return es[i].Time }})
+			for i = range es {
+				e := es[i]
+				if e.Seq == 2 {
+					e.Object = "scan-forged"
+				}
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := forger.Append(ctx, tx, e); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, p, err := audit.CheckWitnesses(ctx, db, pub, "", notes)
+			if err != nil || p == nil || p.Kind != audit.KindRollback {
+				t.Fatalf("rewritten log against its anchors: %v %v", p, err)
+			}
+			t.Log(p)
+		})
 	}
 }

@@ -95,5 +95,13 @@ func (j *Journal) Checkpoint(ctx context.Context) (audit.Checkpoint, bool, error
 		cp, made, err = j.log.Checkpoint(ctx, tx)
 		return err
 	})
+	if err == nil {
+		err = j.SyncState(ctx)
+	}
 	return cp, made, err
 }
+
+// SyncState writes the newest committed checkpoint to the audit state file
+// (audit.Log.SyncState); call it after a transaction that may have stored
+// a checkpoint commits.
+func (j *Journal) SyncState(ctx context.Context) error { return j.log.SyncState(ctx, j.db) }
