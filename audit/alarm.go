@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Errors about the tamper alarm.
@@ -39,10 +40,58 @@ func CurrentAlarm(ctx context.Context, q Queryer) (Alarm, bool, error) {
 	} else if err != nil {
 		return Alarm{}, false, fmt.Errorf("read audit alarm: %w", err)
 	}
-	if kind != "raise" {
-		return Alarm{}, false, nil
+	if kind == "raise" {
+		return a, true, nil
 	}
-	return a, true, nil
+	// An 'ack' row counts only when the log itself records the
+	// acknowledgement: its seq is an audit.tamper.ack entry naming the
+	// alarm, and a stored checkpoint covers it (the acknowledgement signs
+	// one in its transaction). A row inserted by someone with write access
+	// to the file but not the key therefore leaves the alarm raised.
+	raise, err := lastRaise(ctx, q, a.Seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Alarm{}, false, nil // an ack with no alarm before it clears nothing
+	} else if err != nil {
+		return Alarm{}, false, err
+	}
+	if err := ackRecorded(ctx, q, a.Seq, raise.Seq); err != nil {
+		raise.Reason += "; acknowledgement at seq " + strconv.FormatInt(a.Seq, 10) + " not recorded in the log: " + err.Error()
+		return raise, true, nil
+	}
+	return Alarm{}, false, nil
+}
+
+// lastRaise is the newest 'raise' row before seq.
+func lastRaise(ctx context.Context, q Queryer, before int64) (Alarm, error) {
+	var a Alarm
+	err := q.QueryRowContext(ctx, `SELECT seq, bad_seq, reason FROM audit_alarms WHERE kind = 'raise' AND seq < ? ORDER BY seq DESC LIMIT 1`, before).Scan(&a.Seq, &a.BadSeq, &a.Reason)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Alarm{}, fmt.Errorf("read audit alarm: %w", err)
+	}
+	return a, err
+}
+
+// ackRecorded checks that entry ackSeq acknowledges alarm alarmSeq and that
+// a stored checkpoint covers it.
+func ackRecorded(ctx context.Context, q Queryer, ackSeq, alarmSeq int64) error {
+	e, err := ReadEntry(ctx, q, ackSeq)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", ackSeq, err)
+	}
+	var d struct {
+		AlarmSeq int64 `json:"alarm_seq"`
+	}
+	if e.Action != ActAuditTamperAck || json.Unmarshal(e.Details, &d) != nil || d.AlarmSeq != alarmSeq {
+		return fmt.Errorf("entry %d is not the acknowledgement of alarm %d", ackSeq, alarmSeq)
+	}
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM audit_checkpoints WHERE size >= ?`, ackSeq).Scan(&n); err != nil {
+		return fmt.Errorf("read audit checkpoints: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("no signed checkpoint covers entry %d", ackSeq)
+	}
+	return nil
 }
 
 // CheckNoAlarm returns an error wrapping ErrTamperAlarm while an alarm is
@@ -317,7 +366,7 @@ func (l *Log) AcknowledgeTx(ctx context.Context, tx *sql.Tx, a Acknowledgement) 
 	if err != nil {
 		return fail(err)
 	}
-	cp, _, err := l.Checkpoint(ctx, tx)
+	cp, _, err := l.checkpoint(ctx, tx)
 	if err != nil {
 		return fail(err)
 	}

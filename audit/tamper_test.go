@@ -337,3 +337,43 @@ func TestVerifyAcrossChunks(t *testing.T) {
 		})
 	}
 }
+
+// TestForgedAckRowLeavesAlarmRaised: someone with write access to the
+// database but not the key inserts an 'ack' row into audit_alarms (pointing
+// at no entry, or at an unrelated one) to silence a raised alarm; the alarm
+// stays raised, because an acknowledgement counts only when the log records
+// it (an audit.tamper.ack entry naming the alarm) and a signed checkpoint
+// covers it. TestStartupAlarm covers the real acknowledgement.
+func TestForgedAckRowLeavesAlarmRaised(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seq  func(alarm Alarm) int64
+	}{
+		{"no entry at its seq", func(Alarm) int64 { return 1000 }},
+		{"an unrelated entry", func(al Alarm) int64 { return al.Seq + 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, _ := newDB(t)
+			l := newTestLog(0)
+			appendN(t, l, db, 5)
+			if _, err := l.Startup(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := l.RaiseAlarm(ctx, db, Problem{Seq: 3, Kind: KindHash, Reason: "test break"}, 0); err != nil {
+				t.Fatal(err)
+			}
+			al, raised, err := CurrentAlarm(ctx, db)
+			if err != nil || !raised {
+				t.Fatalf("alarm: %v %v", raised, err)
+			}
+			appendN(t, l, db, 1) // an ordinary entry after the alarm
+			if _, err := db.Exec(`INSERT INTO audit_alarms (seq, kind, bad_seq, reason) VALUES (?, 'ack', ?, 'forged')`, tc.seq(al), al.BadSeq); err != nil {
+				t.Fatal(err)
+			}
+			if err := CheckNoAlarm(ctx, db); !errors.Is(err, ErrTamperAlarm) {
+				t.Fatalf("CheckNoAlarm after a forged ack row = %v, want ErrTamperAlarm", err)
+			}
+		})
+	}
+}
