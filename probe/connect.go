@@ -188,7 +188,7 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 	// connect-based probes lives here.
 	control := func(_, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
-		if err != nil || !e.cfg.Scope.Contains(ap.Addr().Unmap()) {
+		if err != nil || !e.sendable(ap.Addr().Unmap()) {
 			return fmt.Errorf("%w: %s", ErrOutOfScope, address)
 		}
 		e.sent.Add(1)

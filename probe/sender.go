@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"firewalliq/probe/scope"
 )
 
 // batchHold is the longest a granted packet waits in a batch before the
@@ -318,9 +320,9 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 		// the address handed to the kernel is where it is routed. Both
 		// must be the same in-scope address.
 		wire, valid := packetDst(pkts[i])
-		if !valid || wire != dsts[i] || !e.cfg.Scope.Contains(wire) {
+		if !valid || wire != dsts[i] || !e.sendable(wire) {
 			refused := dsts[i]
-			if valid && wire != dsts[i] && e.cfg.Scope.Contains(dsts[i]) {
+			if valid && wire != dsts[i] && e.sendable(dsts[i]) {
 				refused = wire
 			}
 			e.refuse(refused, ents[i])
@@ -388,6 +390,15 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 		e.mu.Unlock()
 	}
 	return now
+}
+
+// sendable is the send path's destination check, run for every packet
+// right before it leaves: the address must be in the scope, and it must not
+// be a special address (unspecified, limited broadcast, multicast; see
+// scope.SpecialPrefixes), whatever the scope says, because a probe to one
+// would reach no host or many.
+func (e *Engine) sendable(a netip.Addr) bool {
+	return !scope.IsSpecial(a) && e.cfg.Scope.Contains(a)
 }
 
 // packetDst reads the destination address from an IPv4 or IPv6 header.
