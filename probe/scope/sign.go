@@ -55,17 +55,38 @@ func Sign(doc Document, priv ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("sign scope: %w", err)
 	}
 	sig := ed25519.Sign(priv, signedMessage(canon))
+	return append(envelope(canon, id, sig), '\n'), nil
+}
+
+// envelope writes the signed envelope in canonical form (no newline).
+func envelope(canon []byte, keyID string, sig []byte) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"scope":`)
 	b.Write(canon)
 	b.WriteString(`,"signature":{"alg":`)
 	b.WriteString(quote(AlgEd25519))
 	b.WriteString(`,"key_id":`)
-	b.WriteString(quote(id))
+	b.WriteString(quote(keyID))
 	b.WriteString(`,"sig":`)
 	b.WriteString(quote(base64.StdEncoding.EncodeToString(sig)))
-	b.WriteString("}}\n")
-	return b.Bytes(), nil
+	b.WriteString("}}")
+	return b.Bytes()
+}
+
+// CanonicalEnvelope decodes a signed envelope (as Open, verifying nothing)
+// and writes it back in canonical form without the trailing newline: the
+// form a job embeds, so that reformatting a scope file cannot change a
+// job's bytes.
+func CanonicalEnvelope(signed []byte) ([]byte, error) {
+	doc, sig, err := Open(signed)
+	if err != nil {
+		return nil, err
+	}
+	canon, err := doc.Canonical()
+	if err != nil {
+		return nil, err
+	}
+	return envelope(canon, sig.KeyID, sig.Sig), nil
 }
 
 // Signature is the signature block of a signed envelope.
