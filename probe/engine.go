@@ -134,6 +134,10 @@ type Config struct {
 	ResumeBatch int
 	// Progress, if not nil, is called about four times a second.
 	Progress func(Progress)
+	// Shared, if not nil, is the appliance-wide pacer: every packet also
+	// needs a slot from it, so all engines sharing it stay together under
+	// the profile's global and per-host caps. Its clock must be Now.
+	Shared *SharedPacer
 }
 
 // applyProfile fills cfg's unset caps and payloads from prof and refuses
@@ -185,7 +189,7 @@ type Progress struct {
 type Engine struct {
 	cfg     Config
 	rate    int
-	pacer   *Pacer
+	pacer   gate
 	raw     bool
 	kinds   []Kind
 	payload []string
@@ -349,10 +353,11 @@ func newEngine(cfg Config, prof safety.Profile) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, rate: rate, maxTargets: uint64(prof.MaxTargets), pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, router: newRouter(), states: map[State]int{}}
 	e.plannerContains = e.sendable
-	e.pacer, err = NewPacer(rate, cfg.Limits.PerHost, cfg.Now)
+	own, err := NewPacer(rate, cfg.Limits.PerHost, cfg.Now)
 	if err != nil {
 		return nil, err
 	}
+	e.pacer = gate{own: own, shared: cfg.Shared}
 	e.raw = !cfg.NoRaw && canRaw()
 	seen := map[Kind]bool{}
 	for _, k := range cfg.Kinds {

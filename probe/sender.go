@@ -35,7 +35,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 	var (
 		bufs    = make([][]byte, maxBatch)
 		pkts    = make([][]byte, 0, maxBatch)
-		tickets = make([]int64, 0, maxBatch)
+		tickets = make([]Ticket, 0, maxBatch)
 		dsts    = make([]netip.Addr, 0, maxBatch)
 		ents    = make([]*entry, 0, maxBatch)
 		batchAt time.Time
@@ -126,7 +126,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			}
 		}
 		// Pace: wait for a slot; flush what we hold before sleeping.
-		var ticket int64
+		var ticket Ticket
 		for {
 			tk, d := e.pacer.ReserveTicket(next.key.addr)
 			if d == 0 {
