@@ -154,7 +154,9 @@ func Migrations() []Migration {
 		{3, "auth", mustRead("migrations/0003_auth.sql")},
 		{4, "siem", mustRead("migrations/0004_siem.sql")},
 		{5, "evidence", mustRead("migrations/0005_evidence.sql")},
-		{6, "scans", mustRead("migrations/0006_scans.sql")},
+		// The scans schema is 0008_scans.sql; it fills the slot 0006 held in
+		// reserve until the migrations are renumbered (then it is version 8).
+		{6, "scans", mustRead("migrations/0008_scans.sql")},
 	}
 }
 
