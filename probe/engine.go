@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -317,7 +318,11 @@ func newEngine(cfg Config, prof safety.Profile) (*Engine, error) {
 		return nil, fmt.Errorf("%w: no probe kinds", ErrConfig)
 	}
 	if prof.MaxTargets < 1 || cfg.TargetCount > uint64(prof.MaxTargets) {
-		return nil, fmt.Errorf("%w: %d targets, the compiled-in profile %s allows %d", ErrTooManyTargets, cfg.TargetCount, prof.ID, prof.MaxTargets)
+		n := fmt.Sprint(cfg.TargetCount)
+		if cfg.TargetCount == math.MaxUint64 {
+			n = "2^64 or more" // a saturated count (scope.Scope.Size)
+		}
+		return nil, fmt.Errorf("%w: %s targets, the compiled-in profile %s allows %d", ErrTooManyTargets, n, prof.ID, prof.MaxTargets)
 	}
 	rate, err := cfg.Limits.Effective()
 	if err != nil {
