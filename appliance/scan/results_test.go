@@ -3,6 +3,7 @@ package scan
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -435,4 +436,41 @@ func benchName(f ResultFilter) string {
 		return "all"
 	}
 	return s[:len(s)-1]
+}
+
+// FuzzDecodeCursor: the cursor decoder never panics, accepts only cursors
+// of the plan and filter given, and returns values of the columns' types.
+func FuzzDecodeCursor(f *testing.F) {
+	p := choose(ResultFilter{State: "open"})
+	key := ResultFilter{State: "open"}.key("job-1")
+	// Seeds: a valid cursor, one of another filter, wrong types, a float,
+	// not base64, not JSON.
+	for _, c := range []string{
+		`{"i":"scan_results_state","f":"job-1|open|0||","k":[443,1200]}`,
+		`{"i":"scan_results_state","f":"job-1|closed|0||","k":[443,1200]}`,
+		`{"i":"scan_results_state","f":"job-1|open|0||","k":["443",1200]}`,
+		`{"i":"scan_results_state","f":"job-1|open|0||","k":[443.5,1200]}`,
+		`{"i":"scan_results_state","f":"job-1|open|0||","k":[443]}`,
+		`[]`,
+	} {
+		f.Add(base64.RawURLEncoding.EncodeToString([]byte(c)))
+	}
+	f.Add("!!")
+	f.Fuzz(func(t *testing.T, s string) {
+		keys, err := decodeCursor(s, p, key)
+		if err != nil {
+			if !errors.Is(err, ErrBadCursor) {
+				t.Fatalf("error %v is not ErrBadCursor", err)
+			}
+			return
+		}
+		if len(keys) != 2 {
+			t.Fatalf("keys %v", keys)
+		}
+		for _, k := range keys {
+			if n, ok := k.(int64); !ok || n < 0 {
+				t.Fatalf("key %v (%T)", k, k)
+			}
+		}
+	})
 }
