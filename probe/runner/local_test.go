@@ -301,3 +301,53 @@ func TestCode(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalResume: a run stopped after a checkpoint and run again under the
+// same job with ResumeBatch covers exactly the remaining targets: together
+// every target once (the job fixes the order and the batch size).
+func TestLocalResume(t *testing.T) {
+	closed := closedPort(t)
+	signed := makeJob(t, time.Now(), []string{"127.0.0.8/29"}, []uint16{closed}, 200, func(j *job.Job) { j.BatchTargets = 2 })
+	l := newLocal(t)
+	first := map[string]int{}
+	s, err := l.Run(context.Background(), Request{Job: signed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := s.Recv(context.Background())
+		if err != nil {
+			t.Fatalf("first run ended before checkpoint 2: %v", err)
+		}
+		if ev.Type == TypeResult {
+			first[ev.Result.Target]++
+		}
+		if ev.Type == TypeCheckpoint && ev.Checkpoint.NextBatch == 2 {
+			break
+		}
+	}
+	s.Close()
+	s, err = l.Run(context.Background(), Request{Job: signed, ResumeBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs := collect(t, s)
+	if evs[0].Accepted.ResumeBatch != 2 || evs[len(evs)-1].Done.Summary.ResumedAtBatch != 2 {
+		t.Fatalf("resume not reported: %+v %+v", evs[0].Accepted, evs[len(evs)-1].Done)
+	}
+	second := map[string]int{}
+	for _, ev := range evs {
+		if ev.Type == TypeResult {
+			second[ev.Result.Target]++
+		}
+	}
+	if len(first) != 4 || len(second) != 4 {
+		t.Fatalf("first run %v, resumed run %v; want 4 targets each", first, second)
+	}
+	for a := range first {
+		if second[a] != 0 {
+			t.Fatalf("%s probed by both runs", a)
+		}
+	}
+}
