@@ -223,8 +223,15 @@ func TestLocalRefuses(t *testing.T) {
 	ln := listen(t)
 	now := time.Now()
 	good := makeJob(t, now, []string{"127.0.0.1"}, []uint16{ln.port}, 100, nil)
+	// One character of the job's own signature (the last "sig"; the first
+	// is the embedded scope's) replaced by another base64 character.
 	flipped := bytes.Clone(good)
-	flipped[bytes.Index(flipped, []byte(`"sig":"`))+10] ^= 1
+	pos := bytes.LastIndex(flipped, []byte(`"sig":"`)) + 10
+	if flipped[pos] == 'A' {
+		flipped[pos] = 'B'
+	} else {
+		flipped[pos] = 'A'
+	}
 	tests := []struct {
 		name   string
 		job    []byte
