@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -388,4 +389,40 @@ func formatSeed(s uint64) string {
 		h = "0" + h
 	}
 	return h
+}
+
+// TargetsOf turns checked targets (scope.Scope.Resolve: addresses, pinned
+// hostname answers, CIDRs) into a request's target list: canonical text,
+// each once, addresses before prefixes, each sorted, so the same set of
+// targets always makes the same request hash.
+func TargetsOf(ts []scope.Target) []string {
+	var addrs []netip.Addr
+	var prefixes []netip.Prefix
+	for _, t := range ts {
+		if t.Prefix.IsValid() {
+			if p := t.Prefix.Masked(); p.IsSingleIP() {
+				addrs = append(addrs, p.Addr())
+			} else {
+				prefixes = append(prefixes, p)
+			}
+		}
+		for _, a := range t.Addrs {
+			addrs = append(addrs, a.Unmap())
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	out := []string{}
+	for _, a := range slices.Compact(addrs) {
+		out = append(out, a.String())
+	}
+	for _, p := range slices.Compact(prefixes) {
+		out = append(out, p.String())
+	}
+	return out
 }

@@ -2,9 +2,11 @@ package job
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -356,5 +358,35 @@ func TestExample(t *testing.T) {
 	}
 	if !bytes.Equal(signed, want) {
 		t.Fatalf("testdata/example.json is stale; run go test ./probe/job -run TestExample -update\n%s", signed)
+	}
+}
+
+func TestTargetsOf(t *testing.T) {
+	d := scopeDoc()
+	signed := signScope(t, d, scopeKey)
+	sc, err := scope.Verify(signed, scopeKey.Public().(ed25519.PublicKey), testNow, testProfile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("10.20.0.9"), netip.MustParseAddr("2001:db8:20::5")}, nil
+	}
+	var ts []scope.Target
+	for _, in := range []string{"10.20.3.0/24", "web.example", "10.20.0.9", "2001:db8:20::/120", "10.20.2.0/24", "10.20.0.7"} {
+		tg, err := sc.Resolve(context.Background(), in, resolver)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, tg)
+	}
+	got := TargetsOf(ts)
+	want := []string{"10.20.0.7", "10.20.0.9", "2001:db8:20::5", "10.20.2.0/24", "10.20.3.0/24", "2001:db8:20::/120"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("TargetsOf = %v, want %v", got, want)
+	}
+	r := goodJob(t).Request
+	r.Targets = got
+	if err := r.Validate(); err != nil {
+		t.Fatalf("TargetsOf output is not a valid request: %v", err)
 	}
 }
