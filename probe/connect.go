@@ -85,7 +85,7 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 		// recent ticket is the one whose ring slot is still live when it is
 		// stamped (with a small ring, the first ticket's slot has usually
 		// been reused by other workers' grants, and the stamp is lost).
-		var syn int64
+		var syn Ticket
 		for range connectCost(en.kind) {
 			tk, err := e.pacer.WaitTicket(ctx, k.addr)
 			if err != nil {
@@ -176,7 +176,7 @@ func (e *Engine) waitTap(ctx context.Context, mark time.Time, d time.Duration) {
 
 // connectOnce makes one connection attempt and, for banner and tls-hello,
 // reads what the server volunteers. It fills en.res.Banner / en.res.TLS.
-func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort, syn int64) (State, string, error) {
+func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort, syn Ticket) (State, string, error) {
 	// The dial timeout adapts like the raw probes' (the kernel answers a
 	// SYN either way), below the kernel's first SYN retransmission.
 	e.mu.Lock()
@@ -188,7 +188,7 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 	// connect-based probes lives here.
 	control := func(_, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
-		if err != nil || !e.cfg.Scope.Contains(ap.Addr().Unmap()) {
+		if err != nil || !e.sendable(ap.Addr().Unmap()) {
 			return fmt.Errorf("%w: %s", ErrOutOfScope, address)
 		}
 		e.sent.Add(1)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -27,6 +28,11 @@ var (
 	// ErrOutOfScope is returned by the send path for a destination outside
 	// the scope. The packet is not sent.
 	ErrOutOfScope = errors.New("destination outside scope")
+	// ErrTooManyTargets means a scan names more targets than the
+	// compiled-in profile's max_targets. It is refused before the first
+	// packet when Config.TargetCount says so, and the planner stops the
+	// scan if the targets run past the cap anyway.
+	ErrTooManyTargets = errors.New("more targets than the safety profile allows per scan")
 )
 
 // Containment is the scope's containment set, checked for every packet on
@@ -129,6 +135,10 @@ type Config struct {
 	ResumeBatch int
 	// Progress, if not nil, is called about four times a second.
 	Progress func(Progress)
+	// Shared, if not nil, is the appliance-wide pacer: every packet also
+	// needs a slot from it, so all engines sharing it stay together under
+	// the profile's global and per-host caps. Its clock must be Now.
+	Shared *SharedPacer
 }
 
 // applyProfile fills cfg's unset caps and payloads from prof and refuses
@@ -180,7 +190,7 @@ type Progress struct {
 type Engine struct {
 	cfg     Config
 	rate    int
-	pacer   *Pacer
+	pacer   gate
 	raw     bool
 	kinds   []Kind
 	payload []string
@@ -194,6 +204,9 @@ type Engine struct {
 	// replace it to push a destination past the planner and prove the send
 	// path still refuses it.
 	plannerContains func(netip.Addr) bool
+	// maxTargets is the profile's per-scan target cap, enforced by the
+	// planner whatever TargetCount said.
+	maxTargets uint64
 
 	mu      sync.Mutex
 	pending map[probeKey]*entry
@@ -304,6 +317,13 @@ func newEngine(cfg Config, prof safety.Profile) (*Engine, error) {
 	if len(cfg.Kinds) == 0 {
 		return nil, fmt.Errorf("%w: no probe kinds", ErrConfig)
 	}
+	if prof.MaxTargets < 1 || cfg.TargetCount > uint64(prof.MaxTargets) {
+		n := fmt.Sprint(cfg.TargetCount)
+		if cfg.TargetCount == math.MaxUint64 {
+			n = "2^64 or more" // a saturated count (scope.Scope.Size)
+		}
+		return nil, fmt.Errorf("%w: %s targets, the compiled-in profile %s allows %d", ErrTooManyTargets, n, prof.ID, prof.MaxTargets)
+	}
 	rate, err := cfg.Limits.Effective()
 	if err != nil {
 		return nil, err
@@ -336,12 +356,13 @@ func newEngine(cfg Config, prof safety.Profile) (*Engine, error) {
 	if cfg.Results == nil {
 		cfg.Results = func(Result) error { return nil }
 	}
-	e := &Engine{cfg: cfg, rate: rate, pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, router: newRouter(), states: map[State]int{}}
-	e.plannerContains = cfg.Scope.Contains
-	e.pacer, err = NewPacer(rate, cfg.Limits.PerHost, cfg.Now)
+	e := &Engine{cfg: cfg, rate: rate, maxTargets: uint64(prof.MaxTargets), pending: map[probeKey]*entry{}, watch: map[probeKey]*watchInfo{}, router: newRouter(), states: map[State]int{}}
+	e.plannerContains = e.sendable
+	own, err := NewPacer(rate, cfg.Limits.PerHost, cfg.Now)
 	if err != nil {
 		return nil, err
 	}
+	e.pacer = gate{own: own, shared: cfg.Shared}
 	e.raw = !cfg.NoRaw && canRaw()
 	seen := map[Kind]bool{}
 	for _, k := range cfg.Kinds {
@@ -611,6 +632,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 func (e *Engine) plan(ctx context.Context, batches chan<- *batch, rawIn, connIn chan<- *entry) error {
 	idx := 0
 	var cur []netip.Addr
+	var accepted uint64
 	emit := func() error {
 		defer func() { cur = cur[:0]; idx++ }()
 		if idx < e.cfg.ResumeBatch {
@@ -643,6 +665,9 @@ func (e *Engine) plan(ctx context.Context, batches chan<- *batch, rawIn, connIn 
 		if !e.plannerContains(a) {
 			e.refusedTargets.Add(1)
 			continue
+		}
+		if accepted++; accepted > e.maxTargets {
+			return fmt.Errorf("%w: the targets run past %d", ErrTooManyTargets, e.maxTargets)
 		}
 		cur = append(cur, a)
 		if len(cur) == e.cfg.BatchTargets {

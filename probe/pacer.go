@@ -144,6 +144,18 @@ func (p *Pacer) Stamp(ticket int64, t time.Time) {
 }
 
 func (p *Pacer) reserve(now time.Time, host netip.Addr) time.Duration {
+	if d := p.check(now, host); d > 0 {
+		return d
+	}
+	p.commit(now, host)
+	return 0
+}
+
+// check returns how long until a slot to host is due at now (0: now). It
+// changes nothing a caller could observe: it may anchor the schedule at the
+// first call and forgive debt beyond maxDebt, both of which only describe
+// the same schedule. Callers hold p.mu.
+func (p *Pacer) check(now time.Time, host netip.Addr) time.Duration {
 	if !p.started {
 		p.start, p.started = now, true
 	}
@@ -166,6 +178,13 @@ func (p *Pacer) reserve(now time.Time, host netip.Addr) time.Duration {
 		if next, ok := p.hosts[host]; ok && now.Before(next) {
 			return next.Sub(now)
 		}
+	}
+	return 0
+}
+
+// commit grants the slot check found due. Callers hold p.mu.
+func (p *Pacer) commit(now time.Time, host netip.Addr) {
+	if p.hostGap > 0 && host.IsValid() {
 		p.hosts[host] = now.Add(p.hostGap)
 		if now.Sub(p.lastGC) > hostIdle {
 			for h, t := range p.hosts {
@@ -182,7 +201,6 @@ func (p *Pacer) reserve(now time.Time, host netip.Addr) time.Duration {
 	if p.ringPos == len(p.ring) {
 		p.ringPos, p.ringFull = 0, true
 	}
-	return 0
 }
 
 // Wait blocks until a slot to host is granted or ctx ends. It sleeps in

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"firewalliq/probe/scope"
 )
 
 // batchHold is the longest a granted packet waits in a batch before the
@@ -33,7 +35,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 	var (
 		bufs    = make([][]byte, maxBatch)
 		pkts    = make([][]byte, 0, maxBatch)
-		tickets = make([]int64, 0, maxBatch)
+		tickets = make([]Ticket, 0, maxBatch)
 		dsts    = make([]netip.Addr, 0, maxBatch)
 		ents    = make([]*entry, 0, maxBatch)
 		batchAt time.Time
@@ -124,7 +126,7 @@ func (e *Engine) sendLoop(ctx context.Context, in <-chan *entry) {
 			}
 		}
 		// Pace: wait for a slot; flush what we hold before sleeping.
-		var ticket int64
+		var ticket Ticket
 		for {
 			tk, d := e.pacer.ReserveTicket(next.key.addr)
 			if d == 0 {
@@ -318,9 +320,9 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 		// the address handed to the kernel is where it is routed. Both
 		// must be the same in-scope address.
 		wire, valid := packetDst(pkts[i])
-		if !valid || wire != dsts[i] || !e.cfg.Scope.Contains(wire) {
+		if !valid || wire != dsts[i] || !e.sendable(wire) {
 			refused := dsts[i]
-			if valid && wire != dsts[i] && e.cfg.Scope.Contains(dsts[i]) {
+			if valid && wire != dsts[i] && e.sendable(dsts[i]) {
 				refused = wire
 			}
 			e.refuse(refused, ents[i])
@@ -388,6 +390,15 @@ func (e *Engine) sendChecked(pkts [][]byte, dsts []netip.Addr, ents []*entry) ti
 		e.mu.Unlock()
 	}
 	return now
+}
+
+// sendable is the send path's destination check, run for every packet
+// right before it leaves: the address must be in the scope, and it must not
+// be a special address (unspecified, limited broadcast, multicast; see
+// scope.SpecialPrefixes), whatever the scope says, because a probe to one
+// would reach no host or many.
+func (e *Engine) sendable(a netip.Addr) bool {
+	return !scope.IsSpecial(a) && e.cfg.Scope.Contains(a)
 }
 
 // packetDst reads the destination address from an IPv4 or IPv6 header.

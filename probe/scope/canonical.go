@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"firewalliq/probe/safety"
 
+	"firewalliq/probe/internal/canon"
 	"firewalliq/probe/internal/strictjson"
 )
 
@@ -31,111 +31,36 @@ import (
 //   - arrays in document order (the order is part of what is signed);
 //     exclude is [] when empty.
 //
-// For these types this is exactly RFC 8785 (JSON Canonicalization Scheme).
-// It fails only on a string that is not valid UTF-8.
+// For these types this is exactly RFC 8785 (JSON Canonicalization Scheme);
+// the writer is shared with the job document (probe/internal/canon). It
+// fails only on a string that is not valid UTF-8 or a max_pps beyond 2^53.
 func (d Document) Canonical() ([]byte, error) {
-	var b bytes.Buffer
-	w := canonWriter{b: &b}
-	b.WriteByte('{')
-	w.key("cidrs", true)
-	w.strings(d.CIDRs)
-	w.key("environment", false)
-	w.str(d.Environment)
-	w.key("exclude", false)
-	w.strings(d.Exclude)
-	w.key("id", false)
-	w.str(d.ID)
-	w.key("max_pps", false)
-	b.WriteString(strconv.Itoa(d.MaxPPS))
-	w.key("name", false)
-	w.str(d.Name)
-	w.key("not_after", false)
-	w.str(formatTime(d.NotAfter))
-	w.key("not_before", false)
-	w.str(formatTime(d.NotBefore))
-	w.key("ports", false)
-	w.str(d.Ports)
-	w.key("probes", false)
 	probes := make([]string, len(d.Probes))
 	for i, k := range d.Probes {
 		probes[i] = string(k)
 	}
-	w.strings(probes)
-	w.key("signer_key_id", false)
-	w.str(d.SignerKeyID)
-	w.key("tenant", false)
-	w.str(d.Tenant)
-	b.WriteByte('}')
-	if w.err != nil {
-		return nil, w.err
+	exclude := d.Exclude
+	if exclude == nil {
+		exclude = []string{}
 	}
-	return b.Bytes(), nil
-}
-
-type canonWriter struct {
-	b   *bytes.Buffer
-	err error
-}
-
-func (w *canonWriter) key(k string, first bool) {
-	if !first {
-		w.b.WriteByte(',')
+	cidrs := d.CIDRs
+	if cidrs == nil {
+		cidrs = []string{}
 	}
-	w.str(k)
-	w.b.WriteByte(':')
-}
-
-func (w *canonWriter) strings(ss []string) {
-	w.b.WriteByte('[')
-	for i, s := range ss {
-		if i > 0 {
-			w.b.WriteByte(',')
-		}
-		w.str(s)
+	b, err := canon.Marshal(canon.Object{
+		"cidrs": cidrs, "environment": d.Environment, "exclude": exclude, "id": d.ID,
+		"max_pps": d.MaxPPS, "name": d.Name, "not_after": formatTime(d.NotAfter),
+		"not_before": formatTime(d.NotBefore), "ports": d.Ports, "probes": probes,
+		"signer_key_id": d.SignerKeyID, "tenant": d.Tenant,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	w.b.WriteByte(']')
-}
-
-func (w *canonWriter) str(s string) {
-	if !utf8.ValidString(s) {
-		if w.err == nil {
-			w.err = fmt.Errorf("%w: string %q is not valid UTF-8", ErrInvalid, s)
-		}
-		return
-	}
-	w.b.WriteString(quote(s))
+	return b, nil
 }
 
 // quote writes s as a canonical JSON string (RFC 8785 section 3.2.2.2).
-func quote(s string) string {
-	const hex = "0123456789abcdef"
-	b := make([]byte, 0, len(s)+2)
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\r':
-			b = append(b, '\\', 'r')
-		default:
-			if c < 0x20 {
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			} else {
-				b = append(b, c)
-			}
-		}
-	}
-	return string(append(b, '"'))
-}
+func quote(s string) string { return canon.Quote(s) }
 
 // docFields are the document's JSON members; all are required except
 // exclude (default []) and signer_key_id (filled in by Sign).

@@ -50,6 +50,11 @@ var (
 	// ErrOutOfScope means a target (or one of its resolved addresses) is
 	// outside the scope.
 	ErrOutOfScope = errors.New("out of scope")
+	// ErrSpecialAddress means a scope includes an address that cannot name
+	// one host: unspecified, limited broadcast or multicast (see
+	// SpecialPrefixes). Such a scope is refused at signing and at
+	// verification; the error also matches ErrInvalid.
+	ErrSpecialAddress = errors.New("scope includes special addresses")
 )
 
 // Environments a scope may name. Production scopes need dual approval.
@@ -174,6 +179,9 @@ func (d Document) compile() (*ranges, error) {
 	}
 	if r.size == 0 {
 		return nil, bad("the excludes leave no address in scope")
+	}
+	if err := checkSpecial(r); err != nil {
+		return nil, fmt.Errorf("%w: %w: %w", ErrInvalid, ErrSpecialAddress, err)
 	}
 	return r, nil
 }

@@ -3,6 +3,8 @@ package scope
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
+	"net/netip"
 	"os"
 	"testing"
 )
@@ -138,4 +140,58 @@ func FuzzParsePrefix(f *testing.F) {
 			t.Fatalf("round trip of %q: %v, %v", s, q, err)
 		}
 	})
+}
+
+// FuzzCheckPrefix: CheckPrefix agrees with asking Contains of every
+// address of the prefix (brute force, so the prefix is kept to at most 4096
+// addresses), and an out-of-scope verdict names an address or an exclude
+// that really is the reason.
+func FuzzCheckPrefix(f *testing.F) {
+	// Seeds: a prefix inside, one across an exclude, one across the end of
+	// a CIDR, one in IPv6 across two adjacent CIDRs.
+	f.Add([]byte{10, 20, 2, 0}, uint8(24))
+	f.Add([]byte{10, 20, 1, 0}, uint8(24))
+	f.Add([]byte{10, 30, 1, 0}, uint8(23))
+	f.Add([]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, uint8(116))
+	d := baseDoc()
+	d.CIDRs = []string{"10.20.0.0/16", "10.30.0.0/24", "10.30.1.0/25", "2001:db8:20::/120", "2001:db8:20::100/120"}
+	d.Exclude = []string{"10.20.1.128/25", "10.20.7.7", "2001:db8:20::80/124"}
+	s := mustScope(f, d)
+	f.Fuzz(func(t *testing.T, raw []byte, bits uint8) {
+		var a netip.Addr
+		switch len(raw) {
+		case 4:
+			a = netip.AddrFrom4([4]byte(raw))
+		case 16:
+			a = netip.AddrFrom16([16]byte(raw))
+		default:
+			return
+		}
+		if int(bits) > a.BitLen() || a.BitLen()-int(bits) > 12 {
+			return
+		}
+		p := netip.PrefixFrom(a, int(bits)).Masked()
+		err := s.CheckPrefix(p)
+		all := true
+		for x := p.Addr(); p.Contains(x); x = x.Next() {
+			if !s.Contains(x) {
+				all = false
+				break
+			}
+			if x == lastOf(p) {
+				break
+			}
+		}
+		if all != (err == nil) {
+			t.Fatalf("CheckPrefix(%s) = %v, brute force says all in scope = %v", p, err, all)
+		}
+		if err != nil && !errors.Is(err, ErrOutOfScope) {
+			t.Fatalf("CheckPrefix(%s) = %v", p, err)
+		}
+	})
+}
+
+func lastOf(p netip.Prefix) netip.Addr {
+	iv := prefixInterval(p)
+	return fromU128(iv.hi, p.Addr().Is4())
 }

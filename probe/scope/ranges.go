@@ -211,17 +211,7 @@ func (r *ranges) contains(a netip.Addr) bool {
 	if a.Is4() {
 		iv = r.v4
 	}
-	x := toU128(a)
-	i, _ := slices.BinarySearchFunc(iv, x, func(e interval, t u128) int {
-		if e.hi.cmp(t) < 0 {
-			return -1
-		}
-		if e.lo.cmp(t) > 0 {
-			return 1
-		}
-		return 0
-	})
-	return i < len(iv) && iv[i].lo.cmp(x) <= 0 && x.cmp(iv[i].hi) <= 0
+	return find(iv, toU128(a)) >= 0
 }
 
 // at returns the address with enumeration index idx < size.
@@ -267,4 +257,48 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q: host bits set; did you mean %s?", s, p.Masked())
 	}
 	return p, nil
+}
+
+// find returns the index of the interval of iv holding x, or -1.
+func find(iv []interval, x u128) int {
+	i, _ := slices.BinarySearchFunc(iv, x, func(e interval, t u128) int {
+		if e.hi.cmp(t) < 0 {
+			return -1
+		}
+		if e.lo.cmp(t) > 0 {
+			return 1
+		}
+		return 0
+	})
+	if i < len(iv) && iv[i].lo.cmp(x) <= 0 && x.cmp(iv[i].hi) <= 0 {
+		return i
+	}
+	return -1
+}
+
+// containsInterval reports whether every address of x (of the family
+// is4) is in the set. The intervals are disjoint and coalesced, so x is
+// contained only if one interval holds all of it.
+func (r *ranges) containsInterval(is4 bool, x interval) bool {
+	iv := r.v6
+	if is4 {
+		iv = r.v4
+	}
+	i := find(iv, x.lo)
+	return i >= 0 && x.hi.cmp(iv[i].hi) <= 0
+}
+
+// firstOutside returns the lowest address of x (of the family is4) not in
+// the set; x must not be wholly contained.
+func (r *ranges) firstOutside(is4 bool, x interval) netip.Addr {
+	iv := r.v6
+	if is4 {
+		iv = r.v4
+	}
+	if i := find(iv, x.lo); i >= 0 {
+		// x starts inside interval i and runs past its end; intervals are
+		// coalesced, so the address after it is outside.
+		return fromU128(iv[i].hi.add(1), is4)
+	}
+	return fromU128(x.lo, is4)
 }

@@ -83,9 +83,12 @@ func (s *Scope) Canonical() []byte { return slices.Clone(s.canonical) }
 // even-width power of two covering Size, with cycle walking to drop indices
 // >= Size; each index is then mapped to its address through the sorted
 // ranges. The same seed gives the same order.
-func (s *Scope) Targets(seed uint64) iter.Seq[netip.Addr] {
+func (s *Scope) Targets(seed uint64) iter.Seq[netip.Addr] { return s.r.permuted(seed) }
+
+// permuted yields every address of r once in the order chosen by seed.
+func (r *ranges) permuted(seed uint64) iter.Seq[netip.Addr] {
 	return func(yield func(netip.Addr) bool) {
-		n := s.r.size
+		n := r.size
 		if n == 0 {
 			return
 		}
@@ -97,7 +100,7 @@ func (s *Scope) Targets(seed uint64) iter.Seq[netip.Addr] {
 				continue
 			}
 			done++
-			if !yield(s.r.at(j)) {
+			if !yield(r.at(j)) {
 				return
 			}
 		}

@@ -55,17 +55,38 @@ func Sign(doc Document, priv ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("sign scope: %w", err)
 	}
 	sig := ed25519.Sign(priv, signedMessage(canon))
+	return append(envelope(canon, id, sig), '\n'), nil
+}
+
+// envelope writes the signed envelope in canonical form (no newline).
+func envelope(canon []byte, keyID string, sig []byte) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"scope":`)
 	b.Write(canon)
 	b.WriteString(`,"signature":{"alg":`)
 	b.WriteString(quote(AlgEd25519))
 	b.WriteString(`,"key_id":`)
-	b.WriteString(quote(id))
+	b.WriteString(quote(keyID))
 	b.WriteString(`,"sig":`)
 	b.WriteString(quote(base64.StdEncoding.EncodeToString(sig)))
-	b.WriteString("}}\n")
-	return b.Bytes(), nil
+	b.WriteString("}}")
+	return b.Bytes()
+}
+
+// CanonicalEnvelope decodes a signed envelope (as Open, verifying nothing)
+// and writes it back in canonical form without the trailing newline: the
+// form a job embeds, so that reformatting a scope file cannot change a
+// job's bytes.
+func CanonicalEnvelope(signed []byte) ([]byte, error) {
+	doc, sig, err := Open(signed)
+	if err != nil {
+		return nil, err
+	}
+	canon, err := doc.Canonical()
+	if err != nil {
+		return nil, err
+	}
+	return envelope(canon, sig.KeyID, sig.Sig), nil
 }
 
 // Signature is the signature block of a signed envelope.
@@ -120,10 +141,11 @@ func Open(signed []byte) (Document, Signature, error) {
 // Verify checks a signed envelope and returns the compiled scope. In order:
 // the envelope decodes strictly; its key_id and the document's
 // signer_key_id both equal the id of trusted; the signature verifies over
-// the canonical encoding; the document is valid; it fits the profile (every
-// probe kind allowed, max_pps <= GlobalPPS, no more than MaxTargets
-// addresses, refused rather than clamped); and now is inside
-// [not_before, not_after).
+// the canonical encoding; the document is valid (which includes: no
+// special address, see SpecialPrefixes); it fits the profile (every probe
+// kind allowed, max_pps <= GlobalPPS, refused rather than clamped); and now
+// is inside [not_before, not_after). The scope's size is not compared with
+// the profile's MaxTargets: that cap applies to each scan (Expand).
 func Verify(signed []byte, trusted ed25519.PublicKey, now time.Time, p safety.Profile) (*Scope, error) {
 	if len(trusted) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("verify scope: trusted key has %d bytes", len(trusted))
@@ -194,8 +216,9 @@ func fitsProfile(d Document, r *ranges, p safety.Profile) error {
 	if d.MaxPPS > p.GlobalPPS {
 		return fmt.Errorf("%w: max_pps %d above the profile's %d", ErrExceedsProfile, d.MaxPPS, p.GlobalPPS)
 	}
-	if r.size > uint64(max(p.MaxTargets, 0)) {
-		return fmt.Errorf("%w: %s addresses, the profile allows %d", ErrExceedsProfile, sizeString(r.size), p.MaxTargets)
-	}
+	// The profile's max_targets bounds each scan's expansion (Expand), not
+	// the scope: a scope is as large as the customer's authorisation (a
+	// /48 is the normal unit of an IPv6 one), and a scan names the subset
+	// it probes.
 	return nil
 }

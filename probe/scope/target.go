@@ -194,18 +194,37 @@ func SystemResolver(ctx context.Context, host string) ([]netip.Addr, error) {
 // Target is a checked target: the input, the hostname if it was one, and the
 // addresses to probe, pinned at resolution time so that a later DNS answer
 // cannot move the scan elsewhere (no rebinding).
+//
+// A CIDR target ("10.20.1.0/24") has Prefix set and no Addrs: it stands for
+// every address of the prefix, all of them in scope.
 type Target struct {
-	Input string       `json:"input"`
-	Host  string       `json:"host,omitempty"` // lower-case hostname; "" for an address literal
-	Addrs []netip.Addr `json:"addresses"`      // sorted, unique, all in scope
+	Input  string       `json:"input"`
+	Host   string       `json:"host,omitempty"`  // lower-case hostname; "" for an address literal or CIDR
+	Prefix netip.Prefix `json:"prefix,omitzero"` // a CIDR target; zero otherwise
+	Addrs  []netip.Addr `json:"addresses"`       // sorted, unique, all in scope; nil for a CIDR target
 }
 
 // Resolve checks one target against the scope. An address literal is parsed
 // with ParseTarget; a hostname is resolved once with r (SystemResolver when
 // nil) and every returned address must be in scope, or the whole target is
 // rejected with an error naming the first offending address.
+//
+// A target with a '/' is a CIDR (ParsePrefix syntax): it must lie wholly
+// inside the scope and outside its excludes (CheckPrefix), and include no
+// special address.
 func (s *Scope) Resolve(ctx context.Context, target string, r Resolver) (Target, error) {
 	t := Target{Input: target}
+	if strings.Contains(target, "/") {
+		p, err := ParseTargetPrefix(target)
+		if err != nil {
+			return t, err
+		}
+		if err := s.CheckPrefix(p); err != nil {
+			return t, err
+		}
+		t.Prefix = p
+		return t, nil
+	}
 	if target == "" || looksLikeAddress(target) || checkChars(target) != nil {
 		a, err := ParseTarget(target)
 		if err != nil {
@@ -248,4 +267,44 @@ func (s *Scope) Resolve(ctx context.Context, target string, r Resolver) (Target,
 	slices.SortFunc(t.Addrs, netip.Addr.Compare)
 	t.Addrs = slices.Compact(t.Addrs)
 	return t, nil
+}
+
+// ParseTargetPrefix parses a CIDR target strictly (ParsePrefix) and refuses
+// one that includes a special address (SpecialPrefixes) or an IPv6
+// link-local one, as ParseTarget refuses those addresses.
+func ParseTargetPrefix(s string) (netip.Prefix, error) {
+	p, err := ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w %v", ErrBadTarget, err)
+	}
+	for _, sp := range specials() {
+		if p.Overlaps(sp.p) {
+			return netip.Prefix{}, fmt.Errorf("%w %q: includes %s (%s)", ErrBadTarget, s, sp.what, sp.p)
+		}
+	}
+	if ll := netip.MustParsePrefix("fe80::/10"); p.Overlaps(ll) {
+		return netip.Prefix{}, fmt.Errorf("%w %q: includes IPv6 link-local addresses (%s), which need a zone", ErrBadTarget, s, ll)
+	}
+	return p, nil
+}
+
+// CheckPrefix reports whether every address of p is in the scope: nil if
+// so, otherwise an error wrapping ErrOutOfScope that names the first
+// excluded prefix p overlaps, or the first address of p in none of the
+// scope's CIDRs.
+func (s *Scope) CheckPrefix(p netip.Prefix) error {
+	if !p.IsValid() {
+		return fmt.Errorf("%w: invalid prefix", ErrOutOfScope)
+	}
+	p = p.Masked()
+	if s.r.containsInterval(p.Addr().Is4(), prefixInterval(p)) {
+		return nil
+	}
+	for _, ex := range s.r.exclude {
+		if ex.Overlaps(p) {
+			return fmt.Errorf("%w: %s overlaps the excluded %s", ErrOutOfScope, p, ex)
+		}
+	}
+	a := s.r.firstOutside(p.Addr().Is4(), prefixInterval(p))
+	return fmt.Errorf("%w: %s includes %s, which is in none of the scope's CIDRs", ErrOutOfScope, p, a)
 }

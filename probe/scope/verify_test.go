@@ -60,7 +60,6 @@ func TestVerifyRejects(t *testing.T) {
 		{"not yet valid", good, time.Date(2026, 10, 31, 23, 59, 59, 0, time.UTC), ErrNotYetValid},
 		{"expired at not_after", good, time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), ErrExpired},
 		{"max_pps above profile", resign(func(d *Document) { d.MaxPPS = p.GlobalPPS + 1 }), testNow, ErrExceedsProfile},
-		{"too many targets", resign(func(d *Document) { d.CIDRs = []string{"2001:db8::/100"}; d.Exclude = nil }), testNow, ErrExceedsProfile},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
