@@ -257,3 +257,37 @@ func TestAlerts(t *testing.T) {
 		t.Fatalf("after ack: %+v %v", pg, err)
 	}
 }
+
+// TestEntriesScanBudget: a page stops after reading a bounded number of
+// entries even when none of them is the caller's; the cursor then moves
+// past what was read, possibly with an empty page, and paging on reaches
+// the caller's entry.
+func TestEntriesScanBudget(t *testing.T) {
+	f := apptest.New(t)
+	lg := audit.New(audit.Options{})
+	err := store.InTx(f.Ctx, f.DB, func(tx *sql.Tx) error {
+		for i := range 12000 {
+			tenant := f.Other
+			if i == 11999 {
+				tenant = f.Tenant
+			}
+			if _, err := lg.Append(f.Ctx, tx, audit.Entry{Tenant: tenant, ActorName: "bulk", Action: audit.ActScanStart, Object: "scan"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := f.Head() - 12000
+	p := f.Users["auditor"].P
+	pg, err := f.App.Audit.Entries(f.Ctx, p, "", start, 10)
+	if err != nil || len(pg.Entries) != 0 || pg.Next == 0 || pg.Next >= f.Head() {
+		t.Fatalf("first page: %d entries, next %d, %v", len(pg.Entries), pg.Next, err)
+	}
+	pg, err = f.App.Audit.Entries(f.Ctx, p, "", pg.Next, 10)
+	if err != nil || len(pg.Entries) != 1 || pg.Entries[0].Seq != f.Head() || pg.Next != 0 {
+		t.Fatalf("second page: %+v, %v", pg, err)
+	}
+}
