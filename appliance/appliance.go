@@ -367,7 +367,7 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (InitResult, error)
 	// rename(2) replaces an empty directory atomically and fails on a
 	// non-empty one, so a directory filled meanwhile is still not touched.
 	if err := os.Rename(tmp, dir); err != nil {
-		return InitResult{}, fmt.Errorf("init %s: %w (%v)", dir, ErrAlreadyInitialized, err)
+		return InitResult{}, fmt.Errorf("init %s: %w (%w)", dir, ErrAlreadyInitialized, err)
 	}
 	done = true
 	res.DataDir = dir

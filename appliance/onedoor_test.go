@@ -139,3 +139,15 @@ func TestAdaptersUseServices(t *testing.T) {
 		})
 	}
 }
+
+// TestAppTestOnlyInTests: the test fixture that opens a real appliance is
+// imported by _test files only.
+func TestAppTestOnlyInTests(t *testing.T) {
+	for _, gf := range sourceFiles(t, "appliance", "ui") {
+		for _, imp := range gf.f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); p == "firewalliq/appliance/internal/apptest" {
+				t.Errorf("%s imports apptest outside a test", gf.path)
+			}
+		}
+	}
+}

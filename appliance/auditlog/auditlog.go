@@ -42,6 +42,8 @@ const (
 	// tenant or action), so a page costs bounded time even when few
 	// entries match; the cursor then points past what was read.
 	scanBudget = 10000
+	// readBatch is how many entries one query reads.
+	readBatch = 500
 )
 
 // Gate is the identity service as this package needs it; *auth.Service
@@ -124,7 +126,9 @@ func (s *Service) scan(ctx context.Context, after int64, limit int, keep func(au
 	pg := Page{Entries: []audit.Entry{}}
 	cur := after
 	for read := 0; cur < head.Int64 && read < scanBudget; {
-		batch := int64(min(limit, scanBudget-read))
+		// Read in batches of readBatch while filtering: a page of a few
+		// matches may need many entries.
+		batch := int64(min(readBatch, scanBudget-read))
 		es, err := audit.ReadEntries(ctx, s.db, cur+1, min(cur+batch, head.Int64))
 		if err != nil {
 			return Page{}, fmt.Errorf("audit entries: %w", err)

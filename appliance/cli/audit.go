@@ -101,7 +101,7 @@ intact, 1 naming the first bad seq and the reason.`,
 			for _, f := range kept {
 				b, err := os.ReadFile(f)
 				if err != nil {
-					return usagef("audit verify: --from-checkpoint: %v", err)
+					return usagef("audit verify: --from-checkpoint: %w", err)
 				}
 				notes = append(notes, b)
 			}

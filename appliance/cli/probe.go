@@ -161,7 +161,7 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 	rate, err := limits.Effective()
 	if err != nil {
 		// Refused, not clamped: the operator must ask for what is allowed.
-		return usagef("probe: %v", err)
+		return usagef("probe: %w", err)
 	}
 	var payloads []string
 	for _, p := range prof.UDPPayloads {
@@ -248,7 +248,7 @@ func pickPorts(sc *scope.Scope, spec string) ([]probe.Port, error) {
 	if spec != "" {
 		var err error
 		if sel, err = scope.ParsePorts(spec); err != nil {
-			return nil, usagef("probe: --ports: %v", err)
+			return nil, usagef("probe: --ports: %w", err)
 		}
 		for _, p := range sel {
 			if !slices.Contains(all, p) {
@@ -272,7 +272,7 @@ func pickKinds(sc *scope.Scope, prof safety.Profile, list string) ([]probe.Kind,
 		for _, s := range strings.Split(list, ",") {
 			k, err := safety.ParseKind(strings.TrimSpace(s))
 			if err != nil {
-				return nil, usagef("probe: --probes: %v", err)
+				return nil, usagef("probe: --probes: %w", err)
 			}
 			if !sc.Allows(k) {
 				return nil, usagef("probe: --probes: %s is not allowed by scope %q", k, sc.Doc.ID)

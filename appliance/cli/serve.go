@@ -33,7 +33,9 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			app, err := appliance.Open(ctx, cfg, env.Now)
+			// The appliance's structured log (at log_level) goes to the
+			// command's standard error.
+			app, err := appliance.OpenWith(ctx, cfg, env.Now, appliance.Options{LogOutput: env.Stderr})
 			if err != nil {
 				return err
 			}
