@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"firewalliq/probe/bounded"
 	"firewalliq/probe/keys"
 )
 
@@ -104,10 +105,10 @@ func Load(dir string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load master key: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("load master key: mode %04o is readable by others; chmod 600 %s", fi.Mode().Perm(), masterPath)
 	}
-	master, err := os.ReadFile(masterPath)
+	master, err := bounded.ReadFile(masterPath, bounded.MaxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load master key: %w", err)
 	}
@@ -179,7 +180,7 @@ func (k *Keyring) aead() (cipher.AEAD, error) {
 
 // CertFingerprint returns the SHA-256 of the console certificate's DER, hex.
 func CertFingerprint(certFile string) (string, error) {
-	data, err := os.ReadFile(certFile)
+	data, err := bounded.ReadFile(certFile, bounded.MaxCertFile)
 	if err != nil {
 		return "", fmt.Errorf("read certificate: %w", err)
 	}
