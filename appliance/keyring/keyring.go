@@ -21,6 +21,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -176,6 +177,25 @@ func (k *Keyring) aead() (cipher.AEAD, error) {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
 	return cipher.NewGCM(block)
+}
+
+// TLSCertificate loads the console certificate and key, each a regular file
+// of at most bounded.MaxCertFile bytes (tls.LoadX509KeyPair would read any
+// file whole).
+func (k *Keyring) TLSCertificate() (tls.Certificate, error) {
+	certPEM, err := bounded.ReadFile(k.CertFile, bounded.MaxCertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console certificate: %w", err)
+	}
+	keyPEM, err := bounded.ReadFile(k.KeyFile, bounded.MaxCertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console certificate %s: %w", k.CertFile, err)
+	}
+	return cert, nil
 }
 
 // CertFingerprint returns the SHA-256 of the console certificate's DER, hex.
