@@ -109,7 +109,7 @@ func TestUnboundedReadsCLI(t *testing.T) {
 		msg   string // in the one-line error
 	}{
 		{name: "scope verify --pub /dev/zero", args: []string{"scope", "verify", "--pub", "/dev/zero", signed}, code: 1, msg: "/dev/zero: " + notRegular},
-		{name: "scope verify --pub FIFO", args: []string{"scope", "verify", "--pub", fifo, signed}, code: 1, msg: "(a named pipe (FIFO))"},
+		{name: "scope verify --pub FIFO", args: []string{"scope", "verify", "--pub", fifo, signed}, code: 1, msg: "(a FIFO)"},
 		{name: "scope verify --pub directory", args: []string{"scope", "verify", "--pub", dir, signed}, code: 1, msg: "(a directory)"},
 		{name: "scope verify --pub oversized", args: []string{"scope", "verify", "--pub", bigKey, signed}, code: 1, msg: "file too large (limit 64 KiB)"},
 		{name: "scope verify /dev/zero", args: []string{"scope", "verify", "--pub", pub, "/dev/zero"}, code: 1, msg: notRegular},

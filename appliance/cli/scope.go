@@ -113,7 +113,7 @@ func loadScope(env *Env, scopePath, pubPath string) (*scope.Scope, error) {
 	}
 	data, err := bounded.ReadFile(scopePath, bounded.MaxScopeFile)
 	if err != nil {
-		return nil, fmt.Errorf("read scope: %w", err)
+		return nil, fmt.Errorf("scope: %w", err)
 	}
 	p, err := safety.Load()
 	if err != nil {

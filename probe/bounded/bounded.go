@@ -174,7 +174,7 @@ func regular(path string, fi fs.FileInfo) error {
 	case m.IsDir():
 		kind = "directory"
 	case m&fs.ModeNamedPipe != 0:
-		kind = "named pipe (FIFO)"
+		kind = "FIFO"
 	case m&fs.ModeSocket != 0:
 		kind = "socket"
 	case m&fs.ModeCharDevice != 0:

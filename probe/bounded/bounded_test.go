@@ -52,7 +52,7 @@ func TestUnboundedReads(t *testing.T) {
 		{name: "far over", path: write("far", 1<<20), want: ErrTooLarge, message: "limit 100 bytes"},
 		{name: "/dev/zero", path: "/dev/zero", want: ErrNotRegular, message: "/dev/zero: not a regular file (a character device)"},
 		{name: "symlink to /dev/zero", path: zeroLink, want: ErrNotRegular, message: "character device"},
-		{name: "FIFO", path: fifo, want: ErrNotRegular, message: "named pipe (FIFO)"},
+		{name: "FIFO", path: fifo, want: ErrNotRegular, message: "(a FIFO)"},
 		{name: "directory", path: dir, want: ErrNotRegular, message: "(a directory)"},
 		{name: "missing", path: filepath.Join(dir, "missing"), want: os.ErrNotExist},
 	}

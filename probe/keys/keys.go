@@ -115,7 +115,7 @@ func ReadPrivate(path string) (ed25519.PrivateKey, error) {
 	}
 	data, err := bounded.ReadFile(path, bounded.MaxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read private key: %w", err)
+		return nil, fmt.Errorf("private key: %w", err)
 	}
 	priv, err := ParsePrivate(data)
 	if err != nil {
@@ -129,7 +129,7 @@ func ReadPrivate(path string) (ed25519.PrivateKey, error) {
 func ReadPublic(path string) (ed25519.PublicKey, error) {
 	data, err := bounded.ReadFile(path, bounded.MaxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read public key: %w", err)
+		return nil, fmt.Errorf("public key: %w", err)
 	}
 	pub, err := ParsePublic(data)
 	if err != nil {
