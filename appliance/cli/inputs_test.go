@@ -274,19 +274,21 @@ var fuzzCommands = [][]string{
 // control characters. The seed corpus is in testdata/fuzz/FuzzCLIArgs.
 func FuzzCLIArgs(f *testing.F) {
 	// Seeds: valid uses of each command, then each class of bad input.
-	f.Add(uint8(1), "--pub\n@pub\n@signed", []byte(""))                                    // verify ok
-	f.Add(uint8(0), "--key\n@key\n@scope", []byte(""))                                     // sign ok
-	f.Add(uint8(0), "--key\n@key\n-", []byte(inputsScope))                                 // sign from stdin
-	f.Add(uint8(0), "--key\n@key\n@file", []byte(`{"id":"x","id":"y"}`))                   // duplicate key
-	f.Add(uint8(2), "--scope\n@signed\n--pub\n@pub\n10.20.0.1\nweb.lab\n::1", []byte(""))  // check mixed targets
-	f.Add(uint8(3), "--scope\n@signed\n--pub\n@pub\n--seed\n7", []byte(""))                // expand
-	f.Add(uint8(6), "--pub\n@pub\n@file", []byte(`{"type":"inclusion"}`))                  // bad proof
-	f.Add(uint8(6), "--pub\n@pub", []byte("{\"type\":\"consistency\",\"old_size\":-1}\n")) // proof on stdin
-	f.Add(uint8(1), "--pub\n/dev/zero\n@signed", []byte(""))                               // device as key
-	f.Add(uint8(1), "--pub\n@pub\n@dir", []byte(""))                                       // directory as scope
-	f.Add(uint8(1), "--pub\n\x1b[2J\n\u202e", []byte(""))                                  // terminal attack in names
-	f.Add(uint8(4), "--json", []byte(""))                                                  // profile show
-	f.Add(uint8(5), "--bogus", []byte(""))                                                 // unknown flag
+	f.Add(uint8(1), "--pub\n@pub\n@signed", []byte(""))                                              // verify ok
+	f.Add(uint8(0), "--key\n@key\n@scope", []byte(""))                                               // sign ok
+	f.Add(uint8(0), "--key\n@key\n-", []byte(inputsScope))                                           // sign from stdin
+	f.Add(uint8(0), "--key\n@key\n@file", []byte(`{"id":"x","id":"y"}`))                             // duplicate key
+	f.Add(uint8(2), "--scope\n@signed\n--pub\n@pub\n10.20.0.1\nweb.lab\n::1", []byte(""))            // check mixed targets
+	f.Add(uint8(3), "--scope\n@signed\n--pub\n@pub\n--seed\n7", []byte(""))                          // expand
+	f.Add(uint8(6), "--pub\n@pub\n@file", []byte(`{"type":"inclusion"}`))                            // bad proof
+	f.Add(uint8(6), "--pub\n@pub", []byte("{\"type\":\"consistency\",\"old_size\":-1}\n"))           // proof on stdin
+	f.Add(uint8(1), "--pub\n/dev/zero\n@signed", []byte(""))                                         // device as key
+	f.Add(uint8(1), "--pub\n@pub\n@dir", []byte(""))                                                 // directory as scope
+	f.Add(uint8(1), "--pub\n\x1b[2J\n\u202e", []byte(""))                                            // terminal attack in names
+	f.Add(uint8(4), "--json", []byte(""))                                                            // profile show
+	f.Add(uint8(6), "--config\n@file", []byte("data_dir: /nonexistent\nvault:\n  backend: local\n")) // config file parsing
+	f.Add(uint8(6), "--config\n@file", []byte("max_pps: 1000000\n"))                                 // a safety key, refused
+	f.Add(uint8(5), "--bogus", []byte(""))                                                           // unknown flag
 	dir := f.TempDir()
 	key, pub, doc, signed := inputsFixture(f, dir)
 	file := filepath.Join(dir, "file")
