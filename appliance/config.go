@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"firewalliq/appliance/evidence"
+	"firewalliq/probe/bounded"
 )
 
 // DefaultDataDir is where the appliance keeps its state unless told otherwise.
@@ -77,9 +77,10 @@ var (
 var safetyWords = []string{"pps", "rate", "cap", "concurren", "profile", "probe_kinds", "max_targets"}
 
 // LoadFile applies a YAML config file over c. Unknown keys are errors, so a
-// misspelt key is never silently ignored.
+// misspelt key is never silently ignored. The file must be a regular file of
+// at most bounded.MaxConfigFile bytes.
 func (c *Config) LoadFile(path string) error {
-	data, err := os.ReadFile(path)
+	data, err := bounded.ReadFile(path, bounded.MaxConfigFile)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}

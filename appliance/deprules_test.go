@@ -55,7 +55,11 @@ func TestDependencyRules(t *testing.T) {
 		return under(path, "firewalliq") && path != "firewalliq" || path == "firewalliq"
 	}
 	// smallValueTypes may be imported by audit and vault. Keep it tiny.
-	smallValueTypes := map[string]bool{}
+	smallValueTypes := map[string]bool{
+		// A standard-library-only leaf: size-limited reads of regular
+		// files (issue 13), so vault reads its CA file like every other.
+		"firewalliq/probe/bounded": true,
+	}
 
 	for _, p := range pkgs {
 		for _, d := range p.Deps {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"firewalliq/probe/bounded"
 )
 
 // Output file names in a scan directory.
@@ -100,7 +102,7 @@ func OpenDir(path string, cp Checkpoint, resume bool) (*Dir, error) {
 	pcapPath := filepath.Join(path, EvidenceFile)
 	flags := os.O_CREATE | os.O_WRONLY | os.O_EXCL
 	if resume {
-		b, err := os.ReadFile(filepath.Join(path, CheckpointFile))
+		b, err := bounded.ReadFile(filepath.Join(path, CheckpointFile), bounded.MaxScanCheckpoint)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w in %s", ErrNoCheckpoint, path)
 		}

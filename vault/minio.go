@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/encrypt"
+
+	"firewalliq/probe/bounded"
 )
 
 // MinIOConfig configures the MinIO/S3 backend.
@@ -82,7 +83,7 @@ func NewMinIO(cfg MinIOConfig) (*MinIO, error) {
 	}
 	roots := cfg.RootCAs
 	if roots == nil && cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pem, err := bounded.ReadFile(cfg.CAFile, bounded.MaxCertFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: ca file: %w", ErrBadConfig, err)
 		}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"database/sql"
@@ -19,6 +18,7 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/evidence"
 	"firewalliq/audit"
+	"firewalliq/probe/bounded"
 	"firewalliq/probe/keys"
 )
 
@@ -99,7 +99,7 @@ intact, 1 naming the first bad seq and the reason.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var notes [][]byte
 			for _, f := range kept {
-				b, err := os.ReadFile(f)
+				b, err := bounded.ReadFile(f, bounded.MaxCheckpointNote)
 				if err != nil {
 					return usagef("audit verify: --from-checkpoint: %w", err)
 				}
@@ -308,33 +308,58 @@ key (--pub; default DIR/keys/audit.pub). Reads standard input when the file is
 			if err != nil {
 				return err
 			}
-			var data []byte
-			if len(args) == 0 || args[0] == "-" {
-				data, err = io.ReadAll(env.Stdin)
-			} else {
-				data, err = os.ReadFile(args[0])
+			in, name := env.Stdin, "standard input"
+			if len(args) == 1 && args[0] != "-" {
+				f, err := bounded.Open(args[0], bounded.MaxProofInput)
+				if err != nil {
+					return fmt.Errorf("audit verify-proof: %w", err)
+				}
+				defer f.Close()
+				in, name = f, args[0]
 			}
-			if err != nil {
-				return fmt.Errorf("audit verify-proof: %w", err)
-			}
-			return verifyProofs(env, data, pub)
+			return verifyProofs(env, &proofReader{r: in, name: name}, pub)
 		},
 	}
 	cmd.Flags().StringVar(&pubPath, "pub", "", "audit public key (PEM); default DIR/keys/audit.pub")
 	return cmd
 }
 
+// proofReader streams the input of 'audit verify-proof' with two bounds:
+// bounded.MaxProofInput in all, and bounded.MaxProof read past the end of
+// the last complete proof, so one endless or huge proof cannot exhaust
+// memory, while an export of any number of proofs needs only one in memory.
+type proofReader struct {
+	r           io.Reader
+	name        string
+	total, mark int64 // bytes read; offset where the last proof ended
+}
+
+func (p *proofReader) Read(b []byte) (int, error) {
+	if p.total > bounded.MaxProofInput {
+		return 0, fmt.Errorf("%s: %w (limit %s)", p.name, bounded.ErrTooLarge, bounded.FormatSize(bounded.MaxProofInput))
+	}
+	if p.total-p.mark > bounded.MaxProof {
+		return 0, fmt.Errorf("%s: one proof is larger than %s: %w", p.name, bounded.FormatSize(bounded.MaxProof), bounded.ErrTooLarge)
+	}
+	n, err := p.r.Read(b)
+	p.total += int64(n)
+	return n, err
+}
+
 // verifyProofs checks one indented proof or JSON lines of proofs.
-func verifyProofs(env *Env, data []byte, pub ed25519.PublicKey) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
+func verifyProofs(env *Env, in *proofReader, pub ed25519.PublicKey) error {
+	dec := json.NewDecoder(in)
 	n := 0
 	for {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
 			break
+		} else if errors.Is(err, bounded.ErrTooLarge) {
+			return fmt.Errorf("audit verify-proof: proof %d: %w", n+1, err)
 		} else if err != nil {
 			return &auditFailure{msg: fmt.Sprintf("audit verify-proof: proof %d: not JSON: %v", n+1, err)}
 		}
+		in.mark = dec.InputOffset()
 		n++
 		var head struct {
 			Type string `json:"type"`
@@ -350,7 +375,7 @@ func verifyProofs(env *Env, data []byte, pub ed25519.PublicKey) error {
 			if err != nil {
 				return &auditFailure{msg: fmt.Sprintf("audit verify-proof: proof %d (entry %d): %v", n, p.Entry.Seq, err)}
 			}
-			fmt.Fprintf(env.Stdout, "ok: entry %d (%s %s) is in %s at size %d, root %s\n", p.Entry.Seq, p.Entry.Action, p.Entry.Time.Format(time.RFC3339), cp.Origin, cp.Size, cp.Root)
+			fmt.Fprintf(env.Stdout, "ok: entry %d (%s %s) is in %s at size %d, root %s\n", p.Entry.Seq, termSafe(string(p.Entry.Action)), p.Entry.Time.Format(time.RFC3339), termSafe(cp.Origin), cp.Size, cp.Root)
 		case audit.ProofConsistency:
 			var p audit.ConsistencyProof
 			if err := json.Unmarshal(raw, &p); err != nil {
@@ -364,7 +389,7 @@ func verifyProofs(env *Env, data []byte, pub ed25519.PublicKey) error {
 			if p.OldCheckpoint != "" {
 				signed = "signed old checkpoint"
 			}
-			fmt.Fprintf(env.Stdout, "ok: tree %d (%s, root %s) is a prefix of %s at size %d, root %s\n", p.OldSize, signed, p.OldRoot, cp.Origin, cp.Size, cp.Root)
+			fmt.Fprintf(env.Stdout, "ok: tree %d (%s, root %s) is a prefix of %s at size %d, root %s\n", p.OldSize, signed, p.OldRoot, termSafe(cp.Origin), cp.Size, cp.Root)
 		default:
 			return &auditFailure{msg: fmt.Sprintf("audit verify-proof: proof %d: unknown type %q", n, head.Type)}
 		}

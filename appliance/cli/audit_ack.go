@@ -83,7 +83,7 @@ in, and a second, later TOTP code for the step-up (a code is accepted once).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "alarm acknowledged by %s: entry %d; new segment starts at signed checkpoint size %d\n", p.Name, ack.Seq, cp.Size)
+			fmt.Fprintf(env.Stdout, "alarm acknowledged by %s: entry %d; new segment starts at signed checkpoint size %d\n", termSafe(p.Name), ack.Seq, cp.Size)
 			return nil
 		},
 	}

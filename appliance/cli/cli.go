@@ -101,9 +101,11 @@ func isUsage(err error) bool {
 	return false
 }
 
+// oneLine folds an error message onto one line and escapes any control
+// character left in it (termSafe): messages quote paths and names that
+// users and remote systems chose.
 func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+	return termSafe(strings.Join(strings.Fields(s), " "))
 }
 
 // New builds the root command.

@@ -178,7 +178,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	}
 	say("%-10s %-5s %-6s %-12s %-8s %-14s %s", "target", "proto", "port", "probe", "state", "reason", "read")
 	for _, r := range rows {
-		say("%-10s %-5s %-6d %-12s %-8s %-14s %s", r.Target, r.Proto, r.Port, r.Probe, r.State, r.Reason, r.detail())
+		say("%-10s %-5s %-6d %-12s %-8s %-14s %s", termSafe(r.Target), r.Proto, r.Port, r.Probe, r.State, termSafe(r.Reason), termSafe(r.detail()))
 	}
 	if err := app.Runs.Complete(ctx, lead, "", run, len(rows), 0); err != nil {
 		return err
@@ -234,7 +234,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 		return err
 	}
 	for _, e := range entries {
-		say("%3d %-18s %-14s %s", e.Seq, e.Action, e.ActorName, e.Object)
+		say("%3d %-18s %-14s %s", e.Seq, termSafe(string(e.Action)), termSafe(e.ActorName), termSafe(e.Object))
 	}
 	say("verify: intact=%v, %d entries, %d signed checkpoints; latest checkpoint:", rep.Intact, rep.Entries, rep.Checkpoints)
 	for _, l := range strings.Split(strings.TrimSpace(cp.Note), "\n") {

@@ -8,14 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"firewalliq/probe/bounded"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
@@ -75,9 +74,9 @@ func newScopeSignCmd(env *Env) *cobra.Command {
 			}
 			var data []byte
 			if args[0] == "-" {
-				data, err = io.ReadAll(env.Stdin)
+				data, err = bounded.ReadAll(env.Stdin, bounded.MaxScopeFile, "standard input")
 			} else {
-				data, err = os.ReadFile(args[0])
+				data, err = bounded.ReadFile(args[0], bounded.MaxScopeFile)
 			}
 			if err != nil {
 				return fmt.Errorf("scope sign: %w", err)
@@ -112,9 +111,9 @@ func loadScope(env *Env, scopePath, pubPath string) (*scope.Scope, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(scopePath)
+	data, err := bounded.ReadFile(scopePath, bounded.MaxScopeFile)
 	if err != nil {
-		return nil, fmt.Errorf("read scope: %w", err)
+		return nil, fmt.Errorf("scope: %w", err)
 	}
 	p, err := safety.Load()
 	if err != nil {
@@ -173,7 +172,7 @@ func newScopeVerifyCmd(env *Env) *cobra.Command {
 				kinds[i] = string(k)
 			}
 			fmt.Fprintf(env.Stdout, "valid: scope %s %q (tenant %s, %s)\nsigned by:  %s\nvalid from: %s until %s\naddresses:  %d\nports:      %s\nprobes:     %s\nmax pps:    %d\nsha256:     %s\n",
-				d.ID, d.Name, d.Tenant, d.Environment, d.SignerKeyID, sum.NotBefore, sum.NotAfter, s.Size(), scopeOrNone(sum.Ports), strings.Join(kinds, ", "), d.MaxPPS, sum.SHA256)
+				termSafe(d.ID), d.Name, termSafe(d.Tenant), termSafe(d.Environment), termSafe(d.SignerKeyID), sum.NotBefore, sum.NotAfter, s.Size(), scopeOrNone(sum.Ports), strings.Join(kinds, ", "), d.MaxPPS, sum.SHA256)
 			return nil
 		},
 	}

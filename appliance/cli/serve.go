@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +45,10 @@ func newServeCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cert, err := app.Keys.TLSCertificate()
+			if err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return fmt.Errorf("serve: %w", err)
@@ -54,7 +59,7 @@ func newServeCmd(env *Env) *cobra.Command {
 			}
 			fmt.Fprintf(env.Stdout, "console listening on https://%s (certificate SHA-256 %s)\n", ln.Addr(), fp)
 			if alarm := app.AuditStartup.Alarm; alarm != nil {
-				fmt.Fprintf(env.Stderr, "firewalliq: AUDIT TAMPER ALARM: entry %d is broken (%s); scans and evidence exports are refused until an admin acknowledges it\n", alarm.BadSeq, alarm.Reason)
+				fmt.Fprintf(env.Stderr, "firewalliq: AUDIT TAMPER ALARM: entry %d is broken (%s); scans and evidence exports are refused until an admin acknowledges it\n", alarm.BadSeq, termSafe(alarm.Reason))
 			}
 			bg, stopBG := context.WithCancel(ctx)
 			bgDone := make(chan struct{})
@@ -63,9 +68,9 @@ func newServeCmd(env *Env) *cobra.Command {
 				app.Run(bg, nil) // errors go to app.Logger
 			}()
 			defer func() { stopBG(); <-bgDone }()
-			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 			errc := make(chan error, 1)
-			go func() { errc <- srv.ServeTLS(ln, app.Keys.CertFile, app.Keys.KeyFile) }()
+			go func() { errc <- srv.ServeTLS(ln, "", "") }()
 			select {
 			case err := <-errc:
 				return fmt.Errorf("serve: %w", err)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
+	"firewalliq/probe/bounded"
 )
 
 // newSiemCmd builds the 'siem' command group.
@@ -105,17 +105,17 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.` + siemSignInHelp,
 				return usagef("siem add: --name, --kind and --address are required")
 			}
 			var err error
-			read := func(path string) []byte {
+			read := func(path string, limit int64) []byte {
 				if path == "" || err != nil {
 					return nil
 				}
 				var b []byte
-				b, err = os.ReadFile(path)
+				b, err = bounded.ReadFile(path, limit)
 				return b
 			}
-			d.CAPEM, d.ClientCertPEM, d.ClientKeyPEM = read(caFile), read(certFile), read(keyFile)
+			d.CAPEM, d.ClientCertPEM, d.ClientKeyPEM = read(caFile, bounded.MaxCertFile), read(certFile, bounded.MaxCertFile), read(keyFile, bounded.MaxCertFile)
 			if key != "" {
-				d.HMACKey = []byte(strings.TrimSpace(string(read(key))))
+				d.HMACKey = []byte(strings.TrimSpace(string(read(key, bounded.MaxSecretFile))))
 			}
 			if err != nil {
 				return fmt.Errorf("siem add: %w", err)
@@ -150,7 +150,7 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.` + siemSignInHelp,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "added %s (%s %s, %s) id %s\n", created.Name, created.Kind, created.Address, created.Format, created.ID)
+			fmt.Fprintf(env.Stdout, "added %s (%s %s, %s) id %s\n", termSafe(created.Name), termSafe(created.Kind), termSafe(created.Address), termSafe(created.Format), created.ID)
 			if generated != "" {
 				fmt.Fprintf(env.Stdout, "webhook HMAC key (shown once; configure the receiver with it): %s\n", generated)
 			}
@@ -198,7 +198,7 @@ func newSiemListCmd(env *Env) *cobra.Command {
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tKIND\tADDRESS\tFORMAT\tTENANT\tID")
 			for _, d := range ds {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Kind, d.Address, d.Format, siemDash(d.Tenant), d.ID)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(d.Name), termSafe(d.Kind), termSafe(d.Address), termSafe(d.Format), termSafe(siemDash(d.Tenant)), termSafe(d.ID))
 			}
 			return tw.Flush()
 		},
@@ -234,7 +234,7 @@ func newSiemRemoveCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "removed %s (%d undelivered events discarded)\n", args[0], discarded)
+			fmt.Fprintf(env.Stdout, "removed %s (%d undelivered events discarded)\n", termSafe(args[0]), discarded)
 			return nil
 		},
 	}
@@ -278,9 +278,9 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.` 
 				for _, x := range st {
 					lastErr := "-"
 					if x.Attempts > 0 {
-						lastErr = fmt.Sprintf("%s (next try %s)", x.LastError, x.NextAttempt)
+						lastErr = fmt.Sprintf("%s (next try %s)", termSafe(x.LastError), x.NextAttempt)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%.1f%% of %s\t%d (%d now)\t%s\n", x.Name, x.Kind, x.LastSeq, x.DeliveredSeq,
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%.1f%% of %s\t%d (%d now)\t%s\n", termSafe(x.Name), termSafe(x.Kind), x.LastSeq, x.DeliveredSeq,
 						x.Pending, x.Backlog, x.Lag.Round(time.Second), x.BudgetUsed*100, siemBytes(x.BudgetBytes), x.Failures, x.Attempts, lastErr)
 				}
 				if err := tw.Flush(); err != nil {
@@ -327,7 +327,7 @@ func newSiemTestCmd(env *Env) *cobra.Command {
 			if err := s.app.SIEM.Test(ctx, s.p, tid, args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "test message sent to %s\n", args[0])
+			fmt.Fprintf(env.Stdout, "test message sent to %s\n", termSafe(args[0]))
 			return nil
 		},
 	}

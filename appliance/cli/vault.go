@@ -124,7 +124,7 @@ func printVaultReport(w io.Writer, r vaultReport) {
 		worm = "NO: this backend is not WORM (demo only; production refuses it)"
 	}
 	fmt.Fprintf(w, "backend   %s\n", r.Backend)
-	fmt.Fprintf(w, "worm      %s\n", worm)
+	fmt.Fprintf(w, "worm      %s\n", termSafe(worm))
 	s := r.Spool
 	oldest := "-"
 	if s.Pending > 0 {

@@ -2,11 +2,11 @@ package evidence
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"firewalliq/probe/bounded"
 	"firewalliq/vault"
 )
 
@@ -109,7 +109,7 @@ func (c Config) NewStore(dataDir string, now func() time.Time) (vault.Store, err
 		}
 		return vault.NewLocal(dir, now)
 	case "minio":
-		secret, err := os.ReadFile(c.SecretKeyFile)
+		secret, err := bounded.ReadFile(c.SecretKeyFile, bounded.MaxSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: vault.secret_key_file: %w", vault.ErrBadConfig, err)
 		}

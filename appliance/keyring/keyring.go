@@ -21,6 +21,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -33,6 +34,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"firewalliq/probe/bounded"
 	"firewalliq/probe/keys"
 )
 
@@ -104,10 +106,10 @@ func Load(dir string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load master key: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("load master key: mode %04o is readable by others; chmod 600 %s", fi.Mode().Perm(), masterPath)
 	}
-	master, err := os.ReadFile(masterPath)
+	master, err := bounded.ReadFile(masterPath, bounded.MaxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load master key: %w", err)
 	}
@@ -177,9 +179,28 @@ func (k *Keyring) aead() (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// TLSCertificate loads the console certificate and key, each a regular file
+// of at most bounded.MaxCertFile bytes (tls.LoadX509KeyPair would read any
+// file whole).
+func (k *Keyring) TLSCertificate() (tls.Certificate, error) {
+	certPEM, err := bounded.ReadFile(k.CertFile, bounded.MaxCertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console certificate: %w", err)
+	}
+	keyPEM, err := bounded.ReadFile(k.KeyFile, bounded.MaxCertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("console certificate %s: %w", k.CertFile, err)
+	}
+	return cert, nil
+}
+
 // CertFingerprint returns the SHA-256 of the console certificate's DER, hex.
 func CertFingerprint(certFile string) (string, error) {
-	data, err := os.ReadFile(certFile)
+	data, err := bounded.ReadFile(certFile, bounded.MaxCertFile)
 	if err != nil {
 		return "", fmt.Errorf("read certificate: %w", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"firewalliq/probe/bounded"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 )
@@ -76,7 +77,7 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		data, err := os.ReadFile(fs.Arg(0))
+		data, err := bounded.ReadFile(fs.Arg(0), bounded.MaxProfileFile)
 		if err != nil {
 			return err
 		}
@@ -132,11 +133,11 @@ func run(args []string, stdout io.Writer) error {
 }
 
 func verifyFiles(profilePath, sigPath, pubPath string) (safety.Profile, error) {
-	data, err := os.ReadFile(profilePath)
+	data, err := bounded.ReadFile(profilePath, bounded.MaxProfileFile)
 	if err != nil {
 		return safety.Profile{}, err
 	}
-	sig, err := os.ReadFile(sigPath)
+	sig, err := bounded.ReadFile(sigPath, bounded.MaxProfileFile)
 	if err != nil {
 		return safety.Profile{}, err
 	}

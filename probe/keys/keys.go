@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"firewalliq/probe/bounded"
 )
 
 // Errors returned when a key file cannot be used.
@@ -101,18 +103,19 @@ func ParsePublic(data []byte) (ed25519.PublicKey, error) {
 }
 
 // ReadPrivate reads a private key file. It refuses a file that group or
-// others can read, as ssh does, because such a key may already be copied.
+// others can read, as ssh does, because such a key may already be copied,
+// and anything but a regular file of at most bounded.MaxKeyFile bytes.
 func ReadPrivate(path string) (ed25519.PrivateKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("read private key %s: mode %04o is readable by others; chmod 600 it", path, fi.Mode().Perm())
 	}
-	data, err := os.ReadFile(path)
+	data, err := bounded.ReadFile(path, bounded.MaxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read private key: %w", err)
+		return nil, fmt.Errorf("private key: %w", err)
 	}
 	priv, err := ParsePrivate(data)
 	if err != nil {
@@ -121,11 +124,12 @@ func ReadPrivate(path string) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// ReadPublic reads a public key file.
+// ReadPublic reads a public key file: a regular file of at most
+// bounded.MaxKeyFile bytes.
 func ReadPublic(path string) (ed25519.PublicKey, error) {
-	data, err := os.ReadFile(path)
+	data, err := bounded.ReadFile(path, bounded.MaxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read public key: %w", err)
+		return nil, fmt.Errorf("public key: %w", err)
 	}
 	pub, err := ParsePublic(data)
 	if err != nil {

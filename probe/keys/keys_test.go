@@ -6,7 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+
+	"firewalliq/probe/bounded"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -79,5 +83,40 @@ func TestParseRejects(t *testing.T) {
 	}
 	if got := ID(ed25519.PublicKey(make([]byte, 32))); got != "66687aadf862bd77" {
 		t.Fatalf("ID(zero key) = %s", got)
+	}
+}
+
+// TestUnboundedReadsKeys is the key-file part of the finding "Unbounded
+// reads and unchecked names" (issue 13): a key path naming /dev/zero, a FIFO,
+// a directory or a huge file fails at once, naming the file.
+func TestUnboundedReadsKeys(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, bounded.MaxKeyFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		path string
+		want error
+	}{
+		{name: "/dev/zero", path: "/dev/zero", want: bounded.ErrNotRegular},
+		{name: "FIFO", path: fifo, want: bounded.ErrNotRegular},
+		{name: "directory", path: dir, want: bounded.ErrNotRegular},
+		{name: "oversized", path: big, want: bounded.ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ReadPublic(tt.path); !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.path) {
+				t.Errorf("ReadPublic = %v, want %v naming the file", err, tt.want)
+			}
+			if _, err := ReadPrivate(tt.path); !errors.Is(err, tt.want) {
+				t.Errorf("ReadPrivate = %v, want %v", err, tt.want)
+			}
+		})
 	}
 }
