@@ -191,6 +191,11 @@ func (d *Destination) validate() error {
 		if hasControl(d.Address) {
 			return bad("webhook address holds control characters")
 		}
+		if strings.ContainsAny(d.Address, " \t") {
+			// url.Parse accepts a space in the path; a receiver would see
+			// another URL than the one listed, so refuse it outright.
+			return bad("webhook address %q holds a space; percent-encode it", d.Address)
+		}
 		u, err := url.Parse(d.Address)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Opaque != "" {
 			return bad("webhook address %q is not an https URL", d.Address)
