@@ -63,7 +63,11 @@ func TestEvaluate(t *testing.T) {
 		{"default deny judges the rest", []probe.Result{canary, web, ssh, res("10.20.0.7", "tcp", 8080, probe.StateOpen, in)}, "default", VerdictFail, []string{"exposure", "not-tested"}},
 		{"a local error is not a test", []probe.Result{canary, web, ssh, res("10.30.0.5", "tcp", 3306, probe.StateError, in)}, "db-closed", VerdictNotTested, []string{"not-tested", "not-tested"}},
 		{"any kind open makes the service open", []probe.Result{canary, web, ssh, res("10.30.0.5", "tcp", 3306, probe.StateFiltered, in),
-			func() probe.Result { r := res("10.30.0.5", "tcp", 3306, probe.StateOpen, in); r.Probe = probe.KindBanner; return r }()}, "db-closed", VerdictFail, []string{"exposure"}},
+			func() probe.Result {
+				r := res("10.30.0.5", "tcp", 3306, probe.StateOpen, in)
+				r.Probe = probe.KindBanner
+				return r
+			}()}, "db-closed", VerdictFail, []string{"exposure"}},
 	}
 	d := dmzPolicy(t)
 	for _, tt := range tests {
