@@ -64,6 +64,12 @@ const (
 	OpSIEMRead         Operation = "siem.read"
 	OpSIEMTest         Operation = "siem.test"
 	OpEvidenceRead     Operation = "evidence.read"
+
+	// OpPolicyEvaluate judges a scan's results against a policy and sends
+	// the findings to the SIEM; OpPolicyBaseline accepts a result set as
+	// the drift baseline (step-up).
+	OpPolicyEvaluate Operation = "policy.evaluate"
+	OpPolicyBaseline Operation = "policy.baseline.accept"
 )
 
 // Permission is one row of the matrix.
@@ -126,6 +132,8 @@ func Permissions() []Permission {
 		{Op: OpScopeRead, Roles: all, Owner: "scan", What: "read scopes"},
 		{Op: OpPolicyEdit, Roles: []string{SL, OP}, Owner: "policy", What: "edit the expected policy"},
 		{Op: OpPolicyRead, Roles: all, Owner: "policy", What: "read expected policies"},
+		{Op: OpPolicyEvaluate, Roles: []string{SL, OP}, Owner: "policy", What: "evaluate a scan's results against a policy (findings go to the SIEM)"},
+		{Op: OpPolicyBaseline, Roles: []string{SL}, StepUp: true, Owner: "policy", What: "accept a scan's results as the drift baseline of a scope and policy"},
 		{Op: OpScanRequest, Roles: []string{SL, OP}, DualApproval: true, Owner: "scan", What: "request a scan (production scopes need dual approval)"},
 		{Op: OpScanCancel, Roles: []string{A, SL, OP}, Owner: "scan", What: "cancel a scan"},
 		{Op: OpScanRead, Roles: all, Owner: "scan", What: "read scans, results and findings"},

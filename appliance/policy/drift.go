@@ -86,20 +86,20 @@ func keyOf(r probe.Result) svcKey {
 	return svcKey{a.Unmap(), r.Proto, r.Port}
 }
 
-// Drift compares current with baseline, service by service (see Services).
+// Drift compares current with baseline, service by service (see Endpoints).
 // Services probed in only one of the two sets are not compared: drift is
 // about change, and a service outside one scan did not change. TLS and
 // banner changes are reported only when both sets read them.
 func Drift(baseline, current []probe.Result) []Change {
-	base := map[svcKey]Service{}
-	for _, s := range Services(baseline) {
+	base := map[svcKey]Endpoint{}
+	for _, s := range Endpoints(baseline) {
 		base[svcKey{s.Target, s.Proto, s.Port}] = s
 	}
 	out := []Change{}
-	add := func(kind string, s Service, before, after string) {
+	add := func(kind string, s Endpoint, before, after string) {
 		out = append(out, Change{Kind: kind, Severity: driftSeverity[kind], Target: s.Target.String(), Proto: s.Proto, Port: s.Port, Before: before, After: after})
 	}
-	for _, s := range Services(current) {
+	for _, s := range Endpoints(current) {
 		k := svcKey{s.Target, s.Proto, s.Port}
 		b, ok := base[k]
 		if !ok {

@@ -53,10 +53,10 @@ func (w Window) contains(t time.Time) bool {
 	return !t.Before(w.Start) && !t.After(w.End)
 }
 
-// Service is what a scan saw of one (target, proto, port): the decisive
+// Endpoint is what a scan saw of one (target, proto, port): the decisive
 // result of all probe kinds that probed it (open beats a refusal beats
 // silence: one kind getting through is enough to be reachable).
-type Service struct {
+type Endpoint struct {
 	Target netip.Addr   `json:"target"`
 	Proto  string       `json:"proto"`
 	Port   uint16       `json:"port"`
@@ -90,10 +90,10 @@ func rank(st probe.State) int {
 	return 4
 }
 
-// Services folds results into one Service per (target, proto, port),
+// Endpoints folds results into one Endpoint per (target, proto, port),
 // sorted. ICMP echo rows (no port) and rows with an unparsable target are
 // skipped.
-func Services(results []probe.Result) []Service {
+func Endpoints(results []probe.Result) []Endpoint {
 	type key struct {
 		a     netip.Addr
 		proto string
@@ -114,11 +114,11 @@ func Services(results []probe.Result) []Service {
 			m[k] = r
 		}
 	}
-	out := make([]Service, 0, len(m))
+	out := make([]Endpoint, 0, len(m))
 	for k, r := range m {
-		out = append(out, Service{Target: k.a, Proto: k.proto, Port: k.port, Result: r})
+		out = append(out, Endpoint{Target: k.a, Proto: k.proto, Port: k.port, Result: r})
 	}
-	slices.SortFunc(out, func(a, b Service) int {
+	slices.SortFunc(out, func(a, b Endpoint) int {
 		return cmp.Or(a.Target.Compare(b.Target), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
 	})
 	return out
@@ -192,13 +192,13 @@ func (e Evaluation) Summary() map[string]int {
 }
 
 // Evaluate judges results (one scan, run inside w) against d. Each
-// (target, proto, port) is judged once (see Services) by the first rule
+// (target, proto, port) is judged once (see Endpoints) by the first rule
 // that covers it, or by the default. It is pure: the same input gives the
 // same output, finding ids included.
 func Evaluate(d *Document, results []probe.Result, w Window) Evaluation {
 	ev := Evaluation{Policy: d.Name, PolicySHA256: d.SHA256(), VantagePoint: d.VantagePoint, Window: w,
 		Rules: []RuleResult{}, Canaries: []CanaryResult{}, Findings: []Finding{}}
-	svcs := Services(results)
+	svcs := Endpoints(results)
 
 	// Which canaries answered inside the window: an open result of any
 	// probe kind, timed inside the window, for the canary's service.
@@ -283,7 +283,7 @@ func Evaluate(d *Document, results []probe.Result, w Window) Evaluation {
 
 // judge decides one service under rule r and returns its verdict and the
 // finding it raises (nil for a pass).
-func judge(d *Document, r Rule, s Service, answered map[string]bool) (Verdict, *Finding) {
+func judge(d *Document, r Rule, s Endpoint, answered map[string]bool) (Verdict, *Finding) {
 	st := s.Result.State
 	f := &Finding{Rule: r.Name, Target: s.Target.String(), Proto: s.Proto, Port: s.Port, Expected: string(r.Action),
 		Observed: string(st), Reason: s.Result.Reason, ICMP: s.Result.ICMP, Severity: r.Severity}
