@@ -101,8 +101,8 @@ func FuzzVerify(f *testing.F) {
 // FuzzCanonical: Canonical is idempotent and never panics.
 func FuzzCanonical(f *testing.F) {
 	f.Add([]byte(`{"b":1,"a":[true,null,"x"]}`)) // to sort
-	f.Add([]byte(`{"a":1.5}`))                    // refused
-	f.Add([]byte(`"\u2028<>&"`))                  // escapes
+	f.Add([]byte(`{"a":1.5}`))                   // refused
+	f.Add([]byte(`"\u2028<>&"`))                 // escapes
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Canonical(b)
 		if err != nil {
