@@ -274,6 +274,9 @@ type EvaluateRequest struct {
 	ScanID        string
 	Results       []probe.Result
 	Window        Window
+	// Imported marks results read from another scanner (interop): unsigned
+	// evidence. The audit entry and every SIEM finding say so.
+	Imported bool
 }
 
 // Outcome is an evaluation with its drift and where it was recorded.
@@ -333,7 +336,7 @@ func (s *Service) Evaluate(ctx context.Context, p auth.Principal, tenant string,
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
 		e, err := s.rec.Record(ctx, tx, entry(p, pin, audit.ActPolicyEvaluate, "scan:"+r.ScanID, map[string]any{
 			"policy": sp.Name, "version": sp.Version, "sha256": sp.SHA256, "scope_id": r.ScopeID, "baseline_id": out.BaselineID,
-			"findings": summary, "results": len(r.Results)}))
+			"findings": summary, "results": len(r.Results), "imported": r.Imported}))
 		if err != nil {
 			return err
 		}
@@ -342,7 +345,11 @@ func (s *Service) Evaluate(ctx context.Context, p auth.Principal, tenant string,
 			return nil
 		}
 		for _, f := range out.Findings {
-			if err := s.sink.EnqueueFinding(ctx, tx, pin, e.Seq, SIEMFinding(r.ScanID, f)); err != nil {
+			sf := SIEMFinding(r.ScanID, f)
+			if r.Imported {
+				sf.Title = "[unsigned imported evidence] " + sf.Title
+			}
+			if err := s.sink.EnqueueFinding(ctx, tx, pin, e.Seq, sf); err != nil {
 				return fmt.Errorf("finding %s: %w", f.ID, err)
 			}
 		}

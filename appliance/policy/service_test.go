@@ -309,6 +309,19 @@ func TestServiceLifecycle(t *testing.T) {
 	if !strings.Contains(strings.Join(evs, "\n"), `"kind":"exposure","severity":"critical"`) {
 		t.Errorf("exposure event lacks its severity:\n%s", strings.Join(evs, "\n"))
 	}
+
+	// Imported results (another scanner's file) are marked as such in the
+	// audit entry and in every SIEM finding.
+	if _, err := f.svc.Evaluate(f.ctx, oper, "", policy.EvaluateRequest{PolicyName: "dmz-from-corp", ScanID: "import-1", Results: scan2, Window: w, Imported: true}); err != nil {
+		t.Fatal(err)
+	}
+	if es := f.entries(audit.ActPolicyEvaluate); !strings.Contains(string(es[len(es)-1].Details), `"imported":true`) {
+		t.Errorf("imported evaluation not marked: %s", es[len(es)-1].Details)
+	}
+	evs = f.findingEvents()
+	if last := evs[len(evs)-1]; !strings.Contains(last, "[unsigned imported evidence]") {
+		t.Errorf("imported finding not marked: %s", last)
+	}
 }
 
 // TestServiceRefusals: bad input is refused with a clear error and stores
