@@ -70,6 +70,8 @@ const (
 	// the drift baseline (step-up).
 	OpPolicyEvaluate Operation = "policy.evaluate"
 	OpPolicyBaseline Operation = "policy.baseline.accept"
+	// OpReportCreate signs a compliance report and spools it as evidence.
+	OpReportCreate Operation = "report.create"
 )
 
 // Permission is one row of the matrix.
@@ -139,6 +141,7 @@ func Permissions() []Permission {
 		{Op: OpScanRead, Roles: all, Owner: "scan", What: "read scans, results and findings"},
 		{Op: OpEvidenceExport, Roles: []string{A, SL, AU}, StepUp: true, DualApproval: true, Owner: "vault", What: "export an evidence bundle (always dual approval)"},
 		{Op: OpReportRead, Roles: all, Owner: "policy", What: "read, verify and download compliance reports"},
+		{Op: OpReportCreate, Roles: []string{SL, OP}, Owner: "report", What: "create a signed compliance report (stored as WORM evidence)"},
 		{Op: OpAuditRead, Roles: []string{A, SL, AU}, ApplianceWide: true, Owner: "audit", What: "read and verify the audit log (tenant users: their tenant's entries)"},
 		{Op: OpAuditAlarmAck, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "audit", What: "acknowledge an audit tamper alarm (the log is appliance-wide, so appliance admins only)"},
 		{Op: OpSettingsChange, Roles: []string{A}, StepUp: true, Owner: "appliance", What: "change appliance or tenant settings"},

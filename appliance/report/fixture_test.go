@@ -55,6 +55,7 @@ type built struct {
 	evidenceDir string
 	// older is a validly signed checkpoint other than the report's.
 	older string
+	in    Input
 }
 
 // buildReport runs the whole path on real parts: a SQLite audit log with
@@ -176,7 +177,7 @@ func buildReport(t testing.TB) built {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return built{signed: signed, evidenceDir: evDir, older: anchor.Note}
+	return built{signed: signed, evidenceDir: evDir, older: anchor.Note, in: in}
 }
 
 func opts(evDir string) verify.Options {
