@@ -3,6 +3,7 @@ module firewalliq
 go 1.26.0
 
 require (
+	github.com/go-pdf/fpdf v0.9.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/pquerna/otp v1.5.0
 	github.com/spf13/cobra v1.10.2
@@ -10,8 +11,6 @@ require (
 	golang.org/x/crypto v0.59.0
 	modernc.org/sqlite v1.62.0
 )
-
-require github.com/go-pdf/fpdf v0.9.0 // indirect
 
 require (
 	github.com/boombuler/barcode v1.0.1 // indirect
