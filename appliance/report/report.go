@@ -200,3 +200,14 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+// RateOf is the report's rate section from a probe run's summary: the
+// measured rate as milli-packets per second, so the signed document holds
+// only integers. requested is the operator's rate (0: the cap).
+func RateOf(s probe.Summary, requested int) verify.Rate {
+	if requested == 0 {
+		requested = s.CapPPS
+	}
+	return verify.Rate{RequestedPPS: requested, CapPPS: s.CapPPS, MeasuredMilliPPS: int(s.MeasuredPPS*1000 + 0.5),
+		Worst100ms: s.Worst100ms, WindowLimit: s.WindowLimit, PacketsSent: int(s.PacketsSent)}
+}
