@@ -305,8 +305,9 @@ func (s *Service) Evaluate(ctx context.Context, p auth.Principal, tenant string,
 	if !namePattern.MatchString(r.ScanID) || r.ScopeID != "" && !namePattern.MatchString(r.ScopeID) {
 		return Outcome{}, fmt.Errorf("evaluate: %w: scope and scan ids must be names", ErrInvalid)
 	}
-	if r.Window.End.Before(r.Window.Start) {
-		return Outcome{}, fmt.Errorf("evaluate: %w: window ends before it starts", ErrInvalid)
+	if r.Window.Start.IsZero() || r.Window.End.Before(r.Window.Start) {
+		// Canaries count only inside the window, so it must be real.
+		return Outcome{}, fmt.Errorf("evaluate: %w: the scan window must be given and end after it starts", ErrInvalid)
 	}
 	out := Outcome{Policy: sp, Evaluation: Evaluate(sp.Document, r.Results, r.Window), Drift: []Change{}}
 	ts, err := s.st.Tenant(pin)

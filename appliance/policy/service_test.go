@@ -355,6 +355,9 @@ func TestServiceRefusals(t *testing.T) {
 	if _, err := f.svc.Evaluate(f.ctx, lead, "", policy.EvaluateRequest{PolicyName: "dmz-from-corp", ScanID: "s", Window: policy.Window{Start: time.Unix(10, 0), End: time.Unix(5, 0)}}); !errors.Is(err, policy.ErrInvalid) {
 		t.Fatalf("bad window: %v, want ErrInvalid", err)
 	}
+	if _, err := f.svc.Evaluate(f.ctx, lead, "", policy.EvaluateRequest{PolicyName: "dmz-from-corp", ScanID: "s"}); !errors.Is(err, policy.ErrInvalid) {
+		t.Fatalf("no window: %v, want ErrInvalid", err)
+	}
 	if len(f.entries(audit.ActPolicyEvaluate)) != 0 {
 		t.Fatal("refused evaluation was recorded")
 	}
