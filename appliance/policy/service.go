@@ -19,10 +19,6 @@ import (
 	"firewalliq/probe/scope"
 )
 
-// ErrNoBaseline means no baseline was accepted yet for a scope and policy
-// (drift is then empty, not an error, in Evaluate).
-var ErrNoBaseline = errors.New("no baseline accepted for this scope and policy")
-
 // Gate is the identity service as the policy service needs it;
 // *auth.Service implements it.
 type Gate interface {
