@@ -262,6 +262,32 @@ func (s *Service) AcceptBaseline(ctx context.Context, p auth.Principal, tenant s
 	return out, nil
 }
 
+// Baseline returns the current baseline of the caller's tenant's scope and
+// policy, with its results; none accepted yet wraps ErrNotFound. Needs
+// policy.read.
+func (s *Service) Baseline(ctx context.Context, p auth.Principal, tenant, scopeID, policyName string) (store.Baseline, []probe.Result, error) {
+	pin, err := s.gate.Authorize(ctx, p, auth.OpPolicyRead, tenant)
+	if err != nil {
+		return store.Baseline{}, nil, fmt.Errorf("baseline: %w", err)
+	}
+	ts, err := s.st.Tenant(pin)
+	if err != nil {
+		return store.Baseline{}, nil, err
+	}
+	b, err := ts.CurrentBaseline(ctx, scopeID, policyName)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Baseline{}, nil, fmt.Errorf("%w: no baseline for scope %q and policy %q", ErrNotFound, scopeID, policyName)
+	}
+	if err != nil {
+		return store.Baseline{}, nil, err
+	}
+	rs, err := ReadResults(b.Results)
+	if err != nil {
+		return store.Baseline{}, nil, fmt.Errorf("baseline %s: %w", b.ID, err)
+	}
+	return b, rs, nil
+}
+
 // EvaluateRequest is a scan to judge.
 type EvaluateRequest struct {
 	PolicyName    string

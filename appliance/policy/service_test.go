@@ -276,6 +276,12 @@ func TestServiceLifecycle(t *testing.T) {
 	if es := f.entries(audit.ActPolicyBaselineAccept); len(es) != 1 || es[0].Object != "baseline:"+bl.ID {
 		t.Fatalf("baseline entries %+v", es)
 	}
+	if got, rs, err := f.svc.Baseline(f.ctx, audi, "", "dmz", "dmz-from-corp"); err != nil || got.ID != bl.ID || len(rs) != len(scan1) {
+		t.Fatalf("baseline: %+v, %d results, %v", got, len(rs), err)
+	}
+	if _, _, err := f.svc.Baseline(f.ctx, audi, "", "other", "dmz-from-corp"); !errors.Is(err, policy.ErrNotFound) {
+		t.Fatalf("missing baseline: %v, want ErrNotFound", err)
+	}
 
 	// Scan 2: the DB port opened (exposure + drift), the canary is gone.
 	scan2 := []probe.Result{
