@@ -62,6 +62,18 @@ func TestDependencyRules(t *testing.T) {
 	}
 
 	for _, p := range pkgs {
+		// The report verifier is what an auditor reads: it imports only
+		// the standard library, audit and probe/keys.
+		if under(p.ImportPath, "firewalliq/appliance/report/verify") {
+			for _, imp := range p.Imports {
+				if ours(imp) && imp != "firewalliq/audit" && imp != "firewalliq/probe/keys" {
+					t.Errorf("%s imports %s: the report verifier imports only the standard library, audit and probe/keys", p.ImportPath, imp)
+				}
+				if !ours(imp) && strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
+					t.Errorf("%s imports %s: the report verifier imports only the standard library, audit and probe/keys", p.ImportPath, imp)
+				}
+			}
+		}
 		for _, d := range p.Deps {
 			if !ours(d) {
 				continue

@@ -88,6 +88,10 @@ const (
 	ActAuditTamperAck  Action = "audit.tamper.ack"
 
 	ActAlertAck Action = "alert.ack"
+
+	ActPolicyCreate         Action = "policy.create"
+	ActPolicyEvaluate       Action = "policy.evaluate"
+	ActPolicyBaselineAccept Action = "policy.baseline.accept"
 )
 
 // Actions returns the closed vocabulary.
@@ -107,6 +111,7 @@ func Actions() []Action {
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
+		ActPolicyCreate, ActPolicyEvaluate, ActPolicyBaselineAccept,
 	}
 }
 

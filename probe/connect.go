@@ -123,12 +123,13 @@ func (e *Engine) runConnect(ctx context.Context, en *entry) {
 			}
 			e.mu.Lock()
 			ttl, ic = w.ttl, w.icmp
-			if ic != nil && (st == StateRejected || st == StateFiltered || st == StateClosed && w.st == StateClosed) {
+			if ic != nil && (st == StateRejected || st == StateFiltered || st == StateClosed && w.why == ReasonICMPPortUnr) {
 				// The tap saw an ICMP error quoting our SYN: keep its
 				// exact type and code. This also catches errors the
 				// kernel did not turn into a connect failure, and tells
 				// an ICMP port unreachable (which the kernel reports as
-				// ECONNREFUSED, like a RST) by its reason, as tcp-syn does.
+				// ECONNREFUSED, like a RST) from a RST: it is a
+				// firewall's REJECT, rejected as tcp-syn reports it.
 				st, why = w.st, w.why
 			}
 			e.mu.Unlock()
@@ -215,7 +216,7 @@ func (e *Engine) connectOnce(ctx context.Context, en *entry, dst netip.AddrPort,
 			if q.v6 {
 				proto = protoICMPv6
 			}
-			st, why := classifyICMP(proto, q.typ, q.code)
+			st, why := classifyICMP(proto, protoTCP, q.typ, q.code)
 			from := ""
 			if q.from.IsValid() {
 				from = q.from.Unmap().String()

@@ -203,34 +203,42 @@ func decodeQuoted(b []byte) (quoted, error) {
 	return q, nil
 }
 
-// classifyICMP maps an ICMP/ICMPv6 error to a state and reason. Port
-// unreachable means the host itself answered "nothing here": closed.
-// Administratively prohibited (and every other unreachable code) is a
-// REJECT by something on the path: rejected, with type and code kept by the
-// caller. Time exceeded never reached the target: filtered.
-func classifyICMP(proto, typ, code uint8) (State, string) {
+// classifyICMP maps an ICMP/ICMPv6 error (outer proto, type, code) that
+// quotes a probe of protocol inner to a state and reason.
+//
+// Port unreachable quoting a UDP probe means the host itself answered
+// "nothing here": closed. Quoting a TCP probe it cannot come from the
+// host's stack, which answers a closed TCP port with a RST: it is a packet
+// filter's REJECT (iptables' default), so it is rejected like every other
+// unreachable code, with type and code kept by the caller. Administratively
+// prohibited gets its own reason. Time exceeded never reached the target:
+// filtered.
+func classifyICMP(proto, inner, typ, code uint8) (State, string) {
+	portUnreach := proto == protoICMP && typ == 3 && code == 3 || proto == protoICMPv6 && typ == 1 && code == 4
+	switch {
+	case portUnreach && inner == protoUDP:
+		return StateClosed, ReasonICMPPortUnr
+	case portUnreach && inner == protoTCP:
+		return StateRejected, ReasonICMPPortUnr
+	case portUnreach:
+		// An echo request has no port: the message says nothing more
+		// than "unreachable".
+		return StateRejected, ReasonICMPUnreach
+	}
 	if proto == protoICMP {
 		switch {
-		case typ == 3 && code == 3:
-			return StateClosed, ReasonICMPPortUnr
 		case typ == 3 && (code == 9 || code == 10 || code == 13):
 			return StateRejected, ReasonICMPProhib
-		case typ == 3:
-			return StateRejected, ReasonICMPUnreach
 		case typ == 11:
 			return StateFiltered, ReasonICMPTimeExc
 		}
 		return StateRejected, ReasonICMPUnreach
 	}
 	switch {
-	case typ == 1 && code == 4:
-		return StateClosed, ReasonICMPPortUnr
 	case typ == 1 && (code == 1 || code == 5 || code == 6):
 		// administratively prohibited, source address failed
 		// ingress/egress policy, reject route to destination
 		return StateRejected, ReasonICMPProhib
-	case typ == 1:
-		return StateRejected, ReasonICMPUnreach
 	case typ == 3:
 		return StateFiltered, ReasonICMPTimeExc
 	}

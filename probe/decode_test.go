@@ -119,25 +119,37 @@ func TestDecode(t *testing.T) {
 
 func TestClassifyICMP(t *testing.T) {
 	tests := []struct {
-		proto, typ, code uint8
-		st               State
-		why              string
+		name                    string
+		proto, inner, typ, code uint8
+		st                      State
+		why                     string
 	}{
-		{protoICMP, 3, 3, StateClosed, ReasonICMPPortUnr},
-		{protoICMP, 3, 13, StateRejected, ReasonICMPProhib},
-		{protoICMP, 3, 10, StateRejected, ReasonICMPProhib},
-		{protoICMP, 3, 1, StateRejected, ReasonICMPUnreach},
-		{protoICMP, 11, 0, StateFiltered, ReasonICMPTimeExc},
-		{protoICMPv6, 1, 4, StateClosed, ReasonICMPPortUnr},
-		{protoICMPv6, 1, 1, StateRejected, ReasonICMPProhib},
-		{protoICMPv6, 1, 3, StateRejected, ReasonICMPUnreach},
-		{protoICMPv6, 3, 0, StateFiltered, ReasonICMPTimeExc},
+		// A host answers a closed UDP port with port unreachable: closed.
+		{"v4 udp port unreachable", protoICMP, protoUDP, 3, 3, StateClosed, ReasonICMPPortUnr},
+		{"v6 udp port unreachable", protoICMPv6, protoUDP, 1, 4, StateClosed, ReasonICMPPortUnr},
+		// A host answers a closed TCP port with a RST, so port
+		// unreachable quoting a SYN is a packet filter's REJECT.
+		{"v4 tcp port unreachable", protoICMP, protoTCP, 3, 3, StateRejected, ReasonICMPPortUnr},
+		{"v6 tcp port unreachable", protoICMPv6, protoTCP, 1, 4, StateRejected, ReasonICMPPortUnr},
+		{"v4 echo port unreachable", protoICMP, protoICMP, 3, 3, StateRejected, ReasonICMPUnreach},
+		{"v6 echo port unreachable", protoICMPv6, protoICMPv6, 1, 4, StateRejected, ReasonICMPUnreach},
+		{"v4 tcp admin prohibited", protoICMP, protoTCP, 3, 13, StateRejected, ReasonICMPProhib},
+		{"v4 udp admin prohibited", protoICMP, protoUDP, 3, 13, StateRejected, ReasonICMPProhib},
+		{"v4 tcp host prohibited", protoICMP, protoTCP, 3, 10, StateRejected, ReasonICMPProhib},
+		{"v4 udp host unreachable", protoICMP, protoUDP, 3, 1, StateRejected, ReasonICMPUnreach},
+		{"v4 tcp host unreachable", protoICMP, protoTCP, 3, 1, StateRejected, ReasonICMPUnreach},
+		{"v4 time exceeded", protoICMP, protoTCP, 11, 0, StateFiltered, ReasonICMPTimeExc},
+		{"v6 tcp admin prohibited", protoICMPv6, protoTCP, 1, 1, StateRejected, ReasonICMPProhib},
+		{"v6 udp address unreachable", protoICMPv6, protoUDP, 1, 3, StateRejected, ReasonICMPUnreach},
+		{"v6 time exceeded", protoICMPv6, protoUDP, 3, 0, StateFiltered, ReasonICMPTimeExc},
 	}
 	for _, tt := range tests {
-		st, why := classifyICMP(tt.proto, tt.typ, tt.code)
-		if st != tt.st || why != tt.why {
-			t.Errorf("proto %d type %d code %d: %s/%s, want %s/%s", tt.proto, tt.typ, tt.code, st, why, tt.st, tt.why)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			st, why := classifyICMP(tt.proto, tt.inner, tt.typ, tt.code)
+			if st != tt.st || why != tt.why {
+				t.Errorf("proto %d inner %d type %d code %d: %s/%s, want %s/%s", tt.proto, tt.inner, tt.typ, tt.code, st, why, tt.st, tt.why)
+			}
+		})
 	}
 }
 

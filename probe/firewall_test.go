@@ -134,8 +134,10 @@ func TestFirewallClassification(t *testing.T) {
 				20003: {StateRejected, ReasonICMPProhib, &prohib},
 				20004: {StateClosed, "", nil},
 				// A REJECT with ICMP port unreachable (iptables' default):
-				// every kind, with or without a tap, keeps type and code.
-				20005: {StateClosed, ReasonICMPPortUnr, &portUnr},
+				// a host answers a closed TCP port with a RST, so this is
+				// the firewall's REJECT: rejected, and every kind, with or
+				// without a tap, keeps type and code.
+				20005: {StateRejected, ReasonICMPPortUnr, &portUnr},
 			}
 			check := func(k Kind, port uint16, w want) {
 				t.Helper()

@@ -63,8 +63,10 @@ type State string
 
 // States. DROP and REJECT are told apart: a firewall that silently drops
 // yields filtered (TCP) or open|filtered (UDP); one that rejects yields
-// closed (TCP RST, ICMP port unreachable) or rejected (any other ICMP
-// unreachable, with its type and code kept in the result).
+// closed (TCP RST; ICMP port unreachable to a UDP probe) or rejected (any
+// ICMP unreachable to a TCP probe, port unreachable included, since a host
+// answers a closed TCP port with a RST; any other unreachable code to a
+// UDP probe), with the ICMP type and code kept in the result.
 const (
 	StateOpen         State = "open"
 	StateClosed       State = "closed"

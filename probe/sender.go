@@ -585,7 +585,7 @@ func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
 		return // other ICMP (including our own echo requests on loopback)
 	}
 	q := p.inner
-	st, why := classifyICMP(p.proto, p.icmpType, p.icmpCode)
+	st, why := classifyICMP(p.proto, q.proto, p.icmpType, p.icmpCode)
 	ic := &ICMP{Type: int(p.icmpType), Code: int(p.icmpCode), From: p.src.String()}
 	var k probeKey
 	var check func(*entry) bool
@@ -602,10 +602,6 @@ func (e *Engine) matchICMP(p packet, b []byte, now time.Time) {
 		k = probeKey{q.dst, q.proto, 0}
 		genuine = q.echoSeq == uint16(e.cookie(k))
 		check = func(en *entry) bool { return genuine }
-		if st == StateClosed {
-			// Port unreachable cannot answer an echo; treat as unreachable.
-			st, why = StateRejected, ReasonICMPUnreach
-		}
 	case q.proto == protoTCP:
 		// A connect-based probe's SYN: remember the ICMP error so the
 		// dial error can be refined with the exact type and code.

@@ -64,6 +64,14 @@ const (
 	OpSIEMRead         Operation = "siem.read"
 	OpSIEMTest         Operation = "siem.test"
 	OpEvidenceRead     Operation = "evidence.read"
+
+	// OpPolicyEvaluate judges a scan's results against a policy and sends
+	// the findings to the SIEM; OpPolicyBaseline accepts a result set as
+	// the drift baseline (step-up).
+	OpPolicyEvaluate Operation = "policy.evaluate"
+	OpPolicyBaseline Operation = "policy.baseline.accept"
+	// OpReportCreate signs a compliance report and spools it as evidence.
+	OpReportCreate Operation = "report.create"
 )
 
 // Permission is one row of the matrix.
@@ -126,11 +134,14 @@ func Permissions() []Permission {
 		{Op: OpScopeRead, Roles: all, Owner: "scan", What: "read scopes"},
 		{Op: OpPolicyEdit, Roles: []string{SL, OP}, Owner: "policy", What: "edit the expected policy"},
 		{Op: OpPolicyRead, Roles: all, Owner: "policy", What: "read expected policies"},
+		{Op: OpPolicyEvaluate, Roles: []string{SL, OP}, Owner: "policy", What: "evaluate a scan's results against a policy (findings go to the SIEM)"},
+		{Op: OpPolicyBaseline, Roles: []string{SL}, StepUp: true, Owner: "policy", What: "accept a scan's results as the drift baseline of a scope and policy"},
 		{Op: OpScanRequest, Roles: []string{SL, OP}, DualApproval: true, Owner: "scan", What: "request a scan (production scopes need dual approval)"},
 		{Op: OpScanCancel, Roles: []string{A, SL, OP}, Owner: "scan", What: "cancel a scan"},
 		{Op: OpScanRead, Roles: all, Owner: "scan", What: "read scans, results and findings"},
 		{Op: OpEvidenceExport, Roles: []string{A, SL, AU}, StepUp: true, DualApproval: true, Owner: "vault", What: "export an evidence bundle (always dual approval)"},
 		{Op: OpReportRead, Roles: all, Owner: "policy", What: "read, verify and download compliance reports"},
+		{Op: OpReportCreate, Roles: []string{SL, OP}, Owner: "report", What: "create a signed compliance report (stored as WORM evidence)"},
 		{Op: OpAuditRead, Roles: []string{A, SL, AU}, ApplianceWide: true, Owner: "audit", What: "read and verify the audit log (tenant users: their tenant's entries)"},
 		{Op: OpAuditAlarmAck, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "audit", What: "acknowledge an audit tamper alarm (the log is appliance-wide, so appliance admins only)"},
 		{Op: OpSettingsChange, Roles: []string{A}, StepUp: true, Owner: "appliance", What: "change appliance or tenant settings"},

@@ -1,9 +1,108 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
 
-// newReportCmd builds the 'report' command group.
+	"github.com/spf13/cobra"
+
+	"firewalliq/appliance/report/verify"
+	"firewalliq/probe/keys"
+)
+
+// newReportCmd builds 'report': offline work on signed compliance reports.
+// Creating, listing and downloading reports go through the appliance's
+// API; verifying needs only the report, public keys and the evidence.
 func newReportCmd(env *Env) *cobra.Command {
-	_ = env
-	return newGroup("report", "Render and verify signed compliance reports")
+	return newGroup("report", "Verify signed compliance reports (offline)", newReportVerifyCmd(env))
+}
+
+// newReportVerifyCmd builds 'report verify'.
+func newReportVerifyCmd(env *Env) *cobra.Command {
+	var pub, auditPub, evidence string
+	cmd := &cobra.Command{
+		Use:   "verify REPORT.json --pub report.pub --audit-pub audit.pub [--evidence DIR]",
+		Short: "Verify a signed compliance report offline, with public keys only",
+		Long: `Verify checks, without contacting the appliance: that the report file is in
+canonical form and signed by the report key; that the audit checkpoint in it is
+signed by the audit key; that each evidence object's inclusion proof leads to
+that checkpoint and proves an audit entry recording the object's SHA-256; that
+the daily anchor, when present, is consistent with the checkpoint; and, with
+--evidence, that every evidence file has the SHA-256 and size the report names.
+Any changed byte fails it, with the reason. Exit 0 when it verifies, 1 when not.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pub == "" || auditPub == "" {
+				return usagef("report verify: --pub and --audit-pub are required")
+			}
+			rk, err := keys.ReadPublic(pub)
+			if err != nil {
+				return fmt.Errorf("report key: %w", err)
+			}
+			ak, err := keys.ReadPublic(auditPub)
+			if err != nil {
+				return fmt.Errorf("audit key: %w", err)
+			}
+			fi, err := os.Stat(args[0])
+			if err != nil {
+				return err
+			}
+			if fi.Size() > verify.MaxReport {
+				return fmt.Errorf("%s: %w: %d bytes, at most %d", args[0], verify.ErrFormat, fi.Size(), verify.MaxReport)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := verify.Verify(data, verify.Options{ReportKey: rk, AuditKey: ak, EvidenceDir: evidence})
+			if err != nil {
+				return fmt.Errorf("%s does not verify: %w", args[0], err)
+			}
+			r := res.Report
+			w := env.Stdout
+			fmt.Fprintf(w, "report %s verified: signed by report key %s\n", r.ID, res.KeyID)
+			fmt.Fprintf(w, "audit checkpoint: %s, tree size %d, signed by audit key %s\n", res.Checkpoint.Origin, res.Checkpoint.Size, keys.ID(ak))
+			fmt.Fprintf(w, "evidence: %d inclusion proofs verified", res.Proofs)
+			if evidence != "" {
+				fmt.Fprintf(w, ", %d files hashed and matched", res.EvidenceFiles)
+			} else {
+				fmt.Fprint(w, " (files not checked: give --evidence DIR)")
+			}
+			fmt.Fprintln(w)
+			if r.Anchor != nil {
+				fmt.Fprintf(w, "daily anchor %s: consistent\n", r.Anchor.Day)
+			} else {
+				fmt.Fprintln(w, "daily anchor: none in the report")
+			}
+			if r.Imported {
+				fmt.Fprintln(w, "results: IMPORTED from another scanner (unsigned evidence)")
+			}
+			fmt.Fprintf(w, "tenant %s, policy %s v%d, vantage point %s, window %s to %s\n", r.Tenant, r.Policy.Name, r.Policy.Version, r.VantagePoint, r.Window.Start, r.Window.End)
+			fmt.Fprintf(w, "rules: %s; findings: %s\n", counts(r.Summary.Rules), counts(r.Summary.Findings))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pub, "pub", "", "the appliance's report public key (keys/report.pub)")
+	cmd.Flags().StringVar(&auditPub, "audit-pub", "", "the appliance's audit public key (keys/audit.pub)")
+	cmd.Flags().StringVar(&evidence, "evidence", "", "directory holding the evidence files under their report names")
+	return cmd
+}
+
+// counts formats a count map as "a 1, b 2" in key order ("none" if empty).
+func counts(m map[string]int) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

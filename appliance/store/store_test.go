@@ -106,6 +106,13 @@ func TestTenantIsolation(t *testing.T) {
 			return err
 		}
 		scopeA, err = ta.CreateScope(ctx, tx, Scope{ID: "sc1", Name: "dmz", Environment: "production", Document: []byte("{}"), SHA256: "00"})
+		if err != nil {
+			return err
+		}
+		if _, err = ta.CreatePolicyVersion(ctx, tx, Policy{Name: "p", VantagePoint: "v", Source: []byte("x"), Canonical: []byte("{}"), SHA256: "00", CreatedBy: "alice"}); err != nil {
+			return err
+		}
+		_, err = ta.CreateBaseline(ctx, tx, Baseline{ScopeID: "sc1", PolicyName: "p", PolicyVersion: 1, ScanID: "s1", Results: []byte{}, ResultsSHA256: "00", AcceptedBy: "alice"})
 		return err
 	})
 	if err != nil {
@@ -171,6 +178,37 @@ func TestTenantIsolation(t *testing.T) {
 			})
 		}},
 		{"DeleteScope", func() error { return inTx(func(tx *sql.Tx) error { return tb.DeleteScope(ctx, tx, scopeA.ID) }) }},
+		{"Policy", func() error { _, err := tb.Policy(ctx, "p", 0); return err }},
+		{"ListPolicies", func() error {
+			ps, err := tb.ListPolicies(ctx)
+			if err != nil || len(ps) != 0 {
+				return errors.New("listed another tenant's policies")
+			}
+			return ErrNotFound
+		}},
+		{"CreatePolicyVersion", func() error {
+			// A new name in B starts at version 1: A's versions are not seen.
+			return inTx(func(tx *sql.Tx) error {
+				p, err := tb.CreatePolicyVersion(ctx, tx, Policy{TenantID: a.ID, Name: "p", VantagePoint: "v", Source: []byte("x"), Canonical: []byte("{}"), SHA256: "00", CreatedBy: "m"})
+				if err != nil {
+					return err
+				}
+				if p.TenantID != b.ID || p.Version != 1 {
+					return errors.New("policy version created in or counted from another tenant")
+				}
+				return ErrNotFound
+			})
+		}},
+		{"CurrentBaseline", func() error { _, err := tb.CurrentBaseline(ctx, "sc1", "p"); return err }},
+		{"CreateBaseline", func() error {
+			return inTx(func(tx *sql.Tx) error {
+				// B cannot attach a baseline to A's policy (foreign key).
+				if _, err := tb.CreateBaseline(ctx, tx, Baseline{TenantID: a.ID, ScopeID: "sc1", PolicyName: "p", PolicyVersion: 1, ScanID: "s", Results: []byte{}, ResultsSHA256: "00", AcceptedBy: "m"}); err == nil {
+					return errors.New("baseline attached to another tenant's policy")
+				}
+				return ErrNotFound
+			})
+		}},
 	}
 
 	var covered []string

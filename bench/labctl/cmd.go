@@ -421,8 +421,8 @@ func report(args []string, w io.Writer) error {
 		}
 		g.recs = append(g.recs, r)
 	}
-	fmt.Fprintln(w, "| scanner | rate (pps) | loss | runs | wall (s) | achieved / requested | worst 100 ms (cap) | accuracy | open/not-open | rejected right | filtered right | out of scope | CPU ms / 1000 probes |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scanner | rate (pps) | loss | runs | wall (s) | achieved / requested | worst 100 ms (cap) | accuracy | open/not-open | rejected right | closed right | filtered right | out of scope | CPU ms / 1000 probes |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, g := range groups {
 		med := func(f func(Record) float64) float64 {
 			v := make([]float64, len(g.recs))
@@ -441,14 +441,17 @@ func report(args []string, w io.Writer) error {
 			worstMax = max(worstMax, r.Wire.WorstWindow)
 			oos += r.Wire.OutOfScope
 		}
-		fmt.Fprintf(w, "| %s | %g | %g%% | %d | %.2f | %.3f | %.0f (max %d; cap %d) | %.1f%% | %.1f%% | %s | %s | %d | %.0f |\n",
+		// rejected and closed are graded apart: a TCP probe answered by
+		// ICMP port unreachable is a firewall's REJECT (rejected), which a
+		// scanner that calls it closed (or filtered) gets wrong.
+		fmt.Fprintf(w, "| %s | %g | %g%% | %d | %.2f | %.3f | %.0f (max %d; cap %d) | %.1f%% | %.1f%% | %s | %s | %s | %d | %.0f |\n",
 			r0.Tool, r0.Rate, r0.Loss, len(g.recs),
 			med(func(r Record) float64 { return r.WallSec }),
 			med(func(r Record) float64 { return r.Wire.RateRatio }),
 			med(func(r Record) float64 { return float64(r.Wire.WorstWindow) }), worstMax, r0.Wire.WindowCap,
 			100*med(func(r Record) float64 { return r.Accuracy.Accuracy }),
 			100*med(func(r Record) float64 { return r.Accuracy.OpenAccuracy }),
-			st(lab.Rejected), st(lab.Filtered), oos,
+			st(lab.Rejected), st(lab.Closed), st(lab.Filtered), oos,
 			med(func(r Record) float64 { return r.CPUPer1k }))
 	}
 	return nil

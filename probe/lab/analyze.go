@@ -193,7 +193,8 @@ func (p Packet) probeKey() Key {
 // correct scanner must report for every probe the scanner sent: the state
 // the replies on the wire prove, independent of any scanner's logic. A SYN
 // answered by SYN-ACK is open, by RST closed; a UDP reply is open; an echo
-// reply open; an ICMP port unreachable closed; any other ICMP unreachable
+// reply open; an ICMP port unreachable quoting a UDP probe closed; any
+// other ICMP unreachable, port unreachable quoting a TCP probe included,
 // rejected (keeping type and code in the reason); no reply filtered (TCP,
 // ICMP) or open|filtered (UDP). It is the lab's wire-level oracle.
 func WireStates(pkts []Packet, scanner ...netip.Addr) map[Key]Observation {
@@ -241,7 +242,9 @@ func WireStates(pkts []Packet, scanner ...netip.Addr) map[Key]Observation {
 			}
 			why := fmt.Sprintf("icmp-unreachable type %d code %d", p.ICMPType, p.ICMPCode)
 			portUnreach := (p.Src.Is4() && p.ICMPCode == icmp4PortUnreach) || (p.Src.Is6() && p.ICMPCode == icmp6PortUnreach)
-			if portUnreach {
+			// A host answers a closed TCP port with a RST, so only UDP
+			// makes port unreachable mean closed.
+			if portUnreach && p.Quoted.Proto == UDP {
 				set(p.Quoted, Closed, why)
 			} else {
 				set(p.Quoted, Rejected, why)

@@ -128,6 +128,11 @@ func TestReadPcapAndWireStates(t *testing.T) {
 	quotedProbe := syn("198.18.0.2", "198.18.1.9", 40000, 8443)[14:][:28]
 	icmpErr := frame(t, eth(false), ip4("198.18.0.1", "198.18.0.2", layers.IPProtocolICMPv4),
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 13)}, gopacket.Payload(quotedProbe))
+	// A TCP probe answered by ICMP port unreachable: a firewall's REJECT
+	// (a host answers a closed TCP port with a RST), so rejected.
+	quotedProbe8081 := syn("198.18.0.2", "198.18.1.9", 40000, 8081)[14:][:28]
+	portUnreachTCP := frame(t, eth(false), ip4("198.18.0.1", "198.18.0.2", layers.IPProtocolICMPv4),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, gopacket.Payload(quotedProbe8081))
 	// UDP over IPv6 and its ICMPv6 port unreachable.
 	u6 := ip6("fd00:f1a9::2", "fd00:f1a9:1::3", layers.IPProtocolUDP)
 	ud := &layers.UDP{SrcPort: 40001, DstPort: 161}
@@ -149,6 +154,7 @@ func TestReadPcapAndWireStates(t *testing.T) {
 		syn("198.18.0.2", "198.18.1.1", 40000, 25), reply("198.18.1.1", "198.18.0.2", 25, 40000, false),
 		syn("198.18.0.2", "198.18.1.1", 40000, 3306), // no answer
 		syn("198.18.0.2", "198.18.1.9", 40000, 8443), icmpErr,
+		syn("198.18.0.2", "198.18.1.9", 40000, 8081), portUnreachTCP,
 		udpProbe, icmp6Err,
 	}
 	var buf bytes.Buffer
@@ -173,8 +179,8 @@ func TestReadPcapAndWireStates(t *testing.T) {
 	if len(pkts) != len(frames)-1 {
 		t.Fatalf("decoded %d packets, want %d (ARP skipped)", len(pkts), len(frames)-1)
 	}
-	if got := Probes(pkts, addr("198.18.0.2"), addr("fd00:f1a9::2")); len(got) != 5 {
-		t.Errorf("probes %d, want 5", len(got))
+	if got := Probes(pkts, addr("198.18.0.2"), addr("fd00:f1a9::2")); len(got) != 6 {
+		t.Errorf("probes %d, want 6", len(got))
 	}
 	if q := pkts[len(pkts)-1].Quoted; q != (Key{Addr: addr("fd00:f1a9:1::3"), Proto: UDP, Port: 161}) {
 		t.Errorf("ICMPv6 quoted %+v", q)
@@ -185,6 +191,7 @@ func TestReadPcapAndWireStates(t *testing.T) {
 		{addr("198.18.1.1"), TCP, 25}:      Closed,
 		{addr("198.18.1.1"), TCP, 3306}:    Filtered,
 		{addr("198.18.1.9"), TCP, 8443}:    Rejected,
+		{addr("198.18.1.9"), TCP, 8081}:    Rejected,
 		{addr("fd00:f1a9:1::3"), UDP, 161}: Closed,
 	}
 	if len(ws) != len(want) {
@@ -194,6 +201,9 @@ func TestReadPcapAndWireStates(t *testing.T) {
 		if ws[k].State != st {
 			t.Errorf("%s: %q (%s), want %q", k, ws[k].State, ws[k].Reason, st)
 		}
+	}
+	if r := ws[Key{addr("198.18.1.9"), TCP, 8081}].Reason; !strings.Contains(r, "type 3 code 3") {
+		t.Errorf("reason %q lacks the ICMP type and code", r)
 	}
 	if r := ws[Key{addr("198.18.1.9"), TCP, 8443}].Reason; !strings.Contains(r, "type 3 code 13") {
 		t.Errorf("reason %q lacks the ICMP type and code", r)

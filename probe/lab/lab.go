@@ -310,6 +310,8 @@ func (l *Lab) Ruleset() string {
 				verdict = "reject with tcp reset"
 			case RejectAdmin:
 				verdict = "reject with icmpx type admin-prohibited"
+			case RejectPort:
+				verdict = "reject with icmpx type port-unreachable"
 			case RejectHost:
 				verdict = fam.host
 			}

@@ -43,6 +43,11 @@ const (
 	// ICMPv6 address unreachable (type 1 code 3), a second unreachable code
 	// so results must keep type and code, not only "rejected".
 	RejectHost Action = "reject-host-prohibited"
+	// RejectPort answers with ICMP port unreachable (v4 type 3 code 3, v6
+	// type 1 code 4), iptables' default REJECT. To a TCP probe this is
+	// rejected, not closed: a host answers a closed TCP port with a RST,
+	// so port unreachable quoting a SYN can only be a packet filter.
+	RejectPort Action = "reject-port-unreachable"
 )
 
 // Rule is one firewall rule in front of the target zones. It matches a
@@ -112,7 +117,8 @@ type Truth struct {
 
 // DefaultRules is the firewall in front of the target zones: "dark" hosts
 // that drop everything, hosts that reject everything with a host-level ICMP
-// code, and per-port DROP / reset / admin-prohibited rules on all others.
+// code, and per-port DROP / reset / admin-prohibited / port-unreachable
+// rules on all others.
 func DefaultRules() []Rule {
 	return []Rule{
 		{Name: "dark-hosts", From: 200, To: 254, Action: Drop},
@@ -120,6 +126,7 @@ func DefaultRules() []Rule {
 		{Name: "tcp-3306-drop", From: 0, To: 255, Proto: TCP, Port: 3306, Action: Drop},
 		{Name: "tcp-8080-reset", From: 0, To: 255, Proto: TCP, Port: 8080, Action: RejectReset},
 		{Name: "tcp-8443-admin", From: 0, To: 255, Proto: TCP, Port: 8443, Action: RejectAdmin},
+		{Name: "tcp-8081-port-unreach", From: 0, To: 255, Proto: TCP, Port: 8081, Action: RejectPort},
 		{Name: "udp-1900-drop", From: 0, To: 255, Proto: UDP, Port: 1900, Action: Drop},
 		{Name: "udp-5060-admin", From: 0, To: 255, Proto: UDP, Port: 5060, Action: RejectAdmin},
 	}
@@ -239,6 +246,14 @@ func (tr Truth) Expect(addr netip.Addr, proto string, port uint16) (e Expectatio
 		case RejectAdmin:
 			e.State, e.Reason = Rejected, "icmp-unreachable"
 			e.ICMPType, e.ICMPCode = unreach(icmp4AdminProhib, icmp6AdminProhib)
+		case RejectPort:
+			// Closed only for UDP, where the host's own stack says the
+			// same; to TCP (and echo) it is the firewall's REJECT.
+			e.State, e.Reason = Rejected, "icmp-unreachable"
+			if proto == UDP {
+				e.State = Closed
+			}
+			e.ICMPType, e.ICMPCode = unreach(icmp4PortUnreach, icmp6PortUnreach)
 		case RejectHost:
 			e.State, e.Reason = Rejected, "icmp-unreachable"
 			e.ICMPType, e.ICMPCode = unreach(icmp4HostProhib, icmp6AddrUnreach)

@@ -30,6 +30,9 @@ func TestExpect(t *testing.T) {
 		{"firewall reset", "198.18.1.9", TCP, 8080, Closed, "rst", -1, -1, "tcp-8080-reset"},
 		{"admin v4", "198.18.1.9", TCP, 8443, Rejected, "icmp-unreachable", 3, 13, "tcp-8443-admin"},
 		{"admin v6", "fd00:f1a9:1::9", TCP, 8443, Rejected, "icmp-unreachable", 1, 1, "tcp-8443-admin"},
+		{"tcp port unreachable v4 is a reject", "198.18.1.9", TCP, 8081, Rejected, "icmp-unreachable", 3, 3, "tcp-8081-port-unreach"},
+		{"tcp port unreachable v6 is a reject", "fd00:f1a9:1::9", TCP, 8081, Rejected, "icmp-unreachable", 1, 4, "tcp-8081-port-unreach"},
+		{"udp 8081 has no rule", "198.18.1.9", UDP, 8081, Closed, "icmp-unreachable", 3, 3, ""},
 		{"host prohibited v4", "198.18.1.100", TCP, 22, Rejected, "icmp-unreachable", 3, 10, "prohibited-hosts"},
 		{"addr unreachable v6", "fd00:f1a9:1::7f", UDP, 53, Rejected, "icmp-unreachable", 1, 3, "prohibited-hosts"},
 		{"dark tcp", "198.18.1.200", TCP, 22, Filtered, "no-reply", -1, -1, "dark-hosts"},
@@ -87,6 +90,7 @@ func TestRuleset(t *testing.T) {
 		`iifname "vscan" ip6 daddr fd00:f1a9:1::64-fd00:f1a9:1::7f reject with icmpv6 type addr-unreachable`,
 		`iifname "vscan" ip daddr 198.18.1.0-198.18.1.255 tcp dport 8080 reject with tcp reset`,
 		`iifname "vscan" ip6 daddr fd00:f1a9:1::-fd00:f1a9:1::ff udp dport 5060 reject with icmpx type admin-prohibited`,
+		`iifname "vscan" ip daddr 198.18.1.0-198.18.1.255 tcp dport 8081 reject with icmpx type port-unreachable comment "tcp-8081-port-unreach"`,
 	} {
 		if !strings.Contains(rs, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, rs)

@@ -132,7 +132,7 @@ type outcome struct {
 }
 
 // allPorts is every port the lab's ground truth distinguishes.
-const allPorts = "tcp:22,25,80,443,3306,8080,8443 udp:53,123,161,514,1900,5060"
+const allPorts = "tcp:22,25,80,443,3306,8080,8081,8443 udp:53,123,161,514,1900,5060"
 
 // excludedHost is excluded from the scope in both families: it exists in
 // the target namespace and answers, so only the scope keeps it unprobed.
