@@ -121,18 +121,31 @@ func New(env *Env) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	root.PersistentFlags().String("data", "", "data directory (env FIQ_DATA, default "+appliance.DefaultDataDir+")")
 	root.PersistentFlags().String("config", "", "YAML config file (env FIQ_CONFIG)")
+	// One prompter for the whole command: login and step-up read their
+	// answers from it, line after line.
+	r := &remote{env: env, in: newPrompter(env)}
 	root.AddCommand(
+		// Local and offline.
 		newVersionCmd(env),
 		newInitCmd(env),
 		newServeCmd(env),
-		newAuditCmd(env),
+		newAuditCmd(env, r),
 		newScopeCmd(env),
 		newProfileCmd(env),
 		newProbeCmd(env),
-		newReportCmd(env),
 		newVaultCmd(env),
-		newSiemCmd(env),
 		newDemoCmd(env),
+		// Clients of the appliance's API.
+		newLoginCmd(r),
+		newLogoutCmd(r),
+		newUserCmd(r),
+		newTenantCmd(r),
+		newTokenCmd(r),
+		newSupportCmd(r),
+		newApprovalCmd(r),
+		newAlertCmd(r),
+		newSiemCmd(r),
+		newEvidenceCmd(r),
 	)
 	return root
 }

@@ -1,151 +1,134 @@
 package cli
 
 import (
-	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"firewalliq/appliance"
-	"firewalliq/appliance/keyring"
-	"firewalliq/appliance/siem"
-	"firewalliq/audit"
+	"firewalliq/appliance/cli/apiclient"
 )
 
-// newSiemCmd builds the 'siem' command group.
-func newSiemCmd(env *Env) *cobra.Command {
-	return newGroup("siem", "SIEM destinations and delivery status",
-		newSiemAddCmd(env),
-		newSiemListCmd(env),
-		newSiemRemoveCmd(env),
-		newSiemStatusCmd(env),
-		newSiemTestCmd(env),
+// maxSIEMFile bounds a PEM or key file 'siem add' reads and sends: a CA
+// bundle is a few KiB, an HMAC key a few dozen bytes.
+const maxSIEMFile = 256 << 10
+
+// newSiemCmd builds the 'siem' command group, a client of /api/v1/siem.
+func newSiemCmd(r *remote) *cobra.Command {
+	return newGroup("siem", "SIEM destinations and delivery status (through the API)",
+		newSiemAddCmd(r),
+		listCmd(r, "list", "List SIEM destinations", "/siem/destinations", false,
+			[]column{{"NAME", "name"}, {"KIND", "kind"}, {"ADDRESS", "address"}, {"FORMAT", "format"}, {"TENANT", "tenant"}, {"ID", "id"}}, nil),
+		actionCmd(r, "rm NAME", "Remove a SIEM destination and discard its undelivered events (step-up)", http.MethodDelete, "/siem/destinations/%s", nil, "removed %s", false),
+		newSiemStatusCmd(r),
+		actionCmd(r, "test NAME", "Send one test message (sequence number 0, outside the outbox) to a destination", http.MethodPost, "/siem/destinations/%s/test", nil, "test message sent to %s", false),
 	)
 }
 
-// siemEnv is an opened appliance with its outbox and audit log.
-type siemEnv struct {
-	app *appliance.Appliance
-	ob  *siem.Outbox
-	log *audit.Log
-}
-
-func (s *siemEnv) Close() error { return s.app.Close() }
-
-// openSiem opens the appliance and its outbox. The appliance id is derived
-// from the audit signing key, which is unique per appliance and stable for
-// its life (docs/siem.md).
-func openSiem(cmd *cobra.Command, env *Env) (*siemEnv, error) {
-	cfg, err := loadConfig(cmd, env)
+// readLimited reads a file of at most maxSIEMFile bytes.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	app, err := appliance.Open(cmd.Context(), cfg, env.Now)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSIEMFile+1))
 	if err != nil {
 		return nil, err
 	}
-	pub, err := app.Keys.Public(keyring.Audit)
-	if err != nil {
-		app.Close()
-		return nil, fmt.Errorf("appliance id: %w", err)
+	if len(b) > maxSIEMFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxSIEMFile)
 	}
-	id := siem.ApplianceID(pub)
-	host, _ := os.Hostname()
-	ob := siem.New(app.Store.DB(), siem.Options{ApplianceID: id, Hostname: host, Now: env.Now, Sealer: app.Keys})
-	// The appliance's own log: it holds the audit signing key, so an entry
-	// that lands on a checkpoint_every boundary gets its signed checkpoint
-	// like any other (an unsigned Log would silently skip it).
-	return &siemEnv{app: app, ob: ob, log: app.Audit}, nil
+	return b, nil
 }
 
-func newSiemAddCmd(env *Env) *cobra.Command {
+// siemDestination is the body of POST /siem/destinations. Key material is
+// read here, from files on the operator's machine, and sent once; the
+// appliance seals it at rest and never returns it.
+type siemDestination struct {
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	Address       string `json:"address"`
+	Format        string `json:"format,omitempty"`
+	Tenant        string `json:"tenant,omitempty"`
+	ServerName    string `json:"server_name,omitempty"`
+	CAPEM         string `json:"ca_pem,omitempty"`
+	ClientCertPEM string `json:"client_cert_pem,omitempty"`
+	ClientKeyPEM  string `json:"client_key_pem,omitempty"`
+	HMACKey       string `json:"hmac_key,omitempty"`
+	BudgetBytes   int64  `json:"budget_bytes,omitempty"`
+	MaxMessage    int    `json:"max_message,omitempty"`
+}
+
+func newSiemAddCmd(r *remote) *cobra.Command {
 	var (
-		d                                      siem.Destination
-		tenant, caFile, certFile, keyFile, key string
+		d                                 siemDestination
+		caFile, certFile, keyFile, keyArg string
+		asJSON                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "add --name NAME --kind udp|tcp|tls|webhook --address ADDR",
-		Short: "Add a SIEM destination (appliance-wide, or one tenant's with --tenant)",
+		Short: "Add a SIEM destination (appliance-wide, or one tenant's with --tenant; step-up)",
 		Long: `Add a SIEM destination. ADDR is host:port for udp, tcp and tls, and an
 https:// URL for webhook. A tls destination needs --ca (the CA that signs the
 receiver's certificate; only it is trusted). A webhook needs an HMAC key:
---hmac-key-file FILE, or none to have one generated and printed once.
-Events are OCSF JSON unless --format cef. See docs/siem.md.`,
+--hmac-key-file FILE, or none to have one generated here and printed once.
+Files are read on this machine and sent to the appliance, which seals keys at
+rest. Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if d.Name == "" || d.Kind == "" || d.Address == "" {
 				return usagef("siem add: --name, --kind and --address are required")
 			}
-			var err error
-			read := func(path string) []byte {
-				if path == "" || err != nil {
-					return nil
+			for _, x := range []struct {
+				path string
+				dst  *string
+			}{{caFile, &d.CAPEM}, {certFile, &d.ClientCertPEM}, {keyFile, &d.ClientKeyPEM}, {keyArg, &d.HMACKey}} {
+				if x.path == "" {
+					continue
 				}
-				var b []byte
-				b, err = os.ReadFile(path)
-				return b
+				b, err := readLimited(x.path)
+				if err != nil {
+					return usagef("siem add: %v", err)
+				}
+				*x.dst = string(b)
 			}
-			d.CAPEM, d.ClientCertPEM, d.ClientKeyPEM = read(caFile), read(certFile), read(keyFile)
-			if key != "" {
-				d.HMACKey = []byte(strings.TrimSpace(string(read(key))))
-			}
-			if err != nil {
-				return fmt.Errorf("siem add: %w", err)
+			d.HMACKey = strings.TrimSpace(d.HMACKey)
+			if keyArg != "" && d.HMACKey == "" {
+				return usagef("siem add: --hmac-key-file %s is empty", keyArg)
 			}
 			generated := ""
-			if d.Kind == siem.KindWebhook && len(d.HMACKey) == 0 {
+			if d.Kind == "webhook" && d.HMACKey == "" {
 				b := make([]byte, 32)
 				if _, err := rand.Read(b); err != nil {
 					return fmt.Errorf("siem add: %w", err)
 				}
 				generated = hex.EncodeToString(b)
-				d.HMACKey = []byte(generated)
+				d.HMACKey = generated
 			}
-			s, err := openSiem(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ctx := cmd.Context()
-			if tenant != "" {
-				tn, err := s.app.Store.TenantByName(ctx, tenant)
-				if err != nil {
-					return fmt.Errorf("siem add: tenant %q: %w", tenant, err)
-				}
-				d.Tenant = tn.ID
-			}
-			var created siem.Destination
-			err = s.app.Store.InTx(ctx, func(tx *sql.Tx) error {
-				var err error
-				if created, err = s.ob.CreateDestination(ctx, tx, d); err != nil {
+			return r.call("siem add", func(c *apiclient.Client) error {
+				var out map[string]any
+				if err := c.Post(cmd.Context(), "/siem/destinations", d, &out); err != nil {
 					return err
 				}
-				details, _ := json.Marshal(map[string]any{"name": created.Name, "kind": created.Kind, "address": created.Address,
-					"format": created.Format, "tenant": created.Tenant, "client_cert": len(d.ClientCertPEM) > 0})
-				_, err = s.ob.Append(ctx, tx, s.log, audit.Entry{Tenant: created.Tenant, ActorName: "cli", Action: audit.ActSIEMDestinationCreate,
-					Object: created.ID, Details: details})
-				return err
+				if asJSON {
+					if generated != "" {
+						out["hmac_key"] = generated
+					}
+					return writeJSONLine(r.env.Stdout, out)
+				}
+				fmt.Fprintf(r.env.Stdout, "added %s (%s %s, %s) id %s\n", cell(out["name"]), cell(out["kind"]), cell(out["address"]), cell(out["format"]), cell(out["id"]))
+				if generated != "" {
+					fmt.Fprintf(r.env.Stdout, "webhook HMAC key (shown once; configure the receiver with it): %s\n", generated)
+				}
+				return nil
 			})
-			if errors.Is(err, siem.ErrInvalidDestination) {
-				return &UsageError{Err: fmt.Errorf("siem add: %w", err)}
-			}
-			if err != nil {
-				return fmt.Errorf("siem add: %w", err)
-			}
-			fmt.Fprintf(env.Stdout, "added %s (%s %s, %s) id %s\n", created.Name, created.Kind, created.Address, created.Format, created.ID)
-			if generated != "" {
-				fmt.Fprintf(env.Stdout, "webhook HMAC key (shown once; configure the receiver with it): %s\n", generated)
-			}
-			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -153,86 +136,19 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 	f.StringVar(&d.Kind, "kind", "", "udp, tcp, tls or webhook (required)")
 	f.StringVar(&d.Address, "address", "", "host:port, or https URL for webhook (required)")
 	f.StringVar(&d.Format, "format", "ocsf", "body format: ocsf or cef")
-	f.StringVar(&tenant, "tenant", "", "tenant name; the destination then receives only that tenant's events")
+	f.StringVar(&d.Tenant, "tenant", "", "tenant id; the destination then receives only that tenant's events")
 	f.StringVar(&caFile, "ca", "", "PEM CA certificate(s) to pin (tls: required; webhook: optional)")
 	f.StringVar(&d.ServerName, "server-name", "", "name the receiver's certificate must carry (default: the address host)")
 	f.StringVar(&certFile, "client-cert", "", "PEM client certificate for mutual TLS")
 	f.StringVar(&keyFile, "client-key", "", "PEM client key for mutual TLS (sealed at rest)")
-	f.StringVar(&key, "hmac-key-file", "", "file holding the webhook HMAC key (sealed at rest)")
-	f.Int64Var(&d.BudgetBytes, "budget", siem.DefaultBudget, "outbox disk budget in bytes")
+	f.StringVar(&keyArg, "hmac-key-file", "", "file holding the webhook HMAC key (sealed at rest)")
+	f.Int64Var(&d.BudgetBytes, "budget", 0, "outbox disk budget in bytes (default the appliance's, 64 MiB)")
 	f.IntVar(&d.MaxMessage, "max-message", 0, "largest message the receiver accepts, in bytes (default 8192, udp 2048)")
+	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
-func newSiemListCmd(env *Env) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List SIEM destinations",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSiem(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ds, err := s.ob.Destinations(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return siemJSON(env, ds)
-			}
-			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tADDRESS\tFORMAT\tTENANT\tID")
-			for _, d := range ds {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Kind, d.Address, d.Format, siemDash(d.Tenant), d.ID)
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
-}
-
-func newSiemRemoveCmd(env *Env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a SIEM destination and discard its undelivered events (audited)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openSiem(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ctx := cmd.Context()
-			d, err := s.ob.Destination(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			var discarded int64
-			err = s.app.Store.InTx(ctx, func(tx *sql.Tx) error {
-				// Delete first: the audit entry of the removal must not be
-				// refused because this destination's outbox is full.
-				if discarded, err = s.ob.DeleteDestination(ctx, tx, d.ID); err != nil {
-					return err
-				}
-				details, _ := json.Marshal(map[string]any{"name": d.Name, "kind": d.Kind, "address": d.Address, "discarded": discarded})
-				_, err := s.ob.Append(ctx, tx, s.log, audit.Entry{Tenant: d.Tenant, ActorName: "cli", Action: audit.ActSIEMDestinationDelete,
-					Object: d.ID, Details: details})
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("siem rm: %w", err)
-			}
-			fmt.Fprintf(env.Stdout, "removed %s (%d undelivered events discarded)\n", d.Name, discarded)
-			return nil
-		},
-	}
-}
-
-func newSiemStatusCmd(env *Env) *cobra.Command {
+func newSiemStatusCmd(r *remote) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -241,39 +157,32 @@ func newSiemStatusCmd(env *Env) *cobra.Command {
 is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSiem(cmd, env)
-			if err != nil {
+			var items []json.RawMessage
+			if err := r.call("siem status", func(c *apiclient.Client) error {
+				var err error
+				items, err = c.List(cmd.Context(), "/siem/status", nil)
 				return err
-			}
-			defer s.Close()
-			st, err := s.ob.Statuses(cmd.Context())
-			if err != nil {
+			}); err != nil {
 				return err
 			}
 			unhealthy := 0
-			for _, x := range st {
+			for _, raw := range items {
+				var x struct {
+					Attempts   int64   `json:"consecutive_failures"`
+					BudgetUsed float64 `json:"budget_used"`
+				}
+				if err := json.Unmarshal(raw, &x); err != nil {
+					return fmt.Errorf("siem status: %w", err)
+				}
 				if x.Attempts > 0 || x.BudgetUsed >= 0.8 {
 					unhealthy++
 				}
 			}
-			if asJSON {
-				if err := siemJSON(env, st); err != nil {
-					return err
-				}
-			} else {
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tKIND\tSEQ\tDELIVERED\tPENDING\tBACKLOG\tLAG\tBUDGET\tFAILURES\tLAST ERROR")
-				for _, x := range st {
-					lastErr := "-"
-					if x.Attempts > 0 {
-						lastErr = fmt.Sprintf("%s (next try %s)", x.LastError, x.NextAttempt)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%.1f%% of %s\t%d (%d now)\t%s\n", x.Name, x.Kind, x.LastSeq, x.DeliveredSeq,
-						x.Pending, x.Backlog, x.Lag.Round(time.Second), x.BudgetUsed*100, siemBytes(x.BudgetBytes), x.Failures, x.Attempts, lastErr)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
+			cols := []column{{"NAME", "name"}, {"KIND", "kind"}, {"SEQ", "last_seq"}, {"DELIVERED", "delivered_seq"}, {"PENDING", "pending"},
+				{"BACKLOG", "audit_backlog"}, {"BUDGET USED", "budget_used"}, {"FAILURES", "failures"}, {"FAILING NOW", "consecutive_failures"},
+				{"NEXT TRY", "next_attempt_at"}, {"LAST ERROR", "last_error"}}
+			if err := printList(r.env, items, asJSON, cols); err != nil {
+				return err
 			}
 			if unhealthy > 0 {
 				return siemUnhealthy(unhealthy)
@@ -281,7 +190,7 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
@@ -290,51 +199,4 @@ type siemUnhealthy int
 
 func (n siemUnhealthy) Error() string {
 	return fmt.Sprintf("siem: %d destination(s) failing or near their budget", int(n))
-}
-
-func newSiemTestCmd(env *Env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "test NAME",
-		Short: "Send one test message (sequence number 0, outside the outbox) to a destination",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openSiem(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 2*siem.NetTimeout)
-			defer cancel()
-			if err := s.ob.NewWorker(siem.WorkerOptions{Now: env.Now}).SendTest(ctx, args[0]); err != nil {
-				return fmt.Errorf("siem test %s: %w", args[0], err)
-			}
-			fmt.Fprintf(env.Stdout, "test message sent to %s\n", args[0])
-			return nil
-		},
-	}
-}
-
-func siemJSON(env *Env, v any) error {
-	enc := json.NewEncoder(env.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func siemDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func siemBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
