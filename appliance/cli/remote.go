@@ -30,32 +30,17 @@ const (
 	EnvCertSHA256 = "FIQ_CERT_SHA256" // certificate pin when no credentials file holds one
 )
 
-// Exit codes of API errors (see apiExitCode).
-const (
-	ExitAuth      = 4 // not logged in, wrong or missing code, step-up refused
-	ExitForbidden = 5 // the role or tenant does not allow it
-	ExitNotFound  = 6 // no such object
-	ExitConflict  = 7 // already exists, or a state that does not allow it
-	ExitLocked    = 8 // tamper alarm, lock-out or rate limit: try later or acknowledge
-)
-
-// apiExitCode maps an API error code to the command's exit code. It is the
-// one place that does; when the shared error table (appliance/fault) lands
-// it switches over to that table's CLI codes.
+// apiExitCode maps an API error code to the command's exit code, the same
+// numbers the appliance's error table gives each code (appliance/fault):
+// 2 for a request the appliance found malformed, 1 for every other refusal
+// or failure. It is the one place that does; it switches over to
+// fault.ByCode when that table is merged.
 func apiExitCode(code string) int {
 	switch code {
-	case "invalid_argument", "too_large":
+	case "invalid_argument", "too_large", "method_not_allowed", "bad_config", "safety_key", "invalid_config":
 		return ExitUsage
-	case "unauthenticated", "step_up_required", "invalid_code", "code_replayed", "enrolment_required", "password_change_required":
-		return ExitAuth
-	case "forbidden", "csrf":
-		return ExitForbidden
-	case "not_found":
-		return ExitNotFound
-	case "conflict":
-		return ExitConflict
-	case "tamper_alarm", "locked_out", "rate_limited":
-		return ExitLocked
+	case "profile_invalid":
+		return ExitProfile
 	}
 	return ExitFailure
 }
@@ -76,8 +61,6 @@ func (e *remoteError) ExitCode() int {
 	switch {
 	case errors.As(e.err, &ae):
 		return apiExitCode(ae.Code)
-	case errors.Is(e.err, apiclient.ErrNoCredentials), errors.Is(e.err, apiclient.ErrNoStepUp), errors.Is(e.err, errNoInput):
-		return ExitAuth
 	case errors.Is(e.err, apiclient.ErrBadAddress), errors.Is(e.err, apiclient.ErrBadPin):
 		return ExitUsage
 	}
