@@ -1,0 +1,343 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"firewalliq/appliance"
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine to write while
+// the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// e2e is a real appliance served by the real 'serve' command on 127.0.0.1,
+// and a command line environment of its own (XDG_CONFIG_HOME in a temporary
+// directory) to drive it.
+type e2e struct {
+	t      *testing.T
+	res    appliance.InitResult
+	dir    string
+	addr   string
+	pin    string
+	xdg    string
+	now    atomic.Int64 // the appliance's clock, unix nanoseconds
+	logs   *syncBuffer
+	stop   func()
+	passwd string
+}
+
+// clock is the appliance's (and the test's) clock: real time plus whatever
+// advance() added, so that each TOTP code the test computes falls in a new
+// 30-second step (a code is accepted once).
+func (e *e2e) clock() time.Time { return time.Unix(0, e.now.Load()) }
+
+// code moves the clock to the next TOTP step and returns the code for it.
+func (e *e2e) code() string {
+	e.t.Helper()
+	e.now.Add(int64(30 * time.Second))
+	c, err := auth.TOTPCode(e.res.TOTPSecret, e.clock())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// startE2E initialises a data directory and runs 'serve' on it, in-process,
+// on a random loopback port.
+func startE2E(t *testing.T) *e2e {
+	t.Helper()
+	e := &e2e{t: t, dir: filepath.Join(t.TempDir(), "data"), xdg: t.TempDir(), logs: &syncBuffer{}}
+	e.now.Store(time.Now().UnixNano())
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = e.dir
+	res, err := appliance.Init(context.Background(), cfg, appliance.InitOptions{Admin: "root", Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.res = res
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	env := &Env{Stdin: strings.NewReader(""), Stdout: e.logs, Stderr: e.logs, Getenv: func(string) string { return "" },
+		Environ: func() []string { return nil }, Now: e.clock}
+	go func() { done <- Run(ctx, env, []string{"serve", "--data", e.dir, "--listen", "127.0.0.1:0"}) }()
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("serve exited %d:\n%s", code, e.logs.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("serve did not stop")
+			}
+		})
+	}
+	t.Cleanup(e.stop)
+	listening := regexp.MustCompile(`listening on (https://[0-9.:]+) \(certificate SHA-256 ([0-9a-f]{64})\)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(e.logs.String()); m != nil {
+			e.addr, e.pin = m[1], m[2]
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d:\n%s", code, e.logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if e.addr == "" {
+		t.Fatalf("serve did not say where it listens:\n%s", e.logs.String())
+	}
+	if e.pin != res.CertFingerprint {
+		t.Fatalf("serve printed pin %s, init %s", e.pin, res.CertFingerprint)
+	}
+	return e
+}
+
+// run runs the command line with stdin and returns its exit code and output.
+func (e *e2e) run(stdin string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), e.env(strings.NewReader(stdin), &out, &errb), args)
+	return code, out.String(), errb.String()
+}
+
+func (e *e2e) env(stdin io.Reader, stdout, stderr io.Writer) *Env {
+	vars := map[string]string{"XDG_CONFIG_HOME": e.xdg}
+	return &Env{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: func(k string) string { return vars[k] },
+		Environ: func() []string { return nil }, Now: e.clock}
+}
+
+// must runs a command that must succeed.
+func (e *e2e) must(stdin string, args ...string) string {
+	e.t.Helper()
+	code, out, stderr := e.run(stdin, args...)
+	if code != 0 {
+		e.t.Fatalf("%v: exit %d\nstdout: %s\nstderr: %s\nserver: %s", args, code, out, stderr, e.logs.String())
+	}
+	return out
+}
+
+// firstLogin logs the init admin in through the whole first-login flow
+// with --json, the way a script would: it reads the enrolment line from
+// the command's standard output before writing the code.
+func (e *e2e) firstLogin() {
+	t := e.t
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(context.Background(), e.env(inR, outW, &errb), []string{"login", "--addr", e.addr, "--user", "root", "--cert-sha256", e.pin, "--json"})
+		outW.Close()
+	}()
+	fmt.Fprintln(inW, e.res.OneTimePassword)
+	lines := bufio.NewScanner(outR)
+	if !lines.Scan() {
+		t.Fatalf("login printed nothing; stderr %s; server %s", errb.String(), e.logs.String())
+	}
+	var en map[string]string
+	if err := json.Unmarshal(lines.Bytes(), &en); err != nil || len(en) != 2 || en["totp_secret"] != e.res.TOTPSecret || !strings.HasPrefix(en["totp_url"], "otpauth://") {
+		t.Fatalf("enrolment line %q (%v): want exactly {totp_secret, totp_url} with init's secret", lines.Text(), err)
+	}
+	e.passwd = "a new long password 1"
+	fmt.Fprintf(inW, "%s\n%s\n", e.code(), e.passwd)
+	inW.Close()
+	if !lines.Scan() {
+		t.Fatalf("login printed no result; stderr %s; server %s", errb.String(), e.logs.String())
+	}
+	var result struct {
+		User          string   `json:"user"`
+		RecoveryCodes []string `json:"recovery_codes"`
+	}
+	if err := json.Unmarshal(lines.Bytes(), &result); err != nil || result.User != "root" || len(result.RecoveryCodes) == 0 {
+		t.Fatalf("login result %q: %v", lines.Text(), err)
+	}
+	go io.Copy(io.Discard, outR)
+	if code := <-done; code != 0 {
+		t.Fatalf("login exit %d: %s", code, errb.String())
+	}
+}
+
+func (e *e2e) credentialsPath() string {
+	return filepath.Join(e.xdg, "firewalliq", "credentials")
+}
+
+// destinations lists SIEM destination names through the API.
+func (e *e2e) destinations() []string {
+	var ds []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal([]byte(e.must("", "siem", "list", "--json")), &ds); err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	for _, d := range ds {
+		names = append(names, d.Name)
+	}
+	return names
+}
+
+// TestCLIAgainstServer drives the command line against a real 'serve':
+// first login with TOTP enrolment and a password change, users, SIEM
+// destinations refused without a step-up code and accepted with one, and
+// logout. Every change lands in the audit log under the user's name.
+func TestCLIAgainstServer(t *testing.T) {
+	e := startE2E(t)
+
+	// A wrong pin is refused before anything is sent.
+	wrong := strings.Repeat("0", 64)
+	if code, _, stderr := e.run("x\n", "login", "--addr", e.addr, "--user", "root", "--cert-sha256", wrong); code == 0 || !strings.Contains(stderr, "pinned SHA-256") {
+		t.Fatalf("wrong pin: exit %d, %s", code, stderr)
+	}
+
+	e.firstLogin()
+	st, err := os.Stat(e.credentialsPath())
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v, %v", st, err)
+	}
+
+	// user add: step-up code on standard input; --json prints the
+	// one-time password once.
+	out := e.must(e.code()+"\n", "user", "add", "--name", "bob", "--role", "operator", "--tenant", e.res.TenantID, "--json")
+	var bob struct{ ID, Name, Role, One string }
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatalf("user add --json: %q: %v", out, err)
+	}
+	bob.ID, bob.Name, bob.Role, bob.One = raw["id"], raw["name"], raw["role"], raw["one_time_password"]
+	if bob.ID == "" || bob.Name != "bob" || bob.Role != "operator" || len(bob.One) < auth.MinPasswordLength || len(raw) != 4 {
+		t.Fatalf("user add --json: %q", out)
+	}
+	var users []map[string]any
+	if err := json.Unmarshal([]byte(e.must("", "user", "list", "--tenant", e.res.TenantID, "--json")), &users); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, u := range users {
+		found = found || u["name"] == "bob"
+	}
+	if !found {
+		t.Fatalf("user list lacks bob: %v", users)
+	}
+
+	// siem add: without a code on standard input it is refused and
+	// nothing is stored; with one it is added.
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	add := []string{"siem", "add", "--name", "soc", "--kind", "udp", "--address", udp.LocalAddr().String()}
+	code, _, stderr := e.run("", add...)
+	if code == 0 || !strings.Contains(stderr, "step-up") || !strings.Contains(stderr, "standard input ended") {
+		t.Fatalf("siem add without a code: exit %d, %s", code, stderr)
+	}
+	if ds := e.destinations(); len(ds) != 0 {
+		t.Fatalf("refused siem add stored %v", ds)
+	}
+	// A wrong code is refused too.
+	if code, _, stderr := e.run("000000\n", add...); code == 0 || !strings.Contains(stderr, "invalid_code") {
+		t.Fatalf("siem add with a wrong code: exit %d, %s", code, stderr)
+	}
+	e.must(e.code()+"\n", add...)
+	if ds := e.destinations(); len(ds) != 1 || ds[0] != "soc" {
+		t.Fatalf("destinations after add: %v", ds)
+	}
+
+	// siem rm likewise.
+	if code, _, stderr := e.run("", "siem", "rm", "soc"); code == 0 || !strings.Contains(stderr, "step-up") {
+		t.Fatalf("siem rm without a code: exit %d, %s", code, stderr)
+	}
+	if ds := e.destinations(); len(ds) != 1 {
+		t.Fatalf("refused siem rm removed it: %v", ds)
+	}
+	if out := e.must(e.code()+"\n", "siem", "rm", "soc"); !strings.Contains(out, "removed soc") {
+		t.Fatalf("siem rm: %q", out)
+	}
+	if ds := e.destinations(); len(ds) != 0 {
+		t.Fatalf("destinations after rm: %v", ds)
+	}
+
+	// logout ends the session and removes the file; the session no longer
+	// works even with a copy of the file.
+	cred, err := apiclient.LoadCredentials(e.credentialsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.must("", "logout")
+	if _, err := os.Stat(e.credentialsPath()); !os.IsNotExist(err) {
+		t.Fatalf("credentials file after logout: %v", err)
+	}
+	if code, _, stderr := e.run("", "user", "list"); code == 0 || !strings.Contains(stderr, "not logged in") {
+		t.Fatalf("user list after logout: exit %d, %s", code, stderr)
+	}
+	if err := apiclient.SaveCredentials(e.credentialsPath(), cred); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := e.run("", "user", "list"); code == 0 || !strings.Contains(stderr, "unauthenticated") {
+		t.Fatalf("old session after logout: exit %d, %s", code, stderr)
+	}
+
+	// The audit log has every change under root's name, and verifies.
+	e.stop()
+	db, err := sql.Open("sqlite", store.DSN(filepath.Join(e.dir, appliance.DatabaseFile), true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	es, err := audit.ReadEntries(context.Background(), db, 1, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[audit.Action]bool{audit.ActUserCreate: false, audit.ActSIEMDestinationCreate: false, audit.ActSIEMDestinationDelete: false}
+	for _, en := range es {
+		if _, ok := want[en.Action]; ok && en.ActorName == "root" && en.ActorIP == "127.0.0.1" {
+			want[en.Action] = true
+		}
+	}
+	for a, seen := range want {
+		if !seen {
+			t.Errorf("no %s entry by root from 127.0.0.1", a)
+		}
+	}
+	if code, out, stderr := e.run("", "audit", "verify", "--data", e.dir); code != 0 {
+		t.Fatalf("audit verify: %s %s", out, stderr)
+	}
+}
