@@ -233,16 +233,16 @@ func newTokenCmd(r *remote) *cobra.Command {
 	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
 	jsonFlag(create, &asJSON)
 	return newGroup("token", "API tokens (through the API)", create,
-		listCmd(r, "list", "List API tokens", "/tokens", true, tokenCols, nil),
-		actionCmd(r, "revoke TOKEN_ID", "Revoke an API token", http.MethodDelete, "/tokens/%s", nil, "revoked %s", true),
+		listCmd(r, "list", "List API tokens", "/tokens", false, tokenCols, nil),
+		actionCmd(r, "revoke TOKEN_ID", "Revoke an API token", http.MethodDelete, "/tokens/%s", nil, "revoked %s", false),
 	)
 }
 
 func newSupportCmd(r *remote) *cobra.Command {
 	var (
-		user, reason, tenant string
-		ttl                  time.Duration
-		asJSON               bool
+		user, reason string
+		ttl          time.Duration
+		asJSON       bool
 	)
 	open := &cobra.Command{
 		Use:   "open --support-user USER_ID --ttl D --reason TEXT",
@@ -254,7 +254,7 @@ func newSupportCmd(r *remote) *cobra.Command {
 			}
 			return r.call("support open", func(c *apiclient.Client) error {
 				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/support", tenantQuery(tenant), map[string]string{"support_user": user, "ttl": ttl.String(), "reason": reason}, &out); err != nil {
+				if err := c.Post(cmd.Context(), "/support", map[string]string{"support_user": user, "ttl": ttl.String(), "reason": reason}, &out); err != nil {
 					return err
 				}
 				if asJSON {
@@ -268,11 +268,10 @@ func newSupportCmd(r *remote) *cobra.Command {
 	f.StringVar(&user, "support-user", "", "id of the support user (required)")
 	f.DurationVar(&ttl, "ttl", 0, "how long the ticket lasts, e.g. 4h (required)")
 	f.StringVar(&reason, "reason", "", "why (required; kept in the audit entry)")
-	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
 	jsonFlag(open, &asJSON)
 	return newGroup("support", "Support tickets (through the API)", open,
-		actionCmd(r, "close TICKET_ID", "Close a support ticket early", http.MethodPost, "/support/%s/close", nil, "closed %s", true),
-		listCmd(r, "list", "List support tickets", "/support", true, ticketCols, nil),
+		actionCmd(r, "close TICKET_ID", "Close a support ticket early", http.MethodPost, "/support/%s/close", nil, "closed %s", false),
+		listCmd(r, "list", "List support tickets", "/support", false, ticketCols, nil),
 	)
 }
 
@@ -284,8 +283,17 @@ func newApprovalCmd(r *remote) *cobra.Command {
 				return nil, usagef("approval deny: --reason is required")
 			}
 			return map[string]string{"reason": reason}, nil
-		}, "denied %s", true)
+		}, "denied %s", false)
 	deny.Flags().StringVar(&reason, "reason", "", "why (required; kept in the audit entry)")
+	var voidReason string
+	void := actionCmd(r, "void REQUEST_ID --reason TEXT", "Withdraw a request (requesters may void their own)", http.MethodPost, "/approvals/%s/void",
+		func() (any, error) {
+			if strings.TrimSpace(voidReason) == "" {
+				return nil, usagef("approval void: --reason is required")
+			}
+			return map[string]string{"reason": voidReason}, nil
+		}, "voided %s", false)
+	void.Flags().StringVar(&voidReason, "reason", "", "why (required; kept in the audit entry)")
 	var showJSON bool
 	show := &cobra.Command{
 		Use:   "show REQUEST_ID",
@@ -306,7 +314,7 @@ func newApprovalCmd(r *remote) *cobra.Command {
 	}
 	jsonFlag(show, &showJSON)
 	return newGroup("approval", "Dual-approval requests (through the API)",
-		listCmd(r, "list [--status pending|approved|denied|void]", "List approval requests", "/approvals", true, approvCols, func(cmd *cobra.Command, q url.Values) {
+		listCmd(r, "list [--status pending|approved|denied|void]", "List approval requests", "/approvals", false, approvCols, func(cmd *cobra.Command, q url.Values) {
 			var status string
 			cmd.Flags().StringVar(&status, "status", "", "only requests in this status")
 			prev := cmd.RunE
@@ -318,8 +326,9 @@ func newApprovalCmd(r *remote) *cobra.Command {
 			}
 		}),
 		show,
-		actionCmd(r, "approve REQUEST_ID", "Approve another person's request (step-up)", http.MethodPost, "/approvals/%s/approve", nil, "approved %s", true),
+		actionCmd(r, "approve REQUEST_ID", "Approve another person's request (step-up)", http.MethodPost, "/approvals/%s/approve", nil, "approved %s", false),
 		deny,
+		void,
 	)
 }
 

@@ -95,6 +95,9 @@ type Error struct {
 type Challenge struct {
 	Operation string `json:"operation"`
 	Request   string `json:"request"`
+	// Tenant is where the operation acts ("" for the caller's own); it is
+	// passed back with the code.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 func (e *Error) Error() string {
@@ -290,8 +293,10 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, 
 	if serr != nil {
 		return fmt.Errorf("step-up: %w", serr)
 	}
-	grant := map[string]string{"operation": ae.StepUp.Operation, "request": ae.StepUp.Request, "code": code}
-	gb, _ := json.Marshal(grant)
+	gb, _ := json.Marshal(struct {
+		Challenge
+		Code string `json:"code"`
+	}{*ae.StepUp, code})
 	if err := c.once(ctx, http.MethodPost, StepUpPath, nil, gb, nil); err != nil {
 		return fmt.Errorf("step-up: %w", err)
 	}

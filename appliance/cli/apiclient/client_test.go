@@ -112,7 +112,7 @@ func (s *stepUpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stepUps++
 		var g map[string]string
 		json.Unmarshal(body, &g)
-		if g["code"] != "123456" || g["operation"] != "things.make" || g["request"] != `{"name":"x"}` {
+		if g["code"] != "123456" || g["operation"] != "things.make" || g["request"] != `{"name":"x"}` || g["tenant"] != "t1" || len(g) != 4 {
 			w.WriteHeader(401)
 			io.WriteString(w, `{"error":{"code":"invalid_code","message":"invalid code"}}`)
 			return
@@ -123,7 +123,7 @@ func (s *stepUpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.bodies = append(s.bodies, string(body))
 		if !s.granted || s.alwaysAsk {
 			w.WriteHeader(401)
-			io.WriteString(w, `{"error":{"code":"step_up_required","message":"step-up","step_up":{"operation":"things.make","request":"{\"name\":\"x\"}"}}}`)
+			io.WriteString(w, `{"error":{"code":"step_up_required","message":"step-up","step_up":{"operation":"things.make","request":"{\"name\":\"x\"}","tenant":"t1"}}}`)
 			return
 		}
 		s.granted = false
