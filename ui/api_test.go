@@ -385,7 +385,9 @@ func TestFirstRun(t *testing.T) {
 		t.Fatalf("cookie %+v", ck)
 	}
 	rec = f.do(request{method: "POST", path: "/api/v1/auth/enrol", cookie: l.Token})
-	var en struct{ TOTPSecret string `json:"totp_secret"` }
+	var en struct {
+		TOTPSecret string `json:"totp_secret"`
+	}
 	decode(t, rec, &en)
 	if rec.Code != 200 || en.TOTPSecret != f.init.TOTPSecret {
 		t.Fatalf("enrol: %d %s", rec.Code, rec.Body)
