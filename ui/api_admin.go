@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -10,26 +9,6 @@ import (
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
 )
-
-// challenged attaches the step-up challenge to a step_up_required refusal of
-// one of the auth service's own operations, whose canonical request is
-// auth.OpRequest(op, pinned tenant, args). Other errors pass through.
-func (s *Server) challenged(err error, p auth.Principal, op auth.Operation, tenant string, args map[string]string) error {
-	if !errors.Is(err, auth.ErrStepUpRequired) {
-		return err
-	}
-	pin := tenant
-	switch op {
-	case auth.OpRecoveryCodes, auth.OpTenantCreate:
-		// Self-service and appliance-wide operations act in the tenant as
-		// named ("").
-	default:
-		if !p.ApplianceAdmin() {
-			pin = p.TenantID
-		}
-	}
-	return &stepUpError{err: err, ch: challenge{Operation: string(op), Request: string(auth.OpRequest(op, pin, args)), Tenant: pin}}
-}
 
 type tenantOut struct {
 	ID        string `json:"id"`
@@ -63,7 +42,7 @@ func (s *Server) createTenant(c echo.Context) error {
 	p := principal(c)
 	t, err := s.d.Auth.CreateTenant(c.Request().Context(), p, in.Name, "")
 	if err != nil {
-		return s.challenged(err, p, auth.OpTenantCreate, "", map[string]string{"name": trimmed(in.Name)})
+		return err
 	}
 	return c.JSON(http.StatusCreated, tenantOut{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt})
 }
@@ -118,7 +97,7 @@ func (s *Server) createUser(c echo.Context) error {
 	p := principal(c)
 	u, otp, err := s.d.Auth.CreateUser(c.Request().Context(), p, tenant, auth.NewUser{Name: in.Name, Role: in.Role}, "")
 	if err != nil {
-		return s.challenged(err, p, auth.OpUserCreate, tenant, map[string]string{"name": trimmed(in.Name), "role": in.Role})
+		return err
 	}
 	out := userOf(u)
 	out.OneTimePassword = otp
@@ -134,7 +113,7 @@ func (s *Server) setRole(c echo.Context) error {
 	}
 	p, id, tenant := principal(c), c.Param("id"), tenantParam(c)
 	if err := s.d.Auth.SetRole(c.Request().Context(), p, tenant, id, in.Role, ""); err != nil {
-		return s.challenged(err, p, auth.OpUserRoleChange, tenant, map[string]string{"id": id, "role": in.Role})
+		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
@@ -145,7 +124,7 @@ func (s *Server) disableUser(c echo.Context) error {
 	}
 	p, id, tenant := principal(c), c.Param("id"), tenantParam(c)
 	if err := s.d.Auth.DisableUser(c.Request().Context(), p, tenant, id, ""); err != nil {
-		return s.challenged(err, p, auth.OpUserDisable, tenant, map[string]string{"id": id})
+		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
@@ -156,7 +135,7 @@ func (s *Server) resetTOTP(c echo.Context) error {
 	}
 	p, id, tenant := principal(c), c.Param("id"), tenantParam(c)
 	if err := s.d.Auth.ResetTOTP(c.Request().Context(), p, tenant, id, ""); err != nil {
-		return s.challenged(err, p, auth.OpUserTOTPReset, tenant, map[string]string{"id": id})
+		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
@@ -212,10 +191,7 @@ func (s *Server) createToken(c echo.Context) error {
 	nt := auth.NewToken{Name: in.Name, Role: in.Role, TTL: ttl, Tenant: in.Tenant}
 	secret, info, err := s.d.Auth.CreateToken(c.Request().Context(), p, nt, "")
 	if err != nil {
-		if ttl == 0 {
-			ttl = s.d.Auth.Params().TokenDefaultTTL
-		}
-		return s.challenged(err, p, auth.OpTokenCreate, in.Tenant, map[string]string{"name": trimmed(in.Name), "role": in.Role, "ttl": ttl.String()})
+		return err
 	}
 	out := tokenOf(info)
 	out.Token = secret
@@ -277,7 +253,7 @@ func (s *Server) openSupport(c echo.Context) error {
 	p := principal(c)
 	t, err := s.d.Auth.OpenSupport(c.Request().Context(), p, in.SupportUser, ttl, in.Reason, "")
 	if err != nil {
-		return s.challenged(err, p, auth.OpSupportOpen, "", map[string]string{"id": in.SupportUser, "ttl": ttl.String(), "reason": trimmed(in.Reason)})
+		return err
 	}
 	return c.JSON(http.StatusCreated, ticketOf(t))
 }
@@ -351,13 +327,6 @@ func (s *Server) approve(c echo.Context) error {
 	ctx, p, id := c.Request().Context(), principal(c), c.Param("id")
 	a, err := s.d.Auth.Approve(ctx, p, id, "")
 	if err != nil {
-		if errors.Is(err, auth.ErrStepUpRequired) {
-			// The approver's step-up binds to the request's hash, which
-			// the approver may read (the refusal came after that check).
-			if cur, gerr := s.d.Auth.GetApproval(ctx, p, id); gerr == nil {
-				return &stepUpError{err: err, ch: challenge{Operation: string(auth.OpApprovalGrant), Request: string(auth.ApproveRequest(id, cur.RequestSHA256)), Tenant: cur.TenantID}}
-			}
-		}
 		return err
 	}
 	return c.JSON(http.StatusOK, approvalOf(a))

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -186,7 +185,6 @@ func (s *Server) stepUp(c echo.Context) error {
 	var in struct {
 		Operation string `json:"operation"`
 		Request   string `json:"request"`
-		Tenant    string `json:"tenant"`
 		Code      string `json:"code"`
 	}
 	if err := decodeJSON(c, &in); err != nil {
@@ -195,17 +193,7 @@ func (s *Server) stepUp(c echo.Context) error {
 	if in.Operation == "" || in.Request == "" {
 		return apiError("invalid_argument", "operation and request are required (copy them from the step_up challenge)")
 	}
-	tenant := in.Tenant
-	if tenant == "" {
-		// Auth operations encode their tenant in the canonical request.
-		var req struct {
-			Tenant string `json:"tenant"`
-		}
-		if json.Unmarshal([]byte(in.Request), &req) == nil {
-			tenant = req.Tenant
-		}
-	}
-	g, err := s.d.Auth.StepUp(c.Request().Context(), principal(c), auth.Operation(in.Operation), tenant, []byte(in.Request), in.Code)
+	g, err := s.d.Auth.StepUpFor(c.Request().Context(), principal(c), auth.Operation(in.Operation), []byte(in.Request), in.Code)
 	if err != nil {
 		return err
 	}
@@ -213,10 +201,9 @@ func (s *Server) stepUp(c echo.Context) error {
 }
 
 func (s *Server) regenerateRecoveryCodes(c echo.Context) error {
-	p := principal(c)
-	codes, err := s.d.Auth.RegenerateRecoveryCodes(c.Request().Context(), p, "")
+	codes, err := s.d.Auth.RegenerateRecoveryCodes(c.Request().Context(), principal(c), "")
 	if err != nil {
-		return s.challenged(err, p, auth.OpRecoveryCodes, "", nil)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"recovery_codes": codes})
 }

@@ -26,7 +26,7 @@ func (f *fixture) stepUp(as string, rec interface{ Bytes() []byte }) {
 	}
 	ch := e.Error.StepUp
 	r := f.do(request{method: "POST", path: "/api/v1/auth/step-up", as: as,
-		body: jsonBody(map[string]string{"operation": ch.Operation, "request": ch.Request, "tenant": ch.Tenant, "code": f.code(as)})})
+		body: jsonBody(map[string]string{"operation": ch.Operation, "request": ch.Request, "code": f.code(as)})})
 	if r.Code != 200 {
 		f.t.Fatalf("step-up: %d %s", r.Code, r.Body)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/fault"
 )
 
@@ -25,15 +26,12 @@ type errorDetail struct {
 }
 
 // challenge names the operation and the exact canonical request a step-up
-// grant must be bound to.
+// grant must be bound to (auth.StepUpChallenge).
 type challenge struct {
 	Operation string `json:"operation"`
-	// Request is the canonical request (JSON or text, as the service
-	// encodes it), passed back verbatim.
+	// Request is the canonical request (JSON with sorted keys), passed
+	// back byte for byte.
 	Request string `json:"request"`
-	// Tenant is where the operation acts ("" for the caller's own tenant);
-	// pass it back with the step-up.
-	Tenant string `json:"tenant,omitempty"`
 }
 
 // httpError is an error the HTTP layer makes itself (bad JSON, an oversized
@@ -46,16 +44,6 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 func apiError(code, msg string) error { return &httpError{code: code, msg: msg} }
-
-// stepUpError decorates a service's step-up refusal with the challenge the
-// client needs to answer it.
-type stepUpError struct {
-	err error
-	ch  challenge
-}
-
-func (e *stepUpError) Error() string { return e.err.Error() }
-func (e *stepUpError) Unwrap() error { return e.err }
 
 // errorHandler is the one place an error becomes an answer: it classifies
 // the error with package fault, answers {"error": {code, message,
@@ -101,10 +89,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 			slog.String("request_id", id), slog.String("route", c.Path()), slog.String("code", class.Code), slog.String("error", err.Error()))
 	}
 	body := errorBody{Error: errorDetail{Code: class.Code, Message: msg, RequestID: id}}
-	var su *stepUpError
+	var su *auth.StepUpChallenge
 	if class.Code == fault.CodeStepUpRequired && errors.As(err, &su) {
-		ch := su.ch
-		body.Error.StepUp = &ch
+		body.Error.StepUp = &challenge{Operation: string(su.Op), Request: string(su.Request)}
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(class.HTTP)

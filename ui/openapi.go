@@ -108,7 +108,7 @@ func schemas() map[string]any {
 	return map[string]any{
 		"Error": obj([]string{"error"}, map[string]any{"error": obj([]string{"code", "message", "request_id"}, map[string]any{
 			"code": str(), "message": str(), "request_id": str(),
-			"step_up": obj([]string{"operation", "request"}, map[string]any{"operation": str(), "request": str(), "tenant": str()}),
+			"step_up": obj([]string{"operation", "request"}, map[string]any{"operation": str(), "request": str()}),
 		})}),
 		"Health":  obj([]string{"status"}, map[string]any{"status": str()}),
 		"Ready":   obj([]string{"status", "problems", "details"}, map[string]any{"status": str(), "problems": arrayOf(str()), "details": map[string]any{"type": "object"}}),
@@ -122,7 +122,7 @@ func schemas() map[string]any {
 			"session_id": str(), "must_change_password": boolean(), "expires_at": when(), "recovery_codes": arrayOf(str())}),
 		"Enrolment":      obj([]string{"totp_secret", "totp_url", "qr_png"}, map[string]any{"totp_secret": str(), "totp_url": str(), "qr_png": map[string]any{"type": "string", "contentEncoding": "base64"}}),
 		"PasswordChange": obj([]string{"old_password", "new_password"}, map[string]any{"old_password": str(), "new_password": str()}),
-		"StepUpRequest":  obj([]string{"operation", "request", "code"}, map[string]any{"operation": str(), "request": str(), "tenant": str(), "code": str()}),
+		"StepUpRequest":  obj([]string{"operation", "request", "code"}, map[string]any{"operation": str(), "request": str(), "code": str()}),
 		"StepUpGrant":    obj([]string{"id", "operation", "expires_at"}, map[string]any{"id": str(), "operation": str(), "expires_at": when()}),
 		"Session": obj([]string{"id", "current", "ip", "user_agent", "created_at", "last_seen", "expires_at"}, map[string]any{
 			"id": str(), "current": boolean(), "ip": str(), "user_agent": str(), "created_at": when(), "last_seen": when(), "expires_at": when()}),

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/keyring"
 	"firewalliq/audit"
 	"firewalliq/ui"
@@ -39,7 +39,7 @@ func newServeCmd(env *Env) *cobra.Command {
 			console, err := ui.New(ui.Deps{
 				Auth:    app.Auth,
 				Status:  func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
-				Version: versionInfo(),
+				Version: buildinfo.Get(),
 				Logger:  logger,
 				Now:     env.Now,
 			})
@@ -93,21 +93,6 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// versionInfo is the build information /api/v1/version serves.
-func versionInfo() map[string]string {
-	out := map[string]string{"name": "firewalliq"}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		out["go"] = bi.GoVersion
-		out["version"] = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				out["revision"] = s.Value
-			}
-		}
-	}
-	return out
 }
 
 // applianceStatus gathers what /readyz and /metrics report. It only reads.
