@@ -103,9 +103,10 @@ func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
 		st.StoreError = "store unavailable"
 		return st
 	}
-	if cp, err := audit.LatestStoredCheckpoint(ctx, db); err == nil {
-		st.AuditCheckpointSize = cp.Size
-		st.AuditSize = cp.Size
+	if as, err := audit.ReadStats(ctx, db); err != nil {
+		st.Errors = append(st.Errors, "audit size unreadable")
+	} else {
+		st.AuditSize, st.AuditCheckpointSize, st.AuditCheckpointAt = as.Size, as.CheckpointSize, as.CheckpointTime
 	}
 	if alarm, raised, err := audit.CurrentAlarm(ctx, db); err != nil {
 		st.Errors = append(st.Errors, "audit alarm state unreadable")
