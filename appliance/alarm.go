@@ -12,9 +12,11 @@ import (
 
 // AlarmAckCanonical is the canonical request a tamper-alarm acknowledgement's
 // step-up is bound to: the alarm's entry and the admin's comment, so a code
-// given for one acknowledgement cannot be replayed for another.
+// given for one acknowledgement cannot be replayed for another. It is an
+// auth.OpRequest (JSON, tenant ""), so a client can answer the step-up
+// challenge with auth.Service.StepUpFor.
 func AlarmAckCanonical(alarmSeq int64, comment string) []byte {
-	return []byte("audit.alarm.ack\nalarm=" + strconv.FormatInt(alarmSeq, 10) + "\ncomment=" + strconv.Quote(comment) + "\n")
+	return auth.OpRequest(auth.OpAuditAlarmAck, "", map[string]string{"alarm": strconv.FormatInt(alarmSeq, 10), "comment": comment})
 }
 
 // AcknowledgeTamperAlarm lets an appliance admin acknowledge the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"firewalliq/appliance/store"
@@ -84,12 +85,29 @@ type Deps struct {
 
 // Service is identity and access.
 type Service struct {
-	st    *store.Store
-	log   *audit.Log
-	keys  Keys
-	now   func() time.Time
-	p     Params
-	dummy string // a password hash for unknown users, so timing is alike
+	st   *store.Store
+	log  *audit.Log
+	keys Keys
+	now  func() time.Time
+	p    Params
+	// dummy is a password hash to verify against for unknown users, so a
+	// login's timing does not say whether the name exists. It is made on
+	// the first such login (argon2id costs Params.Argon memory, 64 MiB by
+	// default), not at construction: a CLI command that opens the
+	// appliance and never logs anyone in must not pay for it.
+	dummyOnce sync.Once
+	dummy     string
+}
+
+// dummyHash returns the hash that unknown users' passwords are checked
+// against, making it on first use.
+func (s *Service) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		// The password is long enough and crypto/rand does not fail
+		// (Go 1.24), so HashPasswordWith cannot return an error here.
+		s.dummy, _ = HashPasswordWith(s.p.Argon, "not a password anyone has")
+	})
+	return s.dummy
 }
 
 // NewService checks deps and returns a Service.
@@ -101,11 +119,6 @@ func NewService(d Deps) (*Service, error) {
 		d.Now = time.Now
 	}
 	s := &Service{st: d.Store, log: d.Log, keys: d.Keys, now: d.Now, p: d.Params.withDefaults()}
-	dummy, err := HashPasswordWith(s.p.Argon, "not a password anyone has")
-	if err != nil {
-		return nil, err
-	}
-	s.dummy = dummy
 	return s, nil
 }
 

@@ -263,7 +263,7 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	if errors.Is(err, store.ErrNotFound) {
 		// Spend the same time as a real check, so response time does not
 		// reveal which names exist.
-		_ = VerifyPassword(s.dummy, password)
+		_ = VerifyPassword(s.dummyHash(), password)
 		return Login{}, s.loginFailed(ctx, anon, store.User{}, "unknown user", ErrUnauthenticated)
 	}
 	if err != nil {
@@ -279,7 +279,7 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 		return Login{}, fail(u, "locked until "+st.LockedUntil.Format(time.RFC3339), fmt.Errorf("%w until %s", ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
 	}
 	if u.Disabled {
-		_ = VerifyPassword(s.dummy, password)
+		_ = VerifyPassword(s.dummyHash(), password)
 		return Login{}, s.loginFailed(ctx, anon, u, "user disabled", ErrUnauthenticated)
 	}
 	if err := VerifyPassword(u.PasswordHash, password); err != nil {

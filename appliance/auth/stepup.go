@@ -30,6 +30,30 @@ func OpRequest(op Operation, tenant string, args map[string]string) []byte {
 	return b
 }
 
+// StepUpChallenge is the error an operation returns when it needs a step-up
+// and no grant for its exact request exists: it says what to step up for.
+// errors.Is(err, ErrStepUpRequired) holds for it, and errors.As finds it
+// through any wrapping. A client shows the user the operation, collects a
+// fresh TOTP code, calls StepUpFor with Op and Request unchanged, and then
+// repeats the original call, which spends the grant.
+type StepUpChallenge struct {
+	// Op is the operation to step up for.
+	Op Operation
+	// Request is the operation's canonical request: JSON with sorted keys
+	// and a "tenant" member (see OpRequest). It holds no secrets (services
+	// put digests of secret arguments in it), so it may be shown to the
+	// client that made the call.
+	Request []byte
+}
+
+// Error says which operation needs a step-up.
+func (c *StepUpChallenge) Error() string {
+	return string(c.Op) + ": " + ErrStepUpRequired.Error()
+}
+
+// Is makes errors.Is(c, ErrStepUpRequired) true.
+func (c *StepUpChallenge) Is(target error) bool { return target == ErrStepUpRequired }
+
 // StepUpGrant is a recorded step-up: usable once, for its operation and
 // request, until ExpiresAt.
 type StepUpGrant struct {
@@ -63,6 +87,53 @@ func (s *Service) StepUp(ctx context.Context, p Principal, op Operation, tenant 
 		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, err)
 	}
 	return g, nil
+}
+
+// StepUpFor is StepUp for a client answering a StepUpChallenge: request is
+// the challenge's Request, byte for byte. The tenant the operation acts in
+// is read from the request's "tenant" member (absent or "" means p's own
+// tenant), p must be allowed op there, and the grant is bound to
+// SHA-256(request). If the request names an operation ("op"), it must be
+// op. A request that is not a JSON object wraps ErrInvalid.
+func (s *Service) StepUpFor(ctx context.Context, p Principal, op Operation, request []byte, code string) (StepUpGrant, error) {
+	tenant, err := requestTenant(op, request)
+	if err != nil {
+		return StepUpGrant{}, fmt.Errorf("step-up for %s: %w", op, err)
+	}
+	return s.StepUp(ctx, p, op, tenant, request, code)
+}
+
+// maxRequestLen bounds a canonical request given to StepUpFor; real ones
+// are a few hundred bytes.
+const maxRequestLen = 64 << 10
+
+// requestTenant reads the "tenant" member of a canonical request, and
+// checks its "op" member (if any) against op.
+func requestTenant(op Operation, request []byte) (string, error) {
+	if len(request) == 0 || len(request) > maxRequestLen {
+		return "", fmt.Errorf("%w: request must be 1..%d bytes", ErrInvalid, maxRequestLen)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(request, &m); err != nil || m == nil {
+		return "", fmt.Errorf("%w: request is not a JSON object", ErrInvalid)
+	}
+	str := func(key string) (string, error) {
+		raw, ok := m[key]
+		if !ok {
+			return "", nil
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return "", fmt.Errorf("%w: request member %q is not a string", ErrInvalid, key)
+		}
+		return v, nil
+	}
+	if named, err := str("op"); err != nil {
+		return "", err
+	} else if named != "" && named != string(op) {
+		return "", fmt.Errorf("%w: request is for %s", ErrInvalid, named)
+	}
+	return str("tenant")
 }
 
 // grantStepUp verifies code and inserts a grant, in tx.
@@ -101,13 +172,14 @@ func (s *Service) grantStepUp(ctx context.Context, tx *sql.Tx, p Principal, tena
 
 // ConsumeStepUp spends p's step-up grant for op on canonicalRequest inside
 // the caller's transaction tx (the one that performs the operation), or
-// returns ErrStepUpRequired. The caller should audit that refusal with
+// returns a *StepUpChallenge (which is ErrStepUpRequired) naming op and
+// canonicalRequest. The caller should audit that refusal with
 // StepUpRefused, after its transaction has rolled back.
 func (s *Service) ConsumeStepUp(ctx context.Context, tx *sql.Tx, p Principal, op Operation, canonicalRequest []byte) error {
 	sum := sha256.Sum256(canonicalRequest)
 	if _, err := s.st.ConsumeStepUp(ctx, tx, p.UserID, string(op), sum[:], s.now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%s: %w", op, ErrStepUpRequired)
+			return &StepUpChallenge{Op: op, Request: append([]byte(nil), canonicalRequest...)}
 		}
 		return err
 	}

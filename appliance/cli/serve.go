@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -11,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/keyring"
+	"firewalliq/audit"
 	"firewalliq/ui"
 )
 
@@ -31,7 +35,14 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer app.Close()
-			console, err := ui.New(ui.Deps{Store: app.Store})
+			logger := newLogger(env.Stderr, cfg.LogLevel)
+			console, err := ui.New(ui.Deps{
+				Auth:    app.Auth,
+				Status:  func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+				Version: buildinfo.Get(),
+				Logger:  logger,
+				Now:     env.Now,
+			})
 			if err != nil {
 				return err
 			}
@@ -54,7 +65,8 @@ func newServeCmd(env *Env) *cobra.Command {
 				app.Run(bg, func(err error) { fmt.Fprintf(env.Stderr, "firewalliq: %v\n", err) })
 			}()
 			defer func() { stopBG(); <-bgDone }()
-			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+				IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 			errc := make(chan error, 1)
 			go func() { errc <- srv.ServeTLS(ln, app.Keys.CertFile, app.Keys.KeyFile) }()
 			select {
@@ -72,4 +84,45 @@ func newServeCmd(env *Env) *cobra.Command {
 	}
 	cmd.Flags().String("listen", "", "console address (env FIQ_LISTEN, default :8443)")
 	return cmd
+}
+
+// newLogger returns the JSON slog logger of serve at the configured level.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// applianceStatus gathers what /readyz and /metrics report. It only reads.
+func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
+	var st ui.Status
+	db := app.Store.DB()
+	if err := db.PingContext(ctx); err != nil {
+		st.StoreError = "store unavailable"
+		return st
+	}
+	if as, err := audit.ReadStats(ctx, db); err != nil {
+		st.Errors = append(st.Errors, "audit size unreadable")
+	} else {
+		st.AuditSize, st.AuditCheckpointSize, st.AuditCheckpointAt = as.Size, as.CheckpointSize, as.CheckpointTime
+	}
+	if alarm, raised, err := audit.CurrentAlarm(ctx, db); err != nil {
+		st.Errors = append(st.Errors, "audit alarm state unreadable")
+	} else if raised {
+		st.AuditAlarm = fmt.Sprintf("entry %d is broken (%s)", alarm.BadSeq, alarm.Reason)
+	}
+	if app.Evidence != nil {
+		vs := app.Evidence.Status()
+		st.Vault = &ui.VaultStatus{Backend: vs.Backend, WORM: vs.WORM, CheckError: vs.CheckErr, SpoolBytes: vs.Spool.Bytes, SpoolPending: vs.Spool.Pending, SpoolFull: vs.Spool.Full}
+	}
+	if ss, err := app.SIEM.Statuses(ctx); err != nil {
+		st.Errors = append(st.Errors, "siem status unreadable")
+	} else {
+		for _, d := range ss {
+			st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
+		}
+	}
+	return st
 }

@@ -3,42 +3,11 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"firewalliq/appliance/buildinfo"
 )
-
-// BuildInfo describes this binary.
-type BuildInfo struct {
-	Version   string `json:"version"`
-	Commit    string `json:"commit"`
-	Modified  bool   `json:"modified"`
-	GoVersion string `json:"go_version"`
-	Platform  string `json:"platform"`
-}
-
-// ReadBuildInfo reads the version stamped by the Go toolchain: the module
-// version ("(devel)" for a plain build) and the VCS revision.
-func ReadBuildInfo() BuildInfo {
-	bi := BuildInfo{Version: "(devel)", Commit: "unknown", GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return bi
-	}
-	if info.Main.Version != "" {
-		bi.Version = info.Main.Version
-	}
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			bi.Commit = s.Value
-		case "vcs.modified":
-			bi.Modified = s.Value == "true"
-		}
-	}
-	return bi
-}
 
 func newVersionCmd(env *Env) *cobra.Command {
 	var asJSON bool
@@ -47,13 +16,17 @@ func newVersionCmd(env *Env) *cobra.Command {
 		Short: "Print version, commit, Go version and safety profile",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := versionReport{BuildInfo: ReadBuildInfo(), Profile: loadProfileReport()}
+			v := versionReport{Info: buildinfo.Get(), Profile: loadProfileReport()}
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(v)
 			}
-			fmt.Fprintf(env.Stdout, "firewalliq %s\ncommit:     %s%s\ngo:         %s (%s)\n", v.Version, v.Commit, dirty(v.Modified), v.GoVersion, v.Platform)
+			fmt.Fprintf(env.Stdout, "firewalliq %s\ncommit:     %s%s\n", v.Version, v.Commit, dirty(v.Modified))
+			if v.BuildTime != "" {
+				fmt.Fprintf(env.Stdout, "built:      %s\n", v.BuildTime)
+			}
+			fmt.Fprintf(env.Stdout, "go:         %s (%s)\n", v.GoVersion, v.Platform)
 			fmt.Fprintf(env.Stdout, "profile:    %s version %d sha256:%s\n", v.Profile.ID, v.Profile.Version, v.Profile.SHA256)
 			return nil
 		},
@@ -64,7 +37,7 @@ func newVersionCmd(env *Env) *cobra.Command {
 
 // versionReport is what 'version' prints.
 type versionReport struct {
-	BuildInfo
+	buildinfo.Info
 	Profile profileReport `json:"profile"` // the compiled-in safety profile
 }
 

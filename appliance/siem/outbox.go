@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/audit"
 )
 
@@ -66,7 +67,8 @@ type Options struct {
 	ApplianceID string
 	// Hostname is the RFC 5424 HOSTNAME; ApplianceID when empty.
 	Hostname string
-	// Version is the product version reported in bodies; "dev" when empty.
+	// Version is the product version reported in bodies; the running
+	// build's (buildinfo.Get) when empty.
 	Version string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -90,7 +92,7 @@ func New(db *sql.DB, opts Options) *Outbox {
 		opts.Hostname = opts.ApplianceID
 	}
 	if opts.Version == "" {
-		opts.Version = "dev"
+		opts.Version = buildinfo.Get().Version
 	}
 	return &Outbox{db: db, opts: opts}
 }

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -145,17 +147,46 @@ type Migration struct {
 	SQL     string
 }
 
-// Migrations lists every schema step in order. Versions are contiguous from 1.
-// A step's SQL never changes once shipped.
+// Migrations lists every schema step in order: one per embedded file
+// migrations/NNNN_name.sql, whose number is its version (PRAGMA
+// user_version). Step 1 also creates the audit tables (audit.Schema), which
+// the audit package owns because offline verification reads them from the
+// file alone. Versions strictly increase; a step's SQL never changes once
+// shipped.
 func Migrations() []Migration {
-	return []Migration{
-		{1, "init", mustRead("migrations/0001_init.sql")},
-		{2, "audit", audit.Schema},
-		{3, "auth", mustRead("migrations/0003_auth.sql")},
-		{4, "siem", mustRead("migrations/0004_siem.sql")},
-		{5, "evidence", mustRead("migrations/0005_evidence.sql")},
-		{6, "scans", mustRead("migrations/0006_scans.sql")},
+	ents, err := migrationFiles.ReadDir("migrations")
+	if err != nil {
+		panic("store: embedded migrations missing: " + err.Error())
 	}
+	var ms []Migration
+	for _, e := range ents { // ReadDir sorts by name, so by number
+		v, name, ok := parseMigrationName(e.Name())
+		if !ok {
+			// The files are compiled in, so a misnamed one is a build
+			// defect caught by every test that opens a store.
+			panic("store: misnamed migration " + e.Name())
+		}
+		sql := mustRead("migrations/" + e.Name())
+		if v == 1 {
+			sql += "\n" + audit.Schema
+		}
+		ms = append(ms, Migration{Version: v, Name: name, SQL: sql})
+	}
+	return ms
+}
+
+// parseMigrationName splits "0002_auth.sql" into 2 and "auth".
+func parseMigrationName(file string) (int, string, bool) {
+	base, ok := strings.CutSuffix(file, ".sql")
+	num, name, ok2 := strings.Cut(base, "_")
+	if !ok || !ok2 || len(num) != 4 || name == "" {
+		return 0, "", false
+	}
+	v, err := strconv.Atoi(num)
+	if err != nil || v < 1 {
+		return 0, "", false
+	}
+	return v, name, true
 }
 
 // LatestVersion is the schema version this binary migrates to.

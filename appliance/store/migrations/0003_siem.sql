@@ -1,4 +1,4 @@
--- 0004_siem: SIEM destinations and the durable outbox (appliance/siem).
+-- 0003_siem: SIEM destinations and the durable outbox (appliance/siem).
 -- Forward-only: never edit a migration that has shipped; add a new file.
 
 -- A destination receives the events of one tenant (tenant_id set) or of the

@@ -1,4 +1,4 @@
--- 0005_evidence: evidence objects recorded from the vault, and daily anchors.
+-- 0004_evidence: evidence objects recorded from the vault, and daily anchors.
 -- Forward-only: never edit a migration that has shipped; add a new file.
 
 -- One row per verified upload (object version). Written in the same

@@ -1,4 +1,4 @@
--- 0003_auth: identity and access (users' TOTP and lockout state, recovery
+-- 0002_auth: identity and access (users' TOTP and lockout state, recovery
 -- codes, sessions, API tokens, step-up grants, dual approvals, support tickets,
 -- activity events for rate limits and anomaly alerts).
 -- Forward-only: never edit a migration that has shipped; add a new file.
