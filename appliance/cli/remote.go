@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/appliance/fault"
 )
 
 // Environment variables of the management commands (docs/cli.md).
@@ -30,17 +31,13 @@ const (
 	EnvCertSHA256 = "FIQ_CERT_SHA256" // certificate pin when no credentials file holds one
 )
 
-// apiExitCode maps an API error code to the command's exit code, the same
-// numbers the appliance's error table gives each code (appliance/fault):
-// 2 for a request the appliance found malformed, 1 for every other refusal
-// or failure. It is the one place that does; it switches over to
-// fault.ByCode when that table is merged.
+// apiExitCode maps an API error code to the command's exit code through
+// the appliance's one error table (appliance/fault): the CLI and the server
+// classify a refusal the same way. A code the table does not know (a newer
+// server) is a plain failure.
 func apiExitCode(code string) int {
-	switch code {
-	case "invalid_argument", "too_large", "method_not_allowed", "bad_config", "safety_key", "invalid_config":
-		return ExitUsage
-	case "profile_invalid":
-		return ExitProfile
+	if c, ok := fault.ByCode(code); ok {
+		return c.Exit
 	}
 	return ExitFailure
 }

@@ -54,7 +54,8 @@ type e2e struct {
 	addr   string
 	pin    string
 	xdg    string
-	now    atomic.Int64 // the appliance's clock, unix nanoseconds
+	now    *atomic.Int64 // the appliance's clock, unix nanoseconds, shared by every user
+	secret string        // the logged-in user's TOTP secret
 	logs   *syncBuffer
 	stop   func()
 	passwd string
@@ -69,7 +70,7 @@ func (e *e2e) clock() time.Time { return time.Unix(0, e.now.Load()) }
 func (e *e2e) code() string {
 	e.t.Helper()
 	e.now.Add(int64(30 * time.Second))
-	c, err := auth.TOTPCode(e.res.TOTPSecret, e.clock())
+	c, err := auth.TOTPCode(e.secret, e.clock())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func (e *e2e) code() string {
 // on a random loopback port.
 func startE2E(t *testing.T) *e2e {
 	t.Helper()
-	e := &e2e{t: t, dir: filepath.Join(t.TempDir(), "data"), xdg: t.TempDir(), logs: &syncBuffer{}}
+	e := &e2e{t: t, dir: filepath.Join(t.TempDir(), "data"), xdg: t.TempDir(), logs: &syncBuffer{}, now: new(atomic.Int64)}
 	e.now.Store(time.Now().UnixNano())
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = e.dir
@@ -154,28 +155,46 @@ func (e *e2e) must(stdin string, args ...string) string {
 	return out
 }
 
-// firstLogin logs the init admin in through the whole first-login flow
-// with --json, the way a script would: it reads the enrolment line from
-// the command's standard output before writing the code.
+// as is another person at another shell: the same appliance and clock,
+// a credentials directory of their own.
+func (e *e2e) as() *e2e {
+	o := *e
+	o.xdg, o.secret, o.passwd = e.t.TempDir(), "", ""
+	return &o
+}
+
+// firstLogin logs the init admin in through the whole first-login flow.
 func (e *e2e) firstLogin() {
+	e.firstLoginAs("root", e.res.OneTimePassword)
+	if e.secret != e.res.TOTPSecret {
+		e.t.Fatalf("enrolment showed secret %q, init printed %q", e.secret, e.res.TOTPSecret)
+	}
+}
+
+// firstLoginAs logs user in with their one-time password through the
+// whole first-login flow with --json, the way a script would: it reads the
+// enrolment line from the command's standard output before writing the
+// code computed from the secret in it.
+func (e *e2e) firstLoginAs(user, oneTime string) {
 	t := e.t
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	var errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(context.Background(), e.env(inR, outW, &errb), []string{"login", "--addr", e.addr, "--user", "root", "--cert-sha256", e.pin, "--json"})
+		done <- Run(context.Background(), e.env(inR, outW, &errb), []string{"login", "--addr", e.addr, "--user", user, "--cert-sha256", e.pin, "--json"})
 		outW.Close()
 	}()
-	fmt.Fprintln(inW, e.res.OneTimePassword)
+	fmt.Fprintln(inW, oneTime)
 	lines := bufio.NewScanner(outR)
 	if !lines.Scan() {
 		t.Fatalf("login printed nothing; stderr %s; server %s", errb.String(), e.logs.String())
 	}
 	var en map[string]string
-	if err := json.Unmarshal(lines.Bytes(), &en); err != nil || len(en) != 2 || en["totp_secret"] != e.res.TOTPSecret || !strings.HasPrefix(en["totp_url"], "otpauth://") {
-		t.Fatalf("enrolment line %q (%v): want exactly {totp_secret, totp_url} with init's secret", lines.Text(), err)
+	if err := json.Unmarshal(lines.Bytes(), &en); err != nil || len(en) != 2 || en["totp_secret"] == "" || !strings.HasPrefix(en["totp_url"], "otpauth://") {
+		t.Fatalf("enrolment line %q (%v): want exactly {totp_secret, totp_url}", lines.Text(), err)
 	}
+	e.secret = en["totp_secret"]
 	e.passwd = "a new long password 1"
 	fmt.Fprintf(inW, "%s\n%s\n", e.code(), e.passwd)
 	inW.Close()
@@ -186,7 +205,7 @@ func (e *e2e) firstLogin() {
 		User          string   `json:"user"`
 		RecoveryCodes []string `json:"recovery_codes"`
 	}
-	if err := json.Unmarshal(lines.Bytes(), &result); err != nil || result.User != "root" || len(result.RecoveryCodes) == 0 {
+	if err := json.Unmarshal(lines.Bytes(), &result); err != nil || result.User != user || len(result.RecoveryCodes) == 0 {
 		t.Fatalf("login result %q: %v", lines.Text(), err)
 	}
 	go io.Copy(io.Discard, outR)
@@ -339,5 +358,104 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	if code, out, stderr := e.run("", "audit", "verify", "--data", e.dir); code != 0 {
 		t.Fatalf("audit verify: %s %s", out, stderr)
+	}
+}
+
+// TestCLIAdminCommands: tenants, users, tokens (a bearer token works for
+// reads and cannot step up), approvals and support lists, all through the
+// API with step-up codes on standard input.
+func TestCLIAdminCommands(t *testing.T) {
+	e := startE2E(t)
+	e.firstLogin()
+
+	// Tenants (appliance admin, step-up).
+	if out := e.must(e.code()+"\n", "tenant", "add", "acme", "--json"); !strings.Contains(out, `"acme"`) {
+		t.Fatalf("tenant add: %s", out)
+	}
+	var tenants []map[string]any
+	if err := json.Unmarshal([]byte(e.must("", "tenant", "list", "--json")), &tenants); err != nil || len(tenants) != 2 {
+		t.Fatalf("tenant list: %v %v", tenants, err)
+	}
+	// Text output is a table with a header.
+	if out := e.must("", "tenant", "list"); !strings.HasPrefix(out, "ID") || !strings.Contains(out, "acme") {
+		t.Fatalf("tenant list (text): %q", out)
+	}
+
+	// Users: add, set-role, disable.
+	var u map[string]string
+	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "carol", "--role", "auditor", "--tenant", e.res.TenantID, "--json")), &u); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.must(e.code()+"\n", "user", "set-role", u["id"], "security_lead", "--tenant", e.res.TenantID); !strings.Contains(out, "security_lead") {
+		t.Fatalf("set-role: %q", out)
+	}
+	e.must(e.code()+"\n", "user", "disable", u["id"], "--tenant", e.res.TenantID)
+	var users []map[string]any
+	if err := json.Unmarshal([]byte(e.must("", "user", "list", "--tenant", e.res.TenantID, "--json")), &users); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range users {
+		if x["id"] == u["id"] && (x["role"] != "security_lead" || x["disabled"] != true) {
+			t.Fatalf("carol after set-role and disable: %v", x)
+		}
+	}
+	// A bad role is the appliance's invalid_argument: exit 2.
+	if code, _, stderr := e.run(e.code()+"\n", "user", "add", "--name", "dave", "--role", "wizard", "--tenant", e.res.TenantID); code != 2 || !strings.Contains(stderr, "invalid_argument") {
+		t.Fatalf("bad role: exit %d, %s", code, stderr)
+	}
+
+	// A tenant admin, created by root, logs in for the first time at
+	// another shell (enrolment and password change) and makes tokens: the
+	// secret is printed once and works as FIQ_TOKEN.
+	var adm map[string]string
+	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "tess", "--role", "admin", "--tenant", e.res.TenantID, "--json")), &adm); err != nil {
+		t.Fatal(err)
+	}
+	root := e
+	e = e.as()
+	e.firstLoginAs("tess", adm["one_time_password"])
+	var tok map[string]any
+	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "token", "create", "--name", "ci", "--role", "admin", "--ttl", "1h", "--json")), &tok); err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := tok["token"].(string)
+	id, _ := tok["id"].(string)
+	if secret == "" || id == "" {
+		t.Fatalf("token create: %v", tok)
+	}
+	withToken := func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		vars := map[string]string{"XDG_CONFIG_HOME": t.TempDir(), EnvToken: secret, EnvAddr: e.addr, EnvCertSHA256: e.pin}
+		env := &Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return vars[k] }, Now: e.clock}
+		return Run(context.Background(), env, args), out.String(), errb.String()
+	}
+	if code, out, stderr := withToken("", "approval", "list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("approval list with a token: exit %d, %q, %s", code, out, stderr)
+	}
+	// A token cannot step up: refused with a clear message, no code read.
+	if code, _, stderr := withToken(e.code()+"\n", "user", "add", "--name", "eve", "--role", "auditor"); code == 0 || !strings.Contains(stderr, "step-up") {
+		t.Fatalf("step-up with a token: exit %d, %s", code, stderr)
+	}
+	var toks []map[string]any
+	if err := json.Unmarshal([]byte(e.must("", "token", "list", "--json")), &toks); err != nil || len(toks) != 1 {
+		t.Fatalf("token list: %v %v", toks, err)
+	}
+	e.must("", "token", "revoke", id)
+	if code, _, stderr := withToken("", "approval", "list"); code == 0 || !strings.Contains(stderr, "unauthenticated") {
+		t.Fatalf("revoked token: exit %d, %s", code, stderr)
+	}
+
+	// Lists that are empty on a new appliance.
+	for _, args := range [][]string{{"support", "list", "--json"}, {"approval", "list", "--status", "pending", "--json"}} {
+		if out := e.must("", args...); strings.TrimSpace(out) != "[]" {
+			t.Fatalf("%v: %q", args, out)
+		}
+	}
+	// Root still has its own session at its own shell.
+	e = root
+	// An unknown id is refused (not_found, or forbidden where the appliance
+	// does not say what exists) on one line with the request id.
+	if code, _, stderr := e.run("", "approval", "show", "nope"); code != 1 || !strings.Contains(stderr, "(request ") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("approval show nope: exit %d, %s", code, stderr)
 	}
 }

@@ -145,6 +145,8 @@ func TestAPIExitCode(t *testing.T) {
 		want int
 	}{
 		{name: "bad argument", err: &apiclient.Error{Code: "invalid_argument"}, want: ExitUsage},
+		{name: "too large", err: &apiclient.Error{Code: "too_large"}, want: ExitUsage},
+		{name: "unknown code from a newer server", err: &apiclient.Error{Code: "brand_new"}, want: ExitFailure},
 		{name: "forbidden", err: &apiclient.Error{Code: "forbidden"}, want: ExitFailure},
 		{name: "step-up not answered", err: apiclient.ErrNoStepUp, want: ExitFailure},
 		{name: "bad pin", err: apiclient.ErrBadPin, want: ExitUsage},
