@@ -102,7 +102,13 @@ func (r *remote) login(cmd *cobra.Command, addr, user, pin string, recovery, asJ
 		}
 	}
 	ca := env.Getenv(EnvCACert)
-	c, err := apiclient.New(apiclient.Config{Addr: addr, CertSHA256: pin, CACertFile: ca})
+	cfg := apiclient.Config{Addr: addr, CertSHA256: pin, CACertFile: ca}
+	if oldErr == nil && old.Addr == strings.TrimRight(addr, "/") {
+		// The first step carries the session being replaced, and the
+		// appliance ends it: logging in again leaves no orphan session.
+		cfg.Session, cfg.CSRF = old.Token, old.CSRF
+	}
+	c, err := apiclient.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -451,8 +451,24 @@ func TestCLIAdminCommands(t *testing.T) {
 			t.Fatalf("%v: %q", args, out)
 		}
 	}
-	// Root still has its own session at its own shell.
+	// Root still has its own session at its own shell. Logging in again
+	// (password, then a TOTP code: enrolled now) replaces it, and the
+	// appliance ends the old one.
 	e = root
+	old, err := apiclient.LoadCredentials(e.credentialsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.must(e.passwd+"\n"+e.code()+"\n", "login", "--user", "root"); !strings.Contains(out, "logged in to "+e.addr+" as root") {
+		t.Fatalf("second login: %q", out)
+	}
+	oldShell := e.as()
+	if err := apiclient.SaveCredentials(oldShell.credentialsPath(), old); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := oldShell.run("", "tenant", "list"); code == 0 || !strings.Contains(stderr, "unauthenticated") {
+		t.Fatalf("replaced session still works: exit %d, %s", code, stderr)
+	}
 	// An unknown id is refused (not_found, or forbidden where the appliance
 	// does not say what exists) on one line with the request id.
 	if code, _, stderr := e.run("", "approval", "show", "nope"); code != 1 || !strings.Contains(stderr, "(request ") || strings.Count(stderr, "\n") != 1 {
