@@ -79,7 +79,7 @@ in, and a second, later TOTP code for the step-up (a code is accepted once).`,
 			if err != nil {
 				return err
 			}
-			ack, cp, err := app.AcknowledgeTamperAlarm(ctx, p, stepUp, comment)
+			ack, cp, err := app.Audit.AcknowledgeAlarm(ctx, p, comment, stepUp)
 			if err != nil {
 				return err
 			}

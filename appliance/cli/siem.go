@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,9 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
-	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/siem"
-	"firewalliq/audit"
+	"firewalliq/appliance/siem/destinations"
 )
 
 // newSiemCmd builds the 'siem' command group.
@@ -32,19 +31,23 @@ func newSiemCmd(env *Env) *cobra.Command {
 	)
 }
 
-// siemEnv is an opened appliance with its outbox and audit log.
+// siemEnv is an opened appliance and the signed-in principal that acts.
 type siemEnv struct {
-	app *appliance.Appliance
-	ob  *siem.Outbox
-	log *audit.Log
+	app    *appliance.Appliance
+	p      auth.Principal
+	lines  *stdinLines
+	logout func()
 }
 
-func (s *siemEnv) Close() error { return s.app.Close() }
+func (s *siemEnv) Close() error { s.logout(); return s.app.Close() }
 
-// openSiem opens the appliance and its outbox. The appliance id is derived
-// from the audit signing key, which is unique per appliance and stable for
-// its life (docs/siem.md).
-func openSiem(cmd *cobra.Command, env *Env) (*siemEnv, error) {
+// openSiem opens the appliance and signs --user in (password and TOTP code
+// from standard input). Until the CLI is a client of the HTTP API, this is
+// how it reaches the SIEM service as a principal.
+func openSiem(cmd *cobra.Command, env *Env, user string) (*siemEnv, error) {
+	if user == "" {
+		return nil, usagef("%s: --user is required", cmd.CommandPath())
+	}
 	cfg, err := loadConfig(cmd, env)
 	if err != nil {
 		return nil, err
@@ -53,24 +56,40 @@ func openSiem(cmd *cobra.Command, env *Env) (*siemEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub, err := app.Keys.Public(keyring.Audit)
+	lines := newStdinLines(env, cmd.CommandPath())
+	p, logout, err := signIn(cmd.Context(), app, lines, user)
 	if err != nil {
 		app.Close()
-		return nil, fmt.Errorf("appliance id: %w", err)
+		return nil, err
 	}
-	id := siem.ApplianceID(pub)
-	host, _ := os.Hostname()
-	ob := siem.New(app.Store.DB(), siem.Options{ApplianceID: id, Hostname: host, Now: env.Now, Sealer: app.Keys})
-	// The appliance's own log: it holds the audit signing key, so an entry
-	// that lands on a checkpoint_every boundary gets its signed checkpoint
-	// like any other (an unsigned Log would silently skip it).
-	return &siemEnv{app: app, ob: ob, log: app.Audit}, nil
+	return &siemEnv{app: app, p: p, lines: lines, logout: logout}, nil
 }
+
+// tenantID resolves a tenant name for an appliance admin ("" stays "").
+func (s *siemEnv) tenantID(ctx context.Context, name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	ts, err := s.app.Auth.ListTenants(ctx, s.p)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range ts {
+		if t.Name == name || t.ID == name {
+			return t.ID, nil
+		}
+	}
+	return "", fmt.Errorf("tenant %q: %w", name, auth.ErrInvalid)
+}
+
+const siemSignInHelp = `
+Standard input gives the --user's password and a TOTP code, one per line;
+add and rm read a second, later TOTP code for the step-up.`
 
 func newSiemAddCmd(env *Env) *cobra.Command {
 	var (
-		d                                      siem.Destination
-		tenant, caFile, certFile, keyFile, key string
+		d                                            destinations.NewDestination
+		user, tenant, caFile, certFile, keyFile, key string
 	)
 	cmd := &cobra.Command{
 		Use:   "add --name NAME --kind udp|tcp|tls|webhook --address ADDR",
@@ -79,7 +98,7 @@ func newSiemAddCmd(env *Env) *cobra.Command {
 https:// URL for webhook. A tls destination needs --ca (the CA that signs the
 receiver's certificate; only it is trusted). A webhook needs an HMAC key:
 --hmac-key-file FILE, or none to have one generated and printed once.
-Events are OCSF JSON unless --format cef. See docs/siem.md.`,
+Events are OCSF JSON unless --format cef. See docs/siem.md.` + siemSignInHelp,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if d.Name == "" || d.Kind == "" || d.Address == "" {
@@ -110,36 +129,26 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 				generated = hex.EncodeToString(b)
 				d.HMACKey = []byte(generated)
 			}
-			s, err := openSiem(cmd, env)
+			s, err := openSiem(cmd, env, user)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			ctx := cmd.Context()
-			if tenant != "" {
-				tn, err := s.app.Store.TenantByName(ctx, tenant)
-				if err != nil {
-					return fmt.Errorf("siem add: tenant %q: %w", tenant, err)
-				}
-				d.Tenant = tn.ID
-			}
-			var created siem.Destination
-			err = s.app.Store.InTx(ctx, func(tx *sql.Tx) error {
-				var err error
-				if created, err = s.ob.CreateDestination(ctx, tx, d); err != nil {
-					return err
-				}
-				details, _ := json.Marshal(map[string]any{"name": created.Name, "kind": created.Kind, "address": created.Address,
-					"format": created.Format, "tenant": created.Tenant, "client_cert": len(d.ClientCertPEM) > 0})
-				_, err = s.ob.Append(ctx, tx, s.log, audit.Entry{Tenant: created.Tenant, ActorName: "cli", Action: audit.ActSIEMDestinationCreate,
-					Object: created.ID, Details: details})
-				return err
-			})
-			if errors.Is(err, siem.ErrInvalidDestination) {
-				return &UsageError{Err: fmt.Errorf("siem add: %w", err)}
-			}
+			tid, err := s.tenantID(ctx, tenant)
 			if err != nil {
 				return fmt.Errorf("siem add: %w", err)
+			}
+			code, err := s.lines.line("step-up TOTP code (the next one): ")
+			if err != nil {
+				return err
+			}
+			created, err := s.app.SIEM.Add(ctx, s.p, tid, d, code)
+			if errors.Is(err, siem.ErrInvalidDestination) {
+				return &UsageError{Err: err}
+			}
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(env.Stdout, "added %s (%s %s, %s) id %s\n", created.Name, created.Kind, created.Address, created.Format, created.ID)
 			if generated != "" {
@@ -149,6 +158,7 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&user, "user", "", "admin who signs in (required)")
 	f.StringVar(&d.Name, "name", "", "unique name (required)")
 	f.StringVar(&d.Kind, "kind", "", "udp, tcp, tls or webhook (required)")
 	f.StringVar(&d.Address, "address", "", "host:port, or https URL for webhook (required)")
@@ -166,17 +176,19 @@ Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 
 func newSiemListCmd(env *Env) *cobra.Command {
 	var asJSON bool
+	var user string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List SIEM destinations",
+		Long:  "List SIEM destinations." + siemSignInHelp,
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSiem(cmd, env)
+			s, err := openSiem(cmd, env, user)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			ds, err := s.ob.Destinations(cmd.Context())
+			ds, err := s.app.SIEM.List(cmd.Context(), s.p, "")
 			if err != nil {
 				return err
 			}
@@ -192,61 +204,61 @@ func newSiemListCmd(env *Env) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&user, "user", "", "admin or auditor who signs in (required)")
 	return cmd
 }
 
 func newSiemRemoveCmd(env *Env) *cobra.Command {
-	return &cobra.Command{
+	var user, tenant string
+	cmd := &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a SIEM destination and discard its undelivered events (audited)",
+		Long:  "Remove a SIEM destination and discard its undelivered events." + siemSignInHelp,
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openSiem(cmd, env)
+			s, err := openSiem(cmd, env, user)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			ctx := cmd.Context()
-			d, err := s.ob.Destination(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			var discarded int64
-			err = s.app.Store.InTx(ctx, func(tx *sql.Tx) error {
-				// Delete first: the audit entry of the removal must not be
-				// refused because this destination's outbox is full.
-				if discarded, err = s.ob.DeleteDestination(ctx, tx, d.ID); err != nil {
-					return err
-				}
-				details, _ := json.Marshal(map[string]any{"name": d.Name, "kind": d.Kind, "address": d.Address, "discarded": discarded})
-				_, err := s.ob.Append(ctx, tx, s.log, audit.Entry{Tenant: d.Tenant, ActorName: "cli", Action: audit.ActSIEMDestinationDelete,
-					Object: d.ID, Details: details})
-				return err
-			})
+			tid, err := s.tenantID(ctx, tenant)
 			if err != nil {
 				return fmt.Errorf("siem rm: %w", err)
 			}
-			fmt.Fprintf(env.Stdout, "removed %s (%d undelivered events discarded)\n", d.Name, discarded)
+			code, err := s.lines.line("step-up TOTP code (the next one): ")
+			if err != nil {
+				return err
+			}
+			discarded, err := s.app.SIEM.Remove(ctx, s.p, tid, args[0], code)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "removed %s (%d undelivered events discarded)\n", args[0], discarded)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&user, "user", "", "admin who signs in (required)")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "the destination's tenant (appliance admins; default: appliance-wide)")
+	return cmd
 }
 
 func newSiemStatusCmd(env *Env) *cobra.Command {
 	var asJSON bool
+	var user string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each destination's delivery state: lag, pending events, budget use, failures",
 		Long: `Show each destination's delivery state. Exit status 1 when a destination
-is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
+is failing or its outbox is above 80% of its budget, so monitoring can use it.` + siemSignInHelp,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSiem(cmd, env)
+			s, err := openSiem(cmd, env, user)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			st, err := s.ob.Statuses(cmd.Context())
+			st, err := s.app.SIEM.Status(cmd.Context(), s.p, "")
 			if err != nil {
 				return err
 			}
@@ -282,6 +294,7 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&user, "user", "", "admin or auditor who signs in (required)")
 	return cmd
 }
 
@@ -293,25 +306,34 @@ func (n siemUnhealthy) Error() string {
 }
 
 func newSiemTestCmd(env *Env) *cobra.Command {
-	return &cobra.Command{
+	var user, tenant string
+	cmd := &cobra.Command{
 		Use:   "test NAME",
 		Short: "Send one test message (sequence number 0, outside the outbox) to a destination",
+		Long:  "Send one test message to a destination." + siemSignInHelp,
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openSiem(cmd, env)
+			s, err := openSiem(cmd, env, user)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			tid, err := s.tenantID(cmd.Context(), tenant)
+			if err != nil {
+				return fmt.Errorf("siem test: %w", err)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*siem.NetTimeout)
 			defer cancel()
-			if err := s.ob.NewWorker(siem.WorkerOptions{Now: env.Now}).SendTest(ctx, args[0]); err != nil {
-				return fmt.Errorf("siem test %s: %w", args[0], err)
+			if err := s.app.SIEM.Test(ctx, s.p, tid, args[0]); err != nil {
+				return err
 			}
 			fmt.Fprintf(env.Stdout, "test message sent to %s\n", args[0])
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&user, "user", "", "admin who signs in (required)")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "the destination's tenant (appliance admins; default: appliance-wide)")
+	return cmd
 }
 
 func siemJSON(env *Env, v any) error {
