@@ -62,7 +62,7 @@ func TestTamperAlarmAcknowledge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var head int64
-	if err := a.Store.DB().QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+	if err := a.DB().QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
@@ -98,7 +98,7 @@ func TestTamperAlarmAcknowledge(t *testing.T) {
 	if a.AuditStartup.Alarm == nil || a.AuditStartup.Alarm.BadSeq != head {
 		t.Fatalf("start-up after tampering: %+v, want an alarm at seq %d", a.AuditStartup, head)
 	}
-	if err := audit.CheckNoAlarm(ctx, a.Store.DB()); !errors.Is(err, audit.ErrTamperAlarm) {
+	if err := audit.CheckNoAlarm(ctx, a.DB()); !errors.Is(err, audit.ErrTamperAlarm) {
 		t.Fatalf("CheckNoAlarm = %v", err)
 	}
 
@@ -118,26 +118,26 @@ func TestTamperAlarmAcknowledge(t *testing.T) {
 	}
 	// The login code cannot be replayed as the step-up, and a wrong code fails.
 	for name, bad := range map[string]string{"replayed login code": code, "wrong code": "000000"} {
-		if _, _, err := a.AcknowledgeTamperAlarm(ctx, p, bad, "restored"); err == nil {
+		if _, _, err := a.Audit.AcknowledgeAlarm(ctx, p, "restored", bad); err == nil {
 			t.Fatalf("%s acknowledged the alarm", name)
 		}
 	}
-	if err := audit.CheckNoAlarm(ctx, a.Store.DB()); !errors.Is(err, audit.ErrTamperAlarm) {
+	if err := audit.CheckNoAlarm(ctx, a.DB()); !errors.Is(err, audit.ErrTamperAlarm) {
 		t.Fatal("a refused acknowledgement cleared the alarm")
 	}
 	now = now.Add(30 * time.Second)
 	code, _ = auth.TOTPCode(res.TOTPSecret, now)
-	ack, cp, err := a.AcknowledgeTamperAlarm(ctx, p, code, "investigated: test edit")
+	ack, cp, err := a.Audit.AcknowledgeAlarm(ctx, p, "investigated: test edit", code)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ack.Action != audit.ActAuditTamperAck || ack.ActorName != "root" || cp.Size < ack.Seq {
 		t.Fatalf("ack entry %+v, checkpoint %+v", ack, cp)
 	}
-	if err := audit.CheckNoAlarm(ctx, a.Store.DB()); err != nil {
+	if err := audit.CheckNoAlarm(ctx, a.DB()); err != nil {
 		t.Fatalf("alarm still raised after acknowledgement: %v", err)
 	}
-	if _, _, err := a.AcknowledgeTamperAlarm(ctx, p, code, "again"); !errors.Is(err, audit.ErrNoAlarm) {
+	if _, _, err := a.Audit.AcknowledgeAlarm(ctx, p, "again", code); !errors.Is(err, audit.ErrNoAlarm) {
 		t.Fatalf("second acknowledgement: %v, want ErrNoAlarm", err)
 	}
 }

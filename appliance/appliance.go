@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,12 +18,17 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/journal"
 	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
+	"firewalliq/appliance/siem/destinations"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
+	"firewalliq/probe/safety"
 	"firewalliq/vault"
 )
 
@@ -36,28 +43,72 @@ var (
 	ErrNotInitialized = errors.New("data directory is not initialised; run 'firewalliq init'")
 )
 
-// Appliance is an opened data directory with its services.
+// ScopeSignersDir is the directory, inside the data directory, whose *.pub
+// files are the keys trusted to sign scope documents (scan.TrustDir).
+const ScopeSignersDir = "scope-signers"
+
+// Appliance is an opened data directory with its services. Callers (the
+// CLI, the HTTP API) reach the appliance's state only through the typed
+// services below, each of which authorises a principal and audits its
+// changes; the store, the audit log and transactions stay inside.
 type Appliance struct {
 	Config Config
-	Store  *store.Store
-	Keys   *keyring.Keyring
-	Now    func() time.Time
-	// Audit appends to the tamper-evident audit log (see package audit).
-	Audit *audit.Log
+	// Keys is the appliance's key material (the console certificate files
+	// for serve; public keys for offline verification).
+	Keys *keyring.Keyring
+	Now  func() time.Time
+	// Logger is the structured log, at Config.LogLevel, on standard error
+	// unless Options.LogOutput says otherwise.
+	Logger *slog.Logger
 	// AuditStartup is what Open's incremental audit verification found.
 	// While AuditStartup.Alarm is set (audit.CheckNoAlarm fails), scans and
 	// evidence exports must refuse to run.
 	AuditStartup audit.StartupResult
 	// Auth is the identity and access service (users, TOTP, sessions,
-	// step-up, dual approval).
+	// step-up, dual approval, tenants, tokens, support tickets).
 	Auth *auth.Service
-	// SIEM is the durable outbox that forwards audit events to the
-	// customer's SIEM destinations; serve runs its worker.
-	SIEM *siem.Outbox
+	// SIEM manages the SIEM destinations (add, remove, list, test,
+	// status); serve runs the outbox's delivery worker.
+	SIEM *destinations.Service
+	// Audit reads the audit log (entries, checkpoint, tamper alarm),
+	// acknowledges the tamper alarm, and lists and acknowledges anomaly
+	// alerts.
+	Audit *auditlog.Service
+	// Scopes is the scope registry; Runs records locally run scans.
+	Scopes *scan.Scopes
+	Runs   *scan.Runs
 	// Evidence is the evidence vault; nil when no vault backend is
 	// configured (vault.backend empty), in which case nothing that needs
 	// evidence may run.
 	Evidence *evidence.Service
+
+	st      *store.Store
+	log     *audit.Log
+	journal *journal.Journal
+	outbox  *siem.Outbox
+}
+
+// Options are Open's optional settings.
+type Options struct {
+	// LogOutput receives the structured log; os.Stderr when nil.
+	LogOutput io.Writer
+}
+
+// NewLogger returns a text slog.Logger at level (debug, info, warn, error;
+// info when empty or unknown: Config.Validate refuses unknown levels).
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // newAuditLog builds the audit log with the appliance's audit key.
@@ -71,8 +122,16 @@ func newAuditLog(kr *keyring.Keyring, every int64, now func() time.Time) (*audit
 
 // Open opens an initialised data directory.
 func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, error) {
+	return OpenWith(ctx, cfg, now, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, cfg Config, now func() time.Time, opts Options) (*Appliance, error) {
 	if now == nil {
 		now = time.Now
+	}
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
 	}
 	dbPath := filepath.Join(cfg.DataDir, DatabaseFile)
 	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
@@ -100,7 +159,7 @@ func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, er
 		st.Close()
 		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
 	}
-	a := &Appliance{Config: cfg, Store: st, Keys: kr, Now: now, Audit: lg, AuditStartup: res}
+	a := &Appliance{Config: cfg, st: st, Keys: kr, Now: now, log: lg, AuditStartup: res, Logger: NewLogger(opts.LogOutput, cfg.LogLevel)}
 	if err := a.wireServices(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
@@ -110,34 +169,51 @@ func Open(ctx context.Context, cfg Config, now func() time.Time) (*Appliance, er
 
 // wireServices builds the services above the store and the audit log.
 func (a *Appliance) wireServices(ctx context.Context) error {
-	svc, err := auth.NewService(auth.Deps{Store: a.Store, Log: a.Audit, Keys: a.Keys, Now: a.Now})
-	if err != nil {
-		return err
-	}
-	a.Auth = svc
 	auditPub, err := a.Keys.Public(keyring.Audit)
 	if err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
-	a.SIEM = siem.New(a.Store.DB(), siem.Options{ApplianceID: siem.ApplianceID(auditPub), Hostname: host, Now: a.Now, Sealer: a.Keys})
+	a.outbox = siem.New(a.st.DB(), siem.Options{ApplianceID: siem.ApplianceID(auditPub), Hostname: host, Now: a.Now, Sealer: a.Keys})
+	if a.journal, err = journal.New(a.st.DB(), a.log, a.outbox); err != nil {
+		return err
+	}
+	if a.Auth, err = auth.NewService(auth.Deps{Store: a.st, Journal: a.journal, Keys: a.Keys, Now: a.Now}); err != nil {
+		return err
+	}
+	if a.SIEM, err = destinations.NewService(destinations.ServiceDeps{Outbox: a.outbox, DB: a.st.DB(), Gate: a.Auth, Journal: a.journal}); err != nil {
+		return err
+	}
+	if a.Audit, err = auditlog.New(auditlog.Deps{DB: a.st.DB(), Gate: a.Auth, Journal: a.journal, Now: a.Now}); err != nil {
+		return err
+	}
+	prof, err := safety.Load()
+	if err != nil {
+		return err
+	}
+	sd := scan.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, Now: a.Now, Profile: prof,
+		Trust: scan.TrustDir(filepath.Join(a.Config.DataDir, ScopeSignersDir))}
+	if a.Scopes, err = scan.NewScopes(sd); err != nil {
+		return err
+	}
+	if a.Runs, err = scan.NewRuns(sd); err != nil {
+		return err
+	}
 	if a.Config.Vault.Backend == "" {
 		return nil
 	}
 	ev, err := evidence.Open(ctx, evidence.Options{
-		DB:         a.Store.DB(),
-		Audit:      a.Audit,
+		DB:         a.st.DB(),
+		Audit:      a.log,
 		Config:     a.Config.Vault,
 		DataDir:    a.Config.DataDir,
 		Production: a.Config.Production,
 		Gate:       a.Auth,
-		Ledger:     evidence.AuditLedger{DB: a.Store.DB(), Log: a.Audit},
-		Append: func(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error) {
-			return a.SIEM.Append(ctx, tx, a.Audit, e)
-		},
-		OnAlert: a.spoolAlert,
-		OnError: func(err error) { fmt.Fprintf(os.Stderr, "firewalliq: evidence: %v\n", err) },
-		Now:     a.Now,
+		Ledger:     evidence.AuditLedger{DB: a.st.DB(), Log: a.log},
+		Append:     a.journal.Record,
+		OnAlert:    a.spoolAlert,
+		OnError:    func(err error) { a.Logger.Error("evidence", "err", err) },
+		Now:        a.Now,
 	})
 	if err != nil {
 		return err
@@ -152,26 +228,42 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 // transaction.
 func (a *Appliance) spoolAlert(st vault.SpoolStatus) {
 	det, _ := json.Marshal(map[string]any{"pending": st.Pending, "bytes": st.Bytes, "max_bytes": st.MaxBytes, "full": st.Full, "oldest_age": st.Age.String()})
-	err := a.Store.InTx(context.Background(), func(tx *sql.Tx) error {
-		_, err := a.SIEM.Append(context.Background(), tx, a.Audit, audit.Entry{ActorName: "vault", Action: audit.ActEvidenceSpool, Object: "spool", Details: det})
-		return err
-	})
+	a.Logger.Warn("evidence spool near its bound", "pending", st.Pending, "bytes", st.Bytes, "max_bytes", st.MaxBytes, "full", st.Full)
+	err := a.journal.RecordAlone(context.Background(), audit.Entry{ActorName: "vault", Action: audit.ActEvidenceSpool, Object: "spool", Details: det})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "firewalliq: evidence spool alert not recorded: %v\n", err)
+		a.Logger.Error("evidence spool alert not recorded", "err", err)
 	}
+}
+
+// Ping checks that the store answers (for readiness probes).
+func (a *Appliance) Ping(ctx context.Context) error { return a.st.DB().PingContext(ctx) }
+
+// Checkpoint signs an audit checkpoint of the log's head now, unless the
+// latest one already covers it (then it returns that one and false). It is
+// the appliance's own housekeeping (serve does it every
+// audit.checkpoint_interval), not a principal's action: it adds no entry.
+func (a *Appliance) Checkpoint(ctx context.Context) (audit.Checkpoint, bool, error) {
+	return a.journal.Checkpoint(ctx)
 }
 
 // Run runs the appliance's background loops until ctx ends: audit
 // checkpoints, the identity service's timed work (support-session expiry,
-// anomaly windows), SIEM delivery and evidence uploads. Errors go to onErr;
-// each loop retries on its own schedule.
+// anomaly windows), SIEM delivery and evidence uploads. Errors go to onErr
+// (the Logger when nil); each loop retries on its own schedule.
 func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
+	if onErr == nil {
+		onErr = func(err error) { a.Logger.Error("background", "err", err) }
+	}
 	var wg sync.WaitGroup
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	run(func() { a.RunAuditCheckpoints(ctx, onErr) })
 	run(func() { a.Auth.Run(ctx, 30*time.Second, onErr) })
 	run(func() {
-		w := a.SIEM.NewWorker(siem.WorkerOptions{Record: a.SIEM.Recorder(a.Audit), Logf: func(f string, args ...any) { onErr(fmt.Errorf("siem: "+f, args...)) }})
+		record := func(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
+			_, err := a.journal.Record(ctx, tx, e)
+			return err
+		}
+		w := a.outbox.NewWorker(siem.WorkerOptions{Record: record, Logf: func(f string, args ...any) { onErr(fmt.Errorf("siem: "+f, args...)) }})
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			onErr(fmt.Errorf("siem worker: %w", err))
 		}
@@ -190,11 +282,11 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 // audit.checkpoint_interval while entries were added, until ctx ends; serve
 // runs it in a goroutine. Failures go to onErr and are retried next tick.
 func (a *Appliance) RunAuditCheckpoints(ctx context.Context, onErr func(error)) {
-	a.Audit.RunCheckpoints(ctx, a.Store.DB(), a.Config.Audit.CheckpointInterval, onErr)
+	a.log.RunCheckpoints(ctx, a.st.DB(), a.Config.Audit.CheckpointInterval, onErr)
 }
 
 // Close releases the appliance's resources.
-func (a *Appliance) Close() error { return a.Store.Close() }
+func (a *Appliance) Close() error { return a.st.Close() }
 
 // InitOptions say who the first admin is.
 type InitOptions struct {
@@ -268,7 +360,7 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (InitResult, error)
 	// rename(2) replaces an empty directory atomically and fails on a
 	// non-empty one, so a directory filled meanwhile is still not touched.
 	if err := os.Rename(tmp, dir); err != nil {
-		return InitResult{}, fmt.Errorf("init %s: %w (%v)", dir, ErrAlreadyInitialized, err)
+		return InitResult{}, fmt.Errorf("init %s: %w (%w)", dir, ErrAlreadyInitialized, err)
 	}
 	done = true
 	res.DataDir = dir
@@ -308,13 +400,18 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 	if err != nil {
 		return InitResult{}, err
 	}
+	// No SIEM destination exists yet, so the journal needs no outbox.
+	jr, err := journal.New(st.DB(), lg, nil)
+	if err != nil {
+		return InitResult{}, err
+	}
 	// The audit entries go in the same transaction as what they record:
 	// if an append fails, init fails (fail-closed).
 	sys := audit.Entry{ActorID: "system", ActorName: "init"}
 	err = st.InTx(ctx, func(tx *sql.Tx) error {
 		e := sys
 		e.Action, e.Object = audit.ActApplianceInit, "appliance"
-		if _, err := lg.Append(ctx, tx, e); err != nil {
+		if _, err := jr.Record(ctx, tx, e); err != nil {
 			return err
 		}
 		tn, err := st.CreateTenant(ctx, tx, opts.Tenant)
@@ -325,7 +422,7 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 		e = sys
 		e.Tenant, e.Action, e.Object = tn.ID, audit.ActTenantCreate, "tenant:"+tn.ID
 		e.Details, _ = json.Marshal(map[string]string{"name": opts.Tenant})
-		if _, err := lg.Append(ctx, tx, e); err != nil {
+		if _, err := jr.Record(ctx, tx, e); err != nil {
 			return err
 		}
 		id := store.NewID("u")
@@ -341,7 +438,7 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 		e = sys
 		e.Action, e.Object = audit.ActUserCreate, "user:"+u.ID
 		e.Details, _ = json.Marshal(map[string]string{"name": opts.Admin, "role": "admin"})
-		_, err = lg.Append(ctx, tx, e)
+		_, err = jr.Record(ctx, tx, e)
 		return err
 	})
 	if err != nil {
@@ -353,4 +450,22 @@ func populate(ctx context.Context, dir string, opts InitOptions) (InitResult, er
 		return InitResult{}, fmt.Errorf("init audit: %w", err)
 	}
 	return res, nil
+}
+
+// OpenReadOnly opens the database file at path read-only, for the offline
+// tools (audit verify, prove, checkpoint; the probe's alarm check) that
+// must work on a copy of the file alone and must not change it.
+func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", store.DSN(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
 }

@@ -25,7 +25,7 @@ func TestAuditWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es, err := audit.ReadEntries(ctx, a.Store.DB(), 1, 10)
+	es, err := audit.ReadEntries(ctx, a.DB(), 1, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +42,7 @@ func TestAuditWiring(t *testing.T) {
 		t.Fatalf("fresh start-up: %+v", a.AuditStartup)
 	}
 	for range 2 {
-		err := a.Store.InTx(ctx, func(tx *sql.Tx) error {
-			_, err := a.Audit.Append(ctx, tx, audit.Entry{ActorID: "u-1", Action: audit.ActScopeSign, Object: "scope:1"})
-			return err
-		})
-		if err != nil {
+		if err := a.RecordForTest(ctx, audit.Entry{ActorID: "u-1", Action: audit.ActScopeSign, Object: "scope:1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,10 +73,14 @@ func TestAuditWiring(t *testing.T) {
 	if !a.AuditStartup.Raised || a.AuditStartup.Alarm == nil || a.AuditStartup.Alarm.BadSeq != 5 {
 		t.Fatalf("tampered start-up: %+v", a.AuditStartup)
 	}
-	if err := audit.CheckNoAlarm(ctx, a.Store.DB()); !errors.Is(err, audit.ErrTamperAlarm) {
+	if err := audit.CheckNoAlarm(ctx, a.DB()); !errors.Is(err, audit.ErrTamperAlarm) {
 		t.Fatalf("CheckNoAlarm: %v", err)
 	}
-	if _, _, err := a.Audit.Acknowledge(ctx, a.Store.DB(), audit.Acknowledgement{ActorID: "u-1", ActorName: "alice", StepUpVerified: true}); err != nil {
+	err = store.InTx(ctx, a.DB(), func(tx *sql.Tx) error {
+		_, _, err := a.journal.Acknowledge(ctx, tx, audit.Acknowledgement{ActorID: "u-1", ActorName: "alice", StepUpVerified: true})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
@@ -92,7 +92,7 @@ func TestAuditWiring(t *testing.T) {
 	if !a.AuditStartup.Report.Intact || a.AuditStartup.Alarm != nil {
 		t.Fatalf("start-up after acknowledgement: %+v", a.AuditStartup)
 	}
-	if err := audit.CheckNoAlarm(ctx, a.Store.DB()); err != nil {
+	if err := audit.CheckNoAlarm(ctx, a.DB()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -85,7 +85,7 @@ func (c *Config) LoadFile(path string) error {
 	}
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return fmt.Errorf("config file %s: %w: %v", path, ErrInvalidConfig, err)
+		return fmt.Errorf("config file %s: %w: %w", path, ErrInvalidConfig, err)
 	}
 	if err := refuseSafetyKeys("", raw); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
@@ -94,7 +94,7 @@ func (c *Config) LoadFile(path string) error {
 	dec.KnownFields(true)
 	// A file of only comments decodes to io.EOF: no changes.
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: %w: %v", path, ErrInvalidConfig, err)
+		return fmt.Errorf("config file %s: %w: %w", path, ErrInvalidConfig, err)
 	}
 	return nil
 }
@@ -164,7 +164,7 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 	if v := getenv("FIQ_AUDIT_CHECKPOINT_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			return fmt.Errorf("FIQ_AUDIT_CHECKPOINT_INTERVAL=%q: %w: %v", v, ErrInvalidConfig, err)
+			return fmt.Errorf("FIQ_AUDIT_CHECKPOINT_INTERVAL=%q: %w: %w", v, ErrInvalidConfig, err)
 		}
 		c.Audit.CheckpointInterval = d
 	}
@@ -191,7 +191,7 @@ func (c *Config) Validate() error {
 	// one must be complete and, in production, WORM.
 	if c.Vault.Backend != "" {
 		if err := c.Vault.Validate(c.Production); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
 	return nil

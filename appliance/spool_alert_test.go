@@ -37,10 +37,10 @@ func TestSpoolAlertAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	var head int64
-	if err := a.Store.DB().QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+	if err := a.DB().QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := audit.ReadEntries(ctx, a.Store.DB(), 1, head)
+	entries, err := audit.ReadEntries(ctx, a.DB(), 1, head)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,8 @@ const (
 	ActAuditCheckpoint Action = "audit.checkpoint"
 	ActAuditTamper     Action = "audit.tamper"
 	ActAuditTamperAck  Action = "audit.tamper.ack"
+
+	ActAlertAck Action = "alert.ack"
 )
 
 // Actions returns the closed vocabulary.
@@ -100,6 +102,7 @@ func Actions() []Action {
 		ActEvidenceUpload, ActEvidenceExport, ActEvidenceAnchor, ActEvidenceSpool, ActReportSign,
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
+		ActAlertAck,
 	}
 }
 

@@ -84,7 +84,7 @@ func NewMinIO(cfg MinIOConfig) (*MinIO, error) {
 	if roots == nil && cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: ca file: %v", ErrBadConfig, err)
+			return nil, fmt.Errorf("%w: ca file: %w", ErrBadConfig, err)
 		}
 		roots = x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
@@ -110,7 +110,7 @@ func NewMinIO(cfg MinIOConfig) (*MinIO, error) {
 	if cfg.KMSKeyID != "" {
 		sse, err = encrypt.NewSSEKMS(cfg.KMSKeyID, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: kms key: %v", ErrBadConfig, err)
+			return nil, fmt.Errorf("%w: kms key: %w", ErrBadConfig, err)
 		}
 	}
 	return &MinIO{c: c, cfg: cfg, sse: sse}, nil

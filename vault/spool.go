@@ -92,7 +92,7 @@ func DecodeRecord(r io.ReaderAt, fileSize int64) (RecordHeader, error) {
 	}
 	tail := make([]byte, trailerLen)
 	if _, err := r.ReadAt(tail, fileSize-int64(trailerLen)); err != nil {
-		return h, fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return h, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if string(tail[4:]) != recordMagic {
 		return h, fmt.Errorf("%w: bad magic", ErrBadRecord)
@@ -103,12 +103,12 @@ func DecodeRecord(r io.ReaderAt, fileSize int64) (RecordHeader, error) {
 	}
 	js := make([]byte, n)
 	if _, err := r.ReadAt(js, fileSize-int64(trailerLen)-n); err != nil {
-		return h, fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return h, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&h); err != nil {
-		return RecordHeader{}, fmt.Errorf("%w: header: %v", ErrBadRecord, err)
+		return RecordHeader{}, fmt.Errorf("%w: header: %w", ErrBadRecord, err)
 	}
 	if dec.More() {
 		return RecordHeader{}, fmt.Errorf("%w: trailing data after header", ErrBadRecord)

@@ -94,3 +94,19 @@ func FuzzRequestTenant(f *testing.F) {
 		}
 	})
 }
+
+// TestDummyHashLazy: the hash unknown users' passwords are checked against
+// is made on the first unknown-user login, not by NewService, so a command
+// that never logs anyone in does not pay argon2id's memory for it.
+func TestDummyHashLazy(t *testing.T) {
+	f := newFixture(t)
+	if f.svc.dummy != "" {
+		t.Fatal("NewService computed the dummy hash")
+	}
+	if _, err := f.svc.Login(f.ctx, "nobody", "some password here", client, ""); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if f.svc.dummy == "" {
+		t.Fatal("no dummy hash after an unknown-user login")
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"firewalliq/appliance/journal"
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
@@ -74,7 +75,11 @@ func newFixture(t *testing.T, mod ...func(*Params)) *fixture {
 	for _, m := range mod {
 		m(&p)
 	}
-	svc, err := NewService(Deps{Store: st, Log: audit.New(audit.Options{Now: clk.now}), Keys: kr, Now: clk.now, Params: p})
+	jr, err := journal.New(st.DB(), audit.New(audit.Options{Now: clk.now}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(Deps{Store: st, Journal: jr, Keys: kr, Now: clk.now, Params: p})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,9 @@ import (
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/journal"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
 )
 
 // TestFirstAdminFromInit walks the first admin's first login on a data
@@ -29,7 +32,17 @@ func TestFirstAdminFromInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	svc, err := auth.NewService(auth.Deps{Store: a.Store, Log: a.Audit, Keys: a.Keys, Now: clock,
+	// A second service over the same file, with cheap password hashing.
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, appliance.DatabaseFile), store.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	jr, err := journal.New(st.DB(), audit.New(audit.Options{Now: clock}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.NewService(auth.Deps{Store: st, Journal: jr, Keys: a.Keys, Now: clock,
 		Params: auth.Params{Argon: auth.ArgonParams{Time: 1, MemoryKiB: 64, Threads: 1}}})
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,10 @@ const (
 	OpSettingsChange Operation = "settings.change"
 	OpSIEMConfigure  Operation = "siem.configure"
 	OpAnomalyRead    Operation = "anomaly.read"
+	OpAnomalyAck     Operation = "anomaly.ack"
+	OpSIEMRead       Operation = "siem.read"
+	OpSIEMTest       Operation = "siem.test"
+	OpEvidenceRead   Operation = "evidence.read"
 )
 
 // Permission is one row of the matrix.
@@ -72,6 +76,12 @@ type Permission struct {
 	// ApplianceOnly means only appliance admins (users of no tenant) may do
 	// it; tenant admins may not.
 	ApplianceOnly bool
+	// ApplianceWide means an appliance admin may also perform Op on no
+	// tenant (tenant ""): on appliance-wide objects (SIEM destinations that
+	// receive every tenant's events) or across all tenants (reading the
+	// audit log). Authorize then pins the tenant "", which the owning
+	// service reads as "appliance-wide".
+	ApplianceWide bool
 	// Owner is the package that enforces the check.
 	Owner string
 	// What describes the operation for docs/permissions.md.
@@ -117,11 +127,15 @@ func Permissions() []Permission {
 		{Op: OpScanRead, Roles: all, Owner: "scan", What: "read scans, results and findings"},
 		{Op: OpEvidenceExport, Roles: []string{A, SL, AU}, StepUp: true, DualApproval: true, Owner: "vault", What: "export an evidence bundle (always dual approval)"},
 		{Op: OpReportRead, Roles: all, Owner: "policy", What: "read, verify and download compliance reports"},
-		{Op: OpAuditRead, Roles: []string{A, SL, AU}, Owner: "audit", What: "read and verify the audit log"},
+		{Op: OpAuditRead, Roles: []string{A, SL, AU}, ApplianceWide: true, Owner: "audit", What: "read and verify the audit log (tenant users: their tenant's entries)"},
 		{Op: OpAuditAlarmAck, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "audit", What: "acknowledge an audit tamper alarm (the log is appliance-wide, so appliance admins only)"},
 		{Op: OpSettingsChange, Roles: []string{A}, StepUp: true, Owner: "appliance", What: "change appliance or tenant settings"},
-		{Op: OpSIEMConfigure, Roles: []string{A}, StepUp: true, Owner: "siem", What: "add or remove SIEM destinations"},
-		{Op: OpAnomalyRead, Roles: []string{A, SL, AU}, Owner: "audit", What: "read anomaly alerts"},
+		{Op: OpSIEMConfigure, Roles: []string{A}, StepUp: true, ApplianceWide: true, Owner: "siem", What: "add or remove SIEM destinations"},
+		{Op: OpAnomalyRead, Roles: []string{A, SL, AU}, ApplianceWide: true, Owner: "audit", What: "read anomaly alerts"},
+		{Op: OpAnomalyAck, Roles: []string{A, SL}, ApplianceWide: true, Owner: "audit", What: "acknowledge an anomaly alert (once; the alert stays in the log)"},
+		{Op: OpSIEMRead, Roles: []string{A, AU}, ApplianceWide: true, Owner: "siem", What: "list SIEM destinations and their delivery status"},
+		{Op: OpSIEMTest, Roles: []string{A}, ApplianceWide: true, Owner: "siem", What: "send a SIEM destination a test message (outside the outbox)"},
+		{Op: OpEvidenceRead, Roles: []string{A, SL, AU}, Owner: "vault", What: "list recorded evidence objects"},
 	}
 }
 
@@ -178,6 +192,7 @@ func PermissionsMarkdown() string {
 	b.WriteString("- **x**: allowed. **x†**: allowed with a fresh step-up TOTP bound to the request (valid 5 minutes, used once).\n")
 	b.WriteString("- **dual**: also needs two approvals (`approver` or `security_lead`, neither the requester, each with step-up);\n  for scans only when the scope is production, for evidence export always.\n")
 	b.WriteString("- **appliance**: only appliance admins (users of no tenant), not tenant admins.\n")
+	b.WriteString("- **appliance-wide**: an appliance admin may also act on no tenant: appliance-wide objects or all tenants.\n")
 	b.WriteString("- `admin` is a tenant's admin (acting in that tenant) or an appliance admin; an appliance admin acts in a\n  tenant only where the operation names the tenant explicitly (it has no tenant of its own).\n")
 	b.WriteString("- API tokens act with the token's role in the token's tenant; they cannot step up or create tokens.\n")
 	b.WriteString("- `support` users have no rights of their own. While a tenant admin's support ticket is open they may,\n  in that tenant only: " +
@@ -213,6 +228,9 @@ func PermissionsMarkdown() string {
 		}
 		if p.ApplianceOnly {
 			notes = append(notes, "appliance")
+		}
+		if p.ApplianceWide {
+			notes = append(notes, "appliance-wide")
 		}
 		fmt.Fprintf(&b, " %s | `%s` |\n", strings.Join(notes, ", "), p.Owner)
 	}

@@ -71,11 +71,18 @@ type Keys interface {
 	Open(sealed, ad []byte) ([]byte, error)
 }
 
+// Recorder is the appliance's one audit write path (journal.Journal): it
+// appends an entry to the audit log and queues its SIEM event inside tx.
+type Recorder interface {
+	Record(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error)
+}
+
 // Deps are the service's dependencies.
 type Deps struct {
 	Store *store.Store
-	Log   *audit.Log
-	Keys  Keys
+	// Journal records every audit entry the service writes.
+	Journal Recorder
+	Keys    Keys
 	// Now is the clock; time.Now when nil. Every expiry, window and TOTP
 	// step is computed from it.
 	Now func() time.Time
@@ -86,7 +93,7 @@ type Deps struct {
 // Service is identity and access.
 type Service struct {
 	st   *store.Store
-	log  *audit.Log
+	log  Recorder
 	keys Keys
 	now  func() time.Time
 	p    Params
@@ -112,13 +119,13 @@ func (s *Service) dummyHash() string {
 
 // NewService checks deps and returns a Service.
 func NewService(d Deps) (*Service, error) {
-	if d.Store == nil || d.Log == nil || d.Keys == nil {
-		return nil, fmt.Errorf("auth: Store, Log and Keys are required")
+	if d.Store == nil || d.Journal == nil || d.Keys == nil {
+		return nil, fmt.Errorf("auth: Store, Journal and Keys are required")
 	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Service{st: d.Store, log: d.Log, keys: d.Keys, now: d.Now, p: d.Params.withDefaults()}
+	s := &Service{st: d.Store, log: d.Journal, keys: d.Keys, now: d.Now, p: d.Params.withDefaults()}
 	return s, nil
 }
 
@@ -185,10 +192,8 @@ type fields = map[string]any
 
 // append writes e in tx; errors are wrapped so the caller's action fails.
 func (s *Service) append(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
-	if _, err := s.log.Append(ctx, tx, e); err != nil {
-		return fmt.Errorf("audit %s: %w", e.Action, err)
-	}
-	return nil
+	_, err := s.log.Record(ctx, tx, e)
+	return err
 }
 
 // record writes e in its own transaction: for refusals and failed attempts,
@@ -258,6 +263,9 @@ func (s *Service) check(p Principal, op Operation, tenant string) (string, strin
 		return "", "support user without an open support ticket"
 	}
 	if p.ApplianceAdmin() {
+		if tenant == "" && perm.ApplianceWide {
+			return "", ""
+		}
 		if tenant == "" {
 			return "", "appliance admin must name a tenant"
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
-	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe/keys"
 )
@@ -52,13 +51,9 @@ func openAuditDB(cmd *cobra.Command, env *Env) (*sql.DB, appliance.Config, error
 	if _, err := os.Stat(path); err != nil {
 		return nil, cfg, fmt.Errorf("audit: %s: %w", cfg.DataDir, appliance.ErrNotInitialized)
 	}
-	db, err := sql.Open("sqlite", store.DSN(path, true))
+	db, err := appliance.OpenReadOnly(cmd.Context(), path)
 	if err != nil {
-		return nil, cfg, fmt.Errorf("audit: open %s: %w", path, err)
-	}
-	if err := db.PingContext(cmd.Context()); err != nil {
-		db.Close()
-		return nil, cfg, fmt.Errorf("audit: open %s: %w", path, err)
+		return nil, cfg, fmt.Errorf("audit: %w", err)
 	}
 	return db, cfg, nil
 }
@@ -96,7 +91,7 @@ an older copy. Exit 0 when intact, 1 naming the first bad seq and the reason.`,
 			for _, f := range kept {
 				b, err := os.ReadFile(f)
 				if err != nil {
-					return usagef("audit verify: --from-checkpoint: %v", err)
+					return usagef("audit verify: --from-checkpoint: %w", err)
 				}
 				notes = append(notes, b)
 			}

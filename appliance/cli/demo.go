@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -18,8 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/keyring"
-	"firewalliq/appliance/store"
+	"firewalliq/appliance/scan"
 	"firewalliq/audit"
 	"firewalliq/probe"
 	"firewalliq/probe/keys"
@@ -84,6 +82,11 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 		return err
 	}
 	defer app.Close()
+	lead, err := demoSignIn(ctx, app, res)
+	if err != nil {
+		return err
+	}
+	say("the admin signed in (TOTP enrolled, password changed) and created security lead %q, who signed in", lead.Name)
 
 	// 2. The compiled-in safety profile.
 	prof, err := safety.Load()
@@ -134,16 +137,12 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(signed)
-	if err := demoAudit(ctx, app, res.TenantID, audit.ActScopeRegister, doc.ID, map[string]any{"sha256": hex.EncodeToString(sum[:]), "signer_key_id": doc.SignerKeyID},
-		func(tx *sql.Tx) error {
-			ts, err := app.Store.Tenant(res.TenantID)
-			if err != nil {
-				return err
-			}
-			_, err = ts.CreateScope(ctx, tx, store.Scope{ID: doc.ID, Name: doc.Name, Environment: doc.Environment, Document: signed, SHA256: hex.EncodeToString(sum[:])})
-			return err
-		}); err != nil {
+	// The appliance trusts the lead's key (an operator's local step), and
+	// the lead registers the scope through the scope service.
+	if err := scan.WriteTrusted(filepath.Join(cfg.DataDir, appliance.ScopeSignersDir), pub); err != nil {
+		return err
+	}
+	if _, err := app.Scopes.Register(ctx, lead, "", signed); err != nil {
 		return err
 	}
 	say("signed by key %s, registered for tenant %q: %s, ports %q, max %d pps", doc.SignerKeyID, res.Tenant, strings.Join(doc.CIDRs, ","), doc.Ports, doc.MaxPPS)
@@ -162,7 +161,8 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	step(5, "probe the scope at the scope's %d pps (paced, every packet checked against the scope)", doc.MaxPPS)
 	resultsDir := filepath.Join(work, "scan")
 	scanID := "demo-scan-1"
-	if err := demoAudit(ctx, app, res.TenantID, audit.ActScanStart, scanID, map[string]any{"scope": doc.ID, "rate": doc.MaxPPS}, nil); err != nil {
+	run := scan.Run{ID: scanID, ScopeID: doc.ID, Rate: doc.MaxPPS}
+	if err := app.Runs.Start(ctx, lead, "", run); err != nil {
 		return err
 	}
 	sink.Reset()
@@ -180,7 +180,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	for _, r := range rows {
 		say("%-10s %-5s %-6d %-12s %-8s %-14s %s", r.Target, r.Proto, r.Port, r.Probe, r.State, r.Reason, r.detail())
 	}
-	if err := demoAudit(ctx, app, res.TenantID, audit.ActScanComplete, scanID, map[string]any{"scope": doc.ID, "results": len(rows), "findings": 0}, nil); err != nil {
+	if err := app.Runs.Complete(ctx, lead, "", run, len(rows), 0); err != nil {
 		return err
 	}
 
@@ -200,7 +200,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	if err := app.Evidence.Vault().Flush(ctx); err != nil {
 		return err
 	}
-	objs, err := app.Evidence.Objects(ctx, res.TenantID, "")
+	objs, err := app.Evidence.List(ctx, lead, "", "")
 	if err != nil {
 		return err
 	}
@@ -211,19 +211,25 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 
 	// 7. The audit log.
 	step(7, "the tamper-evident audit log recorded every step")
-	var cp audit.Checkpoint
-	if err := app.Store.InTx(ctx, func(tx *sql.Tx) error { cp, _, err = app.Audit.Checkpoint(ctx, tx); return err }); err != nil {
+	cp, _, err := app.Checkpoint(ctx)
+	if err != nil {
 		return err
 	}
 	auditPub, err := app.Keys.Public(keyring.Audit)
 	if err != nil {
 		return err
 	}
-	rep, err := audit.Verify(ctx, app.Store.DB(), audit.VerifyOptions{Public: auditPub})
+	// Verify as an auditor would: the database file alone, read-only.
+	db, err := appliance.OpenReadOnly(ctx, filepath.Join(cfg.DataDir, appliance.DatabaseFile))
 	if err != nil {
 		return err
 	}
-	entries, err := audit.ReadEntries(ctx, app.Store.DB(), 1, rep.Size)
+	defer db.Close()
+	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{Public: auditPub})
+	if err != nil {
+		return err
+	}
+	entries, err := audit.ReadEntries(ctx, db, 1, rep.Size)
 	if err != nil {
 		return err
 	}
@@ -248,21 +254,55 @@ func demoKinds() []safety.Kind {
 	return kinds
 }
 
-// demoAudit runs change (if any) and its audit entry in one transaction.
-func demoAudit(ctx context.Context, app *appliance.Appliance, tenant string, action audit.Action, object string, details map[string]any, change func(*sql.Tx) error) error {
-	det, err := json.Marshal(details)
-	if err != nil {
-		return err
+// demoSignIn finishes the first admin's first login (TOTP enrolment,
+// password change), has the admin create the security lead the demo acts
+// as (with a step-up code), and finishes the lead's first login: the same
+// doors a person uses. Codes come from the secrets the demo holds, for the
+// current and the next TOTP step, so nothing waits for the clock.
+func demoSignIn(ctx context.Context, app *appliance.Appliance, res appliance.InitResult) (auth.Principal, error) {
+	c := auth.Client{IP: "127.0.0.1", UserAgent: "firewalliq-demo"}
+	now := app.Now()
+	code := func(secret string, step int) string {
+		s, _ := auth.TOTPCode(secret, now.Add(time.Duration(step)*30*time.Second))
+		return s
 	}
-	return app.Store.InTx(ctx, func(tx *sql.Tx) error {
-		if change != nil {
-			if err := change(tx); err != nil {
-				return err
-			}
+	first := func(name, oneTime string) (auth.Principal, string, error) {
+		l, err := app.Auth.Login(ctx, name, oneTime, c, "")
+		if err != nil {
+			return auth.Principal{}, "", fmt.Errorf("demo login %s: %w", name, err)
 		}
-		_, err := app.SIEM.Append(ctx, tx, app.Audit, audit.Entry{Tenant: tenant, ActorID: demoActor, ActorName: demoActor, ActorIP: "127.0.0.1", UserAgent: "firewalliq-demo", Action: action, Object: object, Details: det})
-		return err
-	})
+		en, err := app.Auth.BeginEnrolment(ctx, l.Token, c)
+		if err != nil {
+			return auth.Principal{}, "", fmt.Errorf("demo enrol %s: %w", name, err)
+		}
+		full, _, err := app.Auth.ConfirmEnrolment(ctx, l.Token, code(en.Secret, 0), c)
+		if err != nil {
+			return auth.Principal{}, "", fmt.Errorf("demo enrol %s: %w", name, err)
+		}
+		p, err := app.Auth.Authenticate(ctx, auth.Request{SessionToken: full.Token, Method: "GET", Client: c})
+		if err != nil {
+			return auth.Principal{}, "", err
+		}
+		pw, err := auth.RandomPassword()
+		if err != nil {
+			return auth.Principal{}, "", err
+		}
+		if full, err = app.Auth.ChangePassword(ctx, p, oneTime, pw); err != nil {
+			return auth.Principal{}, "", fmt.Errorf("demo password %s: %w", name, err)
+		}
+		p, err = app.Auth.Authenticate(ctx, auth.Request{SessionToken: full.Token, Method: "GET", Client: c})
+		return p, en.Secret, err
+	}
+	admin, secret, err := first(res.Admin, res.OneTimePassword)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	_, oneTime, err := app.Auth.CreateUser(ctx, admin, res.TenantID, auth.NewUser{Name: demoActor, Role: "security_lead"}, code(secret, 1))
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("demo create %s: %w", demoActor, err)
+	}
+	lead, _, err := first(demoActor, oneTime)
+	return lead, err
 }
 
 // demoRow is the part of a result line the demo prints.

@@ -22,7 +22,6 @@ import (
 	"golang.org/x/term"
 
 	"firewalliq/appliance"
-	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe"
 	"firewalliq/probe/safety"
@@ -104,12 +103,12 @@ func refuseDuringTamperAlarm(cmd *cobra.Command, env *Env) error {
 	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	st, err := store.Open(cmd.Context(), dbPath, store.Options{ReadOnly: true})
+	db, err := appliance.OpenReadOnly(cmd.Context(), dbPath)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	defer st.Close()
-	if err := audit.CheckNoAlarm(cmd.Context(), st.DB()); err != nil {
+	defer db.Close()
+	if err := audit.CheckNoAlarm(cmd.Context(), db); err != nil {
 		return fmt.Errorf("probe: refused: %w", err)
 	}
 	return nil
@@ -154,7 +153,7 @@ func runProbe(ctx context.Context, env *Env, f probeFlags) error {
 	rate, err := limits.Effective()
 	if err != nil {
 		// Refused, not clamped: the operator must ask for what is allowed.
-		return usagef("probe: %v", err)
+		return usagef("probe: %w", err)
 	}
 	var payloads []string
 	for _, p := range prof.UDPPayloads {
@@ -241,7 +240,7 @@ func pickPorts(sc *scope.Scope, spec string) ([]probe.Port, error) {
 	if spec != "" {
 		var err error
 		if sel, err = scope.ParsePorts(spec); err != nil {
-			return nil, usagef("probe: --ports: %v", err)
+			return nil, usagef("probe: --ports: %w", err)
 		}
 		for _, p := range sel {
 			if !slices.Contains(all, p) {
@@ -265,7 +264,7 @@ func pickKinds(sc *scope.Scope, prof safety.Profile, list string) ([]probe.Kind,
 		for _, s := range strings.Split(list, ",") {
 			k, err := safety.ParseKind(strings.TrimSpace(s))
 			if err != nil {
-				return nil, usagef("probe: --probes: %v", err)
+				return nil, usagef("probe: --probes: %w", err)
 			}
 			if !sc.Allows(k) {
 				return nil, usagef("probe: --probes: %s is not allowed by scope %q", k, sc.Doc.ID)

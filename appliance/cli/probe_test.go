@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -275,5 +276,20 @@ func TestProbeStopsAtScopeExpiry(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, probe.CheckpointFile))
 	if err := json.Unmarshal(b, &cp); err != nil || cp.Complete {
 		t.Fatalf("checkpoint %s: %v", b, err)
+	}
+}
+
+// TestProbeRateRefusalKeepsIdentity: the refusal of a rate above the cap is
+// a usage error that still wraps probe.ErrRateAboveCap, so the one error
+// table can classify it.
+func TestProbeRateRefusalKeepsIdentity(t *testing.T) {
+	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:1")
+	var out bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" },
+		Now: func() time.Time { return time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC) }}
+	err := runProbe(context.Background(), env, probeFlags{scope: signed, trust: pub, out: filepath.Join(t.TempDir(), "o"), rate: 401, retries: 1, timeout: time.Second, noProgress: true})
+	var ue *UsageError
+	if !errors.Is(err, probe.ErrRateAboveCap) || !errors.As(err, &ue) {
+		t.Fatalf("runProbe at 401 pps: %v, want a UsageError wrapping ErrRateAboveCap", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/cli/apiclient"
-	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
 
@@ -336,7 +334,7 @@ func TestCLIAgainstServer(t *testing.T) {
 
 	// The audit log has every change under root's name, and verifies.
 	e.stop()
-	db, err := sql.Open("sqlite", store.DSN(filepath.Join(e.dir, appliance.DatabaseFile), true))
+	db, err := appliance.OpenReadOnly(context.Background(), filepath.Join(e.dir, appliance.DatabaseFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/keyring"
-	"firewalliq/audit"
 	"firewalliq/ui"
 )
 
@@ -30,12 +28,14 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			app, err := appliance.Open(ctx, cfg, env.Now)
+			// The appliance's structured log (at log_level) goes to the
+			// command's standard error.
+			app, err := appliance.OpenWith(ctx, cfg, env.Now, appliance.Options{LogOutput: env.Stderr})
 			if err != nil {
 				return err
 			}
 			defer app.Close()
-			logger := newLogger(env.Stderr, cfg.LogLevel)
+			logger := app.Logger
 			console, err := ui.New(ui.Deps{
 				Auth:    app.Auth,
 				Status:  func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
@@ -62,7 +62,7 @@ func newServeCmd(env *Env) *cobra.Command {
 			bgDone := make(chan struct{})
 			go func() {
 				defer close(bgDone)
-				app.Run(bg, func(err error) { fmt.Fprintf(env.Stderr, "firewalliq: %v\n", err) })
+				app.Run(bg, nil) // errors go to app.Logger
 			}()
 			defer func() { stopBG(); <-bgDone }()
 			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -86,43 +86,25 @@ func newServeCmd(env *Env) *cobra.Command {
 	return cmd
 }
 
-// newLogger returns the JSON slog logger of serve at the configured level.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// applianceStatus gathers what /readyz and /metrics report. It only reads.
+// applianceStatus maps the appliance's health to what /readyz and /metrics
+// report. It only reads.
 func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
-	var st ui.Status
-	db := app.Store.DB()
-	if err := db.PingContext(ctx); err != nil {
-		st.StoreError = "store unavailable"
-		return st
+	h, err := app.Health(ctx)
+	if err != nil {
+		return ui.Status{StoreError: "health unavailable", Errors: []string{"health: " + err.Error()}}
 	}
-	if as, err := audit.ReadStats(ctx, db); err != nil {
-		st.Errors = append(st.Errors, "audit size unreadable")
-	} else {
-		st.AuditSize, st.AuditCheckpointSize, st.AuditCheckpointAt = as.Size, as.CheckpointSize, as.CheckpointTime
+	st := ui.Status{StoreError: h.StoreErr, AuditSize: h.AuditSize, AuditCheckpointSize: h.CheckpointSize}
+	if h.CheckpointSize > 0 {
+		st.AuditCheckpointAt = app.Now().Add(-h.CheckpointAge)
 	}
-	if alarm, raised, err := audit.CurrentAlarm(ctx, db); err != nil {
-		st.Errors = append(st.Errors, "audit alarm state unreadable")
-	} else if raised {
-		st.AuditAlarm = fmt.Sprintf("entry %d is broken (%s)", alarm.BadSeq, alarm.Reason)
+	if h.Alarm != nil {
+		st.AuditAlarm = fmt.Sprintf("entry %d is broken (%s)", h.Alarm.BadSeq, h.Alarm.Reason)
 	}
-	if app.Evidence != nil {
-		vs := app.Evidence.Status()
-		st.Vault = &ui.VaultStatus{Backend: vs.Backend, WORM: vs.WORM, CheckError: vs.CheckErr, SpoolBytes: vs.Spool.Bytes, SpoolPending: vs.Spool.Pending, SpoolFull: vs.Spool.Full}
+	if v := h.Vault; v != nil {
+		st.Vault = &ui.VaultStatus{Backend: v.Backend, WORM: v.WORM, CheckError: v.CheckErr, SpoolBytes: v.Spool.Bytes, SpoolPending: v.Spool.Pending, SpoolFull: v.Spool.Full}
 	}
-	if ss, err := app.SIEM.Statuses(ctx); err != nil {
-		st.Errors = append(st.Errors, "siem status unreadable")
-	} else {
-		for _, d := range ss {
-			st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
-		}
+	for _, d := range h.SIEM {
+		st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
 	}
 	return st
 }

@@ -111,7 +111,7 @@ func (c Config) NewStore(dataDir string, now func() time.Time) (vault.Store, err
 	case "minio":
 		secret, err := os.ReadFile(c.SecretKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: vault.secret_key_file: %v", vault.ErrBadConfig, err)
+			return nil, fmt.Errorf("%w: vault.secret_key_file: %w", vault.ErrBadConfig, err)
 		}
 		return vault.NewMinIO(vault.MinIOConfig{
 			Endpoint: c.Endpoint, Bucket: c.Bucket, Region: c.Region, CAFile: c.CAFile,

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/journal"
+	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/vault"
 )
@@ -147,7 +149,11 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s.appendEntry = opts.Append
 	if s.appendEntry == nil {
-		s.appendEntry = opts.Audit.Append
+		jr, err := journal.New(opts.DB, opts.Audit, nil)
+		if err != nil {
+			return nil, err
+		}
+		s.appendEntry = jr.Record
 	}
 	s.sleep = vc.Sleep
 	if s.sleep == nil {
@@ -240,18 +246,7 @@ func (s *Service) record(ctx context.Context, r vault.Receipt) error {
 }
 
 func (s *Service) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return store.InTx(ctx, s.db, fn)
 }
 
 func boolInt(b bool) int {

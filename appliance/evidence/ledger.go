@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/vault"
 )
@@ -35,17 +36,14 @@ var _ vault.Ledger = AuditLedger{}
 func (a AuditLedger) LatestCheckpoint(ctx context.Context) (int64, []byte, error) {
 	if a.Log != nil {
 		var cp audit.Checkpoint
-		tx, err := a.DB.BeginTx(ctx, nil)
-		if err != nil {
-			return 0, nil, fmt.Errorf("checkpoint: %w", err)
-		}
-		cp, _, err = a.Log.Checkpoint(ctx, tx)
+		err := store.InTx(ctx, a.DB, func(tx *sql.Tx) error {
+			var err error
+			cp, _, err = a.Log.Checkpoint(ctx, tx)
+			return err
+		})
 		if err == nil {
-			if err = tx.Commit(); err == nil {
-				return cp.Size, []byte(cp.Note), nil
-			}
+			return cp.Size, []byte(cp.Note), nil
 		}
-		_ = tx.Rollback()
 		if !errors.Is(err, audit.ErrNoSigner) {
 			return 0, nil, fmt.Errorf("checkpoint: %w", err)
 		}

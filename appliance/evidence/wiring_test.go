@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/journal"
 	"firewalliq/appliance/siem"
 	"firewalliq/audit"
 	"firewalliq/vault"
@@ -15,6 +16,10 @@ import (
 // evidence service with the real identity service, SIEM outbox and audit
 // log. appliance.Open does this; it is not called by the tests.
 func wire(ctx context.Context, db *sql.DB, log *audit.Log, authSvc *auth.Service, outbox *siem.Outbox, cfg Config, dataDir string, production bool, logger *slog.Logger) (*Service, error) {
+	jr, err := journal.New(db, log, outbox)
+	if err != nil {
+		return nil, err
+	}
 	return Open(ctx, Options{
 		DB:         db,
 		Audit:      log,
@@ -23,9 +28,7 @@ func wire(ctx context.Context, db *sql.DB, log *audit.Log, authSvc *auth.Service
 		Production: production,
 		Gate:       authSvc,
 		Ledger:     AuditLedger{DB: db, Log: log},
-		Append: func(ctx context.Context, tx *sql.Tx, e audit.Entry) (audit.Entry, error) {
-			return outbox.Append(ctx, tx, log, e)
-		},
+		Append:     jr.Record,
 		OnAlert: func(st vault.SpoolStatus) {
 			logger.Warn("evidence spool near its bound", "bytes", st.Bytes, "max", st.MaxBytes, "full", st.Full)
 		},

@@ -12,10 +12,14 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"firewalliq/appliance/buildinfo"
+	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
 
@@ -126,13 +130,17 @@ type Destination struct {
 	CreatedAt     string `json:"created_at"`
 }
 
+// Validate checks d's settings as CreateDestination will, without storing
+// anything; errors wrap ErrInvalidDestination.
+func (d Destination) Validate() error { return d.validate() }
+
 // validate checks d and fills defaults.
 func (d *Destination) validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidDestination, fmt.Sprintf(format, a...))
 	}
-	if strings.TrimSpace(d.Name) == "" {
-		return bad("name is required")
+	if err := checkName(d.Name); err != nil {
+		return bad("%v", err)
 	}
 	if d.Format == "" {
 		d.Format = FormatOCSF
@@ -165,6 +173,12 @@ func (d *Destination) validate() error {
 		if err != nil || host == "" || port == "" {
 			return bad("address %q is not host:port", d.Address)
 		}
+		if err := checkPort(port); err != nil {
+			return bad("address %q: %v", d.Address, err)
+		}
+		if strings.ContainsAny(host, "@/ ") || hasControl(host) {
+			return bad("address %q: host holds a character a host name cannot", d.Address)
+		}
 		if d.Kind == KindTLS {
 			if len(d.CAPEM) == 0 {
 				return bad("a tls destination needs a pinned CA")
@@ -174,9 +188,22 @@ func (d *Destination) validate() error {
 			}
 		}
 	case KindWebhook:
+		if hasControl(d.Address) {
+			return bad("webhook address holds control characters")
+		}
 		u, err := url.Parse(d.Address)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Opaque != "" {
 			return bad("webhook address %q is not an https URL", d.Address)
+		}
+		if u.User != nil {
+			// Credentials in a URL end up in listings, logs and the audit
+			// entry; the webhook authenticates with its HMAC key instead.
+			return bad("webhook address must not carry credentials (user:pass@)")
+		}
+		if p := u.Port(); p != "" {
+			if err := checkPort(p); err != nil {
+				return bad("webhook address: %v", err)
+			}
 		}
 		if len(d.HMACKey) < 16 {
 			return bad("a webhook needs an HMAC key of at least 16 bytes")
@@ -194,6 +221,42 @@ func (d *Destination) validate() error {
 	}
 	if (len(d.ClientCertPEM) > 0) != (len(d.ClientKeyPEM) > 0) {
 		return bad("client certificate and key go together")
+	}
+	return nil
+}
+
+// MaxNameLen is the longest destination name, in bytes.
+const MaxNameLen = 64
+
+// checkName accepts printable names of at most MaxNameLen bytes: they are
+// shown in tables, logs and audit entries.
+func checkName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return errors.New("name is required")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name is longer than %d bytes", MaxNameLen)
+	case !utf8.ValidString(name):
+		return errors.New("name is not UTF-8")
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("name holds the non-printable character %U", r)
+		}
+	}
+	return nil
+}
+
+// hasControl reports whether s holds a control character.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
+}
+
+// checkPort accepts a decimal port 1..65535.
+func checkPort(p string) error {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+		return fmt.Errorf("port %q is not 1..65535", p)
 	}
 	return nil
 }
@@ -350,8 +413,8 @@ func (o *Outbox) secrets(ctx context.Context, d *Destination) error {
 // Enqueue writes the SIEM events for a stored audit entry inside tx, the
 // transaction that appended it: one outbox row per destination that takes
 // the entry's tenant (its own tenant's destinations and the appliance-wide
-// ones). Call it right after audit.Log.Append with the entry Append
-// returned; Outbox.Append does both.
+// ones). journal.Journal.Record, the appliance's one audit write path,
+// calls it right after appending the entry.
 //
 // Enqueue takes every audit entry up to e.Seq that a destination has not
 // taken yet, not only e: entries the audit package appends itself (tamper
@@ -405,28 +468,6 @@ func (o *Outbox) EnqueueFinding(ctx context.Context, tx *sql.Tx, tenant string, 
 		}
 	}
 	return nil
-}
-
-// Append appends e to log and enqueues the stored entry, both in tx. It is
-// the one call an audited action needs for both the audit log and the SIEM.
-func (o *Outbox) Append(ctx context.Context, tx *sql.Tx, log *audit.Log, e audit.Entry) (audit.Entry, error) {
-	stored, err := log.Append(ctx, tx, e)
-	if err != nil {
-		return audit.Entry{}, err
-	}
-	if err := o.Enqueue(ctx, tx, stored); err != nil {
-		return audit.Entry{}, err
-	}
-	return stored, nil
-}
-
-// Recorder returns a function that appends an entry to log and enqueues it;
-// the worker records its alerts with it.
-func (o *Outbox) Recorder(log *audit.Log) func(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
-	return func(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
-		_, err := o.Append(ctx, tx, log, e)
-		return err
-	}
 }
 
 // syncBatch bounds the audit entries one sync moves, so that catching up a
@@ -667,15 +708,7 @@ func (o *Outbox) SyncDest(ctx context.Context, id string) error {
 	if cur >= head && cp >= headCP {
 		return nil // the common case: no write transaction at all
 	}
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("siem sync: %w", err)
-	}
-	if err := o.sync(ctx, tx, head, id); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return store.InTx(ctx, o.db, func(tx *sql.Tx) error { return o.sync(ctx, tx, head, id) })
 }
 
 // Status is a destination's delivery state, for 'siem status' and the

@@ -88,7 +88,7 @@ func tlsConfig(d Destination) (*tls.Config, error) {
 	if len(d.ClientCertPEM) > 0 {
 		cert, err := tls.X509KeyPair(d.ClientCertPEM, d.ClientKeyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("%w: client certificate: %v", ErrInvalidDestination, err)
+			return nil, fmt.Errorf("%w: client certificate: %w", ErrInvalidDestination, err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
 
@@ -41,7 +42,7 @@ type WorkerOptions struct {
 	// checking that the receiver still holds the connection; 20ms.
 	Settle time.Duration
 	// Record writes an alert as an audit entry (and enqueues it), inside the
-	// worker's transaction; Outbox.Recorder(log) builds it. Alerts are only
+	// worker's transaction (the appliance passes its journal). Alerts are only
 	// visible in Statuses when nil.
 	Record func(ctx context.Context, tx *sql.Tx, e audit.Entry) error
 	// Dial builds a destination's sender; the real transports when nil.
@@ -463,15 +464,7 @@ func alertEntry(d Destination, details map[string]any) audit.Entry {
 }
 
 func (w *Worker) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := w.o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return store.InTx(ctx, w.o.db, fn)
 }
 
 // oneLine flattens s and cuts it to max bytes, for status columns.

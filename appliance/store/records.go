@@ -267,7 +267,7 @@ func notFound(err error) error {
 
 func conflict(err error) error {
 	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") || err != nil && strings.Contains(err.Error(), "PRIMARY KEY") {
-		return fmt.Errorf("%w (%v)", ErrConflict, err)
+		return fmt.Errorf("%w (%w)", ErrConflict, err)
 	}
 	return err
 }

@@ -119,14 +119,28 @@ func (s *Store) Close() error { return s.db.Close() }
 // Now returns the store's clock reading in UTC, formatted for a TEXT column.
 func (s *Store) stamp() string { return s.now().UTC().Format(time.RFC3339Nano) }
 
-// InTx runs fn in a write transaction and commits if fn returns nil. Callers
-// put the state change and its audit entry in the same fn, so both commit or
-// neither does.
+// InTx runs fn in a write transaction on the store's database and commits
+// if fn returns nil. Callers put the state change and its audit entry in
+// the same fn, so both commit or neither does.
 func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	return InTx(ctx, s.db, fn)
+}
+
+// InTx runs fn in a write transaction on db and commits if fn returns nil;
+// if fn fails (or panics), the transaction is rolled back. It is the
+// appliance's one begin/commit helper: packages that hold only the
+// *sql.DB (the SIEM outbox, the evidence service) use it too.
+func InTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err

@@ -1,0 +1,357 @@
+// Package auditlog is the audit log as principals see it: reading entries
+// (keyset-paginated by seq, confined to the caller's tenant), the latest
+// signed checkpoint, the tamper alarm and its acknowledgement (appliance
+// admin, step-up), and the anomaly alerts with their acknowledgement.
+//
+// Reads are authorised by audit.read / anomaly.read; the two
+// acknowledgements are state changes, audited in their own transaction
+// through the journal.
+package auditlog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/journal"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound means no anomaly alert has that seq in the caller's tenant.
+	ErrNotFound = errors.New("alert not found")
+	// ErrAlreadyAcknowledged means the alert was acknowledged before.
+	ErrAlreadyAcknowledged = errors.New("alert already acknowledged")
+)
+
+// Limits of one page.
+const (
+	// DefaultLimit is a page's size when the caller asks for 0.
+	DefaultLimit = 50
+	// MaxLimit is the largest page.
+	MaxLimit = 500
+	// scanBudget bounds the entries one call reads while filtering (by
+	// tenant or action), so a page costs bounded time even when few
+	// entries match; the cursor then points past what was read.
+	scanBudget = 10000
+	// readBatch is how many entries one query reads.
+	readBatch = 500
+)
+
+// Gate is the identity service as this package needs it; *auth.Service
+// implements it.
+type Gate interface {
+	Authorize(ctx context.Context, p auth.Principal, op auth.Operation, tenant string) (string, error)
+	UseStepUp(ctx context.Context, tx *sql.Tx, p auth.Principal, op auth.Operation, canonicalRequest []byte, code string) error
+	StepUpRefused(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, err error) error
+	RefuseNotFound(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, object string, err error) error
+}
+
+// Service is the audit log's service.
+type Service struct {
+	db   *sql.DB
+	gate Gate
+	jr   *journal.Journal
+	now  func() time.Time
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	DB      *sql.DB
+	Gate    Gate
+	Journal *journal.Journal
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// New checks deps and returns the service.
+func New(d Deps) (*Service, error) {
+	if d.DB == nil || d.Gate == nil || d.Journal == nil {
+		return nil, errors.New("auditlog: DB, Gate and Journal are required")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{db: d.DB, gate: d.Gate, jr: d.Journal, now: d.Now}, nil
+}
+
+// Page is one page of entries; Next is the cursor for the following page
+// (the last seq read), 0 at the end of the log.
+type Page struct {
+	Entries []audit.Entry `json:"items"`
+	Next    int64         `json:"next"`
+}
+
+// clampLimit applies DefaultLimit and MaxLimit.
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultLimit
+	case n > MaxLimit:
+		return MaxLimit
+	}
+	return n
+}
+
+// Entries returns up to limit entries after seq after, oldest first. Tenant
+// users see their tenant's entries only; an appliance admin passing tenant
+// "" sees all of them, or one tenant's when it names one.
+func (s *Service) Entries(ctx context.Context, p auth.Principal, tenant string, after int64, limit int) (Page, error) {
+	pin, err := s.gate.Authorize(ctx, p, auth.OpAuditRead, tenant)
+	if err != nil {
+		return Page{}, fmt.Errorf("audit entries: %w", err)
+	}
+	all := pin == "" && p.ApplianceAdmin()
+	return s.scan(ctx, after, clampLimit(limit), func(e audit.Entry) bool { return all || e.Tenant == pin })
+}
+
+// scan reads entries after seq after, keeping those keep accepts, until it
+// has limit of them, reaches the head, or has read scanBudget entries.
+func (s *Service) scan(ctx context.Context, after int64, limit int, keep func(audit.Entry) bool) (Page, error) {
+	if after < 0 {
+		return Page{}, fmt.Errorf("audit entries: %w: negative cursor", auth.ErrInvalid)
+	}
+	var head sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+		return Page{}, fmt.Errorf("audit entries: %w", err)
+	}
+	pg := Page{Entries: []audit.Entry{}}
+	cur := after
+	for read := 0; cur < head.Int64 && read < scanBudget; {
+		// Read in batches of readBatch while filtering: a page of a few
+		// matches may need many entries.
+		batch := int64(min(readBatch, scanBudget-read))
+		es, err := audit.ReadEntries(ctx, s.db, cur+1, min(cur+batch, head.Int64))
+		if err != nil {
+			return Page{}, fmt.Errorf("audit entries: %w", err)
+		}
+		if len(es) == 0 {
+			break
+		}
+		for _, e := range es {
+			cur = e.Seq
+			read++
+			if keep(e) {
+				pg.Entries = append(pg.Entries, e)
+				if len(pg.Entries) == limit {
+					break
+				}
+			}
+		}
+		if len(pg.Entries) == limit {
+			break
+		}
+	}
+	if cur < head.Int64 {
+		pg.Next = cur
+	}
+	return pg, nil
+}
+
+// Checkpoint returns the latest signed checkpoint (tree size, root and the
+// signed note), which any reader may check against the audit public key.
+func (s *Service) Checkpoint(ctx context.Context, p auth.Principal) (audit.Checkpoint, error) {
+	if _, err := s.gate.Authorize(ctx, p, auth.OpAuditRead, ""); err != nil {
+		return audit.Checkpoint{}, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	cp, err := audit.LatestStoredCheckpoint(ctx, s.db)
+	if err != nil {
+		return audit.Checkpoint{}, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return cp, nil
+}
+
+// Alarm returns the unacknowledged tamper alarm, if one is raised.
+func (s *Service) Alarm(ctx context.Context, p auth.Principal) (audit.Alarm, bool, error) {
+	if _, err := s.gate.Authorize(ctx, p, auth.OpAuditRead, ""); err != nil {
+		return audit.Alarm{}, false, fmt.Errorf("audit alarm: %w", err)
+	}
+	return audit.CurrentAlarm(ctx, s.db)
+}
+
+// AlarmAckRequest is the canonical request a tamper-alarm acknowledgement's
+// step-up is bound to: the alarm's entry and the admin's comment, so a code
+// given for one acknowledgement cannot be replayed for another. It is an
+// auth.OpRequest (JSON, tenant ""), so a client answers the step-up
+// challenge with auth.Service.StepUpFor.
+func AlarmAckRequest(alarmSeq int64, comment string) []byte {
+	return auth.OpRequest(auth.OpAuditAlarmAck, "", map[string]string{"alarm": strconv.FormatInt(alarmSeq, 10), "comment": comment})
+}
+
+// AcknowledgeAlarm lets an appliance admin acknowledge the raised audit
+// tamper alarm after a step-up: code, or "" to spend a grant made for
+// AlarmAckRequest (without one, an *auth.StepUpChallenge). In one
+// transaction the step-up is spent, the acknowledgement entry is written
+// (and queued for the SIEM), and a new signed segment starts that
+// references the break. Scans and evidence exports work again afterwards;
+// nothing in the broken history is repaired. No alarm: audit.ErrNoAlarm.
+func (s *Service) AcknowledgeAlarm(ctx context.Context, p auth.Principal, comment, code string) (audit.Entry, audit.Checkpoint, error) {
+	fail := func(err error) (audit.Entry, audit.Checkpoint, error) {
+		return audit.Entry{}, audit.Checkpoint{}, fmt.Errorf("acknowledge: %w", err)
+	}
+	if _, err := s.gate.Authorize(ctx, p, auth.OpAuditAlarmAck, ""); err != nil {
+		return fail(err)
+	}
+	if strings.TrimSpace(comment) == "" {
+		return fail(fmt.Errorf("%w: a comment saying what was found is required", auth.ErrInvalid))
+	}
+	alarm, raised, err := audit.CurrentAlarm(ctx, s.db)
+	if err != nil {
+		return fail(err)
+	}
+	if !raised {
+		return fail(audit.ErrNoAlarm)
+	}
+	req := AlarmAckRequest(alarm.Seq, comment)
+	var e audit.Entry
+	var cp audit.Checkpoint
+	var stepErr error
+	err = store.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		if err := s.gate.UseStepUp(ctx, tx, p, auth.OpAuditAlarmAck, req, code); err != nil {
+			stepErr = err
+			return err
+		}
+		var err error
+		e, cp, err = s.jr.Acknowledge(ctx, tx, audit.Acknowledgement{
+			Tenant: p.TenantID, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+			StepUpVerified: true, Comment: comment, AlarmSeq: alarm.Seq,
+		})
+		return err
+	})
+	if stepErr != nil {
+		return fail(s.gate.StepUpRefused(ctx, p, "", auth.OpAuditAlarmAck, stepErr))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return e, cp, nil
+}
+
+// Alert is an anomaly alert (an anomaly.alert audit entry) and its
+// acknowledgement, if any.
+type Alert struct {
+	Seq       int64           `json:"seq"`
+	Time      time.Time       `json:"time"`
+	Tenant    string          `json:"tenant"`
+	UserID    string          `json:"user_id"`
+	UserName  string          `json:"user_name"`
+	Details   json.RawMessage `json:"details"`
+	AckedBy   string          `json:"acked_by,omitempty"`
+	AckedAt   string          `json:"acked_at,omitempty"`
+	AckSeq    int64           `json:"ack_seq,omitempty"`
+	Activity  string          `json:"activity"`
+	Threshold int64           `json:"threshold"`
+}
+
+// AlertPage is one page of alerts; Next as in Page.
+type AlertPage struct {
+	Alerts []Alert `json:"items"`
+	Next   int64   `json:"next"`
+}
+
+// Alerts returns up to limit anomaly alerts after seq after, oldest first,
+// with their acknowledgements: the caller's tenant's, or for an appliance
+// admin passing "" all of them.
+func (s *Service) Alerts(ctx context.Context, p auth.Principal, tenant string, after int64, limit int) (AlertPage, error) {
+	pin, err := s.gate.Authorize(ctx, p, auth.OpAnomalyRead, tenant)
+	if err != nil {
+		return AlertPage{}, fmt.Errorf("alerts: %w", err)
+	}
+	all := pin == "" && p.ApplianceAdmin()
+	pg, err := s.scan(ctx, after, clampLimit(limit), func(e audit.Entry) bool {
+		return e.Action == audit.ActAnomalyAlert && (all || e.Tenant == pin)
+	})
+	if err != nil {
+		return AlertPage{}, err
+	}
+	out := AlertPage{Alerts: []Alert{}, Next: pg.Next}
+	for _, e := range pg.Entries {
+		a, err := s.alertOf(ctx, s.db, e)
+		if err != nil {
+			return AlertPage{}, err
+		}
+		out.Alerts = append(out.Alerts, a)
+	}
+	return out, nil
+}
+
+// alertOf decodes an anomaly.alert entry and joins its acknowledgement.
+func (s *Service) alertOf(ctx context.Context, q audit.Queryer, e audit.Entry) (Alert, error) {
+	a := Alert{Seq: e.Seq, Time: e.Time, Tenant: e.Tenant, UserID: e.Object, UserName: e.ActorName, Details: e.Details}
+	var d struct {
+		Activity  string `json:"activity"`
+		Threshold int64  `json:"threshold"`
+	}
+	_ = json.Unmarshal(e.Details, &d) // written by auth; a bad one shows empty
+	a.Activity, a.Threshold = d.Activity, d.Threshold
+	err := q.QueryRowContext(ctx, `SELECT acked_by, acked_at, ack_seq FROM alert_acks WHERE alert_seq = ?`, e.Seq).Scan(&a.AckedBy, &a.AckedAt, &a.AckSeq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Alert{}, fmt.Errorf("alert %d: %w", e.Seq, err)
+	}
+	return a, nil
+}
+
+// AckAlert records that p has seen anomaly alert seq, audited as alert.ack
+// in the same transaction. The alert must be in the caller's tenant (an
+// appliance admin passing "" may acknowledge any); once only.
+func (s *Service) AckAlert(ctx context.Context, p auth.Principal, tenant string, seq int64, comment string) (Alert, error) {
+	pin, err := s.gate.Authorize(ctx, p, auth.OpAnomalyAck, tenant)
+	if err != nil {
+		return Alert{}, fmt.Errorf("acknowledge alert: %w", err)
+	}
+	object := "audit:" + strconv.FormatInt(seq, 10)
+	if len(comment) > 1024 || strings.ContainsFunc(comment, func(r rune) bool { return r < 0x20 && r != '\t' }) {
+		return Alert{}, fmt.Errorf("acknowledge alert: %w: comment must be at most 1024 bytes without control characters", auth.ErrInvalid)
+	}
+	e, err := audit.ReadEntry(ctx, s.db, seq)
+	if err == nil && (e.Action != audit.ActAnomalyAlert || !(pin == "" && p.ApplianceAdmin()) && e.Tenant != pin) {
+		err = sql.ErrNoRows
+	}
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			// Another tenant's alert looks exactly like a missing one.
+			return Alert{}, fmt.Errorf("acknowledge alert %d: %w", seq,
+				s.gate.RefuseNotFound(ctx, p, pin, auth.OpAnomalyAck, object, fmt.Errorf("%w: %w", ErrNotFound, store.ErrNotFound)))
+		}
+		return Alert{}, fmt.Errorf("acknowledge alert %d: %w", seq, err)
+	}
+	var a Alert
+	err = store.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM alert_acks WHERE alert_seq = ?`, seq).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrAlreadyAcknowledged
+		}
+		var det struct {
+			Activity string `json:"activity"`
+			UserID   string `json:"user_id"`
+		}
+		_ = json.Unmarshal(e.Details, &det)
+		d, _ := json.Marshal(map[string]any{"alert_seq": seq, "activity": det.Activity, "user_id": det.UserID, "comment": comment})
+		ack, err := s.jr.Record(ctx, tx, audit.Entry{Tenant: e.Tenant, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+			Action: audit.ActAlertAck, Object: object, Details: d})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO alert_acks (alert_seq, tenant, acked_by, acked_at, ack_seq) VALUES (?, ?, ?, ?, ?)`,
+			seq, e.Tenant, p.UserID, s.now().UTC().Format(time.RFC3339), ack.Seq); err != nil {
+			return err
+		}
+		a, err = s.alertOf(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return Alert{}, fmt.Errorf("acknowledge alert %d: %w", seq, err)
+	}
+	return a, nil
+}
