@@ -90,8 +90,8 @@ var (
 	tokenCols  = []column{{"ID", "id"}, {"NAME", "name"}, {"ROLE", "role"}, {"USER", "user_id"}, {"TENANT", "tenant_id"}, {"EXPIRES", "expires_at"}, {"REVOKED", "revoked_at"}}
 	ticketCols = []column{{"ID", "id"}, {"SUPPORT USER", "support_user_id"}, {"OPENED BY", "opened_by"}, {"OPENED", "opened_at"}, {"EXPIRES", "expires_at"}, {"CLOSED", "closed_at"}, {"REASON", "reason"}}
 	approvCols = []column{{"ID", "id"}, {"KIND", "kind"}, {"STATUS", "status"}, {"REQUESTER", "requester_id"}, {"TENANT", "tenant_id"}, {"CREATED", "created_at"}, {"EXPIRES", "expires_at"}}
-	alertCols  = []column{{"ID", "id"}, {"RULE", "rule"}, {"USER", "user_id"}, {"TENANT", "tenant_id"}, {"TIME", "created_at"}, {"ACKED", "acknowledged_at"}, {"DETAILS", "details"}}
-	objectCols = []column{{"KEY", "key"}, {"VERSION", "version_id"}, {"SHA-256", "sha256"}, {"SIZE", "size"}, {"WORM", "worm"}, {"RETAIN UNTIL", "retain_until"}, {"AUDIT SEQ", "audit_seq"}}
+	alertCols  = []column{{"ID", "seq"}, {"TIME", "time"}, {"ACTIVITY", "activity"}, {"USER", "user_name"}, {"TENANT", "tenant"}, {"THRESHOLD", "threshold"}, {"ACKED BY", "acked_by"}, {"ACKED", "acked_at"}}
+	objectCols = []column{{"KEY", "key"}, {"VERSION", "version_id"}, {"TENANT", "tenant"}, {"SHA-256", "sha256"}, {"SIZE", "size"}, {"WORM", "worm"}, {"RETAIN UNTIL", "retain_until"}, {"AUDIT SEQ", "audit_seq"}}
 )
 
 func newUserCmd(r *remote) *cobra.Command {
@@ -333,55 +333,71 @@ func newApprovalCmd(r *remote) *cobra.Command {
 }
 
 func newAlertCmd(r *remote) *cobra.Command {
+	var comment string
+	ack := actionCmd(r, "ack ALERT_ID [--comment TEXT]", "Acknowledge an anomaly alert (its id is its audit sequence number)", http.MethodPost, "/alerts/%s/ack",
+		func() (any, error) { return map[string]string{"comment": comment}, nil }, "acknowledged alert %s", true)
+	ack.Flags().StringVar(&comment, "comment", "", "what was found (kept in the audit entry)")
 	return newGroup("alert", "Anomaly alerts (through the API)",
 		listCmd(r, "list", "List anomaly alerts", "/alerts", true, alertCols, nil),
-		actionCmd(r, "ack ALERT_ID", "Acknowledge an anomaly alert", http.MethodPost, "/alerts/%s/ack", nil, "acknowledged %s", true),
+		ack,
 	)
 }
 
 func newEvidenceCmd(r *remote) *cobra.Command {
 	var (
-		key, version, request, tenant string
-		asJSON                        bool
+		key, version, request string
+		asJSON                bool
 	)
 	export := &cobra.Command{
-		Use:   "export (--key KEY --version VERSION_ID | --request REQUEST_ID)",
-		Short: "Ask to export an evidence object (dual approval), then fetch its pre-signed URL (step-up)",
-		Long: `An export needs two approvers other than the requester. With --key and
---version, export opens the approval request and prints its id; once two
-approvers have approved it ('approval approve'), export --request ID asks
-for a step-up code and prints the 5-minute pre-signed URL.`,
+		Use:   "export --key KEY --version VERSION_ID [--request REQUEST_ID]",
+		Short: "Ask to export an evidence object (dual approval), then get its pre-signed URL (step-up)",
+		Long: `An export needs two approvers other than the requester. Without --request,
+export opens the approval request and prints it (its id is the request id).
+Once two others have approved it ('approval approve ID'), the same command with
+--request ID asks for a step-up code and prints the 5-minute pre-signed URL;
+the approval is then spent.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (request == "") == (key == "" || version == "") {
-				return usagef("evidence export: give --key and --version, or --request")
+			if key == "" || version == "" {
+				return usagef("evidence export: --key and --version are required")
 			}
+			body := map[string]string{"key": key, "version_id": version}
 			return r.call("evidence export", func(c *apiclient.Client) error {
 				var out json.RawMessage
-				var err error
-				if request == "" {
-					err = c.Do(cmd.Context(), http.MethodPost, "/evidence/exports", tenantQuery(tenant), map[string]string{"key": key, "version_id": version, "tenant": tenant}, &out)
-				} else {
-					err = c.Do(cmd.Context(), http.MethodGet, "/evidence/exports/"+pathEscape(request), tenantQuery(tenant), nil, &out)
+				path := "/evidence/exports"
+				if request != "" {
+					path += "/" + pathEscape(request) + "/url"
 				}
-				if err != nil {
+				if err := c.Post(cmd.Context(), path, body, &out); err != nil {
 					return err
 				}
 				if asJSON {
 					return printJSON(r.env, out)
+				}
+				if request == "" {
+					fmt.Fprintln(r.env.Stdout, "export requested; two approvers other than you must approve it, then run this again with --request ID")
 				}
 				return printObject(r.env, out)
 			})
 		},
 	}
 	f := export.Flags()
-	f.StringVar(&key, "key", "", "object key")
-	f.StringVar(&version, "version", "", "object version id")
-	f.StringVar(&request, "request", "", "approved export request id")
-	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	f.StringVar(&key, "key", "", "object key (required)")
+	f.StringVar(&version, "version", "", "object version id (required)")
+	f.StringVar(&request, "request", "", "the approved export request's id: get the URL")
 	jsonFlag(export, &asJSON)
 	return newGroup("evidence", "Evidence objects and exports (through the API)",
-		listCmd(r, "list", "List recorded evidence objects", "/evidence", true, objectCols, nil),
+		listCmd(r, "list [--prefix P]", "List recorded evidence objects", "/evidence", true, objectCols, func(cmd *cobra.Command, q url.Values) {
+			var prefix string
+			cmd.Flags().StringVar(&prefix, "prefix", "", "only keys with this prefix")
+			prev := cmd.RunE
+			cmd.RunE = func(cmd *cobra.Command, args []string) error {
+				if prefix != "" {
+					q.Set("prefix", prefix)
+				}
+				return prev(cmd, args)
+			}
+		}),
 		export,
 	)
 }
@@ -404,14 +420,18 @@ asked for like every other step-up.`,
 				return usagef("audit acknowledge: --comment is required")
 			}
 			return r.call("audit acknowledge", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Post(cmd.Context(), "/audit/alarm/ack", map[string]string{"reason": comment}, &out); err != nil {
+				var out struct {
+					Entry struct {
+						Seq int64 `json:"seq"`
+					} `json:"entry"`
+					Checkpoint struct {
+						Size int64 `json:"size"`
+					} `json:"checkpoint"`
+				}
+				if err := c.Post(cmd.Context(), "/audit/alarm/ack", map[string]string{"comment": comment}, &out); err != nil {
 					return err
 				}
-				fmt.Fprintln(r.env.Stdout, "alarm acknowledged")
-				if len(out) > 0 && string(out) != "null" {
-					return printObject(r.env, out)
-				}
+				fmt.Fprintf(r.env.Stdout, "alarm acknowledged: entry %d; the new segment starts at signed checkpoint size %d\n", out.Entry.Seq, out.Checkpoint.Size)
 				return nil
 			})
 		},

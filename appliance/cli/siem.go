@@ -23,11 +23,11 @@ const maxSIEMFile = 256 << 10
 func newSiemCmd(r *remote) *cobra.Command {
 	return newGroup("siem", "SIEM destinations and delivery status (through the API)",
 		newSiemAddCmd(r),
-		listCmd(r, "list", "List SIEM destinations", "/siem/destinations", false,
+		listCmd(r, "list", "List SIEM destinations", "/siem/destinations", true,
 			[]column{{"NAME", "name"}, {"KIND", "kind"}, {"ADDRESS", "address"}, {"FORMAT", "format"}, {"TENANT", "tenant"}, {"ID", "id"}}, nil),
-		actionCmd(r, "rm NAME", "Remove a SIEM destination and discard its undelivered events (step-up)", http.MethodDelete, "/siem/destinations/%s", nil, "removed %s", false),
+		newSiemRemoveCmd(r),
 		newSiemStatusCmd(r),
-		actionCmd(r, "test NAME", "Send one test message (sequence number 0, outside the outbox) to a destination", http.MethodPost, "/siem/destinations/%s/test", nil, "test message sent to %s", false),
+		actionCmd(r, "test NAME", "Send one test message (sequence number 0, outside the outbox) to a destination", http.MethodPost, "/siem/destinations/%s/test", nil, "test message sent to %s", true),
 	)
 }
 
@@ -148,8 +148,34 @@ rest. Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 	return cmd
 }
 
+func newSiemRemoveCmd(r *remote) *cobra.Command {
+	var tenant string
+	cmd := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a SIEM destination and discard its undelivered events (step-up)",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("siem rm", func(c *apiclient.Client) error {
+				var out struct {
+					Dropped int64 `json:"dropped_events"`
+				}
+				if err := c.Do(cmd.Context(), http.MethodDelete, "/siem/destinations/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "removed %s (%d undelivered events discarded)\n", safe(args[0]), out.Dropped)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default the appliance-wide destinations)")
+	return cmd
+}
+
 func newSiemStatusCmd(r *remote) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		tenant string
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each destination's delivery state: lag, pending events, budget use, failures",
@@ -160,7 +186,7 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 			var items []json.RawMessage
 			if err := r.call("siem status", func(c *apiclient.Client) error {
 				var err error
-				items, err = c.List(cmd.Context(), "/siem/status", nil)
+				items, err = c.List(cmd.Context(), "/siem/status", tenantQuery(tenant))
 				return err
 			}); err != nil {
 				return err
@@ -179,7 +205,7 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 				}
 			}
 			cols := []column{{"NAME", "name"}, {"KIND", "kind"}, {"SEQ", "last_seq"}, {"DELIVERED", "delivered_seq"}, {"PENDING", "pending"},
-				{"BACKLOG", "audit_backlog"}, {"BUDGET USED", "budget_used"}, {"FAILURES", "failures"}, {"FAILING NOW", "consecutive_failures"},
+				{"BACKLOG", "audit_backlog"}, {"LAG S", "lag_seconds"}, {"BUDGET USED", "budget_used"}, {"FAILURES", "failures"}, {"FAILING NOW", "consecutive_failures"},
 				{"NEXT TRY", "next_attempt_at"}, {"LAST ERROR", "last_error"}}
 			if err := printList(r.env, items, asJSON, cols); err != nil {
 				return err
@@ -191,6 +217,7 @@ is failing or its outbox is above 80% of its budget, so monitoring can use it.`,
 		},
 	}
 	jsonFlag(cmd, &asJSON)
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins)")
 	return cmd
 }
 
