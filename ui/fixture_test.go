@@ -119,7 +119,7 @@ func newFixture(t *testing.T, mod ...func(*Deps)) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := app.Auth
-	d := Deps{Auth: svc, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
+	d := Deps{Auth: svc, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
 		Limits: Limits{AuthPerMinute: 10000}, Version: map[string]string{"version": "test"},
 		Status: func(ctx context.Context) Status { return Status{AuditSize: 1} }}
 	for _, m := range mod {

@@ -37,11 +37,15 @@ func newServeCmd(env *Env) *cobra.Command {
 			defer app.Close()
 			logger := app.Logger
 			console, err := ui.New(ui.Deps{
-				Auth:    app.Auth,
-				Status:  func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
-				Version: buildinfo.Get(),
-				Logger:  logger,
-				Now:     env.Now,
+				Auth:     app.Auth,
+				SIEM:     app.SIEM,
+				Audit:    app.Audit,
+				Scopes:   app.Scopes,
+				Evidence: app.Evidence,
+				Status:   func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+				Version:  buildinfo.Get(),
+				Logger:   logger,
+				Now:      env.Now,
 			})
 			if err != nil {
 				return err
