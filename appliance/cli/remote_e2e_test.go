@@ -298,6 +298,28 @@ func TestCLIAgainstServer(t *testing.T) {
 		t.Fatalf("destinations after add: %v", ds)
 	}
 
+	// siem test sends one message to the receiver; status shows it healthy.
+	if out := e.must("", "siem", "test", "soc"); !strings.Contains(out, "test message sent to soc") {
+		t.Fatalf("siem test: %q", out)
+	}
+	udp.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	if n, _, err := udp.ReadFrom(buf); err != nil || !bytes.Contains(buf[:n], []byte("firewalliq")) {
+		t.Fatalf("receiver got %q, %v", buf[:n], err)
+	}
+	var status []map[string]any
+	if err := json.Unmarshal([]byte(e.must("", "siem", "status", "--json")), &status); err != nil || len(status) != 1 || status[0]["name"] != "soc" {
+		t.Fatalf("siem status: %v %v", status, err)
+	}
+	// Lists of other services answer through the same client.
+	if out := e.must("", "alert", "list", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("alert list: %q", out)
+	}
+	// Without a tamper alarm there is nothing to acknowledge: refused, one line.
+	if code, _, stderr := e.run(e.code()+"\n", "audit", "acknowledge", "--comment", "checked"); code != 1 || !strings.Contains(stderr, "audit acknowledge: no_alarm") {
+		t.Fatalf("audit acknowledge without an alarm: exit %d, %s", code, stderr)
+	}
+
 	// siem rm likewise.
 	if code, _, stderr := e.run("", "siem", "rm", "soc"); code == 0 || !strings.Contains(stderr, "step-up") {
 		t.Fatalf("siem rm without a code: exit %d, %s", code, stderr)
