@@ -124,8 +124,19 @@ func New(env *Env) *cobra.Command {
 	// One prompter for the whole command: login and step-up read their
 	// answers from it, line after line.
 	r := &remote{env: env, in: newPrompter(env)}
-	root.AddCommand(
-		// Local and offline.
+	root.AddGroup(
+		&cobra.Group{ID: groupLocal, Title: "On this machine (offline, or on a data directory):"},
+		&cobra.Group{ID: groupAPI, Title: "Management, through the appliance's API (log in first):"},
+	)
+	root.SetHelpCommandGroupID(groupLocal)
+	root.SetCompletionCommandGroupID(groupLocal)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add(groupLocal,
 		newVersionCmd(env),
 		newInitCmd(env),
 		newServeCmd(env),
@@ -135,7 +146,8 @@ func New(env *Env) *cobra.Command {
 		newProbeCmd(env),
 		newVaultCmd(env),
 		newDemoCmd(env),
-		// Clients of the appliance's API.
+	)
+	add(groupAPI,
 		newLoginCmd(r),
 		newLogoutCmd(r),
 		newUserCmd(r),
@@ -149,6 +161,12 @@ func New(env *Env) *cobra.Command {
 	)
 	return root
 }
+
+// Help groups of the root command.
+const (
+	groupLocal = "local"
+	groupAPI   = "api"
+)
 
 // newGroup returns a command that only holds subcommands.
 func newGroup(use, short string, children ...*cobra.Command) *cobra.Command {

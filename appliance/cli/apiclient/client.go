@@ -286,7 +286,10 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, 
 	if !errors.As(err, &ae) || ae.Code != CodeStepUpRequired {
 		return err
 	}
-	if c.cfg.StepUp == nil || c.cfg.Token != "" || ae.StepUp == nil {
+	if c.cfg.Token != "" {
+		return fmt.Errorf("%w (an API token cannot step up; log in as a person): %w", ErrNoStepUp, err)
+	}
+	if c.cfg.StepUp == nil || ae.StepUp == nil {
 		return fmt.Errorf("%w: %w", ErrNoStepUp, err)
 	}
 	code, serr := c.cfg.StepUp(ctx, *ae.StepUp)
