@@ -76,8 +76,8 @@ func (e *e2e) code() string {
 }
 
 // startE2E initialises a data directory and runs 'serve' on it, in-process,
-// on a random loopback port.
-func startE2E(t *testing.T) *e2e {
+// on a random loopback port, with serveEnv as its environment.
+func startE2E(t *testing.T, serveEnv ...string) *e2e {
 	t.Helper()
 	e := &e2e{t: t, dir: filepath.Join(t.TempDir(), "data"), xdg: t.TempDir(), logs: &syncBuffer{}, now: new(atomic.Int64)}
 	e.now.Store(time.Now().UnixNano())
@@ -90,8 +90,13 @@ func startE2E(t *testing.T) *e2e {
 	e.res = res
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	env := &Env{Stdin: strings.NewReader(""), Stdout: e.logs, Stderr: e.logs, Getenv: func(string) string { return "" },
-		Environ: func() []string { return nil }, Now: e.clock}
+	vars := map[string]string{}
+	for _, kv := range serveEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: e.logs, Stderr: e.logs, Getenv: func(k string) string { return vars[k] },
+		Environ: func() []string { return serveEnv }, Now: e.clock}
 	go func() { done <- Run(ctx, env, []string{"serve", "--data", e.dir, "--listen", "127.0.0.1:0"}) }()
 	var once sync.Once
 	e.stop = func() {
@@ -493,5 +498,73 @@ func TestCLIAdminCommands(t *testing.T) {
 	// does not say what exists) on one line with the request id.
 	if code, _, stderr := e.run("", "approval", "show", "nope"); code != 1 || !strings.Contains(stderr, "(request ") || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("approval show nope: exit %d, %s", code, stderr)
+	}
+}
+
+// TestCLIApprovalFlow: an evidence export needs two approvers other than
+// the requester. The requester opens the request; an admin cannot approve
+// it; two approvers, each at their own shell, approve it with step-up
+// codes; another request is denied with a reason. Everything goes through
+// the API.
+func TestCLIApprovalFlow(t *testing.T) {
+	// The evidence service runs on a local (not WORM) vault, which only a
+	// non-production appliance accepts.
+	e := startE2E(t, "FIQ_PRODUCTION=false", "FIQ_VAULT_BACKEND=local", "FIQ_VAULT_LOCAL_DIR="+t.TempDir())
+	e.firstLogin()
+	root := e
+	people := map[string]*e2e{}
+	for _, p := range []struct{ name, role string }{{"tess", "admin"}, {"ann", "approver"}, {"abe", "approver"}} {
+		var u map[string]string
+		if err := json.Unmarshal([]byte(root.must(root.code()+"\n", "user", "add", "--name", p.name, "--role", p.role, "--tenant", root.res.TenantID, "--json")), &u); err != nil {
+			t.Fatal(err)
+		}
+		people[p.name] = root.as()
+		people[p.name].firstLoginAs(p.name, u["one_time_password"])
+	}
+	tess, ann, abe := people["tess"], people["ann"], people["abe"]
+
+	if out := tess.must("", "evidence", "list", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("evidence list: %q", out)
+	}
+	request := func() string {
+		var a map[string]any
+		if err := json.Unmarshal([]byte(tess.must("", "evidence", "export", "--key", "scans/s1/results.jsonl", "--version", "v1", "--json")), &a); err != nil || a["status"] != "pending" {
+			t.Fatalf("export request: %v %v", a, err)
+		}
+		return a["id"].(string)
+	}
+	id := request()
+	// The requester is an admin: approving is not an admin's right.
+	if code, _, stderr := tess.run(tess.code()+"\n", "approval", "approve", id); code != 1 || !strings.Contains(stderr, "forbidden") {
+		t.Fatalf("admin approves: exit %d, %s", code, stderr)
+	}
+	// An approver reads what they approve, then approves with a step-up.
+	if out := ann.must("", "approval", "show", id); !strings.Contains(out, "scans/s1/results.jsonl") {
+		t.Fatalf("approval show: %q", out)
+	}
+	if code, _, stderr := ann.run("", "approval", "approve", id); code != 1 || !strings.Contains(stderr, "standard input ended") {
+		t.Fatalf("approve without a code: exit %d, %s", code, stderr)
+	}
+	ann.must(ann.code()+"\n", "approval", "approve", id)
+	abe.must(abe.code()+"\n", "approval", "approve", id)
+	var approved []map[string]any
+	if err := json.Unmarshal([]byte(tess.must("", "approval", "list", "--status", "approved", "--json")), &approved); err != nil || len(approved) != 1 || approved[0]["id"] != id {
+		t.Fatalf("approved list: %v %v", approved, err)
+	}
+	// The object was never recorded: the URL is refused, and nothing is
+	// spent.
+	if code, _, stderr := tess.run(tess.code()+"\n", "evidence", "export", "--key", "scans/s1/results.jsonl", "--version", "v1", "--request", id); code != 1 || !strings.Contains(stderr, "not_found") {
+		t.Fatalf("export of an unrecorded object: exit %d, %s", code, stderr)
+	}
+
+	// A second request, denied with a reason.
+	id2 := request()
+	if code, _, stderr := abe.run("", "approval", "deny", id2); code != 2 || !strings.Contains(stderr, "--reason") {
+		t.Fatalf("deny without a reason: exit %d, %s", code, stderr)
+	}
+	abe.must("", "approval", "deny", id2, "--reason", "not during the freeze")
+	var denied []map[string]any
+	if err := json.Unmarshal([]byte(tess.must("", "approval", "list", "--status", "denied", "--json")), &denied); err != nil || len(denied) != 1 || denied[0]["id"] != id2 {
+		t.Fatalf("denied list: %v %v", denied, err)
 	}
 }
