@@ -30,6 +30,7 @@ func newAuditCmd(env *Env, r *remote) *cobra.Command {
 		newAuditVerifyProofCmd(env),
 		newAuditExportCmd(env),
 		newAuditAckCmd(r),
+		newAuditEntriesCmd(r),
 	)
 }
 

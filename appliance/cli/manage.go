@@ -3,8 +3,10 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -438,4 +440,111 @@ asked for like every other step-up.`,
 	}
 	cmd.Flags().StringVar(&comment, "comment", "", "what was found and done (required; kept in the audit entry)")
 	return cmd
+}
+
+// maxScopeFile bounds a signed scope document 'scope register' reads.
+const maxScopeFile = 1 << 20
+
+func newScopeRegisterCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "register SIGNED_SCOPE_FILE [--tenant ID]",
+		Short: "Register a signed scope with the appliance (security lead; through the API)",
+		Long: `register sends a signed scope document ('scope sign') to the appliance,
+which verifies the signature against its trusted scope signers, the safety
+profile and the validity window before it stores and audits it.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return usagef("scope register: %v", err)
+			}
+			doc, err := io.ReadAll(io.LimitReader(f, maxScopeFile+1))
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("scope register: %w", err)
+			}
+			if len(doc) > maxScopeFile || !json.Valid(doc) {
+				return usagef("scope register: %s is not a signed scope document (JSON of at most %d bytes)", args[0], maxScopeFile)
+			}
+			return r.call("scope register", func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodPost, "/scopes", tenantQuery(tenant), json.RawMessage(doc), &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				return printObject(r.env, withoutKey(out, "document"))
+			})
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newScopeShowCmd(r *remote) *cobra.Command {
+	var tenant string
+	cmd := &cobra.Command{
+		Use:   "show SCOPE_ID [--tenant ID]",
+		Short: "Print a registered scope's signed document (through the API)",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("scope show", func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodGet, "/scopes/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
+					return err
+				}
+				return printJSON(r.env, out)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	return cmd
+}
+
+// withoutKey drops one field of a JSON object (a long one a table would
+// not show).
+func withoutKey(raw json.RawMessage, key string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	delete(m, key)
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func newWhoamiCmd(r *remote) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who the session or token acts as",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return r.call("whoami", func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Get(cmd.Context(), "/auth/whoami", nil, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				return printObject(r.env, out)
+			})
+		},
+	}
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// newAuditEntriesCmd lists audit entries through the API (auditors without
+// access to the data directory).
+func newAuditEntriesCmd(r *remote) *cobra.Command {
+	return listCmd(r, "entries [--tenant ID] [--json]", "List audit entries through the API (admins, security leads, auditors)", "/audit/entries", true,
+		[]column{{"SEQ", "seq"}, {"TIME", "time"}, {"TENANT", "tenant"}, {"ACTOR", "actor_name"}, {"IP", "actor_ip"}, {"ACTION", "action"}, {"OBJECT", "object"}}, nil)
 }

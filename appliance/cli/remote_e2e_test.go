@@ -20,7 +20,9 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/appliance/scan"
 	"firewalliq/audit"
+	"firewalliq/probe/keys"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine to write while
@@ -498,6 +500,66 @@ func TestCLIAdminCommands(t *testing.T) {
 	// does not say what exists) on one line with the request id.
 	if code, _, stderr := e.run("", "approval", "show", "nope"); code != 1 || !strings.Contains(stderr, "(request ") || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("approval show nope: exit %d, %s", code, stderr)
+	}
+
+	// Scopes: a security lead signs a scope on their machine and registers
+	// it through the API; the appliance trusts the lead's key (a file the
+	// operator places in the data directory).
+	var sl map[string]string
+	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "sam", "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &sl); err != nil {
+		t.Fatal(err)
+	}
+	sam := e.as()
+	sam.firstLoginAs("sam", sl["one_time_password"])
+	keyDir := t.TempDir()
+	sam.must("", "scope", "keygen", "--out", filepath.Join(keyDir, "sam"))
+	pub, err := keys.ReadPublic(filepath.Join(keyDir, "sam.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock().UTC()
+	doc := fmt.Sprintf(`{"id":"lab-1","tenant":%q,"name":"lab","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
+		"ports":"tcp:22","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":10}`,
+		e.res.Tenant, now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
+	docFile := filepath.Join(keyDir, "scope.json")
+	if err := os.WriteFile(docFile, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signedFile := filepath.Join(keyDir, "scope.signed.json")
+	if err := os.WriteFile(signedFile, []byte(sam.must("", "scope", "sign", "--key", filepath.Join(keyDir, "sam.key"), docFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Not trusted yet: refused.
+	if code, _, stderr := sam.run("", "scope", "register", signedFile); code != 1 || !strings.Contains(stderr, "scope register:") {
+		t.Fatalf("register with an untrusted key: exit %d, %s", code, stderr)
+	}
+	if err := scan.WriteTrusted(filepath.Join(e.dir, appliance.ScopeSignersDir), pub); err != nil {
+		t.Fatal(err)
+	}
+	if out := sam.must("", "scope", "register", signedFile); !strings.Contains(out, "lab-1") {
+		t.Fatalf("scope register: %q", out)
+	}
+	var scopes []map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scope", "list", "--json")), &scopes); err != nil || len(scopes) != 1 || scopes[0]["id"] != "lab-1" {
+		t.Fatalf("scope list: %v %v", scopes, err)
+	}
+	if out := sam.must("", "scope", "show", "lab-1"); !strings.Contains(out, "127.0.0.1/32") {
+		t.Fatalf("scope show: %q", out)
+	}
+	if out := sam.must("", "whoami"); !strings.Contains(out, "security_lead") {
+		t.Fatalf("whoami: %q", out)
+	}
+	// An auditor's view of the log, through the API.
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(e.must("", "audit", "entries", "--tenant", e.res.TenantID, "--json")), &entries); err != nil || len(entries) == 0 {
+		t.Fatalf("audit entries: %v %v", len(entries), err)
+	}
+	seen := false
+	for _, en := range entries {
+		seen = seen || en["action"] == string(audit.ActScopeRegister) && en["actor_name"] == "sam"
+	}
+	if !seen {
+		t.Fatalf("no scope.register by sam in %v", entries)
 	}
 }
 
