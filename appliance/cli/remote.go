@@ -52,16 +52,15 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.what + ": " + e.err.Error() }
 func (e *remoteError) Unwrap() error { return e.err }
 
-// ExitCode implements exitCoder.
+// ExitCode implements exitCoder: an answer of the appliance by its error
+// code, an error made on this side (no credentials, a pin mismatch) by its
+// sentinel, both through the one error table.
 func (e *remoteError) ExitCode() int {
 	var ae *apiclient.Error
-	switch {
-	case errors.As(e.err, &ae):
+	if errors.As(e.err, &ae) {
 		return apiExitCode(ae.Code)
-	case errors.Is(e.err, apiclient.ErrBadAddress), errors.Is(e.err, apiclient.ErrBadPin):
-		return ExitUsage
 	}
-	return ExitFailure
+	return fault.Classify(e.err).Exit
 }
 
 // remoteErr returns nil for nil, else a *remoteError.

@@ -20,6 +20,7 @@ import (
 
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/cli/apiclient"
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/scan"
@@ -223,6 +224,17 @@ func Rules() []Rule {
 		r("appliance/siem.ErrUnconfirmed", siem.ErrUnconfirmed, Class{Code: "siem_unconfirmed", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "SIEM delivery unconfirmed"}),
 		r("probe.ErrNoRaw", probe.ErrNoRaw, unavailable("no_raw_socket", "raw sockets unavailable (CAP_NET_RAW missing)")),
 		r("appliance/store.ErrSchemaTooNew", store.ErrSchemaTooNew, Class{Code: "schema_too_new", HTTP: http.StatusInternalServerError, Exit: ExitFailure, Message: "database schema is newer than this binary"}),
+
+		// The command line's API client: refusals made on the client's side,
+		// before any answer (the HTTP status is what the client stands for).
+		r("appliance/cli/apiclient.ErrNoCredentials", apiclient.ErrNoCredentials, unauthenticated),
+		r("appliance/cli/apiclient.ErrNoStepUp", apiclient.ErrNoStepUp, stepUp),
+		r("appliance/cli/apiclient.ErrBadPin", apiclient.ErrBadPin, invalid),
+		r("appliance/cli/apiclient.ErrBadAddress", apiclient.ErrBadAddress, invalid),
+		r("appliance/cli/apiclient.ErrNoConfigDir", apiclient.ErrNoConfigDir, invalid),
+		r("appliance/cli/apiclient.ErrPinMismatch", apiclient.ErrPinMismatch, Class{Code: "cert_pin_mismatch", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "the server's certificate does not match the pinned SHA-256"}),
+		r("appliance/cli/apiclient.ErrResponseTooLarge", apiclient.ErrResponseTooLarge, Class{Code: "response_too_large", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "the server's answer is too large"}),
+		r("appliance/cli/apiclient.ErrCredentialsMode", apiclient.ErrCredentialsMode, Class{Code: "credentials_insecure", HTTP: http.StatusInternalServerError, Exit: ExitFailure, Message: "the credentials file is accessible by other users"}),
 
 		// Internal: never the caller's fault, never shown.
 		r("appliance/siem.ErrNoSealer", siem.ErrNoSealer, internal),
