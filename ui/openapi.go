@@ -44,7 +44,7 @@ func apiOps() []apiOp {
 	return []apiOp{
 		{method: "GET", path: "/healthz", id: "healthz", summary: "Process is up", tag: "health", auth: "none", status: 200, resp: "Health"},
 		{method: "GET", path: "/readyz", id: "readyz", summary: "Ready: store open, audit verified without a tamper alarm, vault usable (503 otherwise)", tag: "health", auth: "none", status: 200, resp: "Ready", errors: []int{503}},
-		{method: "GET", path: "/metrics", id: "metrics", summary: "Prometheus metrics (loopback, or an admin/auditor API token)", tag: "health", auth: "metrics", status: 200, resp: "raw"},
+		{method: "GET", path: "/metrics", id: "metrics", summary: "Prometheus metrics (loopback, or an API token of a role that may read the audit log)", tag: "health", auth: "metrics", status: 200, resp: "raw"},
 		{method: "GET", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", tag: "meta", auth: "none", status: 200, resp: "raw"},
 		{method: "GET", path: "/api/v1/version", id: "version", summary: "Build information", tag: "meta", auth: "none", status: 200, resp: "Version"},
 
