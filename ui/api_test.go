@@ -264,6 +264,24 @@ func matrixRoutes(f *fixture) []matrixRoute {
 		{"POST", "/api/v1/approvals/" + noSuchID + "/approve", auth.OpApprovalGrant, none, false},
 		{"POST", "/api/v1/approvals/" + noSuchID + "/deny", auth.OpApprovalDeny, func(string) string { return `{"reason":"no"}` }, false},
 		{"POST", "/api/v1/approvals/" + noSuchID + "/void", auth.OpApprovalVoid, func(string) string { return `{"reason":"no"}` }, false},
+		{"GET", "/api/v1/alerts", auth.OpAnomalyRead, none, true},
+		{"POST", "/api/v1/alerts/99999/ack", auth.OpAnomalyAck, func(string) string { return `{"comment":"seen"}` }, true},
+		{"GET", "/api/v1/siem/destinations", auth.OpSIEMRead, none, true},
+		{"POST", "/api/v1/siem/destinations", auth.OpSIEMConfigure, func(string) string { return `{"name":"m","kind":"udp","address":"127.0.0.1:514"}` }, true},
+		{"DELETE", "/api/v1/siem/destinations/" + noSuchID, auth.OpSIEMConfigure, none, true},
+		{"POST", "/api/v1/siem/destinations/" + noSuchID + "/test", auth.OpSIEMTest, none, true},
+		{"GET", "/api/v1/siem/status", auth.OpSIEMRead, none, true},
+		{"GET", "/api/v1/audit/entries", auth.OpAuditRead, none, true},
+		{"GET", "/api/v1/audit/checkpoint", auth.OpAuditRead, none, true},
+		{"GET", "/api/v1/audit/alarm", auth.OpAuditRead, none, true},
+		{"POST", "/api/v1/audit/alarm/ack", auth.OpAuditAlarmAck, func(string) string { return `{"comment":"seen"}` }, false},
+		{"GET", "/api/v1/scopes", auth.OpScopeRead, none, true},
+		{"POST", "/api/v1/scopes", auth.OpScopeRegister, func(string) string { return `{"document":{}}` }, true},
+		{"GET", "/api/v1/scopes/" + noSuchID, auth.OpScopeRead, none, true},
+		{"GET", "/api/v1/evidence", auth.OpEvidenceRead, none, true},
+		{"POST", "/api/v1/evidence/exports", auth.OpEvidenceExport, func(string) string { return `{"key":"k","version_id":"v"}` }, false},
+		{"GET", "/api/v1/evidence/exports/" + noSuchID, auth.OpApprovalList, none, false},
+		{"POST", "/api/v1/evidence/exports/" + noSuchID + "/url", auth.OpEvidenceExport, func(string) string { return `{"key":"k","version_id":"v"}` }, true},
 	}
 }
 
@@ -288,7 +306,7 @@ func TestRoleMatrix(t *testing.T) {
 				switch {
 				case perm.ApplianceOnly && !applianceAdmin:
 					allowed = false
-				case applianceAdmin && !perm.ApplianceOnly && !selfService && !rt.tenant:
+				case applianceAdmin && !perm.ApplianceOnly && !perm.ApplianceWide && !selfService && !rt.tenant:
 					allowed = false // must name a tenant, and this route cannot
 				case u.role == store.RoleSupport && !selfService:
 					allowed = false // no open ticket

@@ -101,6 +101,10 @@ func newFixture(t *testing.T, mod ...func(*Deps)) *fixture {
 	clk := &clock{t: time.Date(2026, 11, 27, 14, 0, 5, 0, time.UTC)}
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	// A local (not WORM) evidence vault, so the evidence routes have a
+	// service behind them; production mode would refuse it.
+	cfg.Production = false
+	cfg.Vault.Backend = "local"
 	res, err := appliance.Init(ctx, cfg, appliance.InitOptions{Admin: "root", Now: clk.now})
 	if err != nil {
 		t.Fatal(err)

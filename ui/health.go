@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"firewalliq/appliance/auth"
-	"firewalliq/appliance/store"
 )
 
 // Status is the appliance's health, gathered by the composition root (the
@@ -205,8 +204,9 @@ func (sc *statusCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // metricsHandler serves Prometheus metrics to loopback clients, and to
-// others only with an API token of an admin or auditor (the numbers say
-// how busy the appliance is and where its SIEM stands).
+// others only with an API token whose role may read the audit log (admin,
+// security lead, auditor): the numbers say how busy the appliance is and
+// where its SIEM stands.
 func (s *Server) metricsHandler(c echo.Context) error {
 	r := c.Request()
 	if !loopback(r) {
@@ -218,8 +218,8 @@ func (s *Server) metricsHandler(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		if p.Role != store.RoleAdmin && p.Role != store.RoleAuditor {
-			return apiError("forbidden", "metrics need an admin or auditor API token")
+		if !auth.Allowed(p.Role, auth.OpAuditRead) {
+			return apiError("forbidden", "metrics need an API token whose role may read the audit log")
 		}
 	}
 	s.metrics.handler.ServeHTTP(c.Response(), r)
