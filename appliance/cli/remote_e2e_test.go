@@ -251,6 +251,14 @@ func TestCLIAgainstServer(t *testing.T) {
 		t.Fatalf("wrong pin: exit %d, %s", code, stderr)
 	}
 
+	// A wrong password is refused and nothing is saved.
+	if code, _, stderr := e.run("not the password\n", "login", "--addr", e.addr, "--user", "root", "--cert-sha256", e.pin); code != 1 || !strings.Contains(stderr, "unauthenticated") {
+		t.Fatalf("wrong password: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(e.credentialsPath()); !os.IsNotExist(err) {
+		t.Fatalf("credentials after a failed login: %v", err)
+	}
+
 	e.firstLogin()
 	st, err := os.Stat(e.credentialsPath())
 	if err != nil || st.Mode().Perm() != 0o600 {
@@ -385,6 +393,17 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	if code, out, stderr := e.run("", "audit", "verify", "--data", e.dir); code != 0 {
 		t.Fatalf("audit verify: %s %s", out, stderr)
+	}
+	// logout with the appliance gone still removes the local session, and
+	// says the appliance was not told.
+	if err := apiclient.SaveCredentials(e.credentialsPath(), cred); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := e.run("", "logout"); code != 1 || !strings.Contains(stderr, "not told") {
+		t.Fatalf("logout with the appliance gone: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(e.credentialsPath()); !os.IsNotExist(err) {
+		t.Fatalf("credentials file after logout: %v", err)
 	}
 }
 
