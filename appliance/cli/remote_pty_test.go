@@ -85,7 +85,9 @@ func TestLoginOnTerminal(t *testing.T) {
 	done := make(chan int, 1)
 	vars := map[string]string{"XDG_CONFIG_HOME": e.xdg}
 	env := &Env{Stdin: tty, Stdout: tty, Stderr: tty, Getenv: func(k string) string { return vars[k] }, Now: e.clock}
-	go func() { done <- Run(context.Background(), env, []string{"login", "--addr", e.addr, "--user", "root", "--cert-sha256", e.pin}) }()
+	go func() {
+		done <- Run(context.Background(), env, []string{"login", "--addr", e.addr, "--user", "root", "--cert-sha256", e.pin})
+	}()
 
 	waitFor("password: ")
 	answer(e.res.OneTimePassword)
