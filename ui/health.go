@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -225,11 +224,11 @@ func (sc *statusCollector) Collect(ch chan<- prometheus.Metric) {
 func (s *Server) metricsHandler(c echo.Context) error {
 	r := c.Request()
 	if !loopback(r) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
 			return auth.ErrUnauthenticated
 		}
-		p, err := s.d.Auth.AuthenticateToken(r.Context(), strings.TrimSpace(tok), auth.ClientFrom(r))
+		p, err := s.d.Auth.AuthenticateToken(r.Context(), tok, auth.ClientFrom(r))
 		if err != nil {
 			return err
 		}
