@@ -134,7 +134,7 @@ func (r *remote) login(cmd *cobra.Command, addr, user, pin string, recovery, asJ
 		if recovery {
 			what, path = "recovery code", "/auth/recovery"
 		}
-		code, err := in.Secret(what)
+		code, err := in.Code(what)
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func (r *remote) login(cmd *cobra.Command, addr, user, pin string, recovery, asJ
 		if err := showEnrolment(env, en, asJSON); err != nil {
 			return err
 		}
-		code, err := in.Secret("first TOTP code from the authenticator")
+		code, err := in.Code("first TOTP code from the authenticator")
 		if err != nil {
 			return err
 		}

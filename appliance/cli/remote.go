@@ -94,11 +94,19 @@ func newPrompter(env *Env) *prompter {
 // Terminal reports whether answers come from a terminal.
 func (p *prompter) Terminal() bool { return p.fd >= 0 }
 
-// Line asks for a visible answer; Secret for one that is not echoed.
+// Line asks for a visible answer (a name), without surrounding spaces.
 func (p *prompter) Line(what string) (string, error) { return p.ask(what, false) }
 
-// Secret asks for an answer without echo on a terminal.
+// Secret asks for an answer without echo on a terminal. Only the line end
+// is removed: spaces may be part of a password.
 func (p *prompter) Secret(what string) (string, error) { return p.ask(what, true) }
+
+// Code asks for a one-time code without echo. Authenticator apps show a
+// TOTP code as "123 456", so spaces are dropped.
+func (p *prompter) Code(what string) (string, error) {
+	c, err := p.Secret(what)
+	return strings.Join(strings.Fields(c), ""), err
+}
 
 func (p *prompter) ask(what string, secret bool) (string, error) {
 	if p.Terminal() {
@@ -109,7 +117,7 @@ func (p *prompter) ask(what string, secret bool) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", what, err)
 			}
-			return strings.TrimSpace(string(b)), nil
+			return string(b), nil
 		}
 	}
 	if p.r == nil {
@@ -126,6 +134,9 @@ func (p *prompter) ask(what string, secret bool) (string, error) {
 	}
 	if len(line) > 4096 {
 		return "", fmt.Errorf("%s: line too long", what)
+	}
+	if secret {
+		return strings.TrimRight(line, "\r\n"), nil
 	}
 	return strings.TrimSpace(line), nil
 }
@@ -191,7 +202,7 @@ func (r *remote) stepUp(_ context.Context, c apiclient.Challenge) (string, error
 	if !r.in.Terminal() {
 		fmt.Fprintf(r.env.Stderr, "step-up required for %s: reading a fresh TOTP code from standard input\n", safe(c.Operation))
 	}
-	code, err := r.in.Secret(fmt.Sprintf("step-up for %s: fresh TOTP code", safe(c.Operation)))
+	code, err := r.in.Code(fmt.Sprintf("step-up for %s: fresh TOTP code", safe(c.Operation)))
 	if err != nil {
 		return "", err
 	}

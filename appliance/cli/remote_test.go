@@ -76,13 +76,21 @@ func TestRenderQR(t *testing.T) {
 }
 
 func TestPrompterLines(t *testing.T) {
-	env := testEnv(strings.NewReader("alice\r\n s3cret \nlast-without-newline"), nil)
+	env := testEnv(strings.NewReader(" alice\r\n s3cret \r\n 123 456 \nlast-without-newline"), nil)
 	p := newPrompter(env)
-	for _, want := range []string{"alice", "s3cret", "last-without-newline"} {
-		got, err := p.Secret("x")
-		if err != nil || got != want {
-			t.Fatalf("got %q, %v; want %q", got, err, want)
-		}
+	if got, err := p.Line("user"); err != nil || got != "alice" {
+		t.Fatalf("line: %q, %v", got, err)
+	}
+	// A secret keeps its spaces: they may be part of a password.
+	if got, err := p.Secret("password"); err != nil || got != " s3cret " {
+		t.Fatalf("secret: %q, %v", got, err)
+	}
+	// A code as an authenticator shows it.
+	if got, err := p.Code("code"); err != nil || got != "123456" {
+		t.Fatalf("code: %q, %v", got, err)
+	}
+	if got, err := p.Secret("x"); err != nil || got != "last-without-newline" {
+		t.Fatalf("last line: %q, %v", got, err)
 	}
 	if _, err := p.Line("code"); !errors.Is(err, errNoInput) {
 		t.Fatalf("after the end: %v", err)
