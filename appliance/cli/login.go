@@ -90,6 +90,7 @@ func (r *remote) login(cmd *cobra.Command, addr, user, pin string, recovery, asJ
 	if addr == "" {
 		addr = DefaultAddr
 	}
+	addr = strings.TrimRight(addr, "/")
 	if pin == "" {
 		pin = env.Getenv(EnvCertSHA256)
 	}
@@ -103,7 +104,7 @@ func (r *remote) login(cmd *cobra.Command, addr, user, pin string, recovery, asJ
 	}
 	ca := env.Getenv(EnvCACert)
 	cfg := apiclient.Config{Addr: addr, CertSHA256: pin, CACertFile: ca}
-	if oldErr == nil && old.Addr == strings.TrimRight(addr, "/") {
+	if oldErr == nil && old.Addr == addr {
 		// The first step carries the session being replaced, and the
 		// appliance ends it: logging in again leaves no orphan session.
 		cfg.Session, cfg.CSRF = old.Token, old.CSRF
