@@ -168,8 +168,14 @@ func (r *remote) session() (apiclient.Config, string, error) {
 	} else if token == "" {
 		return cfg, "", perr
 	}
-	if v := getenv(EnvAddr); v != "" {
-		cfg.Addr = v
+	if v := strings.TrimRight(getenv(EnvAddr), "/"); v != "" && v != cfg.Addr {
+		if cfg.Session != "" && token == "" {
+			// The session belongs to the appliance it was made on; sending
+			// it to another address would hand it to whoever answers there.
+			return cfg, path, fmt.Errorf("%s=%s is not the appliance of the saved session (%s): log in to it, or set %s", EnvAddr, v, cfg.Addr, EnvToken)
+		}
+		// Nor do the saved pin and CA belong to that appliance.
+		cfg = apiclient.Config{Addr: v}
 	}
 	if v := getenv(EnvCACert); v != "" {
 		cfg.CACertFile = v
