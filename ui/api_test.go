@@ -664,3 +664,41 @@ func TestReadyAndMetrics(t *testing.T) {
 		t.Fatalf("operator token: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestEveryRouteRefusesCSRFAndOversize: every state-changing route with a
+// session refuses a request without the CSRF token (403 csrf, audited), and
+// every route refuses a body over the limit (413 too_large, nothing
+// audited) before its handler runs.
+func TestEveryRouteRefusesCSRFAndOversize(t *testing.T) {
+	f := newFixture(t)
+	big := `{"name":"` + strings.Repeat("x", 1<<20) + `"}`
+	for _, op := range apiOps() {
+		path := pathParam.ReplaceAllString(op.path, noSuchID)
+		if op.auth == "session" && op.method != "GET" {
+			t.Run("csrf "+op.method+" "+path, func(t *testing.T) {
+				f.t = t
+				before := f.head()
+				rec := f.do(request{method: op.method, path: path, as: "a-admin", body: "{}", noCSRF: true})
+				if rec.Code != 403 || !strings.Contains(rec.Body.String(), `"csrf"`) {
+					t.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+				if got := actions(f.since(before)); !slices.Equal(got, []string{"access.denied"}) {
+					t.Fatalf("audit %v", got)
+				}
+			})
+		}
+		if op.method != "GET" {
+			t.Run("oversized "+op.method+" "+path, func(t *testing.T) {
+				f.t = t
+				before := f.head()
+				rec := f.do(request{method: op.method, path: path, as: "a-admin", body: big})
+				if rec.Code != 413 || !strings.Contains(rec.Body.String(), `"too_large"`) {
+					t.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+				if got := f.since(before); len(got) != 0 {
+					t.Fatalf("audit %v", actions(got))
+				}
+			})
+		}
+	}
+}
