@@ -649,7 +649,7 @@ func TestReadyAndMetrics(t *testing.T) {
 		t.Fatalf("not ready: %d %s", rec.Code, rec.Body)
 	}
 	rec = f.do(request{method: "GET", path: "/metrics", remote: "127.0.0.1:5555"})
-	for _, want := range []string{"fiq_http_request_duration_seconds_bucket", `fiq_siem_pending_events{destination="soc"} 3`, "fiq_audit_entries 10", "fiq_audit_tamper_alarm 1", "fiq_audit_unsigned_entries 2", "fiq_scans_running 0", "fiq_probe_packets_sent_total 0"} {
+	for _, want := range []string{"fiq_http_request_duration_seconds_bucket", `fiq_siem_pending_events{destination="soc"} 3`, "fiq_audit_entries 10", "fiq_audit_tamper_alarm 1", "fiq_audit_unsigned_entries 2", "fiq_scans_running 0", "fiq_probe_packets_sent_total 0", "fiq_probe_cap_pps 0"} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}
