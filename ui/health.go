@@ -32,6 +32,9 @@ type Status struct {
 	Vault *VaultStatus `json:"vault,omitempty"`
 	// SIEM is each destination's delivery state.
 	SIEM []SIEMStatus `json:"siem"`
+	// CapPPS is the compiled-in safety profile's global packet-rate cap,
+	// the line the packets-sent rate is measured against.
+	CapPPS int `json:"cap_pps"`
 	// Errors are problems met while gathering the status itself.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -156,6 +159,7 @@ type statusCollector struct {
 	descSIEMBytes     *prometheus.Desc
 	descScans         *prometheus.Desc
 	descPackets       *prometheus.Desc
+	descCapPPS        *prometheus.Desc
 }
 
 func newStatusCollector(status func(context.Context) Status) *statusCollector {
@@ -172,12 +176,13 @@ func newStatusCollector(status func(context.Context) Status) *statusCollector {
 		descSIEMPending:   prometheus.NewDesc("fiq_siem_pending_events", "Undelivered events per SIEM destination.", []string{"destination"}, nil),
 		descSIEMBytes:     prometheus.NewDesc("fiq_siem_pending_bytes", "Bytes of undelivered events per SIEM destination.", []string{"destination"}, nil),
 		descScans:         prometheus.NewDesc("fiq_scans_running", "Scans running now. Always 0 in this build: the scan service is not wired into serve yet.", nil, nil),
+		descCapPPS:        prometheus.NewDesc("fiq_probe_cap_pps", "The compiled-in safety profile's global packet-rate cap (packets per second).", nil, nil),
 		descPackets:       prometheus.NewDesc("fiq_probe_packets_sent_total", "Probe packets sent by scans run by serve. Always 0 in this build: the scan service is not wired into serve yet.", nil, nil),
 	}
 }
 
 func (sc *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sc.descAuditSize, sc.descCheckpointAge, sc.descCheckpointLag, sc.descAlarm, sc.descStoreUp, sc.descSpoolBytes, sc.descSpoolPending, sc.descSIEMLag, sc.descSIEMPending, sc.descSIEMBytes, sc.descScans, sc.descPackets} {
+	for _, d := range []*prometheus.Desc{sc.descAuditSize, sc.descCheckpointAge, sc.descCheckpointLag, sc.descAlarm, sc.descStoreUp, sc.descSpoolBytes, sc.descSpoolPending, sc.descSIEMLag, sc.descSIEMPending, sc.descSIEMBytes, sc.descScans, sc.descPackets, sc.descCapPPS} {
 		ch <- d
 	}
 }
@@ -214,6 +219,7 @@ func (sc *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(sc.descSIEMBytes, float64(d.PendingBytes), d.Name)
 	}
 	gauge(sc.descScans, 0)
+	gauge(sc.descCapPPS, float64(st.CapPPS))
 	ch <- prometheus.MustNewConstMetric(sc.descPackets, prometheus.CounterValue, 0)
 }
 

@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"database/sql"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -8,7 +10,10 @@ import (
 	"time"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
@@ -194,5 +199,67 @@ func TestEvidenceRoutes(t *testing.T) {
 	rec = f.do(request{method: "POST", path: "/api/v1/evidence/exports/" + ap.ID + "/url", as: "a-aud", body: `{"key":"other","version_id":"v1"}`})
 	if rec.Code != 409 {
 		t.Fatalf("other object: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// tamper opens the appliance once (a failed login appends an entry after
+// the verified checkpoint), closes it, and rewrites that entry in the file
+// as an attacker with the disk would: the next start raises the alarm.
+func tamper(t *testing.T) func(appliance.Config, func() time.Time) {
+	return func(cfg appliance.Config, now func() time.Time) {
+		ctx := context.Background()
+		app, err := appliance.Open(ctx, cfg, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = app.Auth.Login(ctx, "root", "not the password at all", auth.Client{IP: "192.0.2.9"}, "")
+		app.Close()
+		db, err := sql.Open("sqlite", store.DSN(filepath.Join(cfg.DataDir, appliance.DatabaseFile), false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var head int64
+		if err := db.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+			t.Fatal(err)
+		}
+		e, err := audit.ReadEntry(ctx, db, head)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ActorIP = "203.0.113.66"
+		if _, err := db.ExecContext(ctx, `DROP TRIGGER audit_entries_no_update`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `UPDATE audit_entries SET entry = ? WHERE seq = ?`, audit.Canonical(e), head); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTamperAlarmOverAPI: with the alarm raised, evidence exports are 423
+// tamper_alarm; the appliance admin acknowledges it through the step-up
+// challenge, which is audited, and the alarm clears.
+func TestTamperAlarmOverAPI(t *testing.T) {
+	f := newFixtureWith(t, tamper(t))
+	if rec := f.do(request{method: "GET", path: "/api/v1/audit/alarm", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"raised":true`) {
+		t.Fatalf("alarm: %d %s", rec.Code, rec.Body)
+	}
+	rec := f.do(request{method: "POST", path: "/api/v1/evidence/exports/" + noSuchID + "/url", as: "a-aud", body: `{"key":"k","version_id":"v"}`})
+	if rec.Code != 423 || !strings.Contains(rec.Body.String(), `"tamper_alarm"`) {
+		t.Fatalf("export during alarm: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/audit/alarm/ack", as: "a-admin", body: `{"comment":"x"}`}); rec.Code != 403 {
+		t.Fatalf("tenant admin acknowledges: %d %s", rec.Code, rec.Body)
+	}
+	ack, got := f.sensitive(request{method: "POST", path: "/api/v1/audit/alarm/ack", as: "sys", body: `{"comment":"entry edited on disk; investigated, disk image kept"}`})
+	if ack.Code != 200 {
+		t.Fatalf("ack: %d %s", ack.Code, ack.body)
+	}
+	if want := []string{"auth.stepup.failed", "auth.stepup", "audit.tamper.ack"}; !slices.Equal(got, want) {
+		t.Fatalf("audit %v, want %v", got, want)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/audit/alarm", as: "a-aud"}); !strings.Contains(rec.Body.String(), `"raised":false`) {
+		t.Fatalf("after ack: %s", rec.Body)
 	}
 }
