@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,10 +64,17 @@ func (e *remoteError) ExitCode() int {
 	return fault.Classify(e.err).Exit
 }
 
-// remoteErr returns nil for nil, else a *remoteError.
+// remoteErr returns nil for nil, else a *remoteError. A console
+// certificate the system does not know gets a hint: it is self-signed, and
+// the way to trust it is its pin.
 func remoteErr(what string, err error) error {
 	if err == nil {
 		return nil
+	}
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	if errors.As(err, &unknown) || errors.As(err, &host) {
+		err = fmt.Errorf("%w (the console certificate is self-signed: pass --cert-sha256 to login with the SHA-256 that init and serve print, or set %s)", err, EnvCACert)
 	}
 	return &remoteError{what: what, err: err}
 }

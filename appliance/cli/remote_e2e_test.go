@@ -251,6 +251,10 @@ func TestCLIAgainstServer(t *testing.T) {
 		t.Fatalf("wrong pin: exit %d, %s", code, stderr)
 	}
 
+	// Without a pin the self-signed certificate is refused, with a hint.
+	if code, _, stderr := e.run("x\n", "login", "--addr", e.addr, "--user", "root"); code != 1 || !strings.Contains(stderr, "--cert-sha256") {
+		t.Fatalf("no pin: exit %d, %s", code, stderr)
+	}
 	// A wrong password is refused and nothing is saved.
 	if code, _, stderr := e.run("not the password\n", "login", "--addr", e.addr, "--user", "root", "--cert-sha256", e.pin); code != 1 || !strings.Contains(stderr, "unauthenticated") {
 		t.Fatalf("wrong password: exit %d, %s", code, stderr)
