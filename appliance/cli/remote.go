@@ -232,7 +232,11 @@ func (r *remote) call(what string, fn func(c *apiclient.Client) error) error {
 	if err != nil {
 		return remoteErr(what, err)
 	}
-	return remoteErr(what, fn(c))
+	err = fn(c)
+	if session, _ := c.Session(); session != "" && errors.Is(err, &apiclient.Error{Code: apiclient.CodeUnauthenticated}) {
+		err = fmt.Errorf("%w (the session has ended or expired: run 'firewalliq login')", err)
+	}
+	return remoteErr(what, err)
 }
 
 // tenantQuery is ?tenant=T when t is set.
