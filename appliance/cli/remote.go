@@ -50,7 +50,9 @@ type remoteError struct {
 	err  error
 }
 
-func (e *remoteError) Error() string { return e.what + ": " + e.err.Error() }
+// Error is made safe for a terminal: an appliance's message may quote
+// stored data (a name) back.
+func (e *remoteError) Error() string { return e.what + ": " + safe(e.err.Error()) }
 func (e *remoteError) Unwrap() error { return e.err }
 
 // ExitCode implements exitCoder: an answer of the appliance by its error

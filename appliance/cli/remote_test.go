@@ -205,3 +205,10 @@ func TestRemoteWithoutLogin(t *testing.T) {
 		})
 	}
 }
+
+func TestRemoteErrorIsSafe(t *testing.T) {
+	err := remoteErr("user add", &apiclient.Error{Status: 400, Code: "invalid_argument", Message: "new user \"\x1b[2Jx\": invalid argument"})
+	if got := err.Error(); strings.ContainsRune(got, 0x1b) || !strings.Contains(got, "invalid_argument") {
+		t.Fatalf("error text %q", got)
+	}
+}
