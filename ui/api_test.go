@@ -195,7 +195,7 @@ func TestScenarios(t *testing.T) {
 		{name: "a full session is not a pending one", req: request{method: "POST", path: "/api/v1/auth/totp", cookie: "", as: "a-op", body: `{"code":"123456"}`}, status: 401, code: "unauthenticated", audit: []string{}},
 		{name: "revoke unknown token", req: request{method: "DELETE", path: "/api/v1/tokens/" + noSuchID, as: "a-admin"}, status: 404, code: "not_found", audit: []string{"access.denied"}},
 		{name: "self approval of nothing", req: request{method: "POST", path: "/api/v1/approvals/" + noSuchID + "/approve", as: "a-appr"}, status: 404, code: "not_found", audit: []string{"access.denied"}},
-		{name: "version", req: request{method: "GET", path: "/api/v1/version"}, status: 200, audit: []string{}, body: []string{`"version":"test"`}},
+		{name: "version", req: request{method: "GET", path: "/api/v1/version"}, status: 200, audit: []string{}, body: []string{`"go_version":"go`}},
 		{name: "openapi", req: request{method: "GET", path: "/api/v1/openapi.json"}, status: 200, audit: []string{}, body: []string{`"openapi": "3.1.0"`}},
 		{name: "healthz", req: request{method: "GET", path: "/healthz"}, status: 200, audit: []string{}},
 		{name: "readyz", req: request{method: "GET", path: "/readyz"}, status: 200, audit: []string{}, body: []string{`"status":"ready"`}},
