@@ -23,14 +23,15 @@ import (
 )
 
 // newAuditCmd builds the 'audit' command group.
-func newAuditCmd(env *Env) *cobra.Command {
+func newAuditCmd(env *Env, r *remote) *cobra.Command {
 	return newGroup("audit", "Verify and prove the tamper-evident audit log",
 		newAuditVerifyCmd(env),
 		newAuditCheckpointCmd(env),
 		newAuditProveCmd(env),
 		newAuditVerifyProofCmd(env),
 		newAuditExportCmd(env),
-		newAuditAckCmd(env),
+		newAuditAckCmd(r),
+		newAuditEntriesCmd(r),
 	)
 }
 
@@ -191,35 +192,19 @@ func verifyAnchors(ctx context.Context, env *Env, db *sql.DB, cfg appliance.Conf
 
 func newAuditCheckpointCmd(env *Env) *cobra.Command {
 	var (
-		newCP   bool
 		asJSON  bool
 		pubPath string
 	)
 	cmd := &cobra.Command{
-		Use:   "checkpoint --data DIR [--new] [--json]",
-		Short: "Print the latest signed checkpoint; --new signs one of the current head",
+		Use:   "checkpoint --data DIR [--json]",
+		Short: "Print the latest signed checkpoint",
 		Long: `checkpoint prints the latest signed checkpoint note (verified with the audit
-public key). Keep a copy outside the appliance: 'audit verify --from-checkpoint'
-proves the log still extends it. --new first signs a checkpoint of the current
-head (it opens the appliance, which also runs start-up verification).`,
+public key), reading the database file read-only. Keep a copy outside the
+appliance: 'audit verify --from-checkpoint' proves the log still extends it.
+The running appliance signs a checkpoint every audit.checkpoint_every entries
+and at least every audit.checkpoint_interval while entries arrive.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if newCP {
-				cfg, err := loadConfig(cmd, env)
-				if err != nil {
-					return err
-				}
-				a, err := appliance.Open(ctx, cfg, env.Now)
-				if err != nil {
-					return err
-				}
-				_, _, err = a.Checkpoint(ctx)
-				a.Close()
-				if err != nil {
-					return fmt.Errorf("audit checkpoint: %w", err)
-				}
-			}
 			db, cfg, err := openAuditDB(cmd, env)
 			if err != nil {
 				return err
@@ -229,7 +214,7 @@ head (it opens the appliance, which also runs start-up verification).`,
 			if err != nil {
 				return err
 			}
-			cp, err := audit.LatestCheckpoint(ctx, db, pub)
+			cp, err := audit.LatestCheckpoint(cmd.Context(), db, pub)
 			if err != nil {
 				return fmt.Errorf("audit checkpoint: %w", err)
 			}
@@ -240,7 +225,6 @@ head (it opens the appliance, which also runs start-up verification).`,
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&newCP, "new", false, "sign a checkpoint of the current head first")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print origin, size, root and note as JSON")
 	cmd.Flags().StringVar(&pubPath, "pub", "", "audit public key (PEM); default DIR/keys/audit.pub")
 	return cmd
@@ -408,7 +392,8 @@ func newAuditExportCmd(env *Env) *cobra.Command {
 		Long: `export writes one JSON inclusion proof per line (entry, proof, signed
 checkpoint) for every entry at or after --since that the latest signed
 checkpoint covers; 'audit verify-proof' checks the file offline. Newer entries
-are left out with a warning: sign a checkpoint first ('audit checkpoint --new').`,
+are left out with a warning: the running appliance signs the next checkpoint
+within audit.checkpoint_interval.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "jsonl" {
@@ -443,7 +428,7 @@ are left out with a warning: sign a checkpoint first ('audit checkpoint --new').
 			}
 			fmt.Fprintf(env.Stderr, "exported %d entries with proofs", n)
 			if left > 0 {
-				fmt.Fprintf(env.Stderr, "; %d newer entries are not covered by a signed checkpoint yet (run 'audit checkpoint --new')", left)
+				fmt.Fprintf(env.Stderr, "; %d newer entries are not covered by a signed checkpoint yet (the appliance signs one within audit.checkpoint_interval)", left)
 			}
 			fmt.Fprintln(env.Stderr)
 			return nil

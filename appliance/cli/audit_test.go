@@ -99,9 +99,19 @@ func TestAuditCommands(t *testing.T) {
 		}
 	}
 	st.Close()
-	note2 := run(0, "audit", "checkpoint", "--data", dir, "--new")
+	// The running appliance signs checkpoints on its own (every
+	// audit.checkpoint_interval); here the test has it sign one now.
+	a, err := appliance.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	note2 := run(0, "audit", "checkpoint", "--data", dir)
 	if !strings.HasPrefix(note2, "firewalliq.audit\n5\n") {
-		t.Fatalf("checkpoint --new: %q", note2)
+		t.Fatalf("checkpoint after a new signed one: %q", note2)
 	}
 	kept2 := filepath.Join(t.TempDir(), "kept2.note")
 	if err := os.WriteFile(kept2, []byte(note2), 0o600); err != nil {

@@ -125,21 +125,54 @@ func New(env *Env) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	root.PersistentFlags().String("data", "", "data directory (env FIQ_DATA, default "+appliance.DefaultDataDir+")")
 	root.PersistentFlags().String("config", "", "YAML config file (env FIQ_CONFIG)")
-	root.AddCommand(
+	// One prompter for the whole command: login and step-up read their
+	// answers from it, line after line.
+	r := &remote{env: env, in: newPrompter(env)}
+	root.AddGroup(
+		&cobra.Group{ID: groupLocal, Title: "On this machine (offline, or on a data directory):"},
+		&cobra.Group{ID: groupAPI, Title: "Management, through the appliance's API (log in first):"},
+	)
+	root.SetHelpCommandGroupID(groupLocal)
+	root.SetCompletionCommandGroupID(groupLocal)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add(groupLocal,
 		newVersionCmd(env),
 		newInitCmd(env),
 		newServeCmd(env),
-		newAuditCmd(env),
-		newScopeCmd(env),
+		newAuditCmd(env, r),
+		newScopeCmd(env, r),
 		newProfileCmd(env),
 		newProbeCmd(env),
-		newReportCmd(env),
 		newVaultCmd(env),
-		newSiemCmd(env),
+		newReportCmd(env),
 		newDemoCmd(env),
+	)
+	add(groupAPI,
+		newLoginCmd(r),
+		newLogoutCmd(r),
+		newWhoamiCmd(r),
+		newUserCmd(r),
+		newTenantCmd(r),
+		newTokenCmd(r),
+		newSupportCmd(r),
+		newApprovalCmd(r),
+		newAlertCmd(r),
+		newSiemCmd(r),
+		newEvidenceCmd(r),
 	)
 	return root
 }
+
+// Help groups of the root command.
+const (
+	groupLocal = "local"
+	groupAPI   = "api"
+)
 
 // newGroup returns a command that only holds subcommands.
 func newGroup(use, short string, children ...*cobra.Command) *cobra.Command {

@@ -21,13 +21,17 @@ import (
 )
 
 // newScopeCmd builds the 'scope' command group.
-func newScopeCmd(env *Env) *cobra.Command {
-	return newGroup("scope", "Create, sign, verify and check scope documents",
+func newScopeCmd(env *Env, r *remote) *cobra.Command {
+	return newGroup("scope", "Create, sign, verify and check scope documents; register them with the appliance",
 		newScopeKeygenCmd(env),
 		newScopeSignCmd(env),
 		newScopeVerifyCmd(env),
 		newScopeCheckCmd(env),
 		newScopeExpandCmd(env),
+		newScopeRegisterCmd(r),
+		listCmd(r, "list", "List the scopes registered with the appliance (through the API)", "/scopes", true,
+			[]column{{"ID", "id"}, {"NAME", "name"}, {"ENVIRONMENT", "environment"}, {"TENANT", "tenant"}, {"SIGNER", "signer_key_id"}, {"SHA-256", "sha256"}, {"CREATED", "created_at"}}, nil),
+		newScopeShowCmd(r),
 	)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/keyring"
 	"firewalliq/probe/safety"
 	"firewalliq/ui"
@@ -41,7 +43,18 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer app.Close()
-			console, err := ui.New(ui.Deps{Ping: app.Ping})
+			logger := app.Logger
+			console, err := ui.New(ui.Deps{
+				Auth:     app.Auth,
+				SIEM:     app.SIEM,
+				Audit:    app.Audit,
+				Scopes:   app.Scopes,
+				Evidence: app.Evidence,
+				Status:   func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+				Version:  buildinfo.Get(),
+				Logger:   logger,
+				Now:      env.Now,
+			})
 			if err != nil {
 				return err
 			}
@@ -68,9 +81,14 @@ func newServeCmd(env *Env) *cobra.Command {
 				app.Run(bg, nil) // errors go to app.Logger
 			}()
 			defer func() { stopBG(); <-bgDone }()
-			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+				IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+			// TLS 1.2 or later; HTTP/2 where the client offers it. A client
+			// speaking plain HTTP to the port gets a redirect to https and
+			// nothing else (ui.TLSListener).
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 			errc := make(chan error, 1)
-			go func() { errc <- srv.ServeTLS(ln, "", "") }()
+			go func() { errc <- srv.Serve(ui.TLSListener(ln, srv.TLSConfig)) }()
 			select {
 			case err := <-errc:
 				return fmt.Errorf("serve: %w", err)
@@ -86,4 +104,30 @@ func newServeCmd(env *Env) *cobra.Command {
 	}
 	cmd.Flags().String("listen", "", "console address (env FIQ_LISTEN, default :8443)")
 	return cmd
+}
+
+// applianceStatus maps the appliance's health to what /readyz and /metrics
+// report. It only reads.
+func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
+	h, err := app.Health(ctx)
+	if err != nil {
+		return ui.Status{StoreError: "health unavailable", Errors: []string{"health: " + err.Error()}}
+	}
+	st := ui.Status{StoreError: h.StoreErr, AuditSize: h.AuditSize, AuditCheckpointSize: h.CheckpointSize}
+	if prof, err := safety.Load(); err == nil {
+		st.CapPPS = prof.GlobalPPS
+	}
+	if h.CheckpointSize > 0 {
+		st.AuditCheckpointAt = app.Now().Add(-h.CheckpointAge)
+	}
+	if h.Alarm != nil {
+		st.AuditAlarm = fmt.Sprintf("entry %d is broken (%s)", h.Alarm.BadSeq, h.Alarm.Reason)
+	}
+	if v := h.Vault; v != nil {
+		st.Vault = &ui.VaultStatus{Backend: v.Backend, WORM: v.WORM, CheckError: v.CheckErr, SpoolBytes: v.Spool.Bytes, SpoolPending: v.Spool.Pending, SpoolFull: v.Spool.Full}
+	}
+	for _, d := range h.SIEM {
+		st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
+	}
+	return st
 }

@@ -18,7 +18,7 @@ import (
 
 // newVaultCmd builds the 'vault' command group.
 func newVaultCmd(env *Env) *cobra.Command {
-	return newGroup("vault", "Evidence vault status and export", newVaultStatusCmd(env))
+	return newGroup("vault", "Evidence vault status", newVaultStatusCmd(env))
 }
 
 // vaultConfig is the vault section of the resolved configuration (file,
