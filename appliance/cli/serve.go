@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/keyring"
 	"firewalliq/probe/safety"
 	"firewalliq/ui"
@@ -40,7 +43,14 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer app.Close()
-			console, err := ui.New(ui.Deps{Ping: app.Ping})
+			logger := newLogger(env.Stderr, cfg.LogLevel)
+			console, err := ui.New(ui.Deps{
+				Auth:    app.Auth,
+				Status:  func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+				Version: buildinfo.Get(),
+				Logger:  logger,
+				Now:     env.Now,
+			})
 			if err != nil {
 				return err
 			}
@@ -63,7 +73,8 @@ func newServeCmd(env *Env) *cobra.Command {
 				app.Run(bg, nil) // errors go to app.Logger
 			}()
 			defer func() { stopBG(); <-bgDone }()
-			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+				IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 			errc := make(chan error, 1)
 			go func() { errc <- srv.ServeTLS(ln, app.Keys.CertFile, app.Keys.KeyFile) }()
 			select {
@@ -81,4 +92,42 @@ func newServeCmd(env *Env) *cobra.Command {
 	}
 	cmd.Flags().String("listen", "", "console address (env FIQ_LISTEN, default :8443)")
 	return cmd
+}
+
+// newLogger returns the JSON slog logger of serve at the configured level.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// applianceStatus gathers what /readyz and /metrics report from
+// appliance.Health. It only reads.
+func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
+	var st ui.Status
+	h, err := app.Health(ctx)
+	if err != nil {
+		st.Errors = append(st.Errors, "health unreadable")
+		return st
+	}
+	if h.StoreErr != "" {
+		st.StoreError = "store unavailable"
+		return st
+	}
+	st.AuditSize, st.AuditCheckpointSize = h.AuditSize, h.CheckpointSize
+	if h.CheckpointSize > 0 {
+		st.AuditCheckpointAt = time.Now().Add(-h.CheckpointAge)
+	}
+	if h.Alarm != nil {
+		st.AuditAlarm = fmt.Sprintf("entry %d is broken (%s)", h.Alarm.BadSeq, h.Alarm.Reason)
+	}
+	if vs := h.Vault; vs != nil {
+		st.Vault = &ui.VaultStatus{Backend: vs.Backend, WORM: vs.WORM, CheckError: vs.CheckErr, SpoolBytes: vs.Spool.Bytes, SpoolPending: vs.Spool.Pending, SpoolFull: vs.Spool.Full}
+	}
+	for _, d := range h.SIEM {
+		st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
+	}
+	return st
 }

@@ -1,0 +1,306 @@
+// Package fault is the one error table: every exported sentinel error of the
+// appliance's packages maps to a stable error code string, an HTTP status
+// and a CLI exit code. The HTTP API (ui) answers with the code and status,
+// and the CLI exits with the exit code, so both classify an error the same
+// way and neither matches error text.
+//
+// A test parses the source of every package below the module (go/parser)
+// and fails when an exported Err* variable has no row here, so a new
+// sentinel cannot ship unclassified.
+//
+// Package appliance (the composition root) cannot be imported from here
+// (only main and appliance/cli may import it); its few sentinels are rows
+// that appliance/cli passes as extra rules (see Rules, Classify).
+package fault
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/siem"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+	"firewalliq/probe"
+	"firewalliq/probe/keys"
+	"firewalliq/probe/safety"
+	"firewalliq/probe/scope"
+	"firewalliq/vault"
+)
+
+// CLI exit codes (the same numbers appliance/cli documents).
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+	ExitProfile = 3
+)
+
+// Class is how one kind of error is reported.
+type Class struct {
+	// Code is the stable snake_case code in API error bodies; clients
+	// branch on it, never on the message.
+	Code string `json:"code"`
+	// HTTP is the response status.
+	HTTP int `json:"http"`
+	// Exit is the CLI exit code.
+	Exit int `json:"exit"`
+	// Message is the fixed text shown when the error's own text must not
+	// be (Detail false).
+	Message string `json:"message"`
+	// Detail says whether the error's own text may be shown to the caller.
+	// It is true only for refusals whose text the services write for
+	// people (validation, approval state); never for 401s, whose text could
+	// tell an attacker which check failed, nor for 5xx, whose text is an
+	// internal cause.
+	Detail bool `json:"detail"`
+}
+
+// Rule maps one sentinel error to its class.
+type Rule struct {
+	// Name is the sentinel's qualified name, "import/path/below/module.ErrX"
+	// (for example "appliance/auth.ErrForbidden"); the coverage test
+	// matches it against the source.
+	Name  string
+	Err   error
+	Class Class
+}
+
+// The classes. Codes are part of the API contract (docs/api.md): add new
+// ones, never rename.
+var (
+	internal = Class{Code: "internal", HTTP: http.StatusInternalServerError, Exit: ExitFailure, Message: "internal error"}
+
+	unauthenticated = Class{Code: "unauthenticated", HTTP: http.StatusUnauthorized, Exit: ExitFailure, Message: "not authenticated"}
+	forbidden       = Class{Code: "forbidden", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "forbidden", Detail: true}
+	csrf            = Class{Code: "csrf", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "missing or invalid CSRF token"}
+	stepUp          = Class{Code: "step_up_required", HTTP: http.StatusUnauthorized, Exit: ExitFailure, Message: "step-up authentication required: send a fresh TOTP code to /api/v1/auth/step-up and retry"}
+	invalidCode     = Class{Code: "invalid_code", HTTP: http.StatusUnauthorized, Exit: ExitFailure, Message: "invalid code"}
+	replayed        = Class{Code: "code_replayed", HTTP: http.StatusUnauthorized, Exit: ExitFailure, Message: "code already used; wait for the next one"}
+	enrolment       = Class{Code: "enrolment_required", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "TOTP enrolment required"}
+	passwordChange  = Class{Code: "password_change_required", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "password change required"}
+	rateLimited     = Class{Code: "rate_limited", HTTP: http.StatusTooManyRequests, Exit: ExitFailure, Message: "too many attempts; try again later"}
+	lockedOut       = Class{Code: "locked_out", HTTP: http.StatusTooManyRequests, Exit: ExitFailure, Message: "account temporarily locked", Detail: true}
+	selfApproval    = Class{Code: "self_approval", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "requester cannot judge their own request"}
+
+	notFound = Class{Code: "not_found", HTTP: http.StatusNotFound, Exit: ExitFailure, Message: "not found", Detail: true}
+	conflict = Class{Code: "conflict", HTTP: http.StatusConflict, Exit: ExitFailure, Message: "conflict", Detail: true}
+	invalid  = Class{Code: "invalid_argument", HTTP: http.StatusBadRequest, Exit: ExitUsage, Message: "invalid argument", Detail: true}
+	tooLarge = Class{Code: "too_large", HTTP: http.StatusRequestEntityTooLarge, Exit: ExitUsage, Message: "request body too large"}
+	tamper   = Class{Code: "tamper_alarm", HTTP: http.StatusLocked, Exit: ExitFailure, Message: "audit tamper alarm raised; an appliance admin must acknowledge it with step-up MFA"}
+	noAlarm  = Class{Code: "no_alarm", HTTP: http.StatusConflict, Exit: ExitFailure, Message: "no unacknowledged audit tamper alarm"}
+
+	profile = Class{Code: "profile_invalid", HTTP: http.StatusInternalServerError, Exit: ExitProfile, Message: "the compiled-in safety profile failed verification"}
+)
+
+// approval is a request in the wrong approval state.
+func approval(code, msg string) Class {
+	return Class{Code: code, HTTP: http.StatusConflict, Exit: ExitFailure, Message: msg, Detail: true}
+}
+
+// refused is a signed document or a request the safety rules refuse:
+// well-formed, understood, and not allowed.
+func refused(code, msg string) Class {
+	return Class{Code: code, HTTP: http.StatusUnprocessableEntity, Exit: ExitFailure, Message: msg, Detail: true}
+}
+
+// unavailable is a dependency that is missing or not in a usable state.
+func unavailable(code, msg string) Class {
+	return Class{Code: code, HTTP: http.StatusServiceUnavailable, Exit: ExitFailure, Message: msg}
+}
+
+// Rules returns the table in match order: Classify takes the first row
+// whose error the classified error wraps, so more specific rows come first
+// (a step-up refused because the account is locked is locked_out; a
+// refusal because a one-time password must be changed is
+// password_change_required, not forbidden). It returns a fresh slice each
+// call.
+func Rules() []Rule {
+	r := func(name string, err error, c Class) Rule { return Rule{Name: name, Err: err, Class: c} }
+	return []Rule{
+		// Authentication and authorisation, most specific first.
+		r("appliance/auth.ErrPasswordChangeRequired", auth.ErrPasswordChangeRequired, passwordChange),
+		r("appliance/auth.ErrLockedOut", auth.ErrLockedOut, lockedOut),
+		r("appliance/auth.ErrRateLimited", auth.ErrRateLimited, rateLimited),
+		r("appliance/auth.ErrCSRF", auth.ErrCSRF, csrf),
+		r("appliance/auth.ErrEnrolmentRequired", auth.ErrEnrolmentRequired, enrolment),
+		r("appliance/auth.ErrReplay", auth.ErrReplay, replayed),
+		r("appliance/auth.ErrInvalidCode", auth.ErrInvalidCode, invalidCode),
+		r("appliance/auth.ErrStepUpRequired", auth.ErrStepUpRequired, stepUp),
+		r("audit.ErrStepUpRequired", audit.ErrStepUpRequired, stepUp),
+		r("appliance/auth.ErrUnauthenticated", auth.ErrUnauthenticated, unauthenticated),
+		r("appliance/auth.ErrWrongPassword", auth.ErrWrongPassword, unauthenticated),
+		r("appliance/auth.ErrSelfApproval", auth.ErrSelfApproval, selfApproval),
+		r("appliance/auth.ErrForbidden", auth.ErrForbidden, forbidden),
+
+		// The audit log's fail-closed state.
+		r("audit.ErrTamperAlarm", audit.ErrTamperAlarm, tamper),
+		r("audit.ErrNoAlarm", audit.ErrNoAlarm, noAlarm),
+
+		// Dual approval.
+		r("appliance/auth.ErrAlreadyApproved", auth.ErrAlreadyApproved, approval("already_approved", "already approved by this approver")),
+		r("appliance/auth.ErrApprovalPending", auth.ErrApprovalPending, approval("approval_pending", "approval pending")),
+		r("appliance/auth.ErrApprovalVoid", auth.ErrApprovalVoid, approval("approval_void", "approval void")),
+		r("appliance/auth.ErrApprovalDenied", auth.ErrApprovalDenied, approval("approval_denied", "approval denied")),
+		r("appliance/auth.ErrApprovalExpired", auth.ErrApprovalExpired, approval("approval_expired", "approval expired")),
+		r("appliance/auth.ErrApprovalUsed", auth.ErrApprovalUsed, approval("approval_used", "approval already used")),
+		r("appliance/evidence.ErrNotApproved", evidence.ErrNotApproved, approval("approval_pending", "evidence export is not approved")),
+
+		// Lookups and state.
+		r("appliance/store.ErrNotFound", store.ErrNotFound, notFound),
+		r("appliance/siem.ErrNotFound", siem.ErrNotFound, notFound),
+		r("appliance/evidence.ErrNotFound", evidence.ErrNotFound, notFound),
+		r("audit.ErrNoCheckpoint", audit.ErrNoCheckpoint, Class{Code: "no_checkpoint", HTTP: http.StatusNotFound, Exit: ExitFailure, Message: "no signed checkpoint covers this yet", Detail: true}),
+		r("probe.ErrNoCheckpoint", probe.ErrNoCheckpoint, notFound),
+		r("appliance/store.ErrConflict", store.ErrConflict, conflict),
+		r("appliance/store.ErrStale", store.ErrStale, conflict),
+		r("appliance/evidence.ErrCheckpointMoved", evidence.ErrCheckpointMoved, conflict),
+		r("probe.ErrExists", probe.ErrExists, conflict),
+		r("probe.ErrResumeMismatch", probe.ErrResumeMismatch, conflict),
+		r("probe.ErrComplete", probe.ErrComplete, conflict),
+		r("vault.ErrNothingToAnchor", vault.ErrNothingToAnchor, conflict),
+		r("appliance/siem.ErrReplay", siem.ErrReplay, conflict),
+
+		// Bad input (CLI: exit 2).
+		r("appliance/auth.ErrInvalid", auth.ErrInvalid, invalid),
+		r("appliance/auth.ErrPasswordTooShort", auth.ErrPasswordTooShort, invalid),
+		r("appliance/store.ErrNoTenant", store.ErrNoTenant, invalid),
+		r("appliance/siem.ErrInvalidDestination", siem.ErrInvalidDestination, invalid),
+		r("probe/scope.ErrInvalid", scope.ErrInvalid, invalid),
+		r("probe/scope.ErrBadTarget", scope.ErrBadTarget, invalid),
+		r("probe/safety.ErrUnknownKind", safety.ErrUnknownKind, invalid),
+		r("probe.ErrRate", probe.ErrRate, invalid),
+		r("probe.ErrConfig", probe.ErrConfig, invalid),
+		r("probe/keys.ErrNotEd25519", keys.ErrNotEd25519, invalid),
+		r("probe/keys.ErrNoPEM", keys.ErrNoPEM, invalid),
+		r("vault.ErrBadKey", vault.ErrBadKey, invalid),
+		r("appliance/siem.ErrSignature", siem.ErrSignature, invalid),
+		r("appliance/siem.ErrStale", siem.ErrStale, invalid),
+
+		// Understood and refused by the safety rules.
+		r("probe/scope.ErrSignature", scope.ErrSignature, refused("bad_signature", "scope signature does not verify")),
+		r("probe/scope.ErrUntrustedKey", scope.ErrUntrustedKey, refused("untrusted_key", "scope signed by an untrusted key")),
+		r("probe/scope.ErrNotYetValid", scope.ErrNotYetValid, refused("not_yet_valid", "scope is not yet valid")),
+		r("probe/scope.ErrExpired", scope.ErrExpired, refused("expired", "scope has expired")),
+		r("probe/scope.ErrExceedsProfile", scope.ErrExceedsProfile, refused("exceeds_profile", "scope exceeds the safety profile")),
+		r("probe/scope.ErrOutOfScope", scope.ErrOutOfScope, refused("out_of_scope", "out of scope")),
+		r("probe.ErrOutOfScope", probe.ErrOutOfScope, refused("out_of_scope", "destination outside scope")),
+		r("probe.ErrRateAboveCap", probe.ErrRateAboveCap, refused("above_cap", "requested rate above the safety profile's cap")),
+		r("audit.ErrBadProof", audit.ErrBadProof, refused("bad_proof", "audit proof does not verify")),
+		r("audit.ErrBadCheckpoint", audit.ErrBadCheckpoint, refused("bad_checkpoint", "invalid audit checkpoint")),
+
+		// The compiled-in safety profile (CLI: exit 3).
+		r("probe/safety.ErrSignature", safety.ErrSignature, profile),
+		r("probe/safety.ErrInvalid", safety.ErrInvalid, profile),
+
+		// Dependencies that are not there or not right.
+		r("vault.ErrNotWORM", vault.ErrNotWORM, unavailable("vault_not_worm", "evidence store is not WORM")),
+		r("vault.ErrBucketNotFound", vault.ErrBucketNotFound, unavailable("vault_not_worm", "evidence bucket does not exist")),
+		r("vault.ErrBucketNotLocked", vault.ErrBucketNotLocked, unavailable("vault_not_worm", "evidence bucket has no object lock")),
+		r("vault.ErrNoDefaultRetention", vault.ErrNoDefaultRetention, unavailable("vault_not_worm", "evidence bucket has no default retention")),
+		r("vault.ErrGovernanceMode", vault.ErrGovernanceMode, unavailable("vault_not_worm", "evidence bucket retention is not COMPLIANCE")),
+		r("vault.ErrRetentionTooShort", vault.ErrRetentionTooShort, unavailable("vault_not_worm", "evidence bucket retention is too short")),
+		r("vault.ErrNotChecked", vault.ErrNotChecked, unavailable("vault_unavailable", "evidence store not verified yet")),
+		r("vault.ErrSpoolFull", vault.ErrSpoolFull, unavailable("spool_full", "evidence spool is full")),
+		r("vault.ErrVerify", vault.ErrVerify, Class{Code: "vault_verify_failed", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "uploaded evidence failed verification"}),
+		r("vault.ErrNoPresign", vault.ErrNoPresign, Class{Code: "unsupported", HTTP: http.StatusNotImplemented, Exit: ExitFailure, Message: "the evidence backend cannot issue pre-signed URLs"}),
+		r("vault.ErrBadConfig", vault.ErrBadConfig, Class{Code: "bad_config", HTTP: http.StatusInternalServerError, Exit: ExitUsage, Message: "invalid vault configuration"}),
+		r("appliance/siem.ErrBudgetExceeded", siem.ErrBudgetExceeded, unavailable("siem_budget_exceeded", "SIEM outbox budget exceeded")),
+		r("appliance/siem.ErrUnconfirmed", siem.ErrUnconfirmed, Class{Code: "siem_unconfirmed", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "SIEM delivery unconfirmed"}),
+		r("probe.ErrNoRaw", probe.ErrNoRaw, unavailable("no_raw_socket", "raw sockets unavailable (CAP_NET_RAW missing)")),
+		r("appliance/store.ErrSchemaTooNew", store.ErrSchemaTooNew, Class{Code: "schema_too_new", HTTP: http.StatusInternalServerError, Exit: ExitFailure, Message: "database schema is newer than this binary"}),
+
+		// Internal: never the caller's fault, never shown.
+		r("appliance/siem.ErrNoSealer", siem.ErrNoSealer, internal),
+		r("appliance/keyring.ErrSealed", keyring.ErrSealed, internal),
+		r("appliance/auth.ErrBadHash", auth.ErrBadHash, internal),
+		r("audit.ErrBadEncoding", audit.ErrBadEncoding, internal),
+		r("audit.ErrTreeCorrupt", audit.ErrTreeCorrupt, internal),
+		r("audit.ErrUnknownAction", audit.ErrUnknownAction, internal),
+		r("audit.ErrBadDetails", audit.ErrBadDetails, internal),
+		r("audit.ErrNoSigner", audit.ErrNoSigner, internal),
+		r("vault.ErrBadRecord", vault.ErrBadRecord, internal),
+		r("probe.ErrTruncated", probe.ErrTruncated, internal),
+		r("probe.ErrUnsupported", probe.ErrUnsupported, internal),
+	}
+}
+
+// Codes of classes that the HTTP layer uses for its own errors (not
+// sentinels of a service): pass them to Of.
+const (
+	CodeInternal         = "internal"
+	CodeTooLarge         = "too_large"
+	CodeRateLimited      = "rate_limited"
+	CodeInvalid          = "invalid_argument"
+	CodeNotFound         = "not_found"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeStepUpRequired   = "step_up_required"
+)
+
+// own are the classes not tied to a sentinel.
+func own() []Class {
+	return []Class{internal, tooLarge, invalid, notFound, unauthenticated, rateLimited,
+		{Code: CodeMethodNotAllowed, HTTP: http.StatusMethodNotAllowed, Exit: ExitUsage, Message: "method not allowed"}}
+}
+
+// Classify returns the class of err: the first rule (extra rules first,
+// then Rules) whose error err wraps, or Internal. A nil err is Class{}
+// (exit 0).
+func Classify(err error, extra ...Rule) Class {
+	if err == nil {
+		return Class{Exit: ExitOK, HTTP: http.StatusOK}
+	}
+	for _, r := range extra {
+		if errors.Is(err, r.Err) {
+			return r.Class
+		}
+	}
+	for _, r := range Rules() {
+		if errors.Is(err, r.Err) {
+			return r.Class
+		}
+	}
+	return internal
+}
+
+// Of returns the class with code, or the internal class for an unknown
+// code (a programming error the tests catch).
+func Of(code string) Class {
+	if c, ok := ByCode(code); ok {
+		return c
+	}
+	return internal
+}
+
+// ByCode returns the class with the given code (for a client that read a
+// code from an API error body and wants the exit code).
+func ByCode(code string) (Class, bool) {
+	for _, c := range own() {
+		if c.Code == code {
+			return c, true
+		}
+	}
+	for _, r := range Rules() {
+		if r.Class.Code == code {
+			return r.Class, true
+		}
+	}
+	return Class{}, false
+}
+
+// Message returns what a caller may be told about err of class c: the
+// error's own first line when c.Detail allows it, else c.Message.
+func Message(c Class, err error) string {
+	if !c.Detail || err == nil {
+		return c.Message
+	}
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return msg
+}

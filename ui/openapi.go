@@ -1,0 +1,279 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// The OpenAPI 3.1 document of the API is built here from one table of
+// operations (apiOps) and a set of schemas, then served as
+// /api/v1/openapi.json. Route tests validate every answer against it, and
+// TestOpenAPICoversRoutes checks that it lists exactly the registered
+// routes, so the document cannot drift from the server.
+
+// apiOp documents one route.
+type apiOp struct {
+	method, path string // path in OpenAPI form: /api/v1/users/{id}/role
+	id, summary  string
+	tag          string
+	// auth: "none", "session" (cookie+CSRF or bearer token), "metrics"
+	// (loopback or an admin/auditor token).
+	auth string
+	// stepUp notes that the operation answers step_up_required first.
+	stepUp bool
+	// query parameters beyond limit/after (list says whether it pages).
+	list   bool
+	query  []string
+	body   string // request schema name, "" for none
+	status int    // success status
+	resp   string // response schema name ("" for no content; "raw" for non-JSON)
+	errors []int  // error statuses beyond the common ones
+}
+
+func apiOps() []apiOp {
+	return []apiOp{
+		{method: "GET", path: "/healthz", id: "healthz", summary: "Process is up", tag: "health", auth: "none", status: 200, resp: "Health"},
+		{method: "GET", path: "/readyz", id: "readyz", summary: "Ready: store open, audit verified without a tamper alarm, vault usable (503 otherwise)", tag: "health", auth: "none", status: 200, resp: "Ready", errors: []int{503}},
+		{method: "GET", path: "/metrics", id: "metrics", summary: "Prometheus metrics (loopback, or an admin/auditor API token)", tag: "health", auth: "metrics", status: 200, resp: "raw"},
+		{method: "GET", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", tag: "meta", auth: "none", status: 200, resp: "raw"},
+		{method: "GET", path: "/api/v1/version", id: "version", summary: "Build information", tag: "meta", auth: "none", status: 200, resp: "Version"},
+
+		{method: "POST", path: "/api/v1/auth/login", id: "login", summary: "Check name and password; next stage is password (TOTP) or enrol", tag: "auth", auth: "none", body: "LoginRequest", status: 200, resp: "Login"},
+		{method: "POST", path: "/api/v1/auth/totp", id: "loginTOTP", summary: "Complete a login with a TOTP code (pending session cookie)", tag: "auth", auth: "none", body: "Code", status: 200, resp: "Login"},
+		{method: "POST", path: "/api/v1/auth/recovery", id: "loginRecovery", summary: "Complete a login with a recovery code (pending session cookie)", tag: "auth", auth: "none", body: "Code", status: 200, resp: "Login"},
+		{method: "POST", path: "/api/v1/auth/enrol", id: "enrol", summary: "Start TOTP enrolment: the secret, its otpauth URI and a QR code PNG", tag: "auth", auth: "none", body: "Empty", status: 200, resp: "Enrolment"},
+		{method: "POST", path: "/api/v1/auth/enrol/confirm", id: "enrolConfirm", summary: "Confirm enrolment with the first code; returns the session and recovery codes", tag: "auth", auth: "none", body: "Code", status: 200, resp: "Login"},
+		{method: "POST", path: "/api/v1/auth/password", id: "changePassword", summary: "Change one's password; ends every session and returns a new one", tag: "auth", auth: "session", body: "PasswordChange", status: 200, resp: "Login"},
+		{method: "POST", path: "/api/v1/auth/step-up", id: "stepUp", summary: "Answer a step_up_required challenge with a fresh TOTP code", tag: "auth", auth: "session", body: "StepUpRequest", status: 200, resp: "StepUpGrant"},
+		{method: "POST", path: "/api/v1/auth/logout", id: "logout", summary: "End this session", tag: "auth", auth: "session", status: 204},
+		{method: "POST", path: "/api/v1/auth/logout-all", id: "logoutAll", summary: "End every session of this user", tag: "auth", auth: "session", status: 204},
+		{method: "GET", path: "/api/v1/auth/sessions", id: "sessions", summary: "One's own sessions", tag: "auth", auth: "session", list: true, status: 200, resp: "SessionList"},
+		{method: "GET", path: "/api/v1/auth/whoami", id: "whoami", summary: "The authenticated principal", tag: "auth", auth: "session", status: 200, resp: "Principal"},
+		{method: "POST", path: "/api/v1/auth/recovery-codes", id: "recoveryCodes", summary: "Replace one's recovery codes", tag: "auth", auth: "session", stepUp: true, status: 200, resp: "RecoveryCodes"},
+
+		{method: "GET", path: "/api/v1/tenants", id: "listTenants", summary: "List tenants (appliance admins)", tag: "tenants", auth: "session", list: true, status: 200, resp: "TenantList"},
+		{method: "POST", path: "/api/v1/tenants", id: "createTenant", summary: "Create a tenant (appliance admins)", tag: "tenants", auth: "session", stepUp: true, body: "TenantCreate", status: 201, resp: "Tenant", errors: []int{409}},
+
+		{method: "GET", path: "/api/v1/users", id: "listUsers", summary: "List a tenant's users", tag: "users", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "UserList"},
+		{method: "POST", path: "/api/v1/users", id: "createUser", summary: "Create a user; the one-time password is shown once", tag: "users", auth: "session", stepUp: true, query: []string{"tenant"}, body: "UserCreate", status: 201, resp: "User", errors: []int{409}},
+		{method: "POST", path: "/api/v1/users/{id}/role", id: "setRole", summary: "Change a user's role (ends their sessions)", tag: "users", auth: "session", stepUp: true, query: []string{"tenant"}, body: "RoleChange", status: 204},
+		{method: "POST", path: "/api/v1/users/{id}/disable", id: "disableUser", summary: "Disable a user (ends their sessions)", tag: "users", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 204},
+		{method: "POST", path: "/api/v1/users/{id}/reset-totp", id: "resetTOTP", summary: "Reset a user's TOTP (lost device)", tag: "users", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 204},
+
+		{method: "GET", path: "/api/v1/tokens", id: "listTokens", summary: "List API tokens (admins: the tenant's; others: their own)", tag: "tokens", auth: "session", list: true, status: 200, resp: "TokenList"},
+		{method: "POST", path: "/api/v1/tokens", id: "createToken", summary: "Create an API token; the secret is shown once", tag: "tokens", auth: "session", stepUp: true, body: "TokenCreate", status: 201, resp: "Token"},
+		{method: "DELETE", path: "/api/v1/tokens/{id}", id: "revokeToken", summary: "Revoke an API token", tag: "tokens", auth: "session", status: 204},
+
+		{method: "GET", path: "/api/v1/support", id: "listSupport", summary: "List support tickets", tag: "support", auth: "session", list: true, status: 200, resp: "TicketList"},
+		{method: "POST", path: "/api/v1/support", id: "openSupport", summary: "Open a support ticket for one support user, this tenant only", tag: "support", auth: "session", stepUp: true, body: "TicketOpen", status: 201, resp: "Ticket"},
+		{method: "POST", path: "/api/v1/support/{id}/close", id: "closeSupport", summary: "Close a support ticket early", tag: "support", auth: "session", body: "Empty", status: 204},
+
+		{method: "GET", path: "/api/v1/approvals", id: "listApprovals", summary: "List dual-approval requests", tag: "approvals", auth: "session", list: true, query: []string{"status"}, status: 200, resp: "ApprovalList"},
+		{method: "GET", path: "/api/v1/approvals/{id}", id: "getApproval", summary: "One approval request with its grants", tag: "approvals", auth: "session", status: 200, resp: "Approval"},
+		{method: "POST", path: "/api/v1/approvals/{id}/approve", id: "approve", summary: "Approve another person's request", tag: "approvals", auth: "session", stepUp: true, body: "Empty", status: 200, resp: "Approval", errors: []int{409}},
+		{method: "POST", path: "/api/v1/approvals/{id}/deny", id: "deny", summary: "Deny a pending request", tag: "approvals", auth: "session", body: "Reason", status: 204, errors: []int{409}},
+		{method: "POST", path: "/api/v1/approvals/{id}/void", id: "voidApproval", summary: "Withdraw a request", tag: "approvals", auth: "session", body: "Reason", status: 204, errors: []int{409}},
+	}
+}
+
+// obj is a JSON Schema object with the given required properties and no
+// others (additionalProperties false: an answer with an undocumented field
+// fails the route tests).
+func obj(required []string, props map[string]any) map[string]any {
+	if required == nil {
+		required = []string{}
+	}
+	return map[string]any{"type": "object", "required": required, "properties": props, "additionalProperties": false}
+}
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+// Scalar schemas, fresh maps each time (no shared mutable values).
+func str() map[string]any     { return map[string]any{"type": "string"} }
+func boolean() map[string]any { return map[string]any{"type": "boolean"} }
+func when() map[string]any    { return map[string]any{"type": "string", "format": "date-time"} }
+
+func arrayOf(s any) map[string]any { return map[string]any{"type": "array", "items": s} }
+
+func listOf(item string) map[string]any {
+	return obj([]string{"items", "next"}, map[string]any{"items": arrayOf(ref(item)), "next": map[string]any{"type": "string", "description": "cursor for ?after=; empty on the last page"}})
+}
+
+func schemas() map[string]any {
+	return map[string]any{
+		"Error": obj([]string{"error"}, map[string]any{"error": obj([]string{"code", "message", "request_id"}, map[string]any{
+			"code": str(), "message": str(), "request_id": str(),
+			"step_up": obj([]string{"operation", "request"}, map[string]any{"operation": str(), "request": str()}),
+		})}),
+		"Health":  obj([]string{"status"}, map[string]any{"status": str()}),
+		"Ready":   obj([]string{"status", "problems", "details"}, map[string]any{"status": str(), "problems": arrayOf(str()), "details": map[string]any{"type": "object"}}),
+		"Version": map[string]any{"type": "object"},
+		"Empty":   obj(nil, map[string]any{}),
+
+		"LoginRequest": obj([]string{"name", "password"}, map[string]any{"name": str(), "password": str()}),
+		"Code":         obj([]string{"code"}, map[string]any{"code": str()}),
+		"Login": obj([]string{"stage", "token", "csrf", "session_id", "must_change_password", "expires_at"}, map[string]any{
+			"stage": map[string]any{"type": "string", "enum": []string{"password", "enrol", "full"}}, "token": str(), "csrf": str(),
+			"session_id": str(), "must_change_password": boolean(), "expires_at": when(), "recovery_codes": arrayOf(str())}),
+		"Enrolment":      obj([]string{"totp_secret", "totp_url", "qr_png"}, map[string]any{"totp_secret": str(), "totp_url": str(), "qr_png": map[string]any{"type": "string", "contentEncoding": "base64"}}),
+		"PasswordChange": obj([]string{"old_password", "new_password"}, map[string]any{"old_password": str(), "new_password": str()}),
+		"StepUpRequest":  obj([]string{"operation", "request", "code"}, map[string]any{"operation": str(), "request": str(), "code": str()}),
+		"StepUpGrant":    obj([]string{"id", "operation", "expires_at"}, map[string]any{"id": str(), "operation": str(), "expires_at": when()}),
+		"Session": obj([]string{"id", "current", "ip", "user_agent", "created_at", "last_seen", "expires_at"}, map[string]any{
+			"id": str(), "current": boolean(), "ip": str(), "user_agent": str(), "created_at": when(), "last_seen": when(), "expires_at": when()}),
+		"SessionList": listOf("Session"),
+		"Principal": obj([]string{"user_id", "name", "role", "tenant_id"}, map[string]any{"user_id": str(), "name": str(), "role": str(), "tenant_id": str(),
+			"home_tenant_id": str(), "session_id": str(), "token_id": str(), "support_ticket_id": str(), "must_change_password": boolean()}),
+		"RecoveryCodes": obj([]string{"recovery_codes"}, map[string]any{"recovery_codes": arrayOf(str())}),
+
+		"Tenant":       obj([]string{"id", "name", "created_at"}, map[string]any{"id": str(), "name": str(), "created_at": str()}),
+		"TenantList":   listOf("Tenant"),
+		"TenantCreate": obj([]string{"name"}, map[string]any{"name": str()}),
+		"User": obj([]string{"id", "tenant_id", "name", "role", "totp_confirmed", "must_change_password", "disabled", "created_at"}, map[string]any{
+			"id": str(), "tenant_id": str(), "name": str(), "role": str(), "totp_confirmed": boolean(), "must_change_password": boolean(),
+			"disabled": boolean(), "created_at": str(), "one_time_password": str()}),
+		"UserList":   listOf("User"),
+		"UserCreate": obj([]string{"name", "role"}, map[string]any{"name": str(), "role": str(), "tenant": str()}),
+		"RoleChange": obj([]string{"role"}, map[string]any{"role": str()}),
+		"Token": obj([]string{"id", "tenant_id", "user_id", "name", "role", "created_at", "expires_at"}, map[string]any{
+			"id": str(), "tenant_id": str(), "user_id": str(), "name": str(), "role": str(), "created_at": when(), "expires_at": when(), "revoked_at": when(), "token": str()}),
+		"TokenList":   listOf("Token"),
+		"TokenCreate": obj([]string{"name", "role"}, map[string]any{"name": str(), "role": str(), "ttl": map[string]any{"type": "string", "description": "Go duration, e.g. 720h; default 30 days"}, "tenant": str()}),
+		"Ticket": obj([]string{"id", "tenant_id", "support_user_id", "opened_by", "reason", "opened_at", "expires_at"}, map[string]any{
+			"id": str(), "tenant_id": str(), "support_user_id": str(), "opened_by": str(), "reason": str(), "opened_at": when(), "expires_at": when(), "closed_at": when()}),
+		"TicketList": listOf("Ticket"),
+		"TicketOpen": obj([]string{"support_user", "ttl", "reason"}, map[string]any{"support_user": str(), "ttl": str(), "reason": str()}),
+		"Approval": obj([]string{"id", "tenant_id", "kind", "requester_id", "request", "request_sha256", "status", "created_at", "expires_at", "approvers"}, map[string]any{
+			"id": str(), "tenant_id": str(), "kind": str(), "requester_id": str(), "request": str(), "request_sha256": str(), "status": str(),
+			"created_at": when(), "expires_at": when(), "closed_at": when(),
+			"approvers": arrayOf(obj([]string{"user_id", "granted_at"}, map[string]any{"user_id": str(), "granted_at": when()}))}),
+		"ApprovalList": listOf("Approval"),
+		"Reason":       obj(nil, map[string]any{"reason": str()}),
+	}
+}
+
+// openAPIDocument builds the document.
+func openAPIDocument() map[string]any {
+	paths := map[string]any{}
+	errorResp := func(desc string) map[string]any {
+		return map[string]any{"description": desc, "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+	}
+	for _, op := range apiOps() {
+		item, _ := paths[op.path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[op.path] = item
+		}
+		o := map[string]any{"operationId": op.id, "summary": op.summary, "tags": []string{op.tag}}
+		var params []any
+		if strings.Contains(op.path, "{id}") {
+			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": str()})
+		}
+		if op.list {
+			params = append(params,
+				map[string]any{"name": "limit", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": maxLimit, "default": defaultLimit}},
+				map[string]any{"name": "after", "in": "query", "schema": str(), "description": "the previous page's next"})
+		}
+		for _, q := range op.query {
+			params = append(params, map[string]any{"name": q, "in": "query", "schema": str()})
+		}
+		if params != nil {
+			o["parameters"] = params
+		}
+		switch op.auth {
+		case "none":
+			o["security"] = []any{}
+		case "metrics":
+			o["security"] = []any{map[string]any{}, map[string]any{"bearer": []string{}}}
+		}
+		if op.body != "" {
+			o["requestBody"] = map[string]any{"required": op.body != "Empty" && op.body != "Reason",
+				"content": map[string]any{"application/json": map[string]any{"schema": ref(op.body)}}}
+		}
+		resps := map[string]any{}
+		switch op.resp {
+		case "":
+			resps[fmt.Sprint(op.status)] = map[string]any{"description": "done"}
+		case "raw":
+			ct, schema := "application/json", map[string]any{"type": "object"}
+			if op.id == "metrics" {
+				ct, schema = "text/plain", str()
+			}
+			resps[fmt.Sprint(op.status)] = map[string]any{"description": "ok", "content": map[string]any{ct: map[string]any{"schema": schema}}}
+		default:
+			resps[fmt.Sprint(op.status)] = map[string]any{"description": "ok", "content": map[string]any{"application/json": map[string]any{"schema": ref(op.resp)}}}
+		}
+		codes := []int{400, 413, 429, 500}
+		if op.auth != "none" || strings.HasPrefix(op.path, "/api/v1/auth/") {
+			codes = append(codes, 401, 403)
+		}
+		if strings.Contains(op.path, "{id}") {
+			codes = append(codes, 404)
+		}
+		if op.id == "readyz" {
+			codes = []int{}
+		}
+		codes = append(codes, op.errors...)
+		for _, c := range codes {
+			desc := http.StatusText(c)
+			if c == 401 && op.stepUp {
+				desc += "; step_up_required carries the step_up challenge"
+			}
+			resps[fmt.Sprint(c)] = errorResp(desc)
+		}
+		if op.id == "readyz" {
+			resps["503"] = map[string]any{"description": "not ready", "content": map[string]any{"application/json": map[string]any{"schema": ref("Ready")}}}
+		}
+		o["responses"] = resps
+		if op.stepUp {
+			o["description"] = "Needs step-up: the first attempt answers 401 step_up_required with a step_up challenge; POST it with a fresh TOTP code to /api/v1/auth/step-up, then send the identical request again."
+		}
+		item[strings.ToLower(op.method)] = o
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{"title": "FirewallIQ Secure API", "version": "1",
+			"description": "The appliance's JSON API. Errors: {\"error\": {\"code\", \"message\", \"request_id\"}}. Lists: ?limit=&after=, answer {\"items\", \"next\"}. See docs/api.md."},
+		"servers":  []any{map[string]any{"url": "/"}},
+		"security": []any{map[string]any{"session": []string{}, "csrf": []string{}}, map[string]any{"bearer": []string{}}},
+		"components": map[string]any{
+			"schemas": schemas(),
+			"securitySchemes": map[string]any{
+				"session": map[string]any{"type": "apiKey", "in": "cookie", "name": "__Host-fiq_session"},
+				"csrf":    map[string]any{"type": "apiKey", "in": "header", "name": "X-CSRF-Token", "description": "required on every method but GET, HEAD, OPTIONS"},
+				"bearer":  map[string]any{"type": "http", "scheme": "bearer", "description": "an API token (fiqt_...)"},
+			},
+		},
+		"paths": paths,
+	}
+}
+
+// loadOpenAPI renders the document once; New fails if it cannot.
+func loadOpenAPI() ([]byte, error) {
+	b, err := json.MarshalIndent(openAPIDocument(), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("ui: openapi: %w", err)
+	}
+	return b, nil
+}
+
+func (s *Server) openapi(c echo.Context) error {
+	return c.JSONBlob(http.StatusOK, s.openAPI)
+}
+
+// documentedRoutes lists "METHOD path" (echo path syntax) of every
+// documented operation, sorted.
+func documentedRoutes() []string {
+	var out []string
+	for _, op := range apiOps() {
+		p := strings.ReplaceAll(op.path, "{id}", ":id")
+		out = append(out, op.method+" "+p)
+	}
+	sort.Strings(out)
+	return out
+}

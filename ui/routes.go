@@ -1,0 +1,85 @@
+package ui
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// routes registers every route. The OpenAPI document (openapi.json) lists
+// exactly these; TestOpenAPICoversRoutes fails when they differ.
+func (s *Server) routes() {
+	e := s.e
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metricsHandler)
+
+	v1 := e.Group("/api/v1")
+	v1.GET("/openapi.json", s.openapi)
+	v1.GET("/version", s.version)
+
+	// Login steps: no principal yet; each is rate limited per address.
+	v1.POST("/auth/login", s.login, s.rateLimited("login"))
+	v1.POST("/auth/totp", s.totp, s.rateLimited("totp"))
+	v1.POST("/auth/recovery", s.recovery, s.rateLimited("recovery"))
+	v1.POST("/auth/enrol", s.enrol, s.rateLimited("enrol"))
+	v1.POST("/auth/enrol/confirm", s.enrolConfirm, s.rateLimited("totp"))
+
+	// Everything else needs a principal. The middleware is per route, not
+	// per group: an echo group with middleware registers catch-all routes,
+	// which would answer 401 instead of 404 for unknown paths.
+	a := authedGroup{g: v1, mw: s.authenticated}
+	a.POST("/auth/password", s.changePassword, s.rateLimited("password"))
+	a.POST("/auth/step-up", s.stepUp, s.rateLimited("step-up"))
+	a.POST("/auth/logout", s.logout)
+	a.POST("/auth/logout-all", s.logoutAll)
+	a.GET("/auth/sessions", s.sessions)
+	a.GET("/auth/whoami", s.whoami)
+	a.POST("/auth/recovery-codes", s.regenerateRecoveryCodes)
+
+	a.GET("/tenants", s.listTenants)
+	a.POST("/tenants", s.createTenant)
+
+	a.GET("/users", s.listUsers)
+	a.POST("/users", s.createUser)
+	a.POST("/users/:id/role", s.setRole)
+	a.POST("/users/:id/disable", s.disableUser)
+	a.POST("/users/:id/reset-totp", s.resetTOTP)
+
+	a.GET("/tokens", s.listTokens)
+	a.POST("/tokens", s.createToken)
+	a.DELETE("/tokens/:id", s.revokeToken)
+
+	a.GET("/support", s.listSupport)
+	a.POST("/support", s.openSupport)
+	a.POST("/support/:id/close", s.closeSupport)
+
+	a.GET("/approvals", s.listApprovals)
+	a.GET("/approvals/:id", s.getApproval)
+	a.POST("/approvals/:id/approve", s.approve)
+	a.POST("/approvals/:id/deny", s.deny)
+	a.POST("/approvals/:id/void", s.voidApproval)
+}
+
+// authedGroup registers routes behind the authentication middleware; extra
+// middleware (rate limits) runs after it.
+type authedGroup struct {
+	g  *echo.Group
+	mw echo.MiddlewareFunc
+}
+
+func (a authedGroup) add(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	a.g.Add(method, path, h, append([]echo.MiddlewareFunc{a.mw}, mw...)...)
+}
+
+func (a authedGroup) GET(path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	a.add(http.MethodGet, path, h, mw...)
+}
+
+func (a authedGroup) POST(path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	a.add(http.MethodPost, path, h, mw...)
+}
+
+func (a authedGroup) DELETE(path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	a.add(http.MethodDelete, path, h, mw...)
+}
