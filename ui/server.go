@@ -40,6 +40,8 @@ type Deps struct {
 	// Gatherer, if set, adds to what /metrics serves (the Go runtime and
 	// process collectors are always there).
 	Gatherer prometheus.Gatherer
+	// Pages, if set, registers the web console's pages (package ui/console).
+	Pages interface{ Register(*echo.Echo) }
 }
 
 // Limits bound what one request or one client may do.

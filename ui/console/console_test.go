@@ -1,0 +1,295 @@
+package console_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"firewalliq/appliance/store"
+)
+
+// TestFirstRunLoginLogout walks the initial admin through first run
+// (one-time password, TOTP enrolment from the page's secret, recovery
+// codes, new password), then a later login with TOTP, the session list,
+// logout, a recovery-code login and logout everywhere.
+func TestFirstRunLoginLogout(t *testing.T) {
+	f := newFixture(t)
+	admin, secret, pw := f.firstRun("root", f.init.OneTimePassword)
+
+	// A second browser signs in with password and TOTP.
+	other := f.login("root", pw, secret)
+	a := other.get("/console/sessions")
+	want(t, a, http.StatusOK, "this one")
+	if n := strings.Count(a.body, "<tr><td class=\"mono\">ses_"); n != 2 {
+		t.Fatalf("sessions listed: %d, want 2:\n%s", n, a.body)
+	}
+
+	// Logout ends only that session.
+	wantRedirect(t, other.post("/console/logout", nil), "/console/login")
+	wantRedirect(t, other.get("/console/"), "/console/login")
+	want(t, admin.get("/console/"), http.StatusOK, "<h1>Dashboard</h1>")
+
+	// A wrong password and a wrong code are refused on the form.
+	b := f.browser()
+	want(t, b.post("/console/login", url.Values{"name": {"root"}, "password": {"wrong"}}), http.StatusUnauthorized, `class="error"`, "not authenticated")
+	wantRedirect(t, b.post("/console/login", url.Values{"name": {"root"}, "password": {pw}}), "/console/login/totp")
+	want(t, b.post("/console/login/totp", url.Values{"code": {"000000"}}), http.StatusUnauthorized, `class="error"`)
+
+	// Logout everywhere ends the first browser's session too.
+	third := f.login("root", pw, secret)
+	wantRedirect(t, third.post("/console/logout-all", nil), "/console/login")
+	wantRedirect(t, admin.get("/console/"), "/console/login")
+}
+
+var codesRe = regexp.MustCompile(`<ul class="codes mono" id="recovery-codes"><li>([^<]+)</li>`)
+
+// TestRecoveryCodeLogin signs in with a recovery code shown at enrolment.
+func TestRecoveryCodeLogin(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser()
+	wantRedirect(t, b.post("/console/login", url.Values{"name": {"root"}, "password": {f.init.OneTimePassword}}), "/console/enrol")
+	a := b.get("/console/enrol")
+	secret := secretRe.FindStringSubmatch(a.body)[1]
+	a = b.post("/console/enrol", url.Values{"code": {f.code(secret)}})
+	m := codesRe.FindStringSubmatch(a.body)
+	if m == nil {
+		t.Fatalf("no recovery codes:\n%s", a.body)
+	}
+	c := f.browser()
+	wantRedirect(t, c.post("/console/login", url.Values{"name": {"root"}, "password": {f.init.OneTimePassword}}), "/console/login/totp")
+	wantRedirect(t, c.post("/console/login/recovery", url.Values{"code": {m[1]}}), "/console/password")
+	// The same code does not work twice.
+	d := f.browser()
+	wantRedirect(t, d.post("/console/login", url.Values{"name": {"root"}, "password": {f.init.OneTimePassword}}), "/console/login/totp")
+	want(t, d.post("/console/login/recovery", url.Values{"code": {m[1]}}), http.StatusUnauthorized, `class="error"`)
+}
+
+// TestSecurityHeaders checks the headers and cookie flags of pages and
+// static assets.
+func TestSecurityHeaders(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser()
+	for _, path := range []string{"/console/login", "/console/static/console.css", "/console/static/console.js"} {
+		a := b.get(path)
+		if a.status != http.StatusOK {
+			t.Fatalf("%s: %d", path, a.status)
+		}
+		for h, wantV := range map[string]string{
+			"Content-Security-Policy": "default-src 'self'", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+			"Referrer-Policy": "no-referrer", "Strict-Transport-Security": "max-age=",
+		} {
+			if got := a.header.Get(h); !strings.Contains(got, wantV) {
+				t.Errorf("%s: %s = %q, want %q", path, h, got, wantV)
+			}
+		}
+		if csp := a.header.Get("Content-Security-Policy"); strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: weak CSP %q", path, csp)
+		}
+	}
+	// No page carries inline script or style.
+	a := b.get("/console/login")
+	for _, bad := range []string{"<script>", "style=", "<style", "onclick=", "onload=", "javascript:"} {
+		if strings.Contains(a.body, bad) {
+			t.Errorf("login page contains %q", bad)
+		}
+	}
+	// The session cookie is HttpOnly, Secure, SameSite=Strict.
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/console/login", strings.NewReader(url.Values{"name": {"root"}, "password": {f.init.OneTimePassword}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ck := resp.Header.Get("Set-Cookie")
+	for _, flag := range []string{"__Host-", "HttpOnly", "Secure", "SameSite=Strict"} {
+		if !strings.Contains(ck, flag) {
+			t.Errorf("session cookie %q lacks %s", ck, flag)
+		}
+	}
+}
+
+// TestCSRFRefused posts state changes without the session's CSRF token,
+// and with another session's: both are refused with 403 and change
+// nothing.
+func TestCSRFRefused(t *testing.T) {
+	f := newFixture(t)
+	admin, secret, pw := f.firstRun("root", f.init.OneTimePassword)
+	other := f.login("root", pw, secret)
+	tests := []struct {
+		name string
+		csrf string
+	}{
+		{"missing", ""},
+		{"other session's", other.csrf},
+		{"garbage", "not-a-token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := admin.post("/console/users", url.Values{"csrf": {tt.csrf}, "tenant": {f.init.TenantID}, "name": {"mallory"}, "role": {store.RoleAdmin}})
+			want(t, a, http.StatusForbidden, `id="request-id"`, "CSRF")
+			a = admin.post("/console/logout-all", url.Values{"csrf": {tt.csrf}})
+			want(t, a, http.StatusForbidden)
+		})
+	}
+	a := admin.get("/console/users?tenant=" + f.init.TenantID)
+	want(t, a, http.StatusOK)
+	if strings.Contains(a.body, "mallory") {
+		t.Fatal("a user was created without a CSRF token")
+	}
+	want(t, other.get("/console/"), http.StatusOK, "<h1>Dashboard</h1>")
+}
+
+// TestUsersStepUpAndRoles adds users through the console (step-up prompt
+// answered with a fresh code; a wrong code shows the prompt again), lets a
+// new operator sign in, and checks that pages the operator's role may not
+// open are refused and left out of the menu.
+func TestUsersStepUpAndRoles(t *testing.T) {
+	f := newFixture(t)
+	admin, secret, _ := f.firstRun("root", f.init.OneTimePassword)
+	tenant := f.init.TenantID
+
+	// A wrong code shows the prompt again, with the fields kept.
+	a := admin.post("/console/users", url.Values{"tenant": {tenant}, "name": {"olga"}, "role": {store.RoleOperator}})
+	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, `value="olga"`)
+	form := hiddenFields(a.body)
+	form.Set("stepup_code", "000000")
+	a = admin.post("/console/users", form)
+	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, "not accepted")
+
+	otp := f.addUser(admin, secret, tenant, "olga", store.RoleOperator)
+	a = admin.get("/console/users?tenant=" + tenant)
+	want(t, a, http.StatusOK, "olga", "one-time password")
+
+	op, _, _ := f.firstRun("olga", otp)
+	a = op.get("/console/")
+	if strings.Contains(a.body, `href="/console/users"`) || strings.Contains(a.body, `href="/console/audit"`) {
+		t.Fatalf("operator's menu offers admin pages:\n%s", a.body)
+	}
+	for _, path := range []string{"/console/users", "/console/audit", "/console/siem"} {
+		want(t, op.get(path), http.StatusForbidden, `id="request-id"`)
+	}
+	want(t, op.post("/console/users", url.Values{"name": {"eve"}, "role": {store.RoleAdmin}}), http.StatusForbidden)
+
+	// Disabling the operator (step-up again) ends their session.
+	users := admin.get("/console/users?tenant=" + tenant)
+	id := regexp.MustCompile(`/console/users/(u_[0-9a-f]+)/disable`).FindStringSubmatch(users.body)
+	if id == nil {
+		t.Fatalf("no disable button:\n%s", users.body)
+	}
+	a = admin.post("/console/users/"+id[1]+"/disable", url.Values{"tenant": {tenant}})
+	want(t, a, http.StatusUnauthorized, "user.disable")
+	form = hiddenFields(a.body)
+	form.Set("stepup_code", f.code(secret))
+	wantRedirect(t, admin.post("/console/users/"+id[1]+"/disable", form), "/console/users")
+	wantRedirect(t, op.get("/console/"), "/console/login")
+}
+
+// TestDashboardAndBanner checks the dashboard's panels and that a raised
+// tamper alarm shows as a banner on every page, signed in or not.
+func TestDashboardAndBanner(t *testing.T) {
+	f := newFixture(t)
+	admin, _, _ := f.firstRun("root", f.init.OneTimePassword)
+	a := admin.get("/console/")
+	want(t, a, http.StatusOK, "Audit log", "intact", "Safety profile", "packets/s", "No scans yet", "No SIEM destination", `<svg class="chart"`, "auth.login")
+	if strings.Contains(a.body, "tamper-banner") {
+		t.Fatal("banner without an alarm")
+	}
+	f.raiseAlarm()
+	for _, path := range []string{"/console/", "/console/users", "/console/audit", "/console/sessions", "/console/siem", "/console/alerts", "/console/scopes"} {
+		want(t, admin.get(path), http.StatusOK, `id="tamper-banner"`, "entry hash mismatch")
+	}
+	want(t, f.browser().get("/console/login"), http.StatusOK, `id="tamper-banner"`)
+	want(t, admin.get("/console/"), http.StatusOK, `action="/console/alarm/ack"`)
+}
+
+// TestAdminPages renders every administration page for the appliance
+// admin, and exercises tokens (secret shown once) and the audit filter.
+func TestAdminPages(t *testing.T) {
+	f := newFixture(t)
+	admin, secret, _ := f.firstRun("root", f.init.OneTimePassword)
+	tenant := f.init.TenantID
+	// A tenant admin (a privileged grant in a tenant without another
+	// admin: allowed, and flagged with an anomaly alert).
+	otp := f.addUser(admin, secret, tenant, "tina", store.RoleAdmin)
+	tadmin, tsecret, _ := f.firstRun("tina", otp)
+	pages := []struct {
+		b     *browser
+		path  string
+		texts []string
+	}{
+		{admin, "/console/users", []string{"root", "tina", "Add a user"}},
+		{tadmin, "/console/users", []string{"tina", "Add a user"}},
+		{tadmin, "/console/tokens", []string{"Create a token"}},
+		{tadmin, "/console/support", []string{"Open a ticket"}},
+		{tadmin, "/console/approvals", []string{"No requests."}},
+		{admin, "/console/alerts", []string{"Anomaly alerts", "role.grant.unapproved"}},
+		{tadmin, "/console/alerts", []string{"Anomaly alerts", "Acknowledge"}},
+		{admin, "/console/siem", []string{"No destinations.", "Add a destination"}},
+		{admin, "/console/audit", []string{"appliance.init", "Latest checkpoint", "Signed note"}},
+		{tadmin, "/console/audit", []string{"auth.login"}},
+		{admin, "/console/audit?action=auth.login", []string{"auth.login"}},
+		{admin, "/console/scopes?tenant=" + tenant, []string{"No scopes are registered"}},
+		{tadmin, "/console/scopes", []string{"No scopes are registered"}},
+		{admin, "/console/sessions", []string{"Sign out everywhere"}},
+	}
+	for _, p := range pages {
+		t.Run(p.path, func(t *testing.T) {
+			a := p.b.get(p.path)
+			want(t, a, http.StatusOK, p.texts...)
+			for _, label := range regexp.MustCompile(`<(?:input|select|textarea) id="([^"]+)"`).FindAllStringSubmatch(a.body, -1) {
+				if !strings.Contains(a.body, `for="`+label[1]+`"`) {
+					t.Errorf("input %s has no label", label[1])
+				}
+			}
+		})
+	}
+	a := admin.get("/console/audit?action=auth.login")
+	if strings.Contains(a.body, "appliance.init") {
+		t.Fatal("audit filter kept other actions")
+	}
+	want(t, admin.get("/console/audit?after=x"), http.StatusBadRequest)
+	if a := admin.get("/console/"); strings.Contains(a.body, `href="/console/tokens"`) {
+		t.Fatal("appliance admin's menu offers tenant-only pages")
+	}
+
+	// A token's secret is shown once, after step-up.
+	a = tadmin.post("/console/tokens", url.Values{"name": {"ci"}, "role": {store.RoleAuditor}, "ttl": {"24h"}})
+	want(t, a, http.StatusUnauthorized, "token.create")
+	form := hiddenFields(a.body)
+	form.Set("stepup_code", f.code(tsecret))
+	a = tadmin.post("/console/tokens", form)
+	want(t, a, http.StatusOK, `id="token-secret">fiqt_`)
+	a = tadmin.get("/console/tokens")
+	want(t, a, http.StatusOK, "ci")
+	if strings.Contains(a.body, "fiqt_") {
+		t.Fatal("token secret shown again")
+	}
+
+	// The tenant admin acknowledges the alert about their own grant.
+	a = tadmin.get("/console/alerts")
+	seq := regexp.MustCompile(`/console/alerts/([0-9]+)/ack`).FindStringSubmatch(a.body)
+	if seq == nil {
+		t.Fatalf("no alert to acknowledge:\n%s", a.body)
+	}
+	wantRedirect(t, tadmin.post("/console/alerts/"+seq[1]+"/ack", url.Values{"comment": {"expected: first tenant admin"}}), "/console/alerts")
+	want(t, tadmin.get("/console/alerts"), http.StatusOK, "by ")
+}
+
+// TestUntrustedTextEscaped shows a user name and a filter value that
+// carry markup: they appear escaped, never as elements.
+func TestUntrustedTextEscaped(t *testing.T) {
+	f := newFixture(t)
+	admin, _, _ := f.firstRun("root", f.init.OneTimePassword)
+	a := admin.get("/console/audit?actor=" + url.QueryEscape(`"><script>alert(1)</script>`))
+	want(t, a, http.StatusOK, "&lt;script&gt;")
+	if strings.Contains(a.body, "<script>alert") {
+		t.Fatal("markup from the query was not escaped")
+	}
+	a = admin.get("/console/?flash=" + url.QueryEscape(`<img src=x onerror=alert(1)>`))
+	if strings.Contains(a.body, "<img src=x") {
+		t.Fatal("flash markup was not escaped")
+	}
+}
