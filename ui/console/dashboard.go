@@ -100,7 +100,7 @@ func activityChart(es []audit.Entry, now time.Time) template.HTML {
 			float64(i)*bw+1, float64(h)-bh, bw-2, bh, start.Add(time.Duration(i)*time.Hour).UTC().Format("15:04"), n)
 	}
 	fmt.Fprintf(&b, `<line class="axis" x1="0" y1="%d" x2="%d" y2="%d"></line>`, h, w, h)
-	fmt.Fprintf(&b, `<text class="label" x="0" y="%d">%s</text><text class="label end" x="%d" y="%d">now</text>`, h+pad-4, start.UTC().Format("15:04 UTC"), w, h+pad-4)
+	fmt.Fprintf(&b, `<text class="label" x="0" y="%d">24 h ago</text><text class="label end" x="%d" y="%d">now (%d entries)</text>`, h+pad-4, w, h+pad-4, total)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // numbers and fixed text only
 }
