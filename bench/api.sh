@@ -77,21 +77,23 @@ TENANT=$(api GET /api/v1/tenants | jq -r '.items[0].id')
 
 # Seed through the API: an appliance admin listing users without naming a
 # tenant is refused, and every refusal is an audit entry (access.denied).
+# wrk runs until the log holds SEED more entries (polled on /readyz), at
+# most 20 minutes.
 cat >"$WORK/seed.lua" <<EOF
-local per = math.ceil($SEED / 2)
-local n = 0
 request = function()
   return wrk.format("GET", "/api/v1/users", {["Cookie"] = "__Host-fiq_session=$TOKEN"})
 end
-response = function(status)
-  n = n + 1
-  if n >= per then wrk.thread:stop() end
-end
 EOF
+size() { curl -sk "$ADDR/readyz" | jq -r .details.audit_size; }
+TARGET=$(( $(size) + SEED ))
 start=$(date +%s)
-wrk -t 2 -c 20 -d 600s -s "$WORK/seed.lua" "$ADDR" >"$OUT/seed.txt"
-echo "seeded in $(( $(date +%s) - start )) s"
-ENTRIES=$(curl -sk "$ADDR/readyz" | jq -r .details.audit_size)
+wrk -t 2 -c 20 -d 1200s -s "$WORK/seed.lua" "$ADDR" >"$OUT/seed.txt" &
+SEEDER=$!
+while [ "$(size)" -lt "$TARGET" ] && kill -0 "$SEEDER" 2>/dev/null; do sleep 1; done
+kill "$SEEDER" 2>/dev/null || true
+wait "$SEEDER" 2>/dev/null || true
+ENTRIES=$(size)
+echo "seeded to $ENTRIES audit entries in $(( $(date +%s) - start )) s"
 
 if [ -z "${ENDPOINT:-}" ]; then
   if [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: __Host-fiq_session=$TOKEN" "$ADDR/api/v1/audit/entries?limit=50")" = 200 ]; then

@@ -329,7 +329,7 @@ func TestUnauthenticated(t *testing.T) {
 		if op.auth != "session" {
 			continue
 		}
-		path := strings.ReplaceAll(op.path, "{id}", noSuchID)
+		path := pathParam.ReplaceAllString(op.path, noSuchID)
 		t.Run(op.method+" "+path, func(t *testing.T) {
 			f.t = t
 			before := f.head()

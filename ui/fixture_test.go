@@ -57,6 +57,7 @@ type fixture struct {
 	ctx    context.Context
 	clk    *clock
 	app    *appliance.Appliance
+	st     *store.Store
 	svc    *auth.Service
 	srv    *Server
 	logs   *syncBuffer
@@ -104,18 +105,21 @@ func newFixture(t *testing.T, mod ...func(*Deps)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := appliance.Open(ctx, cfg, clk.now)
+	logs := &syncBuffer{}
+	app, err := appliance.OpenWith(ctx, cfg, clk.now, appliance.Options{LogOutput: logs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { app.Close() })
-	// The same store, log and keys as the appliance, with cheap hashing.
-	svc, err := auth.NewService(auth.Deps{Store: app.Store, Log: app.Audit, Keys: app.Keys, Now: clk.now, Params: auth.Params{Argon: cheapArgon}})
+	// A second connection for set-up (users with known secrets) and for
+	// reading the audit log in assertions.
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, appliance.DatabaseFile), store.Options{Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	d := Deps{Auth: svc, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
+	t.Cleanup(func() { st.Close() })
+	svc := app.Auth
+	d := Deps{Auth: svc, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
 		Limits: Limits{AuthPerMinute: 10000}, Version: map[string]string{"version": "test"},
 		Status: func(ctx context.Context) Status { return Status{AuditSize: 1} }}
 	for _, m := range mod {
@@ -125,14 +129,14 @@ func newFixture(t *testing.T, mod ...func(*Deps)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ctx: ctx, clk: clk, app: app, svc: svc, srv: srv, logs: logs, init: res, a: res.TenantID, users: map[string]*testUser{}}
+	f := &fixture{t: t, ctx: ctx, clk: clk, app: app, st: st, svc: svc, srv: srv, logs: logs, init: res, a: res.TenantID, users: map[string]*testUser{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	err = app.Store.InTx(ctx, func(tx *sql.Tx) error {
-		b, err := app.Store.CreateTenant(ctx, tx, "bravo")
+	err = st.InTx(ctx, func(tx *sql.Tx) error {
+		b, err := st.CreateTenant(ctx, tx, "bravo")
 		f.b = b.ID
 		return err
 	})
@@ -178,13 +182,13 @@ func (f *fixture) makeUser(tenant, name, role string) *testUser {
 		f.t.Fatal(err)
 	}
 	var u store.User
-	err = f.app.Store.InTx(f.ctx, func(tx *sql.Tx) error {
+	err = f.st.InTx(f.ctx, func(tx *sql.Tx) error {
 		nu := store.User{ID: id, Name: name, Role: role, PasswordHash: hash, TOTPSealed: sealed, TOTPConfirmed: true}
 		if tenant == "" {
-			u, err = f.app.Store.CreateAdmin(f.ctx, tx, nu)
+			u, err = f.st.CreateAdmin(f.ctx, tx, nu)
 			return err
 		}
-		ts, err := f.app.Store.Tenant(tenant)
+		ts, err := f.st.Tenant(tenant)
 		if err != nil {
 			return err
 		}
@@ -327,7 +331,7 @@ func (f *fixture) validate(r request, rec *httptest.ResponseRecorder) {
 func (f *fixture) head() int64 {
 	f.t.Helper()
 	var n sql.NullInt64
-	if err := f.app.Store.DB().QueryRowContext(f.ctx, `SELECT max(seq) FROM audit_entries`).Scan(&n); err != nil {
+	if err := f.st.DB().QueryRowContext(f.ctx, `SELECT max(seq) FROM audit_entries`).Scan(&n); err != nil {
 		f.t.Fatal(err)
 	}
 	return n.Int64
@@ -336,7 +340,7 @@ func (f *fixture) head() int64 {
 // since returns the audit entries written after seq.
 func (f *fixture) since(seq int64) []audit.Entry {
 	f.t.Helper()
-	es, err := audit.ReadEntries(f.ctx, f.app.Store.DB(), seq+1, 1<<62)
+	es, err := audit.ReadEntries(f.ctx, f.st.DB(), seq+1, 1<<62)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,6 +17,9 @@ import (
 // /api/v1/openapi.json. Route tests validate every answer against it, and
 // TestOpenAPICoversRoutes checks that it lists exactly the registered
 // routes, so the document cannot drift from the server.
+
+// pathParam matches an OpenAPI path parameter, {name}.
+var pathParam = regexp.MustCompile(`\{([a-z]+)\}`)
 
 // apiOp documents one route.
 type apiOp struct {
@@ -78,6 +83,29 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/approvals/{id}/approve", id: "approve", summary: "Approve another person's request", tag: "approvals", auth: "session", stepUp: true, body: "Empty", status: 200, resp: "Approval", errors: []int{409}},
 		{method: "POST", path: "/api/v1/approvals/{id}/deny", id: "deny", summary: "Deny a pending request", tag: "approvals", auth: "session", body: "Reason", status: 204, errors: []int{409}},
 		{method: "POST", path: "/api/v1/approvals/{id}/void", id: "voidApproval", summary: "Withdraw a request", tag: "approvals", auth: "session", body: "Reason", status: 204, errors: []int{409}},
+
+		{method: "GET", path: "/api/v1/alerts", id: "listAlerts", summary: "Anomaly alerts with their acknowledgements (keyed by audit seq)", tag: "alerts", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "AlertList"},
+		{method: "POST", path: "/api/v1/alerts/{id}/ack", id: "ackAlert", summary: "Acknowledge an anomaly alert (id: its audit seq)", tag: "alerts", auth: "session", query: []string{"tenant"}, body: "Comment", status: 200, resp: "AlertAck", errors: []int{409}},
+
+		{method: "GET", path: "/api/v1/siem/destinations", id: "listDestinations", summary: "SIEM destinations (no secrets)", tag: "siem", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "DestinationList"},
+		{method: "POST", path: "/api/v1/siem/destinations", id: "addDestination", summary: "Add a SIEM destination", tag: "siem", auth: "session", stepUp: true, query: []string{"tenant"}, body: "DestinationCreate", status: 201, resp: "Destination", errors: []int{409}},
+		{method: "DELETE", path: "/api/v1/siem/destinations/{name}", id: "removeDestination", summary: "Remove a SIEM destination (its undelivered events are dropped and counted)", tag: "siem", auth: "session", stepUp: true, query: []string{"tenant"}, status: 200, resp: "Removed"},
+		{method: "POST", path: "/api/v1/siem/destinations/{name}/test", id: "testDestination", summary: "Send one test message", tag: "siem", auth: "session", query: []string{"tenant"}, body: "Empty", status: 204, errors: []int{502, 503}},
+		{method: "GET", path: "/api/v1/siem/status", id: "siemStatus", summary: "Delivery state per destination", tag: "siem", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "SIEMStatusList"},
+
+		{method: "GET", path: "/api/v1/audit/entries", id: "auditEntries", summary: "Audit log entries, oldest first (keyed by seq)", tag: "audit", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "EntryList"},
+		{method: "GET", path: "/api/v1/audit/checkpoint", id: "auditCheckpoint", summary: "The latest signed checkpoint", tag: "audit", auth: "session", status: 200, resp: "Checkpoint", errors: []int{404}},
+		{method: "GET", path: "/api/v1/audit/alarm", id: "auditAlarm", summary: "The raised tamper alarm, if any", tag: "audit", auth: "session", status: 200, resp: "AlarmState"},
+		{method: "POST", path: "/api/v1/audit/alarm/ack", id: "auditAlarmAck", summary: "Acknowledge the tamper alarm (appliance admins)", tag: "audit", auth: "session", stepUp: true, body: "AlarmAck", status: 200, resp: "AlarmAckResult", errors: []int{409}},
+
+		{method: "GET", path: "/api/v1/scopes", id: "listScopes", summary: "Registered scopes (without their documents)", tag: "scopes", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ScopeList"},
+		{method: "POST", path: "/api/v1/scopes", id: "registerScope", summary: "Register a signed scope document (the body is the signed envelope)", tag: "scopes", auth: "session", query: []string{"tenant"}, body: "SignedScope", status: 201, resp: "Scope", errors: []int{409, 422}},
+		{method: "GET", path: "/api/v1/scopes/{id}", id: "getScope", summary: "One scope with its signed document", tag: "scopes", auth: "session", query: []string{"tenant"}, status: 200, resp: "Scope"},
+
+		{method: "GET", path: "/api/v1/evidence", id: "listEvidence", summary: "Recorded evidence objects", tag: "evidence", auth: "session", list: true, query: []string{"tenant", "prefix"}, status: 200, resp: "EvidenceList", errors: []int{503}},
+		{method: "POST", path: "/api/v1/evidence/exports", id: "requestExport", summary: "Ask for an evidence export: opens its dual-approval request", tag: "evidence", auth: "session", body: "ExportRequest", status: 201, resp: "Approval", errors: []int{503}},
+		{method: "GET", path: "/api/v1/evidence/exports/{id}", id: "getExport", summary: "An export request with its approvals", tag: "evidence", auth: "session", status: 200, resp: "Approval"},
+		{method: "POST", path: "/api/v1/evidence/exports/{id}/url", id: "exportURL", summary: "Mint the 5-minute pre-signed URL of an approved export (once)", tag: "evidence", auth: "session", stepUp: true, body: "ExportRequest", status: 200, resp: "ExportURL", errors: []int{409, 423, 503}},
 	}
 }
 
@@ -96,6 +124,8 @@ func ref(name string) map[string]any { return map[string]any{"$ref": "#/componen
 // Scalar schemas, fresh maps each time (no shared mutable values).
 func str() map[string]any     { return map[string]any{"type": "string"} }
 func boolean() map[string]any { return map[string]any{"type": "boolean"} }
+func integer() map[string]any { return map[string]any{"type": "integer"} }
+func number() map[string]any  { return map[string]any{"type": "number"} }
 func when() map[string]any    { return map[string]any{"type": "string", "format": "date-time"} }
 
 func arrayOf(s any) map[string]any { return map[string]any{"type": "array", "items": s} }
@@ -154,7 +184,76 @@ func schemas() map[string]any {
 			"approvers": arrayOf(obj([]string{"user_id", "granted_at"}, map[string]any{"user_id": str(), "granted_at": when()}))}),
 		"ApprovalList": listOf("Approval"),
 		"Reason":       obj(nil, map[string]any{"reason": str()}),
+		"Comment":      obj(nil, map[string]any{"comment": str()}),
+
+		"Alert": obj([]string{"seq", "time", "tenant", "user_id", "user_name", "activity", "threshold", "details"}, map[string]any{
+			"seq": integer(), "time": when(), "tenant": str(), "user_id": str(), "user_name": str(), "activity": str(), "threshold": integer(),
+			"details": map[string]any{"type": "object"}, "acked_by": str(), "acked_at": str(), "ack_seq": integer()}),
+		"AlertList": listOf("Alert"),
+		"AlertAck":  obj([]string{"seq", "acked_by", "acked_at", "ack_seq"}, map[string]any{"seq": integer(), "acked_by": str(), "acked_at": str(), "ack_seq": integer()}),
+
+		"Destination":     obj(destinationFields(), destinationProps()),
+		"DestinationList": listOf("Destination"),
+		"DestinationCreate": obj([]string{"name", "kind", "address"}, map[string]any{"name": str(), "kind": str(), "address": str(), "format": str(),
+			"server_name": str(), "ca_pem": str(), "client_cert_pem": str(), "client_key_pem": str(), "hmac_key": str(),
+			"max_message": integer(), "budget_bytes": integer(), "tenant": str()}),
+		"Removed":        obj([]string{"dropped_events"}, map[string]any{"dropped_events": integer()}),
+		"SIEMStatus":     siemStatusSchema(),
+		"SIEMStatusList": listOf("SIEMStatus"),
+
+		"Entry": obj([]string{"seq", "time", "tenant", "actor_id", "actor_name", "actor_ip", "user_agent", "action", "object", "details", "prev_hash", "hash"}, map[string]any{
+			"seq": integer(), "time": when(), "tenant": str(), "actor_id": str(), "actor_name": str(), "actor_ip": str(), "user_agent": str(),
+			"action": str(), "object": str(), "details": map[string]any{"type": "object"}, "prev_hash": str(), "hash": str()}),
+		"EntryList":      listOf("Entry"),
+		"Checkpoint":     obj([]string{"origin", "size", "root", "note"}, map[string]any{"origin": str(), "size": integer(), "root": str(), "note": str()}),
+		"AlarmState":     obj([]string{"raised"}, map[string]any{"raised": boolean(), "alarm": obj([]string{"seq", "bad_seq", "reason"}, map[string]any{"seq": integer(), "bad_seq": integer(), "reason": str()})}),
+		"AlarmAck":       obj([]string{"comment"}, map[string]any{"comment": str(), "reason": str()}),
+		"AlarmAckResult": obj([]string{"entry", "checkpoint"}, map[string]any{"entry": ref("Entry"), "checkpoint": ref("Checkpoint")}),
+
+		"Scope": obj([]string{"id", "tenant", "name", "environment", "sha256", "signer_key_id", "created_at"}, map[string]any{
+			"id": str(), "tenant": str(), "name": str(), "environment": str(), "sha256": str(), "signer_key_id": str(), "created_at": str(),
+			"document": map[string]any{"type": "object", "description": "the signed envelope exactly as registered"}}),
+		"ScopeList":   listOf("Scope"),
+		"SignedScope": map[string]any{"type": "object", "description": "a signed scope envelope (docs/scope.md)"},
+
+		"EvidenceObject": obj([]string{"key", "version_id", "tenant", "sha256", "size", "mode", "retain_until", "worm", "verified", "audit_seq"}, map[string]any{
+			"key": str(), "version_id": str(), "tenant": str(), "sha256": str(), "size": integer(), "mode": str(), "retain_until": str(),
+			"worm": boolean(), "verified": when(), "audit_seq": integer()}),
+		"EvidenceList":  listOf("EvidenceObject"),
+		"ExportRequest": obj([]string{"key", "version_id"}, map[string]any{"key": str(), "version_id": str()}),
+		"ExportURL": obj([]string{"url", "expires_at", "key", "version_id", "sha256", "approvers"}, map[string]any{
+			"url": str(), "expires_at": when(), "key": str(), "version_id": str(), "sha256": str(), "approvers": arrayOf(str())}),
 	}
+}
+
+// destinationFields are a SIEM destination's public fields (never secrets).
+func destinationFields() []string {
+	return []string{"id", "tenant", "name", "kind", "address", "format", "server_name", "max_message", "budget_bytes", "created_at"}
+}
+
+func destinationProps() map[string]any {
+	return map[string]any{"id": str(), "tenant": str(), "name": str(), "kind": str(), "address": str(), "format": str(),
+		"server_name": str(), "max_message": integer(), "budget_bytes": integer(), "created_at": str()}
+}
+
+func siemStatusSchema() map[string]any {
+	props := destinationProps()
+	for _, k := range []string{"last_seq", "delivered_seq", "pending", "pending_bytes", "audit_backlog", "failures", "consecutive_failures"} {
+		props[k] = integer()
+	}
+	for _, k := range []string{"delivered_at", "last_error", "last_error_at", "next_attempt_at"} {
+		props[k] = str()
+	}
+	props["lag_seconds"] = number()
+	props["budget_used"] = number()
+	req := destinationFields()
+	for k := range props {
+		if !slices.Contains(req, k) {
+			req = append(req, k)
+		}
+	}
+	sort.Strings(req)
+	return obj(req, props)
 }
 
 // openAPIDocument builds the document.
@@ -171,8 +270,8 @@ func openAPIDocument() map[string]any {
 		}
 		o := map[string]any{"operationId": op.id, "summary": op.summary, "tags": []string{op.tag}}
 		var params []any
-		if strings.Contains(op.path, "{id}") {
-			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": str()})
+		for _, m := range pathParam.FindAllStringSubmatch(op.path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": str()})
 		}
 		if op.list {
 			params = append(params,
@@ -212,7 +311,7 @@ func openAPIDocument() map[string]any {
 		if op.auth != "none" || strings.HasPrefix(op.path, "/api/v1/auth/") {
 			codes = append(codes, 401, 403)
 		}
-		if strings.Contains(op.path, "{id}") {
+		if strings.Contains(op.path, "{") {
 			codes = append(codes, 404)
 		}
 		if op.id == "readyz" {
@@ -271,7 +370,7 @@ func (s *Server) openapi(c echo.Context) error {
 func documentedRoutes() []string {
 	var out []string
 	for _, op := range apiOps() {
-		p := strings.ReplaceAll(op.path, "{id}", ":id")
+		p := pathParam.ReplaceAllString(op.path, ":$1")
 		out = append(out, op.method+" "+p)
 	}
 	sort.Strings(out)

@@ -62,6 +62,29 @@ func (s *Server) routes() {
 	a.POST("/approvals/:id/approve", s.approve)
 	a.POST("/approvals/:id/deny", s.deny)
 	a.POST("/approvals/:id/void", s.voidApproval)
+
+	a.GET("/alerts", s.listAlerts)
+	a.POST("/alerts/:id/ack", s.ackAlert)
+
+	a.GET("/siem/destinations", s.listDestinations)
+	a.POST("/siem/destinations", s.addDestination)
+	a.DELETE("/siem/destinations/:name", s.removeDestination)
+	a.POST("/siem/destinations/:name/test", s.testDestination)
+	a.GET("/siem/status", s.siemStatus)
+
+	a.GET("/audit/entries", s.auditEntries)
+	a.GET("/audit/checkpoint", s.auditCheckpoint)
+	a.GET("/audit/alarm", s.auditAlarm)
+	a.POST("/audit/alarm/ack", s.auditAlarmAck)
+
+	a.GET("/scopes", s.listScopes)
+	a.POST("/scopes", s.registerScope)
+	a.GET("/scopes/:id", s.getScope)
+
+	a.GET("/evidence", s.listEvidence)
+	a.POST("/evidence/exports", s.requestExport)
+	a.GET("/evidence/exports/:id", s.getExport)
+	a.POST("/evidence/exports/:id/url", s.exportURL)
 }
 
 // authedGroup registers routes behind the authentication middleware; extra

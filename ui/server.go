@@ -19,13 +19,25 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/scan"
+	"firewalliq/appliance/siem/destinations"
 )
 
 // Deps are the services the console uses. Auth is required; a nil optional
 // service leaves its routes answering 503 unavailable.
 type Deps struct {
 	Auth *auth.Service
+	// SIEM manages SIEM destinations; Audit reads the audit log, its
+	// checkpoint and alarm, and anomaly alerts; Scopes is the scope
+	// registry. Evidence may be nil (no vault configured): its routes then
+	// answer 503 vault_unavailable.
+	SIEM     *destinations.Service
+	Audit    *auditlog.Service
+	Scopes   *scan.Scopes
+	Evidence *evidence.Service
 	// Status reports the appliance's health for /readyz and /metrics.
 	Status func(ctx context.Context) Status
 	// Version is the build information served at /api/v1/version.
@@ -93,8 +105,8 @@ type Server struct {
 // document cannot be parsed, so a broken build fails at boot, not on first
 // request.
 func New(d Deps) (*Server, error) {
-	if d.Auth == nil {
-		return nil, errors.New("ui: auth service is required")
+	if d.Auth == nil || d.SIEM == nil || d.Audit == nil || d.Scopes == nil {
+		return nil, errors.New("ui: the auth, SIEM, audit and scope services are required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"encoding/hex"
 	"strings"
 	"time"
 
@@ -30,4 +31,15 @@ func utc(t time.Time) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
+}
+
+// hexOf is lower-case hex ("" for nil).
+func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// bytesOrNil turns an optional text field into bytes (nil when empty).
+func bytesOrNil(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }

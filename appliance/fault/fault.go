@@ -18,10 +18,13 @@ import (
 	"net/http"
 	"strings"
 
+	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
+	"firewalliq/appliance/siem/destinations"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe"
@@ -148,14 +151,20 @@ func Rules() []Rule {
 		r("appliance/auth.ErrApprovalExpired", auth.ErrApprovalExpired, approval("approval_expired", "approval expired")),
 		r("appliance/auth.ErrApprovalUsed", auth.ErrApprovalUsed, approval("approval_used", "approval already used")),
 		r("appliance/evidence.ErrNotApproved", evidence.ErrNotApproved, approval("approval_pending", "evidence export is not approved")),
+		r("appliance/scan.ErrNeedsApproval", scan.ErrNeedsApproval, approval("approval_pending", "production scope: scan needs dual approval")),
 
 		// Lookups and state.
 		r("appliance/store.ErrNotFound", store.ErrNotFound, notFound),
 		r("appliance/siem.ErrNotFound", siem.ErrNotFound, notFound),
 		r("appliance/evidence.ErrNotFound", evidence.ErrNotFound, notFound),
+		r("appliance/scan.ErrNotFound", scan.ErrNotFound, notFound),
+		r("appliance/auditlog.ErrNotFound", auditlog.ErrNotFound, notFound),
 		r("audit.ErrNoCheckpoint", audit.ErrNoCheckpoint, Class{Code: "no_checkpoint", HTTP: http.StatusNotFound, Exit: ExitFailure, Message: "no signed checkpoint covers this yet", Detail: true}),
 		r("probe.ErrNoCheckpoint", probe.ErrNoCheckpoint, notFound),
 		r("appliance/store.ErrConflict", store.ErrConflict, conflict),
+		r("appliance/scan.ErrExists", scan.ErrExists, conflict),
+		r("appliance/siem/destinations.ErrNameTaken", destinations.ErrNameTaken, conflict),
+		r("appliance/auditlog.ErrAlreadyAcknowledged", auditlog.ErrAlreadyAcknowledged, conflict),
 		r("appliance/store.ErrStale", store.ErrStale, conflict),
 		r("appliance/evidence.ErrCheckpointMoved", evidence.ErrCheckpointMoved, conflict),
 		r("probe.ErrExists", probe.ErrExists, conflict),
@@ -183,6 +192,8 @@ func Rules() []Rule {
 		// Understood and refused by the safety rules.
 		r("probe/scope.ErrSignature", scope.ErrSignature, refused("bad_signature", "scope signature does not verify")),
 		r("probe/scope.ErrUntrustedKey", scope.ErrUntrustedKey, refused("untrusted_key", "scope signed by an untrusted key")),
+		r("appliance/scan.ErrUntrusted", scan.ErrUntrusted, refused("untrusted_key", "scope not signed by a trusted key")),
+		r("appliance/scan.ErrWrongTenant", scan.ErrWrongTenant, refused("wrong_tenant", "scope document names another tenant")),
 		r("probe/scope.ErrNotYetValid", scope.ErrNotYetValid, refused("not_yet_valid", "scope is not yet valid")),
 		r("probe/scope.ErrExpired", scope.ErrExpired, refused("expired", "scope has expired")),
 		r("probe/scope.ErrExceedsProfile", scope.ErrExceedsProfile, refused("exceeds_profile", "scope exceeds the safety profile")),

@@ -97,7 +97,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := ui.New(ui.Deps{Auth: app.Auth, Pages: pages, Logger: logger, Now: clk.Now})
+	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Pages: pages, Logger: logger, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
