@@ -14,7 +14,7 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metricsHandler)
 	if s.d.Pages != nil {
-		s.d.Pages.Register(e) // the web console (ui/console)
+		s.d.Pages.Register(e, s.rateLimited) // the web console (ui/console)
 	}
 
 	v1 := e.Group("/api/v1")

@@ -53,7 +53,9 @@ type Deps struct {
 	// process collectors are always there).
 	Gatherer prometheus.Gatherer
 	// Pages, if set, registers the web console's pages (package ui/console).
-	Pages interface{ Register(*echo.Echo) }
+	Pages interface {
+		Register(e *echo.Echo, limit func(name string) echo.MiddlewareFunc)
+	}
 }
 
 // Limits bound what one request or one client may do.

@@ -63,17 +63,39 @@ func back(page, tenant string) string {
 type usersData struct {
 	Users []auth.UserInfo
 	Roles []string
+	// NeedsApproval is a grant refused for want of another admin's
+	// approval: the form that files the request.
+	NeedsApproval *grantRequest
 	// Created is the user just added, with the one-time password shown
 	// this once.
 	Created         *auth.UserInfo
 	CreatedPassword string
 }
 
+// grantRequest is a privileged grant waiting for an approval request:
+// a new user (Name) or a role change (UserID).
+type grantRequest struct {
+	Name, UserID, Role string
+}
+
 func (c *Console) usersPage(ec echo.Context) error {
 	return c.showUsers(ec, nil, "")
 }
 
+// needsApproval shows the users page with the refusal and a button that
+// files the approval request, when err is auth.ErrApprovalRequired.
+func (c *Console) needsApproval(ec echo.Context, err error, g grantRequest) error {
+	if !errors.Is(err, auth.ErrApprovalRequired) {
+		return err
+	}
+	return c.showUsersWith(ec, http.StatusForbidden, "Granting "+g.Role+" needs another admin's approval in this tenant. File a request below; once another admin approves it, submit the change again with the request id.", usersData{NeedsApproval: &g})
+}
+
 func (c *Console) showUsers(ec echo.Context, created *auth.UserInfo, otp string) error {
+	return c.showUsersWith(ec, http.StatusOK, "", usersData{Created: created, CreatedPassword: otp})
+}
+
+func (c *Console) showUsersWith(ec echo.Context, status int, problem string, d usersData) error {
 	p, _ := principal(ec)
 	tenant, tenants, err := c.tenantFor(ec, p)
 	if err != nil {
@@ -83,8 +105,8 @@ func (c *Console) showUsers(ec echo.Context, created *auth.UserInfo, otp string)
 	if err != nil {
 		return err
 	}
-	return c.render(ec, http.StatusOK, "users", view{Title: "Users and roles", Nav: "users", Flash: flashOf(ec), Tenant: tenant, Tenants: tenants,
-		Data: usersData{Users: us, Roles: store.Roles(), Created: created, CreatedPassword: otp}})
+	d.Users, d.Roles = us, store.Roles()
+	return c.render(ec, status, "users", view{Title: "Users and roles", Nav: "users", Flash: flashOf(ec), Error: problem, Tenant: tenant, Tenants: tenants, Data: d})
 }
 
 func (c *Console) userCreate(ec echo.Context) error {
@@ -94,9 +116,10 @@ func (c *Console) userCreate(ec echo.Context) error {
 	if err != nil {
 		return err
 	}
-	u, otp, err := c.d.Auth.CreateUser(r.Context(), p, tenant, auth.NewUser{Name: r.PostFormValue("name"), Role: r.PostFormValue("role"), ApprovalID: strings.TrimSpace(r.PostFormValue("approval_id"))}, "")
+	nu := auth.NewUser{Name: r.PostFormValue("name"), Role: r.PostFormValue("role"), ApprovalID: strings.TrimSpace(r.PostFormValue("approval_id"))}
+	u, otp, err := c.d.Auth.CreateUser(r.Context(), p, tenant, nu, "")
 	if err != nil {
-		return err
+		return c.needsApproval(ec, err, grantRequest{Name: strings.TrimSpace(nu.Name), Role: nu.Role})
 	}
 	// Rendered, not redirected: the one-time password must not travel in
 	// a URL, and the page is never cached (Cache-Control: no-store).
@@ -117,9 +140,36 @@ func (c *Console) userRole(ec echo.Context) error {
 		err = c.d.Auth.SetRole(r.Context(), p, tenant, ec.Param("id"), role, "")
 	}
 	if err != nil {
-		return err
+		return c.needsApproval(ec, err, grantRequest{UserID: ec.Param("id"), Role: role})
 	}
 	return redirectFlash(ec, back("/users", tenant), "Role changed to "+role+"; the user's sessions were ended.")
+}
+
+// roleGrantRequest files the approval request a privileged grant needs
+// (auth.KindRoleGrant on the exact canonical request of the refused
+// CreateUser or SetRole), for another admin to approve in the inbox.
+func (c *Console) roleGrantRequest(ec echo.Context) error {
+	p, _ := principal(ec)
+	r := ec.Request()
+	tenant, _, err := c.tenantFor(ec, p)
+	if err != nil {
+		return err
+	}
+	if tenant == "" {
+		tenant = p.TenantID
+	}
+	role := r.PostFormValue("role")
+	var req []byte
+	if id := r.PostFormValue("user_id"); id != "" {
+		req = auth.SetRoleRequest(tenant, id, role)
+	} else {
+		req = auth.CreateUserRequest(tenant, auth.NewUser{Name: r.PostFormValue("name"), Role: role})
+	}
+	a, err := c.d.Auth.RequestApproval(r.Context(), p, auth.KindRoleGrant, req)
+	if err != nil {
+		return err
+	}
+	return redirectFlash(ec, back("/users", ec.Request().PostFormValue("tenant")), "Approval request "+a.ID+" filed. When another admin has approved it, submit the change again with this request id.")
 }
 
 func (c *Console) userDisable(ec echo.Context) error {
@@ -238,8 +288,16 @@ func (c *Console) supportClose(ec echo.Context) error {
 // --- approvals inbox ---
 
 type approvalsData struct {
-	Approvals []auth.Approval
+	Approvals []approvalView
 	Status    string
+}
+
+// approvalView is a request with what the viewer may do with it. The
+// service decides again on every action; this only hides buttons that
+// would certainly be refused.
+type approvalView struct {
+	auth.Approval
+	CanApprove, CanDeny, CanVoid bool
 }
 
 func (c *Console) approvalsPage(ec echo.Context) error {
@@ -254,7 +312,16 @@ func (c *Console) approvalsPage(ec echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.render(ec, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Flash: flashOf(ec), Data: approvalsData{Approvals: as, Status: status}})
+	vs := make([]approvalView, 0, len(as))
+	for _, a := range as {
+		mine := a.RequesterID == p.UserID
+		vs = append(vs, approvalView{Approval: a,
+			CanApprove: !mine && auth.Allowed(p.Role, auth.ApproveOperation(a.Kind)),
+			CanDeny:    !mine && a.Kind != auth.KindRoleGrant && auth.Allowed(p.Role, auth.OpApprovalDeny),
+			CanVoid:    auth.Allowed(p.Role, auth.OpApprovalVoid) && (mine || p.Role == store.RoleAdmin || p.Role == store.RoleSecurityLead),
+		})
+	}
+	return c.render(ec, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Flash: flashOf(ec), Data: approvalsData{Approvals: vs, Status: status}})
 }
 
 func (c *Console) approve(ec echo.Context) error {
@@ -272,6 +339,14 @@ func (c *Console) deny(ec echo.Context) error {
 		return err
 	}
 	return redirectFlash(ec, Prefix+"/approvals", "Request denied.")
+}
+
+func (c *Console) void(ec echo.Context) error {
+	p, _ := principal(ec)
+	if err := c.d.Auth.VoidApproval(ec.Request().Context(), p, ec.Param("id"), ec.Request().PostFormValue("reason")); err != nil {
+		return err
+	}
+	return redirectFlash(ec, Prefix+"/approvals", "Request withdrawn.")
 }
 
 // --- alerts and the tamper alarm ---

@@ -33,6 +33,7 @@ import (
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
+	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe/safety"
 	"firewalliq/vault"
@@ -144,8 +145,14 @@ func parseTemplates(fsys fs.FS) (map[string]*template.Template, error) {
 }
 
 // Register adds the console's routes to e (the API server's echo, whose
-// middleware then applies to the pages too).
-func (c *Console) Register(e *echo.Echo) {
+// middleware then applies to the pages too). limit, if not nil, is the API
+// server's per-address rate limit for credential-checking routes (bucket
+// name in, middleware out); the sign-in forms share its buckets with the
+// API's login routes, so a flood of either never reaches argon2.
+func (c *Console) Register(e *echo.Echo, limit func(name string) echo.MiddlewareFunc) {
+	if limit == nil {
+		limit = func(string) echo.MiddlewareFunc { return func(h echo.HandlerFunc) echo.HandlerFunc { return h } }
+	}
 	e.GET("/", func(ec echo.Context) error { return ec.Redirect(http.StatusSeeOther, Prefix+"/") })
 	static := echo.MustSubFS(staticFS, "static")
 	e.StaticFS(Prefix+"/static", static)
@@ -153,25 +160,28 @@ func (c *Console) Register(e *echo.Echo) {
 	g := e.Group(Prefix)
 	// Public steps of signing in.
 	g.GET("/login", c.page(c.loginForm))
-	g.POST("/login", c.page(c.loginPost))
+	g.POST("/login", c.page(c.limited(limit("login"), c.loginPost)))
 	g.GET("/login/totp", c.page(c.totpForm))
-	g.POST("/login/totp", c.page(c.totpPost))
-	g.POST("/login/recovery", c.page(c.recoveryPost))
+	g.POST("/login/totp", c.page(c.limited(limit("totp"), c.totpPost)))
+	g.POST("/login/recovery", c.page(c.limited(limit("recovery"), c.recoveryPost)))
 	g.GET("/enrol", c.page(c.enrolForm))
-	g.POST("/enrol", c.page(c.enrolPost))
+	g.POST("/enrol", c.page(c.limited(limit("totp"), c.enrolPost)))
 
 	// Signed-in pages. The middleware is per route (not per group) so
 	// unknown paths stay 404s.
-	a := func(method, p string, h handler) { g.Add(method, p, c.page(c.signedIn(h))) }
+	a := func(method, p string, h handler, mw ...echo.MiddlewareFunc) {
+		g.Add(method, p, c.page(c.signedIn(h)), mw...)
+	}
 	a(http.MethodGet, "/", c.dashboard)
 	a(http.MethodGet, "/password", c.passwordForm)
-	a(http.MethodPost, "/password", c.passwordPost)
+	a(http.MethodPost, "/password", c.limited(limit("password"), c.passwordPost))
 	a(http.MethodPost, "/logout", c.logoutPost)
 	a(http.MethodPost, "/logout-all", c.logoutAllPost)
 	a(http.MethodGet, "/sessions", c.sessionsPage)
 
 	a(http.MethodGet, "/users", c.usersPage)
 	a(http.MethodPost, "/users", c.stepUp(c.userCreate))
+	a(http.MethodPost, "/users/approval", c.roleGrantRequest)
 	a(http.MethodPost, "/users/:id/role", c.stepUp(c.userRole))
 	a(http.MethodPost, "/users/:id/disable", c.stepUp(c.userDisable))
 	a(http.MethodPost, "/users/:id/reset-totp", c.stepUp(c.userResetTOTP))
@@ -184,6 +194,7 @@ func (c *Console) Register(e *echo.Echo) {
 	a(http.MethodGet, "/approvals", c.approvalsPage)
 	a(http.MethodPost, "/approvals/:id/approve", c.stepUp(c.approve))
 	a(http.MethodPost, "/approvals/:id/deny", c.stepUp(c.deny))
+	a(http.MethodPost, "/approvals/:id/void", c.stepUp(c.void))
 	a(http.MethodGet, "/alerts", c.alertsPage)
 	a(http.MethodPost, "/alerts/:seq/ack", c.stepUp(c.alertAck))
 	a(http.MethodPost, "/alarm/ack", c.stepUp(c.alarmAck))
@@ -194,6 +205,26 @@ func (c *Console) Register(e *echo.Echo) {
 	a(http.MethodGet, "/audit", c.auditPage)
 	a(http.MethodGet, "/scopes", c.scopesPage)
 	a(http.MethodGet, "/scopes/:id", c.scopePage)
+	// Anything else under the console is a page that does not exist.
+	g.GET("/*", c.page(func(echo.Context) error { return fmt.Errorf("page: %w", store.ErrNotFound) }))
+}
+
+// limited runs h behind the API's rate limit mw. The limiter answers with
+// its own error, which only the API's error handler can classify; it sets
+// Retry-After first, so a refusal is recognised by that header and shown as
+// a page.
+func (c *Console) limited(mw echo.MiddlewareFunc, h handler) handler {
+	wrapped := mw(echo.HandlerFunc(h))
+	return func(ec echo.Context) error {
+		err := wrapped(ec)
+		if err != nil && ec.Response().Header().Get("Retry-After") != "" && !ec.Response().Committed {
+			return c.render(ec, http.StatusTooManyRequests, "error", view{Title: "Too many attempts",
+				Data: errorData{Status: http.StatusTooManyRequests, Code: "rate_limited",
+					Message:   "Too many attempts from this address; wait " + ec.Response().Header().Get("Retry-After") + " seconds and try again.",
+					RequestID: ec.Response().Header().Get("X-Request-ID")}})
+		}
+		return err
+	}
 }
 
 // handler is a page handler: it renders or redirects, or returns an error

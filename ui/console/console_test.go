@@ -1,11 +1,13 @@
 package console_test
 
 import (
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"firewalliq/appliance/store"
 )
@@ -291,5 +293,131 @@ func TestUntrustedTextEscaped(t *testing.T) {
 	a = admin.get("/console/?flash=" + url.QueryEscape(`<img src=x onerror=alert(1)>`))
 	if strings.Contains(a.body, "<img src=x") {
 		t.Fatal("flash markup was not escaped")
+	}
+}
+
+// stepUpIfAsked answers a step-up prompt when the answer is one, and
+// returns the final answer.
+func (f *fixture) stepUpIfAsked(b *browser, path, secret string, a answer) answer {
+	f.t.Helper()
+	if a.status != http.StatusUnauthorized || !strings.Contains(a.body, `id="stepup-form"`) {
+		return a
+	}
+	form := hiddenFields(a.body)
+	form.Set("stepup_code", f.code(secret))
+	return b.post(path, form)
+}
+
+// TestRoleGrantApproval grants a privileged role in a tenant that has
+// another admin: refused, an approval request filed from the refusal page,
+// approved by the other admin in the inbox after step-up, then granted
+// with the request id.
+func TestRoleGrantApproval(t *testing.T) {
+	f := newFixture(t)
+	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
+	tenant := f.init.TenantID
+	tina, tinaSecret, _ := f.firstRun("tina", f.addUser(root, rootSecret, tenant, "tina", store.RoleAdmin))
+	tom, tomSecret, _ := f.firstRun("tom", f.addUser(root, rootSecret, tenant, "tom", store.RoleAdmin))
+
+	add := url.Values{"name": {"amy"}, "role": {store.RoleApprover}}
+	a := f.stepUpIfAsked(tina, "/console/users", tinaSecret, tina.post("/console/users", add))
+	want(t, a, http.StatusForbidden, `id="request-approval"`, "another admin")
+	form := hiddenFields(a.body)
+	a = tina.post("/console/users/approval", form)
+	wantRedirect(t, a, "/console/users")
+	id := regexp.MustCompile(`apr_[0-9a-f]+`).FindString(a.location())
+	if id == "" {
+		t.Fatalf("no request id in %q", a.location())
+	}
+
+	// The requester may not approve their own request; the other admin may.
+	a = tina.get("/console/approvals")
+	want(t, a, http.StatusOK, id, "Withdraw")
+	if strings.Contains(a.body, "/console/approvals/"+id+"/approve") {
+		t.Fatal("requester offered to approve their own request")
+	}
+	want(t, tom.get("/console/approvals?status=pending"), http.StatusOK, "/console/approvals/"+id+"/approve")
+	a = f.stepUpIfAsked(tom, "/console/approvals/"+id+"/approve", tomSecret, tom.post("/console/approvals/"+id+"/approve", nil))
+	wantRedirect(t, a, "/console/approvals")
+	want(t, tom.get("/console/approvals?status=approved"), http.StatusOK, id)
+
+	add.Set("approval_id", id)
+	a = f.stepUpIfAsked(tina, "/console/users", tinaSecret, tina.post("/console/users", add))
+	want(t, a, http.StatusOK, `id="one-time-password"`, "amy")
+}
+
+// TestSIEMDestination adds a TCP syslog destination with step-up, sends
+// it a test event that a listener on 127.0.0.1 receives, and removes it.
+func TestSIEMDestination(t *testing.T) {
+	f := newFixture(t)
+	root, secret, _ := f.firstRun("root", f.init.OneTimePassword)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// The receiver keeps the connection open (the sender treats a close
+	// right after its write as an unconfirmed delivery).
+	got := make(chan string, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4096)
+		n, _ := c.Read(buf)
+		got <- string(buf[:n])
+		<-done
+	}()
+	form := url.Values{"name": {"lab-syslog"}, "kind": {"tcp"}, "address": {ln.Addr().String()}, "format": {"ocsf"}}
+	a := root.post("/console/siem", form)
+	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, "siem.configure")
+	a = f.stepUpIfAsked(root, "/console/siem", secret, a)
+	wantRedirect(t, a, "/console/siem")
+	want(t, root.get("/console/siem"), http.StatusOK, "lab-syslog", ln.Addr().String())
+	want(t, root.get("/console/"), http.StatusOK, "lab-syslog")
+
+	a = root.post("/console/siem/lab-syslog/test", url.Values{"tenant": {""}})
+	wantRedirect(t, a, "/console/siem")
+	if !strings.Contains(a.location(), "delivered") {
+		t.Fatalf("test delivery: %s", a.location())
+	}
+	select {
+	case msg := <-got:
+		if !strings.Contains(msg, "firewalliq") && !strings.Contains(msg, "FirewallIQ") {
+			t.Fatalf("listener got %q", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener received nothing")
+	}
+
+	a = root.post("/console/siem/lab-syslog/remove", url.Values{"tenant": {""}})
+	a = f.stepUpIfAsked(root, "/console/siem/lab-syslog/remove", secret, a)
+	wantRedirect(t, a, "/console/siem")
+	want(t, root.get("/console/siem"), http.StatusOK, "No destinations.")
+}
+
+// TestNotFoundAndRateLimit checks the console's 404 page and that the
+// sign-in form shares the API's per-address rate limit (10 a minute).
+func TestNotFoundAndRateLimit(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser()
+	want(t, b.get("/console/no-such-page"), http.StatusNotFound, `id="request-id"`, "<!DOCTYPE html>")
+	// The TOTP step without a pending session: refused by the service
+	// without counting a failure, so only the HTTP limiter can say 429.
+	var last answer
+	for i := 0; i < 12; i++ {
+		last = b.post("/console/login/totp", url.Values{"code": {"123456"}})
+		if last.status == http.StatusTooManyRequests {
+			break
+		}
+	}
+	want(t, last, http.StatusTooManyRequests, "Too many attempts", `id="request-id"`)
+	if last.header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After")
 	}
 }

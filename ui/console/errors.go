@@ -1,7 +1,9 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -109,7 +111,18 @@ func (c *Console) stepUp(next handler) handler {
 		op, req := r.PostFormValue(fieldStepUpOp), r.PostFormValue(fieldStepUpRequest)
 		if code != "" || op != "" {
 			p, _ := principal(ec)
-			if _, err := c.d.Auth.StepUpFor(r.Context(), p, auth.Operation(op), []byte(req), code); err != nil {
+			// StepUp with the request's own tenant, not StepUpFor: the
+			// challenge of a role-grant approval names user.role.approve
+			// while its request says "op":"approval.grant"
+			// (auth.ApproveRequest), which StepUpFor refuses. The grant is
+			// bound to the operation and the request's digest either way.
+			var rt struct {
+				Tenant string `json:"tenant"`
+			}
+			if err := json.Unmarshal([]byte(req), &rt); err != nil {
+				return fmt.Errorf("step-up request is not a JSON object: %w", auth.ErrInvalid)
+			}
+			if _, err := c.d.Auth.StepUp(r.Context(), p, auth.Operation(op), rt.Tenant, []byte(req), code); err != nil {
 				if errors.Is(err, auth.ErrInvalidCode) || errors.Is(err, auth.ErrReplay) || errors.Is(err, auth.ErrStepUpRequired) {
 					return c.renderStepUp(ec, &auth.StepUpChallenge{Op: auth.Operation(op), Request: []byte(req)}, "That code was not accepted; wait for the next one and try again.")
 				}
