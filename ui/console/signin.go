@@ -206,6 +206,17 @@ func qrURL(uri string) template.URL {
 	return template.URL(uri) //nolint:gosec // checked above: a base64 PNG
 }
 
+// recoveryCodesPost replaces the user's recovery codes (step-up) and shows
+// the new ones once.
+func (c *Console) recoveryCodesPost(ec echo.Context) error {
+	p, _ := principal(ec)
+	codes, err := c.d.Auth.RegenerateRecoveryCodes(ec.Request().Context(), p, "")
+	if err != nil {
+		return err
+	}
+	return c.render(ec, http.StatusOK, "codes", view{Title: "New recovery codes", Data: map[string]any{"Codes": codes, "Next": Prefix + "/sessions"}})
+}
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func trimFloat(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
