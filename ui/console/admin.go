@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +56,7 @@ func back(page, tenant string) string {
 	if tenant == "" {
 		return Prefix + page
 	}
-	return Prefix + page + "?tenant=" + tenant
+	return Prefix + page + "?tenant=" + url.QueryEscape(tenant)
 }
 
 // --- users ---

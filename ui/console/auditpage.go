@@ -96,10 +96,12 @@ func (c *Console) auditPage(ec echo.Context) error {
 		d.Checkpoint = &cp
 		d.RootB64 = base64.StdEncoding.EncodeToString(cp.Root[:])
 	}
+	v := view{Title: "Audit log", Nav: "audit", Tenant: tenant, Tenants: tenants}
 	if h, err := c.d.Health(ctx); err == nil {
-		d.Health = h
+		d.Health, v.health = h, &h
 	}
-	return c.render(ec, http.StatusOK, "audit", view{Title: "Audit log", Nav: "audit", Tenant: tenant, Tenants: tenants, Data: d})
+	v.Data = d
+	return c.render(ec, http.StatusOK, "audit", v)
 }
 
 // --- scopes ---

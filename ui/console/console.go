@@ -232,7 +232,10 @@ func (c *Console) limited(mw echo.MiddlewareFunc, h handler) handler {
 // that page turns into an error page.
 type handler func(ec echo.Context) error
 
-const ctxPrincipal = "fiq.console.principal"
+// ctxPrincipal is the echo context key of the signed-in principal: the
+// same key the API's middleware uses, so the access log names the user of
+// page requests too.
+const ctxPrincipal = "fiq.principal"
 
 // principal is the signed-in user of a page behind signedIn.
 func principal(ec echo.Context) (auth.Principal, bool) {
@@ -295,6 +298,8 @@ type view struct {
 	Tenant  string
 	Tenants []tenantOption
 	Data    any
+	// health, when a handler already read it, saves render a second read.
+	health *Health
 }
 
 type menuItem struct {
@@ -353,7 +358,9 @@ func (c *Console) render(ec echo.Context, status int, name string, v view) error
 			v.CSRF, _ = auth.CSRFToken(sessionToken(ec))
 		}
 	}
-	if h, err := c.d.Health(ctx); err != nil {
+	if v.health != nil {
+		v.Alarm = v.health.Alarm
+	} else if h, err := c.d.Health(ctx); err != nil {
 		v.AlarmUnknown = true
 	} else {
 		v.Alarm = h.Alarm

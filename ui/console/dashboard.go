@@ -44,8 +44,11 @@ func (c *Console) dashboard(ec echo.Context) error {
 	}
 	d.Kinds = strings.Join(kinds, ", ")
 	h, err := c.d.Health(ctx)
+	var known *Health
 	if err != nil {
 		d.HealthErr = true
+	} else {
+		known = &h
 	}
 	d.Health = h
 	// Destinations of other tenants are not this user's business.
@@ -66,7 +69,7 @@ func (c *Console) dashboard(ec echo.Context) error {
 			d.Recent = append(d.Recent, pg.Entries[i])
 		}
 	}
-	return c.render(ec, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", Flash: flashOf(ec), Data: d})
+	return c.render(ec, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", Flash: flashOf(ec), Data: d, health: known})
 }
 
 // activityChart draws audit entries per hour over the last 24 hours as an
