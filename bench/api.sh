@@ -56,7 +56,7 @@ EOF
 }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; } # KiB
 
-FIQ_LOG_LEVEL=warn "$BIN" serve --data "$WORK/data" --listen "127.0.0.1:$PORT" >"$OUT/serve.out" 2>"$OUT/serve.log" &
+"$BIN" serve --data "$WORK/data" --listen "127.0.0.1:$PORT" >"$OUT/serve.out" 2>"$OUT/serve.log" &
 SERVER=$!
 for _ in $(seq 50); do curl -skf "$ADDR/healthz" >/dev/null && break; sleep 0.2; done
 

@@ -7,7 +7,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"firewalliq/appliance/auth"
-	"firewalliq/appliance/store"
 )
 
 type tenantOut struct {
@@ -205,6 +204,9 @@ func (s *Server) revokeToken(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// ticketOut is a support ticket. Its fields are those of
+// store.SupportTicket in the same order, so a ticket converts to it
+// directly (ticketOut(t)) and the adapter needs no store import.
 type ticketOut struct {
 	ID            string    `json:"id"`
 	TenantID      string    `json:"tenant_id"`
@@ -216,9 +218,9 @@ type ticketOut struct {
 	ClosedAt      time.Time `json:"closed_at,omitzero"`
 }
 
-func ticketOf(t store.SupportTicket) ticketOut {
-	return ticketOut{ID: t.ID, TenantID: t.TenantID, SupportUserID: t.SupportUserID, OpenedBy: t.OpenedBy, Reason: t.Reason,
-		OpenedAt: t.OpenedAt.UTC(), ExpiresAt: t.ExpiresAt.UTC(), ClosedAt: utc(t.ClosedAt)}
+func (t ticketOut) utc() ticketOut {
+	t.OpenedAt, t.ExpiresAt, t.ClosedAt = utc(t.OpenedAt), utc(t.ExpiresAt), utc(t.ClosedAt)
+	return t
 }
 
 func (s *Server) listSupport(c echo.Context) error {
@@ -232,7 +234,7 @@ func (s *Server) listSupport(c echo.Context) error {
 	}
 	out := make([]ticketOut, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, ticketOf(t))
+		out = append(out, ticketOut(t).utc())
 	}
 	return c.JSON(http.StatusOK, paginate(out, func(t ticketOut) string { return t.ID }, pg))
 }
@@ -255,7 +257,7 @@ func (s *Server) openSupport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, ticketOf(t))
+	return c.JSON(http.StatusCreated, ticketOut(t).utc())
 }
 
 func (s *Server) closeSupport(c echo.Context) error {

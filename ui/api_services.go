@@ -451,7 +451,7 @@ func (s *Server) exportURL(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	res, err := s.d.Evidence.Export(c.Request().Context(), evidence.ExportRequest{Principal: principal(c), Key: in.Key, VersionID: in.VersionID, RequestID: c.Param("id")})
+	res, err := s.d.Evidence.Export(c.Request().Context(), evidence.ExportRequest{Principal: principal(c), Tenant: tenantParam(c), Key: in.Key, VersionID: in.VersionID, RequestID: c.Param("id")})
 	if err != nil {
 		return err
 	}

@@ -264,6 +264,24 @@ func matrixRoutes(f *fixture) []matrixRoute {
 		{"POST", "/api/v1/approvals/" + noSuchID + "/approve", auth.OpApprovalGrant, none, false},
 		{"POST", "/api/v1/approvals/" + noSuchID + "/deny", auth.OpApprovalDeny, func(string) string { return `{"reason":"no"}` }, false},
 		{"POST", "/api/v1/approvals/" + noSuchID + "/void", auth.OpApprovalVoid, func(string) string { return `{"reason":"no"}` }, false},
+		{"GET", "/api/v1/alerts", auth.OpAnomalyRead, none, true},
+		{"POST", "/api/v1/alerts/99999/ack", auth.OpAnomalyAck, func(string) string { return `{"comment":"seen"}` }, true},
+		{"GET", "/api/v1/siem/destinations", auth.OpSIEMRead, none, true},
+		{"POST", "/api/v1/siem/destinations", auth.OpSIEMConfigure, func(string) string { return `{"name":"m","kind":"udp","address":"127.0.0.1:514"}` }, true},
+		{"DELETE", "/api/v1/siem/destinations/" + noSuchID, auth.OpSIEMConfigure, none, true},
+		{"POST", "/api/v1/siem/destinations/" + noSuchID + "/test", auth.OpSIEMTest, none, true},
+		{"GET", "/api/v1/siem/status", auth.OpSIEMRead, none, true},
+		{"GET", "/api/v1/audit/entries", auth.OpAuditRead, none, true},
+		{"GET", "/api/v1/audit/checkpoint", auth.OpAuditRead, none, true},
+		{"GET", "/api/v1/audit/alarm", auth.OpAuditRead, none, true},
+		{"POST", "/api/v1/audit/alarm/ack", auth.OpAuditAlarmAck, func(string) string { return `{"comment":"seen"}` }, false},
+		{"GET", "/api/v1/scopes", auth.OpScopeRead, none, true},
+		{"POST", "/api/v1/scopes", auth.OpScopeRegister, func(string) string { return `{"document":{}}` }, true},
+		{"GET", "/api/v1/scopes/" + noSuchID, auth.OpScopeRead, none, true},
+		{"GET", "/api/v1/evidence", auth.OpEvidenceRead, none, true},
+		{"POST", "/api/v1/evidence/exports", auth.OpEvidenceExport, func(string) string { return `{"key":"k","version_id":"v"}` }, false},
+		{"GET", "/api/v1/evidence/exports/" + noSuchID, auth.OpApprovalList, none, false},
+		{"POST", "/api/v1/evidence/exports/" + noSuchID + "/url", auth.OpEvidenceExport, func(string) string { return `{"key":"k","version_id":"v"}` }, true},
 	}
 }
 
@@ -288,7 +306,7 @@ func TestRoleMatrix(t *testing.T) {
 				switch {
 				case perm.ApplianceOnly && !applianceAdmin:
 					allowed = false
-				case applianceAdmin && !perm.ApplianceOnly && !selfService && !rt.tenant:
+				case applianceAdmin && !perm.ApplianceOnly && !perm.ApplianceWide && !selfService && !rt.tenant:
 					allowed = false // must name a tenant, and this route cannot
 				case u.role == store.RoleSupport && !selfService:
 					allowed = false // no open ticket
@@ -631,7 +649,7 @@ func TestReadyAndMetrics(t *testing.T) {
 		t.Fatalf("not ready: %d %s", rec.Code, rec.Body)
 	}
 	rec = f.do(request{method: "GET", path: "/metrics", remote: "127.0.0.1:5555"})
-	for _, want := range []string{"fiq_http_request_duration_seconds_bucket", `fiq_siem_pending_events{destination="soc"} 3`, "fiq_audit_entries 10", "fiq_audit_tamper_alarm 1", "fiq_audit_unsigned_entries 2", "fiq_scans_running 0", "fiq_probe_packets_sent_total 0"} {
+	for _, want := range []string{"fiq_http_request_duration_seconds_bucket", `fiq_siem_pending_events{destination="soc"} 3`, "fiq_audit_entries 10", "fiq_audit_tamper_alarm 1", "fiq_audit_unsigned_entries 2", "fiq_scans_running 0", "fiq_probe_packets_sent_total 0", "fiq_probe_cap_pps 0"} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -644,5 +662,43 @@ func TestReadyAndMetrics(t *testing.T) {
 	}
 	if rec := f.do(request{method: "GET", path: "/metrics", bearer: f.createToken("a-op", store.RoleOperator)}); rec.Code != 403 {
 		t.Fatalf("operator token: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestEveryRouteRefusesCSRFAndOversize: every state-changing route with a
+// session refuses a request without the CSRF token (403 csrf, audited), and
+// every route refuses a body over the limit (413 too_large, nothing
+// audited) before its handler runs.
+func TestEveryRouteRefusesCSRFAndOversize(t *testing.T) {
+	f := newFixture(t)
+	big := `{"name":"` + strings.Repeat("x", 1<<20) + `"}`
+	for _, op := range apiOps() {
+		path := pathParam.ReplaceAllString(op.path, noSuchID)
+		if op.auth == "session" && op.method != "GET" {
+			t.Run("csrf "+op.method+" "+path, func(t *testing.T) {
+				f.t = t
+				before := f.head()
+				rec := f.do(request{method: op.method, path: path, as: "a-admin", body: "{}", noCSRF: true})
+				if rec.Code != 403 || !strings.Contains(rec.Body.String(), `"csrf"`) {
+					t.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+				if got := actions(f.since(before)); !slices.Equal(got, []string{"access.denied"}) {
+					t.Fatalf("audit %v", got)
+				}
+			})
+		}
+		if op.method != "GET" {
+			t.Run("oversized "+op.method+" "+path, func(t *testing.T) {
+				f.t = t
+				before := f.head()
+				rec := f.do(request{method: op.method, path: path, as: "a-admin", body: big})
+				if rec.Code != 413 || !strings.Contains(rec.Body.String(), `"too_large"`) {
+					t.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+				if got := f.since(before); len(got) != 0 {
+					t.Fatalf("audit %v", actions(got))
+				}
+			})
+		}
 	}
 }

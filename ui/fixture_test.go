@@ -96,14 +96,28 @@ var fixtureUsers = []struct{ key, tenant, role string }{
 
 func newFixture(t *testing.T, mod ...func(*Deps)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil, mod...)
+}
+
+// newFixtureWith is newFixture with a hook that runs on the initialised
+// data directory before the appliance is opened (to tamper with it).
+func newFixtureWith(t *testing.T, beforeOpen func(appliance.Config, func() time.Time), mod ...func(*Deps)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	// 5 s into a 30 s TOTP step, so each code() lands in a fresh step.
 	clk := &clock{t: time.Date(2026, 11, 27, 14, 0, 5, 0, time.UTC)}
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	// A local (not WORM) evidence vault, so the evidence routes have a
+	// service behind them; production mode would refuse it.
+	cfg.Production = false
+	cfg.Vault.Backend = "local"
 	res, err := appliance.Init(ctx, cfg, appliance.InitOptions{Admin: "root", Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if beforeOpen != nil {
+		beforeOpen(cfg, clk.now)
 	}
 	logs := &syncBuffer{}
 	app, err := appliance.OpenWith(ctx, cfg, clk.now, appliance.Options{LogOutput: logs})

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -14,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"firewalliq/appliance/auth"
-	"firewalliq/appliance/store"
 )
 
 // Status is the appliance's health, gathered by the composition root (the
@@ -34,6 +32,9 @@ type Status struct {
 	Vault *VaultStatus `json:"vault,omitempty"`
 	// SIEM is each destination's delivery state.
 	SIEM []SIEMStatus `json:"siem"`
+	// CapPPS is the compiled-in safety profile's global packet-rate cap,
+	// the line the packets-sent rate is measured against.
+	CapPPS int `json:"cap_pps"`
 	// Errors are problems met while gathering the status itself.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -130,7 +131,7 @@ func newMetrics(status func(context.Context) Status, extra prometheus.Gatherer) 
 		m.latency,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&statusCollector{status: status},
+		newStatusCollector(status),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -145,26 +146,43 @@ func (m *metrics) observe(method, route string, code int, d time.Duration) {
 
 // statusCollector turns Status into gauges at scrape time.
 type statusCollector struct {
-	status func(context.Context) Status
+	status            func(context.Context) Status
+	descAuditSize     *prometheus.Desc
+	descCheckpointAge *prometheus.Desc
+	descCheckpointLag *prometheus.Desc
+	descAlarm         *prometheus.Desc
+	descStoreUp       *prometheus.Desc
+	descSpoolBytes    *prometheus.Desc
+	descSpoolPending  *prometheus.Desc
+	descSIEMLag       *prometheus.Desc
+	descSIEMPending   *prometheus.Desc
+	descSIEMBytes     *prometheus.Desc
+	descScans         *prometheus.Desc
+	descPackets       *prometheus.Desc
+	descCapPPS        *prometheus.Desc
 }
 
-var (
-	descAuditSize     = prometheus.NewDesc("fiq_audit_entries", "Number of entries in the audit log.", nil, nil)
-	descCheckpointAge = prometheus.NewDesc("fiq_audit_checkpoint_age_seconds", "Seconds since the latest signed audit checkpoint (absent when unknown).", nil, nil)
-	descCheckpointLag = prometheus.NewDesc("fiq_audit_unsigned_entries", "Audit entries not yet covered by a signed checkpoint.", nil, nil)
-	descAlarm         = prometheus.NewDesc("fiq_audit_tamper_alarm", "1 while an audit tamper alarm is raised and not acknowledged.", nil, nil)
-	descStoreUp       = prometheus.NewDesc("fiq_store_up", "1 when the SQLite store answers.", nil, nil)
-	descSpoolBytes    = prometheus.NewDesc("fiq_evidence_spool_bytes", "Bytes of evidence waiting in the local spool for upload (absent without a vault).", nil, nil)
-	descSpoolPending  = prometheus.NewDesc("fiq_evidence_spool_objects", "Evidence objects waiting in the local spool (absent without a vault).", nil, nil)
-	descSIEMLag       = prometheus.NewDesc("fiq_siem_lag_seconds", "Age of the oldest undelivered event per SIEM destination (0 when none is pending).", []string{"destination"}, nil)
-	descSIEMPending   = prometheus.NewDesc("fiq_siem_pending_events", "Undelivered events per SIEM destination.", []string{"destination"}, nil)
-	descSIEMBytes     = prometheus.NewDesc("fiq_siem_pending_bytes", "Bytes of undelivered events per SIEM destination.", []string{"destination"}, nil)
-	descScans         = prometheus.NewDesc("fiq_scans_running", "Scans running now. Always 0 in this build: the scan service is not wired into serve yet.", nil, nil)
-	descPackets       = prometheus.NewDesc("fiq_probe_packets_sent_total", "Probe packets sent by scans run by serve. Always 0 in this build: the scan service is not wired into serve yet.", nil, nil)
-)
+func newStatusCollector(status func(context.Context) Status) *statusCollector {
+	return &statusCollector{
+		status:            status,
+		descAuditSize:     prometheus.NewDesc("fiq_audit_entries", "Number of entries in the audit log.", nil, nil),
+		descCheckpointAge: prometheus.NewDesc("fiq_audit_checkpoint_age_seconds", "Seconds since the latest signed audit checkpoint (absent when unknown).", nil, nil),
+		descCheckpointLag: prometheus.NewDesc("fiq_audit_unsigned_entries", "Audit entries not yet covered by a signed checkpoint.", nil, nil),
+		descAlarm:         prometheus.NewDesc("fiq_audit_tamper_alarm", "1 while an audit tamper alarm is raised and not acknowledged.", nil, nil),
+		descStoreUp:       prometheus.NewDesc("fiq_store_up", "1 when the SQLite store answers.", nil, nil),
+		descSpoolBytes:    prometheus.NewDesc("fiq_evidence_spool_bytes", "Bytes of evidence waiting in the local spool for upload (absent without a vault).", nil, nil),
+		descSpoolPending:  prometheus.NewDesc("fiq_evidence_spool_objects", "Evidence objects waiting in the local spool (absent without a vault).", nil, nil),
+		descSIEMLag:       prometheus.NewDesc("fiq_siem_lag_seconds", "Age of the oldest undelivered event per SIEM destination (0 when none is pending).", []string{"destination"}, nil),
+		descSIEMPending:   prometheus.NewDesc("fiq_siem_pending_events", "Undelivered events per SIEM destination.", []string{"destination"}, nil),
+		descSIEMBytes:     prometheus.NewDesc("fiq_siem_pending_bytes", "Bytes of undelivered events per SIEM destination.", []string{"destination"}, nil),
+		descScans:         prometheus.NewDesc("fiq_scans_running", "Scans running now. Always 0 in this build: the scan service is not wired into serve yet.", nil, nil),
+		descCapPPS:        prometheus.NewDesc("fiq_probe_cap_pps", "The compiled-in safety profile's global packet-rate cap (packets per second).", nil, nil),
+		descPackets:       prometheus.NewDesc("fiq_probe_packets_sent_total", "Probe packets sent by scans run by serve. Always 0 in this build: the scan service is not wired into serve yet.", nil, nil),
+	}
+}
 
 func (sc *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAuditSize, descCheckpointAge, descCheckpointLag, descAlarm, descStoreUp, descSpoolBytes, descSpoolPending, descSIEMLag, descSIEMPending, descSIEMBytes, descScans, descPackets} {
+	for _, d := range []*prometheus.Desc{sc.descAuditSize, sc.descCheckpointAge, sc.descCheckpointLag, sc.descAlarm, sc.descStoreUp, sc.descSpoolBytes, sc.descSpoolPending, sc.descSIEMLag, sc.descSIEMPending, sc.descSIEMBytes, sc.descScans, sc.descPackets, sc.descCapPPS} {
 		ch <- d
 	}
 }
@@ -180,46 +198,48 @@ func (sc *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.StoreError != "" {
 		up = 0
 	}
-	gauge(descStoreUp, up)
-	gauge(descAuditSize, float64(st.AuditSize))
-	gauge(descCheckpointLag, float64(max(st.AuditSize-st.AuditCheckpointSize, 0)))
+	gauge(sc.descStoreUp, up)
+	gauge(sc.descAuditSize, float64(st.AuditSize))
+	gauge(sc.descCheckpointLag, float64(max(st.AuditSize-st.AuditCheckpointSize, 0)))
 	if !st.AuditCheckpointAt.IsZero() {
-		gauge(descCheckpointAge, time.Since(st.AuditCheckpointAt).Seconds())
+		gauge(sc.descCheckpointAge, time.Since(st.AuditCheckpointAt).Seconds())
 	}
 	alarm := 0.0
 	if st.AuditAlarm != "" {
 		alarm = 1
 	}
-	gauge(descAlarm, alarm)
+	gauge(sc.descAlarm, alarm)
 	if st.Vault != nil {
-		gauge(descSpoolBytes, float64(st.Vault.SpoolBytes))
-		gauge(descSpoolPending, float64(st.Vault.SpoolPending))
+		gauge(sc.descSpoolBytes, float64(st.Vault.SpoolBytes))
+		gauge(sc.descSpoolPending, float64(st.Vault.SpoolPending))
 	}
 	for _, d := range st.SIEM {
-		gauge(descSIEMLag, d.Lag.Seconds(), d.Name)
-		gauge(descSIEMPending, float64(d.Pending), d.Name)
-		gauge(descSIEMBytes, float64(d.PendingBytes), d.Name)
+		gauge(sc.descSIEMLag, d.Lag.Seconds(), d.Name)
+		gauge(sc.descSIEMPending, float64(d.Pending), d.Name)
+		gauge(sc.descSIEMBytes, float64(d.PendingBytes), d.Name)
 	}
-	gauge(descScans, 0)
-	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, 0)
+	gauge(sc.descScans, 0)
+	gauge(sc.descCapPPS, float64(st.CapPPS))
+	ch <- prometheus.MustNewConstMetric(sc.descPackets, prometheus.CounterValue, 0)
 }
 
 // metricsHandler serves Prometheus metrics to loopback clients, and to
-// others only with an API token of an admin or auditor (the numbers say
-// how busy the appliance is and where its SIEM stands).
+// others only with an API token whose role may read the audit log (admin,
+// security lead, auditor): the numbers say how busy the appliance is and
+// where its SIEM stands.
 func (s *Server) metricsHandler(c echo.Context) error {
 	r := c.Request()
 	if !loopback(r) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
 			return auth.ErrUnauthenticated
 		}
-		p, err := s.d.Auth.AuthenticateToken(r.Context(), strings.TrimSpace(tok), auth.ClientFrom(r))
+		p, err := s.d.Auth.AuthenticateToken(r.Context(), tok, auth.ClientFrom(r))
 		if err != nil {
 			return err
 		}
-		if p.Role != store.RoleAdmin && p.Role != store.RoleAuditor {
-			return apiError("forbidden", "metrics need an admin or auditor API token")
+		if !auth.Allowed(p.Role, auth.OpAuditRead) {
+			return apiError("forbidden", "metrics need an API token whose role may read the audit log")
 		}
 	}
 	s.metrics.handler.ServeHTTP(c.Response(), r)

@@ -44,7 +44,7 @@ func apiOps() []apiOp {
 	return []apiOp{
 		{method: "GET", path: "/healthz", id: "healthz", summary: "Process is up", tag: "health", auth: "none", status: 200, resp: "Health"},
 		{method: "GET", path: "/readyz", id: "readyz", summary: "Ready: store open, audit verified without a tamper alarm, vault usable (503 otherwise)", tag: "health", auth: "none", status: 200, resp: "Ready", errors: []int{503}},
-		{method: "GET", path: "/metrics", id: "metrics", summary: "Prometheus metrics (loopback, or an admin/auditor API token)", tag: "health", auth: "metrics", status: 200, resp: "raw"},
+		{method: "GET", path: "/metrics", id: "metrics", summary: "Prometheus metrics (loopback, or an API token of a role that may read the audit log)", tag: "health", auth: "metrics", status: 200, resp: "raw"},
 		{method: "GET", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", tag: "meta", auth: "none", status: 200, resp: "raw"},
 		{method: "GET", path: "/api/v1/version", id: "version", summary: "Build information", tag: "meta", auth: "none", status: 200, resp: "Version"},
 
@@ -105,7 +105,7 @@ func apiOps() []apiOp {
 		{method: "GET", path: "/api/v1/evidence", id: "listEvidence", summary: "Recorded evidence objects", tag: "evidence", auth: "session", list: true, query: []string{"tenant", "prefix"}, status: 200, resp: "EvidenceList", errors: []int{503}},
 		{method: "POST", path: "/api/v1/evidence/exports", id: "requestExport", summary: "Ask for an evidence export: opens its dual-approval request", tag: "evidence", auth: "session", body: "ExportRequest", status: 201, resp: "Approval", errors: []int{503}},
 		{method: "GET", path: "/api/v1/evidence/exports/{id}", id: "getExport", summary: "An export request with its approvals", tag: "evidence", auth: "session", status: 200, resp: "Approval"},
-		{method: "POST", path: "/api/v1/evidence/exports/{id}/url", id: "exportURL", summary: "Mint the 5-minute pre-signed URL of an approved export (once)", tag: "evidence", auth: "session", stepUp: true, body: "ExportRequest", status: 200, resp: "ExportURL", errors: []int{409, 423, 503}},
+		{method: "POST", path: "/api/v1/evidence/exports/{id}/url", id: "exportURL", summary: "Mint the 5-minute pre-signed URL of an approved export (once)", tag: "evidence", auth: "session", stepUp: true, query: []string{"tenant"}, body: "ExportRequest", status: 200, resp: "ExportURL", errors: []int{409, 423, 503}},
 	}
 }
 

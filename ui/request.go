@@ -32,11 +32,11 @@ func (s *Server) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 			err error
 		)
 		if h := r.Header.Get("Authorization"); h != "" {
-			tok, ok := strings.CutPrefix(h, "Bearer ")
+			tok, ok := bearer(h)
 			if !ok {
 				return auth.ErrUnauthenticated
 			}
-			p, err = s.d.Auth.AuthenticateToken(r.Context(), strings.TrimSpace(tok), auth.ClientFrom(r))
+			p, err = s.d.Auth.AuthenticateToken(r.Context(), tok, auth.ClientFrom(r))
 		} else {
 			p, err = s.d.Auth.Authenticate(r.Context(), auth.RequestFrom(r))
 		}
@@ -46,6 +46,16 @@ func (s *Server) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(ctxPrincipal, p)
 		return next(c)
 	}
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header
+// (the scheme is case-insensitive, RFC 9110 section 11.1).
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
 }
 
 func principalOf(c echo.Context) (auth.Principal, bool) {

@@ -105,6 +105,9 @@ func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
 		return ui.Status{StoreError: "health unavailable", Errors: []string{"health: " + err.Error()}}
 	}
 	st := ui.Status{StoreError: h.StoreErr, AuditSize: h.AuditSize, AuditCheckpointSize: h.CheckpointSize}
+	if prof, err := safety.Load(); err == nil {
+		st.CapPPS = prof.GlobalPPS
+	}
 	if h.CheckpointSize > 0 {
 		st.AuditCheckpointAt = app.Now().Add(-h.CheckpointAge)
 	}
