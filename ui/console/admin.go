@@ -25,6 +25,9 @@ import (
 // errUnavailable is returned by pages whose service is not configured.
 var errUnavailable = fmt.Errorf("this part of the appliance is not configured: %w", auth.ErrInvalid)
 
+// errInvalid is a refusal of the form's input, shown with msg.
+func errInvalid(msg string) error { return fmt.Errorf("%s: %w", msg, auth.ErrInvalid) }
+
 // tenantFor is the tenant an action or page is for: what an appliance
 // admin picked (?tenant= or the form's "tenant"), "" (the principal's own)
 // for everyone else. An appliance admin who picked none gets the first

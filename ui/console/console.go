@@ -30,6 +30,7 @@ import (
 
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
@@ -72,6 +73,8 @@ type Deps struct {
 	SIEM *destinations.Service
 	// Scopes is the scope registry.
 	Scopes *scan.Scopes
+	// Evidence is the evidence vault; nil when none is configured.
+	Evidence *evidence.Service
 	// Health reports the appliance's state (no tenant data): the tamper
 	// banner on every page, and the dashboard.
 	Health func(ctx context.Context) (Health, error)
@@ -204,6 +207,9 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/siem/:name/remove", c.stepUp(c.siemRemove))
 	a(http.MethodPost, "/siem/:name/test", c.stepUp(c.siemTest))
 	a(http.MethodGet, "/audit", c.auditPage)
+	a(http.MethodGet, "/evidence", c.evidencePage)
+	a(http.MethodPost, "/evidence/export", c.exportRequest)
+	a(http.MethodPost, "/evidence/export/:id/link", c.stepUp(c.exportLink))
 	a(http.MethodGet, "/scopes", c.scopesPage)
 	a(http.MethodGet, "/scopes/:id", c.scopePage)
 	// Anything else under the console is a page that does not exist.
@@ -329,6 +335,7 @@ func menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/siem", "SIEM", "siem"}, auth.OpSIEMRead, false},
 		{menuItem{Prefix + "/audit", "Audit log", "audit"}, auth.OpAuditRead, false},
 		{menuItem{Prefix + "/scopes", "Scopes", "scopes"}, auth.OpScopeRead, false},
+		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
 	}
 	var out []menuItem

@@ -66,13 +66,16 @@ type fixture struct {
 	dir  string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	// 5 s into a 30 s TOTP step, so each code() lands in a fresh step.
 	clk := &clock{t: time.Now().UTC().Truncate(30 * time.Second).Add(5 * time.Second)}
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	for _, m := range cfgMod {
+		m(&cfg)
+	}
 	res, err := appliance.Init(ctx, cfg, appliance.InitOptions{Admin: "root", Tenant: "alpha", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +91,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	pages, err := console.New(console.Deps{Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, Profile: prof, Logger: logger, Now: clk.Now,
+	pages, err := console.New(console.Deps{Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, Evidence: app.Evidence, Profile: prof, Logger: logger, Now: clk.Now,
 		Health: func(ctx context.Context) (console.Health, error) {
 			h, err := app.Health(ctx)
 			return console.Health{StoreErr: h.StoreErr, AuditIntact: h.AuditIntact, Alarm: h.Alarm, AuditSize: h.AuditSize,
@@ -97,7 +100,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Pages: pages, Logger: logger, Now: clk.Now})
+	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Pages: pages, Logger: logger, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
