@@ -320,9 +320,9 @@ func (c *Console) approvalsPage(ec echo.Context) error {
 	for _, a := range as {
 		mine := a.RequesterID == p.UserID
 		vs = append(vs, approvalView{Approval: a,
-			CanApprove: !mine && auth.Allowed(p.Role, auth.ApproveOperation(a.Kind)),
-			CanDeny:    !mine && a.Kind != auth.KindRoleGrant && auth.Allowed(p.Role, auth.OpApprovalDeny),
-			CanVoid:    auth.Allowed(p.Role, auth.OpApprovalVoid) && (mine || p.Role == store.RoleAdmin || p.Role == store.RoleSecurityLead),
+			CanApprove: !mine && c.allowed(p.Role, auth.ApproveOperation(a.Kind)),
+			CanDeny:    !mine && a.Kind != auth.KindRoleGrant && c.allowed(p.Role, auth.OpApprovalDeny),
+			CanVoid:    c.allowed(p.Role, auth.OpApprovalVoid) && (mine || p.Role == store.RoleAdmin || p.Role == store.RoleSecurityLead),
 		})
 	}
 	return c.render(ec, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Flash: flashOf(ec), Data: approvalsData{Approvals: vs, Status: status}})

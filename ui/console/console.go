@@ -91,6 +91,10 @@ type Console struct {
 	d     Deps
 	log   *slog.Logger
 	pages map[string]*template.Template
+	// perms is the permission matrix as a set of "role\x00operation",
+	// built once: auth.Allowed rebuilds the matrix on every call, and a
+	// page asks a dozen times.
+	perms map[string]bool
 }
 
 // New parses every template and checks the static assets. An error here
@@ -105,20 +109,33 @@ func New(d Deps) (*Console, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	pages, err := parseTemplates(templateFS)
+	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}}
+	for _, p := range auth.Permissions() {
+		for _, r := range p.Roles {
+			c.perms[r+"\x00"+string(p.Op)] = true
+		}
+	}
+	pages, err := parseTemplates(templateFS, funcs(c.allowed))
 	if err != nil {
 		return nil, err
 	}
 	if _, err := fs.Stat(staticFS, "static/console.css"); err != nil {
 		return nil, fmt.Errorf("console: static assets: %w", err)
 	}
-	return &Console{d: d, log: d.Logger, pages: pages}, nil
+	c.pages = pages
+	return c, nil
+}
+
+// allowed is auth.Allowed from the table built in New. It only decides
+// what to show: every service checks the matrix again.
+func (c *Console) allowed(role string, op auth.Operation) bool {
+	return c.perms[role+"\x00"+string(op)]
 }
 
 // parseTemplates parses layout.html with each page template into its own
 // set, so each page defines "title" and "content" without clashing.
-func parseTemplates(fsys fs.FS) (map[string]*template.Template, error) {
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(fsys, "templates/layout.html")
+func parseTemplates(fsys fs.FS, fm template.FuncMap) (map[string]*template.Template, error) {
+	base, err := template.New("layout.html").Funcs(fm).ParseFS(fsys, "templates/layout.html")
 	if err != nil {
 		return nil, fmt.Errorf("console: parse layout: %w", err)
 	}
@@ -317,7 +334,7 @@ type tenantOption struct {
 }
 
 // menu lists the pages p's role may open, in a fixed order.
-func menu(p auth.Principal) []menuItem {
+func (c *Console) menu(p auth.Principal) []menuItem {
 	// own marks pages whose service acts in the caller's own tenant only
 	// (no tenant argument): not for appliance admins, nor for support
 	// users without a ticket.
@@ -343,7 +360,7 @@ func menu(p auth.Principal) []menuItem {
 		if m.own && p.TenantID == "" {
 			continue
 		}
-		if m.op == "" || auth.Allowed(p.Role, m.op) {
+		if m.op == "" || c.allowed(p.Role, m.op) {
 			out = append(out, m.item)
 		}
 	}
@@ -360,7 +377,7 @@ func (c *Console) render(ec echo.Context, status int, name string, v view) error
 	ctx := ec.Request().Context()
 	if p, ok := principal(ec); ok {
 		v.P = &p
-		v.Menu = menu(p)
+		v.Menu = c.menu(p)
 		if v.CSRF == "" {
 			v.CSRF, _ = auth.CSRFToken(sessionToken(ec))
 		}

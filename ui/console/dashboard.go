@@ -32,7 +32,7 @@ type dashboardData struct {
 
 // recentWindow is how many of the newest entries the dashboard reads for
 // its list and chart: one bounded service page.
-const recentWindow = 500
+const recentWindow = 200
 
 func (c *Console) dashboard(ec echo.Context) error {
 	ctx := ec.Request().Context()
@@ -57,7 +57,7 @@ func (c *Console) dashboard(ec echo.Context) error {
 			d.SIEM = append(d.SIEM, s)
 		}
 	}
-	if c.d.Audit != nil && auth.Allowed(p.Role, auth.OpAuditRead) && (p.TenantID != "" || p.ApplianceAdmin()) {
+	if c.d.Audit != nil && c.allowed(p.Role, auth.OpAuditRead) && (p.TenantID != "" || p.ApplianceAdmin()) {
 		d.CanAudit = true
 		after := max(h.AuditSize-recentWindow, 0)
 		pg, err := c.d.Audit.Entries(ctx, p, "", after, recentWindow)

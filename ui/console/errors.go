@@ -155,38 +155,40 @@ func flashOf(ec echo.Context) string {
 	return f
 }
 
-// funcs are the templates' helpers.
-var funcs = template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "—"
-		}
-		return t.UTC().Format("2006-01-02 15:04:05Z")
-	},
-	"ago": func(d time.Duration) string {
-		switch {
-		case d <= 0:
-			return "just now"
-		case d < time.Minute:
-			return d.Round(time.Second).String() + " ago"
-		case d < time.Hour:
-			return d.Round(time.Minute).String() + " ago"
-		}
-		return d.Round(time.Hour).String() + " ago"
-	},
-	"has": func(p *auth.Principal, op string) bool {
-		return p != nil && auth.Allowed(p.Role, auth.Operation(op))
-	},
-	"bytes": func(n int64) string {
-		switch {
-		case n >= 1<<30:
-			return trimFloat(float64(n)/(1<<30)) + " GiB"
-		case n >= 1<<20:
-			return trimFloat(float64(n)/(1<<20)) + " MiB"
-		case n >= 1<<10:
-			return trimFloat(float64(n)/(1<<10)) + " KiB"
-		}
-		return itoa(n) + " B"
-	},
-	"str": func(b []byte) string { return string(b) },
+// funcs are the templates' helpers; allowed answers "has".
+func funcs(allowed func(role string, op auth.Operation) bool) template.FuncMap {
+	return template.FuncMap{
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.UTC().Format("2006-01-02 15:04:05Z")
+		},
+		"ago": func(d time.Duration) string {
+			switch {
+			case d <= 0:
+				return "just now"
+			case d < time.Minute:
+				return d.Round(time.Second).String() + " ago"
+			case d < time.Hour:
+				return d.Round(time.Minute).String() + " ago"
+			}
+			return d.Round(time.Hour).String() + " ago"
+		},
+		"has": func(p *auth.Principal, op string) bool {
+			return p != nil && allowed(p.Role, auth.Operation(op))
+		},
+		"bytes": func(n int64) string {
+			switch {
+			case n >= 1<<30:
+				return trimFloat(float64(n)/(1<<30)) + " GiB"
+			case n >= 1<<20:
+				return trimFloat(float64(n)/(1<<20)) + " MiB"
+			case n >= 1<<10:
+				return trimFloat(float64(n)/(1<<10)) + " KiB"
+			}
+			return itoa(n) + " B"
+		},
+		"str": func(b []byte) string { return string(b) },
+	}
 }

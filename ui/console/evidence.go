@@ -52,8 +52,8 @@ func (c *Console) showEvidence(ec echo.Context, link *evidence.ExportResult) err
 		return err
 	}
 	d := evidenceData{Objects: objs, Link: link,
-		CanExport: p.TenantID != "" && auth.Allowed(p.Role, auth.OpEvidenceExport)}
-	if p.TenantID != "" && auth.Allowed(p.Role, auth.OpApprovalList) {
+		CanExport: p.TenantID != "" && c.allowed(p.Role, auth.OpEvidenceExport)}
+	if p.TenantID != "" && c.allowed(p.Role, auth.OpApprovalList) {
 		as, err := c.d.Auth.ListApprovals(ctx, p, "")
 		if err != nil {
 			return err

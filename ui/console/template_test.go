@@ -6,13 +6,14 @@ import (
 	"testing/fstest"
 	"time"
 
+	"firewalliq/appliance/auth"
 	"firewalliq/audit"
 )
 
 // TestTemplatesParse checks that the embedded templates parse (New does
 // this at boot) and that a broken template fails instead of serving.
 func TestTemplatesParse(t *testing.T) {
-	if _, err := parseTemplates(templateFS); err != nil {
+	if _, err := parseTemplates(templateFS, funcs(func(string, auth.Operation) bool { return true })); err != nil {
 		t.Fatalf("embedded templates: %v", err)
 	}
 	layout, err := templateFS.ReadFile("templates/layout.html")
@@ -33,7 +34,7 @@ func TestTemplatesParse(t *testing.T) {
 				"templates/layout.html": {Data: layout},
 				"templates/bad.html":    {Data: []byte(tt.page)},
 			}
-			if _, err := parseTemplates(fsys); err == nil {
+			if _, err := parseTemplates(fsys, funcs(func(string, auth.Operation) bool { return true })); err == nil {
 				t.Fatal("a broken template parsed")
 			}
 		})
