@@ -44,10 +44,16 @@ func (c *Console) tenantFor(ec echo.Context, p auth.Principal) (string, []tenant
 	for _, t := range ts {
 		opts = append(opts, tenantOption{ID: t.ID, Name: t.Name})
 	}
-	picked := ec.QueryParam("tenant")
 	if ec.Request().Method == http.MethodPost {
-		picked = ec.Request().PostFormValue("tenant")
+		// A change acts only in the tenant the form names: never in a
+		// default the admin did not see.
+		picked := ec.Request().PostFormValue("tenant")
+		if picked == "" {
+			return "", nil, errInvalid("choose the tenant to act in")
+		}
+		return picked, opts, nil
 	}
+	picked := ec.QueryParam("tenant")
 	if picked == "" && len(opts) > 0 {
 		picked = opts[0].ID
 	}

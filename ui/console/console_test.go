@@ -156,6 +156,9 @@ func TestUsersStepUpAndRoles(t *testing.T) {
 	admin, secret, _ := f.firstRun("root", f.init.OneTimePassword)
 	tenant := f.init.TenantID
 
+	// An appliance admin's change must name its tenant.
+	want(t, admin.post("/console/users", url.Values{"name": {"olga"}, "role": {store.RoleOperator}}), http.StatusBadRequest, "choose the tenant")
+
 	// A wrong code shows the prompt again, with the fields kept.
 	a := admin.post("/console/users", url.Values{"tenant": {tenant}, "name": {"olga"}, "role": {store.RoleOperator}})
 	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, `value="olga"`)
