@@ -296,6 +296,14 @@ func TestUntrustedTextEscaped(t *testing.T) {
 	if strings.Contains(a.body, "<script>alert") {
 		t.Fatal("markup from the query was not escaped")
 	}
+	// Stored: a sign-in attempt whose user name is markup lands in the
+	// audit log, which the audit page shows escaped.
+	f.browser().post("/console/login", url.Values{"name": {`<script>alert("stored")</script>`}, "password": {"x"}})
+	a = admin.get("/console/audit?action=auth.login.failed")
+	want(t, a, http.StatusOK, "auth.login.failed")
+	if strings.Contains(a.body, `<script>alert(`) {
+		t.Fatal("stored markup from the audit log was not escaped")
+	}
 	a = admin.get("/console/?flash=" + url.QueryEscape(`<img src=x onerror=alert(1)>`))
 	if strings.Contains(a.body, "<img src=x") {
 		t.Fatal("flash markup was not escaped")
