@@ -300,7 +300,7 @@ func TestUntrustedTextEscaped(t *testing.T) {
 	// audit log, which the audit page shows escaped.
 	f.browser().post("/console/login", url.Values{"name": {`<script>alert("stored")</script>`}, "password": {"x"}})
 	a = admin.get("/console/audit?action=auth.login.failed")
-	want(t, a, http.StatusOK, "auth.login.failed")
+	want(t, a, http.StatusOK, "auth.login.failed", "&lt;script&gt;alert(")
 	if strings.Contains(a.body, `<script>alert(`) {
 		t.Fatal("stored markup from the audit log was not escaped")
 	}
