@@ -11,8 +11,8 @@
 #   SEED=100000        audit entries to add before measuring
 #   DURATION=20s       wrk duration
 #   CONNS=50           wrk connections (2 threads)
-#   ENDPOINT=path      list to measure; default the audit log's entries when
-#                      the server has that route, else the tenant's users
+#   ENDPOINTS="p1 p2"  lists to measure; default the audit log's entries and
+#                      the tenant's users
 #   OUT=dir            where the server log and wrk output go
 #
 # Needs: go, wrk, curl, jq, python3 (only to compute TOTP codes). All traffic
@@ -95,16 +95,14 @@ wait "$SEEDER" 2>/dev/null || true
 ENTRIES=$(size)
 echo "seeded to $ENTRIES audit entries in $(( $(date +%s) - start )) s"
 
-if [ -z "${ENDPOINT:-}" ]; then
-  if [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: __Host-fiq_session=$TOKEN" "$ADDR/api/v1/audit/entries?limit=50")" = 200 ]; then
-    ENDPOINT="/api/v1/audit/entries?limit=50"
-  else
-    ENDPOINT="/api/v1/users?tenant=$TENANT&limit=50"
-  fi
-fi
+# The lists to measure, one wrk run each: the audit log (paged by the
+# audit-log service) and the tenant's users (paged in the handler).
+ENDPOINTS=${ENDPOINTS:-"/api/v1/audit/entries?limit=50 /api/v1/users?tenant=$TENANT&limit=50"}
 sleep 2
 IDLE=$(rss "$SERVER")
-cat >"$WORK/load.lua" <<EOF
+: >"$OUT/result.jsonl"
+for ENDPOINT in $ENDPOINTS; do
+  cat >"$WORK/load.lua" <<EOF
 request = function()
   return wrk.format("GET", "$ENDPOINT", {["Cookie"] = "__Host-fiq_session=$TOKEN"})
 end
@@ -114,15 +112,17 @@ done = function(summary, latency, requests)
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 EOF
-wrk -t 2 -c "$CONNS" -d "$DURATION" --latency -s "$WORK/load.lua" "$ADDR" >"$OUT/wrk.txt" &
-WRK=$!
-PEAK=0
-while kill -0 "$WRK" 2>/dev/null; do
-  r=$(rss "$SERVER"); [ "$r" -gt "$PEAK" ] && PEAK=$r
-  sleep 0.5
+  wrk -t 2 -c "$CONNS" -d "$DURATION" --latency -s "$WORK/load.lua" "$ADDR" >"$OUT/wrk.txt" &
+  WRK=$!
+  PEAK=0
+  while kill -0 "$WRK" 2>/dev/null; do
+    r=$(rss "$SERVER"); [ "$r" -gt "$PEAK" ] && PEAK=$r
+    sleep 0.5
+  done
+  wait "$WRK"
+  cp "$OUT/wrk.txt" "$OUT/wrk-$(echo "$ENDPOINT" | tr -c 'a-z0-9' _).txt"
+  grep '^JSON ' "$OUT/wrk.txt" | cut -c6- | jq -c --arg ep "$ENDPOINT" --argjson entries "${ENTRIES:-0}" --argjson idle "$IDLE" --argjson peak "$PEAK" \
+    '. + {endpoint: $ep, audit_entries: $entries, rss_idle_mb: ($idle / 1024 | floor), rss_load_mb: ($peak / 1024 | floor)}' | tee -a "$OUT/result.jsonl"
+  sleep 2
 done
-wait "$WRK"
-RES=$(grep '^JSON ' "$OUT/wrk.txt" | cut -c6-)
-echo "$RES" | jq --arg ep "$ENDPOINT" --argjson entries "${ENTRIES:-0}" --argjson idle "$IDLE" --argjson peak "$PEAK" \
-  '. + {endpoint: $ep, audit_entries: $entries, rss_idle_mb: ($idle / 1024 | floor), rss_load_mb: ($peak / 1024 | floor)}' | tee "$OUT/result.json"
 echo "raw output in $OUT"

@@ -23,6 +23,7 @@ import (
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
@@ -134,7 +135,7 @@ func newFixtureWith(t *testing.T, beforeOpen func(appliance.Config, func() time.
 	t.Cleanup(func() { st.Close() })
 	svc := app.Auth
 	d := Deps{Auth: svc, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
-		Limits: Limits{AuthPerMinute: 10000}, Version: map[string]string{"version": "test"},
+		Limits: Limits{AuthPerMinute: 10000}, Version: buildinfo.Get(),
 		Status: func(ctx context.Context) Status { return Status{AuditSize: 1} }}
 	for _, m := range mod {
 		m(&d)

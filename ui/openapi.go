@@ -140,10 +140,11 @@ func schemas() map[string]any {
 			"code": str(), "message": str(), "request_id": str(),
 			"step_up": obj([]string{"operation", "request"}, map[string]any{"operation": str(), "request": str()}),
 		})}),
-		"Health":  obj([]string{"status"}, map[string]any{"status": str()}),
-		"Ready":   obj([]string{"status", "problems", "details"}, map[string]any{"status": str(), "problems": arrayOf(str()), "details": map[string]any{"type": "object"}}),
-		"Version": map[string]any{"type": "object"},
-		"Empty":   obj(nil, map[string]any{}),
+		"Health": obj([]string{"status"}, map[string]any{"status": str()}),
+		"Ready":  obj([]string{"status", "problems", "details"}, map[string]any{"status": str(), "problems": arrayOf(str()), "details": map[string]any{"type": "object"}}),
+		"Version": obj([]string{"version", "commit", "modified", "go_version", "platform"}, map[string]any{"version": str(), "commit": str(),
+			"build_time": str(), "modified": boolean(), "go_version": str(), "platform": str()}),
+		"Empty": obj(nil, map[string]any{}),
 
 		"LoginRequest": obj([]string{"name", "password"}, map[string]any{"name": str(), "password": str()}),
 		"Code":         obj([]string{"code"}, map[string]any{"code": str()}),
@@ -308,6 +309,9 @@ func openAPIDocument() map[string]any {
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "ok", "content": map[string]any{"application/json": map[string]any{"schema": ref(op.resp)}}}
 		}
 		codes := []int{400, 413, 429, 500}
+		if op.body != "" {
+			codes = append(codes, 415)
+		}
 		if op.auth != "none" || strings.HasPrefix(op.path, "/api/v1/auth/") {
 			codes = append(codes, 401, 403)
 		}

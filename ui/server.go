@@ -21,6 +21,7 @@ import (
 
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem/destinations"
@@ -41,7 +42,7 @@ type Deps struct {
 	// Status reports the appliance's health for /readyz and /metrics.
 	Status func(ctx context.Context) Status
 	// Version is the build information served at /api/v1/version.
-	Version any
+	Version buildinfo.Info
 	// Logger receives the access log and the causes of 5xx answers;
 	// slog.Default() when nil.
 	Logger *slog.Logger

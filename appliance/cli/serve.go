@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,8 +79,17 @@ func newServeCmd(env *Env) *cobra.Command {
 			defer func() { stopBG(); <-bgDone }()
 			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 				IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+			cert, err := tls.LoadX509KeyPair(app.Keys.CertFile, app.Keys.KeyFile)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("serve: console certificate: %w", err)
+			}
+			// TLS 1.2 or later; HTTP/2 where the client offers it. A client
+			// speaking plain HTTP to the port gets a redirect to https and
+			// nothing else (ui.TLSListener).
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 			errc := make(chan error, 1)
-			go func() { errc <- srv.ServeTLS(ln, app.Keys.CertFile, app.Keys.KeyFile) }()
+			go func() { errc <- srv.Serve(ui.TLSListener(ln, srv.TLSConfig)) }()
 			select {
 			case err := <-errc:
 				return fmt.Errorf("serve: %w", err)
