@@ -176,6 +176,7 @@ func TestScenarios(t *testing.T) {
 		{name: "csrf not needed to read", req: request{method: "GET", path: "/api/v1/auth/sessions", as: "a-admin", noCSRF: true}, status: 200, audit: []string{}},
 		{name: "oversized body", req: request{method: "POST", path: "/api/v1/tenants", as: "sys", body: `{"name":"` + strings.Repeat("x", 2<<20) + `"}`}, status: 413, code: "too_large", audit: []string{}},
 		{name: "oversized login", req: request{method: "POST", path: "/api/v1/auth/login", body: `{"name":"` + strings.Repeat("x", 2<<20) + `"}`}, status: 413, code: "too_large", audit: []string{}},
+		{name: "form body", req: request{method: "POST", path: "/api/v1/auth/login", body: `{"name":"a-op","password":"x"}`, header: map[string]string{"Content-Type": "text/plain"}}, status: 415, code: "unsupported_media_type", audit: []string{}},
 		{name: "bad json", req: request{method: "POST", path: "/api/v1/tenants", as: "sys", body: `{"name":`}, status: 400, code: "invalid_argument", audit: []string{}},
 		{name: "unknown field", req: request{method: "POST", path: "/api/v1/tenants", as: "sys", body: `{"name":"x","admin":true}`}, status: 400, code: "invalid_argument", audit: []string{}, body: []string{`unknown field \"admin\"`}},
 		{name: "invalid role", req: request{method: "POST", path: "/api/v1/users", as: "a-admin", body: `{"name":"x","role":"god"}`}, status: 400, code: "invalid_argument", audit: []string{}},

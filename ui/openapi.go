@@ -309,6 +309,9 @@ func openAPIDocument() map[string]any {
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "ok", "content": map[string]any{"application/json": map[string]any{"schema": ref(op.resp)}}}
 		}
 		codes := []int{400, 413, 429, 500}
+		if op.body != "" {
+			codes = append(codes, 415)
+		}
 		if op.auth != "none" || strings.HasPrefix(op.path, "/api/v1/auth/") {
 			codes = append(codes, 401, 403)
 		}

@@ -15,7 +15,7 @@ func TestAPIDocCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	codes := []string{fault.CodeInternal, fault.CodeTooLarge, fault.CodeRateLimited, fault.CodeInvalid, fault.CodeNotFound,
-		fault.CodeUnauthenticated, fault.CodeMethodNotAllowed, fault.CodeStepUpRequired}
+		fault.CodeUnauthenticated, fault.CodeMethodNotAllowed, fault.CodeStepUpRequired, fault.CodeUnsupportedMedia}
 	for _, r := range fault.Rules() {
 		codes = append(codes, r.Class.Code)
 	}

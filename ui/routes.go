@@ -13,6 +13,9 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metricsHandler)
+	if s.d.Pages != nil {
+		s.d.Pages.Register(e, s.rateLimited) // the web console (ui/console)
+	}
 
 	v1 := e.Group("/api/v1")
 	v1.GET("/openapi.json", s.openapi)

@@ -53,6 +53,10 @@ type Deps struct {
 	// Gatherer, if set, adds to what /metrics serves (the Go runtime and
 	// process collectors are always there).
 	Gatherer prometheus.Gatherer
+	// Pages, if set, registers the web console's pages (package ui/console).
+	Pages interface {
+		Register(e *echo.Echo, limit func(name string) echo.MiddlewareFunc)
+	}
 }
 
 // Limits bound what one request or one client may do.

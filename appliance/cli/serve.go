@@ -17,6 +17,7 @@ import (
 	"firewalliq/appliance/keyring"
 	"firewalliq/probe/safety"
 	"firewalliq/ui"
+	"firewalliq/ui/console"
 )
 
 func newServeCmd(env *Env) *cobra.Command {
@@ -44,7 +45,12 @@ func newServeCmd(env *Env) *cobra.Command {
 			}
 			defer app.Close()
 			logger := app.Logger
+			pages, err := newConsolePages(app, logger, env.Now)
+			if err != nil {
+				return err
+			}
 			console, err := ui.New(ui.Deps{
+				Pages:    pages,
 				Auth:     app.Auth,
 				SIEM:     app.SIEM,
 				Audit:    app.Audit,
@@ -130,4 +136,22 @@ func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
 		st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})
 	}
 	return st
+}
+
+// newConsolePages builds the web console's pages over the appliance's
+// services. safety.Load verifies the embedded profile's signature; a
+// failure stops serve.
+func newConsolePages(app *appliance.Appliance, logger *slog.Logger, now func() time.Time) (*console.Console, error) {
+	prof, err := safety.Load()
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	return console.New(console.Deps{
+		Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, Evidence: app.Evidence, Profile: prof, Logger: logger, Now: now,
+		Health: func(ctx context.Context) (console.Health, error) {
+			h, err := app.Health(ctx)
+			return console.Health{StoreErr: h.StoreErr, AuditIntact: h.AuditIntact, Alarm: h.Alarm, AuditSize: h.AuditSize,
+				CheckpointSize: h.CheckpointSize, CheckpointAge: h.CheckpointAge, Vault: h.Vault, SIEM: h.SIEM}, err
+		},
+	})
 }

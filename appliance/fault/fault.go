@@ -319,12 +319,14 @@ const (
 	CodeUnauthenticated  = "unauthenticated"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeStepUpRequired   = "step_up_required"
+	CodeUnsupportedMedia = "unsupported_media_type"
 )
 
 // own are the classes not tied to a sentinel.
 func own() []Class {
 	return []Class{internal, tooLarge, invalid, notFound, unauthenticated, rateLimited,
-		{Code: CodeMethodNotAllowed, HTTP: http.StatusMethodNotAllowed, Exit: ExitUsage, Message: "method not allowed"}}
+		{Code: CodeMethodNotAllowed, HTTP: http.StatusMethodNotAllowed, Exit: ExitUsage, Message: "method not allowed"},
+		{Code: CodeUnsupportedMedia, HTTP: http.StatusUnsupportedMediaType, Exit: ExitUsage, Message: "request bodies must be application/json"}}
 }
 
 // Classify returns the class of err: the first rule (extra rules first,

@@ -236,7 +236,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestByCode(t *testing.T) {
-	for _, code := range []string{fault.CodeInternal, fault.CodeTooLarge, fault.CodeRateLimited, fault.CodeInvalid, fault.CodeNotFound, fault.CodeUnauthenticated, fault.CodeMethodNotAllowed, fault.CodeStepUpRequired, "csrf", "conflict"} {
+	for _, code := range []string{fault.CodeInternal, fault.CodeTooLarge, fault.CodeRateLimited, fault.CodeInvalid, fault.CodeNotFound, fault.CodeUnauthenticated, fault.CodeMethodNotAllowed, fault.CodeStepUpRequired, fault.CodeUnsupportedMedia, "csrf", "conflict"} {
 		if c := fault.Of(code); c.Code != code {
 			t.Errorf("Of(%q) = %+v", code, c)
 		}

@@ -1,0 +1,155 @@
+package console
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/scan"
+	"firewalliq/audit"
+)
+
+// auditData is one page of the audit log browser.
+type auditData struct {
+	Entries []audit.Entry
+	// Action and Actor filter the page (prefix of the action, exact actor
+	// name or id); After is this page's cursor, Next the following one's
+	// (0 at the head).
+	Action, Actor string
+	After, Next   int64
+	NextURL       string
+	Checkpoint    *audit.Checkpoint
+	RootB64       string
+	Health        Health
+}
+
+// auditPages bounds how many service pages one filtered console page
+// reads, so a filter that matches rarely still answers quickly; the cursor
+// then continues where the reading stopped.
+const auditPages = 10
+
+func (c *Console) auditPage(ec echo.Context) error {
+	if c.d.Audit == nil {
+		return errUnavailable
+	}
+	ctx := ec.Request().Context()
+	p, _ := principal(ec)
+	tenant, tenants, err := c.listTenant(ec, p)
+	if err != nil {
+		return err
+	}
+	after, err := cursorOf(ec)
+	if err != nil {
+		return err
+	}
+	action := strings.TrimSpace(ec.QueryParam("action"))
+	actor := strings.TrimSpace(ec.QueryParam("actor"))
+	if len(action) > 100 || len(actor) > 100 {
+		return fmt.Errorf("filters are at most 100 characters: %w", auth.ErrInvalid)
+	}
+	d := auditData{Action: action, Actor: actor, After: after}
+	cur, atHead := after, false
+	for i := 0; i < auditPages && len(d.Entries) < 50; i++ {
+		pg, err := c.d.Audit.Entries(ctx, p, tenant, cur, 50)
+		if err != nil {
+			return err
+		}
+		for _, e := range pg.Entries {
+			cur = e.Seq
+			if (action == "" || strings.HasPrefix(string(e.Action), action)) && (actor == "" || e.ActorName == actor || e.ActorID == actor) {
+				d.Entries = append(d.Entries, e)
+				if len(d.Entries) == 50 {
+					break
+				}
+			}
+		}
+		if len(d.Entries) == 50 {
+			break
+		}
+		if pg.Next == 0 {
+			atHead = true
+			break
+		}
+		cur = pg.Next
+	}
+	if atHead {
+		cur = 0
+	}
+	d.Next = cur
+	if d.Next != 0 {
+		q := url.Values{"after": {fmt.Sprint(d.Next)}}
+		for k, v := range map[string]string{"action": action, "actor": actor, "tenant": tenant} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		d.NextURL = Prefix + "/audit?" + q.Encode()
+	}
+	if cp, err := c.d.Audit.Checkpoint(ctx, p); err == nil {
+		d.Checkpoint = &cp
+		d.RootB64 = base64.StdEncoding.EncodeToString(cp.Root[:])
+	}
+	v := view{Title: "Audit log", Nav: "audit", Tenant: tenant, Tenants: tenants}
+	if h, err := c.d.Health(ctx); err == nil {
+		d.Health, v.health = h, &h
+	}
+	v.Data = d
+	return c.render(ec, http.StatusOK, "audit", v)
+}
+
+// --- scopes ---
+
+func (c *Console) scopesPage(ec echo.Context) error {
+	if c.d.Scopes == nil {
+		return errUnavailable
+	}
+	p, _ := principal(ec)
+	tenant, tenants, err := c.tenantFor(ec, p)
+	if err != nil {
+		return err
+	}
+	ss, err := c.d.Scopes.List(ec.Request().Context(), p, tenant)
+	if err != nil {
+		return err
+	}
+	return c.render(ec, http.StatusOK, "scopes", view{Title: "Scopes", Nav: "scopes", Tenant: tenant, Tenants: tenants, Data: ss})
+}
+
+type scopeData struct {
+	Scope scan.Scope
+	// Document is the signed envelope, indented for reading.
+	Document string
+}
+
+func (c *Console) scopePage(ec echo.Context) error {
+	if c.d.Scopes == nil {
+		return errUnavailable
+	}
+	p, _ := principal(ec)
+	tenant, _, err := c.tenantFor(ec, p)
+	if err != nil {
+		return err
+	}
+	sc, err := c.d.Scopes.Get(ec.Request().Context(), p, tenant, ec.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.render(ec, http.StatusOK, "scope", view{Title: "Scope " + sc.Name, Nav: "scopes", Tenant: tenant, Data: scopeData{Scope: sc, Document: indent(sc.Document)}})
+}
+
+// indent pretty-prints a JSON document for reading; anything else is
+// shown as it is (escaped by the template either way).
+func indent(doc []byte) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, doc, "", "  "); err != nil {
+		return string(doc)
+	}
+	return b.String()
+}

@@ -1,0 +1,194 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/fault"
+)
+
+// page turns a handler's error into an HTML answer, classified once by
+// package fault like the API's errors: the status and the safe message
+// (never an internal cause, which is logged with the request id instead).
+// A step-up challenge becomes the TOTP prompt.
+func (c *Console) page(h handler) echo.HandlerFunc {
+	return func(ec echo.Context) error {
+		err := h(ec)
+		if err == nil || ec.Response().Committed {
+			return err
+		}
+		var su *auth.StepUpChallenge
+		if errors.As(err, &su) {
+			return c.renderStepUp(ec, su, "")
+		}
+		class := fault.Classify(err)
+		id := ec.Response().Header().Get("X-Request-ID")
+		if class.HTTP >= 500 {
+			c.log.LogAttrs(ec.Request().Context(), slog.LevelError, "console page failed",
+				slog.String("request_id", id), slog.String("route", ec.Path()), slog.String("error", err.Error()))
+		}
+		if class.Code == fault.CodeUnauthenticated {
+			// The session ended (timeout, logout elsewhere): sign in again.
+			return c.render(ec, class.HTTP, "login", view{Title: "Sign in", Error: "Your session has ended; please sign in again."})
+		}
+		return c.render(ec, class.HTTP, "error", view{Title: http.StatusText(class.HTTP),
+			Data: errorData{Status: class.HTTP, Code: class.Code, Message: fault.Message(class, err), RequestID: id}})
+	}
+}
+
+type errorData struct {
+	Status          int
+	Code, Message   string
+	RequestID       string
+	PasswordChange  bool
+	StepUpOperation string
+}
+
+// Form fields of the step-up prompt; every other posted field is carried
+// over unchanged so the original action can run again.
+const (
+	fieldStepUpOp      = "stepup_op"
+	fieldStepUpRequest = "stepup_request"
+	fieldStepUpCode    = "stepup_code"
+)
+
+// stepUpData is the TOTP prompt: the operation, the exact canonical
+// request the grant will be bound to (shown so the user sees what they
+// confirm), and the original form's fields as hidden inputs.
+type stepUpData struct {
+	Operation string
+	Request   string
+	Action    string
+	Fields    []formField
+}
+
+type formField struct{ Name, Value string }
+
+// renderStepUp shows the TOTP prompt for challenge su, re-posting to the
+// same URL with the request's form fields.
+func (c *Console) renderStepUp(ec echo.Context, su *auth.StepUpChallenge, problem string) error {
+	r := ec.Request()
+	var fields []formField
+	for k, vs := range r.PostForm {
+		switch k {
+		case "csrf", fieldStepUpOp, fieldStepUpRequest, fieldStepUpCode:
+			continue
+		}
+		for _, v := range vs {
+			fields = append(fields, formField{k, v})
+		}
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Name < fields[j].Name })
+	action := r.URL.Path
+	if r.URL.RawQuery != "" {
+		action += "?" + r.URL.RawQuery
+	}
+	status := http.StatusUnauthorized
+	return c.render(ec, status, "stepup", view{Title: "Confirm with your authenticator", Error: problem,
+		Data: stepUpData{Operation: string(su.Op), Request: string(su.Request), Action: action, Fields: fields}})
+}
+
+// stepUp wraps a sensitive form's handler: when the form carries an
+// answer to a step-up prompt, the grant is recorded first
+// (auth.Service.StepUpFor, bound to the challenge's exact request) and the
+// handler then runs as the original submission did, spending it. A wrong
+// code shows the prompt again.
+func (c *Console) stepUp(next handler) handler {
+	return func(ec echo.Context) error {
+		r := ec.Request()
+		code := strings.TrimSpace(r.PostFormValue(fieldStepUpCode))
+		op, req := r.PostFormValue(fieldStepUpOp), r.PostFormValue(fieldStepUpRequest)
+		if code != "" || op != "" {
+			p, _ := principal(ec)
+			// StepUp with the request's own tenant, not StepUpFor: the
+			// challenge of a role-grant approval names user.role.approve
+			// while its request says "op":"approval.grant"
+			// (auth.ApproveRequest), which StepUpFor refuses. The grant is
+			// bound to the operation and the request's digest either way.
+			var rt struct {
+				Tenant string `json:"tenant"`
+			}
+			if err := json.Unmarshal([]byte(req), &rt); err != nil {
+				return fmt.Errorf("step-up request is not a JSON object: %w", auth.ErrInvalid)
+			}
+			if _, err := c.d.Auth.StepUp(r.Context(), p, auth.Operation(op), rt.Tenant, []byte(req), code); err != nil {
+				if errors.Is(err, auth.ErrInvalidCode) || errors.Is(err, auth.ErrReplay) || errors.Is(err, auth.ErrStepUpRequired) {
+					return c.renderStepUp(ec, &auth.StepUpChallenge{Op: auth.Operation(op), Request: []byte(req)}, "That code was not accepted; wait for the next one and try again.")
+				}
+				return err
+			}
+		}
+		return next(ec)
+	}
+}
+
+// redirectFlash sends the browser to target with a notice in ?flash=
+// (post/redirect/get, so a reload does not post twice).
+func redirectFlash(ec echo.Context, target, flash string) error {
+	u, _ := url.Parse(target)
+	q := u.Query()
+	if flash != "" {
+		q.Set("flash", flash)
+	}
+	u.RawQuery = q.Encode()
+	return ec.Redirect(http.StatusSeeOther, u.String())
+}
+
+// flashOf reads the notice of redirectFlash. It is shown escaped like
+// any other text, so a crafted link can only show words, not markup.
+func flashOf(ec echo.Context) string {
+	f := ec.QueryParam("flash")
+	if len(f) > 200 {
+		f = f[:200]
+	}
+	return f
+}
+
+// funcs are the templates' helpers; allowed answers "has".
+func funcs(allowed func(role string, op auth.Operation) bool) template.FuncMap {
+	return template.FuncMap{
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.UTC().Format("2006-01-02 15:04:05Z")
+		},
+		"ago": func(d time.Duration) string {
+			switch {
+			case d <= 0:
+				return "just now"
+			case d < time.Minute:
+				return d.Round(time.Second).String() + " ago"
+			case d < time.Hour:
+				return d.Round(time.Minute).String() + " ago"
+			}
+			return d.Round(time.Hour).String() + " ago"
+		},
+		"has": func(p *auth.Principal, op string) bool {
+			return p != nil && allowed(p.Role, auth.Operation(op))
+		},
+		"bytes": func(n int64) string {
+			switch {
+			case n >= 1<<30:
+				return trimFloat(float64(n)/(1<<30)) + " GiB"
+			case n >= 1<<20:
+				return trimFloat(float64(n)/(1<<20)) + " MiB"
+			case n >= 1<<10:
+				return trimFloat(float64(n)/(1<<10)) + " KiB"
+			}
+			return itoa(n) + " B"
+		},
+		"str": func(b []byte) string { return string(b) },
+	}
+}
