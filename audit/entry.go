@@ -88,6 +88,14 @@ const (
 	ActAuditTamperAck  Action = "audit.tamper.ack"
 
 	ActAlertAck Action = "alert.ack"
+
+	// Scan service (appliance/scan, docs/scans.md).
+	ActScanDeny       Action = "scan.deny"
+	ActScanRefuse     Action = "scan.refuse"
+	ActScanResume     Action = "scan.resume"
+	ActScopeKeyAdd    Action = "scope.key.add"
+	ActScopeKeyRevoke Action = "scope.key.revoke"
+	ActScopeRevoke    Action = "scope.revoke"
 )
 
 // Actions returns the closed vocabulary.
@@ -107,6 +115,7 @@ func Actions() []Action {
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
+		ActScanDeny, ActScanRefuse, ActScanResume, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
 	}
 }
 

@@ -64,6 +64,16 @@ const (
 	OpSIEMRead         Operation = "siem.read"
 	OpSIEMTest         Operation = "siem.test"
 	OpEvidenceRead     Operation = "evidence.read"
+	// OpScopeKeyAdd registers (or has the appliance generate and hold) a
+	// security lead's own scope-signing key.
+	OpScopeKeyAdd    Operation = "scope.key.add"
+	OpScopeKeyList   Operation = "scope.key.list"
+	OpScopeKeyRevoke Operation = "scope.key.revoke"
+	// OpScopeRevoke revokes a registered scope: no new scan runs under it.
+	OpScopeRevoke Operation = "scope.revoke"
+	// OpScanStart is the requester's step-up that starts a scan: at
+	// request for a non-production scope, after dual approval otherwise.
+	OpScanStart Operation = "scan.start"
 )
 
 // Permission is one row of the matrix.
@@ -140,6 +150,11 @@ func Permissions() []Permission {
 		{Op: OpSIEMRead, Roles: []string{A, AU}, ApplianceWide: true, Owner: "siem", What: "list SIEM destinations and their delivery status"},
 		{Op: OpSIEMTest, Roles: []string{A}, ApplianceWide: true, Owner: "siem", What: "send a SIEM destination a test message (outside the outbox)"},
 		{Op: OpEvidenceRead, Roles: []string{A, SL, AU}, Owner: "vault", What: "list recorded evidence objects"},
+		{Op: OpScopeKeyAdd, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "register one's own scope-signing public key, or have the appliance generate one it holds sealed"},
+		{Op: OpScopeKeyList, Roles: []string{A, SL, AU}, Owner: "scan", What: "list the tenant's scope-signing keys"},
+		{Op: OpScopeKeyRevoke, Roles: []string{A, SL}, StepUp: true, Owner: "scan", What: "revoke a scope-signing key (security leads: their own; admins: any of the tenant's): its scopes run no new scan, their pending approvals are voided"},
+		{Op: OpScopeRevoke, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "revoke a registered scope: no new scan runs under it, pending approvals are voided"},
+		{Op: OpScanStart, Roles: []string{SL, OP}, StepUp: true, Owner: "scan", What: "start one's own scan request (non-production: with the request; production: after dual approval)"},
 	}
 }
 

@@ -25,12 +25,31 @@ import (
 
 // Clock is the injected clock; tests move it.
 type Clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	flow time.Time // real time Flow was called; zero while stopped
 }
 
 // Now returns the clock's time.
-func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.flow.IsZero() {
+		return c.t.Add(time.Since(c.flow))
+	}
+	return c.t
+}
+
+// Flow makes the clock run on at real speed from its current time (Advance
+// still jumps it): for tests that run real scans, whose pacing and reply
+// timeouts need time to pass.
+func (c *Clock) Flow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.flow.IsZero() {
+		c.flow = time.Now()
+	}
+}
 
 // Advance moves the clock on.
 func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
