@@ -244,7 +244,7 @@ func (k *Keys) List(ctx context.Context, p auth.Principal, tenant string) ([]Sig
 func (k *Keys) get(ctx context.Context, p auth.Principal, pin string, op auth.Operation, id string) (SigningKey, error) {
 	sk, err := scanKey(k.st.DB().QueryRowContext(ctx, keyCols+` WHERE tenant_id = ? AND id = ?`, pin, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return SigningKey{}, k.auth.RefuseNotFound(ctx, p, pin, op, "scope-key:"+id, fmt.Errorf("%w: %s", ErrKeyNotFound, id))
+		return SigningKey{}, k.auth.RefuseNotFound(ctx, p, pin, op, "scope-key:"+id, fmt.Errorf("%w: %s: %w", ErrKeyNotFound, id, store.ErrNotFound))
 	}
 	return sk, err
 }

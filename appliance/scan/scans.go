@@ -264,7 +264,7 @@ func scanRequest(r interface{ Scan(...any) error }) (Scan, error) {
 func (s *Scans) load(ctx context.Context, p auth.Principal, pin string, op auth.Operation, id string) (Scan, error) {
 	sc, err := scanRequest(s.st.DB().QueryRowContext(ctx, requestCols+` WHERE tenant_id = ? AND id = ?`, pin, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Scan{}, fmt.Errorf("scan %q: %w", id, s.auth.RefuseNotFound(ctx, p, pin, op, "scan:"+id, ErrScanNotFound))
+		return Scan{}, fmt.Errorf("scan %q: %w", id, s.auth.RefuseNotFound(ctx, p, pin, op, "scan:"+id, fmt.Errorf("%w: %w", ErrScanNotFound, store.ErrNotFound)))
 	}
 	if err != nil {
 		return Scan{}, fmt.Errorf("scan %q: %w", id, err)
