@@ -331,6 +331,7 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 	var batch []probe.Result
 	next := jr.nextBatch
 	var accepted *runner.Accepted
+	var total uint64 // probes, from the last progress event
 	for {
 		ev, err := stream.Recv(context.WithoutCancel(ctx))
 		if errors.Is(err, io.EOF) {
@@ -350,7 +351,7 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 				}
 				jr.state = JobRunning
 			}
-			s.hub(id).publish(Progress{ScanID: id, State: StateRunning, Total: accepted.Targets, CapPPS: accepted.RatePPS, Time: s.now()})
+			s.hub(id).publish(Progress{ScanID: id, State: StateRunning, CapPPS: accepted.RatePPS, Time: s.now()})
 		case runner.TypeResult:
 			batch = append(batch, *ev.Result)
 		case runner.TypeCheckpoint:
@@ -364,6 +365,7 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 			pr := ev.Progress
 			p := Progress{ScanID: id, State: StateRunning, Sent: pr.Sent, Done: pr.Done, Total: pr.Total, RatePPS: pr.RatePPS, CapPPS: pr.CapPPS,
 				ElapsedSeconds: pr.ElapsedSeconds, Time: ev.Time}
+			total = pr.Total
 			if pr.Done > 0 && pr.Total > pr.Done {
 				p.ETASeconds = pr.ElapsedSeconds / float64(pr.Done) * float64(pr.Total-pr.Done)
 			}
@@ -391,7 +393,7 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 					return err
 				}
 			}
-			return s.complete(ctx, tenant, id, jr, d.Summary, accepted)
+			return s.complete(ctx, tenant, id, jr, d.Summary, total)
 		}
 	}
 	if ctx.Err() != nil {
@@ -447,7 +449,7 @@ type Manifest struct {
 // one is configured) and records the completion, audited as scan.complete
 // with the evidence keys and hashes. The manifest's evidence record and
 // the completion commit in one transaction.
-func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum probe.Summary, acc *runner.Accepted) error {
+func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum probe.Summary, total uint64) error {
 	ctx = context.WithoutCancel(ctx)
 	var results bytes.Buffer
 	n, err := s.writeResults(ctx, tenant, jr.id, &results)
@@ -513,15 +515,8 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
 		}
 	}
-	s.hub(id).publish(Progress{ScanID: id, State: StateCompleted, Sent: sum.PacketsSent, Done: doneOf(acc), Total: doneOf(acc), Time: s.now()})
+	s.hub(id).publish(Progress{ScanID: id, State: StateCompleted, Sent: sum.PacketsSent, Done: total, Total: total, ElapsedSeconds: sum.WallSeconds, Time: s.now()})
 	return err
-}
-
-func doneOf(a *runner.Accepted) uint64 {
-	if a == nil {
-		return 0
-	}
-	return a.Targets
 }
 
 // writeResults writes every stored result of job jobID as JSON Lines, in

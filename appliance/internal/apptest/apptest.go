@@ -75,6 +75,8 @@ type Fixture struct {
 	Users map[string]User
 	// DB is a second connection to the database, for assertions.
 	DB *sql.DB
+
+	st *store.Store
 }
 
 // New builds the fixture. cfgMod may adjust the configuration first.
@@ -102,7 +104,7 @@ func New(t *testing.T, cfgMod ...func(*appliance.Config)) *Fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &Fixture{T: t, Ctx: ctx, App: app, Cfg: cfg, Clock: clk, Tenant: res.TenantID, Users: map[string]User{}, DB: st.DB()}
+	f := &Fixture{T: t, Ctx: ctx, App: app, Cfg: cfg, Clock: clk, Tenant: res.TenantID, Users: map[string]User{}, DB: st.DB(), st: st}
 	var other store.Tenant
 	if err := st.InTx(ctx, func(tx *sql.Tx) error { other, err = st.CreateTenant(ctx, tx, "bravo"); return err }); err != nil {
 		t.Fatal(err)
@@ -114,6 +116,13 @@ func New(t *testing.T, cfgMod ...func(*appliance.Config)) *Fixture {
 	f.Users["appliance_admin"] = f.user(st, "", "appliance_admin", store.RoleAdmin)
 	f.Users["other_admin"] = f.user(st, f.Other, "other_admin", store.RoleAdmin)
 	return f
+}
+
+// AddUser creates and signs in another user of tenant with role (for tests
+// that need users in the second tenant, or more approvers).
+func (f *Fixture) AddUser(tenant, name, role string) User {
+	f.T.Helper()
+	return f.user(f.st, tenant, name, role)
 }
 
 // user creates and signs in a user with a known password and TOTP secret.
