@@ -233,11 +233,14 @@ func (a *Appliance) wireScans(sd scan.Deps) error {
 	if err != nil {
 		return err
 	}
-	shared, err := probe.NewSharedPacer(a.Now)
+	// The engine and the pacer run on real time (they set socket
+	// deadlines); validity windows are checked on the appliance's clock.
+	shared, err := probe.NewSharedPacer(time.Now)
 	if err != nil {
 		return err
 	}
-	local, err := runner.NewLocal(runner.Local{JobKey: jobKey.Public().(ed25519.PublicKey), ScopeKeys: a.ScopeKeys.Trusted, Shared: shared, Now: a.Now})
+	local, err := runner.NewLocal(runner.Local{JobKey: jobKey.Public().(ed25519.PublicKey), ScopeKeys: a.ScopeKeys.Trusted, Shared: shared,
+		Now: time.Now, ValidityNow: a.Now})
 	if err != nil {
 		return err
 	}

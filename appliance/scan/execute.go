@@ -207,7 +207,9 @@ func (s *Scans) executeErr(ctx context.Context, tenant, id string) error {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if state != StateQueued {
-			return nil // cancelled, or its scope or key revoked, while queued
+			// Cancelled, or its scope or key revoked, while queued.
+			s.endWatch(id, &Progress{ScanID: id, State: state, Time: s.now()})
+			return nil
 		}
 		if jr, err = s.issue(ctx, tenant, id, canonical, reqSHA, approvalID, approversJSON); err != nil || jr.no == 0 {
 			return err
@@ -228,6 +230,7 @@ func (s *Scans) executeErr(ctx context.Context, tenant, id string) error {
 // and a zero jobRow is returned.
 func (s *Scans) issue(ctx context.Context, tenant, id string, canonical []byte, reqSHA, approvalID, approversJSON string) (jobRow, error) {
 	failScan := func(cause error) (jobRow, error) {
+		defer s.endWatch(id, &Progress{ScanID: id, State: StateFailed, Time: s.now()})
 		err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 			if err := setState(ctx, tx, id, StateQueued, StateFailed, cause.Error(), s.now()); err != nil {
 				return err
@@ -298,6 +301,7 @@ func (s *Scans) issue(ctx context.Context, tenant, id string, canonical []byte, 
 		return err
 	})
 	if errors.Is(err, ErrState) {
+		s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
 		return jobRow{}, nil // cancelled meanwhile
 	}
 	return out, err
@@ -312,12 +316,10 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 	s.active[id] = act
 	s.mu.Unlock()
 	defer func() {
-		h := s.hub(id)
 		s.mu.Lock()
 		delete(s.active, id)
-		delete(s.hubs, id)
 		s.mu.Unlock()
-		h.close()
+		s.endWatch(id, nil)
 	}()
 	var firstSeq int64
 	if err := s.st.DB().QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM scan_results WHERE job_no = ?`, jr.no).Scan(&firstSeq); err != nil {
@@ -594,6 +596,22 @@ func (h *hub) publish(p Progress) {
 	}
 }
 
+// endWatch ends scan id's progress feed: watchers get last (when not nil)
+// and their channels are closed.
+func (s *Scans) endWatch(id string, last *Progress) {
+	s.mu.Lock()
+	h := s.hubs[id]
+	delete(s.hubs, id)
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	if last != nil {
+		h.publish(*last)
+	}
+	h.close()
+}
+
 // close ends every watcher's channel (the scan's run ended).
 func (h *hub) close() {
 	h.mu.Lock()
@@ -618,15 +636,29 @@ func (s *Scans) Watch(ctx context.Context, p auth.Principal, tenant, id string) 
 	}
 	out := make(chan Progress, 16)
 	first := Progress{ScanID: id, State: sc.State, Time: s.now()}
+	// Under s.mu, so a run cannot end between the check and the
+	// subscription (endWatch takes the hub under s.mu).
 	s.mu.Lock()
 	_, running := s.active[id]
-	s.mu.Unlock()
-	if !running && sc.State != StateQueued {
+	if !running {
+		// Read the state again: the run may have ended since Get.
+		if err := s.st.DB().QueryRowContext(ctx, `SELECT state FROM scan_requests WHERE id = ?`, id).Scan(&first.State); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
+	if !running && first.State != StateQueued {
+		s.mu.Unlock()
 		out <- first
 		close(out)
 		return out, nil
 	}
-	h := s.hub(id)
+	h := s.hubs[id]
+	if h == nil {
+		h = &hub{subs: map[chan Progress]struct{}{}}
+		s.hubs[id] = h
+	}
+	s.mu.Unlock()
 	h.mu.Lock()
 	if h.last != nil {
 		first = *h.last

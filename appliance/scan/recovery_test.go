@@ -30,14 +30,14 @@ import (
 	"firewalliq/probe/scope"
 )
 
-// slowScan requests a scan of 32 loopback addresses x 2 ports at 50 pps,
+// slowScan requests a scan of the addresses of cidr x 2 ports at 20 pps,
 // in two or more batches (the engine's batch is about one second of
 // sending, at least 16 targets), so a run can be stopped between
 // checkpoints.
 func (e *env) slowScan(t *testing.T, cidr string) scan.Scan {
 	t.Helper()
 	e.scope(t, "block", scope.EnvNonProduction, cidr)
-	sc, err := e.f.App.Scans.Request(e.f.Ctx, e.op.P, "", scan.ScanRequest{ScopeID: "block", Rate: 50}, e.f.Code(e.op))
+	sc, err := e.f.App.Scans.Request(e.f.Ctx, e.op.P, "", scan.ScanRequest{ScopeID: "block", Rate: 20}, e.f.Code(e.op))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,16 +95,16 @@ func (e *env) checkResumed(t *testing.T, mark int64, id, jobID string, want int)
 // resumes it under the same job from that batch.
 func TestResumeAfterStop(t *testing.T) {
 	e := newEnv(t)
-	sc := e.slowScan(t, "127.0.0.0/27")
+	sc := e.slowScan(t, "127.0.0.0/26")
 	stop := e.dispatch(t)
 	waitCheckpoint(t, e.f.DB, sc.ID)
 	stop()
 	got, err := e.f.App.Scans.Get(e.f.Ctx, e.op.P, "", sc.ID)
-	if err != nil || got.State != scan.StateRunning || got.Job.State != scan.JobRunning || got.Job.Results == 0 || got.Job.Results >= 64 {
+	if err != nil || got.State != scan.StateRunning || got.Job.State != scan.JobRunning || got.Job.Results == 0 || got.Job.Results >= 128 {
 		t.Fatalf("after stop: %v %+v %+v", err, got, got.Job)
 	}
 	mark := e.f.Head()
-	e.checkResumed(t, mark, sc.ID, got.Job.ID, 64)
+	e.checkResumed(t, mark, sc.ID, got.Job.ID, 128)
 }
 
 // TestResumeAfterSIGKILL runs the scan in a child process (this test

@@ -798,11 +798,15 @@ func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason
 	}
 	s.disp.Queue().Remove(pin, func(x string) bool { return x == id })
 	s.mu.Lock()
-	if a := s.active[id]; a != nil {
+	a := s.active[id]
+	if a != nil {
 		a.cancelled = true
 		a.cancel()
 	}
 	s.mu.Unlock()
+	if a == nil {
+		s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
+	}
 	if sc.State == StatePending || sc.State == StateApproved {
 		s.voidApprovals(ctx, p, []string{sc.ApprovalID})
 	}

@@ -29,8 +29,13 @@ type Local struct {
 	// Shared is the appliance-wide pacer every local run draws from.
 	Shared *probe.SharedPacer
 	// Now is the clock (default time.Now); the engine and the shared
-	// pacer use the same.
+	// pacer use the same. It sets socket deadlines, so it must be the
+	// real time.
 	Now func() time.Time
+	// ValidityNow is the clock the job's and the scope's validity windows
+	// are checked against (default Now): the orchestrator's clock, which
+	// issued the job.
+	ValidityNow func() time.Time
 	// NoRaw runs without raw sockets (tcp-syn as tcp-connect).
 	NoRaw bool
 	// Buffer is the number of events held for a slow reader before the
@@ -59,6 +64,9 @@ func NewLocal(l Local) (*Local, error) {
 	}
 	if l.Now == nil {
 		l.Now = time.Now
+	}
+	if l.ValidityNow == nil {
+		l.ValidityNow = l.Now
 	}
 	if l.Buffer <= 0 {
 		l.Buffer = 1024
@@ -102,7 +110,7 @@ func (l *Local) run(ctx context.Context, req Request, s *localStream) {
 		refuse(fmt.Errorf("%w: scope keys of tenant %q: %v", job.ErrScopeUntrusted, unverified.Request.Tenant, err))
 		return
 	}
-	v, err := job.Verify(req.Job, l.JobKey, keys, l.profile, l.Now())
+	v, err := job.Verify(req.Job, l.JobKey, keys, l.profile, l.ValidityNow())
 	if err != nil {
 		refuse(err)
 		return
