@@ -30,6 +30,7 @@ import (
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe"
+	"firewalliq/probe/job"
 	"firewalliq/probe/runner"
 	"firewalliq/probe/safety"
 	"firewalliq/vault"
@@ -37,6 +38,11 @@ import (
 
 // DatabaseFile is the SQLite file's name inside the data directory.
 const DatabaseFile = "firewalliq.db"
+
+// CapturesDir is the directory, inside the data directory, where a running
+// scan's packet capture waits until the scan completes and goes to the
+// evidence vault.
+const CapturesDir = "captures"
 
 // Errors returned by Init and Open.
 var (
@@ -239,13 +245,29 @@ func (a *Appliance) wireScans(sd scan.Deps) error {
 	if err != nil {
 		return err
 	}
-	local, err := runner.NewLocal(runner.Local{JobKey: jobKey.Public().(ed25519.PublicKey), ScopeKeys: a.ScopeKeys.Trusted, Shared: shared,
-		Now: time.Now, ValidityNow: a.Now})
+	// Packet captures wait in <data_dir>/captures until the scan completes
+	// and the scan service hands them to the vault (probes.pcapng).
+	captures := filepath.Join(a.Config.DataDir, CapturesDir)
+	captureFile := func(scanID string) string { return filepath.Join(captures, filepath.Base(scanID)+".pcapng") }
+	capture := func(j job.Job) (io.WriteCloser, error) {
+		if err := os.MkdirAll(captures, 0o700); err != nil {
+			return nil, err
+		}
+		return os.OpenFile(captureFile(j.ScanID), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	}
+	lr := runner.Local{JobKey: jobKey.Public().(ed25519.PublicKey), ScopeKeys: a.ScopeKeys.Trusted, Shared: shared, Now: time.Now, ValidityNow: a.Now}
+	if a.Evidence != nil {
+		lr.Capture = capture
+	}
+	local, err := runner.NewLocal(lr)
 	if err != nil {
 		return err
 	}
 	d := scan.ScansDeps{Deps: sd, Keys: a.ScopeKeys, Scopes: a.Scopes, JobKey: jobKey, Runner: local,
 		OnError: func(err error) { a.Logger.Error("scan", "err", err) }}
+	if a.Evidence != nil {
+		d.CaptureFile = captureFile
+	}
 	if a.Evidence != nil {
 		d.Evidence = a.Evidence
 	}

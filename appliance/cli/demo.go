@@ -202,7 +202,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	}
 
 	// 6. Evidence.
-	step(6, "the scan service kept the results and the manifest as evidence")
+	step(6, "the scan service kept the results, the packet capture (with raw sockets) and the manifest as evidence")
 	if err := app.Evidence.Vault().Flush(ctx); err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	if probe.RawAvailable() && !strings.Contains(out, "/probes.pcapng sha256") {
+		t.Errorf("demo output lacks the packet capture:\n%s", out)
+	}
 	if probe.RawAvailable() && !strings.Contains(out, "udp          open     udp-response") {
 		t.Errorf("demo output lacks the UDP result:\n%s", out)
 	}

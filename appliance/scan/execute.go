@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -444,7 +445,10 @@ type Manifest struct {
 	Worst100ms    int             `json:"worst_100ms_window"`
 	Results       int64           `json:"results"`
 	ResultsSHA256 string          `json:"results_sha256"`
-	Transport     string          `json:"transport"`
+	// PcapngSHA256 is the SHA-256 of the packet capture (probes.pcapng),
+	// "" when there is none (no raw sockets, or no capture configured).
+	PcapngSHA256 string `json:"pcapng_sha256,omitempty"`
+	Transport    string `json:"transport"`
 }
 
 // complete writes the results file and the manifest to the vault (when
@@ -475,6 +479,16 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport}
 	if m.Approvals == nil {
 		m.Approvals = []job.Approval{}
+	}
+	pcap := ""
+	if s.capture != nil && s.evidence != nil {
+		if p := s.capture(id); p != "" {
+			if sum, err := fileSHA256(p); err == nil {
+				pcap, m.PcapngSHA256 = p, sum
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			}
+		}
 	}
 	mb, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -509,16 +523,50 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 		}
 		rkey = re.Key
 		details["results_key"] = rkey
+		keys := []string{rkey}
+		if pcap != "" {
+			f, err := os.Open(pcap)
+			if err != nil {
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			}
+			pe, err := s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "probes.pcapng", f, nil)
+			f.Close()
+			if err != nil {
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			}
+			details["pcapng_key"], details["pcapng_sha256"] = pe.Key, pe.SHA256
+			keys = append(keys, pe.Key)
+		}
 		_, err = s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "manifest.json", bytes.NewReader(mb), func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error {
 			details["manifest_key"], details["manifest_sha256"] = e.Key, e.SHA256
-			return final(ctx, tx, []string{rkey, e.Key})
+			return final(ctx, tx, append(keys, e.Key))
 		})
 		if err != nil {
 			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
 		}
+		if pcap != "" {
+			// The spool holds its own copy now.
+			if err := os.Remove(pcap); err != nil {
+				s.onErr(fmt.Errorf("scan %s: remove capture: %w", id, err))
+			}
+		}
 	}
 	s.hub(id).publish(Progress{ScanID: id, State: StateCompleted, Sent: sum.PacketsSent, Done: total, Total: total, ElapsedSeconds: sum.WallSeconds, Time: s.now()})
 	return err
+}
+
+// fileSHA256 returns the hex SHA-256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // writeResults writes every stored result of job jobID as JSON Lines, in

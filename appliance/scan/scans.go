@@ -85,6 +85,11 @@ type ScansDeps struct {
 	// BatchTargets is the targets per batch written into jobs (0: the
 	// engine's default of about one second of sending).
 	BatchTargets int
+	// CaptureFile names the file a scan's packet capture is written to
+	// (the local runner's Capture opens it); when it exists at completion
+	// it goes to the vault as probes.pcapng and is then removed. nil: no
+	// capture.
+	CaptureFile func(scanID string) string
 	// OnError receives errors of background work (nil: dropped).
 	OnError func(error)
 }
@@ -108,6 +113,7 @@ type Scans struct {
 	validity time.Duration
 	batch    int
 	onErr    func(error)
+	capture  func(scanID string) string
 	disp     *Dispatcher[string]
 
 	mu      sync.Mutex
@@ -150,7 +156,7 @@ func NewScans(d ScansDeps) (*Scans, error) {
 	}
 	s := &Scans{st: d.Store, auth: d.Auth, rec: d.Journal, profile: d.Profile, now: d.Now, keys: d.Keys, scopes: d.Scopes,
 		jobKey: d.JobKey, runner: d.Runner, evidence: d.Evidence, resolve: d.Resolve, validity: d.JobValidity, batch: d.BatchTargets,
-		onErr: d.OnError, claimed: map[string]bool{}, active: map[string]*activeScan{}, hubs: map[string]*hub{}}
+		onErr: d.OnError, capture: d.CaptureFile, claimed: map[string]bool{}, active: map[string]*activeScan{}, hubs: map[string]*hub{}}
 	disp, err := NewDispatcher(d.Profile, s.execute)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"firewalliq/appliance/internal/apptest"
 	"firewalliq/appliance/scan"
 	"firewalliq/audit"
+	"firewalliq/probe"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
@@ -308,20 +310,39 @@ func TestProductionScan(t *testing.T) {
 	}
 	comp := f.Entries(mark, audit.ActScanComplete)
 	d := apptest.Details(t, comp[0])
-	ev, _ := d["evidence"].([]any)
-	if len(ev) != 2 || !strings.HasSuffix(fmt.Sprint(ev[0]), "/results.jsonl") || !strings.HasSuffix(fmt.Sprint(ev[1]), "/manifest.json") {
-		t.Fatalf("scan.complete details %v", d)
+	var ev []string
+	for _, k := range d["evidence"].([]any) {
+		ev = append(ev, fmt.Sprint(k))
+	}
+	names := []string{"/results.jsonl", "/manifest.json"}
+	if probe.RawAvailable() {
+		// With raw sockets the engine captures every probe and reply.
+		names = []string{"/results.jsonl", "/probes.pcapng", "/manifest.json"}
+	}
+	if len(ev) != len(names) {
+		t.Fatalf("scan.complete evidence %v, want %v", ev, names)
+	}
+	for i, n := range names {
+		if !strings.HasSuffix(ev[i], n) {
+			t.Fatalf("scan.complete evidence %v, want %v", ev, names)
+		}
 	}
 	for _, r := range e.results(t, sc.ID) {
-		if !slices.Equal(r.Evidence, []string{fmt.Sprint(ev[0]), fmt.Sprint(ev[1])}) {
+		if !slices.Equal(r.Evidence, ev) {
 			t.Fatalf("result %d links %v", r.Seq, r.Evidence)
 		}
 	}
 	// Each object's SHA-256 is in the audit log (evidence.spool), by the
-	// appliance, before completion.
+	// appliance, before completion; the manifest names the others' hashes.
 	spooled := f.Entries(mark, audit.ActEvidenceSpooled)
-	if len(spooled) != 2 || spooled[1].Seq > comp[0].Seq {
+	if len(spooled) != len(names) || spooled[len(names)-1].Seq > comp[0].Seq {
 		t.Fatalf("%d evidence.spool entries", len(spooled))
+	}
+	if probe.RawAvailable() && d["pcapng_sha256"] == nil {
+		t.Fatalf("scan.complete names no capture hash: %v", d)
+	}
+	if _, err := os.Stat(filepath.Join(f.Cfg.DataDir, appliance.CapturesDir, sc.ID+".pcapng")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("capture left behind: %v", err)
 	}
 	// The approval was spent: a second start is refused.
 	if _, err := f.App.Scans.Start(f.Ctx, e.op.P, "", sc.ID, f.Code(e.op)); !errors.Is(err, scan.ErrState) {

@@ -38,6 +38,13 @@ type Local struct {
 	ValidityNow func() time.Time
 	// NoRaw runs without raw sockets (tcp-syn as tcp-connect).
 	NoRaw bool
+	// Capture, if not nil, opens the stream that a verified run's probe
+	// packets and replies are written to as pcapng (probe.Evidence; the
+	// engine captures with raw sockets only). A resumed run writes another
+	// section to the stream it gets. The stream is flushed before the
+	// final event and closed when the run ends; a write error fails the
+	// run (evidence loss must not pass silently).
+	Capture func(j job.Job) (io.WriteCloser, error)
 	// Buffer is the number of events held for a slow reader before the
 	// engine waits (default 1024).
 	Buffer int
@@ -150,6 +157,21 @@ func (l *Local) run(ctx context.Context, req Request, s *localStream) {
 			}}, false)
 		},
 	}
+	if l.Capture != nil {
+		w, err := l.Capture(j)
+		if err != nil {
+			refuse(fmt.Errorf("capture: %w", err))
+			return
+		}
+		ev, err := probe.NewEvidence(w, j.ScanID)
+		if err != nil {
+			w.Close()
+			refuse(fmt.Errorf("capture: %w", err))
+			return
+		}
+		cfg.Evidence = ev
+		defer w.Close()
+	}
 	e, err := probe.New(cfg)
 	if err != nil {
 		// The job verified but this engine cannot run it (for example
@@ -168,6 +190,11 @@ func (l *Local) run(ctx context.Context, req Request, s *localStream) {
 		return
 	}
 	sum, err := e.Run(ctx)
+	if cfg.Evidence != nil {
+		if ferr := cfg.Evidence.Flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
 	d := &Done{Summary: sum}
 	if err != nil {
 		d.Error, d.Code = err.Error(), Code(err)
