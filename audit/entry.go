@@ -96,6 +96,10 @@ const (
 	ActScopeKeyAdd    Action = "scope.key.add"
 	ActScopeKeyRevoke Action = "scope.key.revoke"
 	ActScopeRevoke    Action = "scope.revoke"
+	// Scan schedules.
+	ActScanSchedule       Action = "scan.schedule"
+	ActScanScheduleVoid   Action = "scan.schedule.void"
+	ActScanScheduleMissed Action = "scan.schedule.missed"
 )
 
 // Actions returns the closed vocabulary.
@@ -116,6 +120,7 @@ func Actions() []Action {
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
 		ActScanDeny, ActScanRefuse, ActScanResume, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
+		ActScanSchedule, ActScanScheduleVoid, ActScanScheduleMissed,
 	}
 }
 

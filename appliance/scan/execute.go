@@ -28,7 +28,8 @@ import (
 )
 
 // Run runs the scan service until ctx ends: first recovery (Recover), then
-// the dispatcher, which issues each queued scan's signed job when one of
+// the scheduler (TickSchedules at start and every ScheduleTick) and the
+// dispatcher, which issues each queued scan's signed job when one of
 // the profile's max_concurrent_scans slots is free and it is the tenant's
 // turn. When ctx ends, running scans are stopped where they are, without
 // completing: their jobs stay "running", and the next Run resumes them
@@ -37,7 +38,12 @@ func (s *Scans) Run(ctx context.Context) error {
 	if err := s.Recover(ctx); err != nil {
 		s.onErr(fmt.Errorf("scan recovery: %w", err))
 	}
-	return s.disp.Run(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runSchedules(ctx, s.tick) }()
+	err := s.disp.Run(ctx)
+	wg.Wait()
+	return err
 }
 
 // Recover handles what a stopped appliance left behind, before the

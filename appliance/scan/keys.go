@@ -305,20 +305,10 @@ func (k *Keys) Revoke(ctx context.Context, p auth.Principal, tenant, id, reason,
 // stopForKey asks the scan service to stop the requests of scopes signed
 // by key id; it returns their ids and their approvals to void.
 func (k *Keys) stopForKey(ctx context.Context, tx *sql.Tx, pin, id string) ([]string, []string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT approval_id FROM scan_requests WHERE tenant_id = ? AND scope_key_id = ? AND state IN ('pending','approved') AND approval_id != ''`, pin, id)
+	approvals, err := pendingApprovals(ctx, tx, pin, "scope_key_id = ?", id)
 	if err != nil {
 		return nil, nil, err
 	}
-	var approvals []string
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		approvals = append(approvals, a)
-	}
-	rows.Close()
 	stopped, err := k.onRevoke(ctx, tx, pin, id)
 	return stopped, approvals, err
 }

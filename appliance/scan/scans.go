@@ -90,6 +90,9 @@ type ScansDeps struct {
 	// it goes to the vault as probes.pcapng and is then removed. nil: no
 	// capture.
 	CaptureFile func(scanID string) string
+	// ScheduleTick is how often the scheduler looks for due schedules
+	// (default 30 s).
+	ScheduleTick time.Duration
 	// OnError receives errors of background work (nil: dropped).
 	OnError func(error)
 }
@@ -114,6 +117,7 @@ type Scans struct {
 	batch    int
 	onErr    func(error)
 	capture  func(scanID string) string
+	tick     time.Duration
 	disp     *Dispatcher[string]
 
 	mu      sync.Mutex
@@ -154,9 +158,12 @@ func NewScans(d ScansDeps) (*Scans, error) {
 	if d.OnError == nil {
 		d.OnError = func(error) {}
 	}
+	if d.ScheduleTick <= 0 {
+		d.ScheduleTick = 30 * time.Second
+	}
 	s := &Scans{st: d.Store, auth: d.Auth, rec: d.Journal, profile: d.Profile, now: d.Now, keys: d.Keys, scopes: d.Scopes,
 		jobKey: d.JobKey, runner: d.Runner, evidence: d.Evidence, resolve: d.Resolve, validity: d.JobValidity, batch: d.BatchTargets,
-		onErr: d.OnError, capture: d.CaptureFile, claimed: map[string]bool{}, active: map[string]*activeScan{}, hubs: map[string]*hub{}}
+		onErr: d.OnError, capture: d.CaptureFile, tick: d.ScheduleTick, claimed: map[string]bool{}, active: map[string]*activeScan{}, hubs: map[string]*hub{}}
 	disp, err := NewDispatcher(d.Profile, s.execute)
 	if err != nil {
 		return nil, err
@@ -937,7 +944,8 @@ func setState(ctx context.Context, tx *sql.Tx, id, from, to, reason string, at t
 // pendingApprovals lists the approval ids of tenant's requests matching
 // where (with arg) that still wait for approval or start.
 func pendingApprovals(ctx context.Context, tx *sql.Tx, tenant, where string, arg any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT approval_id FROM scan_requests WHERE tenant_id = ? AND `+where+` AND state IN ('pending','approved') AND approval_id != ''`, tenant, arg)
+	rows, err := tx.QueryContext(ctx, `SELECT approval_id FROM scan_requests WHERE tenant_id = ? AND `+where+` AND state IN ('pending','approved') AND approval_id != ''
+		UNION ALL SELECT approval_id FROM scan_schedules WHERE tenant_id = ? AND `+where+` AND state = 'pending'`, tenant, arg, tenant, arg)
 	if err != nil {
 		return nil, err
 	}
@@ -980,6 +988,27 @@ func (s *Scans) stopWhere(ctx context.Context, tx *sql.Tx, tenant, where string,
 			return nil, err
 		}
 		s.disp.Queue().Remove(tenant, func(x string) bool { return x == id })
+	}
+	// Schedules of the same scope or key stop too.
+	srows, err := tx.QueryContext(ctx, `SELECT id FROM scan_schedules WHERE tenant_id = ? AND `+where+` AND state IN ('pending','approved')`, tenant, arg)
+	if err != nil {
+		return nil, err
+	}
+	var sched []string
+	for srows.Next() {
+		var id string
+		if err := srows.Scan(&id); err != nil {
+			srows.Close()
+			return nil, err
+		}
+		sched = append(sched, id)
+	}
+	srows.Close()
+	for _, id := range sched {
+		if _, err := tx.ExecContext(ctx, `UPDATE scan_schedules SET state = 'void', reason = ? WHERE id = ?`, reason, id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, "schedule:"+id)
 	}
 	if ids == nil {
 		ids = []string{}

@@ -54,3 +54,34 @@ CREATE INDEX scan_requests_key ON scan_requests(scope_key_id, state);
 -- error. Kept so the results file sent to the vault is the engine's whole
 -- result, also for batches stored before a restart.
 ALTER TABLE scan_results ADD COLUMN detail TEXT NOT NULL DEFAULT '{}';
+
+-- A schedule: a standing request (the canonical job request whose id is
+-- the schedule's id, so every run's job carries approvals bound to it) run
+-- at the times spec names ('@every 6h' or a five-field cron line, UTC).
+-- A schedule runs only while approved by two approvers (approval_id) and
+-- before valid_until (at most 90 days after approval). An edit voids it (a
+-- new schedule replaces it). next_run is the next time due; runs missed
+-- while the appliance was down are reported, not run in a burst.
+CREATE TABLE scan_schedules (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL REFERENCES tenants(id),
+    requester_id   TEXT NOT NULL REFERENCES users(id),
+    scope_id       TEXT NOT NULL,
+    scope_key_id   TEXT NOT NULL,
+    spec           TEXT NOT NULL,
+    valid_days     INTEGER NOT NULL CHECK (valid_days BETWEEN 1 AND 90),
+    request        BLOB NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    approval_id    TEXT NOT NULL,
+    approvers      TEXT NOT NULL DEFAULT '[]',
+    state          TEXT NOT NULL CHECK (state IN ('pending','approved','void','expired')),
+    reason         TEXT NOT NULL DEFAULT '',
+    valid_until    TEXT NOT NULL DEFAULT '',
+    next_run       TEXT NOT NULL DEFAULT '',
+    last_run       TEXT NOT NULL DEFAULT '',
+    created_at     TEXT NOT NULL,
+    FOREIGN KEY (tenant_id, scope_id) REFERENCES scopes(tenant_id, id)
+) STRICT;
+CREATE INDEX scan_schedules_due ON scan_schedules(state, next_run);
+-- A scheduled run's request names its schedule.
+ALTER TABLE scan_requests ADD COLUMN schedule_id TEXT NOT NULL DEFAULT '';
