@@ -512,3 +512,27 @@ func (e *env) waitAs(t *testing.T, p auth.Principal, id string) {
 	}
 	t.Fatalf("scan %s did not complete", id)
 }
+
+// TestRunnerRefusalAudited: a job the runner refuses before its first
+// packet (here: it names a vantage point that is not this runner) fails
+// the scan, audited as scan.refuse with the runner's code, and nothing is
+// stored.
+func TestRunnerRefusalAudited(t *testing.T) {
+	e := newEnv(t)
+	f := e.f
+	e.scope(t, "lab", scope.EnvNonProduction)
+	sc, err := f.App.Scans.Request(f.Ctx, e.op.P, "", scan.ScanRequest{ScopeID: "lab", Vantage: "sensor-7"}, f.Code(e.op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := f.Head()
+	e.dispatch(t)
+	got := e.wait(t, sc.ID, scan.StateFailed, scan.StateCompleted)
+	if got.State != scan.StateFailed || got.Job == nil || got.Job.State != scan.JobRefused || got.Job.Results != 0 {
+		t.Fatalf("refused scan %+v %+v", got, got.Job)
+	}
+	rs := f.Entries(mark, audit.ActScanRefuse)
+	if len(rs) != 1 || rs[0].Object != "scan:"+sc.ID || apptest.Details(t, rs[0])["code"] != "vantage-mismatch" {
+		t.Fatalf("scan.refuse entries %+v", rs)
+	}
+}
