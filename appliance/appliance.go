@@ -5,6 +5,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -28,12 +29,20 @@ import (
 	"firewalliq/appliance/siem/destinations"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
+	"firewalliq/probe"
+	"firewalliq/probe/job"
+	"firewalliq/probe/runner"
 	"firewalliq/probe/safety"
 	"firewalliq/vault"
 )
 
 // DatabaseFile is the SQLite file's name inside the data directory.
 const DatabaseFile = "firewalliq.db"
+
+// CapturesDir is the directory, inside the data directory, where a running
+// scan's packet capture waits until the scan completes and goes to the
+// evidence vault.
+const CapturesDir = "captures"
 
 // Errors returned by Init and Open.
 var (
@@ -42,10 +51,6 @@ var (
 	// ErrNotInitialized means the data directory holds no appliance yet.
 	ErrNotInitialized = errors.New("data directory is not initialised; run 'firewalliq init'")
 )
-
-// ScopeSignersDir is the directory, inside the data directory, whose *.pub
-// files are the keys trusted to sign scope documents (scan.TrustDir).
-const ScopeSignersDir = "scope-signers"
 
 // Appliance is an opened data directory with its services. Callers (the
 // CLI, the HTTP API) reach the appliance's state only through the typed
@@ -74,9 +79,14 @@ type Appliance struct {
 	// acknowledges the tamper alarm, and lists and acknowledges anomaly
 	// alerts.
 	Audit *auditlog.Service
-	// Scopes is the scope registry; Runs records locally run scans.
-	Scopes *scan.Scopes
-	Runs   *scan.Runs
+	// ScopeKeys is the registry of the security leads' scope-signing
+	// keys; Scopes the scope registry (a scope is trusted only through an
+	// active key of a security lead of its tenant); Scans the scan
+	// service (requests, approvals, signed jobs, dispatch, results,
+	// progress, recovery; appliance.Run runs its dispatcher).
+	ScopeKeys *scan.Keys
+	Scopes    *scan.Scopes
+	Scans     *scan.Scans
 	// Evidence is the evidence vault; nil when no vault backend is
 	// configured (vault.backend empty), in which case nothing that needs
 	// evidence may run.
@@ -191,35 +201,78 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sd := scan.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, Now: a.Now, Profile: prof,
-		Trust: scan.TrustDir(filepath.Join(a.Config.DataDir, ScopeSignersDir))}
+	sd := scan.Deps{Store: a.st, Auth: a.Auth, Journal: a.journal, Now: a.Now, Profile: prof, Seal: a.Keys}
+	if a.ScopeKeys, err = scan.NewKeys(sd); err != nil {
+		return err
+	}
 	if a.Scopes, err = scan.NewScopes(sd); err != nil {
 		return err
 	}
-	if a.Runs, err = scan.NewRuns(sd); err != nil {
-		return err
+	if a.Config.Vault.Backend != "" {
+		ev, err := evidence.Open(ctx, evidence.Options{
+			DB:         a.st.DB(),
+			Audit:      a.log,
+			Config:     a.Config.Vault,
+			DataDir:    a.Config.DataDir,
+			Production: a.Config.Production,
+			Gate:       a.Auth,
+			Ledger:     evidence.AuditLedger{DB: a.st.DB(), Log: a.log},
+			Append:     a.journal.Record,
+			OnAlert:    a.spoolAlert,
+			OnError:    func(err error) { a.Logger.Error("evidence", "err", err) },
+			Now:        a.Now,
+		})
+		if err != nil {
+			return err
+		}
+		a.Evidence = ev
 	}
-	if a.Config.Vault.Backend == "" {
-		return nil
-	}
-	ev, err := evidence.Open(ctx, evidence.Options{
-		DB:         a.st.DB(),
-		Audit:      a.log,
-		Config:     a.Config.Vault,
-		DataDir:    a.Config.DataDir,
-		Production: a.Config.Production,
-		Gate:       a.Auth,
-		Ledger:     evidence.AuditLedger{DB: a.st.DB(), Log: a.log},
-		Append:     a.journal.Record,
-		OnAlert:    a.spoolAlert,
-		OnError:    func(err error) { a.Logger.Error("evidence", "err", err) },
-		Now:        a.Now,
-	})
+	return a.wireScans(sd)
+}
+
+// wireScans builds the scan service: the one appliance-wide pacer every
+// local run draws from, the local runner (verifying jobs against the job
+// key and the tenant's trusted scope keys), and the evidence vault when
+// one is configured.
+func (a *Appliance) wireScans(sd scan.Deps) error {
+	jobKey, err := a.Keys.Signer(keyring.Job)
 	if err != nil {
 		return err
 	}
-	a.Evidence = ev
-	return nil
+	// The engine and the pacer run on real time (they set socket
+	// deadlines); validity windows are checked on the appliance's clock.
+	shared, err := probe.NewSharedPacer(time.Now)
+	if err != nil {
+		return err
+	}
+	// Packet captures wait in <data_dir>/captures until the scan completes
+	// and the scan service hands them to the vault (probes.pcapng).
+	captures := filepath.Join(a.Config.DataDir, CapturesDir)
+	captureFile := func(scanID string) string { return filepath.Join(captures, filepath.Base(scanID)+".pcapng") }
+	capture := func(j job.Job) (io.WriteCloser, error) {
+		if err := os.MkdirAll(captures, 0o700); err != nil {
+			return nil, err
+		}
+		return os.OpenFile(captureFile(j.ScanID), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	}
+	lr := runner.Local{JobKey: jobKey.Public().(ed25519.PublicKey), ScopeKeys: a.ScopeKeys.Trusted, Shared: shared, Now: time.Now, ValidityNow: a.Now}
+	if a.Evidence != nil {
+		lr.Capture = capture
+	}
+	local, err := runner.NewLocal(lr)
+	if err != nil {
+		return err
+	}
+	d := scan.ScansDeps{Deps: sd, Keys: a.ScopeKeys, Scopes: a.Scopes, JobKey: jobKey, Runner: local,
+		OnError: func(err error) { a.Logger.Error("scan", "err", err) }}
+	if a.Evidence != nil {
+		d.CaptureFile = captureFile
+	}
+	if a.Evidence != nil {
+		d.Evidence = a.Evidence
+	}
+	a.Scans, err = scan.NewScans(d)
+	return err
 }
 
 // spoolAlert records that the evidence spool neared or hit its bound as an
@@ -248,7 +301,8 @@ func (a *Appliance) Checkpoint(ctx context.Context) (audit.Checkpoint, bool, err
 
 // Run runs the appliance's background loops until ctx ends: audit
 // checkpoints, the identity service's timed work (support-session expiry,
-// anomaly windows), SIEM delivery and evidence uploads. Errors go to onErr
+// anomaly windows), SIEM delivery, evidence uploads, and the scan
+// service (recovery, then the dispatcher). Errors go to onErr
 // (the Logger when nil); each loop retries on its own schedule.
 func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 	if onErr == nil {
@@ -276,6 +330,13 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 			}
 		})
 	}
+	// The scan service first recovers what a stopped appliance left
+	// (resume or fail each unfinished job, audited), then dispatches.
+	run(func() {
+		if err := a.Scans.Run(ctx); err != nil && ctx.Err() == nil {
+			onErr(fmt.Errorf("scans: %w", err))
+		}
+	})
 	wg.Wait()
 }
 

@@ -92,6 +92,17 @@ const (
 	ActPolicyCreate         Action = "policy.create"
 	ActPolicyEvaluate       Action = "policy.evaluate"
 	ActPolicyBaselineAccept Action = "policy.baseline.accept"
+	// Scan service (appliance/scan, docs/scans.md).
+	ActScanDeny       Action = "scan.deny"
+	ActScanRefuse     Action = "scan.refuse"
+	ActScanResume     Action = "scan.resume"
+	ActScopeKeyAdd    Action = "scope.key.add"
+	ActScopeKeyRevoke Action = "scope.key.revoke"
+	ActScopeRevoke    Action = "scope.revoke"
+	// Scan schedules.
+	ActScanSchedule       Action = "scan.schedule"
+	ActScanScheduleVoid   Action = "scan.schedule.void"
+	ActScanScheduleMissed Action = "scan.schedule.missed"
 )
 
 // Actions returns the closed vocabulary.
@@ -112,6 +123,8 @@ func Actions() []Action {
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
 		ActPolicyCreate, ActPolicyEvaluate, ActPolicyBaselineAccept,
+		ActScanDeny, ActScanRefuse, ActScanResume, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
+		ActScanSchedule, ActScanScheduleVoid, ActScanScheduleMissed,
 	}
 }
 

@@ -249,6 +249,17 @@ func (f *fixture) login(key string) {
 	u.token, u.csrf = l.Token, l.CSRF
 }
 
+// principal resolves a signed-in fixture user's session to its principal,
+// for set-up through a service that has no route yet.
+func (f *fixture) principal(key string) auth.Principal {
+	f.t.Helper()
+	p, err := f.svc.Authenticate(f.ctx, auth.Request{SessionToken: f.users[key].token, Method: "GET", Client: auth.Client{IP: "192.0.2.1", UserAgent: "fixture"}})
+	if err != nil {
+		f.t.Fatalf("principal %s: %v", key, err)
+	}
+	return p
+}
+
 // request is one HTTP request to the handler.
 type request struct {
 	method, path, body string

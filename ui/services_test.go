@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"path/filepath"
 	"slices"
@@ -11,7 +12,6 @@ import (
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
-	"firewalliq/appliance/scan"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe/keys"
@@ -121,7 +121,9 @@ func TestScopeRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := scan.WriteTrusted(filepath.Join(f.app.Config.DataDir, appliance.ScopeSignersDir), pub); err != nil {
+	// The lead registers the key with step-up (the service; its route
+	// is not built yet).
+	if _, err := f.app.ScopeKeys.Add(f.ctx, f.principal("a-lead"), "", "lead key", pemPublic(t, pub), f.code("a-lead")); err != nil {
 		t.Fatal(err)
 	}
 	now := f.clk.now()
@@ -262,4 +264,14 @@ func TestTamperAlarmOverAPI(t *testing.T) {
 	if rec := f.do(request{method: "GET", path: "/api/v1/audit/alarm", as: "a-aud"}); !strings.Contains(rec.Body.String(), `"raised":false`) {
 		t.Fatalf("after ack: %s", rec.Body)
 	}
+}
+
+// pemPublic is pub in the PEM form keys are registered in.
+func pemPublic(t *testing.T, pub ed25519.PublicKey) []byte {
+	t.Helper()
+	b, err := keys.MarshalPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

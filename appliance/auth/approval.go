@@ -25,6 +25,11 @@ type Kind string
 const (
 	// KindProductionScan is a scan of a production scope.
 	KindProductionScan Kind = "scan.production"
+	// KindScanSchedule is a standing approval of a scan schedule: its
+	// canonical request is the schedule's standing job request; once
+	// approved the scan service keeps the approvers for the schedule's
+	// validity (at most 90 days).
+	KindScanSchedule Kind = "scan.schedule"
 	// KindEvidenceExport is an evidence bundle export.
 	KindEvidenceExport Kind = "evidence.export"
 	// KindRoleGrant is an admin's grant of a privileged role (approver,
@@ -37,7 +42,7 @@ const (
 // operation is the operation a requester of kind must be allowed.
 func (k Kind) operation() (Operation, bool) {
 	switch k {
-	case KindProductionScan:
+	case KindProductionScan, KindScanSchedule:
 		return OpScanRequest, true
 	case KindEvidenceExport:
 		return OpEvidenceExport, true

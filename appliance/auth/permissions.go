@@ -72,6 +72,16 @@ const (
 	OpPolicyBaseline Operation = "policy.baseline.accept"
 	// OpReportCreate signs a compliance report and spools it as evidence.
 	OpReportCreate Operation = "report.create"
+	// OpScopeKeyAdd registers (or has the appliance generate and hold) a
+	// security lead's own scope-signing key.
+	OpScopeKeyAdd    Operation = "scope.key.add"
+	OpScopeKeyList   Operation = "scope.key.list"
+	OpScopeKeyRevoke Operation = "scope.key.revoke"
+	// OpScopeRevoke revokes a registered scope: no new scan runs under it.
+	OpScopeRevoke Operation = "scope.revoke"
+	// OpScanStart is the requester's step-up that starts a scan: at
+	// request for a non-production scope, after dual approval otherwise.
+	OpScanStart Operation = "scan.start"
 )
 
 // Permission is one row of the matrix.
@@ -151,6 +161,11 @@ func Permissions() []Permission {
 		{Op: OpSIEMRead, Roles: []string{A, AU}, ApplianceWide: true, Owner: "siem", What: "list SIEM destinations and their delivery status"},
 		{Op: OpSIEMTest, Roles: []string{A}, ApplianceWide: true, Owner: "siem", What: "send a SIEM destination a test message (outside the outbox)"},
 		{Op: OpEvidenceRead, Roles: []string{A, SL, AU}, Owner: "vault", What: "list recorded evidence objects"},
+		{Op: OpScopeKeyAdd, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "register one's own scope-signing public key, or have the appliance generate one it holds sealed"},
+		{Op: OpScopeKeyList, Roles: []string{A, SL, AU}, Owner: "scan", What: "list the tenant's scope-signing keys"},
+		{Op: OpScopeKeyRevoke, Roles: []string{A, SL}, StepUp: true, Owner: "scan", What: "revoke a scope-signing key (security leads: their own; admins: any of the tenant's): its scopes run no new scan, their pending approvals are voided"},
+		{Op: OpScopeRevoke, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "revoke a registered scope: no new scan runs under it, pending approvals are voided"},
+		{Op: OpScanStart, Roles: []string{SL, OP}, StepUp: true, Owner: "scan", What: "start one's own scan request (non-production: with the request; production: after dual approval)"},
 	}
 }
 
@@ -327,3 +342,13 @@ func writeParams(b *strings.Builder) {
 	row("anomaly alert: "+string(ActivityLoginSources), fmt.Sprintf("failed logins for one account from %d distinct addresses in %s (one `anomaly.alert` per window)", r.Threshold, human(r.Window)))
 	row("anomaly alert: role.grant.unapproved", "a privileged role granted in a tenant with no other independent admin; also flagged for the next access review (`auth_review_flags`)")
 }
+
+// Roles, as adapters (the console, the API) name them: the store's role
+// names, re-exported so that nothing above the services imports the store.
+const (
+	RoleAdmin        = store.RoleAdmin
+	RoleSecurityLead = store.RoleSecurityLead
+)
+
+// Roles lists every role, most privileged first.
+func Roles() []string { return store.Roles() }

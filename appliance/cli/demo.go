@@ -1,15 +1,16 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -64,25 +65,27 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 
-	// 1. The appliance.
+	// 1. The appliance. Its clock is the real one, moved on by a TOTP step
+	// (30 s) each time the demo needs a fresh code, so nothing waits.
+	clk := &demoClock{base: env.Now(), start: time.Now()}
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = filepath.Join(work, "data")
 	cfg.Production = false // the demo keeps evidence in a local directory, which is not WORM
 	cfg.Vault.Backend = "local"
 	cfg.Vault.LocalDir = filepath.Join(work, "evidence")
 	step(1, "initialise an appliance in %s", cfg.DataDir)
-	res, err := appliance.Init(ctx, cfg, appliance.InitOptions{Admin: "demo-admin", Tenant: "demo", Now: env.Now})
+	res, err := appliance.Init(ctx, cfg, appliance.InitOptions{Admin: "demo-admin", Tenant: "demo", Now: clk.Now})
 	if err != nil {
 		return err
 	}
 	say("tenant %q, first admin %q (one-time password and TOTP secret printed once by 'init')", res.Tenant, res.Admin)
 	say("console certificate SHA-256 %s", res.CertFingerprint)
-	app, err := appliance.Open(ctx, cfg, env.Now)
+	app, err := appliance.OpenWith(ctx, cfg, clk.Now, appliance.Options{LogOutput: io.Discard})
 	if err != nil {
 		return err
 	}
 	defer app.Close()
-	lead, err := demoSignIn(ctx, app, res)
+	lead, leadSecret, err := demoSignIn(ctx, app, res, clk)
 	if err != nil {
 		return err
 	}
@@ -103,7 +106,7 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 		return err
 	}
 	defer targets.Close()
-	step(3, "a security lead signs a scope for services on 127.0.0.1")
+	step(3, "a security lead registers a signing key and signs a scope for services on 127.0.0.1")
 	say("open tcp/%d, banner tcp/%d, TLS tcp/%d, closed tcp/%d, UDP responder udp/%d", targets.Open, targets.Banner, targets.TLS, targets.Closed, targets.UDP)
 	if !probe.RawAvailable() {
 		say("(no CAP_NET_RAW: the UDP probe, which needs a raw socket, is left out; run as root for it)")
@@ -116,7 +119,16 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	if err := keys.WritePair(leadKey, pub, priv); err != nil {
 		return err
 	}
-	now := env.Now().UTC()
+	pubText, err := keys.MarshalPublic(pub)
+	if err != nil {
+		return err
+	}
+	// The lead registers the public key (with a step-up); the private key
+	// stays in the lead's hands.
+	if _, err := app.ScopeKeys.Add(ctx, lead, "", "demo lead key", pubText, clk.code(leadSecret)); err != nil {
+		return err
+	}
+	now := clk.Now().UTC()
 	doc := scope.Document{
 		ID: "demo-loopback", Tenant: res.Tenant, Name: "demo loopback services", Environment: scope.EnvNonProduction,
 		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{},
@@ -133,13 +145,8 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	if err := os.WriteFile(scopePath, signed, 0o644); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	sc, err := scope.Verify(signed, pub, env.Now(), prof)
+	sc, err := scope.Verify(signed, pub, clk.Now(), prof)
 	if err != nil {
-		return err
-	}
-	// The appliance trusts the lead's key (an operator's local step), and
-	// the lead registers the scope through the scope service.
-	if err := scan.WriteTrusted(filepath.Join(cfg.DataDir, appliance.ScopeSignersDir), pub); err != nil {
 		return err
 	}
 	if _, err := app.Scopes.Register(ctx, lead, "", signed); err != nil {
@@ -152,51 +159,50 @@ func runDemo(ctx context.Context, env *Env, work string) error {
 	for _, t := range []string{"127.0.0.2", "10.0.0.1"} {
 		say("target %-10s -> in scope: %v (never probed)", t, sc.Contains(netip.MustParseAddr(t)))
 	}
-	var sink bytes.Buffer
-	quiet := &Env{Stdin: env.Stdin, Stdout: &sink, Stderr: &sink, Getenv: env.Getenv, Environ: env.Environ, Now: env.Now, Resolve: env.Resolve}
-	err = runProbe(ctx, quiet, probeFlags{scope: scopePath, trust: leadKey + ".pub", out: filepath.Join(work, "refused"), rate: prof.GlobalPPS * 10, retries: 1, timeout: 500 * time.Millisecond, noProgress: true})
+	_, err = app.Scans.Request(ctx, lead, "", scan.ScanRequest{ScopeID: doc.ID, Rate: prof.GlobalPPS * 10}, "")
 	say("a scan at %d pps -> %v", prof.GlobalPPS*10, oneLine(fmt.Sprint(err)))
 
-	// 5. The scan.
-	step(5, "probe the scope at the scope's %d pps (paced, every packet checked against the scope)", doc.MaxPPS)
-	resultsDir := filepath.Join(work, "scan")
-	scanID := "demo-scan-1"
-	run := scan.Run{ID: scanID, ScopeID: doc.ID, Rate: doc.MaxPPS}
-	if err := app.Runs.Start(ctx, lead, "", run); err != nil {
-		return err
-	}
-	sink.Reset()
-	if err := runProbe(ctx, quiet, probeFlags{scope: scopePath, trust: leadKey + ".pub", out: resultsDir, rate: doc.MaxPPS, retries: 1, timeout: 700 * time.Millisecond, noProgress: true}); err != nil {
-		return fmt.Errorf("demo scan: %w (%s)", err, strings.TrimSpace(sink.String()))
-	}
-	for _, l := range strings.Split(strings.TrimSpace(sink.String()), "\n") {
-		say("%s", l)
-	}
-	rows, err := demoResults(filepath.Join(resultsDir, "results.jsonl"))
+	// 5. The scan, through the scan service: a non-production scope runs on
+	// the requester's step-up; the service issues a signed job that the
+	// local runner verifies before its first packet.
+	step(5, "probe the scope at the scope's %d pps (a signed job; paced, every packet checked against the scope)", doc.MaxPPS)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = app.Scans.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	req, err := app.Scans.Request(ctx, lead, "", scan.ScanRequest{ScopeID: doc.ID}, clk.code(leadSecret))
 	if err != nil {
 		return err
 	}
-	say("%-10s %-5s %-6s %-12s %-8s %-14s %s", "target", "proto", "port", "probe", "state", "reason", "read")
-	for _, r := range rows {
-		say("%-10s %-5s %-6d %-12s %-8s %-14s %s", termSafe(r.Target), r.Proto, r.Port, r.Probe, r.State, termSafe(r.Reason), termSafe(r.detail()))
-	}
-	if err := app.Runs.Complete(ctx, lead, "", run, len(rows), 0); err != nil {
+	final, err := demoWait(ctx, app, lead, req.ID)
+	if err != nil {
 		return err
+	}
+	if final.State != scan.StateCompleted {
+		return fmt.Errorf("demo scan %s: %s (%s)", req.ID, final.State, final.Reason)
+	}
+	say("scan %s: job %s, %d results", final.ID, final.Job.ID, final.Job.Results)
+	page, err := app.Scans.Results(ctx, lead, "", req.ID, scan.ResultFilter{Limit: scan.MaxPageSize})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(work, "scan"), 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	var lines bytes.Buffer
+	say("%-10s %-5s %-6s %-12s %-8s %-14s %s", "target", "proto", "port", "probe", "state", "reason", "read")
+	for _, r := range page.Items {
+		say("%-10s %-5s %-6d %-12s %-8s %-14s %s", termSafe(r.Target), r.Proto, r.Port, r.Probe, r.State, termSafe(r.Reason), termSafe(demoDetail(r.Detail)))
+		b, _ := json.Marshal(r)
+		lines.Write(append(b, '\n'))
+	}
+	if err := os.WriteFile(filepath.Join(work, "scan", "results.jsonl"), lines.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 
 	// 6. Evidence.
-	step(6, "keep the results and every probe and reply as evidence")
-	for _, name := range []string{"results.jsonl", "probes.pcapng", "summary.json"} {
-		f, err := os.Open(filepath.Join(resultsDir, name))
-		if err != nil {
-			return fmt.Errorf("demo evidence: %w", err)
-		}
-		_, err = app.Evidence.Add(ctx, res.TenantID, scanID, name, f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
+	step(6, "the scan service kept the results, the packet capture (with raw sockets) and the manifest as evidence")
 	if err := app.Evidence.Vault().Flush(ctx); err != nil {
 		return err
 	}
@@ -254,18 +260,39 @@ func demoKinds() []safety.Kind {
 	return kinds
 }
 
+// demoClock runs at real speed from the environment's time (the engine's
+// pacing and reply timeouts need time to pass), moved on by whole TOTP
+// steps: each fresh code the demo needs (one per step, as for a person)
+// advances it 30 s instead of waiting.
+type demoClock struct {
+	mu    sync.Mutex
+	base  time.Time
+	start time.Time // real time at base
+	off   time.Duration
+}
+
+// Now returns the demo's time.
+func (c *demoClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.base.Add(time.Since(c.start) + c.off)
+}
+
+// code moves the clock to the next TOTP step and returns secret's code there.
+func (c *demoClock) code(secret string) string {
+	c.mu.Lock()
+	c.off += 30 * time.Second
+	c.mu.Unlock()
+	s, _ := auth.TOTPCode(secret, c.Now())
+	return s
+}
+
 // demoSignIn finishes the first admin's first login (TOTP enrolment,
 // password change), has the admin create the security lead the demo acts
 // as (with a step-up code), and finishes the lead's first login: the same
-// doors a person uses. Codes come from the secrets the demo holds, for the
-// current and the next TOTP step, so nothing waits for the clock.
-func demoSignIn(ctx context.Context, app *appliance.Appliance, res appliance.InitResult) (auth.Principal, error) {
+// doors a person uses. It returns the lead and the lead's TOTP secret.
+func demoSignIn(ctx context.Context, app *appliance.Appliance, res appliance.InitResult, clk *demoClock) (auth.Principal, string, error) {
 	c := auth.Client{IP: "127.0.0.1", UserAgent: "firewalliq-demo"}
-	now := app.Now()
-	code := func(secret string, step int) string {
-		s, _ := auth.TOTPCode(secret, now.Add(time.Duration(step)*30*time.Second))
-		return s
-	}
 	first := func(name, oneTime string) (auth.Principal, string, error) {
 		l, err := app.Auth.Login(ctx, name, oneTime, c, "")
 		if err != nil {
@@ -275,7 +302,7 @@ func demoSignIn(ctx context.Context, app *appliance.Appliance, res appliance.Ini
 		if err != nil {
 			return auth.Principal{}, "", fmt.Errorf("demo enrol %s: %w", name, err)
 		}
-		full, _, err := app.Auth.ConfirmEnrolment(ctx, l.Token, code(en.Secret, 0), c)
+		full, _, err := app.Auth.ConfirmEnrolment(ctx, l.Token, clk.code(en.Secret), c)
 		if err != nil {
 			return auth.Principal{}, "", fmt.Errorf("demo enrol %s: %w", name, err)
 		}
@@ -295,55 +322,59 @@ func demoSignIn(ctx context.Context, app *appliance.Appliance, res appliance.Ini
 	}
 	admin, secret, err := first(res.Admin, res.OneTimePassword)
 	if err != nil {
-		return auth.Principal{}, err
+		return auth.Principal{}, "", err
 	}
-	_, oneTime, err := app.Auth.CreateUser(ctx, admin, res.TenantID, auth.NewUser{Name: demoActor, Role: "security_lead"}, code(secret, 1))
+	_, oneTime, err := app.Auth.CreateUser(ctx, admin, res.TenantID, auth.NewUser{Name: demoActor, Role: "security_lead"}, clk.code(secret))
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("demo create %s: %w", demoActor, err)
+		return auth.Principal{}, "", fmt.Errorf("demo create %s: %w", demoActor, err)
 	}
-	lead, _, err := first(demoActor, oneTime)
-	return lead, err
+	return first(demoActor, oneTime)
 }
 
-// demoRow is the part of a result line the demo prints.
-type demoRow struct {
-	Target, Proto, Probe, State, Reason string
-	Port                                int
-	TLS                                 *struct {
-		Version string
-		Chain   []struct{ Subject string }
+// demoWait follows scan id's progress feed until the run ends (2 minutes
+// at most) and returns the scan.
+func demoWait(ctx context.Context, app *appliance.Appliance, p auth.Principal, id string) (scan.Scan, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for ctx.Err() == nil {
+		sc, err := app.Scans.Get(ctx, p, "", id)
+		if err != nil {
+			return scan.Scan{}, err
+		}
+		switch sc.State {
+		case scan.StateCompleted, scan.StateFailed, scan.StateCancelled:
+			return sc, nil
+		}
+		ch, err := app.Scans.Watch(ctx, p, "", id)
+		if err != nil {
+			return scan.Scan{}, err
+		}
+		for range ch {
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	Banner *struct{ Text string }
+	return scan.Scan{}, fmt.Errorf("demo scan %s: %w", id, ctx.Err())
 }
 
-// detail summarises what a probe read: the banner a server volunteered, or
-// the TLS version and certificate subject of its handshake.
-func (r demoRow) detail() string {
+// demoDetail summarises what a probe read: the banner a server
+// volunteered, or the TLS version and certificate subject of its handshake.
+func demoDetail(detail json.RawMessage) string {
+	var d struct {
+		TLS *struct {
+			Version string
+			Chain   []struct{ Subject string }
+		}
+		Banner *struct{ Text string }
+	}
+	if len(detail) == 0 || json.Unmarshal(detail, &d) != nil {
+		return ""
+	}
 	switch {
-	case r.Banner != nil && r.Banner.Text != "":
+	case d.Banner != nil && d.Banner.Text != "":
 		// The engine stores banners escaped (untrusted input), so print as is.
-		return "banner: " + r.Banner.Text
-	case r.TLS != nil && len(r.TLS.Chain) > 0:
-		return fmt.Sprintf("%s, certificate %q", r.TLS.Version, r.TLS.Chain[0].Subject)
+		return "banner: " + d.Banner.Text
+	case d.TLS != nil && len(d.TLS.Chain) > 0:
+		return fmt.Sprintf("%s, certificate %q", d.TLS.Version, d.TLS.Chain[0].Subject)
 	}
 	return ""
-}
-
-func demoResults(path string) ([]demoRow, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("demo results: %w", err)
-	}
-	defer f.Close()
-	var rows []demoRow
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r demoRow
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return nil, fmt.Errorf("demo results: %w", err)
-		}
-		rows = append(rows, r)
-	}
-	return rows, sc.Err()
 }

@@ -25,16 +25,22 @@ func TestDemo(t *testing.T) {
 		"tls-hello    open     tls-handshake  TLS 1.",
 		"banner: SSH-2.0-FirewallIQ_demo",
 		"evidence.upload",
+		"scope.key.add",
+		"scan.complete",
+		"/manifest.json sha256",
 		"verify: intact=true",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	if probe.RawAvailable() && !strings.Contains(out, "/probes.pcapng sha256") {
+		t.Errorf("demo output lacks the packet capture:\n%s", out)
+	}
 	if probe.RawAvailable() && !strings.Contains(out, "udp          open     udp-response") {
 		t.Errorf("demo output lacks the UDP result:\n%s", out)
 	}
-	for _, f := range []string{"scan/results.jsonl", "scan/probes.pcapng", "scan/summary.json", "scope.signed.json", "data/firewalliq.db"} {
+	for _, f := range []string{"scan/results.jsonl", "scope.signed.json", "data/firewalliq.db"} {
 		if _, err := os.Stat(filepath.Join(work, f)); err != nil {
 			t.Errorf("demo left no %s: %v", f, err)
 		}

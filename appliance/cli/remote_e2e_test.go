@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,7 +21,6 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/cli/apiclient"
-	"firewalliq/appliance/scan"
 	"firewalliq/audit"
 	"firewalliq/probe/keys"
 )
@@ -559,9 +559,10 @@ func TestCLIAdminCommands(t *testing.T) {
 	if code, _, stderr := sam.run("", "scope", "register", signedFile); code != 1 || !strings.Contains(stderr, "scope register:") {
 		t.Fatalf("register with an untrusted key: exit %d, %s", code, stderr)
 	}
-	if err := scan.WriteTrusted(filepath.Join(e.dir, appliance.ScopeSignersDir), pub); err != nil {
-		t.Fatal(err)
-	}
+	// The lead registers the key with step-up. There is no 'key add'
+	// command yet, so this step goes through the service on a second
+	// handle of the same data directory, signed in as sam.
+	registerScopeKey(t, sam, "sam", pub)
 	if out := sam.must("", "scope", "register", signedFile); !strings.Contains(out, "lab-1") {
 		t.Fatalf("scope register: %q", out)
 	}
@@ -655,4 +656,44 @@ func TestCLIApprovalFlow(t *testing.T) {
 	if err := json.Unmarshal([]byte(tess.must("", "approval", "list", "--status", "denied", "--json")), &denied); err != nil || len(denied) != 1 || denied[0]["id"] != id2 {
 		t.Fatalf("denied list: %v %v", denied, err)
 	}
+}
+
+// registerScopeKey signs u in on a second handle of the appliance's data
+// directory and registers pub as u's scope-signing key (scope.key.add,
+// step-up), the way a 'key add' command will through the API.
+func registerScopeKey(t *testing.T, u *e2e, name string, pub ed25519.PublicKey) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir, cfg.Production = u.dir, false
+	a, err := appliance.OpenWith(ctx, cfg, u.clock, appliance.Options{LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	c := auth.Client{IP: "127.0.0.1", UserAgent: "e2e"}
+	l, err := a.Auth.Login(ctx, name, u.passwd, c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err = a.Auth.VerifyTOTP(ctx, l.Token, u.code(), c); err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Auth.Authenticate(ctx, auth.Request{SessionToken: l.Token, Method: "GET", Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ScopeKeys.Add(ctx, p, "", name+" key", mustPEM(t, pub), u.code()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustPEM is pub in the PEM form keys are registered in.
+func mustPEM(t *testing.T, pub ed25519.PublicKey) []byte {
+	t.Helper()
+	b, err := keys.MarshalPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

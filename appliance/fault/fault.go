@@ -162,7 +162,6 @@ func Rules() []Rule {
 		r("appliance/auth.ErrApprovalExpired", auth.ErrApprovalExpired, approval("approval_expired", "approval expired")),
 		r("appliance/auth.ErrApprovalUsed", auth.ErrApprovalUsed, approval("approval_used", "approval already used")),
 		r("appliance/evidence.ErrNotApproved", evidence.ErrNotApproved, approval("approval_pending", "evidence export is not approved")),
-		r("appliance/scan.ErrNeedsApproval", scan.ErrNeedsApproval, approval("approval_pending", "production scope: scan needs dual approval")),
 
 		// Lookups and state.
 		r("appliance/store.ErrNotFound", store.ErrNotFound, notFound),
@@ -292,6 +291,17 @@ func Rules() []Rule {
 		r("appliance/report/verify.ErrCheckpoint", verify.ErrCheckpoint, refused("bad_checkpoint", "the report's audit checkpoint does not verify")),
 		r("appliance/report/verify.ErrProof", verify.ErrProof, refused("bad_proof", "an inclusion proof in the report does not verify")),
 		r("appliance/report/verify.ErrEvidence", verify.ErrEvidence, refused("evidence_mismatch", "an evidence file does not match the report")),
+
+		r("appliance/scan.ErrBadRequest", scan.ErrBadRequest, invalid),
+		r("appliance/scan.ErrSpec", scan.ErrSpec, invalid),
+		r("appliance/scan.ErrScanNotFound", scan.ErrScanNotFound, notFound),
+		r("appliance/scan.ErrScheduleNotFound", scan.ErrScheduleNotFound, notFound),
+		r("appliance/scan.ErrKeyNotFound", scan.ErrKeyNotFound, notFound),
+		r("appliance/scan.ErrState", scan.ErrState, conflict),
+		r("appliance/scan.ErrScopeRevoked", scan.ErrScopeRevoked, approval("scope_revoked", "the scope was revoked")),
+		r("appliance/scan.ErrKeyExists", scan.ErrKeyExists, conflict),
+		r("appliance/scan.ErrKeyRevoked", scan.ErrKeyRevoked, approval("key_revoked", "the scope-signing key was revoked")),
+		r("appliance/scan.ErrKeyNotHeld", scan.ErrKeyNotHeld, conflict),
 
 		// Internal: never the caller's fault, never shown.
 		r("appliance/siem.ErrNoSealer", siem.ErrNoSealer, internal),

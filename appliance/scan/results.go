@@ -97,6 +97,31 @@ type Result struct {
 	TTL      int       `json:"ttl"`
 	Time     time.Time `json:"time"`
 	Evidence []string  `json:"evidence"`
+	// Detail is what the probe read beyond its state (retries,
+	// fallback_from, tls, banner, error), as the engine reported it.
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// detailOf is the JSON object of r's members beyond the indexed columns.
+func detailOf(r probe.Result) (string, error) {
+	m := map[string]any{}
+	if r.Retries > 0 {
+		m["retries"] = r.Retries
+	}
+	if r.Fallback != "" {
+		m["fallback_from"] = r.Fallback
+	}
+	if r.TLS != nil {
+		m["tls"] = r.TLS
+	}
+	if r.Banner != nil {
+		m["banner"] = r.Banner
+	}
+	if r.Error != "" {
+		m["error"] = r.Error
+	}
+	b, err := json.Marshal(m)
+	return string(b), err
 }
 
 // SaveBatch stores one completed batch of a job's results, with sequence
@@ -115,8 +140,8 @@ func SaveBatch(ctx context.Context, tx *sql.Tx, jobNo, firstSeq int64, rs []prob
 		ev = string(b)
 	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO scan_results
-		(job_no, seq, target, target_key, proto, port, probe, state, reason, icmp_type, icmp_code, rtt_us, ttl, time, evidence)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(job_no, seq, target, target_key, proto, port, probe, state, reason, icmp_type, icmp_code, rtt_us, ttl, time, evidence, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("save batch: %w", err)
 	}
@@ -138,8 +163,12 @@ func SaveBatch(ctx context.Context, tx *sql.Tx, jobNo, firstSeq int64, rs []prob
 		if r.RTTms > 0 {
 			rtt = int64(r.RTTms * 1000)
 		}
+		det, err := detailOf(r)
+		if err != nil {
+			return fmt.Errorf("save batch: result %d: %w", firstSeq+int64(i), err)
+		}
 		if _, err := st.ExecContext(ctx, jobNo, firstSeq+int64(i), a.Unmap().String(), key[:], r.Proto, int(r.Port), string(r.Probe),
-			string(r.State), r.Reason, it, ic, rtt, r.TTL, r.Time.UTC().Format(time.RFC3339Nano), ev); err != nil {
+			string(r.State), r.Reason, it, ic, rtt, r.TTL, r.Time.UTC().Format(time.RFC3339Nano), ev, det); err != nil {
 			return fmt.Errorf("save batch: result %d: %w", firstSeq+int64(i), err)
 		}
 	}
@@ -321,9 +350,9 @@ func QueryResults(ctx context.Context, db *sql.DB, tenantID, jobID string, f Res
 		}
 		var r Result
 		var it, ic sql.NullInt64
-		var tm, ev string
+		var tm, ev, det string
 		keys := make([]any, len(p.order))
-		dst := []any{&r.Seq, &r.Target, &r.Proto, &r.Port, &r.Probe, &r.State, &r.Reason, &it, &ic, &r.RTTus, &r.TTL, &tm, &ev}
+		dst := []any{&r.Seq, &r.Target, &r.Proto, &r.Port, &r.Probe, &r.State, &r.Reason, &it, &ic, &r.RTTus, &r.TTL, &tm, &ev, &det}
 		for i := range keys {
 			dst = append(dst, &keys[i])
 		}
@@ -339,6 +368,9 @@ func QueryResults(ctx context.Context, db *sql.DB, tenantID, jobID string, f Res
 		}
 		if err := json.Unmarshal([]byte(ev), &r.Evidence); err != nil {
 			return ResultPage{}, fmt.Errorf("query results: evidence of %d: %w", r.Seq, err)
+		}
+		if det != "{}" && det != "" {
+			r.Detail = json.RawMessage(det)
 		}
 		page.Items = append(page.Items, r)
 		last = keys
@@ -362,7 +394,7 @@ func buildQuery(jobNo int64, jobID string, p plan, f ResultFilter) (string, []an
 	}
 	var q strings.Builder
 	args := []any{jobNo}
-	q.WriteString(`SELECT seq, target, proto, port, probe, state, reason, icmp_type, icmp_code, rtt_us, ttl, time, evidence, ` +
+	q.WriteString(`SELECT seq, target, proto, port, probe, state, reason, icmp_type, icmp_code, rtt_us, ttl, time, evidence, detail, ` +
 		strings.Join(p.order, ", ") + ` FROM scan_results`)
 	if p.index != "" {
 		q.WriteString(" INDEXED BY " + p.index)

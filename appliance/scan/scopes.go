@@ -1,28 +1,18 @@
-// Package scan holds the appliance's scan-side services. Today: the scope
-// registry (Scopes: register a signed scope document, list, get) and the
-// record of locally run scans (Runs: start and completion entries). Scan
-// requests, signed jobs, queueing and scheduling (issue 12) join them here.
 package scan
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
-	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
 )
@@ -51,49 +41,31 @@ type Gate interface {
 	RefuseNotFound(ctx context.Context, p auth.Principal, tenant string, op auth.Operation, object string, err error) error
 }
 
-// Trust returns the public keys allowed to sign scope documents.
-type Trust func(ctx context.Context) ([]ed25519.PublicKey, error)
-
-// TrustDir is a Trust that reads every *.pub file (probe/keys format) in
-// dir; a missing directory trusts nothing. It is read at each registration,
-// so a key placed there by the operator counts at once. (Issue 12 replaces
-// it with signing keys registered per security lead.)
-func TrustDir(dir string) Trust {
-	return func(ctx context.Context) ([]ed25519.PublicKey, error) {
-		names, err := filepath.Glob(filepath.Join(dir, "*.pub"))
-		if err != nil {
-			return nil, fmt.Errorf("trusted scope keys: %w", err)
-		}
-		sort.Strings(names)
-		var out []ed25519.PublicKey
-		for _, n := range names {
-			pub, err := keys.ReadPublic(n)
-			if err != nil {
-				return nil, fmt.Errorf("trusted scope keys: %w", err)
-			}
-			out = append(out, pub)
-		}
-		return out, nil
-	}
-}
-
 // Scopes is the scope registry.
 type Scopes struct {
 	st      *store.Store
 	gate    Gate
+	auth    *auth.Service
 	rec     auth.Recorder
-	trust   Trust
 	profile safety.Profile
 	now     func() time.Time
+	// stop cancels the requests of a revoked scope (set by the scan
+	// service) and returns their ids and their approvals to void.
+	stop func(ctx context.Context, tx *sql.Tx, tenant, scopeID string) ([]string, []string, error)
+	// voidAll voids approvals after a revocation committed.
+	voidAll func(ctx context.Context, p auth.Principal, approvals []string)
 }
 
 // Deps are the scan services' dependencies.
 type Deps struct {
-	Store   *store.Store
+	Store *store.Store
+	// Gate is the identity service; Auth is the same, for step-up and
+	// approvals (a *auth.Service).
 	Gate    Gate
+	Auth    *auth.Service
 	Journal auth.Recorder
-	// Trust lists the keys that may sign scopes (Scopes only).
-	Trust Trust
+	// Seal seals appliance-held scope-signing keys (the keyring).
+	Seal Sealer
 	// Profile is the compiled-in safety profile scopes must fit.
 	Profile safety.Profile
 	// Now is the clock; time.Now when nil.
@@ -101,6 +73,9 @@ type Deps struct {
 }
 
 func (d *Deps) check() error {
+	if d.Gate == nil && d.Auth != nil {
+		d.Gate = d.Auth
+	}
 	if d.Store == nil || d.Gate == nil || d.Journal == nil {
 		return errors.New("scan: Store, Gate and Journal are required")
 	}
@@ -115,10 +90,18 @@ func NewScopes(d Deps) (*Scopes, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	if d.Trust == nil {
-		return nil, errors.New("scan: Trust is required")
+	return &Scopes{st: d.Store, gate: d.Gate, auth: d.Auth, rec: d.Journal, profile: d.Profile, now: d.Now}, nil
+}
+
+// NewKeys checks deps and returns the scope-signing key registry.
+func NewKeys(d Deps) (*Keys, error) {
+	if err := d.check(); err != nil {
+		return nil, err
 	}
-	return &Scopes{st: d.Store, gate: d.Gate, rec: d.Journal, trust: d.Trust, profile: d.Profile, now: d.Now}, nil
+	if d.Auth == nil {
+		return nil, errors.New("scan: Auth is required")
+	}
+	return &Keys{st: d.Store, auth: d.Auth, rec: d.Journal, seal: d.Seal, profile: d.Profile, now: d.Now}, nil
 }
 
 // Scope is a registered scope.
@@ -130,6 +113,8 @@ type Scope struct {
 	SHA256      string `json:"sha256"`
 	SignerKeyID string `json:"signer_key_id"`
 	CreatedAt   string `json:"created_at"`
+	// RevokedAt is set once the scope was revoked (Revoke).
+	RevokedAt string `json:"revoked_at,omitempty"`
 	// Document is the signed envelope exactly as registered.
 	Document json.RawMessage `json:"document"`
 }
@@ -142,7 +127,8 @@ func scopeOf(sc store.Scope) Scope {
 	return s
 }
 
-// Register verifies signed (a scope envelope: signed by a trusted key, valid
+// Register verifies signed (a scope envelope: signed by an active key of a
+// security lead of the caller's tenant (Keys), valid
 // now, fitting the safety profile, naming the caller's tenant by id or
 // name) and stores it in the caller's tenant, audited as scope.register
 // with the document's SHA-256 in the same transaction. Security leads only
@@ -159,25 +145,16 @@ func (s *Scopes) Register(ctx context.Context, p auth.Principal, tenant string, 
 	if err != nil {
 		return Scope{}, fmt.Errorf("register scope: %w", err)
 	}
-	trusted, err := s.trust(ctx)
+	pub, err := trustedKey(ctx, s.st, pin, sig.KeyID)
 	if err != nil {
 		return Scope{}, fmt.Errorf("register scope: %w", err)
-	}
-	var pub ed25519.PublicKey
-	for _, k := range trusted {
-		if keys.ID(k) == sig.KeyID {
-			pub = k
-		}
-	}
-	if pub == nil {
-		return Scope{}, fmt.Errorf("register scope: %w: key %s", ErrUntrusted, sig.KeyID)
 	}
 	sc, err := scope.Verify(signed, pub, s.now(), s.profile)
 	if err != nil {
 		return Scope{}, fmt.Errorf("register scope: %w", err)
 	}
 	doc := sc.Doc
-	if err := s.sameTenant(ctx, pin, doc.Tenant); err != nil {
+	if err := sameTenant(ctx, s.st, pin, doc.Tenant); err != nil {
 		return Scope{}, fmt.Errorf("register scope %q: %w", doc.ID, err)
 	}
 	ts, err := s.st.Tenant(pin)
@@ -209,11 +186,11 @@ func (s *Scopes) Register(ctx context.Context, p auth.Principal, tenant string, 
 }
 
 // sameTenant checks that the document's tenant (an id or a name) is pin.
-func (s *Scopes) sameTenant(ctx context.Context, pin, named string) error {
+func sameTenant(ctx context.Context, st *store.Store, pin, named string) error {
 	if named == pin {
 		return nil
 	}
-	ts, err := s.st.ListTenants(ctx)
+	ts, err := st.ListTenants(ctx)
 	if err != nil {
 		return err
 	}
@@ -237,7 +214,11 @@ func (s *Scopes) List(ctx context.Context, p auth.Principal, tenant string) ([]S
 	}
 	out := make([]Scope, 0, len(scs))
 	for _, sc := range scs {
-		out = append(out, scopeOf(sc))
+		o := scopeOf(sc)
+		if o.RevokedAt, err = revokedAt(ctx, s.st.DB(), ts.ID(), sc.ID); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
 	}
 	return out, nil
 }
@@ -256,7 +237,11 @@ func (s *Scopes) Get(ctx context.Context, p auth.Principal, tenant, id string) (
 		}
 		return Scope{}, err
 	}
-	return scopeOf(sc), nil
+	out := scopeOf(sc)
+	if out.RevokedAt, err = revokedAt(ctx, s.st.DB(), ts.ID(), sc.ID); err != nil {
+		return Scope{}, err
+	}
+	return out, nil
 }
 
 func (s *Scopes) scoped(ctx context.Context, p auth.Principal, tenant string) (*store.TenantStore, error) {
@@ -267,21 +252,93 @@ func (s *Scopes) scoped(ctx context.Context, p auth.Principal, tenant string) (*
 	return s.st.Tenant(pin)
 }
 
-// WriteTrusted places pub in dir as a trusted scope signer (for TrustDir).
-// It is an operator's local step (like copying a key file), used by the
-// demo; it writes no audit entry because it changes no appliance state the
-// services own.
-func WriteTrusted(dir string, pub ed25519.PublicKey) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("trusted scope keys: %w", err)
+// ErrScopeRevoked means the scope was revoked: no new scan runs under it.
+var ErrScopeRevoked = errors.New("scope revoked")
+
+// revokedAt returns when tenant's scope id was revoked, "" if it was not.
+func revokedAt(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, tenant, id string) (string, error) {
+	var at string
+	err := q.QueryRowContext(ctx, `SELECT revoked_at FROM scope_revocations WHERE tenant_id = ? AND scope_id = ?`, tenant, id).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
 	}
-	b, err := keys.MarshalPublic(pub)
 	if err != nil {
+		return "", fmt.Errorf("scope %q revocation: %w", id, err)
+	}
+	return at, nil
+}
+
+// ScopeRevokeRequest is the canonical request a scope revocation's step-up
+// binds to (OpScopeRevoke).
+func ScopeRevokeRequest(tenant, scopeID string) []byte {
+	return auth.OpRequest(auth.OpScopeRevoke, tenant, map[string]string{"scope": scopeID})
+}
+
+// Revoke revokes tenant's ("" for p's own) scope id after p's step-up for
+// ScopeRevokeRequest(tenant id, id): no scan is requested, started,
+// dispatched or resumed under it any more; requests not yet running are
+// cancelled and their pending approvals voided. The scope's document and
+// history stay. Security leads only; audited as scope.revoke with the
+// scope hash and the requests stopped.
+func (s *Scopes) Revoke(ctx context.Context, p auth.Principal, tenant, id, reason, code string) (Scope, error) {
+	pin, err := s.gate.Authorize(ctx, p, auth.OpScopeRevoke, tenant)
+	if err != nil {
+		return Scope{}, fmt.Errorf("revoke scope: %w", err)
+	}
+	if s.auth == nil {
+		return Scope{}, errors.New("revoke scope: no identity service for step-up")
+	}
+	ts, err := s.st.Tenant(pin)
+	if err != nil {
+		return Scope{}, err
+	}
+	sc, err := ts.Scope(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return Scope{}, fmt.Errorf("scope %q: %w", id, s.gate.RefuseNotFound(ctx, p, pin, auth.OpScopeRevoke, "scope:"+id, fmt.Errorf("%w: %w", ErrNotFound, err)))
+		}
+		return Scope{}, err
+	}
+	if at, err := revokedAt(ctx, s.st.DB(), pin, id); err != nil {
+		return Scope{}, err
+	} else if at != "" {
+		return Scope{}, fmt.Errorf("revoke scope %q: %w (at %s)", id, ErrScopeRevoked, at)
+	}
+	at := s.now().UTC().Format(time.RFC3339Nano)
+	var approvals []string
+	var stepErr error
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.auth.UseStepUp(ctx, tx, p, auth.OpScopeRevoke, ScopeRevokeRequest(pin, id), code); err != nil {
+			stepErr = err
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO scope_revocations (tenant_id, scope_id, revoked_at, revoked_by, reason) VALUES (?, ?, ?, ?, ?)`, pin, id, at, p.UserID, reason); err != nil {
+			return err
+		}
+		var stopped []string
+		if s.stop != nil {
+			var err error
+			if stopped, approvals, err = s.stop(ctx, tx, pin, id); err != nil {
+				return err
+			}
+		}
+		d, _ := json.Marshal(map[string]any{"sha256": sc.SHA256, "reason": reason, "requests": stopped})
+		_, err := s.rec.Record(ctx, tx, audit.Entry{Tenant: pin, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
+			Action: audit.ActScopeRevoke, Object: "scope:" + id, Details: d})
 		return err
+	})
+	if stepErr != nil {
+		return Scope{}, fmt.Errorf("revoke scope %q: %w", id, s.auth.StepUpRefused(ctx, p, pin, auth.OpScopeRevoke, stepErr))
 	}
-	name := strings.NewReplacer("/", "_", ":", "_").Replace(keys.ID(pub)) + ".pub"
-	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-		return fmt.Errorf("trusted scope keys: %w", err)
+	if err != nil {
+		return Scope{}, fmt.Errorf("revoke scope %q: %w", id, err)
 	}
-	return nil
+	if s.voidAll != nil {
+		s.voidAll(ctx, p, approvals)
+	}
+	out := scopeOf(sc)
+	out.RevokedAt = at
+	return out, nil
 }

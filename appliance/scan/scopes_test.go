@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/internal/apptest"
 	"firewalliq/appliance/scan"
@@ -42,13 +40,25 @@ func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
 	return pub, priv
 }
 
+// addKey registers pub as u's scope-signing key, with u's step-up.
+func addKey(t *testing.T, f *apptest.Fixture, u apptest.User, pub ed25519.PublicKey) scan.SigningKey {
+	t.Helper()
+	b, err := keys.MarshalPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.App.ScopeKeys.Add(f.Ctx, u.P, "", "key of "+u.P.Name, b, f.Code(u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // TestRegister: roles, trust, tenant binding, duplicates, and the audit.
 func TestRegister(t *testing.T) {
 	f := apptest.New(t)
 	pub, priv := newKey(t)
-	if err := scan.WriteTrusted(filepath.Join(f.Cfg.DataDir, appliance.ScopeSignersDir), pub); err != nil {
-		t.Fatal(err)
-	}
+	addKey(t, f, f.Users["security_lead"], pub)
 	strangerPub, strangerPriv := newKey(t)
 	now := f.Clock.Now()
 	good := signed(t, "dmz-1", "alpha", scope.EnvNonProduction, now, pub, priv)
@@ -107,50 +117,5 @@ func TestRegister(t *testing.T) {
 	}
 	if es := f.Entries(mark, audit.ActAccessDenied); len(es) != 1 {
 		t.Fatalf("cross-tenant Get audited %d times", len(es))
-	}
-}
-
-// TestRuns: scan start and completion entries, by who may scan, on
-// non-production scopes only.
-func TestRuns(t *testing.T) {
-	f := apptest.New(t)
-	pub, priv := newKey(t)
-	if err := scan.WriteTrusted(filepath.Join(f.Cfg.DataDir, appliance.ScopeSignersDir), pub); err != nil {
-		t.Fatal(err)
-	}
-	lead := f.Users["security_lead"]
-	now := f.Clock.Now()
-	for _, d := range []struct{ id, env string }{{"lab", scope.EnvNonProduction}, {"prod", scope.EnvProduction}} {
-		if _, err := f.App.Scopes.Register(f.Ctx, lead.P, "", signed(t, d.id, f.Tenant, d.env, now, pub, priv)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		name, role, scope string
-		want              error
-	}{
-		{name: "operator", role: "operator", scope: "lab"},
-		{name: "security lead", role: "security_lead", scope: "lab"},
-		{name: "auditor may not", role: "auditor", scope: "lab", want: auth.ErrForbidden},
-		{name: "production needs approval", role: "operator", scope: "prod", want: scan.ErrNeedsApproval},
-		{name: "unknown scope", role: "operator", scope: "nope", want: scan.ErrNotFound},
-		{name: "other tenant", role: "other_admin", scope: "lab", want: auth.ErrForbidden},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			mark := f.Head()
-			run := scan.Run{ID: "scan-" + tt.role, ScopeID: tt.scope, Rate: 10}
-			err := f.App.Runs.Start(f.Ctx, f.Users[tt.role].P, "", run)
-			if err == nil {
-				err = f.App.Runs.Complete(f.Ctx, f.Users[tt.role].P, "", run, 3, 0)
-			}
-			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
-				t.Fatalf("run: %v, want %v", err, tt.want)
-			}
-			starts, completes := f.Entries(mark, audit.ActScanStart), f.Entries(mark, audit.ActScanComplete)
-			if ok := tt.want == nil; (len(starts) == 1 && len(completes) == 1) != ok || (!ok && len(starts)+len(completes) != 0) {
-				t.Fatalf("%d start, %d complete entries", len(starts), len(completes))
-			}
-		})
 	}
 }

@@ -71,8 +71,10 @@ func mapAction(action string) ocsfMapping {
 		return ocsfMapping{ClassScanActivity, 2, "Completed"}
 	case audit.ActScanCancel:
 		return ocsfMapping{ClassScanActivity, 3, "Cancelled"}
-	case audit.ActScanFail:
+	case audit.ActScanFail, audit.ActScanRefuse:
 		return ocsfMapping{ClassScanActivity, 6, "Error"}
+	case audit.ActScanResume:
+		return ocsfMapping{ClassScanActivity, 8, "Resumed"}
 	case audit.ActAuditTamper, audit.ActAnomalyAlert:
 		return ocsfMapping{ClassDetectionFinding, 1, "Create"}
 	case audit.ActAuditTamperAck:

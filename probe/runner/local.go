@@ -29,10 +29,22 @@ type Local struct {
 	// Shared is the appliance-wide pacer every local run draws from.
 	Shared *probe.SharedPacer
 	// Now is the clock (default time.Now); the engine and the shared
-	// pacer use the same.
+	// pacer use the same. It sets socket deadlines, so it must be the
+	// real time.
 	Now func() time.Time
+	// ValidityNow is the clock the job's and the scope's validity windows
+	// are checked against (default Now): the orchestrator's clock, which
+	// issued the job.
+	ValidityNow func() time.Time
 	// NoRaw runs without raw sockets (tcp-syn as tcp-connect).
 	NoRaw bool
+	// Capture, if not nil, opens the stream that a verified run's probe
+	// packets and replies are written to as pcapng (probe.Evidence; the
+	// engine captures with raw sockets only). A resumed run writes another
+	// section to the stream it gets. The stream is flushed before the
+	// final event and closed when the run ends; a write error fails the
+	// run (evidence loss must not pass silently).
+	Capture func(j job.Job) (io.WriteCloser, error)
 	// Buffer is the number of events held for a slow reader before the
 	// engine waits (default 1024).
 	Buffer int
@@ -59,6 +71,9 @@ func NewLocal(l Local) (*Local, error) {
 	}
 	if l.Now == nil {
 		l.Now = time.Now
+	}
+	if l.ValidityNow == nil {
+		l.ValidityNow = l.Now
 	}
 	if l.Buffer <= 0 {
 		l.Buffer = 1024
@@ -102,7 +117,7 @@ func (l *Local) run(ctx context.Context, req Request, s *localStream) {
 		refuse(fmt.Errorf("%w: scope keys of tenant %q: %v", job.ErrScopeUntrusted, unverified.Request.Tenant, err))
 		return
 	}
-	v, err := job.Verify(req.Job, l.JobKey, keys, l.profile, l.Now())
+	v, err := job.Verify(req.Job, l.JobKey, keys, l.profile, l.ValidityNow())
 	if err != nil {
 		refuse(err)
 		return
@@ -142,6 +157,21 @@ func (l *Local) run(ctx context.Context, req Request, s *localStream) {
 			}}, false)
 		},
 	}
+	if l.Capture != nil {
+		w, err := l.Capture(j)
+		if err != nil {
+			refuse(fmt.Errorf("capture: %w", err))
+			return
+		}
+		ev, err := probe.NewEvidence(w, j.ScanID)
+		if err != nil {
+			w.Close()
+			refuse(fmt.Errorf("capture: %w", err))
+			return
+		}
+		cfg.Evidence = ev
+		defer w.Close()
+	}
 	e, err := probe.New(cfg)
 	if err != nil {
 		// The job verified but this engine cannot run it (for example
@@ -160,6 +190,11 @@ func (l *Local) run(ctx context.Context, req Request, s *localStream) {
 		return
 	}
 	sum, err := e.Run(ctx)
+	if cfg.Evidence != nil {
+		if ferr := cfg.Evidence.Flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
 	d := &Done{Summary: sum}
 	if err != nil {
 		d.Error, d.Code = err.Error(), Code(err)

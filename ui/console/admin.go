@@ -13,8 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/fault"
 	"firewalliq/appliance/siem/destinations"
-	"firewalliq/appliance/store"
 )
 
 // Administration pages. Each handler calls exactly the service method the
@@ -115,7 +115,7 @@ func (c *Console) showUsersWith(ec echo.Context, status int, problem string, d u
 	if err != nil {
 		return err
 	}
-	d.Users, d.Roles = us, store.Roles()
+	d.Users, d.Roles = us, auth.Roles()
 	return c.render(ec, status, "users", view{Title: "Users and roles", Nav: "users", Flash: flashOf(ec), Error: problem, Tenant: tenant, Tenants: tenants, Data: d})
 }
 
@@ -224,7 +224,7 @@ func (c *Console) showTokens(ec echo.Context, created *auth.TokenInfo, secret st
 		return err
 	}
 	return c.render(ec, http.StatusOK, "tokens", view{Title: "API tokens", Nav: "tokens", Flash: flashOf(ec),
-		Data: tokensData{Tokens: ts, Roles: store.Roles(), Created: created, Secret: secret}})
+		Data: tokensData{Tokens: ts, Roles: auth.Roles(), Created: created, Secret: secret}})
 }
 
 func (c *Console) tokenCreate(ec echo.Context) error {
@@ -328,7 +328,7 @@ func (c *Console) approvalsPage(ec echo.Context) error {
 		vs = append(vs, approvalView{Approval: a,
 			CanApprove: !mine && c.allowed(p.Role, auth.ApproveOperation(a.Kind)),
 			CanDeny:    !mine && a.Kind != auth.KindRoleGrant && c.allowed(p.Role, auth.OpApprovalDeny),
-			CanVoid:    c.allowed(p.Role, auth.OpApprovalVoid) && (mine || p.Role == store.RoleAdmin || p.Role == store.RoleSecurityLead),
+			CanVoid:    c.allowed(p.Role, auth.OpApprovalVoid) && (mine || p.Role == auth.RoleAdmin || p.Role == auth.RoleSecurityLead),
 		})
 	}
 	return c.render(ec, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Flash: flashOf(ec), Data: approvalsData{Approvals: vs, Status: status}})
@@ -550,7 +550,7 @@ func (c *Console) siemTest(ec echo.Context) error {
 	defer cancel()
 	msg := "Test event delivered to " + ec.Param("name") + "."
 	if err := c.d.SIEM.Test(ctx, p, tenant, ec.Param("name")); err != nil {
-		if errors.Is(err, auth.ErrForbidden) || errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, auth.ErrForbidden) || fault.Classify(err).Code == fault.CodeNotFound {
 			return err
 		}
 		msg = "Test delivery failed: " + err.Error()

@@ -34,7 +34,6 @@ import (
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
-	"firewalliq/appliance/store"
 	"firewalliq/audit"
 	"firewalliq/probe/safety"
 	"firewalliq/vault"
@@ -230,7 +229,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/scopes", c.scopesPage)
 	a(http.MethodGet, "/scopes/:id", c.scopePage)
 	// Anything else under the console is a page that does not exist.
-	g.GET("/*", c.page(func(echo.Context) error { return fmt.Errorf("page: %w", store.ErrNotFound) }))
+	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
 
 // limited runs h behind the API's rate limit mw. The limiter answers with

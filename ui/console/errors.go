@@ -33,6 +33,9 @@ func (c *Console) page(h handler) echo.HandlerFunc {
 			return c.renderStepUp(ec, su, "")
 		}
 		class := fault.Classify(err)
+		if errors.Is(err, errPageNotFound) {
+			class = fault.Of(fault.CodeNotFound)
+		}
 		id := ec.Response().Header().Get("X-Request-ID")
 		if class.HTTP >= 500 {
 			c.log.LogAttrs(ec.Request().Context(), slog.LevelError, "console page failed",
@@ -192,3 +195,7 @@ func funcs(allowed func(role string, op auth.Operation) bool) template.FuncMap {
 		"str": func(b []byte) string { return string(b) },
 	}
 }
+
+// errPageNotFound answers a path the console does not have (a 404 page,
+// classified as the fault table's not_found).
+var errPageNotFound = errors.New("page not found")

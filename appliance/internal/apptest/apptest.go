@@ -25,12 +25,31 @@ import (
 
 // Clock is the injected clock; tests move it.
 type Clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	flow time.Time // real time Flow was called; zero while stopped
 }
 
 // Now returns the clock's time.
-func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.flow.IsZero() {
+		return c.t.Add(time.Since(c.flow))
+	}
+	return c.t
+}
+
+// Flow makes the clock run on at real speed from its current time (Advance
+// still jumps it): for tests that run real scans, whose pacing and reply
+// timeouts need time to pass.
+func (c *Clock) Flow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.flow.IsZero() {
+		c.flow = time.Now()
+	}
+}
 
 // Advance moves the clock on.
 func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
@@ -56,6 +75,8 @@ type Fixture struct {
 	Users map[string]User
 	// DB is a second connection to the database, for assertions.
 	DB *sql.DB
+
+	st *store.Store
 }
 
 // New builds the fixture. cfgMod may adjust the configuration first.
@@ -83,7 +104,7 @@ func New(t *testing.T, cfgMod ...func(*appliance.Config)) *Fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &Fixture{T: t, Ctx: ctx, App: app, Cfg: cfg, Clock: clk, Tenant: res.TenantID, Users: map[string]User{}, DB: st.DB()}
+	f := &Fixture{T: t, Ctx: ctx, App: app, Cfg: cfg, Clock: clk, Tenant: res.TenantID, Users: map[string]User{}, DB: st.DB(), st: st}
 	var other store.Tenant
 	if err := st.InTx(ctx, func(tx *sql.Tx) error { other, err = st.CreateTenant(ctx, tx, "bravo"); return err }); err != nil {
 		t.Fatal(err)
@@ -95,6 +116,13 @@ func New(t *testing.T, cfgMod ...func(*appliance.Config)) *Fixture {
 	f.Users["appliance_admin"] = f.user(st, "", "appliance_admin", store.RoleAdmin)
 	f.Users["other_admin"] = f.user(st, f.Other, "other_admin", store.RoleAdmin)
 	return f
+}
+
+// AddUser creates and signs in another user of tenant with role (for tests
+// that need users in the second tenant, or more approvers).
+func (f *Fixture) AddUser(tenant, name, role string) User {
+	f.T.Helper()
+	return f.user(f.st, tenant, name, role)
 }
 
 // user creates and signs in a user with a known password and TOTP secret.

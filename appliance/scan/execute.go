@@ -1,0 +1,733 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/store"
+	"firewalliq/audit"
+	"firewalliq/probe"
+	"firewalliq/probe/job"
+	"firewalliq/probe/keys"
+	"firewalliq/probe/runner"
+	"firewalliq/vault"
+)
+
+// Run runs the scan service until ctx ends: first recovery (Recover), then
+// the scheduler (TickSchedules at start and every ScheduleTick) and the
+// dispatcher, which issues each queued scan's signed job when one of
+// the profile's max_concurrent_scans slots is free and it is the tenant's
+// turn. When ctx ends, running scans are stopped where they are, without
+// completing: their jobs stay "running", and the next Run resumes them
+// from their last completed batch (or fails them, audited).
+func (s *Scans) Run(ctx context.Context) error {
+	if err := s.Recover(ctx); err != nil {
+		s.onErr(fmt.Errorf("scan recovery: %w", err))
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runSchedules(ctx, s.tick) }()
+	err := s.disp.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// Recover handles what a stopped appliance left behind, before the
+// dispatcher starts: every job left issued or running (UnfinishedJobs) is
+// verified again (job signature and validity, scope and its key, tamper
+// alarm, request state). One that passes is resumed under the same job
+// from its last completed batch, audited as scan.resume; one that does not
+// is failed with the reason, audited as scan.refuse (the job itself no
+// longer verifies) or scan.fail. Queued scans without a job are queued
+// again. Nothing starts over silently.
+func (s *Scans) Recover(ctx context.Context) error {
+	us, err := UnfinishedJobs(ctx, s.st.DB())
+	if err != nil {
+		return err
+	}
+	for _, u := range us {
+		if err := s.recoverJob(ctx, u); err != nil {
+			s.onErr(fmt.Errorf("recover job %s: %w", u.ID, err))
+		}
+	}
+	rows, err := s.st.DB().QueryContext(ctx, `SELECT r.tenant_id, r.id FROM scan_requests r
+		WHERE r.state = 'queued' AND NOT EXISTS (SELECT 1 FROM scan_jobs j WHERE j.scan_id = r.id) ORDER BY r.created_at, r.id`)
+	if err != nil {
+		return fmt.Errorf("queued scans: %w", err)
+	}
+	type q struct{ tenant, id string }
+	var qs []q
+	for rows.Next() {
+		var x q
+		if err := rows.Scan(&x.tenant, &x.id); err != nil {
+			rows.Close()
+			return err
+		}
+		qs = append(qs, x)
+	}
+	rows.Close()
+	for _, x := range qs {
+		s.submitOnce(x.tenant, x.id)
+	}
+	return rows.Err()
+}
+
+// submitOnce queues id unless it is queued already (a request queued
+// before the dispatcher ran is found again by recovery).
+func (s *Scans) submitOnce(tenant, id string) {
+	s.disp.Queue().Remove(tenant, func(x string) bool { return x == id })
+	s.disp.Submit(tenant, id)
+}
+
+func (s *Scans) recoverJob(ctx context.Context, u Unfinished) error {
+	var reqState string
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT state FROM scan_requests WHERE id = ?`, u.ScanID).Scan(&reqState); err != nil {
+		return err
+	}
+	fail := func(action audit.Action, code string, cause error) error {
+		return s.st.InTx(ctx, func(tx *sql.Tx) error {
+			if err := SetJobState(ctx, tx, u.No, JobFailed, code+": "+cause.Error(), s.now()); err != nil {
+				return err
+			}
+			if reqState == StateRunning || reqState == StateQueued {
+				if err := setState(ctx, tx, u.ScanID, reqState, StateFailed, "not resumed after restart: "+cause.Error(), s.now()); err != nil {
+					return err
+				}
+			}
+			_, err := s.rec.Record(ctx, tx, s.entry(system, u.TenantID, action, u.ScanID, map[string]any{"job": u.ID, "next_batch": u.NextBatch,
+				"code": code, "reason": cause.Error(), "recovery": true}))
+			return err
+		})
+	}
+	if reqState == StateCancelled {
+		return s.st.InTx(ctx, func(tx *sql.Tx) error {
+			return SetJobState(ctx, tx, u.No, JobCancelled, "cancelled while the appliance was down", s.now())
+		})
+	}
+	if err := s.checkJob(ctx, u.TenantID, u.Signed); err != nil {
+		action := audit.ActScanFail
+		code := "recovery"
+		if c := runner.Code(err); c != "engine" {
+			action, code = audit.ActScanRefuse, c
+		}
+		return fail(action, code, err)
+	}
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.rec.Record(ctx, tx, s.entry(system, u.TenantID, audit.ActScanResume, u.ScanID, map[string]any{"job": u.ID, "next_batch": u.NextBatch, "was": u.State}))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.submitOnce(u.TenantID, u.ScanID)
+	return nil
+}
+
+// checkJob is what the orchestrator checks before handing a job (new or
+// resumed) to a runner: the tamper alarm, the job against the job key,
+// the tenant's trusted scope keys, the profile and the clock, and that
+// its scope is not revoked.
+func (s *Scans) checkJob(ctx context.Context, pin string, signed []byte) error {
+	if err := audit.CheckNoAlarm(ctx, s.st.DB()); err != nil {
+		return err
+	}
+	unverified, _, err := job.Open(signed)
+	if err != nil {
+		return err
+	}
+	trusted, err := trustedKeys(ctx, s.st, unverified.Request.Tenant)
+	if err != nil {
+		return err
+	}
+	v, err := job.Verify(signed, s.jobKey.Public().(ed25519.PublicKey), trusted, s.profile, s.now())
+	if err != nil {
+		return err
+	}
+	var scopeID string
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT scope_id FROM scan_requests WHERE id = ? AND tenant_id = ?`, v.Job.ScanID, pin).Scan(&scopeID); err != nil {
+		return fmt.Errorf("%w: job names scan %s, not a scan of this tenant", job.ErrScopeMismatch, v.Job.ScanID)
+	}
+	if at, err := revokedAt(ctx, s.st.DB(), pin, scopeID); err != nil {
+		return err
+	} else if at != "" {
+		return fmt.Errorf("%w: scope %s revoked at %s", ErrScopeRevoked, scopeID, at)
+	}
+	return nil
+}
+
+// execute runs one dispatched scan: it issues the job (or takes the one
+// left by a stopped run), hands it to the runner, stores results batch by
+// batch with their checkpoints, and records the outcome.
+func (s *Scans) execute(ctx context.Context, tenant, id string) {
+	// One run per scan: a scan queued twice (a request queued before a
+	// restart and found again by recovery) runs once.
+	s.mu.Lock()
+	if s.claimed[id] {
+		s.mu.Unlock()
+		return
+	}
+	s.claimed[id] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.claimed, id)
+		s.mu.Unlock()
+	}()
+	if err := s.executeErr(ctx, tenant, id); err != nil && ctx.Err() == nil {
+		s.onErr(fmt.Errorf("scan %s: %w", id, err))
+	}
+}
+
+// jobRow is the job of a scan as execute needs it.
+type jobRow struct {
+	no        int64
+	id        string
+	state     string
+	signed    []byte
+	nextBatch int
+}
+
+func (s *Scans) executeErr(ctx context.Context, tenant, id string) error {
+	var state, reqSHA, approvalID, approversJSON string
+	var canonical []byte
+	err := s.st.DB().QueryRowContext(ctx, `SELECT state, request, request_sha256, approval_id, approvers FROM scan_requests WHERE id = ? AND tenant_id = ?`, id, tenant).
+		Scan(&state, &canonical, &reqSHA, &approvalID, &approversJSON)
+	if err != nil {
+		return err
+	}
+	var jr jobRow
+	err = s.st.DB().QueryRowContext(ctx, `SELECT no, id, state, signed, next_batch FROM scan_jobs WHERE scan_id = ?`, id).Scan(&jr.no, &jr.id, &jr.state, &jr.signed, &jr.nextBatch)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if state != StateQueued {
+			// Cancelled, or its scope or key revoked, while queued.
+			s.endWatch(id, &Progress{ScanID: id, State: state, Time: s.now()})
+			return nil
+		}
+		if jr, err = s.issue(ctx, tenant, id, canonical, reqSHA, approvalID, approversJSON); err != nil || jr.no == 0 {
+			return err
+		}
+	case err != nil:
+		return err
+	case jr.state != JobIssued && jr.state != JobRunning:
+		return nil
+	case state != StateRunning:
+		return nil
+	}
+	return s.run(ctx, tenant, id, jr)
+}
+
+// issue checks, builds, signs and records the scan's job (audited as
+// scan.start by the orchestrator with the job's id and hash). A scan that
+// may not run any more is failed with the reason (audited as scan.fail)
+// and a zero jobRow is returned.
+func (s *Scans) issue(ctx context.Context, tenant, id string, canonical []byte, reqSHA, approvalID, approversJSON string) (jobRow, error) {
+	failScan := func(cause error) (jobRow, error) {
+		defer s.endWatch(id, &Progress{ScanID: id, State: StateFailed, Time: s.now()})
+		err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+			if err := setState(ctx, tx, id, StateQueued, StateFailed, cause.Error(), s.now()); err != nil {
+				return err
+			}
+			_, err := s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanFail, id, map[string]any{"code": "not-issued", "reason": cause.Error()}))
+			return err
+		})
+		return jobRow{}, err
+	}
+	if err := audit.CheckNoAlarm(ctx, s.st.DB()); err != nil {
+		return failScan(err)
+	}
+	r, err := decodeRequest(canonical)
+	if err != nil {
+		return failScan(err)
+	}
+	var scopeID string
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT scope_id FROM scan_requests WHERE id = ?`, id).Scan(&scopeID); err != nil {
+		return jobRow{}, err
+	}
+	ts, err := s.st.Tenant(tenant)
+	if err != nil {
+		return jobRow{}, err
+	}
+	row, err := ts.Scope(ctx, scopeID)
+	if err != nil {
+		return failScan(err)
+	}
+	if _, _, err := s.usableScope(ctx, tenant, row); err != nil {
+		return failScan(err)
+	}
+	var approvers []string
+	if err := json.Unmarshal([]byte(approversJSON), &approvers); err != nil {
+		return failScan(err)
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return jobRow{}, err
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	j := job.Job{ID: store.NewID("job"), ScanID: id, Request: r, Scope: row.Document,
+		Profile: job.ProfileRef{ID: s.profile.ID, SHA256: s.profile.SHA256()}, IssuedAt: now, NotBefore: now, NotAfter: now.Add(s.validity),
+		Seed: binary.BigEndian.Uint64(seed[:]), BatchTargets: s.batch}
+	for _, a := range approvers {
+		j.Approvals = append(j.Approvals, job.Approval{ID: approvalID + ":" + a, Approver: a, RequestSHA256: reqSHA})
+	}
+	signed, err := job.Sign(j, s.jobKey)
+	if err != nil {
+		return failScan(err)
+	}
+	j.SignerKeyID = keys.ID(s.jobKey.Public().(ed25519.PublicKey))
+	jsha, err := j.SHA256()
+	if err != nil {
+		return failScan(err)
+	}
+	out := jobRow{id: j.ID, state: JobIssued, signed: signed}
+	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := setState(ctx, tx, id, StateQueued, StateRunning, "", s.now()); err != nil {
+			return err
+		}
+		no, err := InsertJob(ctx, tx, JobRow{ID: j.ID, ScanID: id, TenantID: tenant, RequestID: id, JobSHA256: jsha, Signed: signed, Vantage: r.Vantage, State: JobIssued, IssuedAt: now})
+		if err != nil {
+			return err
+		}
+		out.no = no
+		_, err = s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanStart, id, map[string]any{"state": StateRunning, "job": j.ID, "job_sha256": jsha,
+			"request_sha256": reqSHA, "vantage": r.Vantage, "not_after": j.NotAfter.Format(time.RFC3339), "approvers": approvers}))
+		return err
+	})
+	if errors.Is(err, ErrState) {
+		s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
+		return jobRow{}, nil // cancelled meanwhile
+	}
+	return out, err
+}
+
+// run hands jr to the runner and consumes its events until the run ends.
+func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	act := &activeScan{cancel: cancel}
+	s.mu.Lock()
+	s.active[id] = act
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, id)
+		s.mu.Unlock()
+		s.endWatch(id, nil)
+	}()
+	var firstSeq int64
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM scan_results WHERE job_no = ?`, jr.no).Scan(&firstSeq); err != nil {
+		return err
+	}
+	stream, err := s.runner.Run(runCtx, runner.Request{Job: jr.signed, ResumeBatch: jr.nextBatch})
+	if err != nil {
+		return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": err.Error()})
+	}
+	defer stream.Close()
+	var batch []probe.Result
+	next := jr.nextBatch
+	var accepted *runner.Accepted
+	var total uint64 // probes, from the last progress event
+	for {
+		ev, err := stream.Recv(context.WithoutCancel(ctx))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch ev.Type {
+		case runner.TypeRefused:
+			return s.finish(ctx, tenant, id, jr, audit.ActScanRefuse, JobRefused, StateFailed, map[string]any{"code": ev.Refused.Code, "reason": ev.Refused.Reason})
+		case runner.TypeAccepted:
+			accepted = ev.Accepted
+			if jr.state == JobIssued {
+				if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return SetJobState(ctx, tx, jr.no, JobRunning, "", s.now()) }); err != nil {
+					return err
+				}
+				jr.state = JobRunning
+			}
+			s.hub(id).publish(Progress{ScanID: id, State: StateRunning, CapPPS: accepted.RatePPS, Time: s.now()})
+		case runner.TypeResult:
+			batch = append(batch, *ev.Result)
+		case runner.TypeCheckpoint:
+			n := ev.Checkpoint.NextBatch
+			if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return SaveBatch(ctx, tx, jr.no, firstSeq, batch, nil, n) }); err != nil {
+				return err
+			}
+			firstSeq += int64(len(batch))
+			batch, next = nil, n
+		case runner.TypeProgress:
+			pr := ev.Progress
+			p := Progress{ScanID: id, State: StateRunning, Sent: pr.Sent, Done: pr.Done, Total: pr.Total, RatePPS: pr.RatePPS, CapPPS: pr.CapPPS,
+				ElapsedSeconds: pr.ElapsedSeconds, Time: ev.Time}
+			total = pr.Total
+			if pr.Done > 0 && pr.Total > pr.Done {
+				p.ETASeconds = pr.ElapsedSeconds / float64(pr.Done) * float64(pr.Total-pr.Done)
+			}
+			s.hub(id).publish(p)
+		case runner.TypeDone:
+			d := ev.Done
+			s.mu.Lock()
+			userCancelled := act.cancelled
+			s.mu.Unlock()
+			switch {
+			case userCancelled:
+				return s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+					return SetJobState(ctx, tx, jr.no, JobCancelled, "cancelled by a user", s.now())
+				})
+			case ctx.Err() != nil:
+				// The appliance is stopping: leave the job running, as
+				// after a crash; the next start resumes it.
+				return nil
+			case d.Error != "":
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": d.Code, "reason": d.Error, "packets": d.Summary.PacketsSent})
+			}
+			if len(batch) > 0 {
+				n := next + 1
+				if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return SaveBatch(ctx, tx, jr.no, firstSeq, batch, nil, n) }); err != nil {
+					return err
+				}
+			}
+			return s.complete(ctx, tenant, id, jr, d.Summary, total)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": "stream ended without a final event"})
+}
+
+// finish records a run's end other than completion.
+func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action audit.Action, jobState, reqState string, details map[string]any) error {
+	ctx = context.WithoutCancel(ctx)
+	reason := fmt.Sprint(details["code"], ": ", details["reason"])
+	details["job"] = jr.id
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := SetJobState(ctx, tx, jr.no, jobState, reason, s.now()); err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, id, StateRunning, reqState, reason, s.now()); err != nil && !errors.Is(err, ErrState) {
+			return err
+		}
+		_, err := s.rec.Record(ctx, tx, s.entry(system, tenant, action, id, details))
+		return err
+	})
+	s.hub(id).publish(Progress{ScanID: id, State: reqState, Time: s.now()})
+	return err
+}
+
+// Manifest is the evidence manifest of a completed scan: what ran, under
+// which authority, and the SHA-256 of its results file.
+type Manifest struct {
+	ScanID        string          `json:"scan_id"`
+	Tenant        string          `json:"tenant"`
+	Job           string          `json:"job"`
+	JobSHA256     string          `json:"job_sha256"`
+	RequestSHA256 string          `json:"request_sha256"`
+	Request       json.RawMessage `json:"request"`
+	Scope         string          `json:"scope"`
+	ScopeSHA256   string          `json:"scope_sha256"`
+	Profile       job.ProfileRef  `json:"profile"`
+	Approvals     []job.Approval  `json:"approvals"`
+	Requester     string          `json:"requester"`
+	Started       time.Time       `json:"started"`
+	Finished      time.Time       `json:"finished"`
+	PacketsSent   uint64          `json:"packets_sent"`
+	MeasuredPPS   float64         `json:"measured_pps"`
+	Worst100ms    int             `json:"worst_100ms_window"`
+	Results       int64           `json:"results"`
+	ResultsSHA256 string          `json:"results_sha256"`
+	// PcapngSHA256 is the SHA-256 of the packet capture (probes.pcapng),
+	// "" when there is none (no raw sockets, or no capture configured).
+	PcapngSHA256 string `json:"pcapng_sha256,omitempty"`
+	Transport    string `json:"transport"`
+}
+
+// complete writes the results file and the manifest to the vault (when
+// one is configured) and records the completion, audited as scan.complete
+// with the evidence keys and hashes. The manifest's evidence record and
+// the completion commit in one transaction.
+func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum probe.Summary, total uint64) error {
+	ctx = context.WithoutCancel(ctx)
+	var results bytes.Buffer
+	n, err := s.writeResults(ctx, tenant, jr.id, &results)
+	if err != nil {
+		return err
+	}
+	rsum := sha256.Sum256(results.Bytes())
+	j, _, err := job.Open(jr.signed)
+	if err != nil {
+		return err
+	}
+	jsha, _ := j.SHA256()
+	rsha, _ := j.Request.SHA256()
+	var scopeID, scopeSHA string
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT scope_id, scope_sha256 FROM scan_requests WHERE id = ?`, id).Scan(&scopeID, &scopeSHA); err != nil {
+		return err
+	}
+	canon, _ := j.Request.Canonical()
+	m := Manifest{ScanID: id, Tenant: tenant, Job: j.ID, JobSHA256: jsha, RequestSHA256: rsha, Request: canon, Scope: scopeID, ScopeSHA256: scopeSHA,
+		Profile: j.Profile, Approvals: j.Approvals, Requester: j.Request.Requester, Started: sum.Started, Finished: sum.Finished,
+		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport}
+	if m.Approvals == nil {
+		m.Approvals = []job.Approval{}
+	}
+	pcap := ""
+	if s.capture != nil && s.evidence != nil {
+		if p := s.capture(id); p != "" {
+			if sum, err := fileSHA256(p); err == nil {
+				pcap, m.PcapngSHA256 = p, sum
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			}
+		}
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	details := map[string]any{"job": j.ID, "job_sha256": jsha, "results": n, "results_sha256": m.ResultsSHA256, "packets": sum.PacketsSent,
+		"measured_pps": sum.MeasuredPPS, "worst_100ms_window": sum.Worst100ms}
+	final := func(ctx context.Context, tx *sql.Tx, evidence []string) error {
+		if len(evidence) > 0 {
+			ev, _ := json.Marshal(evidence)
+			if _, err := tx.ExecContext(ctx, `UPDATE scan_results SET evidence = ? WHERE job_no = ?`, string(ev), jr.no); err != nil {
+				return err
+			}
+			details["evidence"] = evidence
+		}
+		if err := SetJobState(ctx, tx, jr.no, JobCompleted, "", s.now()); err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, id, StateRunning, StateCompleted, "", s.now()); err != nil && !errors.Is(err, ErrState) {
+			return err
+		}
+		_, err := s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanComplete, id, details))
+		return err
+	}
+	if s.evidence == nil {
+		err = s.st.InTx(ctx, func(tx *sql.Tx) error { return final(ctx, tx, nil) })
+	} else {
+		var rkey string
+		re, err := s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "results.jsonl", bytes.NewReader(results.Bytes()), nil)
+		if err != nil {
+			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+		}
+		rkey = re.Key
+		details["results_key"] = rkey
+		keys := []string{rkey}
+		if pcap != "" {
+			f, err := os.Open(pcap)
+			if err != nil {
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			}
+			pe, err := s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "probes.pcapng", f, nil)
+			f.Close()
+			if err != nil {
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			}
+			details["pcapng_key"], details["pcapng_sha256"] = pe.Key, pe.SHA256
+			keys = append(keys, pe.Key)
+		}
+		_, err = s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "manifest.json", bytes.NewReader(mb), func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error {
+			details["manifest_key"], details["manifest_sha256"] = e.Key, e.SHA256
+			return final(ctx, tx, append(keys, e.Key))
+		})
+		if err != nil {
+			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+		}
+		if pcap != "" {
+			// The spool holds its own copy now.
+			if err := os.Remove(pcap); err != nil {
+				s.onErr(fmt.Errorf("scan %s: remove capture: %w", id, err))
+			}
+		}
+	}
+	s.hub(id).publish(Progress{ScanID: id, State: StateCompleted, Sent: sum.PacketsSent, Done: total, Total: total, ElapsedSeconds: sum.WallSeconds, Time: s.now()})
+	return err
+}
+
+// fileSHA256 returns the hex SHA-256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// writeResults writes every stored result of job jobID as JSON Lines, in
+// seq order, and returns how many.
+func (s *Scans) writeResults(ctx context.Context, tenant, jobID string, w io.Writer) (int64, error) {
+	enc := json.NewEncoder(w)
+	var n int64
+	f := ResultFilter{Limit: MaxPageSize}
+	for range 1 << 20 { // at most 2^20 pages of 500: far above max_targets x ports
+		page, err := QueryResults(ctx, s.st.DB(), tenant, jobID, f)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range page.Items {
+			if err := enc.Encode(r); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		if page.Next == "" {
+			return n, nil
+		}
+		f.After = page.Next
+	}
+	return 0, errors.New("results file: too many pages")
+}
+
+// Progress is a snapshot of a scan's progress (Watch).
+type Progress struct {
+	ScanID string `json:"scan_id"`
+	// State is the scan's state; the last message of a finished scan
+	// carries its final state.
+	State string `json:"state"`
+	// Sent counts probe packets sent, retries included; Done and Total
+	// count targets.
+	Sent  uint64 `json:"sent"`
+	Done  uint64 `json:"done"`
+	Total uint64 `json:"total"`
+	// RatePPS is the current send rate, CapPPS the job's cap.
+	RatePPS        float64   `json:"rate_pps"`
+	CapPPS         int       `json:"cap_pps"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+	ETASeconds     float64   `json:"eta_seconds"`
+	Time           time.Time `json:"time"`
+}
+
+// hub fans a scan's progress out to its watchers. A slow watcher misses
+// snapshots (each is complete on its own) rather than holding the scan.
+type hub struct {
+	mu   sync.Mutex
+	subs map[chan Progress]struct{}
+	last *Progress
+}
+
+func (s *Scans) hub(id string) *hub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hubs[id]
+	if h == nil {
+		h = &hub{subs: map[chan Progress]struct{}{}}
+		s.hubs[id] = h
+	}
+	return h
+}
+
+func (h *hub) publish(p Progress) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = &p
+	for c := range h.subs {
+		select {
+		case c <- p:
+		default:
+		}
+	}
+}
+
+// endWatch ends scan id's progress feed: watchers get last (when not nil)
+// and their channels are closed.
+func (s *Scans) endWatch(id string, last *Progress) {
+	s.mu.Lock()
+	h := s.hubs[id]
+	delete(s.hubs, id)
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	if last != nil {
+		h.publish(*last)
+	}
+	h.close()
+}
+
+// close ends every watcher's channel (the scan's run ended).
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.subs {
+		close(c)
+		delete(h.subs, c)
+	}
+}
+
+// Watch returns a channel of scan id's progress snapshots (Progress: probes
+// sent, targets done of total, current rate against the cap, ETA) for p
+// (scan.read). The first value is the scan's current state; while it runs,
+// snapshots follow about four times a second; the channel is closed when
+// the run ends (after a last snapshot with the final state) or ctx ends.
+// A scan that is not running gets its state and a closed channel. This is
+// what the console's Server-Sent Events stream relays: one event per value.
+func (s *Scans) Watch(ctx context.Context, p auth.Principal, tenant, id string) (<-chan Progress, error) {
+	sc, err := s.Get(ctx, p, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan Progress, 16)
+	first := Progress{ScanID: id, State: sc.State, Time: s.now()}
+	// Under s.mu, so a run cannot end between the check and the
+	// subscription (endWatch takes the hub under s.mu).
+	s.mu.Lock()
+	_, running := s.active[id]
+	if !running {
+		// Read the state again: the run may have ended since Get.
+		if err := s.st.DB().QueryRowContext(ctx, `SELECT state FROM scan_requests WHERE id = ?`, id).Scan(&first.State); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
+	if !running && first.State != StateQueued {
+		s.mu.Unlock()
+		out <- first
+		close(out)
+		return out, nil
+	}
+	h := s.hubs[id]
+	if h == nil {
+		h = &hub{subs: map[chan Progress]struct{}{}}
+		s.hubs[id] = h
+	}
+	s.mu.Unlock()
+	h.mu.Lock()
+	if h.last != nil {
+		first = *h.last
+	}
+	out <- first
+	h.subs[out] = struct{}{}
+	h.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.subs[out]; ok {
+			delete(h.subs, out)
+			close(out)
+		}
+	}()
+	return out, nil
+}
