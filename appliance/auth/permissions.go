@@ -72,6 +72,13 @@ const (
 	OpPolicyBaseline Operation = "policy.baseline.accept"
 	// OpReportCreate signs a compliance report and spools it as evidence.
 	OpReportCreate Operation = "report.create"
+
+	// Access reviews (appliance/report/review). With tenant "" an
+	// appliance admin acts on the appliance-admin review.
+	OpReviewRead   Operation = "review.read"
+	OpReviewStart  Operation = "review.start"
+	OpReviewDecide Operation = "review.decide"
+	OpReviewSign   Operation = "review.sign"
 )
 
 // Permission is one row of the matrix.
@@ -151,6 +158,10 @@ func Permissions() []Permission {
 		{Op: OpSIEMRead, Roles: []string{A, AU}, ApplianceWide: true, Owner: "siem", What: "list SIEM destinations and their delivery status"},
 		{Op: OpSIEMTest, Roles: []string{A}, ApplianceWide: true, Owner: "siem", What: "send a SIEM destination a test message (outside the outbox)"},
 		{Op: OpEvidenceRead, Roles: []string{A, SL, AU}, Owner: "vault", What: "list recorded evidence objects"},
+		{Op: OpReviewRead, Roles: []string{A, SL, AU}, ApplianceWide: true, Owner: "review", What: "list, show and download access reviews and see when the next is due (appliance admins: also the appliance-admin review)"},
+		{Op: OpReviewStart, Roles: []string{A, SL}, ApplianceWide: true, Owner: "review", What: "start an access review (a snapshot of users, roles, MFA, tokens, support tickets and review flags)"},
+		{Op: OpReviewDecide, Roles: []string{A, SL}, ApplianceWide: true, Owner: "review", What: "mark lines of an open access review keep or revoke (never one's own account)"},
+		{Op: OpReviewSign, Roles: []string{A, SL}, StepUp: true, ApplianceWide: true, Owner: "review", What: "sign an access review: its revocations take effect, its review flags close, the signed document is stored as evidence"},
 	}
 }
 
