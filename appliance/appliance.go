@@ -5,6 +5,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -20,9 +21,12 @@ import (
 
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/journal"
 	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/report/review"
+	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
@@ -81,6 +85,10 @@ type Appliance struct {
 	// configured (vault.backend empty), in which case nothing that needs
 	// evidence may run.
 	Evidence *evidence.Service
+	// Reviews runs access reviews (start, decide, sign with step-up,
+	// download) and their cadence (Due, Schedule for /readyz, overdue
+	// alerts from Run).
+	Reviews *review.Service
 
 	st      *store.Store
 	log     *audit.Log
@@ -199,9 +207,36 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 	if a.Runs, err = scan.NewRuns(sd); err != nil {
 		return err
 	}
-	if a.Config.Vault.Backend == "" {
-		return nil
+	if a.Config.Vault.Backend != "" {
+		if err := a.openEvidence(ctx); err != nil {
+			return err
+		}
 	}
+	return a.wireReviews(auditPub)
+}
+
+// wireReviews builds the access-review service: signed with the report
+// key, stored as evidence when a vault is configured.
+func (a *Appliance) wireReviews(auditPub ed25519.PublicKey) error {
+	key, err := a.Keys.Signer(keyring.Report)
+	if err != nil {
+		return err
+	}
+	d := review.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, Key: key, Now: a.Now, Interval: a.Config.Review.Interval,
+		Signers:       scan.TrustDir(filepath.Join(a.Config.DataDir, ScopeSignersDir)),
+		SignersSource: "appliance-wide trust directory " + ScopeSignersDir + "/ (every tenant)",
+		Appliance:     verify.Appliance{ID: siem.ApplianceID(auditPub), Version: buildinfo.Get().Version}}
+	if a.Evidence != nil {
+		// Only a real vault: a nil *evidence.Service in the interface
+		// would not compare equal to nil.
+		d.Spool = a.Evidence
+	}
+	a.Reviews, err = review.New(d)
+	return err
+}
+
+// openEvidence opens the evidence vault (vault.backend is set).
+func (a *Appliance) openEvidence(ctx context.Context) error {
 	ev, err := evidence.Open(ctx, evidence.Options{
 		DB:         a.st.DB(),
 		Audit:      a.log,
@@ -259,6 +294,7 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 	run(func() { a.RunAuditCheckpoints(ctx, onErr) })
 	run(func() { a.RunAuditGuards(ctx, onErr) })
 	run(func() { a.Auth.Run(ctx, 30*time.Second, onErr) })
+	run(func() { a.Reviews.Run(ctx, time.Hour, onErr) })
 	run(func() {
 		record := func(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
 			_, err := a.journal.Record(ctx, tx, e)

@@ -92,6 +92,12 @@ const (
 	ActPolicyCreate         Action = "policy.create"
 	ActPolicyEvaluate       Action = "policy.evaluate"
 	ActPolicyBaselineAccept Action = "policy.baseline.accept"
+
+	// Access reviews (appliance/report/review).
+	ActReviewCreate  Action = "review.create"
+	ActReviewDecide  Action = "review.decide"
+	ActReviewSign    Action = "review.sign"
+	ActReviewOverdue Action = "review.overdue"
 )
 
 // Actions returns the closed vocabulary.
@@ -112,6 +118,7 @@ func Actions() []Action {
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
 		ActPolicyCreate, ActPolicyEvaluate, ActPolicyBaselineAccept,
+		ActReviewCreate, ActReviewDecide, ActReviewSign, ActReviewOverdue,
 	}
 }
 
