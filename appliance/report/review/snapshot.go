@@ -132,7 +132,7 @@ func (s *Service) snapshot(ctx context.Context, pin string, now time.Time, prev 
 			}
 			effect := "restore role " + to
 			if to == "" {
-				effect = "disable the user (the role was granted at creation)"
+				effect = "disable the user (granted at creation, or no earlier role recorded)"
 			}
 			doc.Lines = append(doc.Lines, verify.ReviewLine{Item: ItemFlag + f.ID, Subject: "unapproved grant of " + f.Role + " to " + s.userName(ctx, f.UserID), Effect: effect})
 		}
@@ -217,8 +217,9 @@ func (s *Service) userName(ctx context.Context, id string) string {
 }
 
 // revertRole returns the role user f.UserID held before the flagged
-// grant, or "" when the grant was the account's creation (revoking it
-// then disables the account).
+// grant, or "" when the grant was the account's creation or no earlier
+// role is recorded (accounts made by init or before migration 0005):
+// revoking it then disables the account.
 func (s *Service) revertRole(ctx context.Context, f store.ReviewFlag) (string, error) {
 	chs, err := s.st.UserChanges(ctx, s.st.Reader(), f.UserID)
 	if err != nil {
