@@ -245,3 +245,19 @@ func checkReview(body []byte) (AccessReview, error) {
 	}
 	return r, nil
 }
+
+// KindOf says which kind of document data claims to be, from its format
+// member alone, without verifying anything: KindAccessReview for an
+// access review, KindComplianceReport otherwise. A tool uses it to ask
+// for the keys that kind needs; Verify decides.
+func KindOf(data []byte) string {
+	var f struct {
+		Report struct {
+			Format string `json:"format"`
+		} `json:"report"`
+	}
+	if json.Unmarshal(data, &f) == nil && f.Report.Format == FormatReviewV1 {
+		return KindAccessReview
+	}
+	return KindComplianceReport
+}
