@@ -589,6 +589,7 @@ func TestDecideRejectsBadInput(t *testing.T) {
 		ds   []review.Decision
 	}{
 		{"none", nil},
+		{"too many", make([]review.Decision, review.MaxDecisions+1)},
 		{"unknown line", []review.Decision{{Item: "user:u_nobody", Decision: verify.DecisionKeep}}},
 		{"bad decision", []review.Decision{{Item: item, Decision: "maybe"}}},
 		{"long note", []review.Decision{{Item: item, Decision: verify.DecisionKeep, Note: strings.Repeat("x", review.MaxNote+1)}}},

@@ -67,6 +67,9 @@ const (
 	DefaultUnused = 90 * 24 * time.Hour
 	// MaxNote bounds a decision's note.
 	MaxNote = 500
+	// MaxDecisions bounds the decisions of one Decide call (and so the
+	// size of its audit entry).
+	MaxDecisions = 1000
 	// EvidenceScan is the evidence "scan" folder signed reviews are
 	// stored under: tenants/<tenant>/scans/access-reviews/review-<id>.json.
 	EvidenceScan = "access-reviews"
@@ -363,8 +366,8 @@ func (s *Service) Decide(ctx context.Context, p auth.Principal, tenant, id strin
 	if err != nil {
 		return Review{}, err
 	}
-	if len(ds) == 0 {
-		return Review{}, fmt.Errorf("decide: %w: no decisions", ErrInvalid)
+	if len(ds) == 0 || len(ds) > MaxDecisions {
+		return Review{}, fmt.Errorf("decide: %w: %d decisions (1 to %d per call)", ErrInvalid, len(ds), MaxDecisions)
 	}
 	rs, ar, err := s.get(ctx, p, pin, auth.OpReviewDecide, id)
 	if err != nil {
