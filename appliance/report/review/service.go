@@ -512,17 +512,17 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, tenant, id, stepUp
 			return err
 		}
 		// The decisions signed must be the decisions applied.
-		now, err := rs.Decisions(ctx, tx, id)
+		cur, err := rs.Decisions(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		if decisionsDigest(now) != digest {
+		if decisionsDigest(cur) != digest {
 			return fmt.Errorf("sign review %s: %w", id, ErrChanged)
 		}
 		if out.Revoked, out.FlagsClosed, err = s.apply(ctx, tx, p, pin, doc); err != nil {
 			return err
 		}
-		err = rs.MarkSigned(ctx, tx, store.AccessReview{ID: id, SignedBy: p.UserID, SignedAt: s.now(), Document: file, SHA256: out.SHA256, EvidenceKey: evidenceKey})
+		err = rs.MarkSigned(ctx, tx, store.AccessReview{ID: id, SignedBy: p.UserID, SignedAt: now, Document: file, SHA256: out.SHA256, EvidenceKey: evidenceKey})
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("sign review %s: %w", id, ErrNotOpen)
 		}
