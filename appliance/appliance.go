@@ -21,9 +21,12 @@ import (
 
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/journal"
 	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/report/review"
+	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
@@ -91,6 +94,10 @@ type Appliance struct {
 	// configured (vault.backend empty), in which case nothing that needs
 	// evidence may run.
 	Evidence *evidence.Service
+	// Reviews runs access reviews (start, decide, sign with step-up,
+	// download) and their cadence (Due, Schedule for /readyz, overdue
+	// alerts from Run).
+	Reviews *review.Service
 
 	st      *store.Store
 	log     *audit.Log
@@ -227,7 +234,30 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 		}
 		a.Evidence = ev
 	}
+	if err := a.wireReviews(auditPub); err != nil {
+		return err
+	}
 	return a.wireScans(sd)
+}
+
+// wireReviews builds the access-review service: signed with the report
+// key, stored as evidence when a vault is configured.
+func (a *Appliance) wireReviews(auditPub ed25519.PublicKey) error {
+	key, err := a.Keys.Signer(keyring.Report)
+	if err != nil {
+		return err
+	}
+	d := review.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, Key: key, Now: a.Now, Interval: a.Config.Review.Interval,
+		Signers:       a.ScopeKeys.Trusted,
+		SignersSource: "active scope-signing keys of the tenant's security leads",
+		Appliance:     verify.Appliance{ID: siem.ApplianceID(auditPub), Version: buildinfo.Get().Version}}
+	if a.Evidence != nil {
+		// Only a real vault: a nil *evidence.Service in the interface
+		// would not compare equal to nil.
+		d.Spool = a.Evidence
+	}
+	a.Reviews, err = review.New(d)
+	return err
 }
 
 // wireScans builds the scan service: the one appliance-wide pacer every
@@ -313,6 +343,7 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 	run(func() { a.RunAuditCheckpoints(ctx, onErr) })
 	run(func() { a.RunAuditGuards(ctx, onErr) })
 	run(func() { a.Auth.Run(ctx, 30*time.Second, onErr) })
+	run(func() { a.Reviews.Run(ctx, time.Hour, onErr) })
 	run(func() {
 		record := func(ctx context.Context, tx *sql.Tx, e audit.Entry) error {
 			_, err := a.journal.Record(ctx, tx, e)

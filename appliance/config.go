@@ -37,6 +37,17 @@ type Config struct {
 	Production bool `yaml:"production"`
 	// Vault configures the evidence vault (docs/vault.md).
 	Vault evidence.Config `yaml:"vault"`
+	// Review configures the access-review cadence (docs/access-review.md).
+	Review ReviewConfig `yaml:"review"`
+}
+
+// ReviewConfig configures access reviews.
+type ReviewConfig struct {
+	// Interval is how often each tenant's (and the appliance admins')
+	// access review is due: a review is overdue Interval after the last
+	// one was signed. Env FIQ_REVIEW_INTERVAL (a Go duration); default
+	// 2184h (91 days, quarterly); at least 1h.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // AuditConfig configures the audit log's signed checkpoints.
@@ -61,6 +72,7 @@ func DefaultConfig() Config {
 		},
 		Production: true,
 		Vault:      evidence.DefaultConfig(),
+		Review:     ReviewConfig{Interval: 91 * 24 * time.Hour},
 	}
 }
 
@@ -162,6 +174,13 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 		}
 		c.Audit.CheckpointEvery = n
 	}
+	if v := getenv("FIQ_REVIEW_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("FIQ_REVIEW_INTERVAL=%q: %w: %w", v, ErrInvalidConfig, err)
+		}
+		c.Review.Interval = d
+	}
 	if v := getenv("FIQ_AUDIT_CHECKPOINT_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -187,6 +206,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.CheckpointInterval < time.Second {
 		return fmt.Errorf("%w: audit.checkpoint_interval must be at least 1s", ErrInvalidConfig)
+	}
+	if c.Review.Interval < time.Hour {
+		return fmt.Errorf("%w: review.interval must be at least 1h", ErrInvalidConfig)
 	}
 	// An unset vault is allowed (nothing that needs evidence runs); a set
 	// one must be complete and, in production, WORM.

@@ -103,6 +103,12 @@ const (
 	ActScanSchedule       Action = "scan.schedule"
 	ActScanScheduleVoid   Action = "scan.schedule.void"
 	ActScanScheduleMissed Action = "scan.schedule.missed"
+
+	// Access reviews (appliance/report/review).
+	ActReviewCreate  Action = "review.create"
+	ActReviewDecide  Action = "review.decide"
+	ActReviewSign    Action = "review.sign"
+	ActReviewOverdue Action = "review.overdue"
 )
 
 // Actions returns the closed vocabulary.
@@ -125,6 +131,7 @@ func Actions() []Action {
 		ActPolicyCreate, ActPolicyEvaluate, ActPolicyBaselineAccept,
 		ActScanDeny, ActScanRefuse, ActScanResume, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
 		ActScanSchedule, ActScanScheduleVoid, ActScanScheduleMissed,
+		ActReviewCreate, ActReviewDecide, ActReviewSign, ActReviewOverdue,
 	}
 }
 

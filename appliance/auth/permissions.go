@@ -82,6 +82,13 @@ const (
 	// OpScanStart is the requester's step-up that starts a scan: at
 	// request for a non-production scope, after dual approval otherwise.
 	OpScanStart Operation = "scan.start"
+
+	// Access reviews (appliance/report/review). With tenant "" an
+	// appliance admin acts on the appliance-admin review.
+	OpReviewRead   Operation = "review.read"
+	OpReviewStart  Operation = "review.start"
+	OpReviewDecide Operation = "review.decide"
+	OpReviewSign   Operation = "review.sign"
 )
 
 // Permission is one row of the matrix.
@@ -166,6 +173,10 @@ func Permissions() []Permission {
 		{Op: OpScopeKeyRevoke, Roles: []string{A, SL}, StepUp: true, Owner: "scan", What: "revoke a scope-signing key (security leads: their own; admins: any of the tenant's): its scopes run no new scan, their pending approvals are voided"},
 		{Op: OpScopeRevoke, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "revoke a registered scope: no new scan runs under it, pending approvals are voided"},
 		{Op: OpScanStart, Roles: []string{SL, OP}, StepUp: true, Owner: "scan", What: "start one's own scan request (non-production: with the request; production: after dual approval)"},
+		{Op: OpReviewRead, Roles: []string{A, SL, AU}, ApplianceWide: true, Owner: "review", What: "list, show and download access reviews and see when the next is due (appliance admins: also the appliance-admin review)"},
+		{Op: OpReviewStart, Roles: []string{A, SL}, ApplianceWide: true, Owner: "review", What: "start an access review (a snapshot of users, roles, MFA, tokens, support tickets and review flags)"},
+		{Op: OpReviewDecide, Roles: []string{A, SL}, ApplianceWide: true, Owner: "review", What: "mark lines of an open access review keep or revoke (never one's own account)"},
+		{Op: OpReviewSign, Roles: []string{A, SL}, StepUp: true, ApplianceWide: true, Owner: "review", What: "sign an access review: its revocations take effect, its review flags close, the signed document is stored as evidence"},
 	}
 }
 

@@ -180,6 +180,11 @@ func (s *Service) promote(ctx context.Context, tx *sql.Tx, se store.Session, u s
 	if err := s.st.SetLoginState(ctx, tx, store.AuthState{UserID: u.ID}); err != nil {
 		return Login{}, err
 	}
+	// The access review shows each user's last login (at most one write
+	// per completed login, which is rare).
+	if err := s.st.RecordLogin(ctx, tx, u.ID, c.IP, s.now()); err != nil {
+		return Login{}, err
+	}
 	p := principalOf(u, l.SessionID, c)
 	return l, s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthLogin, u.ID, fields{"factor": factor, "complete": true, "session": l.SessionID}))
 }

@@ -30,10 +30,12 @@ type NewToken struct {
 type TokenInfo struct {
 	ID, TenantID, UserID, Name, Role string
 	CreatedAt, ExpiresAt, RevokedAt  time.Time
+	// LastUsedAt is the last authenticated use, to the minute (zero: never).
+	LastUsedAt time.Time
 }
 
 func tokenInfo(t store.Token) TokenInfo {
-	return TokenInfo{ID: t.ID, TenantID: t.TenantID, UserID: t.UserID, Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, RevokedAt: t.RevokedAt}
+	return TokenInfo{ID: t.ID, TenantID: t.TenantID, UserID: t.UserID, Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, RevokedAt: t.RevokedAt, LastUsedAt: t.LastUsedAt}
 }
 
 // CreateToken creates an API token (step-up) and returns its secret, which
@@ -160,6 +162,13 @@ func (s *Service) AuthenticateToken(ctx context.Context, bearer string, c Client
 	// (SetRole): a token must never carry more than its owner holds now.
 	if !weaker(t.Role, u.Role) {
 		return Principal{}, fmt.Errorf("%w: token role %s exceeds its owner's current role %s", ErrUnauthenticated, t.Role, u.Role)
+	}
+	// Record the use for the access review at most once a minute, like a
+	// session's last_seen: a busy token must not cost a write per request.
+	if now.Sub(t.LastUsedAt) >= time.Minute {
+		if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return s.st.TouchToken(ctx, tx, t.ID, now, now.Add(-time.Minute)) }); err != nil {
+			return Principal{}, err
+		}
 	}
 	return Principal{UserID: u.ID, Name: u.Name, Role: t.Role, TenantID: t.TenantID, HomeTenantID: u.TenantID, TokenID: t.ID, Client: c}, nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"sort"
@@ -16,34 +17,35 @@ import (
 // Creating, listing and downloading reports go through the appliance's
 // API; verifying needs only the report, public keys and the evidence.
 func newReportCmd(env *Env) *cobra.Command {
-	return newGroup("report", "Verify signed compliance reports (offline)", newReportVerifyCmd(env))
+	return newGroup("report", "Verify signed compliance reports and access reviews (offline)", newReportVerifyCmd(env))
 }
 
 // newReportVerifyCmd builds 'report verify'.
 func newReportVerifyCmd(env *Env) *cobra.Command {
 	var pub, auditPub, evidence string
 	cmd := &cobra.Command{
-		Use:   "verify REPORT.json --pub report.pub --audit-pub audit.pub [--evidence DIR]",
-		Short: "Verify a signed compliance report offline, with public keys only",
+		Use:   "verify REPORT.json --pub report.pub [--audit-pub audit.pub] [--evidence DIR]",
+		Short: "Verify a signed compliance report or access review offline, with public keys only",
 		Long: `Verify checks, without contacting the appliance: that the report file is in
 canonical form and signed by the report key; that the audit checkpoint in it is
 signed by the audit key; that each evidence object's inclusion proof leads to
 that checkpoint and proves an audit entry recording the object's SHA-256; that
 the daily anchor, when present, is consistent with the checkpoint; and, with
 --evidence, that every evidence file has the SHA-256 and size the report names.
-Any changed byte fails it, with the reason. Exit 0 when it verifies, 1 when not.`,
+Any changed byte fails it, with the reason. Exit 0 when it verifies, 1 when not.
+
+A signed access review (review.json, format firewalliq.access-review/v1) is
+verified the same way with --pub alone: canonical form, the report key's
+signature, and that every line carries a keep or revoke decision and the
+summary counts what the review lists.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if pub == "" || auditPub == "" {
-				return usagef("report verify: --pub and --audit-pub are required")
+			if pub == "" {
+				return usagef("report verify: --pub and --audit-pub are required (an access review needs only --pub)")
 			}
 			rk, err := keys.ReadPublic(pub)
 			if err != nil {
 				return fmt.Errorf("report key: %w", err)
-			}
-			ak, err := keys.ReadPublic(auditPub)
-			if err != nil {
-				return fmt.Errorf("audit key: %w", err)
 			}
 			fi, err := os.Stat(args[0])
 			if err != nil {
@@ -56,12 +58,33 @@ Any changed byte fails it, with the reason. Exit 0 when it verifies, 1 when not.
 			if err != nil {
 				return err
 			}
+			var ak ed25519.PublicKey
+			if auditPub != "" {
+				if ak, err = keys.ReadPublic(auditPub); err != nil {
+					return fmt.Errorf("audit key: %w", err)
+				}
+			} else if verify.KindOf(data) != verify.KindAccessReview {
+				return usagef("report verify: --pub and --audit-pub are required for a compliance report")
+			}
 			res, err := verify.Verify(data, verify.Options{ReportKey: rk, AuditKey: ak, EvidenceDir: evidence})
 			if err != nil {
 				return fmt.Errorf("%s does not verify: %w", args[0], err)
 			}
-			r := res.Report
 			w := env.Stdout
+			if rv := res.Review; rv != nil {
+				who := "tenant " + rv.TenantName + " (" + rv.Tenant + ")"
+				if rv.Tenant == "" {
+					who = "the appliance admins"
+				}
+				fmt.Fprintf(w, "access review %s verified: signed by report key %s\n", rv.ID, res.KeyID)
+				fmt.Fprintf(w, "%s; signed %s by %s (%s)\n", who, rv.SignedAt, rv.Reviewer.Name, rv.Reviewer.Role)
+				s := rv.Summary
+				fmt.Fprintf(w, "users %d, tokens %d, open support tickets %d, review flags %d; lines %d: keep %d, revoke %d\n",
+					s.Users, s.Tokens, s.OpenTickets, s.Flags, s.Lines, s.Keep, s.Revoke)
+				fmt.Fprintf(w, "changes: new users %d, role changes %d, new tokens %d, unused accounts %d\n", s.NewUsers, s.RoleChanges, s.NewTokens, s.Unused)
+				return nil
+			}
+			r := res.Report
 			fmt.Fprintf(w, "report %s verified: signed by report key %s\n", r.ID, res.KeyID)
 			fmt.Fprintf(w, "audit checkpoint: %s, tree size %d, signed by audit key %s\n", res.Checkpoint.Origin, res.Checkpoint.Size, keys.ID(ak))
 			fmt.Fprintf(w, "evidence: %d inclusion proofs verified", res.Proofs)
@@ -85,7 +108,7 @@ Any changed byte fails it, with the reason. Exit 0 when it verifies, 1 when not.
 		},
 	}
 	cmd.Flags().StringVar(&pub, "pub", "", "the appliance's report public key (keys/report.pub)")
-	cmd.Flags().StringVar(&auditPub, "audit-pub", "", "the appliance's audit public key (keys/audit.pub)")
+	cmd.Flags().StringVar(&auditPub, "audit-pub", "", "the appliance's audit public key (keys/audit.pub; compliance reports only)")
 	cmd.Flags().StringVar(&evidence, "evidence", "", "directory holding the evidence files under their report names")
 	return cmd
 }

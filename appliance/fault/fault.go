@@ -26,6 +26,7 @@ import (
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/policy"
 	"firewalliq/appliance/report"
+	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
@@ -302,6 +303,15 @@ func Rules() []Rule {
 		r("appliance/scan.ErrKeyExists", scan.ErrKeyExists, conflict),
 		r("appliance/scan.ErrKeyRevoked", scan.ErrKeyRevoked, approval("key_revoked", "the scope-signing key was revoked")),
 		r("appliance/scan.ErrKeyNotHeld", scan.ErrKeyNotHeld, conflict),
+
+		r("appliance/report/review.ErrOpen", review.ErrOpen, conflict),
+		r("appliance/report/review.ErrNotOpen", review.ErrNotOpen, conflict),
+		r("appliance/report/review.ErrNotSigned", review.ErrNotSigned, conflict),
+		r("appliance/report/review.ErrUndecided", review.ErrUndecided, conflict),
+		r("appliance/report/review.ErrChanged", review.ErrChanged, conflict),
+		r("appliance/report/review.ErrInvalid", review.ErrInvalid, invalid),
+		r("appliance/report/review.ErrNotFound", review.ErrNotFound, notFound),
+		r("appliance/report/verify.ErrReview", verify.ErrReview, refused("report_invalid", "the access review is inconsistent")),
 
 		// Internal: never the caller's fault, never shown.
 		r("appliance/siem.ErrNoSealer", siem.ErrNoSealer, internal),

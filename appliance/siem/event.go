@@ -126,7 +126,8 @@ func (e Event) severity() int {
 		return sevCrit
 	case a == string(audit.ActSIEMDeliveryFailed), a == string(audit.ActScanFail):
 		return sevErr
-	case strings.HasSuffix(a, ".failed"), a == string(audit.ActAuthLockout), a == string(audit.ActAccessDenied):
+	case strings.HasSuffix(a, ".failed"), a == string(audit.ActAuthLockout), a == string(audit.ActAccessDenied),
+		a == string(audit.ActReviewOverdue):
 		return sevWarning
 	case a == string(audit.ActAuditCheckpoint), a == string(audit.ActAuthLogin), a == string(audit.ActAuthLogout),
 		a == string(audit.ActScanStart), a == string(audit.ActScanComplete):

@@ -417,17 +417,20 @@ type Token struct {
 	ID, TenantID, UserID, Name, Role string
 	TokenHash                        []byte
 	CreatedAt, ExpiresAt, RevokedAt  time.Time
+	// LastUsedAt is the token's last use, kept to the minute (migration
+	// 0012_access_reviews); zero if never used.
+	LastUsedAt time.Time
 }
 
-const tokenCols = `SELECT id, tenant_id, user_id, name, role, token_hash, created_at, expires_at, revoked_at FROM auth_tokens`
+const tokenCols = `SELECT id, tenant_id, user_id, name, role, token_hash, created_at, expires_at, revoked_at, last_used_at FROM auth_tokens`
 
 func scanToken(r scanner) (Token, error) {
 	var t Token
-	var c, e, rv int64
-	if err := r.Scan(&t.ID, &t.TenantID, &t.UserID, &t.Name, &t.Role, &t.TokenHash, &c, &e, &rv); err != nil {
+	var c, e, rv, lu int64
+	if err := r.Scan(&t.ID, &t.TenantID, &t.UserID, &t.Name, &t.Role, &t.TokenHash, &c, &e, &rv, &lu); err != nil {
 		return Token{}, fmt.Errorf("token: %w", notFound(err))
 	}
-	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNanos(c), fromNanos(e), fromNanos(rv)
+	t.CreatedAt, t.ExpiresAt, t.RevokedAt, t.LastUsedAt = fromNanos(c), fromNanos(e), fromNanos(rv), fromNanos(lu)
 	return t, nil
 }
 

@@ -123,6 +123,9 @@ func TestAuthTenantIsolation(t *testing.T) {
 			return inTx(func(tx *sql.Tx) error { return ab.CloseSupportTicket(ctx, tx, tkA.ID, now) })
 		}},
 		{"CountAdmins", func() error { n, err := ab.CountAdmins(ctx, s.Reader(), ""); return empty(n, err) }},
+		{"CloseReviewFlag", func() error {
+			return inTx(func(tx *sql.Tx) error { return ab.CloseReviewFlag(ctx, tx, "rf1", userA.ID, now) })
+		}},
 		{"ReviewFlags", func() error { fs, err := ab.ReviewFlags(ctx, s.Reader(), false); return empty(len(fs), err) }},
 		{"AddReviewFlag", func() error {
 			return inTx(func(tx *sql.Tx) error {

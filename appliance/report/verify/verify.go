@@ -41,8 +41,10 @@ const MaxReport = 64 << 20
 
 // Options are the verifier's inputs besides the report.
 type Options struct {
-	// ReportKey verifies the report's signature; AuditKey the checkpoint
-	// and proofs. Both are required.
+	// ReportKey verifies the document's signature; AuditKey a compliance
+	// report's checkpoint and proofs. ReportKey is always required,
+	// AuditKey for compliance reports (an access review carries no
+	// proofs).
 	ReportKey ed25519.PublicKey
 	AuditKey  ed25519.PublicKey
 	// EvidenceDir, when set, holds the evidence files under their report
@@ -52,6 +54,10 @@ type Options struct {
 
 // Result is what a successful verification established.
 type Result struct {
+	// Kind is KindComplianceReport (Report is set) or KindAccessReview
+	// (Review is set).
+	Kind       string
+	Review     *AccessReview
 	Report     Report
 	KeyID      string
 	Checkpoint audit.Checkpoint
@@ -72,8 +78,8 @@ type Result struct {
 // It stops at the first failure and says what failed.
 func Verify(data []byte, o Options) (Result, error) {
 	var res Result
-	if len(o.ReportKey) != ed25519.PublicKeySize || len(o.AuditKey) != ed25519.PublicKeySize {
-		return res, errors.New("verify report: report and audit public keys are required")
+	if len(o.ReportKey) != ed25519.PublicKeySize {
+		return res, errors.New("verify report: the report public key is required")
 	}
 	if len(data) > MaxReport {
 		return res, fmt.Errorf("%w: %d bytes, at most %d", ErrFormat, len(data), MaxReport)
@@ -112,6 +118,26 @@ func Verify(data []byte, o Options) (Result, error) {
 		return res, fmt.Errorf("%w: the report's content was changed after signing, or another key signed it", ErrSignature)
 	}
 	res.KeyID = kid
+	// The format names the kind of document; only then is the body
+	// decoded strictly as that kind.
+	var head struct {
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(f.Report, &head); err != nil {
+		return res, fmt.Errorf("%w: report: %v", ErrFormat, err)
+	}
+	if head.Format == FormatReviewV1 {
+		rv, err := checkReview(f.Report)
+		if err != nil {
+			return res, err
+		}
+		res.Kind, res.Review = KindAccessReview, &rv
+		return res, nil
+	}
+	if len(o.AuditKey) != ed25519.PublicKeySize {
+		return res, errors.New("verify report: a compliance report needs the audit public key")
+	}
+	res.Kind = KindComplianceReport
 	var r Report
 	dec = json.NewDecoder(bytes.NewReader(f.Report))
 	dec.DisallowUnknownFields()
