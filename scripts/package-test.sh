@@ -137,10 +137,11 @@ check_installed() {
 
 in_root() { local r="$1"; shift; chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 
-# The data directory's state: every file's path, owner, mode and SHA-256.
+# The data directory's state: every file's path, owner, mode and SHA-256
+# (not of SQLite's -shm index, which any reader may rewrite).
 data_state() {
 	in_root "$1" sh -c 'cd /var/lib/firewalliq && find . -printf "%p %u %g %m\n" | sort &&
-		find . -type f -print0 | sort -z | xargs -0 -r sha256sum'
+		find . -type f ! -name "*-shm" -print0 | sort -z | xargs -0 -r sha256sum'
 }
 
 # --- deb ----------------------------------------------------------------
@@ -170,6 +171,8 @@ data_state "$r" >"$tmp/data.before"
 in_root "$r" runuser -u firewalliq -- firewalliq audit verify --data /var/lib/firewalliq >"$tmp/verify.log" 2>&1 ||
 	{ cat "$tmp/verify.log"; fail "audit verify as the firewalliq user"; }
 data_state "$r" >"$tmp/data.before"
+grep -q '^\./firewalliq.db firewalliq firewalliq [0-7]*$' "$tmp/data.before" ||
+	fail "data directory state lacks the database: $(cat "$tmp/data.before")"
 
 say "deb: upgrade to 1.0.1"
 in_root "$r" dpkg -i "$d101" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -i 1.0.1 (upgrade)"; }
