@@ -83,12 +83,15 @@ package: build
 
 sbom:
 	@mkdir -p $(DIST)
-	$(CYCLONEDX) app -json -licenses=false -noserial -main . -output $(DIST)/firewalliq.cdx.json .
+	CYCLONEDX="$(CYCLONEDX)" VERSION=$(VERSION) packaging/sbom.sh $(DIST)/firewalliq.cdx.json
 	@echo "wrote $(DIST)/firewalliq.cdx.json"
 
-# RELEASE_KEY is the vendor's offline release key (PEM, mode 0600). Without
-# it, a throw-away DEVELOPMENT key is generated under dist/ so that the
+# RELEASE_KEY is the vendor's offline release key (PEM, mode 0600) and
+# RELEASE_PUB its public half (default: RELEASE_KEY with .pub). Without a
+# key, a throw-away DEVELOPMENT key is generated under dist/ so that the
 # signing path can be exercised; such a release must never reach a customer.
+# The last step verifies the release the way a customer does.
+RELEASE_PUB ?= $(patsubst %.key,%.pub,$(RELEASE_KEY))
 release: package sbom
 	cp $(BINARY) $(DIST)/firewalliq-$(VERSION)-linux-$(GOARCH)
 	rm -f $(DIST)/SHA256SUMS $(DIST)/SHA256SUMS.sig
@@ -96,14 +99,15 @@ release: package sbom
 		$(DIST)/firewalliq-$(VERSION)-linux-$(GOARCH) $(DIST)/*.deb $(DIST)/*.rpm $(DIST)/firewalliq.cdx.json
 	@if [ -n "$(RELEASE_KEY)" ]; then \
 		$(GO) run ./packaging/release sign --key "$(RELEASE_KEY)" $(DIST)/SHA256SUMS; \
+		$(GO) run ./packaging/release verify --pub "$(RELEASE_PUB)" $(DIST)/SHA256SUMS; \
 	else \
 		echo "WARNING: no RELEASE_KEY; signing with a DEVELOPMENT key (dist/DEVELOPMENT-release.pub). Not for customers." >&2; \
 		rm -f $(DIST)/DEVELOPMENT-release.key $(DIST)/DEVELOPMENT-release.pub; \
 		$(GO) run ./packaging/release keygen --out $(DIST)/DEVELOPMENT-release; \
 		$(GO) run ./packaging/release sign --key $(DIST)/DEVELOPMENT-release.key $(DIST)/SHA256SUMS; \
 		rm -f $(DIST)/DEVELOPMENT-release.key; \
+		$(GO) run ./packaging/release verify --pub $(DIST)/DEVELOPMENT-release.pub $(DIST)/SHA256SUMS; \
 	fi
-	@cat $(DIST)/SHA256SUMS
 
 reproducible:
 	bash scripts/reproducible.sh --fresh-cache
