@@ -55,6 +55,7 @@ $unit_only && exit 0
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v rpm >/dev/null || need+=(rpm)
+command -v make >/dev/null || need+=(make)
 if [ "${#need[@]}" -gt 0 ]; then
 	say "installing ${need[*]}"
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq

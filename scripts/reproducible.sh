@@ -23,6 +23,12 @@ case "${1:-}" in
 *) echo "usage: $0 [--fresh-cache]" >&2; exit 2 ;;
 esac
 
+if ! command -v make >/dev/null; then
+	[ "$(id -u)" -eq 0 ] || { echo "reproducible.sh: needs make (apt-get install make)" >&2; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make >/dev/null
+fi
+
 # The stamp is taken once, here, from the real checkout; the copies carry no
 # .git (a build must not depend on one).
 export COMMIT="$(git rev-parse HEAD)"
