@@ -62,31 +62,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The Debian mirror apt already uses (deb822 or one-line sources).
-mirror() {
-	local m
-	m="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
-		awk '/^URIs:/ && $2 ~ /debian\/?$/ && $2 !~ /security/ { print $2; exit }')"
-	if [ -z "$m" ]; then
-		m="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-			awk '$1 == "deb" && $2 ~ /debian\/?$/ && $2 !~ /security/ { print $2; exit }')"
-	fi
-	echo "${m:-http://deb.debian.org/debian}"
-}
-
-cache="${FIQ_PKGTEST_CACHE:-/var/tmp/firewalliq-pkgtest}"
-tarball="$cache/bookworm-minbase.tar"
-if [ ! -s "$tarball" ]; then
-	mkdir -p "$cache"
-	m="$(mirror)"
-	say "debootstrap bookworm (minbase) from $m into the cache (a few minutes, once)"
-	rm -rf "$cache/rootfs.tmp"
-	debootstrap --variant=minbase bookworm "$cache/rootfs.tmp" "$m" >"$cache/debootstrap.log" 2>&1 ||
-		fail "debootstrap failed; see $cache/debootstrap.log"
-	tar -C "$cache/rootfs.tmp" -cf "$tarball.tmp" .
-	mv "$tarball.tmp" "$tarball"
-	rm -rf "$cache/rootfs.tmp"
-fi
+tarball="$(packaging/debian-rootfs.sh)"
 
 tmp="$(mktemp -d /var/tmp/firewalliq-pkgtest.XXXXXX)"
 cleanup() {
