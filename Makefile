@@ -9,7 +9,8 @@
 #   make release      package + sbom + dist/SHA256SUMS + dist/SHA256SUMS.sig
 #   make reproducible two builds in two directories must be byte-identical
 #   make package-test install, upgrade and remove the .deb in a Debian chroot
-#   make image        bootable VM image (planned; not built yet)
+#   make image        dist/firewalliq.raw and .qcow2: bootable disk with the .deb
+#   make image-test   image of a TEST-key release build, booted in qemu (/readyz)
 #   make soak-smoke   soak test (planned; not built yet)
 #
 # Release builds with the vendor's safety profile and release key (kept
@@ -52,7 +53,7 @@ OVERLAY := $(DIST)/profile-overlay.json
 GOFLAGS_BUILD += -overlay $(OVERLAY)
 endif
 
-.PHONY: build test demo bench package sbom release reproducible package-test unit-check image soak-smoke clean
+.PHONY: build test demo bench package sbom release reproducible package-test unit-check image image-test soak-smoke clean
 
 build:
 ifneq ($(FIQ_PROFILE),)
@@ -118,9 +119,13 @@ package-test:
 unit-check:
 	bash scripts/package-test.sh --unit-only
 
-image:
-	@echo "make image: the bootable VM image is planned and not built yet (docs/packaging.md#vm-image)" >&2
-	@exit 1
+# The image of this build (a development build refuses production mode;
+# image-test builds a release-style one with a TEST key and boots it).
+image: package
+	bash packaging/image/build.sh --deb "$$(ls -t $(DIST)/firewalliq_*_amd64.deb | head -1)" --out $(DIST)
+
+image-test:
+	bash packaging/image/test.sh
 
 soak-smoke:
 	@echo "make soak-smoke: the soak driver is not built yet (docs/packaging.md#soak-test)" >&2

@@ -177,3 +177,28 @@ func TestPackageInstallUpgradeRemove(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
+
+// TestImageBoot builds the disk image of a release-style build (TEST
+// release key made at run time) and boots it in qemu until /readyz answers
+// through a forwarded port (packaging/image/test.sh). It takes minutes and
+// downloads a kernel once, so it runs only when asked: FIQ_IMAGE_TEST=1, as
+// root. FIQ_IMAGE_PROBE overrides the probed path.
+func TestImageBoot(t *testing.T) {
+	if os.Getenv("FIQ_IMAGE_TEST") != "1" {
+		t.Skip("set FIQ_IMAGE_TEST=1 to build and boot the VM image (minutes)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chroot, apt-get in the image)")
+	}
+	script, err := filepath.Abs("image/test.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", script)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("image/test.sh: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
