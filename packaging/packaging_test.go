@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,4 +202,105 @@ func TestImageBoot(t *testing.T) {
 		t.Fatalf("image/test.sh: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// TestUnitVerify runs `systemd-analyze verify` over the unit (with the
+// binary's path swapped for one that exists here), which reports unknown
+// or misspelt directives that the exposure analysis would silently ignore.
+func TestUnitVerify(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed (apt-get install systemd)")
+	}
+	tests := []struct{ name, path, exec string }{
+		{name: "service", path: unitPath, exec: "/usr/bin/firewalliq"},
+		{name: "image first boot", path: "image/firewalliq-firstboot.service", exec: "/usr/lib/firewalliq-firstboot"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := os.ReadFile(tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), tt.exec) {
+				t.Fatalf("%s does not run %s", tt.path, tt.exec)
+			}
+			tmp := filepath.Join(t.TempDir(), filepath.Base(tt.path))
+			if err := os.WriteFile(tmp, []byte(strings.ReplaceAll(string(data), tt.exec, "/bin/true")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(sa, "verify", tmp).CombinedOutput()
+			if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+				t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestSBOM runs packaging/sbom.sh (cyclonedx-gomod v1.10.0 via `go run`)
+// twice and checks that the SBOM names the appliance at the tree's version
+// and the modules of go.mod, and that it is reproducible. It downloads the
+// tool through the module proxy the first time; skipped with -short.
+func TestSBOM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs cyclonedx-gomod; skipped with -short")
+	}
+	for _, tool := range []string{"git", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	ver, err := exec.Command("bash", "version.sh").Output()
+	if err != nil {
+		t.Skipf("packaging/version.sh: %v (not a git checkout?)", err)
+	}
+	version := strings.TrimSpace(string(ver))
+	dir := t.TempDir()
+	var boms [2][]byte
+	for i := range boms {
+		out := filepath.Join(dir, "bom"+strconv.Itoa(i)+".json")
+		cmd := exec.Command("bash", "sbom.sh", out)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sbom.sh: %v\n%s", err, b)
+		}
+		if boms[i], err = os.ReadFile(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(boms[0]) != string(boms[1]) {
+		t.Error("two SBOMs of the same tree differ")
+	}
+	var bom struct {
+		BOMFormat string `json:"bomFormat"`
+		Metadata  struct {
+			Component struct{ Name, Version string } `json:"component"`
+		} `json:"metadata"`
+		Components []struct{ Name, Version string } `json:"components"`
+	}
+	if err := json.Unmarshal(boms[0], &bom); err != nil {
+		t.Fatalf("SBOM is not JSON: %v", err)
+	}
+	if bom.BOMFormat != "CycloneDX" || bom.Metadata.Component.Name != "firewalliq" || bom.Metadata.Component.Version != version {
+		t.Fatalf("SBOM header: %s %s@%s, want CycloneDX firewalliq@%s", bom.BOMFormat, bom.Metadata.Component.Name, bom.Metadata.Component.Version, version)
+	}
+	got := map[string]string{}
+	for _, c := range bom.Components {
+		got[c.Name] = c.Version
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Direct requirements that the binary links must be listed at the
+	// go.mod version.
+	for _, mod := range []string{"modernc.org/sqlite", "github.com/spf13/cobra", "github.com/labstack/echo/v4"} {
+		m := regexp.MustCompile(regexp.QuoteMeta(mod) + ` (v\S+)`).FindSubmatch(gomod)
+		if m == nil {
+			t.Fatalf("go.mod does not require %s", mod)
+		}
+		if got[mod] != string(m[1]) {
+			t.Errorf("SBOM lists %s at %q, go.mod requires %s", mod, got[mod], m[1])
+		}
+	}
 }
