@@ -8,6 +8,8 @@
 #
 #   FIQ_IMAGE_PROBE=/readyz    the path that must answer 200 (default /readyz)
 #   FIQ_IMAGE_TIMEOUT=900      seconds to wait for it (software emulation is slow)
+#   FIQ_IMAGE_EXPECT=REGEX...  extended regular expressions (one per line) that
+#                              must each match a line of the serial console too
 #   FIQ_IMAGE_ACCEL=tcg        qemu accelerators to try, in order (kvm:tcg where
 #                              nested KVM works; here it fails at the first FPU
 #                              instruction of the firmware)
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/../.."
 image="${1:-dist/firewalliq.qcow2}"
 probe="${FIQ_IMAGE_PROBE:-/readyz}"
 timeout="${FIQ_IMAGE_TIMEOUT:-900}"
+expect="${FIQ_IMAGE_EXPECT:-}"
 accel="${FIQ_IMAGE_ACCEL:-tcg}"
 [ -f "$image" ] || { echo "boot-test: no image $image (make image)" >&2; exit 1; }
 say() { printf '== boot-test: %s\n' "$*"; }
@@ -74,20 +77,40 @@ qemu-system-x86_64 "${accel_args[@]}" -m 1024 -smp 1 \
 	-display none -serial file:"$log" -monitor none -no-reboot &
 qpid=$!
 
-ok=false
+# expected reports whether every FIQ_IMAGE_EXPECT pattern matches the log.
+expected() {
+	local re
+	while IFS= read -r re; do
+		[ -z "$re" ] && continue
+		grep -Eq -- "$re" "$log" || return 1
+	done <<<"$expect"
+	return 0
+}
+
+ok=false answered=""
 while [ $(($(date +%s) - start)) -lt "$timeout" ]; do
 	kill -0 "$qpid" 2>/dev/null || { echo "boot-test: qemu exited" >&2; break; }
-	code="$(curl -ks -o "$tmp/body" -w '%{http_code}' --max-time 5 "https://127.0.0.1:$port$probe" || true)"
-	if [ "$code" = 200 ]; then ok=true; break; fi
+	if [ -z "$answered" ]; then
+		code="$(curl -ks -o "$tmp/body" -w '%{http_code}' --max-time 5 "https://127.0.0.1:$port$probe" || true)"
+		if [ "$code" = 200 ]; then
+			answered=$(($(date +%s) - start))
+			say "$probe answered 200 after ${answered}s: $(head -c 200 "$tmp/body")"
+		fi
+	fi
+	if [ -n "$answered" ] && expected; then ok=true; break; fi
 	sleep 5
 done
-elapsed=$(($(date +%s) - start))
 if ! $ok; then
-	echo "boot-test: FAIL: no 200 from https://127.0.0.1:$port$probe within ${timeout}s (last: ${code:-none}); serial log tail:" >&2
+	if [ -z "$answered" ]; then
+		echo "boot-test: FAIL: no 200 from https://127.0.0.1:$port$probe within ${timeout}s (last: ${code:-none}); serial log tail:" >&2
+	else
+		echo "boot-test: FAIL: the serial console never showed every FIQ_IMAGE_EXPECT pattern:" >&2
+		echo "$expect" >&2
+	fi
 	tail -40 "$log" >&2
 	exit 1
 fi
-say "$probe answered 200 after ${elapsed}s: $(head -c 200 "$tmp/body")"
+[ -z "$expect" ] || say "the serial console showed every expected line after $(($(date +%s) - start))s"
 grep -q "one-time password:" "$log" || { echo "boot-test: FAIL: the first boot did not show the admin credentials on the console" >&2; exit 1; }
 say "first boot showed the admin credentials on the serial console"
 say "passed"

@@ -9,6 +9,8 @@
 #   --out     output directory (default dist/): firewalliq.raw, firewalliq.qcow2
 #   --size    raw disk size (default 3G; the file is sparse)
 #   --config  a config.yaml to install instead of the packaged default
+#   --overlay DIR  copy DIR's tree into the root file system and enable the
+#             units under DIR/etc/systemd/system (the boot test's self-test)
 #
 # Nothing is mounted from the image: the root file system is made with
 # `mkfs.ext4 -d`, the EFI system partition with mtools, and both are copied
@@ -21,14 +23,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo="$(pwd)"
 
-deb="" out="dist" size="3G" config=""
+deb="" out="dist" size="3G" config="" overlay=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--deb) deb="$2"; shift 2 ;;
 	--out) out="$2"; shift 2 ;;
 	--size) size="$2"; shift 2 ;;
 	--config) config="$2"; shift 2 ;;
-	*) echo "usage: $0 [--deb FILE] [--out DIR] [--size 3G] [--config FILE]" >&2; exit 2 ;;
+	--overlay) overlay="$2"; shift 2 ;;
+	*) echo "usage: $0 [--deb FILE] [--out DIR] [--size 3G] [--config FILE] [--overlay DIR]" >&2; exit 2 ;;
 	esac
 done
 say() { printf '== image: %s\n' "$*"; }
@@ -129,6 +132,13 @@ NET
 install -m 0644 packaging/image/firewalliq-firstboot.service "$root/etc/systemd/system/firewalliq-firstboot.service"
 install -m 0755 packaging/image/firstboot.sh "$root/usr/lib/firewalliq-firstboot"
 chroot "$root" systemctl enable systemd-networkd.service firewalliq-firstboot.service firewalliq.service >/dev/null 2>&1
+if [ -n "$overlay" ]; then
+	say "overlay $overlay"
+	cp -a "$overlay/." "$root/"
+	for u in "$overlay"/etc/systemd/system/*.service; do
+		[ -e "$u" ] && chroot "$root" systemctl enable "$(basename "$u")" >/dev/null 2>&1
+	done
+fi
 # systemd-firstboot would prompt for a locale on the serial console and
 # wait there for an answer nobody gives.
 chroot "$root" systemctl mask systemd-firstboot.service >/dev/null 2>&1

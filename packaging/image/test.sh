@@ -6,6 +6,15 @@
 # boots it in qemu (boot-test.sh), which waits for /readyz through a
 # forwarded port. The image is left in dist/ (firewalliq.raw, .qcow2).
 #
+# The test image also carries a self-test: firewalliq-selftest.service is
+# packaging/systemd/firewalliq.service with only its ExecStart, Type and
+# Restart changed, so it runs under exactly the production sandbox (user,
+# the two capabilities, system call filter, address families). It runs
+# `firewalliq probe` with a non-production scope for 127.0.0.1 (tcp-syn to
+# the console's port 8443 and to port 9, icmp-echo; signed with a scope key
+# made now) and prints the results to the console; the test requires the
+# raw-socket answers: 8443 open by syn-ack, 9 closed by rst, echo-reply.
+#
 #   packaging/image/test.sh            (root, Debian)
 #   FIQ_IMAGE_PROBE=/healthz ...       probe another path (see boot-test.sh)
 set -euo pipefail
@@ -31,5 +40,33 @@ make -s -C "$tmp/src" package DIST="$tmp/dist" \
 	FIQ_RELEASE_PUB="$tmp/TEST-release.pub" >/dev/null
 deb="$(ls "$tmp"/dist/firewalliq_*_amd64.deb)"
 
-bash packaging/image/build.sh --deb "$deb" --out dist
-bash packaging/image/boot-test.sh dist/firewalliq.qcow2
+echo "== image-test: self-test scope and unit"
+ov="$tmp/overlay"
+mkdir -p "$ov/etc/firewalliq/selftest" "$ov/etc/systemd/system"
+fiq="$tmp/src/firewalliq"
+"$fiq" scope keygen --out "$tmp/selftest" >/dev/null
+cat >"$tmp/scope.json" <<SCOPE
+{"id":"selftest","tenant":"default","name":"appliance self-test","environment":"non-production",
+ "cidrs":["127.0.0.1/32"],"exclude":[],"ports":"tcp:8443,9","probes":["tcp-syn","icmp-echo"],
+ "not_before":"$(date -u -d '-1 day' +%Y-%m-%dT%H:%M:%SZ)","not_after":"$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)","max_pps":50}
+SCOPE
+"$fiq" scope sign --key "$tmp/selftest.key" "$tmp/scope.json" >"$ov/etc/firewalliq/selftest/scope.signed.json"
+cp "$tmp/selftest.pub" "$ov/etc/firewalliq/selftest/"
+chmod -R a+rX "$ov/etc/firewalliq/selftest"
+out=/var/lib/firewalliq/selftest
+sed -e 's|^Description=.*|Description=FirewallIQ Secure self-test: raw-socket probes under the service sandbox (test image only)|' \
+	-e 's|^Type=simple|Type=oneshot|' -e '/^Restart/d' \
+	-e 's|^ExecStart=.*|ExecStart=/usr/bin/firewalliq probe --config /etc/firewalliq/config.yaml --data /var/lib/firewalliq --scope /etc/firewalliq/selftest/scope.signed.json --trust /etc/firewalliq/selftest/selftest.pub --out '"$out"' --no-progress\
+ExecStartPre=/bin/bash -c "for i in {1..120}; do (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null \&\& exit 0; sleep 1; done; exit 1"\
+ExecStartPost=/bin/sh -c "sed s/^/selftest:\\\\ / '"$out"'/results.jsonl"\
+StandardOutput=tty\
+TTYPath=/dev/console|' \
+	-e 's|^After=network-online.target|After=network-online.target firewalliq.service|' \
+	packaging/systemd/firewalliq.service >"$ov/etc/systemd/system/firewalliq-selftest.service"
+grep -q '^User=firewalliq$' "$ov/etc/systemd/system/firewalliq-selftest.service"
+
+bash packaging/image/build.sh --deb "$deb" --out dist --overlay "$ov"
+FIQ_IMAGE_EXPECT='selftest: .*"port":8443,"probe":"tcp-syn","state":"open","reason":"syn-ack"
+selftest: .*"port":9,"probe":"tcp-syn","state":"closed","reason":"rst"
+selftest: .*"probe":"icmp-echo","state":"open","reason":"echo-reply"' \
+	bash packaging/image/boot-test.sh dist/firewalliq.qcow2
