@@ -54,19 +54,43 @@ SCOPE
 cp "$tmp/selftest.pub" "$ov/etc/firewalliq/selftest/"
 chmod -R a+rX "$ov/etc/firewalliq/selftest"
 out=/var/lib/firewalliq/selftest
+# The derived unit keeps the sandbox's output rules too (DevicePolicy=closed
+# would refuse it /dev/console), so a separate, unsandboxed oneshot reports
+# its result and results on the console afterwards.
 sed -e 's|^Description=.*|Description=FirewallIQ Secure self-test: raw-socket probes under the service sandbox (test image only)|' \
 	-e 's|^Type=simple|Type=oneshot|' -e '/^Restart/d' \
 	-e 's|^ExecStart=.*|ExecStart=/usr/bin/firewalliq probe --config /etc/firewalliq/config.yaml --data /var/lib/firewalliq --scope /etc/firewalliq/selftest/scope.signed.json --trust /etc/firewalliq/selftest/selftest.pub --out '"$out"' --no-progress\
-ExecStartPre=/bin/bash -c "for i in {1..120}; do (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null \&\& exit 0; sleep 1; done; exit 1"\
-ExecStartPost=/bin/sh -c "sed s/^/selftest:\\\\ / '"$out"'/results.jsonl"\
-StandardOutput=tty\
-TTYPath=/dev/console|' \
+ExecStartPre=/bin/bash -c "for i in {1..120}; do (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null \&\& exit 0; sleep 1; done; exit 1"|' \
 	-e 's|^After=network-online.target|After=network-online.target firewalliq.service|' \
 	packaging/systemd/firewalliq.service >"$ov/etc/systemd/system/firewalliq-selftest.service"
+cat >"$ov/etc/systemd/system/firewalliq-selftest-report.service" <<'UNIT'
+[Unit]
+Description=FirewallIQ Secure self-test report on the console (test image only)
+Wants=firewalliq-selftest.service
+After=firewalliq-selftest.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/lib/firewalliq-selftest-report
+StandardOutput=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p "$ov/usr/lib"
+cat >"$ov/usr/lib/firewalliq-selftest-report" <<'SH'
+#!/bin/sh
+echo "selftest-result: $(systemctl show -P Result firewalliq-selftest.service) status $(systemctl show -P ExecMainStatus firewalliq-selftest.service)"
+sed 's/^/selftest: /' /var/lib/firewalliq/selftest/results.jsonl 2>&1
+journalctl -b -u firewalliq-selftest.service --no-pager -o cat 2>&1 | tail -20 | sed 's/^/selftest-log: /'
+SH
+chmod 755 "$ov/usr/lib/firewalliq-selftest-report"
 grep -q '^User=firewalliq$' "$ov/etc/systemd/system/firewalliq-selftest.service"
 
 bash packaging/image/build.sh --deb "$deb" --out dist --overlay "$ov"
-FIQ_IMAGE_EXPECT='selftest: .*"port":8443,"probe":"tcp-syn","state":"open","reason":"syn-ack"
+FIQ_IMAGE_EXPECT='selftest-result: success status 0
+selftest: .*"port":8443,"probe":"tcp-syn","state":"open","reason":"syn-ack"
 selftest: .*"port":9,"probe":"tcp-syn","state":"closed","reason":"rst"
 selftest: .*"probe":"icmp-echo","state":"open","reason":"echo-reply"' \
 	bash packaging/image/boot-test.sh dist/firewalliq.qcow2
