@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pquerna/otp/totp"
@@ -458,7 +459,9 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (InitResult, error)
 	}
 	// rename(2) replaces an empty directory atomically and fails on a
 	// non-empty one, so a directory filled meanwhile is still not touched.
-	if err := os.Rename(tmp, dir); err != nil {
+	// syscall.Rename, because os.Rename refuses any existing directory, and
+	// the packages create an empty one (docs/packaging.md).
+	if err := syscall.Rename(tmp, dir); err != nil {
 		return InitResult{}, fmt.Errorf("init %s: %w (%w)", dir, ErrAlreadyInitialized, err)
 	}
 	done = true

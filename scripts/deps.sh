@@ -9,18 +9,24 @@ set -euo pipefail
 PACKAGES=(
   ca-certificates
   chromium
+  debootstrap
   file
   gcc
   iproute2
   iputils-ping
   jq
   libc6-dev
+  make
   masscan
+  ndiff
   nftables
   nmap
   openssl
+  poppler-utils
+  rpm
   rsyslog
   rsyslog-gnutls
+  systemd
   tcpdump
   util-linux
   wrk

@@ -23,6 +23,13 @@ echo "== static build"
 CGO_ENABLED=0 go build -trimpath -o firewalliq .
 file firewalliq | grep -q "statically linked" || { echo "firewalliq is not statically linked" >&2; exit 1; }
 
+# Reproducible builds (docs/packaging.md): the commit built in two
+# directories must give byte-identical binaries. Added by the packaging work;
+# shares the build cache, so it costs two links (`make reproducible` runs the
+# slow variant with an empty cache).
+echo "== reproducible build"
+bash scripts/reproducible.sh
+
 echo "== go test"
 CGO_ENABLED=0 go test -count=1 -timeout 40m ./...
 
