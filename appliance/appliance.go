@@ -24,6 +24,7 @@ import (
 	"firewalliq/appliance/journal"
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
 	"firewalliq/appliance/store"
@@ -81,6 +82,10 @@ type Appliance struct {
 	// configured (vault.backend empty), in which case nothing that needs
 	// evidence may run.
 	Evidence *evidence.Service
+	// Sensors is the fleet: enrolment tokens, enrolment, listing and
+	// revocation of remote sensors, and the remote runner; Run serves
+	// the embedded NATS server when sensors.listen is set.
+	Sensors *sensor.Service
 
 	st      *store.Store
 	log     *audit.Log
@@ -199,6 +204,19 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 	if a.Runs, err = scan.NewRuns(sd); err != nil {
 		return err
 	}
+	jobKey, err := a.Keys.Signer(keyring.Job)
+	if err != nil {
+		return err
+	}
+	fp, err := keyring.CertFingerprint(a.Keys.CertFile)
+	if err != nil {
+		return err
+	}
+	if a.Sensors, err = sensor.New(sensor.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, JobKey: jobKey,
+		Certificate: a.Keys.TLSCertificate, CertSHA256: fp, ScopeKeys: sd.Trust, DataDir: a.Config.DataDir,
+		Config: a.Config.Sensors, Now: a.Now, Logger: a.Logger}); err != nil {
+		return err
+	}
 	if a.Config.Vault.Backend == "" {
 		return nil
 	}
@@ -269,6 +287,13 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 			onErr(fmt.Errorf("siem worker: %w", err))
 		}
 	})
+	if a.Config.Sensors.Listen != "" {
+		run(func() {
+			if err := a.Sensors.Serve(ctx); err != nil && ctx.Err() == nil {
+				onErr(fmt.Errorf("sensors: %w", err))
+			}
+		})
+	}
 	if a.Evidence != nil {
 		run(func() {
 			if err := a.Evidence.Run(ctx); err != nil && ctx.Err() == nil {

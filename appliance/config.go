@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/sensor"
 	"firewalliq/probe/bounded"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	Production bool `yaml:"production"`
 	// Vault configures the evidence vault (docs/vault.md).
 	Vault evidence.Config `yaml:"vault"`
+	// Sensors configures the fleet's embedded NATS server (docs/fleet.md);
+	// off unless sensors.listen is set.
+	Sensors sensor.Config `yaml:"sensors"`
 }
 
 // AuditConfig configures the audit log's signed checkpoints.
@@ -61,6 +65,7 @@ func DefaultConfig() Config {
 		},
 		Production: true,
 		Vault:      evidence.DefaultConfig(),
+		Sensors:    sensor.DefaultConfig(),
 	}
 }
 
@@ -155,6 +160,9 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 	if err := c.Vault.LoadEnv(getenv); err != nil {
 		return err
 	}
+	if err := c.Sensors.LoadEnv(getenv); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if v := getenv("FIQ_AUDIT_CHECKPOINT_EVERY"); v != "" {
 		var n int
 		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
@@ -187,6 +195,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.CheckpointInterval < time.Second {
 		return fmt.Errorf("%w: audit.checkpoint_interval must be at least 1s", ErrInvalidConfig)
+	}
+	if err := c.Sensors.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	// An unset vault is allowed (nothing that needs evidence runs); a set
 	// one must be complete and, in production, WORM.

@@ -88,6 +88,11 @@ const (
 	ActAuditTamperAck  Action = "audit.tamper.ack"
 
 	ActAlertAck Action = "alert.ack"
+
+	ActSensorTokenCreate Action = "sensor.token.create"
+	ActSensorEnroll      Action = "sensor.enroll"
+	ActSensorRevoke      Action = "sensor.revoke"
+	ActSensorSilent      Action = "sensor.silent"
 )
 
 // Actions returns the closed vocabulary.
@@ -107,6 +112,7 @@ func Actions() []Action {
 		ActSIEMDestinationCreate, ActSIEMDestinationDelete, ActSIEMDeliveryFailed,
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
+		ActSensorTokenCreate, ActSensorEnroll, ActSensorRevoke, ActSensorSilent,
 	}
 }
 

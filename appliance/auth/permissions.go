@@ -64,6 +64,9 @@ const (
 	OpSIEMRead         Operation = "siem.read"
 	OpSIEMTest         Operation = "siem.test"
 	OpEvidenceRead     Operation = "evidence.read"
+	OpSensorEnroll     Operation = "sensor.enroll"
+	OpSensorRead       Operation = "sensor.read"
+	OpSensorRevoke     Operation = "sensor.revoke"
 )
 
 // Permission is one row of the matrix.
@@ -140,6 +143,9 @@ func Permissions() []Permission {
 		{Op: OpSIEMRead, Roles: []string{A, AU}, ApplianceWide: true, Owner: "siem", What: "list SIEM destinations and their delivery status"},
 		{Op: OpSIEMTest, Roles: []string{A}, ApplianceWide: true, Owner: "siem", What: "send a SIEM destination a test message (outside the outbox)"},
 		{Op: OpEvidenceRead, Roles: []string{A, SL, AU}, Owner: "vault", What: "list recorded evidence objects"},
+		{Op: OpSensorEnroll, Roles: []string{A}, StepUp: true, Owner: "sensor", What: "create a one-time sensor enrolment token (shown once)"},
+		{Op: OpSensorRead, Roles: []string{A, SL, OP, AU}, Owner: "sensor", What: "list and show sensors and their state"},
+		{Op: OpSensorRevoke, Roles: []string{A}, StepUp: true, Owner: "sensor", What: "revoke a sensor (its connection closes at once, its credentials are refused)"},
 	}
 }
 

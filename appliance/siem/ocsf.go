@@ -73,7 +73,7 @@ func mapAction(action string) ocsfMapping {
 		return ocsfMapping{ClassScanActivity, 3, "Cancelled"}
 	case audit.ActScanFail:
 		return ocsfMapping{ClassScanActivity, 6, "Error"}
-	case audit.ActAuditTamper, audit.ActAnomalyAlert:
+	case audit.ActAuditTamper, audit.ActAnomalyAlert, audit.ActSensorSilent:
 		return ocsfMapping{ClassDetectionFinding, 1, "Create"}
 	case audit.ActAuditTamperAck:
 		return ocsfMapping{ClassDetectionFinding, 2, "Update"}
