@@ -303,7 +303,8 @@ func (h *hub) kick(sensorID string) int {
 	return n
 }
 
-// connected returns the sensor ids with a live connection.
+// connected returns the NKeys with a live connection (the server reports
+// a connection's NKey as its authorised user).
 func (h *hub) connected() map[string]bool {
 	out := map[string]bool{}
 	cz, err := h.srv.Connz(&server.ConnzOptions{Username: true, Limit: 1 << 20})
@@ -311,7 +312,7 @@ func (h *hub) connected() map[string]bool {
 		return out
 	}
 	for _, c := range cz.Conns {
-		if c.AuthorizedUser != "" && c.AuthorizedUser != "console" {
+		if c.AuthorizedUser != "" {
 			out[c.AuthorizedUser] = true
 		}
 	}

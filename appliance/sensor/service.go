@@ -343,7 +343,9 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, client auth.Cli
 
 // isUnique reports a UNIQUE constraint failure (SQLite's message; the
 // driver has no typed error for it).
-func isUnique(err error) bool { return err != nil && strings.Contains(err.Error(), "UNIQUE constraint") }
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint")
+}
 
 // advertise returns the URL sensors dial.
 func (s *Service) advertise(reqHost string) (string, error) {
@@ -400,7 +402,7 @@ func (s *Service) List(ctx context.Context, p auth.Principal, tenant string) ([]
 		if err != nil {
 			return nil, fmt.Errorf("sensors: %w", err)
 		}
-		x.Connected = live[x.ID]
+		x.Connected = live[x.NKey]
 		out = append(out, x)
 	}
 	return out, rows.Err()
@@ -420,7 +422,7 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, tenant, id string) 
 	if err != nil {
 		return Sensor{}, fmt.Errorf("sensor %q: %w", id, err)
 	}
-	x.Connected = s.connected()[x.ID]
+	x.Connected = s.connected()[x.NKey]
 	return x, nil
 }
 
