@@ -4,6 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"firewalliq/appliance/store"
 	"firewalliq/probe/job"
@@ -81,3 +88,65 @@ var (
 	ResultSubject = resultSubject
 	InboxPrefix   = inboxPrefix
 )
+
+// SimSensor is a simulated sensor for the throughput benchmark: the
+// agent's real connection, spool and sender, with events put straight
+// into the spool instead of coming from a scan.
+type SimSensor struct {
+	a    *Agent
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// StartSim connects the sensor enrolled in dir and starts its sender.
+func StartSim(dir string, window int) (*SimSensor, error) {
+	a := &Agent{Dir: dir, Window: window, Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
+	var err error
+	if a.creds, err = LoadCredentials(dir); err != nil {
+		return nil, err
+	}
+	if a.spool, err = openSpool(filepath.Join(dir, "spool"), a.Now); err != nil {
+		return nil, err
+	}
+	kp, err := nkeys.FromSeed([]byte(a.creds.Seed))
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := kp.PublicKey()
+	var mu sync.Mutex
+	var authErr error
+	ctx, cancel := context.WithCancel(context.Background())
+	nc, err := a.connect(ctx, pub, kp, make(chan error, 1), &mu, &authErr)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		cancel()
+		nc.Close()
+		return nil, err
+	}
+	s := &SimSensor{a: a, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer nc.Close()
+		a.send(ctx, js)
+	}()
+	return s, nil
+}
+
+// Emit spools events of run (durably) for sending.
+func (s *SimSensor) Emit(run string, evs []runner.Event) error {
+	if err := s.a.spool.create(run, time.Now()); err != nil {
+		return err
+	}
+	return s.a.spool.append(run, evs)
+}
+
+// Close stops the sender.
+func (s *SimSensor) Close() {
+	s.stop()
+	<-s.done
+	s.a.spool.close()
+}

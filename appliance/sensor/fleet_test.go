@@ -154,7 +154,7 @@ func listen(t *testing.T) (uint16, *atomic.Int64) {
 
 // signJob signs a loopback tcp-connect job for the sensor with the
 // console's job key; the scope names the tenant by id.
-func (fl *fleet) signJob(t *testing.T, tenant, vantage string, ports []uint16, rate int) []byte {
+func (fl *fleet) signJob(t *testing.T, tenant, vantage string, ports []uint16, rate int, targets ...string) []byte {
 	t.Helper()
 	prof, err := safety.Load()
 	if err != nil {
@@ -179,10 +179,13 @@ func (fl *fleet) signJob(t *testing.T, tenant, vantage string, ports []uint16, r
 	}
 	slices.SortFunc(ps, func(a, b scope.Port) int { return int(a.Number) - int(b.Number) })
 	ps = slices.Compact(ps)
+	if targets == nil {
+		targets = []string{"127.0.0.1"}
+	}
 	j := job.Job{
 		ID: "job-" + strconv.FormatInt(now.UnixNano(), 36), ScanID: "scan-" + strconv.FormatInt(now.UnixNano(), 36),
 		Request: job.Request{
-			ID: "req-1", Tenant: tenant, Requester: "u-1", ScopeSHA256: sc.SHA256(), Targets: []string{"127.0.0.1"},
+			ID: "req-1", Tenant: tenant, Requester: "u-1", ScopeSHA256: sc.SHA256(), Targets: targets,
 			Ports: scope.FormatPorts(ps), Probes: []safety.Kind{safety.KindTCPConnect}, Rate: rate, Vantage: vantage,
 		},
 		Scope: signedScope, Profile: job.ProfileRef{ID: prof.ID, SHA256: prof.SHA256()},
@@ -527,13 +530,16 @@ func TestPartitionLosesNothing(t *testing.T) {
 	agent, _, _ := startAgent(t, dir)
 	open, _ := listen(t)
 	var ports []uint16
-	for p := uint16(0); len(ports) < 120; p++ {
+	for p := uint16(0); len(ports) < 5; p++ {
 		if port := 20000 + p; port != open {
 			ports = append(ports, port)
 		}
 	}
 	ports = append(ports, open)
-	s, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: fl.signJob(t, fl.Tenant, creds.SensorID, ports, 40)})
+	// 16 targets of one batch each, 6 ports: results arrive batch by
+	// batch over about 3 s, so the cuts fall between and inside batches.
+	const targets = 16
+	s, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: fl.signJob(t, fl.Tenant, creds.SensorID, ports, 30, "127.0.0.16/28")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,9 +561,13 @@ func TestPartitionLosesNothing(t *testing.T) {
 		}
 		evs = append(evs, ev)
 		n := len(results(evs))
+		if testing.Verbose() && ev.Type == runner.TypeResult && n%20 == 0 {
+			t.Logf("%s: %d results", time.Now().Format("15:04:05.000"), n)
+		}
 		switch {
 		case cuts == 0 && n >= 20, cuts == 1 && n >= 40:
 			fl.Svc.Kick(creds.SensorID)
+			t.Logf("%s: cut %d", time.Now().Format("15:04:05.000"), cuts)
 			cuts++
 		case cuts == 2 && n >= 60:
 			fl.Svc.Stop()
@@ -572,8 +582,8 @@ func TestPartitionLosesNothing(t *testing.T) {
 		t.Fatalf("only %d cuts happened", cuts)
 	}
 	rs := results(evs)
-	if len(rs) != len(ports) {
-		t.Fatalf("%d distinct results, want %d", len(rs), len(ports))
+	if len(rs) != targets*len(ports) {
+		t.Fatalf("%d distinct results, want %d", len(rs), targets*len(ports))
 	}
 	for k, n := range rs {
 		if n != 1 {

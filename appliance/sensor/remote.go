@@ -33,19 +33,22 @@ type Delivery struct {
 }
 
 // Sink stores the events of runs that no RemoteRunner stream of this
-// process is reading (runs dispatched before a console restart). It may
-// see an event twice after a crash between storing and acknowledging, so
-// it must be idempotent by (Run, Event.Seq); an error makes JetStream
-// deliver the event again a second later.
+// process is reading (runs dispatched before a console restart, or by
+// another component), a batch per call so that it can store a batch in
+// one transaction. Events of one run come in the order they arrived,
+// which after a partition may differ from seq order, and an event may
+// come twice after a crash between storing and acknowledging: the Sink
+// must be idempotent by (Run, Event.Seq). An error makes JetStream deliver
+// the whole batch again a second later.
 type Sink interface {
-	Deliver(ctx context.Context, d Delivery) error
+	Deliver(ctx context.Context, batch []Delivery) error
 }
 
 // SinkFunc adapts a function to Sink.
-type SinkFunc func(ctx context.Context, d Delivery) error
+type SinkFunc func(ctx context.Context, batch []Delivery) error
 
 // Deliver calls f.
-func (f SinkFunc) Deliver(ctx context.Context, d Delivery) error { return f(ctx, d) }
+func (f SinkFunc) Deliver(ctx context.Context, batch []Delivery) error { return f(ctx, batch) }
 
 // maxPending bounds the out-of-order events held per run (a sensor sends
 // at most its publish window ahead of the oldest unacknowledged event).
@@ -77,41 +80,85 @@ func (t *runTable) drop(run string) {
 	delete(t.runs, run)
 }
 
-// intake handles one result message of tenant's results stream.
-func (s *Service) intake(tenant string, m jetstream.Msg) {
-	subj := m.Subject()
-	if len(subj) <= len("fiq.res.") {
-		_ = m.Term()
-		return
+// intakeBatch is the most result messages handled (and, for the Sink,
+// stored in one call) at once.
+const intakeBatch = 512
+
+// intakeLoop handles tenant's result messages: those of a live run go to
+// its stream, the others to the Sink in batches (one call, so one
+// transaction, per batch of whatever has arrived).
+func (s *Service) intakeLoop(tenant string, ch <-chan jetstream.Msg, stop <-chan struct{}) {
+	for {
+		var batch []jetstream.Msg
+		select {
+		case m := <-ch:
+			batch = append(batch, m)
+		case <-stop:
+			return
+		}
+	more:
+		for len(batch) < intakeBatch {
+			select {
+			case m := <-ch:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		s.intake(tenant, batch)
 	}
-	sensorID := subj[len("fiq.res."):]
-	run := m.Headers().Get(headerRun)
-	var ev runner.Event
-	if err := strictDecode(m.Data(), &ev); err != nil || ev.Validate() != nil || !runIDPattern.MatchString(run) {
-		s.d.Logger.Warn("sensor result malformed; dropped", "sensor", sensorID, "run", run)
-		_ = m.Term()
-		return
+}
+
+// intake handles a batch of result messages of tenant's results stream.
+func (s *Service) intake(tenant string, batch []jetstream.Msg) {
+	var ds []Delivery
+	var ms []jetstream.Msg
+	for _, m := range batch {
+		subj := m.Subject()
+		if len(subj) <= len("fiq.res.") {
+			_ = m.Term()
+			continue
+		}
+		sensorID := subj[len("fiq.res."):]
+		run := m.Headers().Get(headerRun)
+		var ev runner.Event
+		if err := strictDecode(m.Data(), &ev); err != nil || ev.Validate() != nil || !runIDPattern.MatchString(run) {
+			s.d.Logger.Warn("sensor result malformed; dropped", "sensor", sensorID, "run", run)
+			_ = m.Term()
+			continue
+		}
+		if r := s.runs.get(run); r != nil && r.sensor == sensorID && r.tenant == tenant {
+			r.offer(ev, m)
+			continue
+		}
+		ds = append(ds, Delivery{Tenant: tenant, Sensor: sensorID, Run: run, Event: ev, Received: s.now()})
+		ms = append(ms, m)
 	}
-	if r := s.runs.get(run); r != nil && r.sensor == sensorID && r.tenant == tenant {
-		r.offer(ev, m)
+	if len(ds) == 0 {
 		return
 	}
 	s.mu.Lock()
 	sink := s.sink
 	s.mu.Unlock()
 	if sink == nil {
-		s.d.Logger.Warn("sensor result for no live run and no sink; kept for redelivery", "sensor", sensorID, "run", run, "seq", ev.Seq)
-		_ = m.NakWithDelay(5 * time.Second)
+		s.d.Logger.Warn("sensor results for no live run and no sink; kept for redelivery", "events", len(ds))
+		for _, m := range ms {
+			_ = m.NakWithDelay(5 * time.Second)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := sink.Deliver(ctx, Delivery{Tenant: tenant, Sensor: sensorID, Run: run, Event: ev, Received: s.now()}); err != nil {
-		s.d.Logger.Error("sensor result sink", "sensor", sensorID, "run", run, "err", err)
-		_ = m.NakWithDelay(time.Second)
+	if err := sink.Deliver(ctx, ds); err != nil {
+		s.d.Logger.Error("sensor result sink", "events", len(ds), "err", err)
+		for _, m := range ms {
+			_ = m.NakWithDelay(time.Second)
+		}
 		return
 	}
-	_ = m.Ack()
+	for _, m := range ms {
+		_ = m.Ack()
+	}
 }
 
 // RemoteRunner runs jobs on sensors: a probe/runner.Runner whose vantage

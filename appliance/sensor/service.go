@@ -102,6 +102,7 @@ type Service struct {
 	mu      sync.Mutex
 	hub     *hub
 	intakes map[string]bool // tenants whose results and heartbeats are read
+	stop    chan struct{}   // closed by Stop: intake workers end
 	sink    Sink
 	runs    *runTable
 }
@@ -568,6 +569,7 @@ func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.hub = h
 	s.intakes = map[string]bool{}
+	s.stop = make(chan struct{})
 	s.mu.Unlock()
 	rows, err := s.d.Store.DB().QueryContext(ctx, `SELECT DISTINCT tenant_id FROM sensors WHERE state = 'active'`)
 	if err != nil {
@@ -600,6 +602,10 @@ func (s *Service) Stop() {
 	h := s.hub
 	s.hub = nil
 	s.intakes = map[string]bool{}
+	if s.stop != nil {
+		close(s.stop)
+		s.stop = nil
+	}
 	s.mu.Unlock()
 	if h != nil {
 		h.shutdown()
@@ -641,15 +647,32 @@ func (s *Service) startTenant(ctx context.Context, tenant string) error {
 		return fail(fmt.Errorf("tenant %s heartbeats: %w", tenant, err))
 	}
 	cons, err := tc.js.CreateOrUpdateConsumer(ctx, ResultsStream, jetstream.ConsumerConfig{
-		Durable: ResultsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		// A short AckWait: messages delivered to a console connection
+		// that went away (a restart) come again within seconds.
+		Durable: ResultsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second,
 		MaxAckPending: 1 << 16, MaxDeliver: -1,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("tenant %s results consumer: %w", tenant, err))
 	}
-	if _, err := cons.Consume(func(m jetstream.Msg) { s.intake(tenant, m) }, jetstream.PullMaxMessages(1024)); err != nil {
+	s.mu.Lock()
+	stop := s.stop
+	s.mu.Unlock()
+	ch := make(chan jetstream.Msg, intakeBatch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case ch <- m:
+		case <-stop: // not acknowledged: delivered again after the restart
+		}
+	}, jetstream.PullMaxMessages(intakeBatch))
+	if err != nil {
 		return fail(fmt.Errorf("tenant %s results: %w", tenant, err))
 	}
+	go func() {
+		<-stop
+		cc.Stop()
+	}()
+	go s.intakeLoop(tenant, ch, stop)
 	return nil
 }
 
