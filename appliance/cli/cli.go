@@ -137,6 +137,7 @@ func New(env *Env) *cobra.Command {
 		newVaultCmd(env),
 		newSiemCmd(env),
 		newDemoCmd(env),
+		newSensorCmd(env),
 	)
 	return root
 }
