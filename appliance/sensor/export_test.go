@@ -68,8 +68,9 @@ func (rr *RemoteRunner) Publish(ctx context.Context, sensorID string, d Dispatch
 
 // Kick closes the sensor's connections without revoking it (a partition).
 func (s *Service) Kick(sensorID string) int {
-	if h := s.currentHub(); h != nil {
-		return h.kick(sensorID)
+	x, err := s.sensorByID(context.Background(), sensorID)
+	if h := s.currentHub(); h != nil && err == nil {
+		return h.kick(x.NKey)
 	}
 	return 0
 }

@@ -478,6 +478,12 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	kp, _ := nkeys.FromSeed([]byte(a.Seed))
 	pub, _ := kp.PublicKey()
+	// Without TLS the server refuses the connection.
+	plain := strings.Replace(a.NATSURL, "tls://", "nats://", 1)
+	if c, err := nats.Connect(plain, nats.Nkey(pub, kp.Sign), nats.NoReconnect()); err == nil {
+		c.Close()
+		t.Fatal("a plaintext connection was accepted")
+	}
 	var mu sync.Mutex
 	var violations []string
 	nc, err := nats.Connect(a.NATSURL, nats.Secure(sensor.PinnedTLS(a.CertSHA256)), nats.Nkey(pub, kp.Sign),
@@ -566,7 +572,9 @@ func TestPartitionLosesNothing(t *testing.T) {
 		}
 		switch {
 		case cuts == 0 && n >= 20, cuts == 1 && n >= 40:
-			fl.Svc.Kick(creds.SensorID)
+			if fl.Svc.Kick(creds.SensorID) != 1 {
+				t.Fatal("no connection to cut")
+			}
 			t.Logf("%s: cut %d", time.Now().Format("15:04:05.000"), cuts)
 			cuts++
 		case cuts == 2 && n >= 60:

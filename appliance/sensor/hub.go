@@ -85,8 +85,7 @@ type authenticator struct {
 	lookup  func(ctx context.Context, nkey string) (Identity, error)
 	account func(tenant string) (*server.Account, error)
 	mu      sync.Mutex
-	console map[string]string              // console NKey -> tenant (in memory only)
-	clients map[string]map[uint64]struct{} // sensor id -> client ids
+	console map[string]string // console NKey -> tenant (in memory only)
 	logf    func(string, ...any)
 }
 
@@ -127,12 +126,6 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		return false
 	}
 	c.RegisterUser(&server.User{Username: id.SensorID, Account: acc, Permissions: sensorPermissions(id.SensorID)})
-	a.mu.Lock()
-	if a.clients[id.SensorID] == nil {
-		a.clients[id.SensorID] = map[uint64]struct{}{}
-	}
-	a.clients[id.SensorID][c.GetID()] = struct{}{}
-	a.mu.Unlock()
 	return true
 }
 
@@ -166,7 +159,7 @@ func startHub(o hubOptions) (*hub, error) {
 		o.Logf = func(string, ...any) {}
 	}
 	h := &hub{tenant: map[string]*tenantConn{}, logf: o.Logf}
-	h.auth = &authenticator{lookup: o.Lookup, account: h.account, console: map[string]string{}, clients: map[string]map[uint64]struct{}{}, logf: o.Logf}
+	h.auth = &authenticator{lookup: o.Lookup, account: h.account, console: map[string]string{}, logf: o.Logf}
 	opts := &server.Options{
 		ServerName: "firewalliq-console",
 		Host:       host,
@@ -287,16 +280,17 @@ func (h *hub) ensureConsumer(ctx context.Context, tenant, sensorID string) error
 	return nil
 }
 
-// kick closes every connection of the sensor (after a revocation: the
-// authenticator refuses its reconnection, since Lookup no longer finds it).
-func (h *hub) kick(sensorID string) int {
-	h.auth.mu.Lock()
-	ids := h.auth.clients[sensorID]
-	delete(h.auth.clients, sensorID)
-	h.auth.mu.Unlock()
+// kick closes every connection authenticated with nkey (after a
+// revocation: the authenticator then refuses its reconnection, since
+// Lookup no longer finds the key active).
+func (h *hub) kick(nkey string) int {
+	cz, err := h.srv.Connz(&server.ConnzOptions{Username: true, Limit: 1 << 20})
+	if err != nil {
+		return 0
+	}
 	n := 0
-	for id := range ids {
-		if h.srv.DisconnectClientByID(id) == nil {
+	for _, c := range cz.Conns {
+		if c.AuthorizedUser == nkey && h.srv.DisconnectClientByID(c.Cid) == nil {
 			n++
 		}
 	}

@@ -331,12 +331,15 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, client auth.Cli
 		return EnrollResponse{}, fmt.Errorf("enrol: %w", err)
 	}
 	// The sensor's job consumer exists before it first connects.
+	// The enrolment has committed (the token is spent), so a failure here
+	// is logged, not returned: dispatch ensures the same again.
 	if h := s.currentHub(); h != nil {
-		if err := s.startTenant(ctx, out.Tenant); err != nil {
-			return out, err
+		err := s.startTenant(ctx, out.Tenant)
+		if err == nil {
+			err = h.ensureConsumer(ctx, out.Tenant, out.SensorID)
 		}
-		if err := h.ensureConsumer(ctx, out.Tenant, out.SensorID); err != nil {
-			return out, err
+		if err != nil {
+			s.d.Logger.Warn("sensor enrolled; its job consumer will be made at the first dispatch", "sensor", out.SensorID, "err", err)
 		}
 	}
 	return out, nil
@@ -467,7 +470,7 @@ func (s *Service) Revoke(ctx context.Context, p auth.Principal, tenant, id, code
 		return Sensor{}, fmt.Errorf("revoke sensor %q: %w", id, s.d.Gate.StepUpRefused(ctx, p, pin, auth.OpSensorRevoke, err))
 	}
 	if h := s.currentHub(); h != nil {
-		h.kick(id)
+		h.kick(x.NKey)
 	}
 	return x, nil
 }
