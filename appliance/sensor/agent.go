@@ -75,10 +75,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.shared, err = probe.NewSharedPacer(a.Now); err != nil {
 		return err
 	}
-	if a.spool, err = openSpool(filepath.Join(a.Dir, "spool"), a.Now); err != nil {
+	sp, err := openSpool(filepath.Join(a.Dir, "spool"), a.Now)
+	if err != nil {
 		return err
 	}
-	defer a.spool.close()
+	defer sp.close()
+	a.mu.Lock()
+	a.spool = sp
+	a.mu.Unlock()
 
 	kp, err := nkeys.FromSeed([]byte(a.creds.Seed))
 	if err != nil {

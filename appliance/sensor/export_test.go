@@ -77,10 +77,13 @@ func (s *Service) Kick(sensorID string) int {
 
 // Pending is the agent spool's unacknowledged event count.
 func (a *Agent) Pending() int {
-	if a.spool == nil {
+	a.mu.Lock()
+	sp := a.spool
+	a.mu.Unlock()
+	if sp == nil {
 		return -1
 	}
-	return a.spool.pending()
+	return sp.pending()
 }
 
 // Inbox and subjects, for the isolation test.

@@ -193,13 +193,18 @@ func startHub(o hubOptions) (*hub, error) {
 	return h, nil
 }
 
-// URL is the address sensors dial, "tls://host:port" (the listener's).
+// URL is the listener's address as a URL, "tls://host:port".
 func (h *hub) URL() string {
-	addr, ok := h.srv.Addr().(*net.TCPAddr)
-	if !ok {
-		return h.srv.ClientURL()
+	ip, port := h.addr()
+	return "tls://" + net.JoinHostPort(ip.String(), strconv.Itoa(port))
+}
+
+// addr is the listener's address.
+func (h *hub) addr() (net.IP, int) {
+	if a, ok := h.srv.Addr().(*net.TCPAddr); ok {
+		return a.IP, a.Port
 	}
-	return "tls://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))
+	return net.IPv4zero, 0
 }
 
 // account returns the tenant's account, created with JetStream on first use.

@@ -351,28 +351,26 @@ func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint")
 }
 
-// advertise returns the URL sensors dial.
+// advertise returns the URL sensors dial: sensors.advertise, else the
+// running listener's address, with the host the enrolment request came to
+// when the listener is on all addresses.
 func (s *Service) advertise(reqHost string) (string, error) {
 	if s.d.Config.Advertise != "" {
 		return s.d.Config.Advertise, nil
 	}
-	if h := s.currentHub(); h != nil {
-		return h.URL(), nil
-	}
-	if s.d.Config.Listen == "" {
+	h := s.currentHub()
+	if h == nil {
 		return "", ErrFleetOff
 	}
-	host, port, err := splitListen(s.d.Config.Listen)
-	if err != nil {
-		return "", err
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
+	ip, port := h.addr()
+	host := ip.String()
+	if ip.IsUnspecified() {
+		if reqHost == "" {
+			return "", fmt.Errorf("%w: the listener has no host; set sensors.advertise", ErrFleetOff)
+		}
 		host = reqHost
 	}
-	if host == "" {
-		return "", fmt.Errorf("%w: set sensors.advertise", ErrFleetOff)
-	}
-	return fmt.Sprintf("tls://%s", joinHostPort(host, port)), nil
+	return "tls://" + joinHostPort(host, port), nil
 }
 
 const sensorCols = `id, tenant_id, name, vantage, nkey, state, enrolled_at, revoked_at, last_seen, version, profile_sha256, silent`
