@@ -154,3 +154,11 @@ func (s *SimSensor) Close() {
 	<-s.done
 	s.a.spool.close()
 }
+
+// ForgetRuns drops the table of live runs, as a console restart does: the
+// events still to come go to the Sink.
+func (s *Service) ForgetRuns() {
+	s.runs.mu.Lock()
+	s.runs.runs = map[string]*remoteStream{}
+	s.runs.mu.Unlock()
+}

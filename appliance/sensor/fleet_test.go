@@ -636,3 +636,77 @@ func TestSilentSensorAlert(t *testing.T) {
 		t.Fatal("not marked silent")
 	}
 }
+
+// TestSinkAfterConsoleRestart: when the console forgets a run mid-scan (a
+// restart of the console process), the rest of the run's events reach the
+// Sink; together with what the stream had delivered, every event arrives
+// exactly once.
+func TestSinkAfterConsoleRestart(t *testing.T) {
+	fl := newFleet(t)
+	creds, dir := fl.enrol(t, "admin", "edge-1")
+	startAgent(t, dir)
+	var mu sync.Mutex
+	sunk := map[uint64]int{}
+	var final bool
+	fl.Svc.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range batch {
+			if d.Sensor != creds.SensorID || d.Tenant != fl.Tenant {
+				t.Errorf("delivery from %s/%s", d.Tenant, d.Sensor)
+			}
+			sunk[d.Event.Seq]++
+			final = final || d.Event.Type == runner.TypeDone
+		}
+		return nil
+	}))
+	s, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: fl.signJob(t, fl.Tenant, creds.SensorID, []uint16{20001, 20002, 20003, 20004}, 30, "127.0.0.16/28")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed := map[uint64]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		ev, err := s.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streamed[ev.Seq]++
+		if ev.Type == runner.TypeResult {
+			break
+		}
+	}
+	fl.Svc.ForgetRuns()
+	// What the stream had buffered is still readable.
+	for {
+		c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		ev, err := s.Recv(c)
+		cancel()
+		if err != nil {
+			break
+		}
+		streamed[ev.Seq]++
+	}
+	waitFor(t, "the final event at the sink", 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return final })
+	mu.Lock()
+	defer mu.Unlock()
+	var last uint64
+	for seq, n := range sunk {
+		if n != 1 || streamed[seq] != 0 {
+			t.Errorf("seq %d: %d times at the sink, %d in the stream", seq, n, streamed[seq])
+		}
+		last = max(last, seq)
+	}
+	results := 0
+	for seq := uint64(1); seq <= last; seq++ {
+		if sunk[seq]+streamed[seq] != 1 {
+			t.Fatalf("seq %d arrived %d times (of %d)", seq, sunk[seq]+streamed[seq], last)
+		}
+		results++
+	}
+	if len(sunk) == 0 || len(streamed) == 0 {
+		t.Fatalf("stream %d, sink %d: the restart did not split the run", len(streamed), len(sunk))
+	}
+	t.Logf("%d events: %d through the stream, %d through the sink", results, len(streamed), len(sunk))
+}
