@@ -709,3 +709,69 @@ func TestSinkAfterConsoleRestart(t *testing.T) {
 	}
 	t.Logf("%d events: %d through the stream, %d through the sink", results, len(streamed), len(sunk))
 }
+
+// TestSensorLost: a run whose sensor sends nothing past the job's validity
+// fails with ErrSensorLost (the sensor here never runs).
+func TestSensorLost(t *testing.T) {
+	fl := newFleet(t)
+	creds, _ := fl.enrol(t, "admin", "edge-1")
+	rr := fl.Svc.Runner()
+	rr.IdleTimeout = time.Second
+	s, err := rr.Run(fl.Ctx, runner.Request{Job: fl.signJob(t, fl.Tenant, creds.SensorID, []uint16{20001}, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fl.Clock.Advance(72 * time.Hour) // past the job's not_after (one hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Recv(ctx); !errors.Is(err, sensor.ErrSensorLost) {
+		t.Fatalf("recv: %v", err)
+	}
+}
+
+// TestCloseCancelsRemoteRun: closing a remote run's stream makes the
+// sensor cancel the run; its final event (code "cancelled") reaches the
+// Sink long before the scan would have ended.
+func TestCloseCancelsRemoteRun(t *testing.T) {
+	fl := newFleet(t)
+	creds, dir := fl.enrol(t, "admin", "edge-1")
+	startAgent(t, dir)
+	done := make(chan runner.Event, 1)
+	fl.Svc.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
+		for _, d := range batch {
+			if d.Event.Type == runner.TypeDone {
+				done <- d.Event
+			}
+		}
+		return nil
+	}))
+	// 16 targets x 20 ports at 10 pps: 32 s if it ran to the end.
+	var ports []uint16
+	for p := uint16(20001); p <= 20020; p++ {
+		ports = append(ports, p)
+	}
+	s, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: fl.signJob(t, fl.Tenant, creds.SensorID, ports, 10, "127.0.0.16/28")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ev, err := s.Recv(ctx)
+	if err != nil || ev.Type != runner.TypeAccepted {
+		t.Fatalf("first event %+v, %v", ev, err)
+	}
+	start := time.Now()
+	s.Close()
+	select {
+	case ev := <-done:
+		if ev.Done.Code != "cancelled" {
+			t.Fatalf("final event %+v", ev.Done)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Fatalf("cancelled after %s", d)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("no final event at the sink")
+	}
+}
