@@ -554,6 +554,9 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.d.Config.Listen == "" {
 		return ErrFleetOff
 	}
+	if s.currentHub() != nil {
+		return errors.New("sensor hub: already running")
+	}
 	cert, err := s.d.Certificate()
 	if err != nil {
 		return fmt.Errorf("sensor hub: %w", err)
