@@ -29,6 +29,7 @@ import (
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
 	"firewalliq/appliance/store"
@@ -99,6 +100,10 @@ type Appliance struct {
 	// download) and their cadence (Due, Schedule for /readyz, overdue
 	// alerts from Run).
 	Reviews *review.Service
+	// Sensors is the fleet: enrolment tokens, enrolment, listing and
+	// revocation of remote sensors, and the remote runner; Run serves
+	// the embedded NATS server when sensors.listen is set.
+	Sensors *sensor.Service
 
 	st      *store.Store
 	log     *audit.Log
@@ -238,6 +243,19 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 	if err := a.wireReviews(auditPub); err != nil {
 		return err
 	}
+	jobKey, err := a.Keys.Signer(keyring.Job)
+	if err != nil {
+		return err
+	}
+	fp, err := keyring.CertFingerprint(a.Keys.CertFile)
+	if err != nil {
+		return err
+	}
+	if a.Sensors, err = sensor.New(sensor.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, JobKey: jobKey,
+		Certificate: a.Keys.TLSCertificate, CertSHA256: fp, ScopeKeys: a.ScopeKeys.Trusted, DataDir: a.Config.DataDir,
+		Config: a.Config.Sensors, Now: a.Now, Logger: a.Logger}); err != nil {
+		return err
+	}
 	return a.wireScans(sd)
 }
 
@@ -355,6 +373,13 @@ func (a *Appliance) Run(ctx context.Context, onErr func(error)) {
 			onErr(fmt.Errorf("siem worker: %w", err))
 		}
 	})
+	if a.Config.Sensors.Listen != "" {
+		run(func() {
+			if err := a.Sensors.Serve(ctx); err != nil && ctx.Err() == nil {
+				onErr(fmt.Errorf("sensors: %w", err))
+			}
+		})
+	}
 	if a.Evidence != nil {
 		run(func() {
 			if err := a.Evidence.Run(ctx); err != nil && ctx.Err() == nil {

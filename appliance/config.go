@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/sensor"
 	"firewalliq/probe/bounded"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	Vault evidence.Config `yaml:"vault"`
 	// Review configures the access-review cadence (docs/access-review.md).
 	Review ReviewConfig `yaml:"review"`
+	// Sensors configures the fleet's embedded NATS server (docs/fleet.md);
+	// off unless sensors.listen is set.
+	Sensors sensor.Config `yaml:"sensors"`
 }
 
 // ReviewConfig configures access reviews.
@@ -73,6 +77,7 @@ func DefaultConfig() Config {
 		Production: true,
 		Vault:      evidence.DefaultConfig(),
 		Review:     ReviewConfig{Interval: 91 * 24 * time.Hour},
+		Sensors:    sensor.DefaultConfig(),
 	}
 }
 
@@ -167,6 +172,9 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 	if err := c.Vault.LoadEnv(getenv); err != nil {
 		return err
 	}
+	if err := c.Sensors.LoadEnv(getenv); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if v := getenv("FIQ_AUDIT_CHECKPOINT_EVERY"); v != "" {
 		var n int
 		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
@@ -209,6 +217,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Review.Interval < time.Hour {
 		return fmt.Errorf("%w: review.interval must be at least 1h", ErrInvalidConfig)
+	}
+	if err := c.Sensors.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	// An unset vault is allowed (nothing that needs evidence runs); a set
 	// one must be complete and, in production, WORM.

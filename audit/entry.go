@@ -109,6 +109,10 @@ const (
 	ActReviewDecide  Action = "review.decide"
 	ActReviewSign    Action = "review.sign"
 	ActReviewOverdue Action = "review.overdue"
+	ActSensorTokenCreate Action = "sensor.token.create"
+	ActSensorEnroll      Action = "sensor.enroll"
+	ActSensorRevoke      Action = "sensor.revoke"
+	ActSensorSilent      Action = "sensor.silent"
 )
 
 // Actions returns the closed vocabulary.
@@ -132,6 +136,7 @@ func Actions() []Action {
 		ActScanDeny, ActScanRefuse, ActScanResume, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
 		ActScanSchedule, ActScanScheduleVoid, ActScanScheduleMissed,
 		ActReviewCreate, ActReviewDecide, ActReviewSign, ActReviewOverdue,
+		ActSensorTokenCreate, ActSensorEnroll, ActSensorRevoke, ActSensorSilent,
 	}
 }
 

@@ -89,6 +89,9 @@ const (
 	OpReviewStart  Operation = "review.start"
 	OpReviewDecide Operation = "review.decide"
 	OpReviewSign   Operation = "review.sign"
+	OpSensorEnroll Operation = "sensor.enroll"
+	OpSensorRead   Operation = "sensor.read"
+	OpSensorRevoke Operation = "sensor.revoke"
 )
 
 // Permission is one row of the matrix.
@@ -177,6 +180,9 @@ func Permissions() []Permission {
 		{Op: OpReviewStart, Roles: []string{A, SL}, ApplianceWide: true, Owner: "review", What: "start an access review (a snapshot of users, roles, MFA, tokens, support tickets and review flags)"},
 		{Op: OpReviewDecide, Roles: []string{A, SL}, ApplianceWide: true, Owner: "review", What: "mark lines of an open access review keep or revoke (never one's own account)"},
 		{Op: OpReviewSign, Roles: []string{A, SL}, StepUp: true, ApplianceWide: true, Owner: "review", What: "sign an access review: its revocations take effect, its review flags close, the signed document is stored as evidence"},
+		{Op: OpSensorEnroll, Roles: []string{A}, StepUp: true, Owner: "sensor", What: "create a one-time sensor enrolment token (shown once)"},
+		{Op: OpSensorRead, Roles: []string{A, SL, OP, AU}, Owner: "sensor", What: "list and show sensors and their state"},
+		{Op: OpSensorRevoke, Roles: []string{A}, StepUp: true, Owner: "sensor", What: "revoke a sensor (its connection closes at once, its credentials are refused)"},
 	}
 }
 

@@ -151,6 +151,7 @@ func New(env *Env) *cobra.Command {
 		newVaultCmd(env),
 		newReportCmd(env),
 		newDemoCmd(env),
+		newSensorCmd(env),
 	)
 	add(groupAPI,
 		newLoginCmd(r),

@@ -29,6 +29,7 @@ import (
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
 	"firewalliq/appliance/store"
@@ -312,6 +313,20 @@ func Rules() []Rule {
 		r("appliance/report/review.ErrInvalid", review.ErrInvalid, invalid),
 		r("appliance/report/review.ErrNotFound", review.ErrNotFound, notFound),
 		r("appliance/report/verify.ErrReview", verify.ErrReview, refused("report_invalid", "the access review is inconsistent")),
+
+		r("appliance/sensor.ErrNotFound", sensor.ErrNotFound, notFound),
+		r("appliance/sensor.ErrToken", sensor.ErrToken, unauthenticated),
+		r("appliance/sensor.ErrInvalid", sensor.ErrInvalid, invalid),
+		r("appliance/sensor.ErrExists", sensor.ErrExists, conflict),
+		r("appliance/sensor.ErrRevoked", sensor.ErrRevoked, approval("sensor_revoked", "the sensor is revoked")),
+		r("appliance/sensor.ErrFleetOff", sensor.ErrFleetOff, unavailable("fleet_off", "the sensor fleet is not configured or not running")),
+		r("appliance/sensor.ErrSensorLost", sensor.ErrSensorLost, Class{Code: "sensor_lost", HTTP: http.StatusGatewayTimeout, Exit: ExitFailure, Message: "nothing arrived from the sensor within the job's validity"}),
+		r("appliance/sensor.ErrMessage", sensor.ErrMessage, invalid),
+		r("appliance/sensor.ErrTrust", sensor.ErrTrust, internal),
+		r("appliance/sensor.ErrPin", sensor.ErrPin, Class{Code: "cert_pin_mismatch", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "the server's certificate does not match the pinned SHA-256"}),
+		r("appliance/sensor.ErrEnrolled", sensor.ErrEnrolled, conflict),
+		r("appliance/sensor.ErrNotEnrolled", sensor.ErrNotEnrolled, invalid),
+		r("appliance/sensor.ErrRefused", sensor.ErrRefused, unauthenticated),
 
 		// Internal: never the caller's fault, never shown.
 		r("appliance/siem.ErrNoSealer", siem.ErrNoSealer, internal),

@@ -75,7 +75,7 @@ func mapAction(action string) ocsfMapping {
 		return ocsfMapping{ClassScanActivity, 6, "Error"}
 	case audit.ActScanResume:
 		return ocsfMapping{ClassScanActivity, 8, "Resumed"}
-	case audit.ActAuditTamper, audit.ActAnomalyAlert, audit.ActReviewOverdue:
+	case audit.ActAuditTamper, audit.ActAnomalyAlert, audit.ActReviewOverdue, audit.ActSensorSilent:
 		return ocsfMapping{ClassDetectionFinding, 1, "Create"}
 	case audit.ActAuditTamperAck:
 		return ocsfMapping{ClassDetectionFinding, 2, "Update"}

@@ -1,0 +1,390 @@
+package sensor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"firewalliq/appliance/store"
+	"firewalliq/probe/job"
+	"firewalliq/probe/runner"
+)
+
+// ErrSensorLost means a remote run heard nothing from its sensor for the
+// runner's IdleTimeout after the job's validity ended: the scan fails with
+// this reason (the sensor may still deliver its buffered results later;
+// they then reach the Sink).
+var ErrSensorLost = errors.New("sensor stayed away past the job's validity")
+
+// Delivery is one event of a remote run, as the console received it.
+type Delivery struct {
+	Tenant   string
+	Sensor   string
+	Run      string
+	Event    runner.Event
+	Received time.Time
+}
+
+// Sink stores the events of runs that no RemoteRunner stream of this
+// process is reading (runs dispatched before a console restart, or by
+// another component), a batch per call so that it can store a batch in
+// one transaction. Events of one run come in the order they arrived,
+// which after a partition may differ from seq order, and an event may
+// come twice after a crash between storing and acknowledging: the Sink
+// must be idempotent by (Run, Event.Seq). An error makes JetStream deliver
+// the whole batch again a second later.
+type Sink interface {
+	Deliver(ctx context.Context, batch []Delivery) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, batch []Delivery) error
+
+// Deliver calls f.
+func (f SinkFunc) Deliver(ctx context.Context, batch []Delivery) error { return f(ctx, batch) }
+
+// maxPending bounds the out-of-order events held per run (a sensor sends
+// at most its publish window ahead of the oldest unacknowledged event).
+const maxPending = 4096
+
+// runTable holds the runs dispatched by this process's RemoteRunner.
+type runTable struct {
+	mu   sync.Mutex
+	runs map[string]*remoteStream
+}
+
+func newRunTable() *runTable { return &runTable{runs: map[string]*remoteStream{}} }
+
+func (t *runTable) get(run string) *remoteStream {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.runs[run]
+}
+
+func (t *runTable) put(r *remoteStream) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.runs[r.run] = r
+}
+
+func (t *runTable) drop(run string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.runs, run)
+}
+
+// intakeBatch is the most result messages handled (and, for the Sink,
+// stored in one call) at once.
+const intakeBatch = 512
+
+// intakeLoop handles tenant's result messages: those of a live run go to
+// its stream, the others to the Sink in batches (one call, so one
+// transaction, per batch of whatever has arrived).
+func (s *Service) intakeLoop(tenant string, ch <-chan jetstream.Msg, stop <-chan struct{}) {
+	for {
+		var batch []jetstream.Msg
+		select {
+		case m := <-ch:
+			batch = append(batch, m)
+		case <-stop:
+			return
+		}
+	more:
+		for len(batch) < intakeBatch {
+			select {
+			case m := <-ch:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		s.intake(tenant, batch)
+	}
+}
+
+// intake handles a batch of result messages of tenant's results stream.
+func (s *Service) intake(tenant string, batch []jetstream.Msg) {
+	var ds []Delivery
+	var ms []jetstream.Msg
+	for _, m := range batch {
+		subj := m.Subject()
+		if len(subj) <= len("fiq.res.") {
+			_ = m.Term()
+			continue
+		}
+		sensorID := subj[len("fiq.res."):]
+		run := m.Headers().Get(headerRun)
+		var ev runner.Event
+		if err := strictDecode(m.Data(), &ev); err != nil || ev.Validate() != nil || !runIDPattern.MatchString(run) {
+			s.d.Logger.Warn("sensor result malformed; dropped", "sensor", sensorID, "run", run)
+			_ = m.Term()
+			continue
+		}
+		if r := s.runs.get(run); r != nil && r.sensor == sensorID && r.tenant == tenant {
+			r.offer(ev, m)
+			continue
+		}
+		ds = append(ds, Delivery{Tenant: tenant, Sensor: sensorID, Run: run, Event: ev, Received: s.now()})
+		ms = append(ms, m)
+	}
+	if len(ds) == 0 {
+		return
+	}
+	s.mu.Lock()
+	sink := s.sink
+	s.mu.Unlock()
+	if sink == nil {
+		s.d.Logger.Warn("sensor results for no live run and no sink; kept for redelivery", "events", len(ds))
+		for _, m := range ms {
+			_ = m.NakWithDelay(5 * time.Second)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sink.Deliver(ctx, ds); err != nil {
+		s.d.Logger.Error("sensor result sink", "events", len(ds), "err", err)
+		for _, m := range ms {
+			_ = m.NakWithDelay(time.Second)
+		}
+		return
+	}
+	for _, m := range ms {
+		_ = m.Ack()
+	}
+}
+
+// RemoteRunner runs jobs on sensors: a probe/runner.Runner whose vantage
+// is the sensor named in each job's request.vantage.
+type RemoteRunner struct {
+	s *Service
+	// IdleTimeout: after the job's not_after, a run that heard nothing
+	// from its sensor for this long fails with ErrSensorLost. Default 5
+	// minutes.
+	IdleTimeout time.Duration
+	// Buffer is the number of events held for a slow reader (default
+	// 1024); beyond it the sensor's results wait in JetStream.
+	Buffer int
+}
+
+// Runner returns the remote runner of this service.
+func (s *Service) Runner() *RemoteRunner {
+	return &RemoteRunner{s: s, IdleTimeout: 5 * time.Minute, Buffer: 1024}
+}
+
+// Run publishes the signed job to its sensor's job subject and returns
+// the run's event stream. The error is for failing to dispatch: an
+// unknown, revoked or other tenant's sensor, or the fleet not running.
+// The sensor verifies the job itself and answers a refusal as a "refused"
+// event.
+func (rr *RemoteRunner) Run(ctx context.Context, req runner.Request) (runner.Stream, error) {
+	unverified, _, err := job.Open(req.Job)
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	x, err := rr.s.sensorByID(ctx, unverified.Request.Vantage)
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	tname, err := rr.s.tenantName(ctx, x.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	if unverified.Request.Tenant != x.Tenant && unverified.Request.Tenant != tname {
+		return nil, fmt.Errorf("remote run: %w: sensor %s is not tenant %q's", ErrNotFound, x.ID, unverified.Request.Tenant)
+	}
+	keys, err := rr.s.d.ScopeKeys(ctx, x.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	t := Trust{Tenant: x.Tenant, TenantName: tname, IssuedAt: rr.s.now()}
+	for _, k := range keys {
+		t.ScopeKeys = append(t.ScopeKeys, []byte(k))
+	}
+	trust, err := signTrust(t, rr.s.d.JobKey)
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	run := store.NewID("run")
+	body, err := json.Marshal(Dispatch{Run: run, Request: req, Trust: trust})
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	return rr.dispatch(ctx, x, run, body, unverified.NotAfter)
+}
+
+// dispatch publishes body (a Dispatch) for sensor x and registers run.
+func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run string, body []byte, notAfter time.Time) (runner.Stream, error) {
+	h := rr.s.currentHub()
+	if h == nil {
+		return nil, fmt.Errorf("remote run: %w", ErrFleetOff)
+	}
+	if err := rr.s.startTenant(ctx, x.Tenant); err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	if err := h.ensureConsumer(ctx, x.Tenant, x.ID); err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	tc, err := h.conn(ctx, x.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("remote run: %w", err)
+	}
+	buf := rr.Buffer
+	if buf <= 0 {
+		buf = 1024
+	}
+	idle := rr.IdleTimeout
+	if idle <= 0 {
+		idle = 5 * time.Minute
+	}
+	r := &remoteStream{
+		table: rr.s.runs, nc: tc.nc, run: run, sensor: x.ID, tenant: x.Tenant, now: rr.s.now,
+		notAfter: notAfter, idle: idle, last: rr.s.now(),
+		ch: make(chan runner.Event, buf), closed: make(chan struct{}), next: 1, pending: map[uint64]pendingEvent{},
+	}
+	rr.s.runs.put(r)
+	msg := nats.NewMsg(jobSubject(x.ID))
+	msg.Data = body
+	if _, err := tc.js.PublishMsg(ctx, msg, jetstream.WithMsgID(run), jetstream.WithExpectStream(JobsStream)); err != nil {
+		rr.s.runs.drop(run)
+		return nil, fmt.Errorf("remote run: publish job to sensor %s: %w", x.ID, err)
+	}
+	return r, nil
+}
+
+func (s *Service) tenantName(ctx context.Context, tenant string) (string, error) {
+	var name string
+	if err := s.d.Store.DB().QueryRowContext(ctx, `SELECT name FROM tenants WHERE id = ?`, tenant).Scan(&name); err != nil {
+		return "", fmt.Errorf("tenant %s: %w", tenant, err)
+	}
+	return name, nil
+}
+
+type pendingEvent struct {
+	ev  runner.Event
+	msg jetstream.Msg
+}
+
+// remoteStream is a remote run's Stream. Events arrive from the results
+// consumer possibly out of order (a re-send after a partition) or twice
+// (a redelivery); offer puts them back in seq order, drops duplicates,
+// and acknowledges each message only once its event is handed to the
+// reader's buffer.
+type remoteStream struct {
+	table    *runTable
+	nc       *nats.Conn
+	run      string
+	sensor   string
+	tenant   string
+	now      func() time.Time
+	notAfter time.Time
+	idle     time.Duration
+
+	mu      sync.Mutex // held by offer, also while it waits for the reader
+	next    uint64     // next seq to hand over
+	pending map[uint64]pendingEvent
+	ended   bool // the final event was handed over
+
+	lastMu sync.Mutex // separate, so Recv never waits for offer
+	last   time.Time  // when an event last arrived
+
+	ch        chan runner.Event
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// offer takes one event from the intake.
+func (r *remoteStream) offer(ev runner.Event, m jetstream.Msg) {
+	r.lastMu.Lock()
+	r.last = r.now()
+	r.lastMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ev.Seq < r.next || r.ended {
+		_ = m.Ack() // a duplicate: already handed over
+		return
+	}
+	if p, dup := r.pending[ev.Seq]; dup {
+		_ = p.msg.Ack()
+	}
+	if len(r.pending) >= maxPending {
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	r.pending[ev.Seq] = pendingEvent{ev: ev, msg: m}
+	for {
+		p, ok := r.pending[r.next]
+		if !ok {
+			return
+		}
+		select {
+		case r.ch <- p.ev:
+		case <-r.closed:
+			// The reader left: the events stay in JetStream for the Sink.
+			return
+		}
+		_ = p.msg.Ack()
+		delete(r.pending, r.next)
+		r.next++
+		if p.ev.Type == runner.TypeRefused || p.ev.Type == runner.TypeDone {
+			r.ended = true
+			close(r.ch)
+			r.table.drop(r.run)
+			return
+		}
+	}
+}
+
+// Recv returns the next event in order, io.EOF after the final one, or
+// ErrSensorLost when the sensor stayed away past the job's validity.
+func (r *remoteStream) Recv(ctx context.Context) (runner.Event, error) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case ev, ok := <-r.ch:
+			if !ok {
+				return runner.Event{}, io.EOF
+			}
+			return ev, nil
+		case <-ctx.Done():
+			return runner.Event{}, ctx.Err()
+		case <-r.closed:
+			return runner.Event{}, io.EOF
+		case <-tick.C:
+			r.lastMu.Lock()
+			now, last := r.now(), r.last
+			r.lastMu.Unlock()
+			if now.After(r.notAfter) && now.Sub(last) > r.idle {
+				return runner.Event{}, fmt.Errorf("sensor %s, run %s: %w (nothing for %s)", r.sensor, r.run, ErrSensorLost, now.Sub(last).Round(time.Second))
+			}
+		}
+	}
+}
+
+// Close stops reading the run and asks the sensor to cancel it. Events
+// the sensor still sends go to the Sink.
+func (r *remoteStream) Close() error {
+	r.closeOnce.Do(func() {
+		close(r.closed)
+		r.table.drop(r.run)
+		// offer may hold mu while waiting for the reader; closed has
+		// released it, so this lock is short.
+		r.mu.Lock()
+		ended := r.ended
+		r.mu.Unlock()
+		if !ended {
+			_ = r.nc.Publish(cancelSubject(r.sensor), []byte(r.run))
+		}
+	})
+	return nil
+}
+
+func cancelSubject(sensorID string) string { return "fiq.cancel." + sensorID }
