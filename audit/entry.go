@@ -105,10 +105,10 @@ const (
 	ActScanScheduleMissed Action = "scan.schedule.missed"
 
 	// Access reviews (appliance/report/review).
-	ActReviewCreate  Action = "review.create"
-	ActReviewDecide  Action = "review.decide"
-	ActReviewSign    Action = "review.sign"
-	ActReviewOverdue Action = "review.overdue"
+	ActReviewCreate      Action = "review.create"
+	ActReviewDecide      Action = "review.decide"
+	ActReviewSign        Action = "review.sign"
+	ActReviewOverdue     Action = "review.overdue"
 	ActSensorTokenCreate Action = "sensor.token.create"
 	ActSensorEnroll      Action = "sensor.enroll"
 	ActSensorRevoke      Action = "sensor.revoke"
