@@ -147,11 +147,11 @@ func New(env *Env) *cobra.Command {
 		newAuditCmd(env, r),
 		newScopeCmd(env, r),
 		newProfileCmd(env),
-		newProbeCmd(env),
 		newVaultCmd(env),
 		newReportCmd(env),
 		newDemoCmd(env),
 	)
+	add(groupLocal, labCommands(env)...)
 	add(groupAPI,
 		newLoginCmd(r),
 		newLogoutCmd(r),
