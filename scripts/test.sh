@@ -33,6 +33,13 @@ bash scripts/reproducible.sh
 echo "== go test"
 CGO_ENABLED=0 go test -count=1 -timeout 40m ./...
 
+# The lab build (-tags lab: the lab high-cap safety profile and the
+# stand-alone probe command, which the shipped binary does not have) has
+# tests of its own: the probe command, and a lab build refusing production
+# mode.
+echo "== go test -tags lab"
+CGO_ENABLED=0 go test -tags lab -count=1 -timeout 20m ./probe/safety/ ./appliance/cli/
+
 # The race detector needs cgo; it is enabled for this step only. The shipped
 # binary above stays static. -short skips the slow benchmarks-like tests.
 echo "== go test -race -short"

@@ -147,12 +147,12 @@ func New(env *Env) *cobra.Command {
 		newAuditCmd(env, r),
 		newScopeCmd(env, r),
 		newProfileCmd(env),
-		newProbeCmd(env),
 		newVaultCmd(env),
 		newReportCmd(env),
 		newDemoCmd(env),
 		newSensorCmd(env),
 	)
+	add(groupLocal, labCommands(env)...)
 	add(groupAPI,
 		newLoginCmd(r),
 		newLogoutCmd(r),

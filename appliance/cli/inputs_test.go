@@ -124,8 +124,6 @@ func TestUnboundedReadsCLI(t *testing.T) {
 		{name: "scope check --scope FIFO", args: []string{"scope", "check", "--scope", fifo, "--pub", pub, "10.20.0.1"}, code: 1, msg: notRegular},
 		{name: "scope check --pub /dev/zero", args: []string{"scope", "check", "--scope", signed, "--pub", "/dev/zero", "10.20.0.1"}, code: 1, msg: notRegular},
 		{name: "scope expand --scope directory", args: []string{"scope", "expand", "--scope", dir, "--pub", pub}, code: 1, msg: notRegular},
-		{name: "probe --trust /dev/zero", args: []string{"probe", "--scope", signed, "--trust", "/dev/zero", "--out", filepath.Join(dir, "scan"), "--data", filepath.Join(dir, "no-data")}, code: 1, msg: notRegular},
-		{name: "probe --scope oversized", args: []string{"probe", "--scope", bigScope, "--trust", pub, "--out", filepath.Join(dir, "scan"), "--data", filepath.Join(dir, "no-data")}, code: 1, msg: "file too large"},
 		{name: "--config /dev/zero", args: []string{"audit", "verify", "--config", "/dev/zero"}, code: 2, msg: notRegular},
 		{name: "--config FIFO", args: []string{"audit", "verify", "--config", fifo}, code: 2, msg: notRegular},
 		{name: "--config oversized", args: []string{"audit", "verify", "--config", bigConfig}, code: 2, msg: "file too large (limit 1 MiB)"},

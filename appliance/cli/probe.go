@@ -1,3 +1,5 @@
+//go:build lab
+
 package cli
 
 import (
@@ -35,6 +37,12 @@ type probeFlags struct {
 	timeout                          time.Duration
 	resume, noProgress               bool
 }
+
+// labCommands are the commands only a lab build has: the stand-alone probe
+// engine, for the network lab and the benchmarks. A lab build carries the
+// lab safety profile and refuses production mode (safety.CheckProduction);
+// the shipped binary scans only through the scan service (docs/scans.md).
+func labCommands(env *Env) []*cobra.Command { return []*cobra.Command{newProbeCmd(env)} }
 
 // newProbeCmd builds the 'probe' command: run the engine alone against a
 // signed non-production scope.

@@ -1,3 +1,5 @@
+//go:build lab
+
 package cli
 
 import (
@@ -19,51 +21,10 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/store"
 	"firewalliq/probe"
-	"firewalliq/probe/keys"
+	"firewalliq/probe/bounded"
 	"firewalliq/probe/safety"
 	"firewalliq/probe/scope"
 )
-
-// labModeEnv adds FIQ_PRODUCTION=false to vars: a repository build carries
-// the development-signed profile, which production mode (the default)
-// refuses for scans (TestProductionModeRefusesDevBuild).
-func labModeEnv(vars map[string]string) map[string]string {
-	out := map[string]string{"FIQ_PRODUCTION": "false"}
-	for k, v := range vars {
-		out[k] = v
-	}
-	return out
-}
-
-// probeScope signs a scope over the loopback addresses with the given
-// environment and writes it and the public key to a temporary directory.
-func probeScope(t *testing.T, env, ports string) (signed, pub string) {
-	t.Helper()
-	dir := t.TempDir()
-	pk, sk, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := keys.WritePair(filepath.Join(dir, "lead"), pk, sk); err != nil {
-		t.Fatal(err)
-	}
-	doc := scope.Document{
-		ID: "loopback", Tenant: "acme", Name: "loopback test", Environment: env,
-		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: ports,
-		Probes:    []safety.Kind{safety.KindTCPSyn, safety.KindTCPConnect, safety.KindBanner},
-		NotBefore: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
-		MaxPPS: 400,
-	}
-	b, err := scope.Sign(doc, sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed = filepath.Join(dir, "scope.signed.json")
-	if err := os.WriteFile(signed, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return signed, filepath.Join(dir, "lead.pub")
-}
 
 func TestProbeCommand(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -302,5 +263,66 @@ func TestProbeRateRefusalKeepsIdentity(t *testing.T) {
 	var ue *UsageError
 	if !errors.Is(err, probe.ErrRateAboveCap) || !errors.As(err, &ue) {
 		t.Fatalf("runProbe at 401 pps: %v, want a UsageError wrapping ErrRateAboveCap", err)
+	}
+}
+
+// TestLabBuildRefusesProduction: the probe command exists only in a lab
+// build, which carries the lab profile; in production mode (the default)
+// both serve and probe exit 4 naming the lab build, and with production off
+// the probe runs.
+func TestLabBuildRefusesProduction(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, _, stderr := runCLI(t, labModeEnv(nil), "init", "--data", data, "--admin", "root"); code != 0 {
+		t.Fatalf("init: exit %d %s", code, stderr)
+	}
+	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:9")
+	probeArgs := []string{"probe", "--scope", signed, "--trust", pub, "--probes", "tcp-connect", "--timeout", "100ms", "--retries", "0"}
+	prod := map[string]string{"FIQ_DATA": data}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		msg  string
+	}{
+		{name: "serve refused", env: prod, args: []string{"serve", "--listen", "127.0.0.1:0"}, code: ExitProduction, msg: "lab build"},
+		{name: "probe refused", env: prod, args: append(probeArgs, "--out", filepath.Join(t.TempDir(), "scan")), code: ExitProduction, msg: "lab build"},
+		{name: "probe runs with production off", env: labModeEnv(prod), args: append(probeArgs, "--out", filepath.Join(t.TempDir(), "scan2")), code: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, tt.env, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+// TestProbeInputsBounded: the probe command reads its scope and key with
+// the same bounds as every other file input (TestInputsBounded).
+func TestProbeInputsBounded(t *testing.T) {
+	dir := t.TempDir()
+	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:9")
+	big := filepath.Join(dir, "big-scope.json")
+	if err := os.WriteFile(big, bytes.Repeat([]byte{' '}, bounded.MaxScopeFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"probe --trust /dev/zero", []string{"probe", "--scope", signed, "--trust", "/dev/zero"}, "not a regular file"},
+		{"probe --scope oversized", []string{"probe", "--scope", big, "--trust", pub}, "file too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(tt.args, "--out", filepath.Join(dir, "scan"), "--data", filepath.Join(dir, "no-data"))
+			code, _, stderr := runCLI(t, labModeEnv(nil), args...)
+			if code != 1 || !strings.Contains(stderr, tt.msg) {
+				t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr, tt.msg)
+			}
+		})
 	}
 }

@@ -1,3 +1,5 @@
+//go:build !lab
+
 package cli
 
 import (
@@ -15,7 +17,7 @@ import (
 // TestProductionModeRefusesDevBuild is the regression test of "Production
 // mode accepts a development-signed profile": this repository build carries
 // the development-signed profile, so with production mode on (the default)
-// serve and a scan exit 4 with a clear message, while the offline commands
+// serve exits 4 with a clear message, while the offline commands
 // still run; with production mode off everything runs as before.
 func TestProductionModeRefusesDevBuild(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
@@ -23,7 +25,6 @@ func TestProductionModeRefusesDevBuild(t *testing.T) {
 		t.Fatalf("init in production mode: exit %d %s", code, stderr)
 	}
 	signed, pub := probeScope(t, scope.EnvNonProduction, "tcp:9")
-	probeArgs := []string{"probe", "--scope", signed, "--trust", pub, "--probes", "tcp-connect", "--timeout", "100ms", "--retries", "0"}
 	prod := map[string]string{"FIQ_DATA": data}
 	tests := []struct {
 		name string
@@ -34,8 +35,10 @@ func TestProductionModeRefusesDevBuild(t *testing.T) {
 	}{
 		{name: "serve refused", env: prod, args: []string{"serve", "--listen", "127.0.0.1:0"}, code: ExitProduction, msg: "development key " + safety.DevelopmentKeyID},
 		{name: "serve refused with production explicit", env: map[string]string{"FIQ_DATA": data, "FIQ_PRODUCTION": "true"}, args: []string{"serve", "--listen", "127.0.0.1:0"}, code: ExitProduction, msg: "may not run in production mode"},
-		{name: "scan refused", env: prod, args: append(probeArgs, "--out", filepath.Join(t.TempDir(), "scan")), code: ExitProduction, msg: "FIQ_PRODUCTION=false"},
-		{name: "scan runs with production off", env: labModeEnv(prod), args: append(probeArgs, "--out", filepath.Join(t.TempDir(), "scan2")), code: 0},
+		// The shipped build has no stand-alone scan: scans go through the
+		// scan service; the probe command exists only in a lab build
+		// (TestLabBuildRefusesProduction).
+		{name: "no probe command", env: labModeEnv(prod), args: []string{"probe"}, code: ExitUsage, msg: `unknown command "probe"`},
 		{name: "serve passes the check with production off", env: map[string]string{"FIQ_DATA": data + "-missing", "FIQ_PRODUCTION": "false"}, args: []string{"serve"}, code: 1, msg: "not initialised"},
 		{name: "version runs", env: prod, args: []string{"version"}, code: 0},
 		{name: "profile show runs", env: prod, args: []string{"profile", "show"}, code: 0},
