@@ -575,3 +575,46 @@ func (r *Reports) Download(ctx context.Context, p auth.Principal, tenant, id, fo
 	}
 	return nil, "", fmt.Errorf("report %s: %w: format %q (want json, html or pdf)", id, ErrIncomplete, format)
 }
+
+// scanResults loads completed scan id of tenant ("" for p's own) with its
+// results and window, as p (scan.read).
+func (r *Reports) scanResults(ctx context.Context, p auth.Principal, tenant, id string) (scan.Scan, []probe.Result, policy.Window, error) {
+	sc, err := r.d.Scans.Get(ctx, p, tenant, id)
+	if err != nil {
+		return scan.Scan{}, nil, policy.Window{}, err
+	}
+	if sc.State != scan.StateCompleted || sc.Job == nil {
+		return scan.Scan{}, nil, policy.Window{}, fmt.Errorf("%w: scan %s is %s, not completed", scan.ErrState, sc.ID, sc.State)
+	}
+	rs, err := r.results(ctx, p, sc)
+	if err != nil {
+		return scan.Scan{}, nil, policy.Window{}, err
+	}
+	return sc, rs, window(sc.Job, rs), nil
+}
+
+// Evaluate judges completed scan scanID's stored results against policy
+// name (version 0: the newest) and the current baseline of the scan's
+// scope (policy.Service.Evaluate: audited, findings to the SIEM). Needs
+// scan.read and policy.evaluate.
+func (r *Reports) Evaluate(ctx context.Context, p auth.Principal, tenant, scanID, name string, version int) (policy.Outcome, error) {
+	sc, rs, w, err := r.scanResults(ctx, p, tenant, scanID)
+	if err != nil {
+		return policy.Outcome{}, fmt.Errorf("evaluate: %w", err)
+	}
+	return r.d.Policies.Evaluate(ctx, p, sc.Tenant, policy.EvaluateRequest{PolicyName: name, PolicyVersion: version, ScopeID: sc.ScopeID,
+		ScanID: sc.ID, Results: rs, Window: w})
+}
+
+// AcceptBaseline accepts completed scan scanID's stored results as the
+// baseline of its scope and policy name (policy.Service.AcceptBaseline:
+// step-up, or an *auth.StepUpChallenge; audited). Needs scan.read and
+// policy.baseline.accept.
+func (r *Reports) AcceptBaseline(ctx context.Context, p auth.Principal, tenant, scanID, name string, version int, code string) (store.Baseline, error) {
+	sc, rs, _, err := r.scanResults(ctx, p, tenant, scanID)
+	if err != nil {
+		return store.Baseline{}, fmt.Errorf("accept baseline: %w", err)
+	}
+	return r.d.Policies.AcceptBaseline(ctx, p, sc.Tenant, policy.BaselineRequest{ScopeID: sc.ScopeID, PolicyName: name, PolicyVersion: version,
+		ScanID: sc.ID, Results: rs}, code)
+}
