@@ -240,7 +240,7 @@ func schemas() map[string]any {
 		"EvidenceObject": obj([]string{"key", "version_id", "tenant", "sha256", "size", "mode", "retain_until", "worm", "verified", "audit_seq"}, map[string]any{
 			"key": str(), "version_id": str(), "tenant": str(), "sha256": str(), "size": integer(), "mode": str(), "retain_until": str(),
 			"worm": boolean(), "verified": when(), "audit_seq": integer()}),
-		"EvidenceList":  listOf("EvidenceObject"),
+		"EvidenceList": listOf("EvidenceObject"),
 		"Policy": obj([]string{"name", "version", "vantage_point", "sha256", "created_by", "created_at", "rules"}, map[string]any{
 			"name": str(), "version": integer(), "vantage_point": str(), "sha256": str(), "created_by": str(), "created_at": str(), "rules": integer(),
 			"document": map[string]any{"type": "object", "description": "the canonical JSON document"}, "source": map[string]any{"type": "string", "description": "the document as submitted"}}),
@@ -267,7 +267,7 @@ func schemas() map[string]any {
 			"item": str(), "decision": map[string]any{"type": "string", "enum": []string{"keep", "revoke"}}, "note": str()}))}),
 		"ReviewSigned": obj([]string{"id", "sha256", "key_id", "audit_seq", "revoked", "flags_closed"}, map[string]any{
 			"id": str(), "sha256": str(), "key_id": str(), "evidence_key": str(), "audit_seq": integer(), "revoked": integer(), "flags_closed": integer()}),
-		"ReviewDue": obj([]string{"tenant", "due_at", "overdue"}, map[string]any{"tenant": str(), "last_signed": when(), "due_at": when(), "overdue": boolean(), "open": str()}),
+		"ReviewDue":     obj([]string{"tenant", "due_at", "overdue"}, map[string]any{"tenant": str(), "last_signed": when(), "due_at": when(), "overdue": boolean(), "open": str()}),
 		"ExportRequest": obj([]string{"key", "version_id"}, map[string]any{"key": str(), "version_id": str()}),
 		"ExportURL": obj([]string{"url", "expires_at", "key", "version_id", "sha256", "approvers"}, map[string]any{
 			"url": str(), "expires_at": when(), "key": str(), "version_id": str(), "sha256": str(), "approvers": arrayOf(str())}),
