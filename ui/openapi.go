@@ -115,7 +115,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/policies/{name}/baseline", id: "acceptBaseline", summary: "Accept a completed scan's results as the drift baseline of its scope and the policy", tag: "policies", auth: "session", stepUp: true, query: []string{"tenant"}, body: "PolicyScan", status: 201, resp: "Baseline", errors: []int{409, 503}},
 
 		{method: "GET", path: "/api/v1/reports", id: "listReports", summary: "Signed compliance reports, newest first", tag: "reports", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ReportList", errors: []int{503}},
-		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{409, 503}},
+		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{404, 409, 503}},
 		{method: "GET", path: "/api/v1/reports/{id}", id: "getReport", summary: "One report, as its report.sign audit entry recorded it", tag: "reports", auth: "session", query: []string{"tenant"}, status: 200, resp: "Report", errors: []int{503}},
 		{method: "GET", path: "/api/v1/reports/{id}/download", id: "downloadReport", summary: "The signed report.json (?format=json), or its HTML or PDF rendering", tag: "reports", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{422, 503}},
 
