@@ -149,7 +149,7 @@ func New(env *Env) *cobra.Command {
 		newProfileCmd(env),
 		newProbeCmd(env),
 		newVaultCmd(env),
-		newReportCmd(env),
+		newReportCmd(env, r),
 		newDemoCmd(env),
 	)
 	add(groupAPI,
@@ -164,6 +164,8 @@ func New(env *Env) *cobra.Command {
 		newAlertCmd(r),
 		newSiemCmd(r),
 		newEvidenceCmd(r),
+		newPolicyCmd(r),
+		newReviewCmd(r),
 	)
 	return root
 }
