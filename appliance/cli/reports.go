@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/probe/bounded"
 )
 
 // The policy, report and review commands are clients of /api/v1 like the
@@ -141,7 +142,9 @@ func newPolicyAddCmd(r *remote) *cobra.Command {
 		Short: "Store a policy document (YAML or JSON) as the next version of the policy it names",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := readBounded(args[0], 1<<20)
+			// The API takes request bodies up to 1 MiB, so a larger
+			// policy could not be sent anyway.
+			src, err := bounded.ReadFile(args[0], bounded.MaxConfigFile)
 			if err != nil {
 				return err
 			}
@@ -166,18 +169,6 @@ func newPolicyAddCmd(r *remote) *cobra.Command {
 	tenantFlag(cmd, &tenant)
 	jsonFlag(cmd, &asJSON)
 	return cmd
-}
-
-// readBounded reads at most limit bytes of path.
-func readBounded(path string, limit int64) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > limit {
-		return nil, usagef("%s is %d bytes; at most %d", path, fi.Size(), limit)
-	}
-	return os.ReadFile(path)
 }
 
 func newPolicyShowCmd(r *remote) *cobra.Command {
