@@ -199,6 +199,9 @@ func (r *Reports) Input(ctx context.Context, p auth.Principal, tenant string, re
 	if in.Evidence, in.Checkpoint, err = Prove(ctx, r.d.DB, items, seqs); err != nil {
 		return Input{}, err
 	}
+	if in.Anchor, err = r.anchor(ctx, in.Checkpoint); err != nil {
+		return Input{}, err
+	}
 
 	// The evaluation against the named policy (audited, findings to the
 	// SIEM).
@@ -209,6 +212,35 @@ func (r *Reports) Input(ctx context.Context, p auth.Principal, tenant string, re
 	}
 	in.Policy, in.Outcome = out.Policy, out
 	return in, nil
+}
+
+// anchor returns the newest daily anchor the appliance recorded whose tree
+// the report's checkpoint extends, with the consistency proof from the
+// anchored checkpoint to cp; nil when there is none yet, or when a newer
+// checkpoint was signed between the proofs (the report then says no anchor
+// rather than carry a proof to another checkpoint).
+func (r *Reports) anchor(ctx context.Context, cp audit.Checkpoint) (*Anchor, error) {
+	var day, note string
+	var size int64
+	err := r.d.DB.QueryRowContext(ctx, `SELECT day, to_size, checkpoint FROM evidence_anchors WHERE to_size <= ? ORDER BY to_size DESC LIMIT 1`, cp.Size).
+		Scan(&day, &size, &note)
+	if errors.Is(err, sql.ErrNoRows) || size < 1 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("report input: anchor: %w", err)
+	}
+	p, err := audit.ProveConsistency(ctx, r.d.DB, size)
+	if err != nil {
+		return nil, fmt.Errorf("report input: anchor %s: %w", day, err)
+	}
+	if p.Checkpoint != cp.Note {
+		return nil, nil
+	}
+	// The anchored note signs the same tree (size and root) the proof
+	// starts from; the verifier checks its signature and that it does.
+	p.OldCheckpoint = note
+	return &Anchor{Day: day, Checkpoint: note, Consistency: p}, nil
 }
 
 // grantTime reads auth_approval_grants.granted_at (Unix seconds or

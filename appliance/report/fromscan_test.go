@@ -155,6 +155,11 @@ rules:
 		t.Fatalf("a refused report recorded an evaluation: %+v", es)
 	}
 
+	// A daily anchor of the log so far: the report carries the
+	// consistency proof from it to the report's checkpoint.
+	if _, err := f.App.Evidence.AnchorNow(ctx); err != nil {
+		t.Fatal(err)
+	}
 	mark = f.Head()
 	c, err := f.App.Reports.Create(ctx, op.P, "", report.CreateRequest{ScanID: sc.ID, Policy: "loopback"})
 	if err != nil {
@@ -215,7 +220,7 @@ rules:
 		}
 	}
 	opts := verify.Options{ReportKey: reportPub, AuditKey: auditPub, EvidenceDir: evDir}
-	if res, err = verify.Verify(signed, opts); err != nil || res.EvidenceFiles < 2 || res.Proofs != res.EvidenceFiles {
+	if res, err = verify.Verify(signed, opts); err != nil || res.EvidenceFiles < 2 || res.Proofs != res.EvidenceFiles || !res.Anchored || r.Anchor == nil {
 		t.Fatalf("verify with evidence: %+v %v", res, err)
 	}
 
