@@ -243,14 +243,8 @@ func (r *Reports) anchor(ctx context.Context, cp audit.Checkpoint) (*Anchor, err
 	return &Anchor{Day: day, Checkpoint: note, Consistency: p}, nil
 }
 
-// grantTime reads auth_approval_grants.granted_at (Unix seconds or
-// nanoseconds).
-func grantTime(v int64) time.Time {
-	if v > 1e12 {
-		return time.Unix(0, v).UTC()
-	}
-	return time.Unix(v, 0).UTC()
-}
+// grantTime reads auth_approval_grants.granted_at (Unix nanoseconds).
+func grantTime(v int64) time.Time { return time.Unix(0, v).UTC() }
 
 func dedupe(ops []verify.Operator) []verify.Operator {
 	seen := map[string]bool{}
