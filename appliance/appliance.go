@@ -26,6 +26,8 @@ import (
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/journal"
 	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/policy"
+	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
@@ -36,6 +38,7 @@ import (
 	"firewalliq/audit"
 	"firewalliq/probe"
 	"firewalliq/probe/job"
+	"firewalliq/probe/keys"
 	"firewalliq/probe/runner"
 	"firewalliq/probe/safety"
 	"firewalliq/vault"
@@ -104,6 +107,13 @@ type Appliance struct {
 	// revocation of remote sensors, and the remote runner; Run serves
 	// the embedded NATS server when sensors.listen is set.
 	Sensors *sensor.Service
+	// Policies stores versioned expected policies and baselines and
+	// evaluates scans against them (findings go to the SIEM outbox).
+	Policies *policy.Service
+	// Reports creates signed compliance reports from completed scans and
+	// lists, shows and downloads them; nil without an evidence vault (a
+	// report is evidence).
+	Reports *report.Reports
 
 	st      *store.Store
 	log     *audit.Log
@@ -256,7 +266,37 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 		Config: a.Config.Sensors, Now: a.Now, Logger: a.Logger}); err != nil {
 		return err
 	}
-	return a.wireScans(sd)
+	if err := a.wireScans(sd); err != nil {
+		return err
+	}
+	if a.Policies, err = policy.NewService(policy.Deps{Store: a.st, Gate: a.Auth, Journal: a.journal, Findings: a.outbox}); err != nil {
+		return err
+	}
+	return a.wireReports(prof, auditPub)
+}
+
+// ReportsDir is the directory, inside the data directory, that holds the
+// working copies of signed reports (the copies of record are evidence).
+const ReportsDir = "reports"
+
+// wireReports builds the compliance report service: signed with the
+// report key, spooled as evidence; without a vault there is none.
+func (a *Appliance) wireReports(prof safety.Profile, auditPub ed25519.PublicKey) error {
+	if a.Evidence == nil {
+		return nil
+	}
+	key, err := a.Keys.Signer(keyring.Report)
+	if err != nil {
+		return err
+	}
+	svc, err := report.NewService(report.ServiceDeps{Gate: a.Auth, Journal: a.journal, Spool: a.Evidence, Key: key})
+	if err != nil {
+		return err
+	}
+	a.Reports, err = report.NewReports(report.ScanDeps{Service: svc, Scans: a.Scans, Scopes: a.Scopes, Policies: a.Policies, DB: a.st.DB(),
+		Checkpoint: a.Checkpoint, Profile: prof, Appliance: verify.Appliance{ID: siem.ApplianceID(auditPub), Version: buildinfo.Get().Version},
+		AuditKeyID: keys.ID(auditPub), Dir: filepath.Join(a.Config.DataDir, ReportsDir), Now: a.Now})
+	return err
 }
 
 // wireReviews builds the access-review service: signed with the report

@@ -32,11 +32,25 @@ type Status struct {
 	Vault *VaultStatus `json:"vault,omitempty"`
 	// SIEM is each destination's delivery state.
 	SIEM []SIEMStatus `json:"siem"`
+	// Reviews says when each tenant's access review (Tenant "" the
+	// appliance admins') is due, and whether it is overdue. An overdue
+	// review does not make the appliance unready; it is shown here and
+	// alerted through the audit log and the SIEM.
+	Reviews []ReviewDue `json:"reviews,omitempty"`
 	// CapPPS is the compiled-in safety profile's global packet-rate cap,
 	// the line the packets-sent rate is measured against.
 	CapPPS int `json:"cap_pps"`
 	// Errors are problems met while gathering the status itself.
 	Errors []string `json:"errors,omitempty"`
+}
+
+// ReviewDue is when one access review is due.
+type ReviewDue struct {
+	Tenant     string    `json:"tenant"`
+	LastSigned time.Time `json:"last_signed,omitzero"`
+	DueAt      time.Time `json:"due_at"`
+	Overdue    bool      `json:"overdue"`
+	Open       string    `json:"open,omitempty"`
 }
 
 // VaultStatus is the part of the evidence vault's state that readiness and

@@ -106,6 +106,26 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/evidence/exports", id: "requestExport", summary: "Ask for an evidence export: opens its dual-approval request", tag: "evidence", auth: "session", body: "ExportRequest", status: 201, resp: "Approval", errors: []int{503}},
 		{method: "GET", path: "/api/v1/evidence/exports/{id}", id: "getExport", summary: "An export request with its approvals", tag: "evidence", auth: "session", status: 200, resp: "Approval"},
 		{method: "POST", path: "/api/v1/evidence/exports/{id}/url", id: "exportURL", summary: "Mint the 5-minute pre-signed URL of an approved export (once)", tag: "evidence", auth: "session", stepUp: true, query: []string{"tenant"}, body: "ExportRequest", status: 200, resp: "ExportURL", errors: []int{409, 423, 503}},
+
+		{method: "GET", path: "/api/v1/policies", id: "listPolicies", summary: "The newest version of each expected policy", tag: "policies", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "PolicyList", errors: []int{503}},
+		{method: "POST", path: "/api/v1/policies", id: "createPolicy", summary: "Store a policy document (YAML or JSON) as the next version of the policy it names", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyCreate", status: 201, resp: "Policy", errors: []int{422, 503}},
+		{method: "GET", path: "/api/v1/policies/{name}", id: "getPolicy", summary: "One version of a policy (?version=, default the newest) with its document", tag: "policies", auth: "session", query: []string{"tenant", "version"}, status: 200, resp: "Policy", errors: []int{503}},
+		{method: "POST", path: "/api/v1/policies/{name}/dry-run", id: "dryRunPolicy", summary: "Which rules cover which targets of a registered scope; rules that never match or are shadowed", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "DryRun", errors: []int{503}},
+		{method: "POST", path: "/api/v1/policies/{name}/evaluate", id: "evaluatePolicy", summary: "Judge a completed scan against the policy and its baseline; findings go to the SIEM", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "Evaluation", errors: []int{409, 503}},
+		{method: "POST", path: "/api/v1/policies/{name}/baseline", id: "acceptBaseline", summary: "Accept a completed scan's results as the drift baseline of its scope and the policy", tag: "policies", auth: "session", stepUp: true, query: []string{"tenant"}, body: "PolicyScan", status: 201, resp: "Baseline", errors: []int{409, 503}},
+
+		{method: "GET", path: "/api/v1/reports", id: "listReports", summary: "Signed compliance reports, newest first", tag: "reports", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ReportList", errors: []int{503}},
+		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{404, 409, 503}},
+		{method: "GET", path: "/api/v1/reports/{id}", id: "getReport", summary: "One report, as its report.sign audit entry recorded it", tag: "reports", auth: "session", query: []string{"tenant"}, status: 200, resp: "Report", errors: []int{503}},
+		{method: "GET", path: "/api/v1/reports/{id}/download", id: "downloadReport", summary: "The signed report.json (?format=json), or its HTML or PDF rendering", tag: "reports", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{422, 503}},
+
+		{method: "GET", path: "/api/v1/reviews", id: "listReviews", summary: "Access reviews (appliance admins without ?tenant=: the appliance-admin review)", tag: "reviews", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ReviewList", errors: []int{503}},
+		{method: "POST", path: "/api/v1/reviews", id: "startReview", summary: "Start an access review: a snapshot of users, roles, MFA, tokens, tickets and flags", tag: "reviews", auth: "session", query: []string{"tenant"}, body: "Empty", status: 201, resp: "Review", errors: []int{409, 503}},
+		{method: "GET", path: "/api/v1/reviews/due", id: "reviewDue", summary: "When the next access review is due", tag: "reviews", auth: "session", query: []string{"tenant"}, status: 200, resp: "ReviewDue", errors: []int{503}},
+		{method: "GET", path: "/api/v1/reviews/{id}", id: "getReview", summary: "One access review with its lines and decisions", tag: "reviews", auth: "session", query: []string{"tenant"}, status: 200, resp: "Review", errors: []int{503}},
+		{method: "POST", path: "/api/v1/reviews/{id}/decide", id: "decideReview", summary: "Mark lines keep or revoke (revocations take effect at signing)", tag: "reviews", auth: "session", query: []string{"tenant"}, body: "ReviewDecisions", status: 200, resp: "Review", errors: []int{409, 503}},
+		{method: "POST", path: "/api/v1/reviews/{id}/sign", id: "signReview", summary: "Sign the review: revocations apply, the signed document is stored", tag: "reviews", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "ReviewSigned", errors: []int{409, 503}},
+		{method: "GET", path: "/api/v1/reviews/{id}/download", id: "downloadReview", summary: "The signed review.json (?format=json), or its HTML or PDF rendering", tag: "reviews", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{409, 503}},
 	}
 }
 
@@ -220,7 +240,34 @@ func schemas() map[string]any {
 		"EvidenceObject": obj([]string{"key", "version_id", "tenant", "sha256", "size", "mode", "retain_until", "worm", "verified", "audit_seq"}, map[string]any{
 			"key": str(), "version_id": str(), "tenant": str(), "sha256": str(), "size": integer(), "mode": str(), "retain_until": str(),
 			"worm": boolean(), "verified": when(), "audit_seq": integer()}),
-		"EvidenceList":  listOf("EvidenceObject"),
+		"EvidenceList": listOf("EvidenceObject"),
+		"Policy": obj([]string{"name", "version", "vantage_point", "sha256", "created_by", "created_at", "rules"}, map[string]any{
+			"name": str(), "version": integer(), "vantage_point": str(), "sha256": str(), "created_by": str(), "created_at": str(), "rules": integer(),
+			"document": map[string]any{"type": "object", "description": "the canonical JSON document"}, "source": map[string]any{"type": "string", "description": "the document as submitted"}}),
+		"PolicyList":   listOf("Policy"),
+		"PolicyCreate": obj([]string{"source"}, map[string]any{"source": map[string]any{"type": "string", "description": "the policy document, YAML or JSON (docs/policy.md)"}}),
+		"PolicyScan":   obj(nil, map[string]any{"scan_id": str(), "scope_id": str(), "version": integer()}),
+		"DryRun":       obj([]string{"coverage", "warnings"}, map[string]any{"coverage": arrayOf(map[string]any{"type": "object"}), "warnings": arrayOf(map[string]any{"type": "object"})}),
+		"Evaluation": obj([]string{"policy", "version", "baseline_id", "summary", "rules", "findings", "drift", "audit_seq"}, map[string]any{
+			"policy": str(), "version": integer(), "baseline_id": str(), "summary": map[string]any{"type": "object"}, "rules": arrayOf(map[string]any{"type": "object"}),
+			"findings": arrayOf(map[string]any{"type": "object"}), "drift": arrayOf(map[string]any{"type": "object"}), "audit_seq": integer()}),
+		"Baseline": obj([]string{"id", "scope_id", "policy", "version", "scan_id", "results_sha256", "accepted_by", "accepted_at"}, map[string]any{
+			"id": str(), "scope_id": str(), "policy": str(), "version": integer(), "scan_id": str(), "results_sha256": str(), "accepted_by": str(), "accepted_at": str()}),
+		"ReportCreate":  obj([]string{"scan_id", "policy"}, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer()}),
+		"ReportCreated": obj([]string{"id", "sha256", "key_id", "key", "audit_seq"}, map[string]any{"id": str(), "sha256": str(), "key_id": str(), "key": map[string]any{"type": "string", "description": "the evidence object's key"}, "audit_seq": integer()}),
+		"Report": obj([]string{"id", "tenant", "scan_id", "policy", "policy_version", "sha256", "key_id", "evidence_key", "findings", "imported", "created_by", "created_at", "audit_seq"}, map[string]any{
+			"id": str(), "tenant": str(), "scan_id": str(), "policy": str(), "policy_version": integer(), "sha256": str(), "key_id": str(), "evidence_key": str(),
+			"findings": map[string]any{"type": "object", "additionalProperties": integer()}, "imported": boolean(), "created_by": str(), "created_at": when(), "audit_seq": integer()}),
+		"ReportList": listOf("Report"),
+		"Review": obj([]string{"id", "tenant", "status", "started_by", "started_at", "undecided"}, map[string]any{
+			"id": str(), "tenant": str(), "status": str(), "started_by": str(), "started_at": when(), "signed_by": str(), "signed_at": when(),
+			"undecided": arrayOf(str()), "sha256": str(), "evidence_key": str(), "document": map[string]any{"type": "object", "description": "the review (docs/access-review.md)"}}),
+		"ReviewList": listOf("Review"),
+		"ReviewDecisions": obj([]string{"decisions"}, map[string]any{"decisions": arrayOf(obj([]string{"item", "decision"}, map[string]any{
+			"item": str(), "decision": map[string]any{"type": "string", "enum": []string{"keep", "revoke"}}, "note": str()}))}),
+		"ReviewSigned": obj([]string{"id", "sha256", "key_id", "audit_seq", "revoked", "flags_closed"}, map[string]any{
+			"id": str(), "sha256": str(), "key_id": str(), "evidence_key": str(), "audit_seq": integer(), "revoked": integer(), "flags_closed": integer()}),
+		"ReviewDue":     obj([]string{"tenant", "due_at", "overdue"}, map[string]any{"tenant": str(), "last_signed": when(), "due_at": when(), "overdue": boolean(), "open": str()}),
 		"ExportRequest": obj([]string{"key", "version_id"}, map[string]any{"key": str(), "version_id": str()}),
 		"ExportURL": obj([]string{"url", "expires_at", "key", "version_id", "sha256", "approvers"}, map[string]any{
 			"url": str(), "expires_at": when(), "key": str(), "version_id": str(), "sha256": str(), "approvers": arrayOf(str())}),
@@ -299,6 +346,10 @@ func openAPIDocument() map[string]any {
 		switch op.resp {
 		case "":
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "done"}
+		case "file":
+			bin := map[string]any{"type": "string", "format": "binary"}
+			resps[fmt.Sprint(op.status)] = map[string]any{"description": "the document (Content-Disposition: attachment)", "content": map[string]any{
+				"application/json": map[string]any{"schema": map[string]any{"type": "object"}}, "text/html": map[string]any{"schema": bin}, "application/pdf": map[string]any{"schema": bin}}}
 		case "raw":
 			ct, schema := "application/json", map[string]any{"type": "object"}
 			if op.id == "metrics" {

@@ -85,6 +85,26 @@ func (s *Server) routes() {
 	a.POST("/evidence/exports", s.requestExport)
 	a.GET("/evidence/exports/:id", s.getExport)
 	a.POST("/evidence/exports/:id/url", s.exportURL)
+
+	a.GET("/policies", s.listPolicies)
+	a.POST("/policies", s.createPolicy)
+	a.GET("/policies/:name", s.getPolicy)
+	a.POST("/policies/:name/dry-run", s.dryRunPolicy)
+	a.POST("/policies/:name/evaluate", s.evaluatePolicy)
+	a.POST("/policies/:name/baseline", s.acceptBaseline)
+
+	a.GET("/reports", s.listReports)
+	a.POST("/reports", s.createReport)
+	a.GET("/reports/:id", s.getReport)
+	a.GET("/reports/:id/download", s.downloadReport)
+
+	a.GET("/reviews", s.listReviews)
+	a.POST("/reviews", s.startReview)
+	a.GET("/reviews/due", s.reviewDue)
+	a.GET("/reviews/:id", s.getReview)
+	a.POST("/reviews/:id/decide", s.decideReview)
+	a.POST("/reviews/:id/sign", s.signReview)
+	a.GET("/reviews/:id/download", s.downloadReview)
 }
 
 // authedGroup registers routes behind the authentication middleware; extra

@@ -23,6 +23,9 @@ import (
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/policy"
+	"firewalliq/appliance/report"
+	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem/destinations"
 )
@@ -39,6 +42,12 @@ type Deps struct {
 	Audit    *auditlog.Service
 	Scopes   *scan.Scopes
 	Evidence *evidence.Service
+	// Policies stores expected policies; Reports creates, lists and
+	// downloads compliance reports (nil without a vault); Reviews runs
+	// access reviews. A nil one leaves its routes answering 503.
+	Policies *policy.Service
+	Reports  *report.Reports
+	Reviews  *review.Service
 	// Status reports the appliance's health for /readyz and /metrics.
 	Status func(ctx context.Context) Status
 	// Version is the build information served at /api/v1/version.

@@ -148,7 +148,7 @@ func New(env *Env) *cobra.Command {
 		newScopeCmd(env, r),
 		newProfileCmd(env),
 		newVaultCmd(env),
-		newReportCmd(env),
+		newReportCmd(env, r),
 		newDemoCmd(env),
 		newSensorCmd(env),
 	)
@@ -165,6 +165,8 @@ func New(env *Env) *cobra.Command {
 		newAlertCmd(r),
 		newSiemCmd(r),
 		newEvidenceCmd(r),
+		newPolicyCmd(r),
+		newReviewCmd(r),
 	)
 	return root
 }

@@ -16,8 +16,9 @@ import (
 // newReportCmd builds 'report': offline work on signed compliance reports.
 // Creating, listing and downloading reports go through the appliance's
 // API; verifying needs only the report, public keys and the evidence.
-func newReportCmd(env *Env) *cobra.Command {
-	return newGroup("report", "Verify signed compliance reports and access reviews (offline)", newReportVerifyCmd(env))
+func newReportCmd(env *Env, r *remote) *cobra.Command {
+	return newGroup("report", "Compliance reports: create, list, show, download (through the API); verify (offline)",
+		append([]*cobra.Command{newReportVerifyCmd(env)}, reportRemoteCmds(r)...)...)
 }
 
 // newReportVerifyCmd builds 'report verify'.

@@ -56,6 +56,9 @@ func newServeCmd(env *Env) *cobra.Command {
 				Audit:    app.Audit,
 				Scopes:   app.Scopes,
 				Evidence: app.Evidence,
+				Policies: app.Policies,
+				Reports:  app.Reports,
+				Reviews:  app.Reviews,
 				Status:   func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
 				Version:  buildinfo.Get(),
 				Logger:   logger,
@@ -131,6 +134,13 @@ func applianceStatus(ctx context.Context, app *appliance.Appliance) ui.Status {
 	}
 	if v := h.Vault; v != nil {
 		st.Vault = &ui.VaultStatus{Backend: v.Backend, WORM: v.WORM, CheckError: v.CheckErr, SpoolBytes: v.Spool.Bytes, SpoolPending: v.Spool.Pending, SpoolFull: v.Spool.Full}
+	}
+	if ds, err := app.Reviews.Schedule(ctx); err != nil {
+		st.Errors = append(st.Errors, "access review schedule: "+err.Error())
+	} else {
+		for _, d := range ds {
+			st.Reviews = append(st.Reviews, ui.ReviewDue{Tenant: d.Tenant, LastSigned: d.LastSigned, DueAt: d.DueAt, Overdue: d.Overdue, Open: d.Open})
+		}
 	}
 	for _, d := range h.SIEM {
 		st.SIEM = append(st.SIEM, ui.SIEMStatus{Name: d.Name, Pending: d.Pending, PendingBytes: d.PendingBytes, Lag: d.Lag, LastError: d.LastError})

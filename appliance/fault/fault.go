@@ -288,6 +288,7 @@ func Rules() []Rule {
 		r("appliance/policy.ErrNotFound", policy.ErrNotFound, notFound),
 		r("appliance/interop.ErrInvalid", interop.ErrInvalid, invalid),
 		r("appliance/report.ErrIncomplete", report.ErrIncomplete, invalid),
+		r("appliance/report.ErrNotFound", report.ErrNotFound, notFound),
 		r("appliance/report/verify.ErrFormat", verify.ErrFormat, refused("report_invalid", "report is not in its canonical format")),
 		r("appliance/report/verify.ErrSignature", verify.ErrSignature, refused("bad_signature", "report signature does not verify")),
 		r("appliance/report/verify.ErrCheckpoint", verify.ErrCheckpoint, refused("bad_checkpoint", "the report's audit checkpoint does not verify")),

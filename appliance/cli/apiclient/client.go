@@ -271,7 +271,8 @@ func (c *Client) Delete(ctx context.Context, path string, out any) error {
 }
 
 // Do sends one request to APIPrefix+path with in (when not nil) as its JSON
-// body and decodes a 2xx answer into out (when not nil). A step_up_required
+// body and decodes a 2xx answer into out (when not nil; a *[]byte receives
+// the body as sent, for downloads). A step_up_required
 // answer is met once through Config.StepUp, then the identical request is
 // sent again.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, out any) error {
@@ -355,6 +356,12 @@ func (c *Client) once(ctx context.Context, method, path string, q url.Values, bo
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return decodeError(resp, data, rid)
+	}
+	if raw, ok := out.(*[]byte); ok {
+		// A downloaded document (report.json, HTML, PDF): the bytes as
+		// sent, not decoded.
+		*raw = data
+		return nil
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil

@@ -1,0 +1,503 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/probe/bounded"
+)
+
+// The policy, report and review commands are clients of /api/v1 like the
+// other management commands: the appliance authorises, asks for step-up
+// and audits (docs/cli.md).
+
+var (
+	policyCols = []column{{"NAME", "name"}, {"VERSION", "version"}, {"VANTAGE", "vantage_point"}, {"RULES", "rules"}, {"SHA-256", "sha256"}, {"CREATED", "created_at"}}
+	reportCols = []column{{"ID", "id"}, {"SCAN", "scan_id"}, {"POLICY", "policy"}, {"VERSION", "policy_version"}, {"FINDINGS", "findings"}, {"CREATED", "created_at"}, {"BY", "created_by"}}
+	reviewCols = []column{{"ID", "id"}, {"TENANT", "tenant"}, {"STATUS", "status"}, {"STARTED", "started_at"}, {"BY", "started_by"}, {"SIGNED", "signed_at"}}
+)
+
+// tenantFlag adds --tenant.
+func tenantFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "tenant", "", "tenant id (appliance admins; default your own)")
+}
+
+// versionQuery is ?version=N (and ?tenant=) when set.
+func versionQuery(tenant string, version int) url.Values {
+	q := url.Values{}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	if version > 0 {
+		q.Set("version", strconv.Itoa(version))
+	}
+	return q
+}
+
+// showCmd builds a command that GETs pathFmt with one id argument and
+// prints the object (or its JSON with --json).
+func showCmd(r *remote, use, short, pathFmt string, q func(tenant string) url.Values) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Get(cmd.Context(), fmt.Sprintf(pathFmt, pathEscape(args[0])), q(tenant), &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				return printObject(r.env, out)
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// downloadCmd builds 'download ID [--format json|html|pdf] [-o FILE]'.
+func downloadCmd(r *remote, what, pathFmt string) *cobra.Command {
+	var tenant, format, output string
+	cmd := &cobra.Command{
+		Use:   "download ID [--format json|html|pdf] [-o FILE]",
+		Short: "Download a signed " + what + " (json: the signed file 'report verify' checks) or its HTML or PDF rendering",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch format {
+			case "json", "html", "pdf":
+			default:
+				return usagef("%s: --format must be json, html or pdf", cmd.CommandPath())
+			}
+			if output == "" {
+				output = strings.ReplaceAll(what, " ", "-") + "-" + args[0] + "." + format
+			}
+			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
+				q := url.Values{"format": {format}}
+				if tenant != "" {
+					q.Set("tenant", tenant)
+				}
+				var b []byte
+				if err := c.Get(cmd.Context(), fmt.Sprintf(pathFmt, pathEscape(args[0])), q, &b); err != nil {
+					return err
+				}
+				if output == "-" {
+					_, err := r.env.Stdout.Write(b)
+					return err
+				}
+				// O_EXCL: a download never overwrites a file.
+				f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(b); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "wrote %s (%d bytes)\n", termSafe(output), len(b))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&format, "format", "json", "json, html or pdf")
+	cmd.Flags().StringVarP(&output, "output", "o", "", `file to write (never overwritten; "-" for standard output); default <kind>-ID.<format>`)
+	return cmd
+}
+
+func newPolicyCmd(r *remote) *cobra.Command {
+	return newGroup("policy", "Expected policies (through the API)",
+		newPolicyAddCmd(r),
+		listCmd(r, "list", "List policies (the newest version of each)", "/policies", true, policyCols, nil),
+		newPolicyShowCmd(r),
+		newPolicyDryRunCmd(r),
+	)
+}
+
+func newPolicyAddCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "add FILE",
+		Short: "Store a policy document (YAML or JSON) as the next version of the policy it names",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// The API takes request bodies up to 1 MiB, so a larger
+			// policy could not be sent anyway.
+			src, err := bounded.ReadFile(args[0], bounded.MaxConfigFile)
+			if err != nil {
+				return err
+			}
+			return r.call("policy add", func(c *apiclient.Client) error {
+				var out struct {
+					Name    string `json:"name"`
+					Version int    `json:"version"`
+					SHA256  string `json:"sha256"`
+					Rules   int    `json:"rules"`
+				}
+				if err := c.Do(cmd.Context(), http.MethodPost, "/policies", tenantQuery(tenant), map[string]string{"source": string(src)}, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONLine(r.env.Stdout, out)
+				}
+				fmt.Fprintf(r.env.Stdout, "policy %s version %d stored (%d rules, SHA-256 %s)\n", termSafe(out.Name), out.Version, out.Rules, termSafe(out.SHA256))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newPolicyShowCmd(r *remote) *cobra.Command {
+	var (
+		tenant  string
+		version int
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show NAME [--version N]",
+		Short: "Show a policy version (default the newest) and its document as submitted",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("policy show", func(c *apiclient.Client) error {
+				var out map[string]any
+				if err := c.Get(cmd.Context(), "/policies/"+pathEscape(args[0]), versionQuery(tenant, version), &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				src, _ := out["source"].(string)
+				delete(out, "source")
+				delete(out, "document")
+				b, _ := json.Marshal(out)
+				if err := printObject(r.env, b); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "\n%s", termSafeText(src))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().IntVar(&version, "version", 0, "version (default the newest)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// termSafeText makes multi-line text safe for a terminal, line by line.
+func termSafeText(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = termSafe(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func newPolicyDryRunCmd(r *remote) *cobra.Command {
+	var (
+		tenant, scopeID string
+		version         int
+		asJSON          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "dry-run NAME --scope SCOPE_ID [--version N]",
+		Short: "Which rules cover which targets of a registered scope; rules that never match or are shadowed",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if scopeID == "" {
+				return usagef("policy dry-run: --scope is required")
+			}
+			return r.call("policy dry-run", func(c *apiclient.Client) error {
+				var out struct {
+					Coverage []map[string]any `json:"coverage"`
+					Warnings []map[string]any `json:"warnings"`
+				}
+				body := map[string]any{"scope_id": scopeID, "version": version}
+				if err := c.Do(cmd.Context(), http.MethodPost, "/policies/"+pathEscape(args[0])+"/dry-run", tenantQuery(tenant), body, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				fmt.Fprintf(r.env.Stdout, "coverage (%d):\n", len(out.Coverage))
+				for _, c := range out.Coverage {
+					b, _ := json.Marshal(c)
+					fmt.Fprintf(r.env.Stdout, "  %s\n", termSafe(string(b)))
+				}
+				fmt.Fprintf(r.env.Stdout, "warnings (%d):\n", len(out.Warnings))
+				for _, w := range out.Warnings {
+					fmt.Fprintf(r.env.Stdout, "  line %s: rule %s: %s\n", cell(w["line"]), cell(w["rule"]), cell(w["message"]))
+				}
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&scopeID, "scope", "", "registered scope id (required)")
+	cmd.Flags().IntVar(&version, "version", 0, "policy version (default the newest)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// reportRemoteCmds are the report commands that go through the API.
+func reportRemoteCmds(r *remote) []*cobra.Command {
+	return []*cobra.Command{
+		newReportCreateCmd(r),
+		listCmd(r, "list", "List signed compliance reports, newest first", "/reports", true, reportCols, nil),
+		showCmd(r, "show ID", "Show a report as its audit entry recorded it", "/reports/%s", tenantQuery),
+		downloadCmd(r, "report", "/reports/%s/download"),
+	}
+}
+
+func newReportCreateCmd(r *remote) *cobra.Command {
+	var (
+		tenant, scanID, policyName string
+		version                    int
+		asJSON                     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create --scan SCAN_ID --policy NAME [--version N]",
+		Short: "Build, sign and store the compliance report of a completed scan against a policy",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if scanID == "" || policyName == "" {
+				return usagef("report create: --scan and --policy are required")
+			}
+			return r.call("report create", func(c *apiclient.Client) error {
+				var out map[string]any
+				body := map[string]any{"scan_id": scanID, "policy": policyName, "policy_version": version}
+				if err := c.Do(cmd.Context(), http.MethodPost, "/reports", tenantQuery(tenant), body, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONLine(r.env.Stdout, out)
+				}
+				fmt.Fprintf(r.env.Stdout, "report %s signed (key %s, SHA-256 %s), stored as evidence %s\n",
+					cell(out["id"]), cell(out["key_id"]), cell(out["sha256"]), cell(out["key"]))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&scanID, "scan", "", "completed scan id (required)")
+	cmd.Flags().StringVar(&policyName, "policy", "", "policy name (required)")
+	cmd.Flags().IntVar(&version, "version", 0, "policy version (default the newest)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newReviewCmd(r *remote) *cobra.Command {
+	return newGroup("review", "Access reviews: who can do what, signed off (through the API)",
+		newReviewStartCmd(r),
+		listCmd(r, "list", "List access reviews", "/reviews", true, reviewCols, nil),
+		newReviewShowCmd(r),
+		newReviewDecideCmd(r),
+		newReviewSignCmd(r),
+		downloadCmd(r, "review", "/reviews/%s/download"),
+	)
+}
+
+// reviewView is what the review commands read of a review.
+type reviewView struct {
+	ID        string   `json:"id"`
+	Tenant    string   `json:"tenant"`
+	Status    string   `json:"status"`
+	Undecided []string `json:"undecided"`
+	Document  struct {
+		Lines []struct {
+			Item     string `json:"item"`
+			Subject  string `json:"subject"`
+			Effect   string `json:"effect"`
+			Decision string `json:"decision"`
+		} `json:"lines"`
+	} `json:"document"`
+}
+
+func printReview(r *remote, v reviewView) {
+	fmt.Fprintf(r.env.Stdout, "review %s (tenant %s): %s, %d undecided\n", termSafe(v.ID), cell(v.Tenant), termSafe(v.Status), len(v.Undecided))
+	for _, l := range v.Document.Lines {
+		d := l.Decision
+		if d == "" {
+			d = "-"
+		}
+		fmt.Fprintf(r.env.Stdout, "  %-8s %s  %s %s\n", termSafe(d), termSafe(l.Item), termSafe(l.Subject), termSafe(l.Effect))
+	}
+}
+
+func newReviewStartCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "start [--tenant T]",
+		Short: "Start an access review (appliance admins without --tenant: the appliance-admin review)",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return r.call("review start", func(c *apiclient.Client) error {
+				var raw json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodPost, "/reviews", tenantQuery(tenant), struct{}{}, &raw); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, raw)
+				}
+				var v reviewView
+				if err := json.Unmarshal(raw, &v); err != nil {
+					return err
+				}
+				printReview(r, v)
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newReviewShowCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an access review's lines and decisions",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("review show", func(c *apiclient.Client) error {
+				var raw json.RawMessage
+				if err := c.Get(cmd.Context(), "/reviews/"+pathEscape(args[0]), tenantQuery(tenant), &raw); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, raw)
+				}
+				var v reviewView
+				if err := json.Unmarshal(raw, &v); err != nil {
+					return err
+				}
+				printReview(r, v)
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newReviewDecideCmd(r *remote) *cobra.Command {
+	var (
+		tenant, rest, note string
+	)
+	cmd := &cobra.Command{
+		Use:   "decide ID [ITEM=keep|revoke ...] [--rest keep|revoke] [--note TEXT]",
+		Short: "Mark lines of an open review keep or revoke (revocations take effect when it is signed)",
+		Long: `Each ITEM=DECISION argument decides one line (items as 'review show' lists
+them: user:ID, token:ID, ticket:ID, flag:ID). --rest decides every line still
+undecided after those. A later decision on a line replaces an earlier one.`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if rest != "" && rest != "keep" && rest != "revoke" {
+				return usagef("review decide: --rest must be keep or revoke")
+			}
+			type decision struct {
+				Item     string `json:"item"`
+				Decision string `json:"decision"`
+				Note     string `json:"note"`
+			}
+			var ds []decision
+			named := map[string]bool{}
+			for _, a := range args[1:] {
+				item, d, ok := strings.Cut(a, "=")
+				if !ok || item == "" || (d != "keep" && d != "revoke") {
+					return usagef("review decide: %q is not ITEM=keep or ITEM=revoke", a)
+				}
+				ds = append(ds, decision{item, d, note})
+				named[item] = true
+			}
+			if len(ds) == 0 && rest == "" {
+				return usagef("review decide: give ITEM=DECISION arguments or --rest")
+			}
+			return r.call("review decide", func(c *apiclient.Client) error {
+				path := "/reviews/" + pathEscape(args[0])
+				if rest != "" {
+					var v reviewView
+					if err := c.Get(cmd.Context(), path, tenantQuery(tenant), &v); err != nil {
+						return err
+					}
+					for _, item := range v.Undecided {
+						if !named[item] {
+							ds = append(ds, decision{item, rest, note})
+						}
+					}
+				}
+				var v reviewView
+				if err := c.Do(cmd.Context(), http.MethodPost, path+"/decide", tenantQuery(tenant), map[string]any{"decisions": ds}, &v); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "%d decisions recorded; %d lines undecided\n", len(ds), len(v.Undecided))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&rest, "rest", "", "decide every remaining undecided line: keep or revoke")
+	cmd.Flags().StringVar(&note, "note", "", "note recorded with these decisions")
+	return cmd
+}
+
+func newReviewSignCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "sign ID",
+		Short: "Sign an access review: its revocations take effect, the signed document is stored (step-up)",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("review sign", func(c *apiclient.Client) error {
+				var out map[string]any
+				if err := c.Do(cmd.Context(), http.MethodPost, "/reviews/"+pathEscape(args[0])+"/sign", tenantQuery(tenant), struct{}{}, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONLine(r.env.Stdout, out)
+				}
+				fmt.Fprintf(r.env.Stdout, "review %s signed (key %s, SHA-256 %s): %s revoked, %s flags closed\n",
+					cell(out["id"]), cell(out["key_id"]), cell(out["sha256"]), cell(out["revoked"]), cell(out["flags_closed"]))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}

@@ -1,0 +1,294 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"firewalliq/appliance/auth"
+	"firewalliq/appliance/keyring"
+	"firewalliq/appliance/report/verify"
+	"firewalliq/appliance/scan"
+	"firewalliq/probe/keys"
+	"firewalliq/probe/safety"
+	"firewalliq/probe/scope"
+)
+
+// completedScan registers a loopback scope (a listening port and a closed
+// one on 127.0.0.1), runs a non-production scan of it through the scan
+// service and returns the scan id, the open and the closed port.
+func (f *fixture) completedScan() (string, int, int) {
+	t := f.t
+	t.Helper()
+	pub, priv, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.ScopeKeys.Add(f.ctx, f.principal("a-lead"), "", "lead key", pemPublic(t, pub), f.code("a-lead")); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for range 1 << 12 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	open := ln.Addr().(*net.TCPAddr).Port
+	cl, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := cl.Addr().(*net.TCPAddr).Port
+	cl.Close()
+	now := f.clk.now()
+	doc := scope.Document{ID: "lab", Tenant: "default", Name: "loopback", Environment: scope.EnvNonProduction,
+		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: fmt.Sprintf("tcp:%d,%d", open, closed), Probes: []safety.Kind{safety.KindTCPConnect},
+		NotBefore: now.Add(-time.Hour).Truncate(time.Second), NotAfter: now.Add(24 * time.Hour).Truncate(time.Second), MaxPPS: 50, SignerKeyID: keys.ID(pub)}
+	b, err := scope.Sign(doc, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/scopes", as: "a-lead", body: string(b)}); rec.Code != 201 {
+		t.Fatalf("register scope: %d %s", rec.Code, rec.Body)
+	}
+	op := f.principal("a-op")
+	req := scan.ScanRequest{ScopeID: "lab", Targets: []string{"127.0.0.1"}, Rate: 40}
+	_, err = f.app.Scans.Request(f.ctx, op, "", req, "")
+	var ch *auth.StepUpChallenge
+	if !errors.As(err, &ch) {
+		t.Fatalf("scan request: %v", err)
+	}
+	if _, err := f.svc.StepUpFor(f.ctx, op, ch.Op, ch.Request, f.code("a-op")); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := f.app.Scans.Request(f.ctx, op, "", req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); f.app.Scans.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	for deadline := time.Now().Add(20 * time.Second); sc.State != scan.StateCompleted; {
+		if time.Now().After(deadline) || sc.State == scan.StateFailed {
+			t.Fatalf("scan %s: %s", sc.State, sc.Reason)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if sc, err = f.app.Scans.Get(f.ctx, op, "", sc.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sc.ID, open, closed
+}
+
+// TestPolicyAndReportRoutes: policies (create with line-numbered
+// validation errors, versions, list, show, dry run against a registered
+// scope, evaluate a completed scan, baseline with step-up) and reports
+// (create from the scan, list, show, download json|html|pdf), each with
+// its roles and audit entries; the downloaded report verifies offline.
+func TestPolicyAndReportRoutes(t *testing.T) {
+	f := newFixture(t)
+	scanID, open, closed := f.completedScan()
+	src := fmt.Sprintf(`version: 1
+name: edge
+vantage_point: self
+default: deny
+canaries:
+  - {name: canary, target: 127.0.0.1, port: %d}
+rules:
+  - {name: web, action: allow, to: 127.0.0.1, ports: "tcp:%d", severity: high}
+  - {name: closed, action: deny, to: 127.0.0.1, ports: "tcp:%d", severity: critical}
+`, open, open, closed)
+
+	// Create: operators and leads; auditors are refused; a bad document
+	// names its line.
+	before := f.head()
+	rec := f.do(request{method: "POST", path: "/api/v1/policies", as: "a-op", body: jsonBody(map[string]string{"source": src})})
+	if rec.Code != 201 || !strings.Contains(rec.Body.String(), `"version":1`) {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	if got := actions(f.since(before)); !slices.Equal(got, []string{"policy.create"}) {
+		t.Fatalf("audit %v", got)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies", as: "a-op", body: jsonBody(map[string]string{"source": src})}); rec.Code != 201 || !strings.Contains(rec.Body.String(), `"version":2`) {
+		t.Fatalf("second version: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies", as: "a-aud", body: jsonBody(map[string]string{"source": src})}); rec.Code != 403 {
+		t.Fatalf("auditor create: %d %s", rec.Code, rec.Body)
+	}
+	bad := strings.Replace(src, "action: allow", "action: permit", 1)
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies", as: "a-op", body: jsonBody(map[string]string{"source": bad})}); rec.Code != 422 || !strings.Contains(rec.Body.String(), "line 8") {
+		t.Fatalf("invalid policy: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/policies", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"edge"`) {
+		t.Fatalf("list: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/policies/edge?version=1", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"version":1`) || !strings.Contains(rec.Body.String(), `"source"`) {
+		t.Fatalf("show: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/policies/edge", as: "b-admin"}); rec.Code != 404 {
+		t.Fatalf("other tenant: %d %s", rec.Code, rec.Body)
+	}
+	rec = f.do(request{method: "POST", path: "/api/v1/policies/edge/dry-run", as: "a-aud", body: jsonBody(map[string]string{"scope_id": "lab"})})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"coverage"`) {
+		t.Fatalf("dry run: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies/edge/dry-run", as: "a-aud", body: `{}`}); rec.Code != 400 {
+		t.Fatalf("dry run without scope: %d %s", rec.Code, rec.Body)
+	}
+
+	// Evaluate a completed scan: findings, audited.
+	before = f.head()
+	rec = f.do(request{method: "POST", path: "/api/v1/policies/edge/evaluate", as: "a-op", body: jsonBody(map[string]string{"scan_id": scanID})})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"pass"`) {
+		t.Fatalf("evaluate: %d %s", rec.Code, rec.Body)
+	}
+	if got := actions(f.since(before)); !slices.Equal(got, []string{"policy.evaluate"}) {
+		t.Fatalf("audit %v", got)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies/edge/evaluate", as: "a-op", body: jsonBody(map[string]string{"scan_id": "scan_nope"})}); rec.Code != 404 {
+		t.Fatalf("evaluate unknown scan: %d %s", rec.Code, rec.Body)
+	}
+	// Baseline: security leads, with step-up.
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies/edge/baseline", as: "a-op", body: jsonBody(map[string]string{"scan_id": scanID})}); rec.Code != 403 {
+		t.Fatalf("operator baseline: %d %s", rec.Code, rec.Body)
+	}
+	res, got := f.sensitive(request{method: "POST", path: "/api/v1/policies/edge/baseline", as: "a-lead", body: jsonBody(map[string]string{"scan_id": scanID})})
+	if res.Code != 201 || !slices.Contains(got, "policy.baseline.accept") {
+		t.Fatalf("baseline: %d %s; audit %v", res.Code, res.Bytes(), got)
+	}
+
+	// Reports.
+	if rec := f.do(request{method: "POST", path: "/api/v1/reports", as: "a-aud", body: jsonBody(map[string]string{"scan_id": scanID, "policy": "edge"})}); rec.Code != 403 {
+		t.Fatalf("auditor report: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/reports", as: "a-op", body: jsonBody(map[string]string{"scan_id": scanID, "policy": "nope"})}); rec.Code != 404 {
+		t.Fatalf("unknown policy: %d %s", rec.Code, rec.Body)
+	}
+	before = f.head()
+	rec = f.do(request{method: "POST", path: "/api/v1/reports", as: "a-op", body: jsonBody(map[string]string{"scan_id": scanID, "policy": "edge"})})
+	if rec.Code != 201 {
+		t.Fatalf("create report: %d %s", rec.Code, rec.Body)
+	}
+	var created struct{ ID, SHA256 string }
+	decode(t, rec, &created)
+	if got := actions(f.since(before)); !slices.Contains(got, "policy.evaluate") || !slices.Contains(got, "report.sign") || !slices.Contains(got, "evidence.spool") {
+		t.Fatalf("audit %v", got)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reports", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), created.ID) {
+		t.Fatalf("list reports: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID, as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), created.SHA256) {
+		t.Fatalf("show report: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID, as: "b-admin"}); rec.Code != 404 {
+		t.Fatalf("other tenant's report: %d %s", rec.Code, rec.Body)
+	}
+	rec = f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download?format=json", as: "a-aud"})
+	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Disposition"), "report-"+created.ID+".json") {
+		t.Fatalf("download json: %d %s", rec.Code, rec.Body)
+	}
+	rk, _ := f.app.Keys.Public(keyring.Report)
+	ak, _ := f.app.Keys.Public(keyring.Audit)
+	if _, err := verify.Verify(rec.Body.Bytes(), verify.Options{ReportKey: rk, AuditKey: ak}); err != nil {
+		t.Fatalf("downloaded report does not verify: %v", err)
+	}
+	for format, ct := range map[string]string{"html": "text/html", "pdf": "application/pdf"} {
+		rec := f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download?format=" + format, as: "a-op"})
+		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), ct) {
+			t.Fatalf("download %s: %d %s", format, rec.Code, rec.Header())
+		}
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download?format=docx", as: "a-op"}); rec.Code != 400 {
+		t.Fatalf("bad format: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestReviewRoutes: an admin starts a review (audited), decides every
+// line, signs with step-up and downloads the signed review, which verifies
+// offline; operators may not start one; the due date reads back.
+func TestReviewRoutes(t *testing.T) {
+	f := newFixture(t)
+	if rec := f.do(request{method: "POST", path: "/api/v1/reviews", as: "a-op", body: `{}`}); rec.Code != 403 {
+		t.Fatalf("operator start: %d %s", rec.Code, rec.Body)
+	}
+	before := f.head()
+	rec := f.do(request{method: "POST", path: "/api/v1/reviews", as: "a-admin", body: `{}`})
+	if rec.Code != 201 {
+		t.Fatalf("start: %d %s", rec.Code, rec.Body)
+	}
+	if got := actions(f.since(before)); !slices.Equal(got, []string{"review.create"}) {
+		t.Fatalf("audit %v", got)
+	}
+	var rv struct {
+		ID        string
+		Undecided []string
+	}
+	decode(t, rec, &rv)
+	if len(rv.Undecided) == 0 {
+		t.Fatalf("a review with no lines: %s", rec.Body)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/reviews", as: "a-admin", body: `{}`}); rec.Code != 409 {
+		t.Fatalf("second open review: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reviews", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), rv.ID) {
+		t.Fatalf("list: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reviews/" + rv.ID, as: "b-admin"}); rec.Code != 404 {
+		t.Fatalf("other tenant: %d %s", rec.Code, rec.Body)
+	}
+	// Signing before every line is decided is refused.
+	if rec := f.do(request{method: "POST", path: "/api/v1/reviews/" + rv.ID + "/sign", as: "a-admin", body: `{}`}); rec.Code != 401 && rec.Code != 409 {
+		t.Fatalf("sign undecided: %d %s", rec.Code, rec.Body)
+	}
+	var ds []map[string]string
+	for _, item := range rv.Undecided {
+		ds = append(ds, map[string]string{"item": item, "decision": "keep"})
+	}
+	before = f.head()
+	if rec := f.do(request{method: "POST", path: "/api/v1/reviews/" + rv.ID + "/decide", as: "a-lead", body: jsonBody(map[string]any{"decisions": ds})}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"undecided":[]`) {
+		t.Fatalf("decide: %d %s", rec.Code, rec.Body)
+	}
+	if got := actions(f.since(before)); !slices.Equal(got, []string{"review.decide"}) {
+		t.Fatalf("audit %v", got)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/reviews/" + rv.ID + "/decide", as: "a-lead", body: jsonBody(map[string]any{"decisions": []map[string]string{{"item": "user:nope", "decision": "maybe"}}})}); rec.Code != 400 {
+		t.Fatalf("bad decision: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reviews/" + rv.ID + "/download", as: "a-aud"}); rec.Code != 409 {
+		t.Fatalf("download unsigned: %d %s", rec.Code, rec.Body)
+	}
+	res, got := f.sensitive(request{method: "POST", path: "/api/v1/reviews/" + rv.ID + "/sign", as: "a-admin", body: `{}`})
+	if res.Code != 200 || !slices.Contains(got, "review.sign") {
+		t.Fatalf("sign: %d %s; audit %v", res.Code, res.Bytes(), got)
+	}
+	rec = f.do(request{method: "GET", path: "/api/v1/reviews/" + rv.ID + "/download?format=json", as: "a-aud"})
+	if rec.Code != 200 {
+		t.Fatalf("download: %d %s", rec.Code, rec.Body)
+	}
+	rk, _ := f.app.Keys.Public(keyring.Report)
+	if res, err := verify.Verify(rec.Body.Bytes(), verify.Options{ReportKey: rk}); err != nil || res.Review == nil {
+		t.Fatalf("downloaded review does not verify: %v", err)
+	}
+	for format, ct := range map[string]string{"html": "text/html", "pdf": "application/pdf"} {
+		rec := f.do(request{method: "GET", path: "/api/v1/reviews/" + rv.ID + "/download?format=" + format, as: "a-admin"})
+		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), ct) {
+			t.Fatalf("download %s: %d", format, rec.Code)
+		}
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/reviews/due", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"overdue":false`) {
+		t.Fatalf("due: %d %s", rec.Code, rec.Body)
+	}
+}
