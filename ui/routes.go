@@ -80,6 +80,23 @@ func (s *Server) routes() {
 	a.GET("/scopes", s.listScopes)
 	a.POST("/scopes", s.registerScope)
 	a.GET("/scopes/:id", s.getScope)
+	a.POST("/scopes/:id/revoke", s.revokeScope)
+
+	a.GET("/scope-keys", s.listScopeKeys)
+	a.POST("/scope-keys", s.addScopeKey)
+	a.POST("/scope-keys/generate", s.generateScopeKey)
+	a.DELETE("/scope-keys/:id", s.revokeScopeKey)
+	a.POST("/scope-keys/:id/sign", s.signScope)
+
+	a.GET("/scans", s.listScans)
+	a.POST("/scans", s.requestScan)
+	a.GET("/scans/:id", s.getScan)
+	a.POST("/scans/:id/approve", s.approveScan)
+	a.POST("/scans/:id/deny", s.denyScan)
+	a.POST("/scans/:id/start", s.startScan)
+	a.POST("/scans/:id/cancel", s.cancelScan)
+	a.GET("/scans/:id/results", s.scanResults)
+	a.GET("/scans/:id/events", s.scanEvents)
 
 	a.GET("/evidence", s.listEvidence)
 	a.POST("/evidence/exports", s.requestExport)
