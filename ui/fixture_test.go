@@ -34,9 +34,22 @@ var cheapArgon = auth.ArgonParams{Time: 1, MemoryKiB: 64, Threads: 1}
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// flowing, once set by flow, adds real time elapsed since then (a
+	// running scan paces itself by the clock).
+	flowing time.Time
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.flowing.IsZero() {
+		return c.t.Add(time.Since(c.flowing))
+	}
+	return c.t
+}
+
+// flow makes the clock follow real time from now on.
+func (c *clock) flow() { c.mu.Lock(); defer c.mu.Unlock(); c.flowing = time.Now() }
 func (c *clock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
