@@ -164,6 +164,8 @@ func New(env *Env) *cobra.Command {
 		newAlertCmd(r),
 		newSiemCmd(r),
 		newEvidenceCmd(r),
+		newKeyCmd(r),
+		newScanCmd(r),
 	)
 	return root
 }
