@@ -258,3 +258,82 @@ func (s *Server) scanEvents(c echo.Context) error {
 		}
 	}
 }
+
+// scheduleOut keeps a schedule's approvers a list (never null).
+func scheduleOut(sc scan.Schedule) scan.Schedule {
+	if sc.Approvers == nil {
+		sc.Approvers = []string{}
+	}
+	return sc
+}
+
+func (s *Server) listSchedules(c echo.Context) error {
+	pg, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	ss, err := s.d.Scans.ListSchedules(c.Request().Context(), principal(c), tenantParam(c))
+	if err != nil {
+		return err
+	}
+	for i := range ss {
+		ss[i] = scheduleOut(ss[i])
+	}
+	return c.JSON(http.StatusOK, paginate(ss, func(sc scan.Schedule) string { return sc.ID }, pg))
+}
+
+func (s *Server) createSchedule(c echo.Context) error {
+	var in scan.ScheduleRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	sc, err := s.d.Scans.CreateSchedule(c.Request().Context(), principal(c), tenantParam(c), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, scheduleOut(sc))
+}
+
+func (s *Server) getSchedule(c echo.Context) error {
+	sc, err := s.d.Scans.GetSchedule(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, scheduleOut(sc))
+}
+
+func (s *Server) approveSchedule(c echo.Context) error {
+	if err := decodeJSON(c, &struct{}{}); err != nil {
+		return err
+	}
+	sc, err := s.d.Scans.ApproveSchedule(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), "")
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, scheduleOut(sc))
+}
+
+// editSchedule voids the schedule and answers its pending replacement.
+func (s *Server) editSchedule(c echo.Context) error {
+	var in scan.ScheduleRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	sc, err := s.d.Scans.EditSchedule(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, scheduleOut(sc))
+}
+
+func (s *Server) voidSchedule(c echo.Context) error {
+	var in reasonBody
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	sc, err := s.d.Scans.VoidSchedule(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), in.Reason)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, scheduleOut(sc))
+}

@@ -120,6 +120,13 @@ func apiOps() []apiOp {
 		{method: "GET", path: "/api/v1/scans/{id}/results", id: "scanResults", summary: "A scan's results (filters: state, port, host, probe)", tag: "scans", auth: "session", list: true, query: []string{"tenant", "state", "port", "host", "probe"}, status: 200, resp: "ResultList"},
 		{method: "GET", path: "/api/v1/scans/{id}/events", id: "scanEvents", summary: "Live progress as Server-Sent Events (event: progress, data: a Progress object); the stream ends after the scan's final state", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "events"},
 
+		{method: "GET", path: "/api/v1/scan-schedules", id: "listSchedules", summary: "Scan schedules", tag: "scans", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ScheduleList"},
+		{method: "POST", path: "/api/v1/scan-schedules", id: "createSchedule", summary: "Propose a scan schedule (@every D or 5-field UTC cron); pending until two approvers approve", tag: "scans", auth: "session", query: []string{"tenant"}, body: "ScheduleRequest", status: 201, resp: "Schedule", errors: []int{404, 409, 422, 423}},
+		{method: "GET", path: "/api/v1/scan-schedules/{id}", id: "getSchedule", summary: "One scan schedule", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "Schedule"},
+		{method: "POST", path: "/api/v1/scan-schedules/{id}/approve", id: "approveSchedule", summary: "Approve another person's schedule (the standing approval, at most 90 days)", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "Schedule", errors: []int{409, 423}},
+		{method: "POST", path: "/api/v1/scan-schedules/{id}/edit", id: "editSchedule", summary: "Change a schedule: voids it and answers its pending replacement", tag: "scans", auth: "session", query: []string{"tenant"}, body: "ScheduleRequest", status: 201, resp: "Schedule", errors: []int{409, 422, 423}},
+		{method: "POST", path: "/api/v1/scan-schedules/{id}/void", id: "voidSchedule", summary: "Void a schedule", tag: "scans", auth: "session", query: []string{"tenant"}, body: "Reason", status: 200, resp: "Schedule", errors: []int{409}},
+
 		{method: "GET", path: "/api/v1/evidence", id: "listEvidence", summary: "Recorded evidence objects", tag: "evidence", auth: "session", list: true, query: []string{"tenant", "prefix"}, status: 200, resp: "EvidenceList", errors: []int{503}},
 		{method: "POST", path: "/api/v1/evidence/exports", id: "requestExport", summary: "Ask for an evidence export: opens its dual-approval request", tag: "evidence", auth: "session", body: "ExportRequest", status: 201, resp: "Approval", errors: []int{503}},
 		{method: "GET", path: "/api/v1/evidence/exports/{id}", id: "getExport", summary: "An export request with its approvals", tag: "evidence", auth: "session", status: 200, resp: "Approval"},
@@ -252,6 +259,16 @@ func schemas() map[string]any {
 				"id": str(), "sha256": str(), "vantage": str(), "state": str(), "reason": str(), "next_batch": integer(), "results": integer(),
 				"issued_at": str(), "started_at": str(), "finished_at": str()})}),
 		"ScanList": listOf("Scan"),
+		"ScheduleRequest": obj([]string{"scope_id", "spec"}, map[string]any{"scope_id": str(), "targets": arrayOf(str()), "ports": str(),
+			"probes": arrayOf(str()), "rate": integer(), "policy_sha256": str(), "vantage": str(),
+			"spec":       map[string]any{"type": "string", "description": "@every DURATION (15m to 90 days) or a five-field cron line in UTC"},
+			"valid_days": map[string]any{"type": "integer", "minimum": 1, "maximum": 90}}),
+		"Schedule": obj([]string{"id", "tenant", "requester_id", "scope_id", "scope_key_id", "spec", "valid_days", "request", "request_sha256", "approval_id", "approvers", "state", "created_at"}, map[string]any{
+			"id": str(), "tenant": str(), "requester_id": str(), "scope_id": str(), "scope_key_id": str(), "spec": str(), "valid_days": integer(),
+			"request": map[string]any{"type": "object"}, "request_sha256": str(), "approval_id": str(), "approvers": arrayOf(str()),
+			"state": map[string]any{"type": "string", "enum": []string{"pending", "approved", "void", "expired"}}, "reason": str(),
+			"valid_until": str(), "next_run": str(), "last_run": str(), "created_at": str()}),
+		"ScheduleList": listOf("Schedule"),
 		"Result": obj([]string{"seq", "target", "proto", "port", "probe", "state", "reason", "rtt_us", "ttl", "time", "evidence"}, map[string]any{
 			"seq": integer(), "target": str(), "proto": str(), "port": integer(), "probe": str(), "state": str(), "reason": str(),
 			"icmp_type": integer(), "icmp_code": integer(), "rtt_us": integer(), "ttl": integer(), "time": when(), "evidence": arrayOf(str()),

@@ -98,6 +98,13 @@ func (s *Server) routes() {
 	a.GET("/scans/:id/results", s.scanResults)
 	a.GET("/scans/:id/events", s.scanEvents)
 
+	a.GET("/scan-schedules", s.listSchedules)
+	a.POST("/scan-schedules", s.createSchedule)
+	a.GET("/scan-schedules/:id", s.getSchedule)
+	a.POST("/scan-schedules/:id/approve", s.approveSchedule)
+	a.POST("/scan-schedules/:id/edit", s.editSchedule)
+	a.POST("/scan-schedules/:id/void", s.voidSchedule)
+
 	a.GET("/evidence", s.listEvidence)
 	a.POST("/evidence/exports", s.requestExport)
 	a.GET("/evidence/exports/:id", s.getExport)

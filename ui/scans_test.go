@@ -405,3 +405,67 @@ func TestScanRoutes(t *testing.T) {
 		t.Fatalf("request under a revoked scope: %d %s", r.Code, r.Body)
 	}
 }
+
+// TestScheduleRoutes: a schedule is proposed, approved by two approvers
+// with step-up (a standing approval), edited (which voids it and answers
+// the pending replacement) and voided; each step is audited.
+func TestScheduleRoutes(t *testing.T) {
+	e := newScanEnv(t)
+	pub, priv, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.app.ScopeKeys.Add(e.ctx, e.principal("a-lead"), "", "lead key", pemPublic(t, pub), e.code("a-lead")); err != nil {
+		t.Fatal(err)
+	}
+	d := e.doc("lab", scope.EnvNonProduction)
+	d.SignerKeyID = keys.ID(pub)
+	b, err := scope.Sign(d, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lab scopeOut
+	ok(t, rec(e.do(request{method: "POST", path: "/api/v1/scopes", as: "a-lead", body: string(b)})), 201, &lab)
+
+	if r := e.do(request{method: "POST", path: "/api/v1/scan-schedules", as: "a-op", body: `{"scope_id":"` + lab.ID + `","spec":"every day"}`}); r.Code != 400 {
+		t.Fatalf("bad spec: %d %s", r.Code, r.Body)
+	}
+	mark := e.head()
+	var sc scan.Schedule
+	ok(t, rec(e.do(request{method: "POST", path: "/api/v1/scan-schedules", as: "a-op", body: `{"scope_id":"` + lab.ID + `","spec":"@every 6h","valid_days":30}`})), 201, &sc)
+	if sc.State != "pending" || sc.Spec != "@every 6h" || !slices.Contains(actions(e.since(mark)), "scan.schedule") {
+		t.Fatalf("created %+v, audit %v", sc, actions(e.since(mark)))
+	}
+	if r := e.do(request{method: "POST", path: "/api/v1/scan-schedules/" + sc.ID + "/approve", as: "a-op"}); r.Code != 403 {
+		t.Fatalf("requester approves: %d %s", r.Code, r.Body)
+	}
+	for _, who := range []string{"a-appr", "a-appr2"} {
+		r, _ := e.sensitive(request{method: "POST", path: "/api/v1/scan-schedules/" + sc.ID + "/approve", as: who})
+		ok(t, r, 200, &sc)
+	}
+	if sc.State != "approved" || sc.ValidUntil == "" {
+		t.Fatalf("approved %+v", sc)
+	}
+	if r := e.do(request{method: "GET", path: "/api/v1/scan-schedules/" + sc.ID, as: "b-admin"}); r.Code != 404 {
+		t.Fatalf("other tenant: %d %s", r.Code, r.Body)
+	}
+	var edited scan.Schedule
+	ok(t, rec(e.do(request{method: "POST", path: "/api/v1/scan-schedules/" + sc.ID + "/edit", as: "a-op", body: `{"scope_id":"` + lab.ID + `","spec":"0 3 * * 1"}`})), 201, &edited)
+	if edited.ID == sc.ID || edited.State != "pending" {
+		t.Fatalf("edited %+v", edited)
+	}
+	ok(t, rec(e.do(request{method: "GET", path: "/api/v1/scan-schedules/" + sc.ID, as: "a-aud"})), 200, &sc)
+	if sc.State != "void" {
+		t.Fatalf("the edited schedule is %s, want void", sc.State)
+	}
+	mark = e.head()
+	ok(t, rec(e.do(request{method: "POST", path: "/api/v1/scan-schedules/" + edited.ID + "/void", as: "a-op", body: `{"reason":"not needed"}`})), 200, &edited)
+	if edited.State != "void" || !slices.Contains(actions(e.since(mark)), "scan.schedule.void") {
+		t.Fatalf("voided %+v, audit %v", edited, actions(e.since(mark)))
+	}
+	var page list[scan.Schedule]
+	ok(t, rec(e.do(request{method: "GET", path: "/api/v1/scan-schedules", as: "a-aud"})), 200, &page)
+	if len(page.Items) != 2 {
+		t.Fatalf("list %+v", page)
+	}
+}
