@@ -648,6 +648,23 @@ func TestCLIAdminCommands(t *testing.T) {
 		}
 	}
 
+	// A schedule: proposed (pending until two approvers approve), listed,
+	// voided.
+	var sch map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "schedule", "create", "--scope", "lab-1", "--spec", "@every 6h", "--valid-days", "30", "--json")), &sch); err != nil || sch["state"] != "pending" {
+		t.Fatalf("schedule create: %v %v", sch, err)
+	}
+	if code, _, stderr := sam.run("", "scan", "schedule", "create", "--scope", "lab-1", "--spec", "sometimes"); code != 2 || !strings.Contains(stderr, "invalid_argument") {
+		t.Fatalf("schedule with a bad spec: exit %d, %s", code, stderr)
+	}
+	var schs []map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "schedule", "list", "--json")), &schs); err != nil || len(schs) != 1 || schs[0]["id"] != sch["id"] {
+		t.Fatalf("schedule list: %v %v", schs, err)
+	}
+	if out := sam.must("", "scan", "schedule", "void", sch["id"].(string), "--reason", "not needed"); !strings.Contains(out, "void") {
+		t.Fatalf("schedule void: %q", out)
+	}
+
 	// The lead revokes the scope (step-up): no new scan of it.
 	if code, _, stderr := sam.run("", "scope", "revoke", "lab-1"); code != 2 || !strings.Contains(stderr, "--reason") {
 		t.Fatalf("scope revoke without a reason: exit %d, %s", code, stderr)

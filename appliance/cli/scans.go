@@ -220,10 +220,12 @@ func newScanCmd(r *remote) *cobra.Command {
 		newScanActionCmd(r, "cancel", "Cancel a scan that has not ended", "why (kept in the audit entry)", false),
 		newScanResultsCmd(r),
 		newScanWatchCmd(r),
+		newScheduleCmd(r),
 	)
 }
 
-// printScan prints a scan answer: JSON, or one line with its id and state.
+// printScan prints a scan or schedule answer: JSON, or one line with its
+// id and state.
 func printScan(env *Env, raw json.RawMessage, asJSON bool) error {
 	if asJSON {
 		return printJSON(env, raw)
@@ -232,7 +234,7 @@ func printScan(env *Env, raw json.RawMessage, asJSON bool) error {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
-	line := fmt.Sprintf("scan %s %s", termSafe(s.ID), termSafe(s.State))
+	line := fmt.Sprintf("%s %s", termSafe(s.ID), termSafe(s.State))
 	if s.Reason != "" {
 		line += ": " + termSafe(s.Reason)
 	}
@@ -240,62 +242,207 @@ func printScan(env *Env, raw json.RawMessage, asJSON bool) error {
 	return nil
 }
 
+// requestFlags are the flags of a scan request (scan request, scan
+// schedule create and edit).
+type requestFlags struct {
+	scope, ports, policy, vantage string
+	targets, probes               []string
+	rate                          int
+}
+
+func (rf *requestFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&rf.scope, "scope", "", "registered scope id (required)")
+	f.StringArrayVar(&rf.targets, "target", nil, "address, CIDR or hostname inside the scope (repeat; default the whole scope)")
+	f.StringVar(&rf.ports, "ports", "", `ports, a subset of the scope's ("tcp:22,443 udp:53"; default the scope's)`)
+	f.StringArrayVar(&rf.probes, "probe", nil, "probe kind (repeat; default the scope's)")
+	f.IntVar(&rf.rate, "rate", 0, "packets per second (default the cap)")
+	f.StringVar(&rf.policy, "policy-sha256", "", "SHA-256 of the expected policy")
+	f.StringVar(&rf.vantage, "vantage", "", `runner ("local", the default)`)
+}
+
+// body is the request's JSON object, or a usage error.
+func (rf *requestFlags) body(what string) (map[string]any, error) {
+	if rf.scope == "" {
+		return nil, usagef("%s: --scope is required", what)
+	}
+	if rf.rate < 0 {
+		return nil, usagef("%s: --rate must be positive", what)
+	}
+	body := map[string]any{"scope_id": rf.scope}
+	if len(rf.targets) > 0 {
+		body["targets"] = rf.targets
+	}
+	if len(rf.probes) > 0 {
+		body["probes"] = rf.probes
+	}
+	for k, v := range map[string]string{"ports": rf.ports, "policy_sha256": rf.policy, "vantage": rf.vantage} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	if rf.rate > 0 {
+		body["rate"] = rf.rate
+	}
+	return body, nil
+}
+
 func newScanRequestCmd(r *remote) *cobra.Command {
 	var (
-		in      struct{ scope, ports, policy, vantage, tenant string }
-		targets []string
-		probes  []string
-		rate    int
-		asJSON  bool
+		rf     requestFlags
+		tenant string
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "request --scope ID [--target T]... [--ports P] [--probe K]... [--rate PPS]",
 		Short: "Request a scan of a registered scope (non-production: step-up and it runs; production: waits for two approvers)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if in.scope == "" {
-				return usagef("scan request: --scope is required")
-			}
-			if rate < 0 {
-				return usagef("scan request: --rate must be positive")
-			}
-			body := map[string]any{"scope_id": in.scope}
-			if len(targets) > 0 {
-				body["targets"] = targets
-			}
-			if len(probes) > 0 {
-				body["probes"] = probes
-			}
-			if in.ports != "" {
-				body["ports"] = in.ports
-			}
-			if rate > 0 {
-				body["rate"] = rate
-			}
-			if in.policy != "" {
-				body["policy_sha256"] = in.policy
-			}
-			if in.vantage != "" {
-				body["vantage"] = in.vantage
+			body, err := rf.body("scan request")
+			if err != nil {
+				return err
 			}
 			return r.call("scan request", func(c *apiclient.Client) error {
 				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scans", tenantQuery(in.tenant), body, &out); err != nil {
+				if err := c.Do(cmd.Context(), http.MethodPost, "/scans", tenantQuery(tenant), body, &out); err != nil {
 					return err
 				}
 				return printScan(r.env, out, asJSON)
 			})
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&in.scope, "scope", "", "registered scope id (required)")
-	f.StringArrayVar(&targets, "target", nil, "address, CIDR or hostname inside the scope (repeat; default the whole scope)")
-	f.StringVar(&in.ports, "ports", "", `ports, a subset of the scope's ("tcp:22,443 udp:53"; default the scope's)`)
-	f.StringArrayVar(&probes, "probe", nil, "probe kind (repeat; default the scope's)")
-	f.IntVar(&rate, "rate", 0, "packets per second (default the cap)")
-	f.StringVar(&in.policy, "policy-sha256", "", "SHA-256 of the expected policy")
-	f.StringVar(&in.vantage, "vantage", "", `runner ("local", the default)`)
-	tenantFlag(cmd, &in.tenant)
+	rf.add(cmd)
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+var scheduleCols = []column{{"ID", "id"}, {"STATE", "state"}, {"SPEC", "spec"}, {"SCOPE", "scope_id"}, {"REQUESTER", "requester_id"}, {"VALID UNTIL", "valid_until"}, {"NEXT RUN", "next_run"}, {"LAST RUN", "last_run"}}
+
+func newScheduleCmd(r *remote) *cobra.Command {
+	return newGroup("schedule", "Scan schedules with a standing dual approval (through the API)",
+		newScheduleWriteCmd(r, "create"),
+		listCmd(r, "list", "List scan schedules", "/scan-schedules", true, scheduleCols, nil),
+		newScheduleShowCmd(r),
+		newScheduleActionCmd(r, "approve", "Approve another person's schedule (approvers, step-up)", false),
+		newScheduleWriteCmd(r, "edit"),
+		newScheduleActionCmd(r, "void", "Void a schedule", true),
+	)
+}
+
+// newScheduleWriteCmd builds 'schedule create' and 'schedule edit ID'
+// (which voids the schedule and prints its pending replacement).
+func newScheduleWriteCmd(r *remote, verb string) *cobra.Command {
+	var (
+		rf        requestFlags
+		spec      string
+		validDays int
+		tenant    string
+		asJSON    bool
+	)
+	use, short, args := "create --scope ID --spec S [--valid-days N] [request flags]", "Propose a scan schedule; it runs once two approvers approve it", cobra.NoArgs
+	if verb == "edit" {
+		use, short, args = "edit SCHEDULE_ID --scope ID --spec S [--valid-days N] [request flags]", "Change a schedule: voids it and proposes the replacement (approved again)", cobra.ExactArgs(1)
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  usageArgs(args),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			what := "scan schedule " + verb
+			body, err := rf.body(what)
+			if err != nil {
+				return err
+			}
+			if spec == "" {
+				return usagef("%s: --spec is required", what)
+			}
+			body["spec"] = spec
+			if validDays != 0 {
+				body["valid_days"] = validDays
+			}
+			path := "/scan-schedules"
+			if verb == "edit" {
+				path += "/" + pathEscape(args[0]) + "/edit"
+			}
+			return r.call(what, func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodPost, path, tenantQuery(tenant), body, &out); err != nil {
+					return err
+				}
+				return printScan(r.env, out, asJSON)
+			})
+		},
+	}
+	rf.add(cmd)
+	cmd.Flags().StringVar(&spec, "spec", "", `"@every 6h" or a five-field cron line in UTC (required)`)
+	cmd.Flags().IntVar(&validDays, "valid-days", 0, "how long the standing approval lasts, 1-90 (default 90)")
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newScheduleShowCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show SCHEDULE_ID",
+		Short: "Show one scan schedule",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("scan schedule show", func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodGet, "/scan-schedules/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				return printObject(r.env, out)
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func newScheduleActionCmd(r *remote, verb, short string, withReason bool) *cobra.Command {
+	var (
+		reason, tenant string
+		asJSON         bool
+	)
+	use := verb + " SCHEDULE_ID"
+	if withReason {
+		use += " --reason R"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body any = struct{}{}
+			if withReason {
+				if strings.TrimSpace(reason) == "" {
+					return usagef("scan schedule %s: --reason is required", verb)
+				}
+				body = map[string]string{"reason": reason}
+			}
+			return r.call("scan schedule "+verb, func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodPost, "/scan-schedules/"+pathEscape(args[0])+"/"+verb, tenantQuery(tenant), body, &out); err != nil {
+					return err
+				}
+				return printScan(r.env, out, asJSON)
+			})
+		},
+	}
+	if withReason {
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	}
+	tenantFlag(cmd, &tenant)
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }
