@@ -81,48 +81,77 @@ func (c *Client) Events(ctx context.Context, path string, q url.Values, fn func(
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return fmt.Errorf("GET %s: answered %q, not an event stream", path, ct)
 	}
-	sc := bufio.NewScanner(resp.Body)
+	err = readEvents(resp.Body, func(ev Event) error {
+		idle.Reset(EventIdle)
+		return fn(ev)
+	}, func() { idle.Reset(EventIdle) })
+	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStreamIdle) {
+			err = cause
+		}
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// errEventTooLarge and errTooManyEvents end a stream that breaks the
+// limits.
+var (
+	errEventTooLarge = fmt.Errorf("an event larger than %d bytes", MaxEventBytes)
+	errTooManyEvents = fmt.Errorf("more than %d events", MaxEvents)
+)
+
+// readEvents parses a text/event-stream body (the WHATWG HTML "server-sent
+// events" format: "field: value" lines, a blank line ends an event, lines
+// starting with ":" are comments) and calls fn per event that has data.
+// line is called for every line read (the idle timer). Fields other than
+// event and data (id, retry) are ignored: the client never reconnects.
+func readEvents(r io.Reader, fn func(Event) error, line func()) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), MaxEventBytes+64)
 	var (
 		ev    Event
 		lines []string
+		size  int
 		n     int
 	)
 	for sc.Scan() {
-		idle.Reset(EventIdle)
-		line := sc.Text()
+		line()
+		l := strings.TrimSuffix(sc.Text(), "\r")
 		switch {
-		case line == "":
+		case l == "":
 			if lines == nil {
+				ev = Event{}
 				continue // a comment-only block
 			}
 			if ev.Type == "" {
 				ev.Type = "message"
 			}
 			ev.Data = []byte(strings.Join(lines, "\n"))
-			if len(ev.Data) > MaxEventBytes {
-				return fmt.Errorf("GET %s: an event larger than %d bytes", path, MaxEventBytes)
-			}
 			if err := fn(ev); err != nil {
 				return err
 			}
 			if n++; n >= MaxEvents {
-				return fmt.Errorf("GET %s: more than %d events", path, MaxEvents)
+				return errTooManyEvents
 			}
-			ev, lines = Event{}, nil
-		case strings.HasPrefix(line, ":"):
+			ev, lines, size = Event{}, nil, 0
+		case strings.HasPrefix(l, ":"):
 			// A comment (keep-alive).
-		case strings.HasPrefix(line, "event:"):
-			ev.Type = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
-		case strings.HasPrefix(line, "data:"):
-			lines = append(lines, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		case strings.HasPrefix(l, "event:"):
+			ev.Type = strings.TrimPrefix(strings.TrimPrefix(l, "event:"), " ")
+		case strings.HasPrefix(l, "data:"):
+			d := strings.TrimPrefix(strings.TrimPrefix(l, "data:"), " ")
+			if size += len(d) + 1; size > MaxEventBytes {
+				return errEventTooLarge
+			}
+			lines = append(lines, d)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, ErrStreamIdle) {
-			err = cause
+		if errors.Is(err, bufio.ErrTooLong) {
+			return errEventTooLarge
 		}
-		return fmt.Errorf("GET %s: %w", path, err)
+		return err
 	}
 	return nil
 }
