@@ -357,11 +357,12 @@ type scopeOut struct {
 	SHA256      string          `json:"sha256"`
 	SignerKeyID string          `json:"signer_key_id"`
 	CreatedAt   string          `json:"created_at"`
+	RevokedAt   string          `json:"revoked_at,omitempty"`
 	Document    json.RawMessage `json:"document,omitempty"`
 }
 
 func scopeOf(sc scan.Scope, withDoc bool) scopeOut {
-	out := scopeOut{ID: sc.ID, Tenant: sc.Tenant, Name: sc.Name, Environment: sc.Environment, SHA256: sc.SHA256, SignerKeyID: sc.SignerKeyID, CreatedAt: sc.CreatedAt}
+	out := scopeOut{ID: sc.ID, Tenant: sc.Tenant, Name: sc.Name, Environment: sc.Environment, SHA256: sc.SHA256, SignerKeyID: sc.SignerKeyID, CreatedAt: sc.CreatedAt, RevokedAt: sc.RevokedAt}
 	if withDoc {
 		out.Document = sc.Document
 	}

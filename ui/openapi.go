@@ -102,6 +102,31 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/scopes", id: "registerScope", summary: "Register a signed scope document (the body is the signed envelope)", tag: "scopes", auth: "session", query: []string{"tenant"}, body: "SignedScope", status: 201, resp: "Scope", errors: []int{409, 422}},
 		{method: "GET", path: "/api/v1/scopes/{id}", id: "getScope", summary: "One scope with its signed document", tag: "scopes", auth: "session", query: []string{"tenant"}, status: 200, resp: "Scope"},
 
+		{method: "POST", path: "/api/v1/scopes/{id}/revoke", id: "revokeScope", summary: "Revoke a scope: no new scan runs under it, its pending approvals are voided", tag: "scopes", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Reason", status: 200, resp: "Scope", errors: []int{409}},
+
+		{method: "GET", path: "/api/v1/scope-keys", id: "listScopeKeys", summary: "The tenant's scope-signing keys", tag: "scope-keys", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "SigningKeyList"},
+		{method: "POST", path: "/api/v1/scope-keys", id: "addScopeKey", summary: "Register one's own scope-signing public key (security leads)", tag: "scope-keys", auth: "session", stepUp: true, query: []string{"tenant"}, body: "KeyAdd", status: 201, resp: "SigningKey", errors: []int{409}},
+		{method: "POST", path: "/api/v1/scope-keys/generate", id: "generateScopeKey", summary: "Have the appliance generate a scope-signing key it holds sealed", tag: "scope-keys", auth: "session", stepUp: true, query: []string{"tenant"}, body: "KeyGenerate", status: 201, resp: "SigningKey", errors: []int{409}},
+		{method: "DELETE", path: "/api/v1/scope-keys/{id}", id: "revokeScopeKey", summary: "Revoke a scope-signing key: its scopes run no new scan, their pending approvals are voided", tag: "scope-keys", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Reason", status: 200, resp: "SigningKey", errors: []int{409}},
+		{method: "POST", path: "/api/v1/scope-keys/{id}/sign", id: "signScope", summary: "Sign a scope document with one's appliance-held key; answers the signed envelope", tag: "scope-keys", auth: "session", stepUp: true, query: []string{"tenant"}, body: "ScopeDocument", status: 200, resp: "SignedScope", errors: []int{409, 422}},
+
+		{method: "GET", path: "/api/v1/scans", id: "listScans", summary: "Scans, newest first", tag: "scans", auth: "session", list: true, query: []string{"tenant", "state"}, status: 200, resp: "ScanList"},
+		{method: "POST", path: "/api/v1/scans", id: "requestScan", summary: "Request a scan of a registered scope (non-production: step-up, and it is queued; production: pending dual approval)", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "ScanRequest", status: 201, resp: "Scan", errors: []int{404, 409, 422, 423}},
+		{method: "GET", path: "/api/v1/scans/{id}", id: "getScan", summary: "One scan with its job", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "Scan"},
+		{method: "POST", path: "/api/v1/scans/{id}/approve", id: "approveScan", summary: "Approve another person's production scan request", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "Scan", errors: []int{409, 423}},
+		{method: "POST", path: "/api/v1/scans/{id}/deny", id: "denyScan", summary: "Deny a pending scan request", tag: "scans", auth: "session", query: []string{"tenant"}, body: "Reason", status: 200, resp: "Scan", errors: []int{409}},
+		{method: "POST", path: "/api/v1/scans/{id}/start", id: "startScan", summary: "Start one's approved production scan", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "Scan", errors: []int{409, 422, 423}},
+		{method: "POST", path: "/api/v1/scans/{id}/cancel", id: "cancelScan", summary: "Cancel a scan that has not ended", tag: "scans", auth: "session", query: []string{"tenant"}, body: "Reason", status: 200, resp: "Scan", errors: []int{409}},
+		{method: "GET", path: "/api/v1/scans/{id}/results", id: "scanResults", summary: "A scan's results (filters: state, port, host, probe)", tag: "scans", auth: "session", list: true, query: []string{"tenant", "state", "port", "host", "probe"}, status: 200, resp: "ResultList"},
+		{method: "GET", path: "/api/v1/scans/{id}/events", id: "scanEvents", summary: "Live progress as Server-Sent Events (event: progress, data: a Progress object); the stream ends after the scan's final state", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "events"},
+
+		{method: "GET", path: "/api/v1/scan-schedules", id: "listSchedules", summary: "Scan schedules", tag: "scans", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ScheduleList"},
+		{method: "POST", path: "/api/v1/scan-schedules", id: "createSchedule", summary: "Propose a scan schedule (@every D or 5-field UTC cron); pending until two approvers approve", tag: "scans", auth: "session", query: []string{"tenant"}, body: "ScheduleRequest", status: 201, resp: "Schedule", errors: []int{404, 409, 422, 423}},
+		{method: "GET", path: "/api/v1/scan-schedules/{id}", id: "getSchedule", summary: "One scan schedule", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "Schedule"},
+		{method: "POST", path: "/api/v1/scan-schedules/{id}/approve", id: "approveSchedule", summary: "Approve another person's schedule (the standing approval, at most 90 days)", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "Schedule", errors: []int{409, 423}},
+		{method: "POST", path: "/api/v1/scan-schedules/{id}/edit", id: "editSchedule", summary: "Change a schedule: voids it and answers its pending replacement", tag: "scans", auth: "session", query: []string{"tenant"}, body: "ScheduleRequest", status: 201, resp: "Schedule", errors: []int{409, 422, 423}},
+		{method: "POST", path: "/api/v1/scan-schedules/{id}/void", id: "voidSchedule", summary: "Void a schedule", tag: "scans", auth: "session", query: []string{"tenant"}, body: "Reason", status: 200, resp: "Schedule", errors: []int{409}},
+
 		{method: "GET", path: "/api/v1/evidence", id: "listEvidence", summary: "Recorded evidence objects", tag: "evidence", auth: "session", list: true, query: []string{"tenant", "prefix"}, status: 200, resp: "EvidenceList", errors: []int{503}},
 		{method: "POST", path: "/api/v1/evidence/exports", id: "requestExport", summary: "Ask for an evidence export: opens its dual-approval request", tag: "evidence", auth: "session", body: "ExportRequest", status: 201, resp: "Approval", errors: []int{503}},
 		{method: "GET", path: "/api/v1/evidence/exports/{id}", id: "getExport", summary: "An export request with its approvals", tag: "evidence", auth: "session", status: 200, resp: "Approval"},
@@ -232,9 +257,46 @@ func schemas() map[string]any {
 		"AlarmAckResult": obj([]string{"entry", "checkpoint"}, map[string]any{"entry": ref("Entry"), "checkpoint": ref("Checkpoint")}),
 
 		"Scope": obj([]string{"id", "tenant", "name", "environment", "sha256", "signer_key_id", "created_at"}, map[string]any{
-			"id": str(), "tenant": str(), "name": str(), "environment": str(), "sha256": str(), "signer_key_id": str(), "created_at": str(),
+			"id": str(), "tenant": str(), "name": str(), "environment": str(), "sha256": str(), "signer_key_id": str(), "created_at": str(), "revoked_at": str(),
 			"document": map[string]any{"type": "object", "description": "the signed envelope exactly as registered"}}),
-		"ScopeList":   listOf("Scope"),
+		"ScopeList":     listOf("Scope"),
+		"ScopeDocument": map[string]any{"type": "object", "description": "an unsigned scope document (docs/scope.md); signer_key_id is set to the key"},
+
+		"SigningKey": obj([]string{"id", "tenant", "user_id", "name", "public", "held", "state", "created_at"}, map[string]any{
+			"id": str(), "tenant": str(), "user_id": str(), "name": str(), "public": str(), "held": boolean(), "state": str(),
+			"created_at": str(), "revoked_at": str(), "revoked_by": str()}),
+		"SigningKeyList": listOf("SigningKey"),
+		"KeyAdd":         obj([]string{"public"}, map[string]any{"name": str(), "public": map[string]any{"type": "string", "description": "the public key file's text"}}),
+		"KeyGenerate":    obj(nil, map[string]any{"name": str()}),
+
+		"ScanRequest": obj([]string{"scope_id"}, map[string]any{"scope_id": str(), "targets": arrayOf(str()), "ports": str(),
+			"probes": arrayOf(str()), "rate": integer(), "policy_sha256": str(), "vantage": str()}),
+		"Scan": obj([]string{"id", "tenant", "requester_id", "scope_id", "scope_sha256", "scope_key_id", "request", "request_sha256", "state", "created_at", "updated_at"}, map[string]any{
+			"id": str(), "tenant": str(), "requester_id": str(), "scope_id": str(), "scope_sha256": str(), "scope_key_id": str(),
+			"request": map[string]any{"type": "object", "description": "the canonical job request (docs/job.md)"}, "request_sha256": str(),
+			"approval_id": str(), "approvers": arrayOf(str()), "state": str(), "reason": str(), "created_at": str(), "updated_at": str(),
+			"job": obj([]string{"id", "sha256", "vantage", "state", "next_batch", "results", "issued_at"}, map[string]any{
+				"id": str(), "sha256": str(), "vantage": str(), "state": str(), "reason": str(), "next_batch": integer(), "results": integer(),
+				"issued_at": str(), "started_at": str(), "finished_at": str()})}),
+		"ScanList": listOf("Scan"),
+		"ScheduleRequest": obj([]string{"scope_id", "spec"}, map[string]any{"scope_id": str(), "targets": arrayOf(str()), "ports": str(),
+			"probes": arrayOf(str()), "rate": integer(), "policy_sha256": str(), "vantage": str(),
+			"spec":       map[string]any{"type": "string", "description": "@every DURATION (15m to 90 days) or a five-field cron line in UTC"},
+			"valid_days": map[string]any{"type": "integer", "minimum": 1, "maximum": 90}}),
+		"Schedule": obj([]string{"id", "tenant", "requester_id", "scope_id", "scope_key_id", "spec", "valid_days", "request", "request_sha256", "approval_id", "approvers", "state", "created_at"}, map[string]any{
+			"id": str(), "tenant": str(), "requester_id": str(), "scope_id": str(), "scope_key_id": str(), "spec": str(), "valid_days": integer(),
+			"request": map[string]any{"type": "object"}, "request_sha256": str(), "approval_id": str(), "approvers": arrayOf(str()),
+			"state": map[string]any{"type": "string", "enum": []string{"pending", "approved", "void", "expired"}}, "reason": str(),
+			"valid_until": str(), "next_run": str(), "last_run": str(), "created_at": str()}),
+		"ScheduleList": listOf("Schedule"),
+		"Result": obj([]string{"seq", "target", "proto", "port", "probe", "state", "reason", "rtt_us", "ttl", "time", "evidence"}, map[string]any{
+			"seq": integer(), "target": str(), "proto": str(), "port": integer(), "probe": str(), "state": str(), "reason": str(),
+			"icmp_type": integer(), "icmp_code": integer(), "rtt_us": integer(), "ttl": integer(), "time": when(), "evidence": arrayOf(str()),
+			"detail": map[string]any{"type": "object"}}),
+		"ResultList": listOf("Result"),
+		"Progress": obj([]string{"scan_id", "state", "sent", "done", "total", "rate_pps", "cap_pps", "elapsed_seconds", "eta_seconds", "time"}, map[string]any{
+			"scan_id": str(), "state": str(), "sent": integer(), "done": integer(), "total": integer(), "rate_pps": number(), "cap_pps": integer(),
+			"elapsed_seconds": number(), "eta_seconds": number(), "time": when()}),
 		"SignedScope": map[string]any{"type": "object", "description": "a signed scope envelope (docs/scope.md)"},
 
 		"EvidenceObject": obj([]string{"key", "version_id", "tenant", "sha256", "size", "mode", "retain_until", "worm", "verified", "audit_seq"}, map[string]any{
@@ -356,6 +418,11 @@ func openAPIDocument() map[string]any {
 				ct, schema = "text/plain", str()
 			}
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "ok", "content": map[string]any{ct: map[string]any{"schema": schema}}}
+		case "events":
+			// text/event-stream: each event is "event: progress" and one
+			// "data:" line holding a Progress object.
+			resps[fmt.Sprint(op.status)] = map[string]any{"description": "a stream of progress events; each data line is a Progress object",
+				"content": map[string]any{"text/event-stream": map[string]any{"schema": str(), "x-event-data": ref("Progress")}}}
 		default:
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "ok", "content": map[string]any{"application/json": map[string]any{"schema": ref(op.resp)}}}
 		}

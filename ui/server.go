@@ -38,10 +38,14 @@ type Deps struct {
 	// checkpoint and alarm, and anomaly alerts; Scopes is the scope
 	// registry. Evidence may be nil (no vault configured): its routes then
 	// answer 503 vault_unavailable.
-	SIEM     *destinations.Service
-	Audit    *auditlog.Service
-	Scopes   *scan.Scopes
-	Evidence *evidence.Service
+	SIEM   *destinations.Service
+	Audit  *auditlog.Service
+	Scopes *scan.Scopes
+	// ScopeKeys are the scope-signing keys; Scans the scan requests,
+	// approvals, runs and results.
+	ScopeKeys *scan.Keys
+	Scans     *scan.Scans
+	Evidence  *evidence.Service
 	// Policies stores expected policies; Reports creates, lists and
 	// downloads compliance reports (nil without a vault); Reviews runs
 	// access reviews. A nil one leaves its routes answering 503.
@@ -117,8 +121,8 @@ type Server struct {
 // document cannot be parsed, so a broken build fails at boot, not on first
 // request.
 func New(d Deps) (*Server, error) {
-	if d.Auth == nil || d.SIEM == nil || d.Audit == nil || d.Scopes == nil {
-		return nil, errors.New("ui: the auth, SIEM, audit and scope services are required")
+	if d.Auth == nil || d.SIEM == nil || d.Audit == nil || d.Scopes == nil || d.ScopeKeys == nil || d.Scans == nil {
+		return nil, errors.New("ui: the auth, SIEM, audit, scope, scope-key and scan services are required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()

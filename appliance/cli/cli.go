@@ -167,6 +167,8 @@ func New(env *Env) *cobra.Command {
 		newEvidenceCmd(r),
 		newPolicyCmd(r),
 		newReviewCmd(r),
+		newKeyCmd(r),
+		newScanCmd(r),
 	)
 	return root
 }

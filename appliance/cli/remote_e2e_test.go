@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -528,9 +527,10 @@ func TestCLIAdminCommands(t *testing.T) {
 		t.Fatalf("approval show nope: exit %d, %s", code, stderr)
 	}
 
-	// Scopes: a security lead signs a scope on their machine and registers
-	// it through the API; the appliance trusts the lead's key (a file the
-	// operator places in the data directory).
+	// Scopes: a security lead makes a key pair on their machine, registers
+	// the public key with the appliance (step-up), signs a scope covering a
+	// listener this test runs on 127.0.0.1, and registers it; then requests
+	// a scan of it, watches it run, and reads its results.
 	var sl map[string]string
 	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "sam", "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &sl); err != nil {
 		t.Fatal(err)
@@ -543,10 +543,25 @@ func TestCLIAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for range 1 << 16 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	open := ln.Addr().(*net.TCPAddr).Port
 	now := e.clock().UTC()
 	doc := fmt.Sprintf(`{"id":"lab-1","tenant":%q,"name":"lab","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
-		"ports":"tcp:22","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":10}`,
-		e.res.Tenant, now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
+		"ports":"tcp:%d","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":10}`,
+		e.res.Tenant, open, now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
 	docFile := filepath.Join(keyDir, "scope.json")
 	if err := os.WriteFile(docFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -559,10 +574,17 @@ func TestCLIAdminCommands(t *testing.T) {
 	if code, _, stderr := sam.run("", "scope", "register", signedFile); code != 1 || !strings.Contains(stderr, "scope register:") {
 		t.Fatalf("register with an untrusted key: exit %d, %s", code, stderr)
 	}
-	// The lead registers the key with step-up. There is no 'key add'
-	// command yet, so this step goes through the service on a second
-	// handle of the same data directory, signed in as sam.
-	registerScopeKey(t, sam, "sam", pub)
+	// Without a step-up code the key is refused; with one it is added.
+	if code, _, stderr := sam.run("", "key", "add", filepath.Join(keyDir, "sam.pub")); code != 1 || !strings.Contains(stderr, "standard input ended") {
+		t.Fatalf("key add without a code: exit %d, %s", code, stderr)
+	}
+	if out := sam.must(sam.code()+"\n", "key", "add", filepath.Join(keyDir, "sam.pub")); !strings.Contains(out, "added scope-signing key "+keys.ID(pub)+" (sam), active") {
+		t.Fatalf("key add: %q", out)
+	}
+	var ks []map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "key", "list", "--json")), &ks); err != nil || len(ks) != 1 || ks[0]["id"] != keys.ID(pub) || ks[0]["held"] != false {
+		t.Fatalf("key list: %v %v", ks, err)
+	}
 	if out := sam.must("", "scope", "register", signedFile); !strings.Contains(out, "lab-1") {
 		t.Fatalf("scope register: %q", out)
 	}
@@ -573,6 +595,39 @@ func TestCLIAdminCommands(t *testing.T) {
 	if out := sam.must("", "scope", "show", "lab-1"); !strings.Contains(out, "127.0.0.1/32") {
 		t.Fatalf("scope show: %q", out)
 	}
+
+	// A non-production scan: the request's step-up starts it.
+	var sc map[string]any
+	if err := json.Unmarshal([]byte(sam.must(sam.code()+"\n", "scan", "request", "--scope", "lab-1", "--target", "127.0.0.1", "--rate", "10", "--json")), &sc); err != nil {
+		t.Fatal(err)
+	}
+	scanID, _ := sc["id"].(string)
+	if scanID == "" || (sc["state"] != "queued" && sc["state"] != "running") {
+		t.Fatalf("scan request: %v", sc)
+	}
+	watched := sam.must("", "scan", "watch", scanID)
+	if !strings.Contains(watched, "completed: 1/1 targets") {
+		t.Fatalf("scan watch: %q", watched)
+	}
+	var results []map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "results", scanID, "--json")), &results); err != nil || len(results) != 1 ||
+		results[0]["state"] != "open" || results[0]["port"] != float64(open) || results[0]["target"] != "127.0.0.1" {
+		t.Fatalf("scan results: %v %v", results, err)
+	}
+	if out := sam.must("", "scan", "results", scanID, "--state", "closed", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("scan results --state closed: %q", out)
+	}
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "show", scanID, "--json")), &sc); err != nil || sc["state"] != "completed" {
+		t.Fatalf("scan show: %v %v", sc, err)
+	}
+	var scans []map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "list", "--state", "completed", "--json")), &scans); err != nil || len(scans) != 1 || scans[0]["id"] != scanID {
+		t.Fatalf("scan list: %v %v", scans, err)
+	}
+	// A finished scan cannot be cancelled: the appliance's conflict, exit 1.
+	if code, _, stderr := sam.run("", "scan", "cancel", scanID); code != 1 || !strings.Contains(stderr, "conflict") {
+		t.Fatalf("cancel a finished scan: exit %d, %s", code, stderr)
+	}
 	if out := sam.must("", "whoami"); !strings.Contains(out, "security_lead") {
 		t.Fatalf("whoami: %q", out)
 	}
@@ -581,12 +636,45 @@ func TestCLIAdminCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.must("", "audit", "entries", "--tenant", e.res.TenantID, "--json")), &entries); err != nil || len(entries) == 0 {
 		t.Fatalf("audit entries: %v %v", len(entries), err)
 	}
-	seen := false
+	seen := map[string]bool{}
 	for _, en := range entries {
-		seen = seen || en["action"] == string(audit.ActScopeRegister) && en["actor_name"] == "sam"
+		if en["actor_name"] == "sam" || en["object"] == "scan:"+scanID {
+			seen[en["action"].(string)] = true
+		}
 	}
-	if !seen {
-		t.Fatalf("no scope.register by sam in %v", entries)
+	for _, a := range []audit.Action{audit.ActScopeKeyAdd, audit.ActScopeRegister, audit.ActScanRequest, audit.ActScanStart, audit.ActScanComplete} {
+		if !seen[string(a)] {
+			t.Fatalf("no %s by sam or of scan %s in %v", a, scanID, entries)
+		}
+	}
+
+	// A schedule: proposed (pending until two approvers approve), listed,
+	// voided.
+	var sch map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "schedule", "create", "--scope", "lab-1", "--spec", "@every 6h", "--valid-days", "30", "--json")), &sch); err != nil || sch["state"] != "pending" {
+		t.Fatalf("schedule create: %v %v", sch, err)
+	}
+	if code, _, stderr := sam.run("", "scan", "schedule", "create", "--scope", "lab-1", "--spec", "sometimes"); code != 2 || !strings.Contains(stderr, "invalid_argument") {
+		t.Fatalf("schedule with a bad spec: exit %d, %s", code, stderr)
+	}
+	var schs []map[string]any
+	if err := json.Unmarshal([]byte(sam.must("", "scan", "schedule", "list", "--json")), &schs); err != nil || len(schs) != 1 || schs[0]["id"] != sch["id"] {
+		t.Fatalf("schedule list: %v %v", schs, err)
+	}
+	if out := sam.must("", "scan", "schedule", "void", sch["id"].(string), "--reason", "not needed"); !strings.Contains(out, "void") {
+		t.Fatalf("schedule void: %q", out)
+	}
+
+	// The lead revokes the scope (step-up): no new scan of it.
+	if code, _, stderr := sam.run("", "scope", "revoke", "lab-1"); code != 2 || !strings.Contains(stderr, "--reason") {
+		t.Fatalf("scope revoke without a reason: exit %d, %s", code, stderr)
+	}
+	sam.must(sam.code()+"\n", "scope", "revoke", "lab-1", "--reason", "engagement over")
+	if code, _, stderr := sam.run("", "scan", "request", "--scope", "lab-1"); code != 1 || !strings.Contains(stderr, "scope_revoked") {
+		t.Fatalf("request under a revoked scope: exit %d, %s", code, stderr)
+	}
+	if out := sam.must(sam.code()+"\n", "key", "revoke", keys.ID(pub), "--reason", "rotated"); !strings.Contains(out, "revoked") {
+		t.Fatalf("key revoke: %q", out)
 	}
 }
 
@@ -656,44 +744,4 @@ func TestCLIApprovalFlow(t *testing.T) {
 	if err := json.Unmarshal([]byte(tess.must("", "approval", "list", "--status", "denied", "--json")), &denied); err != nil || len(denied) != 1 || denied[0]["id"] != id2 {
 		t.Fatalf("denied list: %v %v", denied, err)
 	}
-}
-
-// registerScopeKey signs u in on a second handle of the appliance's data
-// directory and registers pub as u's scope-signing key (scope.key.add,
-// step-up), the way a 'key add' command will through the API.
-func registerScopeKey(t *testing.T, u *e2e, name string, pub ed25519.PublicKey) {
-	t.Helper()
-	ctx := context.Background()
-	cfg := appliance.DefaultConfig()
-	cfg.DataDir, cfg.Production = u.dir, false
-	a, err := appliance.OpenWith(ctx, cfg, u.clock, appliance.Options{LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	c := auth.Client{IP: "127.0.0.1", UserAgent: "e2e"}
-	l, err := a.Auth.Login(ctx, name, u.passwd, c, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l, err = a.Auth.VerifyTOTP(ctx, l.Token, u.code(), c); err != nil {
-		t.Fatal(err)
-	}
-	p, err := a.Auth.Authenticate(ctx, auth.Request{SessionToken: l.Token, Method: "GET", Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.ScopeKeys.Add(ctx, p, "", name+" key", mustPEM(t, pub), u.code()); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// mustPEM is pub in the PEM form keys are registered in.
-func mustPEM(t *testing.T, pub ed25519.PublicKey) []byte {
-	t.Helper()
-	b, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

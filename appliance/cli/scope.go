@@ -30,8 +30,9 @@ func newScopeCmd(env *Env, r *remote) *cobra.Command {
 		newScopeExpandCmd(env),
 		newScopeRegisterCmd(r),
 		listCmd(r, "list", "List the scopes registered with the appliance (through the API)", "/scopes", true,
-			[]column{{"ID", "id"}, {"NAME", "name"}, {"ENVIRONMENT", "environment"}, {"TENANT", "tenant"}, {"SIGNER", "signer_key_id"}, {"SHA-256", "sha256"}, {"CREATED", "created_at"}}, nil),
+			[]column{{"ID", "id"}, {"NAME", "name"}, {"ENVIRONMENT", "environment"}, {"TENANT", "tenant"}, {"SIGNER", "signer_key_id"}, {"SHA-256", "sha256"}, {"CREATED", "created_at"}, {"REVOKED", "revoked_at"}}, nil),
 		newScopeShowCmd(r),
+		newScopeRevokeCmd(r),
 	)
 }
 

@@ -50,19 +50,21 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			console, err := ui.New(ui.Deps{
-				Pages:    pages,
-				Auth:     app.Auth,
-				SIEM:     app.SIEM,
-				Audit:    app.Audit,
-				Scopes:   app.Scopes,
-				Evidence: app.Evidence,
-				Policies: app.Policies,
-				Reports:  app.Reports,
-				Reviews:  app.Reviews,
-				Status:   func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
-				Version:  buildinfo.Get(),
-				Logger:   logger,
-				Now:      env.Now,
+				Pages:     pages,
+				Auth:      app.Auth,
+				SIEM:      app.SIEM,
+				Audit:     app.Audit,
+				Scopes:    app.Scopes,
+				ScopeKeys: app.ScopeKeys,
+				Scans:     app.Scans,
+				Evidence:  app.Evidence,
+				Policies:  app.Policies,
+				Reports:   app.Reports,
+				Reviews:   app.Reviews,
+				Status:    func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+				Version:   buildinfo.Get(),
+				Logger:    logger,
+				Now:       env.Now,
 			})
 			if err != nil {
 				return err

@@ -245,6 +245,7 @@ func Rules() []Rule {
 		r("appliance/cli/apiclient.ErrNoConfigDir", apiclient.ErrNoConfigDir, invalid),
 		r("appliance/cli/apiclient.ErrPinMismatch", apiclient.ErrPinMismatch, Class{Code: "cert_pin_mismatch", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "the server's certificate does not match the pinned SHA-256"}),
 		r("appliance/cli/apiclient.ErrResponseTooLarge", apiclient.ErrResponseTooLarge, Class{Code: "response_too_large", HTTP: http.StatusBadGateway, Exit: ExitFailure, Message: "the server's answer is too large"}),
+		r("appliance/cli/apiclient.ErrStreamIdle", apiclient.ErrStreamIdle, Class{Code: "stream_idle", HTTP: http.StatusGatewayTimeout, Exit: ExitFailure, Message: "the event stream went silent"}),
 		r("appliance/cli/apiclient.ErrCredentialsMode", apiclient.ErrCredentialsMode, Class{Code: "credentials_insecure", HTTP: http.StatusInternalServerError, Exit: ExitFailure, Message: "the credentials file is accessible by other users"}),
 
 		// Found since the table was made: hardening, scans, policy, reports.

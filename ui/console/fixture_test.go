@@ -100,7 +100,7 @@ func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Pages: pages, Logger: logger, Now: clk.Now})
+	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Evidence: app.Evidence, Pages: pages, Logger: logger, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
