@@ -307,3 +307,50 @@ func TestProductionScanApprovals(t *testing.T) {
 	// An auditor may not cancel.
 	want(t, w.aud.post("/console/scans/"+id+"/cancel", url.Values{"reason": {"x"}}), http.StatusForbidden)
 }
+
+// TestScopeKeys: a security lead has the appliance generate a held key
+// (step-up), a malformed public key is refused, an auditor sees the list
+// without forms and is refused changes, and the lead revokes the key after
+// step-up (a reason is required; a missing CSRF token is refused).
+func TestScopeKeys(t *testing.T) {
+	f := newFixture(t)
+	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
+	tenant := f.init.TenantID
+	lead, leadS, _ := f.firstRun("lena", f.addUser(root, rootSecret, tenant, "lena", store.RoleSecurityLead))
+	aud, _, _ := f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
+
+	want(t, lead.post("/console/keys", url.Values{"csrf": {""}, "name": {"k"}, "generate": {"1"}}), http.StatusForbidden, "CSRF")
+	want(t, lead.post("/console/keys", url.Values{"name": {"k"}}), http.StatusBadRequest, "paste the public key")
+	a := f.stepUpIfAsked(lead, "/console/keys", leadS, lead.post("/console/keys", url.Values{"name": {"bad"}, "public": {"not a key"}}))
+	if a.status < 400 || a.status >= 500 {
+		t.Fatalf("malformed key: %d\n%s", a.status, a.body)
+	}
+	a = lead.post("/console/keys", url.Values{"name": {"<held>"}, "generate": {"1"}})
+	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, "scope.key.add")
+	wantRedirect(t, f.stepUpIfAsked(lead, "/console/keys", leadS, a), "/console/keys")
+	a = lead.get("/console/keys")
+	want(t, a, http.StatusOK, "&lt;held&gt;", "<td>yes</td>", "/revoke")
+	m := regexp.MustCompile(`/console/keys/([^/"]+)/revoke`).FindStringSubmatch(a.body)
+	if m == nil {
+		t.Fatalf("no revoke form:\n%s", a.body)
+	}
+
+	a = aud.get("/console/keys")
+	want(t, a, http.StatusOK, "&lt;held&gt;")
+	if strings.Contains(a.body, `id="key-add"`) || strings.Contains(a.body, "/revoke") {
+		t.Fatalf("the auditor is offered key changes:\n%s", a.body)
+	}
+	want(t, aud.post("/console/keys", url.Values{"name": {"x"}, "generate": {"1"}}), http.StatusForbidden)
+	want(t, aud.post("/console/keys/"+m[1]+"/revoke", url.Values{"reason": {"x"}}), http.StatusForbidden)
+
+	path := "/console/keys/" + m[1] + "/revoke"
+	want(t, lead.post(path, nil), http.StatusBadRequest, "reason")
+	a = lead.post(path, url.Values{"reason": {"laptop lost"}})
+	want(t, a, http.StatusUnauthorized, "scope.key.revoke")
+	wantRedirect(t, f.stepUpIfAsked(lead, path, leadS, a), "/console/keys")
+	a = lead.get("/console/keys")
+	want(t, a, http.StatusOK, "revoked")
+	if strings.Contains(a.body, "/revoke") {
+		t.Fatalf("a revoked key offers revocation:\n%s", a.body)
+	}
+}
