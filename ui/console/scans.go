@@ -151,6 +151,9 @@ type scanData struct {
 	Events string
 	// Results is the results explorer's URL.
 	Results string
+	// Figures of a finished run, from its job (the live feed has ended):
+	// results stored, run time, average rate against the request's cap.
+	Stored, Elapsed, Rate string
 }
 
 func finalState(s string) bool {
@@ -186,6 +189,9 @@ func (c *Console) scanPage(ec echo.Context) error {
 		buf.Write(sc.Request)
 	}
 	d.Request = buf.String()
+	if d.Final && sc.Job != nil && sc.Job.FinishedAt != "" {
+		d.finalFigures(sc)
+	}
 	mine := sc.RequesterID == p.UserID
 	if p.TenantID != "" && sc.ApprovalID != "" {
 		d.CanApprove = !mine && sc.State == scan.StatePending && c.allowed(p.Role, auth.ApproveOperation(auth.KindProductionScan))
@@ -194,6 +200,26 @@ func (c *Console) scanPage(ec echo.Context) error {
 	}
 	d.CanCancel = !d.Final && sc.State != scan.StateDenied && c.allowed(p.Role, auth.OpScanCancel)
 	return c.render(ec, http.StatusOK, "scan", view{Title: "Scan " + sc.ID, Nav: "scans", Flash: flashOf(ec), Tenant: tenant, Tenants: tenants, Data: d})
+}
+
+// finalFigures fills the figures of sc's finished run from its job: the
+// live feed of a finished scan carries only its state.
+func (d *scanData) finalFigures(sc scan.Scan) {
+	var req struct {
+		Rate int `json:"rate"`
+	}
+	_ = json.Unmarshal(sc.Request, &req) // the canonical request; a bad one shows no cap
+	d.Stored = strconv.FormatInt(sc.Job.Results, 10) + " results"
+	start, err1 := time.Parse(time.RFC3339Nano, sc.Job.StartedAt)
+	end, err2 := time.Parse(time.RFC3339Nano, sc.Job.FinishedAt)
+	if err1 != nil || err2 != nil || end.Before(start) {
+		return
+	}
+	el := end.Sub(start)
+	d.Elapsed = el.Round(time.Millisecond).String()
+	if el > 0 && req.Rate > 0 {
+		d.Rate = strconv.FormatFloat(float64(sc.Job.Results)/el.Seconds(), 'f', 1, 64) + " results/s on average, cap " + strconv.Itoa(req.Rate) + "/s"
+	}
 }
 
 // scanAction runs one of the scan page's forms and returns to the page.

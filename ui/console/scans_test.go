@@ -3,6 +3,7 @@ package console_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"net"
 	"net/http"
 	"net/url"
@@ -99,32 +100,46 @@ func newScanWorld(t *testing.T) *scanWorld {
 	wantRedirect(t, f.stepUpIfAsked(w.lead, "/console/keys", w.leadS, a), "/console/keys")
 	want(t, w.lead.get("/console/keys"), http.StatusOK, keys.ID(pub), "lena&#39;s laptop", "active")
 
-	p := f.principalOf(w.lead)
+	w.dev, w.prod = f.registerScopes(w.lead, pub, priv, "tcp:"+strconv.Itoa(w.port)+","+strconv.Itoa(w.port+1))
+	f.runScans()
+	return w
+}
+
+// registerScopes registers a non-production and a production scope over
+// 127.0.0.1/32 with ports, signed by priv (registered to lead), and
+// returns their ids.
+func (f *fixture) registerScopes(lead *browser, pub ed25519.PublicKey, priv ed25519.PrivateKey, ports string) (dev, prod string) {
+	f.t.Helper()
+	p := f.principalOf(lead)
 	now := f.clk.Now()
 	for _, env := range []string{scope.EnvNonProduction, scope.EnvProduction} {
 		doc := scope.Document{ID: "lo-" + env, Tenant: "alpha", Name: "loopback " + env, Environment: env,
-			CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: "tcp:" + strconv.Itoa(w.port) + "," + strconv.Itoa(w.port+1),
+			CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: ports,
 			Probes: []safety.Kind{safety.KindTCPConnect}, NotBefore: now.Add(-time.Hour).Truncate(time.Second),
 			NotAfter: now.Add(24 * time.Hour).Truncate(time.Second), MaxPPS: 20, SignerKeyID: keys.ID(pub)}
 		signed, err := scope.Sign(doc, priv)
 		if err != nil {
-			t.Fatal(err)
+			f.t.Fatal(err)
 		}
 		sc, err := f.app.Scopes.Register(f.ctx, p, "", signed)
 		if err != nil {
-			t.Fatal(err)
+			f.t.Fatal(err)
 		}
 		if env == scope.EnvProduction {
-			w.prod = sc.ID
+			prod = sc.ID
 		} else {
-			w.dev = sc.ID
+			dev = sc.ID
 		}
 	}
+	return dev, prod
+}
+
+// runScans runs the scan service's dispatcher until the test ends.
+func (f *fixture) runScans() {
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = f.app.Scans.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return w
+	f.t.Cleanup(func() { cancel(); <-done })
 }
 
 var scanIDRe = regexp.MustCompile(`/console/scans/(scan_[0-9a-z]+)`)

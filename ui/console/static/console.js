@@ -66,7 +66,10 @@ function watchScan(box, attempt) {
     es.close();
     var end = JSON.parse(ev.data);
     if (end.state && end.state !== initial) {
-      window.location.reload();
+      // Load the page again without its one-off notice.
+      var u = new URL(window.location.href);
+      u.searchParams.delete("flash");
+      window.location.replace(u.toString());
     } else if (end.state === "queued" && attempt < 300) {
       window.setTimeout(function () { watchScan(box, attempt + 1); }, 2000);
     }
