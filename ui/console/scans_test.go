@@ -190,6 +190,7 @@ func TestScanRequestProgressResults(t *testing.T) {
 
 	// Refusals first: no CSRF token, the auditor's role, a bad rate.
 	want(t, w.op.post("/console/scans", url.Values{"csrf": {""}, "scope": {w.dev}}), http.StatusForbidden, "CSRF")
+	want(t, w.aud.get("/console/"), http.StatusOK, "No scans yet")
 	a := w.aud.get("/console/scans")
 	want(t, a, http.StatusOK, "No scans yet")
 	if strings.Contains(a.body, `id="scan-request-form"`) {
@@ -269,7 +270,9 @@ func TestScanRequestProgressResults(t *testing.T) {
 		t.Fatalf("second page:\n%s", b.body)
 	}
 
-	// The list shows the scan with its result count.
+	// The operator's dashboard lists it; the list shows it with its
+	// result count.
+	want(t, w.op.get("/console/"), http.StatusOK, `id="recent-scans"`, `href="/console/scans/`+id+`"`, "2 results")
 	want(t, w.aud.get("/console/scans?state=completed"), http.StatusOK, id, "/console/scans/"+id+"/results\">2<")
 	if a := w.aud.get("/console/scans?state=pending"); strings.Contains(a.body, id) {
 		t.Fatalf("state filter ignored:\n%s", a.body)
