@@ -10,9 +10,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/audit"
-	"firewalliq/appliance/scan"
 	"firewalliq/probe/safety"
 )
 
