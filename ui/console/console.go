@@ -31,6 +31,7 @@ import (
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
@@ -78,6 +79,9 @@ type Deps struct {
 	// Scans is the scan service (requests, approvals, progress,
 	// results); nil shows the scan pages as not available.
 	Scans *scan.Scans
+	// Reviews runs access reviews; nil shows their pages as not
+	// available.
+	Reviews *review.Service
 	// Evidence is the evidence vault; nil when none is configured.
 	Evidence *evidence.Service
 	// Health reports the appliance's state (no tenant data): the tamper
@@ -243,6 +247,12 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/scans/:id/deny", c.scanDeny)
 	a(http.MethodPost, "/scans/:id/start", c.stepUp(c.scanStart))
 	a(http.MethodPost, "/scans/:id/cancel", c.scanCancel)
+	a(http.MethodGet, "/reviews", c.reviewsPage)
+	a(http.MethodPost, "/reviews", c.reviewStart)
+	a(http.MethodGet, "/reviews/:id", c.reviewPage)
+	a(http.MethodPost, "/reviews/:id/decide", c.reviewDecide)
+	a(http.MethodPost, "/reviews/:id/sign", c.stepUp(c.reviewSign))
+	a(http.MethodGet, "/reviews/:id/download/:format", c.reviewDownload)
 	a(http.MethodGet, "/keys", c.keysPage)
 	a(http.MethodPost, "/keys", c.stepUp(c.keyAdd))
 	a(http.MethodPost, "/keys/:id/revoke", c.stepUp(c.keyRevoke))
@@ -372,6 +382,7 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/scopes", "Scopes", "scopes"}, auth.OpScopeRead, false},
 		{menuItem{Prefix + "/keys", "Scope keys", "keys"}, auth.OpScopeKeyList, false},
 		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
+		{menuItem{Prefix + "/reviews", "Access reviews", "reviews"}, auth.OpReviewRead, false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
 	}
 	var out []menuItem
