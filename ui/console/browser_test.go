@@ -161,6 +161,36 @@ func (c *chrome) text(sel string) string {
 	return strings.TrimSpace(v)
 }
 
+// waitText reads sel's text until ok accepts it (10 s at most, each read
+// bounded) and returns the last text read.
+func (c *chrome) waitText(sel string, ok func(string) bool) string {
+	c.t.Helper()
+	var last string
+	for i := 0; i < 100; i++ {
+		rctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		v, err := chromedp.Run(rctx, chromedp.Text(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			last = strings.TrimSpace(v)
+			if ok(last) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// location is the tab's URL.
+func (c *chrome) location() string {
+	c.t.Helper()
+	loc, err := chromedp.Run(c.ctx, chromedp.Location())
+	if err != nil {
+		c.fail("location", err)
+	}
+	return loc
+}
+
 // shot saves a full-page screenshot as name in the artifacts directory.
 // A capture can stall while the tab navigates, so each attempt is bounded
 // and a stalled one is tried again.
@@ -313,6 +343,7 @@ func TestBrowserScan(t *testing.T) {
 		chromedp.SendKeys(css("#scan-targets"), "127.0.0.1"),
 		chromedp.SendKeys(css("#scan-ports"), ports),
 		chromedp.Click(css(`input[name=probes][value=tcp-connect]`)),
+		chromedp.Click(css(`input[name=probes][value=banner]`)),
 		chromedp.SendKeys(css("#scan-rate"), "10"+kb.Enter),
 		chromedp.WaitVisible(css("#stepup_code")))
 	if op := ch.text("#stepup-form strong"); op != "scan.start" {
@@ -341,13 +372,13 @@ func TestBrowserScan(t *testing.T) {
 	// The page reloads itself when the feed ends with a new state; the
 	// server-rendered page then names the finished job.
 	var box string
-	for i := 0; i < 300 && !(strings.Contains(box, "finished") && strings.Contains(box, "30 results stored")); i++ {
+	for i := 0; i < 300 && !(strings.Contains(box, "finished") && strings.Contains(box, "60 results stored")); i++ {
 		time.Sleep(100 * time.Millisecond)
 		rctx, cancel := context.WithTimeout(ch.ctx, 2*time.Second)
 		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
 		cancel()
 	}
-	if !strings.Contains(box, "30 results stored") || ch.text("#scan-state") != "completed" {
+	if !strings.Contains(box, "60 results stored") || ch.text("#scan-state") != "completed" {
 		ch.fail("scan completion", fmt.Errorf("progress box: %s", box))
 	}
 	ch.shot("scan.png")
@@ -357,18 +388,26 @@ func TestBrowserScan(t *testing.T) {
 	if rows := ch.text("#results tbody"); !strings.Contains(rows, "open") || !strings.Contains(rows, "closed") {
 		t.Fatalf("results: %s", rows)
 	}
-	ch.do("filter", chromedp.SetValue(css("#f-state"), "open"), chromedp.SendKeys(css("#f-port"), fmt.Sprint(port)+kb.Enter))
-	// Wait for the filtered page itself, not the one the form was on.
-	for i := 0; i < 100; i++ {
-		if loc, err := chromedp.Run(ch.ctx, chromedp.Location()); err == nil && strings.Contains(loc, "state=open") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	// The listener's banner (markup and script) is shown as text and
+	// nothing of it ran.
+	all := ch.location()
+	ch.do("banner filter", chromedp.Navigate(all+fmt.Sprintf("?probe=banner&port=%d", port)), chromedp.WaitVisible(css("#results")))
+	if rows := ch.text("#results tbody"); !strings.Contains(rows, hostileBanner) {
+		t.Fatalf("banner not shown as text: %s", rows)
 	}
-	ch.do("filtered", chromedp.WaitVisible(css("#results")))
-	rows := ch.text("#results tbody")
+	pwned, err := chromedp.Run(ch.ctx, chromedp.Evaluate[bool](`window.pwned === 1 || document.getElementById("pwned") !== null`))
+	if err != nil || pwned {
+		t.Fatalf("the banner's markup took effect (%v)", err)
+	}
+	ch.do("back to all", chromedp.Navigate(all), chromedp.WaitVisible(css("#f-port")))
+	ch.do("filter", chromedp.SetValue(css("#f-state"), "open"), chromedp.SendKeys(css("#f-port"), fmt.Sprint(port)+kb.Enter))
+	// Wait for the filtered page itself, not the one the form was on
+	// (reads during the navigation may fail; they are tried again).
+	rows := ch.waitText("#results tbody", func(s string) bool {
+		return strings.Contains(s, fmt.Sprintf("tcp/%d", port)) && !strings.Contains(s, "closed")
+	})
 	if !strings.Contains(rows, fmt.Sprintf("tcp/%d", port)) || strings.Contains(rows, "closed") {
-		t.Fatalf("filtered results: %s", rows)
+		ch.fail("filtered results", fmt.Errorf("rows: %s", rows))
 	}
 	ch.shot("results.png")
 	ch.clean()

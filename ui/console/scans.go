@@ -373,6 +373,23 @@ type resultView struct {
 	Detail string
 }
 
+// readableJSON is raw re-encoded without HTML escapes (\u003c for '<'),
+// so a banner reads as the server sent it; the template escapes it for
+// the page. Invalid JSON is shown as it is.
+func readableJSON(raw []byte) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return string(raw)
+	}
+	return strings.TrimSpace(b.String())
+}
+
 // maxDetail bounds the detail text one row shows.
 const maxDetail = 600
 
@@ -436,7 +453,7 @@ func (c *Console) resultsPage(ec echo.Context) error {
 			v.RTT = strconv.FormatFloat(math.Round(float64(r.RTTus)/10)/100, 'f', -1, 64)
 		}
 		if len(r.Detail) > 0 && string(r.Detail) != "{}" && string(r.Detail) != "null" {
-			v.Detail = string(r.Detail)
+			v.Detail = readableJSON(r.Detail)
 			if len(v.Detail) > maxDetail {
 				v.Detail = v.Detail[:maxDetail] + "…"
 			}

@@ -39,8 +39,12 @@ func (f *fixture) principalOf(b *browser) auth.Principal {
 	return p
 }
 
-// listener is a TCP service on 127.0.0.1 that accepts and closes, the
-// scans' target; its port.
+// hostileBanner is what the scans' target volunteers on connecting:
+// markup and script, which every page must show as text.
+const hostileBanner = `<script>window.pwned=1</script><img src=x id=pwned>`
+
+// listener is a TCP service on 127.0.0.1, the scans' target, that sends
+// hostileBanner and closes; its port.
 func listener(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,6 +58,8 @@ func listener(t *testing.T) int {
 			if err != nil {
 				return
 			}
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte(hostileBanner + "\r\n"))
 			c.Close()
 		}
 	}()
@@ -115,7 +121,7 @@ func (f *fixture) registerScopes(lead *browser, pub ed25519.PublicKey, priv ed25
 	for _, env := range []string{scope.EnvNonProduction, scope.EnvProduction} {
 		doc := scope.Document{ID: "lo-" + env, Tenant: "alpha", Name: "loopback " + env, Environment: env,
 			CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: ports,
-			Probes: []safety.Kind{safety.KindTCPConnect}, NotBefore: now.Add(-time.Hour).Truncate(time.Second),
+			Probes: []safety.Kind{safety.KindTCPConnect, safety.KindBanner}, NotBefore: now.Add(-time.Hour).Truncate(time.Second),
 			NotAfter: now.Add(24 * time.Hour).Truncate(time.Second), MaxPPS: 20, SignerKeyID: keys.ID(pub)}
 		signed, err := scope.Sign(doc, priv)
 		if err != nil {
