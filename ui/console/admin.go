@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/fault"
+	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem/destinations"
 )
 
@@ -308,6 +310,10 @@ type approvalsData struct {
 type approvalView struct {
 	auth.Approval
 	CanApprove, CanDeny, CanVoid bool
+	// ScanID is the scan a production-scan request belongs to: it is
+	// approved and denied on the scan's page (scan.Scans.Approve, which
+	// moves the scan along), not with the generic buttons.
+	ScanID string
 }
 
 func (c *Console) approvalsPage(ec echo.Context) error {
@@ -322,16 +328,54 @@ func (c *Console) approvalsPage(ec echo.Context) error {
 	if err != nil {
 		return err
 	}
+	scans, err := c.scansByApproval(ec, p, as)
+	if err != nil {
+		return err
+	}
 	vs := make([]approvalView, 0, len(as))
 	for _, a := range as {
 		mine := a.RequesterID == p.UserID
-		vs = append(vs, approvalView{Approval: a,
+		v := approvalView{Approval: a,
 			CanApprove: !mine && c.allowed(p.Role, auth.ApproveOperation(a.Kind)),
 			CanDeny:    !mine && a.Kind != auth.KindRoleGrant && c.allowed(p.Role, auth.OpApprovalDeny),
 			CanVoid:    c.allowed(p.Role, auth.OpApprovalVoid) && (mine || p.Role == auth.RoleAdmin || p.Role == auth.RoleSecurityLead),
-		})
+		}
+		if a.Kind == auth.KindProductionScan {
+			v.ScanID = scans[a.ID]
+			v.CanApprove, v.CanDeny, v.CanVoid = false, false, false
+		}
+		vs = append(vs, v)
 	}
 	return c.render(ec, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Flash: flashOf(ec), Data: approvalsData{Approvals: vs, Status: status}})
+}
+
+// scansByApproval maps the approval ids of the tenant's waiting scans
+// (pending or approved) to their scan ids, when as holds a production-scan
+// request. At most a few pages are read: the inbox links what it finds.
+func (c *Console) scansByApproval(ec echo.Context, p auth.Principal, as []auth.Approval) (map[string]string, error) {
+	out := map[string]string{}
+	if c.d.Scans == nil || !slices.ContainsFunc(as, func(a auth.Approval) bool { return a.Kind == auth.KindProductionScan }) {
+		return out, nil
+	}
+	for _, st := range []string{scan.StatePending, scan.StateApproved} {
+		f := scan.ListFilter{State: st, Limit: 500}
+		for range 4 {
+			page, err := c.d.Scans.List(ec.Request().Context(), p, "", f)
+			if err != nil {
+				return nil, err
+			}
+			for _, sc := range page.Items {
+				if sc.ApprovalID != "" {
+					out[sc.ApprovalID] = sc.ID
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			f.Before = page.Next
+		}
+	}
+	return out, nil
 }
 
 func (c *Console) approve(ec echo.Context) error {

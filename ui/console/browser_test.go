@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"firewalliq/appliance/store"
+	"firewalliq/probe/keys"
 )
 
 // chromiumPath finds Debian's chromium; "" when it is not installed.
@@ -52,18 +54,25 @@ const reportViolations = `document.addEventListener("securitypolicyviolation", f
   console.error("CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI);
 });`
 
-// TestBrowserStory drives a real headless Chromium through the console:
-// the initial admin's first run (one-time password, TOTP enrolment with the
-// secret read off the page, recovery codes, new password), the dashboard
-// (screenshot), adding a user with step-up, and the tamper banner once an
-// alarm is raised. Forms are submitted with the keyboard. Any CSP
-// violation, script exception or console error fails the test.
-func TestBrowserStory(t *testing.T) {
+// chrome is a headless Chromium tab on a fixture's server, with what the
+// tab reported (CSP violations, exceptions, console errors and warnings,
+// browser log errors) collected, and a directory for screenshots.
+type chrome struct {
+	t         *testing.T
+	ctx       context.Context
+	seen      *problems
+	artifacts string
+	step      int
+}
+
+// newChrome starts Chromium for t (skipping t when it is not installed);
+// it is closed when t ends. The tab may run for at most limit.
+func newChrome(t *testing.T, limit time.Duration) *chrome {
+	t.Helper()
 	exe := chromiumPath()
 	if exe == "" {
 		t.Skip("chromium is not installed (Debian: apt-get install -y chromium); skipping the browser test")
 	}
-	f := newFixture(t)
 	artifacts, err := os.MkdirTemp("", "fiq-console-browser-")
 	if err != nil {
 		t.Fatal(err)
@@ -81,8 +90,8 @@ func TestBrowserStory(t *testing.T) {
 		chromedp.WindowSize(1280, 900),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	var seen problems
+	t.Cleanup(cancelAlloc)
+	seen := &problems{}
 	// The listener is added before the first command, so it sees every
 	// event of the tab; it only records (it must return fast).
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
@@ -108,47 +117,128 @@ func TestBrowserStory(t *testing.T) {
 			}
 		}
 	}))
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancelTimeout()
-
-	// fail saves a screenshot and the page's HTML, then fails the test.
-	step := 0
-	fail := func(what string, err error) {
-		t.Helper()
-		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-		png, _ := chromedp.Run(dctx, chromedp.FullScreenshot(100))
-		html, _ := chromedp.Run(dctx, chromedp.OuterHTML(chromedp.CSS("html")))
-		dcancel()
-		base := filepath.Join(artifacts, fmt.Sprintf("step%02d", step))
-		_ = os.WriteFile(base+".png", png, 0o600)
-		_ = os.WriteFile(base+".html", []byte(html), 0o600)
-		t.Fatalf("%s: %v (screenshot and HTML in %s.*)", what, err, base)
-	}
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		step++
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			fail(what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			fail("read "+sel, err)
-		}
-		return strings.TrimSpace(v)
-	}
-	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
-	u := f.srv.URL
-
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, limit)
+	t.Cleanup(cancelTimeout)
 	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: reportViolations}); err != nil {
 		t.Fatal(err)
 	}
+	return &chrome{t: t, ctx: ctx, seen: seen, artifacts: artifacts}
+}
+
+// fail saves a screenshot and the page's HTML, then fails the test.
+func (c *chrome) fail(what string, err error) {
+	c.t.Helper()
+	dctx, dcancel := context.WithTimeout(c.ctx, 10*time.Second)
+	png, _ := chromedp.Run(dctx, chromedp.FullScreenshot(100))
+	html, _ := chromedp.Run(dctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	dcancel()
+	base := filepath.Join(c.artifacts, fmt.Sprintf("step%02d", c.step))
+	_ = os.WriteFile(base+".png", png, 0o600)
+	_ = os.WriteFile(base+".html", []byte(html), 0o600)
+	c.t.Fatalf("%s: %v (screenshot and HTML in %s.*)", what, err, base)
+}
+
+// do runs one step's actions, failing the test with a screenshot.
+func (c *chrome) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	c.step++
+	if err := chromedp.Do(c.ctx, actions...); err != nil {
+		c.fail(what, err)
+	}
+}
+
+// text is the text of the first element matching sel.
+func (c *chrome) text(sel string) string {
+	c.t.Helper()
+	v, err := chromedp.Run(c.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		c.fail("read "+sel, err)
+	}
+	return strings.TrimSpace(v)
+}
+
+// waitText reads sel's text until ok accepts it (10 s at most, each read
+// bounded) and returns the last text read.
+func (c *chrome) waitText(sel string, ok func(string) bool) string {
+	c.t.Helper()
+	var last string
+	for i := 0; i < 100; i++ {
+		rctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		v, err := chromedp.Run(rctx, chromedp.Text(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			last = strings.TrimSpace(v)
+			if ok(last) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// location is the tab's URL.
+func (c *chrome) location() string {
+	c.t.Helper()
+	loc, err := chromedp.Run(c.ctx, chromedp.Location())
+	if err != nil {
+		c.fail("location", err)
+	}
+	return loc
+}
+
+// shot saves a full-page screenshot as name in the artifacts directory.
+// A capture can stall while the tab navigates, so each attempt is bounded
+// and a stalled one is tried again.
+func (c *chrome) shot(name string) string {
+	c.t.Helper()
+	var png []byte
+	var err error
+	for range 3 {
+		sctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		png, err = chromedp.Run(sctx, chromedp.FullScreenshot(100))
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		c.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	p := filepath.Join(c.artifacts, name)
+	if err := os.WriteFile(p, png, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Logf("screenshot: %s", p)
+	return p
+}
+
+// clean fails the test if the tab reported any problem (after letting
+// late reports arrive).
+func (c *chrome) clean() {
+	c.t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	if ps := c.seen.all(); len(ps) > 0 {
+		c.t.Fatalf("the browser reported problems:\n%s", strings.Join(ps, "\n"))
+	}
+}
+
+// TestBrowserStory drives a real headless Chromium through the console:
+// the initial admin's first run (one-time password, TOTP enrolment with the
+// secret read off the page, recovery codes, new password), the dashboard
+// (screenshot), adding a user with step-up, and the tamper banner once an
+// alarm is raised. Forms are submitted with the keyboard. Any CSP
+// violation, script exception or console error fails the test.
+func TestBrowserStory(t *testing.T) {
+	f := newFixture(t)
+	ch := newChrome(t, 3*time.Minute)
+	ctx, do, text := ch.ctx, ch.do, ch.text
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	u := f.srv.URL
 
 	// First run: the one-time password from init, submitted with Enter.
 	do("login page", chromedp.Navigate(u+"/console/"), chromedp.WaitVisible(css("#name")))
@@ -172,15 +262,7 @@ func TestBrowserStory(t *testing.T) {
 	if title := text("h1"); title != "Dashboard" {
 		t.Fatalf("title %q", title)
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shot := filepath.Join(artifacts, "dashboard.png")
-	if err := os.WriteFile(shot, png, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("dashboard screenshot: %s", shot)
+	ch.shot("dashboard.png")
 
 	// Add a user: the step-up prompt appears and re-submits the form.
 	do("users page", chromedp.Navigate(u+"/console/users?tenant="+f.init.TenantID), chromedp.WaitVisible(css("#new-name")))
@@ -198,13 +280,7 @@ func TestBrowserStory(t *testing.T) {
 
 	// The users page at 768 px wide, for a person to look at.
 	do("narrow", chromedp.EmulateViewport(768, 900))
-	narrow, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(artifacts, "users-768.png"), narrow, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ch.shot("users-768.png")
 	do("wide", chromedp.EmulateViewport(1280, 900))
 
 	// A raised tamper alarm shows on every page.
@@ -218,9 +294,121 @@ func TestBrowserStory(t *testing.T) {
 	// The appliance admin is offered the acknowledgement on the dashboard.
 	do("alarm form", chromedp.Navigate(u+"/console/"), chromedp.WaitVisible(css("#ack-comment")))
 
-	// Let late reports arrive, then require a clean console.
-	time.Sleep(200 * time.Millisecond)
-	if ps := seen.all(); len(ps) > 0 {
-		t.Fatalf("the browser reported problems:\n%s", strings.Join(ps, "\n"))
+	// Require a clean console.
+	ch.clean()
+}
+
+// TestBrowserScan drives Chromium through a security lead's non-production
+// scan of a listener on 127.0.0.1: sign-in with password and TOTP, the
+// request form (scope, targets, ports, probe, rate), the step-up prompt,
+// the scan page's live progress over Server-Sent Events (probes sent, rate
+// against the cap), the page reloading itself when the scan completes, and
+// the results explorer with a filter. It saves scan.png and results.png.
+// Any CSP violation, script exception or console error fails the test.
+func TestBrowserScan(t *testing.T) {
+	f := newFixture(t)
+	ch := newChrome(t, 3*time.Minute)
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	u := f.srv.URL
+
+	// Set-up over HTTP: the admin adds a security lead, who registers a
+	// key; two scopes over 127.0.0.1 (30 ports around a listener).
+	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
+	lead, leadS, leadPW := f.firstRun("lena", f.addUser(root, rootSecret, f.init.TenantID, "lena", store.RoleSecurityLead))
+	pub, priv, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	pem, err := keys.MarshalPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := lead.post("/console/keys", url.Values{"name": {"laptop"}, "public": {string(pem)}})
+	wantRedirect(t, f.stepUpIfAsked(lead, "/console/keys", leadS, a), "/console/keys")
+	port := listener(t)
+	lo := min(port, 65535-29)
+	ports := fmt.Sprintf("tcp:%d-%d", lo, lo+29)
+	dev, _ := f.registerScopes(lead, pub, priv, ports)
+	f.runScans()
+
+	// The lead signs in in the browser.
+	ch.do("login", chromedp.Navigate(u+"/console/login"), chromedp.WaitVisible(css("#name")),
+		chromedp.SendKeys(css("#name"), "lena"), chromedp.SendKeys(css("#password"), leadPW+kb.Enter),
+		chromedp.WaitVisible(css("#code")))
+	ch.do("totp", chromedp.SendKeys(css("#code"), f.code(leadS)+kb.Enter), chromedp.WaitVisible(css("#h-profile")))
+
+	// The request form, submitted with Enter from the rate field.
+	ch.do("scans page", chromedp.Navigate(u+"/console/scans"), chromedp.WaitVisible(css("#scan-request-form")))
+	ch.do("request", chromedp.SetValue(css("#scan-scope"), dev),
+		chromedp.SendKeys(css("#scan-targets"), "127.0.0.1"),
+		chromedp.SendKeys(css("#scan-ports"), ports),
+		chromedp.Click(css(`input[name=probes][value=tcp-connect]`)),
+		chromedp.Click(css(`input[name=probes][value=banner]`)),
+		chromedp.SendKeys(css("#scan-rate"), "10"+kb.Enter),
+		chromedp.WaitVisible(css("#stepup_code")))
+	if op := ch.text("#stepup-form strong"); op != "scan.start" {
+		t.Fatalf("step-up for %q", op)
+	}
+	ch.do("step-up", chromedp.SendKeys(css("#stepup_code"), f.code(leadS)+kb.Enter), chromedp.WaitVisible(css("#progress")))
+
+	// Live progress: probes sent and the rate against the cap appear
+	// while it runs, then the page reloads itself on completion.
+	var sawRate string
+	for i := 0; i < 200; i++ {
+		if r := ch.text("#p-rate"); strings.Contains(r, "cap") {
+			sawRate = r
+			if ch.text("#p-sent") != "—" {
+				break
+			}
+		}
+		if ch.text("#scan-state") == "completed" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(sawRate, "/s cap") {
+		t.Fatalf("no live rate seen (last %q)", sawRate)
+	}
+	// The page reloads itself when the feed ends with a new state; the
+	// server-rendered page then names the finished job.
+	var box string
+	for i := 0; i < 300 && !(strings.Contains(box, "finished") && strings.Contains(box, "60 results stored")); i++ {
+		time.Sleep(100 * time.Millisecond)
+		rctx, cancel := context.WithTimeout(ch.ctx, 2*time.Second)
+		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
+		cancel()
+	}
+	if !strings.Contains(box, "60 results stored") || ch.text("#scan-state") != "completed" {
+		ch.fail("scan completion", fmt.Errorf("progress box: %s", box))
+	}
+	ch.shot("scan.png")
+
+	// The results explorer: the listener's port is open; filter by it.
+	ch.do("results", chromedp.Click(css("#results-link")), chromedp.WaitVisible(css("#results")))
+	if rows := ch.text("#results tbody"); !strings.Contains(rows, "open") || !strings.Contains(rows, "closed") {
+		t.Fatalf("results: %s", rows)
+	}
+	// The listener's banner (markup and script) is shown as text and
+	// nothing of it ran.
+	all := ch.location()
+	ch.do("banner filter", chromedp.Navigate(all+fmt.Sprintf("?probe=banner&port=%d", port)), chromedp.WaitVisible(css("#results")))
+	if rows := ch.text("#results tbody"); !strings.Contains(rows, hostileBanner) {
+		t.Fatalf("banner not shown as text: %s", rows)
+	}
+	pwned, err := chromedp.Run(ch.ctx, chromedp.Evaluate[bool](`window.pwned === 1 || document.getElementById("pwned") !== null`))
+	if err != nil || pwned {
+		t.Fatalf("the banner's markup took effect (%v)", err)
+	}
+	ch.do("back to all", chromedp.Navigate(all), chromedp.WaitVisible(css("#f-port")))
+	ch.do("filter", chromedp.SetValue(css("#f-state"), "open"), chromedp.SendKeys(css("#f-port"), fmt.Sprint(port)+kb.Enter))
+	// Wait for the filtered page itself, not the one the form was on
+	// (reads during the navigation may fail; they are tried again).
+	rows := ch.waitText("#results tbody", func(s string) bool {
+		return strings.Contains(s, fmt.Sprintf("tcp/%d", port)) && !strings.Contains(s, "closed")
+	})
+	if !strings.Contains(rows, fmt.Sprintf("tcp/%d", port)) || strings.Contains(rows, "closed") {
+		ch.fail("filtered results", fmt.Errorf("rows: %s", rows))
+	}
+	ch.shot("results.png")
+	ch.clean()
 }

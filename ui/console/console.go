@@ -31,6 +31,7 @@ import (
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
@@ -72,6 +73,15 @@ type Deps struct {
 	SIEM *destinations.Service
 	// Scopes is the scope registry.
 	Scopes *scan.Scopes
+	// ScopeKeys is the registry of scope-signing keys; nil shows its page
+	// as not available.
+	ScopeKeys *scan.Keys
+	// Scans is the scan service (requests, approvals, progress,
+	// results); nil shows the scan pages as not available.
+	Scans *scan.Scans
+	// Reviews runs access reviews; nil shows their pages as not
+	// available.
+	Reviews *review.Service
 	// Evidence is the evidence vault; nil when none is configured.
 	Evidence *evidence.Service
 	// Health reports the appliance's state (no tenant data): the tamper
@@ -228,6 +238,24 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/evidence/export/:id/link", c.stepUp(c.exportLink))
 	a(http.MethodGet, "/scopes", c.scopesPage)
 	a(http.MethodGet, "/scopes/:id", c.scopePage)
+	a(http.MethodGet, "/scans", c.scansPage)
+	a(http.MethodPost, "/scans", c.stepUp(c.scanRequest))
+	a(http.MethodGet, "/scans/:id", c.scanPage)
+	a(http.MethodGet, "/scans/:id/events", c.scanEvents)
+	a(http.MethodGet, "/scans/:id/results", c.resultsPage)
+	a(http.MethodPost, "/scans/:id/approve", c.stepUp(c.scanApprove))
+	a(http.MethodPost, "/scans/:id/deny", c.scanDeny)
+	a(http.MethodPost, "/scans/:id/start", c.stepUp(c.scanStart))
+	a(http.MethodPost, "/scans/:id/cancel", c.scanCancel)
+	a(http.MethodGet, "/reviews", c.reviewsPage)
+	a(http.MethodPost, "/reviews", c.reviewStart)
+	a(http.MethodGet, "/reviews/:id", c.reviewPage)
+	a(http.MethodPost, "/reviews/:id/decide", c.reviewDecide)
+	a(http.MethodPost, "/reviews/:id/sign", c.stepUp(c.reviewSign))
+	a(http.MethodGet, "/reviews/:id/download/:format", c.reviewDownload)
+	a(http.MethodGet, "/keys", c.keysPage)
+	a(http.MethodPost, "/keys", c.stepUp(c.keyAdd))
+	a(http.MethodPost, "/keys/:id/revoke", c.stepUp(c.keyRevoke))
 	// Anything else under the console is a page that does not exist.
 	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
@@ -350,8 +378,11 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/alerts", "Alerts", "alerts"}, auth.OpAnomalyRead, false},
 		{menuItem{Prefix + "/siem", "SIEM", "siem"}, auth.OpSIEMRead, false},
 		{menuItem{Prefix + "/audit", "Audit log", "audit"}, auth.OpAuditRead, false},
+		{menuItem{Prefix + "/scans", "Scans", "scans"}, auth.OpScanRead, false},
 		{menuItem{Prefix + "/scopes", "Scopes", "scopes"}, auth.OpScopeRead, false},
+		{menuItem{Prefix + "/keys", "Scope keys", "keys"}, auth.OpScopeKeyList, false},
 		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
+		{menuItem{Prefix + "/reviews", "Access reviews", "reviews"}, auth.OpReviewRead, false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
 	}
 	var out []menuItem

@@ -201,7 +201,7 @@ func TestDashboardAndBanner(t *testing.T) {
 	f := newFixture(t)
 	admin, _, _ := f.firstRun("root", f.init.OneTimePassword)
 	a := admin.get("/console/")
-	want(t, a, http.StatusOK, "Audit log", "intact", "Safety profile", "packets/s", "No scans yet", "No SIEM destination", `<svg class="chart"`, "auth.login")
+	want(t, a, http.StatusOK, "Audit log", "intact", "Safety profile", "packets/s", "No SIEM destination", `<svg class="chart"`, "auth.login")
 	if strings.Contains(a.body, "tamper-banner") {
 		t.Fatal("banner without an alarm")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
 	"firewalliq/audit"
 	"firewalliq/probe/safety"
@@ -28,7 +29,14 @@ type dashboardData struct {
 	Recent   []audit.Entry
 	CanAudit bool
 	Chart    template.HTML
+	// Scans are the tenant's newest scans; ScansShown says the user's
+	// dashboard has the list (a tenant user who may read scans).
+	Scans      []scan.Scan
+	ScansShown bool
 }
+
+// recentScans is how many scans the dashboard lists.
+const recentScans = 5
 
 // recentWindow is how many of the newest entries the dashboard reads for
 // its list and chart: one bounded service page.
@@ -68,6 +76,13 @@ func (c *Console) dashboard(ec echo.Context) error {
 		for i := len(pg.Entries) - 1; i >= 0 && len(d.Recent) < 10; i-- {
 			d.Recent = append(d.Recent, pg.Entries[i])
 		}
+	}
+	if c.d.Scans != nil && p.TenantID != "" && c.allowed(p.Role, auth.OpScanRead) {
+		pg, err := c.d.Scans.List(ctx, p, "", scan.ListFilter{Limit: recentScans})
+		if err != nil {
+			return err
+		}
+		d.Scans, d.ScansShown = pg.Items, true
 	}
 	return c.render(ec, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", Flash: flashOf(ec), Data: d, health: known})
 }
