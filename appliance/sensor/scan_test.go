@@ -1,0 +1,185 @@
+package sensor_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
+	"firewalliq/audit"
+	"firewalliq/probe/keys"
+	"firewalliq/probe/safety"
+	"firewalliq/probe/scope"
+)
+
+// registerScope signs a loopback non-production scope with the fleet's
+// trusted scope key and registers it as the tenant's security lead.
+func (fl *fleet) registerScope(t *testing.T, id string, ports ...uint16) {
+	t.Helper()
+	now := fl.Clock.Now()
+	var spec string
+	for i, p := range ports {
+		if i > 0 {
+			spec += ","
+		}
+		spec += strconv.Itoa(int(p))
+	}
+	doc := scope.Document{ID: id, Tenant: "alpha", Name: "loopback " + id, Environment: scope.EnvNonProduction,
+		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: "tcp:" + spec, Probes: []safety.Kind{safety.KindTCPConnect},
+		NotBefore: now.Add(-time.Hour).Truncate(time.Second), NotAfter: now.Add(24 * time.Hour).Truncate(time.Second),
+		MaxPPS: 50, SignerKeyID: keys.ID(fl.ScopeKey.Public().(ed25519.PublicKey))}
+	b, err := scope.Sign(doc, fl.ScopeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.App.Scopes.Register(fl.Ctx, fl.Users["security_lead"].P, "", b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runScans runs the scan service (recovery, dispatcher) until the test ends.
+func (fl *fleet) runScans(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(fl.Ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); fl.App.Scans.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// waitScan polls scan id until it reaches one of states (30 s at most).
+func (fl *fleet) waitScan(t *testing.T, id string, states ...string) scan.Scan {
+	t.Helper()
+	op := fl.Users["operator"]
+	var sc scan.Scan
+	for range 1500 {
+		var err error
+		if sc, err = fl.App.Scans.Get(fl.Ctx, op.P, "", id); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(states, sc.State) {
+			return sc
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("scan %s is %s (%s), want %v", id, sc.State, sc.Reason, states)
+	return sc
+}
+
+// TestScanThroughSensor: a scan request naming an enrolled sensor runs on
+// that sensor (a real agent over the embedded NATS server), its results
+// are stored and audited as a local scan's, attributed to the sensor's
+// vantage label; a vantage that is no active sensor of the tenant is
+// refused at request time, nothing stored.
+func TestScanThroughSensor(t *testing.T) {
+	fl := newFleet(t)
+	// The sensor checks the job's validity on its own clock, which here
+	// is the console's test clock (each step-up code moves it 30 s on),
+	// set flowing so that the engine's timeouts pass.
+	fl.Clock.Flow()
+	creds, dir := fl.enrol(t, "admin", "edge")
+	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
+	actx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(actx) }()
+	t.Cleanup(func() {
+		stopAgent()
+		select {
+		case <-agentDone:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop within 10s")
+		}
+	})
+	open, accepted := listen(t)
+	_, cp, _ := net.SplitHostPort(freePort(t))
+	closedPort, _ := strconv.Atoi(cp)
+	fl.registerScope(t, "edge-lab", open, uint16(closedPort))
+	fl.runScans(t)
+	op := fl.Users["operator"]
+
+	bad := []struct {
+		name    string
+		vantage string
+	}{
+		{"unknown sensor", "sen_nobody"},
+		{"malformed", "not a sensor"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "edge-lab", Vantage: tt.vantage}, fl.Code(op))
+			if !errors.Is(err, scan.ErrBadRequest) {
+				t.Fatalf("Request with vantage %q: %v, want ErrBadRequest", tt.vantage, err)
+			}
+		})
+	}
+	if page, _ := fl.App.Scans.List(fl.Ctx, op.P, "", scan.ListFilter{}); len(page.Items) != 0 {
+		t.Fatalf("refused requests stored: %+v", page.Items)
+	}
+
+	mark := fl.Head()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "edge-lab", Targets: []string{"127.0.0.1"}, Rate: 40, Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
+	if sc.State != scan.StateCompleted || sc.Job == nil || sc.Job.Results != 2 {
+		t.Fatalf("scan %+v job %+v", sc, sc.Job)
+	}
+	if sc.Job.Vantage != creds.SensorID || sc.Job.VantageLabel != "vantage-edge" {
+		t.Fatalf("job vantage %q label %q, want %s / vantage-edge", sc.Job.Vantage, sc.Job.VantageLabel, creds.SensorID)
+	}
+	page, err := fl.App.Scans.Results(fl.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[int]string{}
+	for _, r := range page.Items {
+		states[r.Port] = r.State
+	}
+	if states[int(open)] != "open" || states[closedPort] != "closed" {
+		t.Fatalf("results %v (open %d, closed %d)", states, open, closedPort)
+	}
+	if accepted.Load() < 1 {
+		t.Error("the listener saw no connection from the sensor")
+	}
+	var got []string
+	for _, en := range fl.Entries(mark, "") {
+		if en.Object == "scan:"+sc.ID {
+			got = append(got, string(en.Action))
+		}
+	}
+	if want := []string{"scan.request", "scan.start", "scan.start", "scan.complete"}; !slices.Equal(got, want) {
+		t.Fatalf("audit %v, want %v", got, want)
+	}
+	for _, en := range fl.Entries(mark, audit.ActScanComplete) {
+		var d map[string]any
+		if err := json.Unmarshal(en.Details, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["vantage"] != creds.SensorID || d["vantage_label"] != "vantage-edge" || fmt.Sprint(d["results"]) != "2" {
+			t.Fatalf("scan.complete details %v", d)
+		}
+	}
+
+	// A revoked sensor is no vantage any more.
+	admin := fl.Users["admin"]
+	if _, err := fl.Svc.Revoke(fl.Ctx, admin.P, "", creds.SensorID, fl.Code(admin)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "edge-lab", Vantage: creds.SensorID}, fl.Code(op)); !errors.Is(err, scan.ErrBadRequest) {
+		t.Fatalf("Request naming a revoked sensor: %v", err)
+	}
+	// The completed scan keeps its attribution.
+	if sc, err = fl.App.Scans.Get(fl.Ctx, op.P, "", sc.ID); err != nil || sc.Job.VantageLabel != "vantage-edge" {
+		t.Fatalf("after revocation: %v %+v", err, sc.Job)
+	}
+}
