@@ -183,3 +183,31 @@ func TestScanThroughSensor(t *testing.T) {
 		t.Fatalf("after revocation: %v %+v", err, sc.Job)
 	}
 }
+
+// TestSensorLostFailsScan: a scan whose sensor never answers fails, once
+// the job's validity and the runner's idle time have passed, with the
+// reason (scan.fail, code sensor-lost).
+func TestSensorLostFailsScan(t *testing.T) {
+	fl := newFleet(t)
+	creds, _ := fl.enrol(t, "admin", "away") // enrolled, never started
+	open, _ := listen(t)
+	fl.registerScope(t, "lost", open)
+	fl.runScans(t)
+	op := fl.Users["operator"]
+	mark := fl.Head()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "lost", Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.waitScan(t, sc.ID, scan.StateRunning)
+	fl.Clock.Advance(7 * time.Hour) // past the 6-hour job validity and the 5-minute idle time
+	sc = fl.waitScan(t, sc.ID, scan.StateFailed)
+	fails := fl.Entries(mark, audit.ActScanFail)
+	if len(fails) != 1 {
+		t.Fatalf("%d scan.fail entries", len(fails))
+	}
+	var d map[string]any
+	if err := json.Unmarshal(fails[0].Details, &d); err != nil || d["code"] != "sensor-lost" {
+		t.Fatalf("scan.fail details %s (%v); scan reason %s", fails[0].Details, err, sc.Reason)
+	}
+}
