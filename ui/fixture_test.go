@@ -134,7 +134,7 @@ func newFixtureWith(t *testing.T, beforeOpen func(appliance.Config, func() time.
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := app.Auth
-	d := Deps{Auth: svc, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
+	d := Deps{Auth: svc, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, Evidence: app.Evidence, Sensors: app.Sensors, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
 		Limits: Limits{AuthPerMinute: 10000}, Version: buildinfo.Get(),
 		Status: func(ctx context.Context) Status { return Status{AuditSize: 1} }}
 	for _, m := range mod {

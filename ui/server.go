@@ -24,6 +24,7 @@ import (
 	"firewalliq/appliance/buildinfo"
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem/destinations"
 )
 
@@ -39,6 +40,9 @@ type Deps struct {
 	Audit    *auditlog.Service
 	Scopes   *scan.Scopes
 	Evidence *evidence.Service
+	// Sensors is the sensor fleet (tokens, enrolment, list, revoke); nil:
+	// its routes answer 503 fleet_off.
+	Sensors *sensor.Service
 	// Status reports the appliance's health for /readyz and /metrics.
 	Status func(ctx context.Context) Status
 	// Version is the build information served at /api/v1/version.

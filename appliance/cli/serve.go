@@ -56,6 +56,7 @@ func newServeCmd(env *Env) *cobra.Command {
 				Audit:    app.Audit,
 				Scopes:   app.Scopes,
 				Evidence: app.Evidence,
+				Sensors:  app.Sensors,
 				Status:   func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
 				Version:  buildinfo.Get(),
 				Logger:   logger,
