@@ -151,7 +151,7 @@ func New(env *Env) *cobra.Command {
 		newVaultCmd(env),
 		newReportCmd(env),
 		newDemoCmd(env),
-		newSensorCmd(env),
+		newSensorCmd(env, r),
 	)
 	add(groupAPI,
 		newLoginCmd(r),
