@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -25,6 +28,12 @@ import (
 // trusted scope key and registers it as the tenant's security lead.
 func (fl *fleet) registerScope(t *testing.T, id string, ports ...uint16) {
 	t.Helper()
+	fl.registerScopeOf(t, id, "127.0.0.1/32", ports...)
+}
+
+// registerScopeOf is registerScope over cidr.
+func (fl *fleet) registerScopeOf(t *testing.T, id, cidr string, ports ...uint16) {
+	t.Helper()
 	now := fl.Clock.Now()
 	var spec string
 	for i, p := range ports {
@@ -34,7 +43,7 @@ func (fl *fleet) registerScope(t *testing.T, id string, ports ...uint16) {
 		spec += strconv.Itoa(int(p))
 	}
 	doc := scope.Document{ID: id, Tenant: "alpha", Name: "loopback " + id, Environment: scope.EnvNonProduction,
-		CIDRs: []string{"127.0.0.1/32"}, Exclude: []string{}, Ports: "tcp:" + spec, Probes: []safety.Kind{safety.KindTCPConnect},
+		CIDRs: []string{cidr}, Exclude: []string{}, Ports: "tcp:" + spec, Probes: []safety.Kind{safety.KindTCPConnect},
 		NotBefore: now.Add(-time.Hour).Truncate(time.Second), NotAfter: now.Add(24 * time.Hour).Truncate(time.Second),
 		MaxPPS: 50, SignerKeyID: keys.ID(fl.ScopeKey.Public().(ed25519.PublicKey))}
 	b, err := scope.Sign(doc, fl.ScopeKey)
@@ -209,5 +218,117 @@ func TestSensorLostFailsScan(t *testing.T) {
 	var d map[string]any
 	if err := json.Unmarshal(fails[0].Details, &d); err != nil || d["code"] != "sensor-lost" {
 		t.Fatalf("scan.fail details %s (%v); scan reason %s", fails[0].Details, err, sc.Reason)
+	}
+}
+
+// agentChildEnv names the state directory of a sensor agent run in a
+// child process (TestAgentChild), so that the test can kill it.
+const agentChildEnv = "FIQ_TEST_SENSOR_AGENT_DIR"
+
+// TestAgentChild is not a test on its own: run by
+// TestSensorKilledMidScanResumes in a child process, it serves jobs as the
+// sensor enrolled in $FIQ_TEST_SENSOR_AGENT_DIR until it is killed (or
+// for two minutes at most).
+func TestAgentChild(t *testing.T) {
+	dir := os.Getenv(agentChildEnv)
+	if dir == "" {
+		t.Skip("run by TestSensorKilledMidScanResumes")
+	}
+	a := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_ = a.Run(ctx)
+}
+
+// TestSensorKilledMidScanResumes: a sensor process killed with SIGKILL
+// mid-scan and started again closes the run as interrupted; the scan
+// service checks the job again and dispatches it anew from its last
+// stored checkpoint (scan.resume with the reason), and the scan completes
+// with every result stored exactly once.
+func TestSensorKilledMidScanResumes(t *testing.T) {
+	fl := newFleet(t)
+	// The child sensor runs on real time: the console's test clock is set
+	// a few minutes behind it (each step-up code moves it 30 s on), so the
+	// jobs it signs are valid on the sensor's clock too.
+	fl.Clock.Advance(time.Until(fl.Clock.Now())*-1 - 5*time.Minute)
+	fl.Clock.Flow()
+	creds, dir := fl.enrol(t, "admin", "edge")
+	logs := filepath.Join(t.TempDir(), "agent.log")
+	child := func() *exec.Cmd {
+		out, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAgentChild$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), agentChildEnv+"="+dir)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logs)
+			t.Logf("sensor processes:\n%s", b)
+		}
+	})
+	first := child()
+	open, _ := listen(t)
+	// 64 targets of one port at 10 probes/s: batches of about a second,
+	// so checkpoints come while the run goes on.
+	fl.registerScopeOf(t, "slow", "127.0.0.0/26", open)
+	fl.runScans(t)
+	op := fl.Users["operator"]
+	mark := fl.Head()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "slow", Targets: []string{"127.0.0.0/26"}, Rate: 10, Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		got, err := fl.App.Scans.Get(fl.Ctx, op.P, "", sc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Job != nil && got.Job.NextBatch > 0 {
+			break
+		}
+		if got.State == scan.StateCompleted || got.State == scan.StateFailed || i > 1500 {
+			t.Fatalf("no checkpoint before the kill: %s %s", got.State, got.Reason)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	child()
+	sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
+	if sc.State != scan.StateCompleted || sc.Job.Results != 64 {
+		t.Fatalf("scan %s (%s), %d results, want completed with 64", sc.State, sc.Reason, sc.Job.Results)
+	}
+	page, err := fl.App.Scans.Results(fl.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: scan.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range page.Items {
+		if seen[r.Target] {
+			t.Fatalf("target %s stored twice", r.Target)
+		}
+		seen[r.Target] = true
+	}
+	resumes := fl.Entries(mark, audit.ActScanResume)
+	if len(resumes) != 1 {
+		for _, en := range fl.Entries(mark, "") {
+			t.Logf("%s %s %s", en.Action, en.Object, en.Details)
+		}
+		t.Fatalf("%d scan.resume entries, want 1", len(resumes))
+	}
+	var d map[string]any
+	if err := json.Unmarshal(resumes[0].Details, &d); err != nil || d["interrupted"] == nil || d["vantage"] != creds.SensorID {
+		t.Fatalf("scan.resume details %s (%v)", resumes[0].Details, err)
 	}
 }
