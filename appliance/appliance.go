@@ -360,6 +360,18 @@ func (a *Appliance) wireScans(sd scan.Deps) error {
 	if a.Evidence != nil {
 		d.Evidence = a.Evidence
 	}
+	if a.Config.Sensors.Listen != "" {
+		// A request naming a sensor runs there (docs/fleet.md). Events of
+		// runs no stream of this process reads (dispatched before a
+		// restart) are dropped: recovery dispatches the job again from its
+		// last stored checkpoint, so they are probed again.
+		d.Fleet = a.Sensors.Runner()
+		a.Sensors.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
+			a.Logger.Warn("sensor events of a run this console no longer reads; dropped (the scan resumes from its checkpoint)",
+				"events", len(batch), "run", batch[0].Run, "sensor", batch[0].Sensor)
+			return nil
+		}))
+	}
 	a.Scans, err = scan.NewScans(d)
 	return err
 }

@@ -148,7 +148,7 @@ func newFixtureWith(t *testing.T, beforeOpen func(appliance.Config, func() time.
 	t.Cleanup(func() { st.Close() })
 	svc := app.Auth
 	d := Deps{Auth: svc, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Evidence: app.Evidence,
-		Policies: app.Policies, Reports: app.Reports, Reviews: app.Reviews, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
+		Policies: app.Policies, Reports: app.Reports, Reviews: app.Reviews, Sensors: app.Sensors, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now,
 		Limits: Limits{AuthPerMinute: 10000}, Version: buildinfo.Get(),
 		Status: func(ctx context.Context) Status { return Status{AuditSize: 1} }}
 	for _, m := range mod {

@@ -98,6 +98,11 @@ func apiOps() []apiOp {
 		{method: "GET", path: "/api/v1/audit/alarm", id: "auditAlarm", summary: "The raised tamper alarm, if any", tag: "audit", auth: "session", status: 200, resp: "AlarmState"},
 		{method: "POST", path: "/api/v1/audit/alarm/ack", id: "auditAlarmAck", summary: "Acknowledge the tamper alarm (appliance admins)", tag: "audit", auth: "session", stepUp: true, body: "AlarmAck", status: 200, resp: "AlarmAckResult", errors: []int{409}},
 
+		{method: "POST", path: "/api/v1/sensors/enroll", id: "enrollSensor", summary: "A sensor host's enrolment with a one-time token (the token is the credential; rate limited per address)", tag: "sensors", auth: "none", body: "SensorEnrollRequest", status: 200, resp: "SensorEnrollment", errors: []int{401, 409, 503}},
+		{method: "POST", path: "/api/v1/sensors/tokens", id: "createSensorToken", summary: "Create a one-time sensor enrolment token (admins); the secret is shown once", tag: "sensors", auth: "session", stepUp: true, query: []string{"tenant"}, body: "SensorTokenCreate", status: 201, resp: "SensorToken", errors: []int{409, 503}},
+		{method: "GET", path: "/api/v1/sensors", id: "listSensors", summary: "The tenant's sensors with their state", tag: "sensors", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "SensorList", errors: []int{503}},
+		{method: "GET", path: "/api/v1/sensors/{id}", id: "getSensor", summary: "One sensor with its state", tag: "sensors", auth: "session", query: []string{"tenant"}, status: 200, resp: "Sensor", errors: []int{503}},
+		{method: "POST", path: "/api/v1/sensors/{id}/revoke", id: "revokeSensor", summary: "Revoke a sensor: its connections close and its credentials are refused", tag: "sensors", auth: "session", stepUp: true, query: []string{"tenant"}, status: 200, resp: "Sensor", errors: []int{409, 503}},
 		{method: "GET", path: "/api/v1/scopes", id: "listScopes", summary: "Registered scopes (without their documents)", tag: "scopes", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ScopeList"},
 		{method: "POST", path: "/api/v1/scopes", id: "registerScope", summary: "Register a signed scope document (the body is the signed envelope)", tag: "scopes", auth: "session", query: []string{"tenant"}, body: "SignedScope", status: 201, resp: "Scope", errors: []int{409, 422}},
 		{method: "GET", path: "/api/v1/scopes/{id}", id: "getScope", summary: "One scope with its signed document", tag: "scopes", auth: "session", query: []string{"tenant"}, status: 200, resp: "Scope"},
@@ -276,7 +281,7 @@ func schemas() map[string]any {
 			"request": map[string]any{"type": "object", "description": "the canonical job request (docs/job.md)"}, "request_sha256": str(),
 			"approval_id": str(), "approvers": arrayOf(str()), "state": str(), "reason": str(), "created_at": str(), "updated_at": str(),
 			"job": obj([]string{"id", "sha256", "vantage", "state", "next_batch", "results", "issued_at"}, map[string]any{
-				"id": str(), "sha256": str(), "vantage": str(), "state": str(), "reason": str(), "next_batch": integer(), "results": integer(),
+				"id": str(), "sha256": str(), "vantage": str(), "vantage_label": str(), "state": str(), "reason": str(), "next_batch": integer(), "results": integer(),
 				"issued_at": str(), "started_at": str(), "finished_at": str()})}),
 		"ScanList": listOf("Scan"),
 		"ScheduleRequest": obj([]string{"scope_id", "spec"}, map[string]any{"scope_id": str(), "targets": arrayOf(str()), "ports": str(),
@@ -297,6 +302,17 @@ func schemas() map[string]any {
 		"Progress": obj([]string{"scan_id", "state", "sent", "done", "total", "rate_pps", "cap_pps", "elapsed_seconds", "eta_seconds", "time"}, map[string]any{
 			"scan_id": str(), "state": str(), "sent": integer(), "done": integer(), "total": integer(), "rate_pps": number(), "cap_pps": integer(),
 			"elapsed_seconds": number(), "eta_seconds": number(), "time": when()}),
+		"Sensor": obj([]string{"id", "tenant", "name", "vantage", "nkey", "state", "enrolled_at", "version", "profile_sha256", "silent", "connected"}, map[string]any{
+			"id": str(), "tenant": str(), "name": str(), "vantage": str(), "nkey": str(), "state": str(), "enrolled_at": when(), "revoked_at": when(),
+			"last_seen": when(), "version": str(), "profile_sha256": str(), "silent": boolean(), "connected": boolean()}),
+		"SensorList":        listOf("Sensor"),
+		"SensorTokenCreate": obj([]string{"name", "vantage"}, map[string]any{"name": str(), "vantage": str()}),
+		"SensorToken": obj([]string{"id", "tenant", "name", "vantage", "secret", "expires_at"}, map[string]any{
+			"id": str(), "tenant": str(), "name": str(), "vantage": str(), "secret": str(), "expires_at": when()}),
+		"SensorEnrollRequest": obj([]string{"token", "nkey"}, map[string]any{"token": str(), "nkey": str(), "version": str(), "profile_sha256": str()}),
+		"SensorEnrollment": obj([]string{"sensor_id", "tenant", "tenant_name", "name", "vantage", "nats_url", "job_key", "cert_sha256"}, map[string]any{
+			"sensor_id": str(), "tenant": str(), "tenant_name": str(), "name": str(), "vantage": str(), "nats_url": str(),
+			"job_key": map[string]any{"type": "string", "description": "the console's Ed25519 job public key, base64"}, "cert_sha256": str()}),
 		"SignedScope": map[string]any{"type": "object", "description": "a signed scope envelope (docs/scope.md)"},
 
 		"EvidenceObject": obj([]string{"key", "version_id", "tenant", "sha256", "size", "mode", "retain_until", "worm", "verified", "audit_seq"}, map[string]any{

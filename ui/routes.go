@@ -27,6 +27,8 @@ func (s *Server) routes() {
 	v1.POST("/auth/recovery", s.recovery, s.rateLimited("recovery"))
 	v1.POST("/auth/enrol", s.enrol, s.rateLimited("enrol"))
 	v1.POST("/auth/enrol/confirm", s.enrolConfirm, s.rateLimited("totp"))
+	// A sensor host's enrolment: the one-time token is the credential.
+	v1.POST("/sensors/enroll", s.enrollSensor, s.rateLimited("sensor-enroll"))
 
 	// Everything else needs a principal. The middleware is per route, not
 	// per group: an echo group with middleware registers catch-all routes,
@@ -104,6 +106,11 @@ func (s *Server) routes() {
 	a.POST("/scan-schedules/:id/approve", s.approveSchedule)
 	a.POST("/scan-schedules/:id/edit", s.editSchedule)
 	a.POST("/scan-schedules/:id/void", s.voidSchedule)
+
+	a.GET("/sensors", s.listSensors)
+	a.POST("/sensors/tokens", s.createSensorToken)
+	a.GET("/sensors/:id", s.getSensor)
+	a.POST("/sensors/:id/revoke", s.revokeSensor)
 
 	a.GET("/evidence", s.listEvidence)
 	a.POST("/evidence/exports", s.requestExport)

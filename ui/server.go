@@ -27,6 +27,7 @@ import (
 	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem/destinations"
 )
 
@@ -52,6 +53,9 @@ type Deps struct {
 	Policies *policy.Service
 	Reports  *report.Reports
 	Reviews  *review.Service
+	// Sensors is the sensor fleet (tokens, enrolment, list, revoke); nil:
+	// its routes answer 503 fleet_off.
+	Sensors *sensor.Service
 	// Status reports the appliance's health for /readyz and /metrics.
 	Status func(ctx context.Context) Status
 	// Version is the build information served at /api/v1/version.

@@ -150,7 +150,7 @@ func New(env *Env) *cobra.Command {
 		newVaultCmd(env),
 		newReportCmd(env, r),
 		newDemoCmd(env),
-		newSensorCmd(env),
+		newSensorCmd(env, r),
 	)
 	add(groupLocal, labCommands(env)...)
 	add(groupAPI,

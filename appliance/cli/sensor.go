@@ -3,11 +3,14 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/buildinfo"
+	"firewalliq/appliance/cli/apiclient"
 	"firewalliq/appliance/sensor"
 	"firewalliq/probe/safety"
 )
@@ -16,11 +19,86 @@ import (
 // result spool) unless --dir or FIQ_SENSOR_DIR says otherwise.
 const DefaultSensorDir = "/var/lib/firewalliq-sensor"
 
-// newSensorCmd builds the sensor host's commands: enrol with a console and
-// serve its jobs (docs/fleet.md). The console's sensor management (tokens,
-// list, revoke) goes through the HTTP API.
-func newSensorCmd(env *Env) *cobra.Command {
-	return newGroup("sensor", "Run this host as a remote sensor of a console", newSensorEnrollCmd(env), newSensorRunCmd(env))
+// newSensorCmd builds the sensor commands (docs/fleet.md): on a sensor
+// host, enrol with a console and serve its jobs; on the console, through
+// the HTTP API, enrolment tokens, the sensor list, one sensor, revocation.
+func newSensorCmd(env *Env, r *remote) *cobra.Command {
+	return newGroup("sensor", "Remote sensors: enrol and run this host as one; manage a console's (through the API)",
+		newSensorEnrollCmd(env), newSensorRunCmd(env),
+		newGroup("token", "Sensor enrolment tokens (through the API)", newSensorTokenCreateCmd(r)),
+		listCmd(r, "list [--tenant ID] [--json]", "List the tenant's sensors and their state", "/sensors", true, sensorCols, nil),
+		newSensorShowCmd(r),
+		actionCmd(r, "revoke SENSOR_ID [--tenant ID]", "Revoke a sensor: its connections close and its credentials are refused (step-up)",
+			http.MethodPost, "/sensors/%s/revoke", nil, "revoked %s", true),
+	)
+}
+
+var sensorCols = []column{{"ID", "id"}, {"NAME", "name"}, {"VANTAGE", "vantage"}, {"STATE", "state"}, {"CONNECTED", "connected"},
+	{"LAST SEEN", "last_seen"}, {"SILENT", "silent"}, {"VERSION", "version"}}
+
+// newSensorTokenCreateCmd: firewalliq sensor token create --tenant T --name N --vantage LABEL.
+func newSensorTokenCreateCmd(r *remote) *cobra.Command {
+	var (
+		tenant, name, vantage string
+		asJSON                bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create --name NAME --vantage LABEL [--tenant ID] [--json]",
+		Short: "Create a one-time enrolment token for a sensor; prints it once (admins, step-up)",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(name) == "" || strings.TrimSpace(vantage) == "" {
+				return usagef("sensor token create: --name and --vantage are required")
+			}
+			return r.call("sensor token create", func(c *apiclient.Client) error {
+				var out map[string]any
+				if err := c.Do(cmd.Context(), http.MethodPost, "/sensors/tokens", tenantQuery(tenant), map[string]string{"name": name, "vantage": vantage}, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONLine(r.env.Stdout, out)
+				}
+				fmt.Fprintf(r.env.Stdout, "sensor token %s (sensor %s, vantage %s, expires %s)\n"+
+					"secret (shown once; on the sensor host: firewalliq sensor enroll --token ...): %s\n",
+					cell(out["id"]), cell(out["name"]), cell(out["vantage"]), cell(out["expires_at"]), cell(out["secret"]))
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "the sensor's name, unique among the tenant's active sensors (required)")
+	f.StringVar(&vantage, "vantage", "", "the vantage label its scans are attributed to (required)")
+	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// newSensorShowCmd: firewalliq sensor show SENSOR_ID.
+func newSensorShowCmd(r *remote) *cobra.Command {
+	var (
+		tenant string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show SENSOR_ID [--tenant ID] [--json]",
+		Short: "Show one sensor: state, connected, last seen, version, profile hash, vantage",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.call("sensor show", func(c *apiclient.Client) error {
+				var out json.RawMessage
+				if err := c.Do(cmd.Context(), http.MethodGet, "/sensors/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				return printObject(r.env, out)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
 }
 
 func sensorDir(cmd *cobra.Command, env *Env) string {

@@ -61,6 +61,7 @@ func newServeCmd(env *Env) *cobra.Command {
 				Policies:  app.Policies,
 				Reports:   app.Reports,
 				Reviews:   app.Reviews,
+				Sensors:   app.Sensors,
 				Status:    func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
 				Version:   buildinfo.Get(),
 				Logger:    logger,

@@ -294,6 +294,7 @@ func (s *Scans) issue(ctx context.Context, tenant, id string, canonical []byte, 
 		return failScan(err)
 	}
 	out := jobRow{id: j.ID, state: JobIssued, signed: signed}
+	label := s.vantageLabel(ctx, tenant, r.Vantage) // before the transaction: the fleet reads the store
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if err := setState(ctx, tx, id, StateQueued, StateRunning, "", s.now()); err != nil {
 			return err
@@ -304,7 +305,7 @@ func (s *Scans) issue(ctx context.Context, tenant, id string, canonical []byte, 
 		}
 		out.no = no
 		_, err = s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanStart, id, map[string]any{"state": StateRunning, "job": j.ID, "job_sha256": jsha,
-			"request_sha256": reqSHA, "vantage": r.Vantage, "not_after": j.NotAfter.Format(time.RFC3339), "approvers": approvers}))
+			"request_sha256": reqSHA, "vantage": r.Vantage, "vantage_label": label, "not_after": j.NotAfter.Format(time.RFC3339), "approvers": approvers}))
 		return err
 	})
 	if errors.Is(err, ErrState) {
@@ -332,11 +333,68 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 	if err := s.st.DB().QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM scan_results WHERE job_no = ?`, jr.no).Scan(&firstSeq); err != nil {
 		return err
 	}
-	stream, err := s.runner.Run(runCtx, runner.Request{Job: jr.signed, ResumeBatch: jr.nextBatch})
+	unverified, _, err := job.Open(jr.signed)
 	if err != nil {
-		return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": err.Error()})
+		return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "invalid", "reason": err.Error()})
+	}
+	rn, remote := s.runner, false
+	if v := unverified.Request.Vantage; v != job.VantageLocal && s.fleet != nil {
+		rn, remote = s.fleet, true
+	}
+	// A sensor restarted mid-run reports the run "interrupted": the job is
+	// checked again and dispatched anew from its last checkpoint, at most
+	// maxResumes times; results after that checkpoint were not stored and
+	// are probed again, so none is lost or stored twice.
+	for attempt := 0; ; attempt++ {
+		interrupted, err := s.runOnce(ctx, runCtx, act, rn, remote, tenant, id, &jr, &firstSeq)
+		if err != nil || interrupted == "" {
+			return err
+		}
+		switch cerr := s.checkJob(ctx, tenant, jr.signed); {
+		case attempt >= maxResumes:
+			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "interrupted",
+				"reason": fmt.Sprintf("%s; not resumed again after %d resumptions", interrupted, maxResumes), "next_batch": jr.nextBatch})
+		case cerr != nil:
+			action, code := audit.ActScanFail, "interrupted"
+			if c := runner.Code(cerr); c != "engine" {
+				action, code = audit.ActScanRefuse, c
+			}
+			return s.finish(ctx, tenant, id, jr, action, JobFailed, StateFailed, map[string]any{"code": code,
+				"reason": interrupted + "; not resumed: " + cerr.Error(), "next_batch": jr.nextBatch})
+		}
+		err = s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+			_, err := s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanResume, id, map[string]any{"job": jr.id, "next_batch": jr.nextBatch,
+				"vantage": unverified.Request.Vantage, "interrupted": interrupted}))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// runOnce dispatches jr from its checkpoint jr.nextBatch to rn and
+// consumes the run's events until it ends. It returns the reason when the
+// runner reports the run interrupted (code "interrupted": a sensor
+// restarted mid-run), with jr.nextBatch at the last stored checkpoint;
+// every other end is recorded here. remote says rn is the fleet: a
+// stream error other than the appliance stopping (ErrSensorLost: the
+// sensor stayed away past the job's validity) then fails the scan.
+func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.Runner, remote bool, tenant, id string, jr *jobRow, firstSeqp *int64) (string, error) {
+	firstSeq := *firstSeqp
+	defer func() { *firstSeqp = firstSeq }()
+	stream, err := rn.Run(runCtx, runner.Request{Job: jr.signed, ResumeBatch: jr.nextBatch})
+	if err != nil {
+		return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": err.Error()})
 	}
 	defer stream.Close()
+	if remote {
+		// A remote stream does not watch runCtx: closing it asks the
+		// sensor to cancel the run (a user's Cancel, the appliance
+		// stopping) and ends Recv.
+		stop := context.AfterFunc(runCtx, func() { _ = stream.Close() })
+		defer stop()
+	}
 	var batch []probe.Result
 	next := jr.nextBatch
 	var accepted *runner.Accepted
@@ -347,16 +405,22 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 			break
 		}
 		if err != nil {
-			return err
+			if remote && ctx.Err() == nil && runCtx.Err() == nil {
+				return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "sensor-lost", "reason": err.Error(), "next_batch": next})
+			}
+			return "", err
 		}
 		switch ev.Type {
 		case runner.TypeRefused:
-			return s.finish(ctx, tenant, id, jr, audit.ActScanRefuse, JobRefused, StateFailed, map[string]any{"code": ev.Refused.Code, "reason": ev.Refused.Reason})
+			if ev.Refused.Code == "interrupted" {
+				return ev.Refused.Reason, nil
+			}
+			return "", s.finish(ctx, tenant, id, *jr, audit.ActScanRefuse, JobRefused, StateFailed, map[string]any{"code": ev.Refused.Code, "reason": ev.Refused.Reason})
 		case runner.TypeAccepted:
 			accepted = ev.Accepted
 			if jr.state == JobIssued {
 				if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return SetJobState(ctx, tx, jr.no, JobRunning, "", s.now()) }); err != nil {
-					return err
+					return "", err
 				}
 				jr.state = JobRunning
 			}
@@ -366,10 +430,11 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 		case runner.TypeCheckpoint:
 			n := ev.Checkpoint.NextBatch
 			if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return SaveBatch(ctx, tx, jr.no, firstSeq, batch, nil, n) }); err != nil {
-				return err
+				return "", err
 			}
 			firstSeq += int64(len(batch))
 			batch, next = nil, n
+			jr.nextBatch = n
 		case runner.TypeProgress:
 			pr := ev.Progress
 			p := Progress{ScanID: id, State: StateRunning, Sent: pr.Sent, Done: pr.Done, Total: pr.Total, RatePPS: pr.RatePPS, CapPPS: pr.CapPPS,
@@ -386,29 +451,39 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 			s.mu.Unlock()
 			switch {
 			case userCancelled:
-				return s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+				return "", s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
 					return SetJobState(ctx, tx, jr.no, JobCancelled, "cancelled by a user", s.now())
 				})
 			case ctx.Err() != nil:
 				// The appliance is stopping: leave the job running, as
 				// after a crash; the next start resumes it.
-				return nil
+				return "", nil
+			case d.Code == "interrupted":
+				return d.Error, nil
 			case d.Error != "":
-				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": d.Code, "reason": d.Error, "packets": d.Summary.PacketsSent})
+				return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": d.Code, "reason": d.Error, "packets": d.Summary.PacketsSent})
 			}
 			if len(batch) > 0 {
 				n := next + 1
 				if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return SaveBatch(ctx, tx, jr.no, firstSeq, batch, nil, n) }); err != nil {
-					return err
+					return "", err
 				}
 			}
-			return s.complete(ctx, tenant, id, jr, d.Summary, total)
+			return "", s.complete(ctx, tenant, id, *jr, d.Summary, total)
 		}
 	}
-	if ctx.Err() != nil {
-		return nil
+	s.mu.Lock()
+	userCancelled := act.cancelled
+	s.mu.Unlock()
+	switch {
+	case userCancelled:
+		return "", s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+			return SetJobState(ctx, tx, jr.no, JobCancelled, "cancelled by a user", s.now())
+		})
+	case ctx.Err() != nil:
+		return "", nil
 	}
-	return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": "stream ended without a final event"})
+	return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": "stream ended without a final event"})
 }
 
 // finish records a run's end other than completion.
@@ -455,6 +530,10 @@ type Manifest struct {
 	// "" when there is none (no raw sockets, or no capture configured).
 	PcapngSHA256 string `json:"pcapng_sha256,omitempty"`
 	Transport    string `json:"transport"`
+	// Vantage is where the scan ran from: "local" or a sensor id, with
+	// the sensor's vantage label.
+	Vantage      string `json:"vantage"`
+	VantageLabel string `json:"vantage_label,omitempty"`
 }
 
 // complete writes the results file and the manifest to the vault (when
@@ -482,7 +561,8 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 	canon, _ := j.Request.Canonical()
 	m := Manifest{ScanID: id, Tenant: tenant, Job: j.ID, JobSHA256: jsha, RequestSHA256: rsha, Request: canon, Scope: scopeID, ScopeSHA256: scopeSHA,
 		Profile: j.Profile, Approvals: j.Approvals, Requester: j.Request.Requester, Started: sum.Started, Finished: sum.Finished,
-		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport}
+		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport,
+		Vantage: j.Request.Vantage, VantageLabel: s.vantageLabel(ctx, tenant, j.Request.Vantage)}
 	if m.Approvals == nil {
 		m.Approvals = []job.Approval{}
 	}
@@ -501,7 +581,10 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 		return err
 	}
 	details := map[string]any{"job": j.ID, "job_sha256": jsha, "results": n, "results_sha256": m.ResultsSHA256, "packets": sum.PacketsSent,
-		"measured_pps": sum.MeasuredPPS, "worst_100ms_window": sum.Worst100ms}
+		"measured_pps": sum.MeasuredPPS, "worst_100ms_window": sum.Worst100ms, "vantage": m.Vantage}
+	if m.VantageLabel != m.Vantage {
+		details["vantage_label"] = m.VantageLabel
+	}
 	final := func(ctx context.Context, tx *sql.Tx, evidence []string) error {
 		if len(evidence) > 0 {
 			ev, _ := json.Marshal(evidence)

@@ -72,6 +72,10 @@ type ScansDeps struct {
 	JobKey ed25519.PrivateKey
 	// Runner runs signed jobs (the local engine: runner.Local).
 	Runner runner.Runner
+	// Fleet runs the jobs whose vantage names a sensor (the sensor
+	// service's RemoteRunner); nil: no sensors, and a job naming another
+	// vantage goes to Runner, which refuses it.
+	Fleet Fleet
 	// Evidence receives each completed scan's results file and manifest;
 	// nil when no vault is configured.
 	Evidence EvidenceSink
@@ -97,6 +101,20 @@ type ScansDeps struct {
 	OnError func(error)
 }
 
+// Fleet is the sensor fleet as the scan service uses it:
+// *sensor.RemoteRunner implements it.
+type Fleet interface {
+	runner.Runner
+	// Vantage returns the vantage label of tenant's (an id) sensor id and
+	// whether it is active (enrolled, not revoked); an error when id is
+	// no sensor of tenant.
+	Vantage(ctx context.Context, tenant, id string) (label string, active bool, err error)
+}
+
+// maxResumes bounds how often one scan's remote run is dispatched again
+// after its sensor reported it interrupted (restarted mid-run).
+const maxResumes = 3
+
 // Scans is the scan service: requests, approvals, start, cancel, the
 // dispatcher that issues signed jobs to the runner, results, progress and
 // recovery. Every state change is a method that authorises the acting
@@ -111,6 +129,7 @@ type Scans struct {
 	scopes   *Scopes
 	jobKey   ed25519.PrivateKey
 	runner   runner.Runner
+	fleet    Fleet
 	evidence EvidenceSink
 	resolve  scope.Resolver
 	validity time.Duration
@@ -162,7 +181,7 @@ func NewScans(d ScansDeps) (*Scans, error) {
 		d.ScheduleTick = 30 * time.Second
 	}
 	s := &Scans{st: d.Store, auth: d.Auth, rec: d.Journal, profile: d.Profile, now: d.Now, keys: d.Keys, scopes: d.Scopes,
-		jobKey: d.JobKey, runner: d.Runner, evidence: d.Evidence, resolve: d.Resolve, validity: d.JobValidity, batch: d.BatchTargets,
+		jobKey: d.JobKey, runner: d.Runner, fleet: d.Fleet, evidence: d.Evidence, resolve: d.Resolve, validity: d.JobValidity, batch: d.BatchTargets,
 		onErr: d.OnError, capture: d.CaptureFile, tick: d.ScheduleTick, claimed: map[string]bool{}, active: map[string]*activeScan{}, hubs: map[string]*hub{}}
 	disp, err := NewDispatcher(d.Profile, s.execute)
 	if err != nil {
@@ -236,16 +255,19 @@ type Scan struct {
 
 // JobInfo describes a scan's signed job.
 type JobInfo struct {
-	ID         string `json:"id"`
-	SHA256     string `json:"sha256"`
-	Vantage    string `json:"vantage"`
-	State      string `json:"state"`
-	Reason     string `json:"reason,omitempty"`
-	NextBatch  int    `json:"next_batch"`
-	Results    int64  `json:"results"`
-	IssuedAt   string `json:"issued_at"`
-	StartedAt  string `json:"started_at,omitempty"`
-	FinishedAt string `json:"finished_at,omitempty"`
+	ID      string `json:"id"`
+	SHA256  string `json:"sha256"`
+	Vantage string `json:"vantage"`
+	// VantageLabel is the sensor's vantage label ("local" for the
+	// appliance itself).
+	VantageLabel string `json:"vantage_label,omitempty"`
+	State        string `json:"state"`
+	Reason       string `json:"reason,omitempty"`
+	NextBatch    int    `json:"next_batch"`
+	Results      int64  `json:"results"`
+	IssuedAt     string `json:"issued_at"`
+	StartedAt    string `json:"started_at,omitempty"`
+	FinishedAt   string `json:"finished_at,omitempty"`
 }
 
 // requestRow is a scan_requests row with the service's columns.
@@ -303,6 +325,7 @@ func (s *Scans) withJob(ctx context.Context, sc *Scan) error {
 	if err := s.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_results WHERE job_no = ?`, no).Scan(&j.Results); err != nil {
 		return fmt.Errorf("scan %s results: %w", sc.ID, err)
 	}
+	j.VantageLabel = s.vantageLabel(ctx, sc.Tenant, j.Vantage)
 	sc.Job = &j
 	return nil
 }
@@ -412,6 +435,9 @@ func (s *Scans) Request(ctx context.Context, p auth.Principal, tenant string, r 
 	id := store.NewID("scan")
 	jr, err := s.build(ctx, p, sc, r, id)
 	if err != nil {
+		return Scan{}, fmt.Errorf("request scan: %w", err)
+	}
+	if err := s.checkVantage(ctx, pin, jr.Vantage); err != nil {
 		return Scan{}, fmt.Errorf("request scan: %w", err)
 	}
 	canonical, err := jr.Canonical()
@@ -584,6 +610,37 @@ func (s *Scans) build(ctx context.Context, p auth.Principal, sc *scope.Scope, r 
 		return job.Request{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	return jr, nil
+}
+
+// checkVantage refuses a request whose vantage is neither the appliance
+// nor, when a fleet is configured, an active sensor of tenant pin.
+// Without a fleet a sensor vantage is accepted and the local runner
+// refuses the job (audited as scan.refuse, code vantage-mismatch).
+func (s *Scans) checkVantage(ctx context.Context, pin, vantage string) error {
+	if vantage == job.VantageLocal || s.fleet == nil {
+		return nil
+	}
+	_, active, err := s.fleet.Vantage(ctx, pin, vantage)
+	if err != nil {
+		return fmt.Errorf("%w: vantage %q is not a sensor of the tenant: %w", ErrBadRequest, vantage, err)
+	}
+	if !active {
+		return fmt.Errorf("%w: vantage %q is a revoked sensor", ErrBadRequest, vantage)
+	}
+	return nil
+}
+
+// vantageLabel is the label of a job's vantage: "local", the sensor's
+// vantage label, or "" when the sensor is unknown.
+func (s *Scans) vantageLabel(ctx context.Context, pin, vantage string) string {
+	if vantage == job.VantageLocal || s.fleet == nil {
+		return vantage
+	}
+	label, _, err := s.fleet.Vantage(ctx, pin, vantage)
+	if err != nil {
+		return ""
+	}
+	return label
 }
 
 // wholeScope returns the scope's CIDRs minus its excludes as prefixes.

@@ -143,6 +143,9 @@ func (s *Scans) createSchedule(ctx context.Context, p auth.Principal, tenant str
 	if err != nil {
 		return Schedule{}, fmt.Errorf("create schedule: %w", err)
 	}
+	if err := s.checkVantage(ctx, pin, jr.Vantage); err != nil {
+		return Schedule{}, fmt.Errorf("create schedule: %w", err)
+	}
 	canonical, err := jr.Canonical()
 	if err != nil {
 		return Schedule{}, err

@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -388,3 +389,19 @@ func (r *remoteStream) Close() error {
 }
 
 func cancelSubject(sensorID string) string { return "fiq.cancel." + sensorID }
+
+// Vantage returns the vantage label of tenant's (an id) sensor id and
+// whether it is active; ErrNotFound when id is no sensor of tenant. It is
+// the scan service's question (scan.Fleet) before it accepts a request
+// naming a sensor, and how it labels the sensor's results.
+func (rr *RemoteRunner) Vantage(ctx context.Context, tenant, id string) (string, bool, error) {
+	var label, state string
+	err := rr.s.d.Store.DB().QueryRowContext(ctx, `SELECT vantage, state FROM sensors WHERE id = ? AND tenant_id = ?`, id, tenant).Scan(&label, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, fmt.Errorf("sensor %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("sensor %q: %w", id, err)
+	}
+	return label, state == "active", nil
+}

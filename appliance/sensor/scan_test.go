@@ -1,0 +1,334 @@
+package sensor_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
+	"firewalliq/audit"
+	"firewalliq/probe/keys"
+	"firewalliq/probe/safety"
+	"firewalliq/probe/scope"
+)
+
+// registerScope signs a loopback non-production scope with the fleet's
+// trusted scope key and registers it as the tenant's security lead.
+func (fl *fleet) registerScope(t *testing.T, id string, ports ...uint16) {
+	t.Helper()
+	fl.registerScopeOf(t, id, "127.0.0.1/32", ports...)
+}
+
+// registerScopeOf is registerScope over cidr.
+func (fl *fleet) registerScopeOf(t *testing.T, id, cidr string, ports ...uint16) {
+	t.Helper()
+	now := fl.Clock.Now()
+	var spec string
+	for i, p := range ports {
+		if i > 0 {
+			spec += ","
+		}
+		spec += strconv.Itoa(int(p))
+	}
+	doc := scope.Document{ID: id, Tenant: "alpha", Name: "loopback " + id, Environment: scope.EnvNonProduction,
+		CIDRs: []string{cidr}, Exclude: []string{}, Ports: "tcp:" + spec, Probes: []safety.Kind{safety.KindTCPConnect},
+		NotBefore: now.Add(-time.Hour).Truncate(time.Second), NotAfter: now.Add(24 * time.Hour).Truncate(time.Second),
+		MaxPPS: 50, SignerKeyID: keys.ID(fl.ScopeKey.Public().(ed25519.PublicKey))}
+	b, err := scope.Sign(doc, fl.ScopeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.App.Scopes.Register(fl.Ctx, fl.Users["security_lead"].P, "", b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runScans runs the scan service (recovery, dispatcher) until the test ends.
+func (fl *fleet) runScans(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(fl.Ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); fl.App.Scans.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// waitScan polls scan id until it reaches one of states (30 s at most).
+func (fl *fleet) waitScan(t *testing.T, id string, states ...string) scan.Scan {
+	t.Helper()
+	op := fl.Users["operator"]
+	var sc scan.Scan
+	for range 1500 {
+		var err error
+		if sc, err = fl.App.Scans.Get(fl.Ctx, op.P, "", id); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(states, sc.State) {
+			return sc
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("scan %s is %s (%s), want %v", id, sc.State, sc.Reason, states)
+	return sc
+}
+
+// TestScanThroughSensor: a scan request naming an enrolled sensor runs on
+// that sensor (a real agent over the embedded NATS server), its results
+// are stored and audited as a local scan's, attributed to the sensor's
+// vantage label; a vantage that is no active sensor of the tenant is
+// refused at request time, nothing stored.
+func TestScanThroughSensor(t *testing.T) {
+	fl := newFleet(t)
+	// The sensor checks the job's validity on its own clock, which here
+	// is the console's test clock (each step-up code moves it 30 s on),
+	// set flowing so that the engine's timeouts pass.
+	fl.Clock.Flow()
+	creds, dir := fl.enrol(t, "admin", "edge")
+	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
+	actx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(actx) }()
+	t.Cleanup(func() {
+		stopAgent()
+		select {
+		case <-agentDone:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop within 10s")
+		}
+	})
+	open, accepted := listen(t)
+	_, cp, _ := net.SplitHostPort(freePort(t))
+	closedPort, _ := strconv.Atoi(cp)
+	fl.registerScope(t, "edge-lab", open, uint16(closedPort))
+	fl.runScans(t)
+	op := fl.Users["operator"]
+
+	bad := []struct {
+		name    string
+		vantage string
+	}{
+		{"unknown sensor", "sen_nobody"},
+		{"malformed", "not a sensor"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "edge-lab", Vantage: tt.vantage}, fl.Code(op))
+			if !errors.Is(err, scan.ErrBadRequest) {
+				t.Fatalf("Request with vantage %q: %v, want ErrBadRequest", tt.vantage, err)
+			}
+		})
+	}
+	if page, _ := fl.App.Scans.List(fl.Ctx, op.P, "", scan.ListFilter{}); len(page.Items) != 0 {
+		t.Fatalf("refused requests stored: %+v", page.Items)
+	}
+
+	mark := fl.Head()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "edge-lab", Targets: []string{"127.0.0.1"}, Rate: 40, Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
+	if sc.State != scan.StateCompleted || sc.Job == nil || sc.Job.Results != 2 {
+		t.Fatalf("scan %+v job %+v", sc, sc.Job)
+	}
+	if sc.Job.Vantage != creds.SensorID || sc.Job.VantageLabel != "vantage-edge" {
+		t.Fatalf("job vantage %q label %q, want %s / vantage-edge", sc.Job.Vantage, sc.Job.VantageLabel, creds.SensorID)
+	}
+	page, err := fl.App.Scans.Results(fl.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[int]string{}
+	for _, r := range page.Items {
+		states[r.Port] = r.State
+	}
+	if states[int(open)] != "open" || states[closedPort] != "closed" {
+		t.Fatalf("results %v (open %d, closed %d)", states, open, closedPort)
+	}
+	if accepted.Load() < 1 {
+		t.Error("the listener saw no connection from the sensor")
+	}
+	var got []string
+	for _, en := range fl.Entries(mark, "") {
+		if en.Object == "scan:"+sc.ID {
+			got = append(got, string(en.Action))
+		}
+	}
+	if want := []string{"scan.request", "scan.start", "scan.start", "scan.complete"}; !slices.Equal(got, want) {
+		t.Fatalf("audit %v, want %v", got, want)
+	}
+	for _, en := range fl.Entries(mark, audit.ActScanComplete) {
+		var d map[string]any
+		if err := json.Unmarshal(en.Details, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["vantage"] != creds.SensorID || d["vantage_label"] != "vantage-edge" || fmt.Sprint(d["results"]) != "2" {
+			t.Fatalf("scan.complete details %v", d)
+		}
+	}
+
+	// A revoked sensor is no vantage any more.
+	admin := fl.Users["admin"]
+	if _, err := fl.Svc.Revoke(fl.Ctx, admin.P, "", creds.SensorID, fl.Code(admin)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "edge-lab", Vantage: creds.SensorID}, fl.Code(op)); !errors.Is(err, scan.ErrBadRequest) {
+		t.Fatalf("Request naming a revoked sensor: %v", err)
+	}
+	// The completed scan keeps its attribution.
+	if sc, err = fl.App.Scans.Get(fl.Ctx, op.P, "", sc.ID); err != nil || sc.Job.VantageLabel != "vantage-edge" {
+		t.Fatalf("after revocation: %v %+v", err, sc.Job)
+	}
+}
+
+// TestSensorLostFailsScan: a scan whose sensor never answers fails, once
+// the job's validity and the runner's idle time have passed, with the
+// reason (scan.fail, code sensor-lost).
+func TestSensorLostFailsScan(t *testing.T) {
+	fl := newFleet(t)
+	creds, _ := fl.enrol(t, "admin", "away") // enrolled, never started
+	open, _ := listen(t)
+	fl.registerScope(t, "lost", open)
+	fl.runScans(t)
+	op := fl.Users["operator"]
+	mark := fl.Head()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "lost", Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.waitScan(t, sc.ID, scan.StateRunning)
+	fl.Clock.Advance(7 * time.Hour) // past the 6-hour job validity and the 5-minute idle time
+	sc = fl.waitScan(t, sc.ID, scan.StateFailed)
+	fails := fl.Entries(mark, audit.ActScanFail)
+	if len(fails) != 1 {
+		t.Fatalf("%d scan.fail entries", len(fails))
+	}
+	var d map[string]any
+	if err := json.Unmarshal(fails[0].Details, &d); err != nil || d["code"] != "sensor-lost" {
+		t.Fatalf("scan.fail details %s (%v); scan reason %s", fails[0].Details, err, sc.Reason)
+	}
+}
+
+// agentChildEnv names the state directory of a sensor agent run in a
+// child process (TestAgentChild), so that the test can kill it.
+const agentChildEnv = "FIQ_TEST_SENSOR_AGENT_DIR"
+
+// TestAgentChild is not a test on its own: run by
+// TestSensorKilledMidScanResumes in a child process, it serves jobs as the
+// sensor enrolled in $FIQ_TEST_SENSOR_AGENT_DIR until it is killed (or
+// for two minutes at most).
+func TestAgentChild(t *testing.T) {
+	dir := os.Getenv(agentChildEnv)
+	if dir == "" {
+		t.Skip("run by TestSensorKilledMidScanResumes")
+	}
+	a := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_ = a.Run(ctx)
+}
+
+// TestSensorKilledMidScanResumes: a sensor process killed with SIGKILL
+// mid-scan and started again closes the run as interrupted; the scan
+// service checks the job again and dispatches it anew from its last
+// stored checkpoint (scan.resume with the reason), and the scan completes
+// with every result stored exactly once.
+func TestSensorKilledMidScanResumes(t *testing.T) {
+	fl := newFleet(t)
+	// The child sensor runs on real time: the console's test clock is set
+	// a few minutes behind it (each step-up code moves it 30 s on), so the
+	// jobs it signs are valid on the sensor's clock too.
+	fl.Clock.Advance(time.Until(fl.Clock.Now())*-1 - 5*time.Minute)
+	fl.Clock.Flow()
+	creds, dir := fl.enrol(t, "admin", "edge")
+	logs := filepath.Join(t.TempDir(), "agent.log")
+	child := func() *exec.Cmd {
+		out, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAgentChild$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), agentChildEnv+"="+dir)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logs)
+			t.Logf("sensor processes:\n%s", b)
+		}
+	})
+	first := child()
+	open, _ := listen(t)
+	// 64 targets of one port at 10 probes/s: batches of about a second,
+	// so checkpoints come while the run goes on.
+	fl.registerScopeOf(t, "slow", "127.0.0.0/26", open)
+	fl.runScans(t)
+	op := fl.Users["operator"]
+	mark := fl.Head()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "slow", Targets: []string{"127.0.0.0/26"}, Rate: 10, Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		got, err := fl.App.Scans.Get(fl.Ctx, op.P, "", sc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Job != nil && got.Job.NextBatch > 0 {
+			break
+		}
+		if got.State == scan.StateCompleted || got.State == scan.StateFailed || i > 1500 {
+			t.Fatalf("no checkpoint before the kill: %s %s", got.State, got.Reason)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	child()
+	sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
+	if sc.State != scan.StateCompleted || sc.Job.Results != 64 {
+		t.Fatalf("scan %s (%s), %d results, want completed with 64", sc.State, sc.Reason, sc.Job.Results)
+	}
+	page, err := fl.App.Scans.Results(fl.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: scan.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range page.Items {
+		if seen[r.Target] {
+			t.Fatalf("target %s stored twice", r.Target)
+		}
+		seen[r.Target] = true
+	}
+	resumes := fl.Entries(mark, audit.ActScanResume)
+	if len(resumes) != 1 {
+		for _, en := range fl.Entries(mark, "") {
+			t.Logf("%s %s %s", en.Action, en.Object, en.Details)
+		}
+		t.Fatalf("%d scan.resume entries, want 1", len(resumes))
+	}
+	var d map[string]any
+	if err := json.Unmarshal(resumes[0].Details, &d); err != nil || d["interrupted"] == nil || d["vantage"] != creds.SensorID {
+		t.Fatalf("scan.resume details %s (%v)", resumes[0].Details, err)
+	}
+}
