@@ -186,10 +186,16 @@ func (s *Store) SessionByHash(ctx context.Context, q Querier, h []byte) (Session
 	return se, nil
 }
 
-// TouchSession records activity on session id.
-func (s *Store) TouchSession(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE auth_sessions SET last_seen = ? WHERE id = ?`, nanos(now), id)
-	return affected("touch session", res, err)
+// TouchSession records activity on session id at now, unless activity
+// after notBefore is already recorded (the caller passes now minus a
+// minute): concurrent requests of one session that all saw an old
+// last_seen then write it once, not once each. A session that no longer
+// exists is not an error here; the next request will not find it.
+func (s *Store) TouchSession(ctx context.Context, tx *sql.Tx, id string, now, notBefore time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE auth_sessions SET last_seen = ? WHERE id = ? AND last_seen <= ?`, nanos(now), id, nanos(notBefore)); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
 }
 
 // DeleteSession removes session id.
