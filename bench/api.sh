@@ -28,6 +28,10 @@ for t in go wrk curl jq python3; do
   command -v "$t" >/dev/null || { echo "api.sh: $t missing (scripts/deps.sh)" >&2; exit 1; }
 done
 
+# A development build refuses production mode (its safety profile is signed
+# by the development key); the benchmark runs it as a lab appliance.
+export FIQ_PRODUCTION=false
+
 SEED=${SEED:-100000}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-50}

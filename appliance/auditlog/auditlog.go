@@ -56,10 +56,12 @@ type Gate interface {
 
 // Service is the audit log's service.
 type Service struct {
-	db   *sql.DB
-	gate Gate
-	jr   *journal.Journal
-	now  func() time.Time
+	db *sql.DB
+	// reads runs the page queries through prepared statements.
+	reads *store.StmtCache
+	gate  Gate
+	jr    *journal.Journal
+	now   func() time.Time
 }
 
 // Deps are the service's dependencies.
@@ -79,7 +81,7 @@ func New(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{db: d.DB, gate: d.Gate, jr: d.Journal, now: d.Now}, nil
+	return &Service{db: d.DB, reads: store.NewStmtCache(d.DB), gate: d.Gate, jr: d.Journal, now: d.Now}, nil
 }
 
 // Page is one page of entries; Next is the cursor for the following page
@@ -176,7 +178,7 @@ func (s *Service) scan(ctx context.Context, after int64, limit int, f filter) (P
 		return pg, nil
 	}
 	var head sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+	if err := s.reads.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
 		return Page{}, fmt.Errorf("audit entries: %w", err)
 	}
 	upper := min(after+scanBudget, head.Int64)
@@ -216,7 +218,7 @@ func (s *Service) scan(ctx context.Context, after int64, limit int, f filter) (P
 
 // read runs q (selecting seq, entry) and decodes the rows.
 func (s *Service) read(ctx context.Context, q string, args ...any) ([]audit.Entry, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit entries: %w", err)
 	}

@@ -37,8 +37,11 @@ var (
 
 // Store is an open database.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db *sql.DB
+	// reads runs the store's reads outside transactions through prepared
+	// statements (see StmtCache).
+	reads *StmtCache
+	now   func() time.Time
 }
 
 // Options configure Open. The zero value is valid.
@@ -89,7 +92,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, now: opts.Now}
+	s := &Store{db: db, reads: NewStmtCache(db), now: opts.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -158,8 +161,8 @@ func configurePool(db *sql.DB) {
 // DB exposes the handle for packages that own their own tables (audit).
 func (s *Store) DB() *sql.DB { return s.db }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the cached statements and the database.
+func (s *Store) Close() error { return errors.Join(s.reads.Close(), s.db.Close()) }
 
 // Now returns the store's clock reading in UTC, formatted for a TEXT column.
 func (s *Store) stamp() string { return s.now().UTC().Format(time.RFC3339Nano) }
