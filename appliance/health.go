@@ -51,7 +51,10 @@ func (a *Appliance) Health(ctx context.Context) (Health, error) {
 		h.StoreErr = err.Error()
 		return h, nil
 	}
-	al, raised, err := audit.CurrentAlarm(ctx, db)
+	// The reads go through the store's prepared statements: every
+	// dashboard and /readyz request makes them.
+	rd := a.st.Reader()
+	al, raised, err := audit.CurrentAlarm(ctx, rd)
 	if err != nil {
 		return Health{}, fmt.Errorf("health: %w", err)
 	}
@@ -59,12 +62,12 @@ func (a *Appliance) Health(ctx context.Context) (Health, error) {
 		h.Alarm = &al
 	}
 	var size sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&size); err != nil {
+	if err := rd.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&size); err != nil {
 		return Health{}, fmt.Errorf("health: %w", err)
 	}
 	h.AuditSize = size.Int64
 	var cpTime string
-	err = db.QueryRowContext(ctx, `SELECT size, time FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&h.CheckpointSize, &cpTime)
+	err = rd.QueryRowContext(ctx, `SELECT size, time FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&h.CheckpointSize, &cpTime)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Health{}, fmt.Errorf("health: %w", err)
 	}

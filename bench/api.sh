@@ -14,6 +14,10 @@
 #   ENDPOINTS="p1 p2"  lists to measure; default the audit log's entries and
 #                      the tenant's users
 #   OUT=dir            where the server log and wrk output go
+#   RUNS=1             wrk runs per endpoint on the same seeded server (the
+#                      median is taken by the reader of result.jsonl)
+#   BIN=path           measure this prebuilt binary instead of building the
+#                      checkout (to compare two commits in one session)
 #
 # Needs: go, wrk, curl, jq, python3 (only to compute TOTP codes). All traffic
 # goes to 127.0.0.1.
@@ -24,6 +28,10 @@ for t in go wrk curl jq python3; do
   command -v "$t" >/dev/null || { echo "api.sh: $t missing (scripts/deps.sh)" >&2; exit 1; }
 done
 
+# A development build refuses production mode (its safety profile is signed
+# by the development key); the benchmark runs it as a lab appliance.
+export FIQ_PRODUCTION=false
+
 SEED=${SEED:-100000}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-50}
@@ -32,6 +40,8 @@ PORT=${PORT:-18543}
 ADDR=https://127.0.0.1:$PORT
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/fiq-api-data.XXXXXX)
+RUNS=${RUNS:-1}
+PREBUILT=${BIN:-}
 BIN=$WORK/firewalliq
 SERVER=
 cleanup() {
@@ -40,7 +50,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-CGO_ENABLED=0 go build -o "$BIN" .
+if [ -n "$PREBUILT" ]; then
+  cp "$PREBUILT" "$BIN"
+else
+  CGO_ENABLED=0 go build -o "$BIN" .
+fi
 "$BIN" init --data "$WORK/data" --admin root --json >"$WORK/init.json"
 OTP=$(jq -r .one_time_password "$WORK/init.json")
 SECRET=$(jq -r .totp_secret "$WORK/init.json")
@@ -101,6 +115,7 @@ ENDPOINTS=${ENDPOINTS:-"/api/v1/audit/entries?limit=50 /api/v1/users?tenant=$TEN
 sleep 2
 IDLE=$(rss "$SERVER")
 : >"$OUT/result.jsonl"
+for RUN in $(seq "$RUNS"); do
 for ENDPOINT in $ENDPOINTS; do
   cat >"$WORK/load.lua" <<EOF
 request = function()
@@ -120,9 +135,10 @@ EOF
     sleep 0.5
   done
   wait "$WRK"
-  cp "$OUT/wrk.txt" "$OUT/wrk-$(echo "$ENDPOINT" | tr -c 'a-z0-9' _).txt"
-  grep '^JSON ' "$OUT/wrk.txt" | cut -c6- | jq -c --arg ep "$ENDPOINT" --argjson entries "${ENTRIES:-0}" --argjson idle "$IDLE" --argjson peak "$PEAK" \
-    '. + {endpoint: $ep, audit_entries: $entries, rss_idle_mb: ($idle / 1024 | floor), rss_load_mb: ($peak / 1024 | floor)}' | tee -a "$OUT/result.jsonl"
+  cp "$OUT/wrk.txt" "$OUT/wrk-$(echo "$ENDPOINT" | tr -c 'a-z0-9' _)-$RUN.txt"
+  grep '^JSON ' "$OUT/wrk.txt" | cut -c6- | jq -c --arg ep "$ENDPOINT" --argjson run "$RUN" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson entries "${ENTRIES:-0}" --argjson idle "$IDLE" --argjson peak "$PEAK" \
+    '. + {endpoint: $ep, run: $run, loadavg: $load, audit_entries: $entries, rss_idle_mb: ($idle / 1024 | floor), rss_load_mb: ($peak / 1024 | floor)}' | tee -a "$OUT/result.jsonl"
   sleep 2
+done
 done
 echo "raw output in $OUT"

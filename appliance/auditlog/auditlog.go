@@ -11,6 +11,7 @@ package auditlog
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,8 +43,6 @@ const (
 	// tenant or action), so a page costs bounded time even when few
 	// entries match; the cursor then points past what was read.
 	scanBudget = 10000
-	// readBatch is how many entries one query reads.
-	readBatch = 500
 )
 
 // Gate is the identity service as this package needs it; *auth.Service
@@ -57,10 +56,12 @@ type Gate interface {
 
 // Service is the audit log's service.
 type Service struct {
-	db   *sql.DB
-	gate Gate
-	jr   *journal.Journal
-	now  func() time.Time
+	db *sql.DB
+	// reads runs the page queries through prepared statements.
+	reads *store.StmtCache
+	gate  Gate
+	jr    *journal.Journal
+	now   func() time.Time
 }
 
 // Deps are the service's dependencies.
@@ -80,7 +81,7 @@ func New(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{db: d.DB, gate: d.Gate, jr: d.Journal, now: d.Now}, nil
+	return &Service{db: d.DB, reads: store.NewStmtCache(d.DB), gate: d.Gate, jr: d.Journal, now: d.Now}, nil
 }
 
 // Page is one page of entries; Next is the cursor for the following page
@@ -109,51 +110,139 @@ func (s *Service) Entries(ctx context.Context, p auth.Principal, tenant string, 
 	if err != nil {
 		return Page{}, fmt.Errorf("audit entries: %w", err)
 	}
-	all := pin == "" && p.ApplianceAdmin()
-	return s.scan(ctx, after, clampLimit(limit), func(e audit.Entry) bool { return all || e.Tenant == pin })
+	f := filter{}
+	if pin != "" || !p.ApplianceAdmin() {
+		// A tenant user always has pin set; a principal with neither
+		// (which Authorize should not let through) gets the entries of
+		// tenant "", never everyone's.
+		f.tenant, f.byTenant = pin, true
+	}
+	return s.scan(ctx, after, clampLimit(limit), f)
 }
 
-// scan reads entries after seq after, keeping those keep accepts, until it
-// has limit of them, reaches the head, or has read scanBudget entries.
-func (s *Service) scan(ctx context.Context, after int64, limit int, keep func(audit.Entry) bool) (Page, error) {
+// filter is what a page keeps: entries of one tenant (byTenant), of one
+// action (action != ""), or both.
+type filter struct {
+	tenant   string
+	byTenant bool
+	action   audit.Action
+}
+
+func (f filter) keep(e audit.Entry) bool {
+	return (!f.byTenant || e.Tenant == f.tenant) && (f.action == "" || e.Action == f.action)
+}
+
+// needles returns, for each field f filters on, the bytes that field
+// contributes to an entry's canonical encoding (its u32 big-endian length,
+// then the text; see audit.Canonical). A stored entry of that tenant or
+// action contains them, so SQL can skip most other entries with instr()
+// before any is decoded. Another field may contain the same bytes by
+// chance, so this is only a pre-filter: keep decides on the decoded entry.
+func (f filter) needles() [][]byte {
+	var ns [][]byte
+	field := func(v string) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(v))), v...)
+	}
+	if f.byTenant {
+		ns = append(ns, field(f.tenant))
+	}
+	if f.action != "" {
+		ns = append(ns, field(string(f.action)))
+	}
+	return ns
+}
+
+// scan returns up to limit entries after seq after that f keeps.
+//
+// Without a filter it reads exactly the page (plus one row to know whether
+// more follow). With one, SQLite pre-filters rows by their canonical bytes
+// (see filter.needles) within the next scanBudget seqs, so a page costs
+// bounded time even when few entries match, and only candidate rows are
+// decoded; the cursor then points past what was examined.
+func (s *Service) scan(ctx context.Context, after int64, limit int, f filter) (Page, error) {
 	if after < 0 {
 		return Page{}, fmt.Errorf("audit entries: %w: negative cursor", auth.ErrInvalid)
 	}
+	pg := Page{Entries: []audit.Entry{}}
+	ns := f.needles()
+	if len(ns) == 0 {
+		es, err := s.read(ctx, `SELECT seq, entry FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit+1)
+		if err != nil {
+			return Page{}, err
+		}
+		if len(es) > limit {
+			es = es[:limit]
+			pg.Next = es[limit-1].Seq
+		}
+		pg.Entries = append(pg.Entries, es...)
+		return pg, nil
+	}
 	var head sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
+	if err := s.reads.QueryRowContext(ctx, `SELECT MAX(seq) FROM audit_entries`).Scan(&head); err != nil {
 		return Page{}, fmt.Errorf("audit entries: %w", err)
 	}
-	pg := Page{Entries: []audit.Entry{}}
+	upper := min(after+scanBudget, head.Int64)
+	q := `SELECT seq, entry FROM audit_entries WHERE seq > ? AND seq <= ?` +
+		strings.Repeat(` AND instr(entry, ?) > 0`, len(ns)) + ` ORDER BY seq LIMIT ?`
 	cur := after
-	for read := 0; cur < head.Int64 && read < scanBudget; {
-		// Read in batches of readBatch while filtering: a page of a few
-		// matches may need many entries.
-		batch := int64(min(readBatch, scanBudget-read))
-		es, err := audit.ReadEntries(ctx, s.db, cur+1, min(cur+batch, head.Int64))
-		if err != nil {
-			return Page{}, fmt.Errorf("audit entries: %w", err)
+	// Each round reads at least one row past cur or ends, so the loop is
+	// bounded by the scanBudget rows of the range; the count is a backstop.
+	for round := 0; cur < upper && round < scanBudget; round++ {
+		want := limit - len(pg.Entries)
+		args := []any{cur, upper}
+		for _, n := range ns {
+			args = append(args, n)
 		}
-		if len(es) == 0 {
-			break
+		es, err := s.read(ctx, q, append(args, want)...)
+		if err != nil {
+			return Page{}, err
 		}
 		for _, e := range es {
 			cur = e.Seq
-			read++
-			if keep(e) {
+			if f.keep(e) {
 				pg.Entries = append(pg.Entries, e)
-				if len(pg.Entries) == limit {
-					break
-				}
 			}
 		}
 		if len(pg.Entries) == limit {
 			break
+		}
+		if len(es) < want {
+			cur = upper // no more candidates in the range
 		}
 	}
 	if cur < head.Int64 {
 		pg.Next = cur
 	}
 	return pg, nil
+}
+
+// read runs q (selecting seq, entry) and decodes the rows.
+func (s *Service) read(ctx context.Context, q string, args ...any) ([]audit.Entry, error) {
+	rows, err := s.reads.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("audit entries: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Entry
+	for rows.Next() {
+		var seq int64
+		var enc []byte
+		if err := rows.Scan(&seq, &enc); err != nil {
+			return nil, fmt.Errorf("audit entries: %w", err)
+		}
+		e, err := audit.ParseCanonical(enc)
+		if err != nil {
+			return nil, fmt.Errorf("audit entry %d: %w", seq, err)
+		}
+		if e.Seq != seq {
+			return nil, fmt.Errorf("audit entry %d: %w: row holds entry %d", seq, audit.ErrBadEncoding, e.Seq)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit entries: %w", err)
+	}
+	return out, nil
 }
 
 // Checkpoint returns the latest signed checkpoint (tree size, root and the
@@ -269,10 +358,11 @@ func (s *Service) Alerts(ctx context.Context, p auth.Principal, tenant string, a
 	if err != nil {
 		return AlertPage{}, fmt.Errorf("alerts: %w", err)
 	}
-	all := pin == "" && p.ApplianceAdmin()
-	pg, err := s.scan(ctx, after, clampLimit(limit), func(e audit.Entry) bool {
-		return e.Action == audit.ActAnomalyAlert && (all || e.Tenant == pin)
-	})
+	f := filter{action: audit.ActAnomalyAlert}
+	if pin != "" || !p.ApplianceAdmin() {
+		f.tenant, f.byTenant = pin, true
+	}
+	pg, err := s.scan(ctx, after, clampLimit(limit), f)
 	if err != nil {
 		return AlertPage{}, err
 	}

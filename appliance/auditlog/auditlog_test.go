@@ -291,3 +291,54 @@ func TestEntriesScanBudget(t *testing.T) {
 		t.Fatalf("second page: %+v, %v", pg, err)
 	}
 }
+
+// TestEntriesPrefilterFalsePositives: SQL pre-filters rows by the bytes a
+// tenant field contributes to the canonical encoding; another tenant's
+// entry that carries the same bytes in another field passes that filter
+// but must still be dropped, and the page must still fill with the
+// caller's own entries after it.
+func TestEntriesPrefilterFalsePositives(t *testing.T) {
+	f := apptest.New(t)
+	needle := string([]byte{0, 0, 0, byte(len(f.Tenant))}) + f.Tenant
+	lg := audit.New(audit.Options{})
+	err := store.InTx(f.Ctx, f.DB, func(tx *sql.Tx) error {
+		for i := range 30 {
+			e := audit.Entry{Tenant: f.Other, ActorName: "bulk", Action: audit.ActScanStart, Object: needle}
+			if i%3 == 2 {
+				e = audit.Entry{Tenant: f.Tenant, ActorName: "bulk", Action: audit.ActScanStart, Object: "scan"}
+			}
+			if _, err := lg.Append(f.Ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := f.Head() - 30
+	p := f.Users["auditor"].P
+	for _, tc := range []struct {
+		name  string
+		limit int
+		want  int
+	}{
+		{name: "page smaller than the matches", limit: 4, want: 4},
+		{name: "page larger than the matches", limit: 50, want: 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pg, err := f.App.Audit.Entries(f.Ctx, p, "", start, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pg.Entries) != tc.want {
+				t.Fatalf("%d entries, want %d", len(pg.Entries), tc.want)
+			}
+			for _, e := range pg.Entries {
+				if e.Tenant != f.Tenant {
+					t.Fatalf("entry %d of tenant %q leaked", e.Seq, e.Tenant)
+				}
+			}
+		})
+	}
+}

@@ -119,6 +119,9 @@ type Service struct {
 	// a service that never sees a login never pays for it.
 	dummyOnce sync.Once
 	dummy     string
+	// touching is held while a session or token timestamp is written; see
+	// touch.
+	touching sync.Mutex
 }
 
 // NewService checks deps and returns a Service.

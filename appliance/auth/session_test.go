@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -339,5 +340,66 @@ func TestRehashOnLogin(t *testing.T) {
 	}
 	if err := VerifyPassword(got.PasswordHash, u.password); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSessionTouch: a session's last_seen is written at most once a
+// minute, and when many requests of one session arrive together after the
+// minute, all succeed and the time is written (once, by whichever gets
+// there first; the others skip or find it fresh).
+func TestSessionTouch(t *testing.T) {
+	f := newFixture(t)
+	u := f.user(f.a, "tess", "operator")
+	_, l := f.login(u)
+	raw, err := parseSecret(sessionPrefix, l.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastSeen := func() time.Time {
+		se, err := f.st.SessionByHash(f.ctx, f.st.Reader(), hashSecret(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return se.LastSeen
+	}
+	start := lastSeen()
+	for _, tc := range []struct {
+		name    string
+		advance time.Duration
+		callers int
+		moved   bool
+	}{
+		{name: "within the minute", advance: 30 * time.Second, callers: 1, moved: false},
+		{name: "after the minute", advance: 31 * time.Second, callers: 1, moved: true},
+		{name: "many at once after the minute", advance: 2 * time.Minute, callers: 20, moved: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := lastSeen()
+			f.clock.advance(tc.advance)
+			var wg sync.WaitGroup
+			errs := make(chan error, tc.callers)
+			for range tc.callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := f.svc.Authenticate(f.ctx, Request{SessionToken: l.Token, Method: "GET", Client: client})
+					errs <- err
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			after := lastSeen()
+			if moved := !after.Equal(before); moved != tc.moved {
+				t.Fatalf("last_seen %v -> %v (start %v), moved %v, want %v", before, after, start, moved, tc.moved)
+			}
+			if tc.moved && !after.Equal(f.clock.now()) {
+				t.Fatalf("last_seen %v, want %v", after, f.clock.now())
+			}
+		})
 	}
 }

@@ -166,7 +166,7 @@ func (s *Service) AuthenticateToken(ctx context.Context, bearer string, c Client
 	// Record the use for the access review at most once a minute, like a
 	// session's last_seen: a busy token must not cost a write per request.
 	if now.Sub(t.LastUsedAt) >= time.Minute {
-		if err := s.st.InTx(ctx, func(tx *sql.Tx) error { return s.st.TouchToken(ctx, tx, t.ID, now, now.Add(-time.Minute)) }); err != nil {
+		if err := s.touch(ctx, func(tx *sql.Tx) error { return s.st.TouchToken(ctx, tx, t.ID, now, now.Add(-time.Minute)) }); err != nil {
 			return Principal{}, err
 		}
 	}

@@ -83,8 +83,11 @@ type Options struct {
 
 // Outbox is the durable queue of SIEM events in the appliance database.
 type Outbox struct {
-	db   *sql.DB
-	opts Options
+	db *sql.DB
+	// reads runs the status reads, which every dashboard and /readyz
+	// request makes, through prepared statements (store.StmtCache).
+	reads *store.StmtCache
+	opts  Options
 }
 
 // New returns an Outbox over db, which must have the siem migration.
@@ -98,7 +101,7 @@ func New(db *sql.DB, opts Options) *Outbox {
 	if opts.Version == "" {
 		opts.Version = buildinfo.Get().Version
 	}
-	return &Outbox{db: db, opts: opts}
+	return &Outbox{db: db, reads: store.NewStmtCache(db), opts: opts}
 }
 
 // meta returns the body metadata for sequence number seq.
@@ -361,7 +364,7 @@ func scanDest(r scanner) (Destination, error) {
 
 // Destinations lists every destination, appliance-wide ones first.
 func (o *Outbox) Destinations(ctx context.Context) ([]Destination, error) {
-	rows, err := o.db.QueryContext(ctx, `SELECT `+destColumns+` FROM siem_destinations ORDER BY tenant_id IS NOT NULL, tenant_id, name`)
+	rows, err := o.reads.QueryContext(ctx, `SELECT `+destColumns+` FROM siem_destinations ORDER BY tenant_id IS NOT NULL, tenant_id, name`)
 	if err != nil {
 		return nil, fmt.Errorf("list siem destinations: %w", err)
 	}
@@ -755,7 +758,7 @@ func (o *Outbox) Statuses(ctx context.Context) ([]Status, error) {
 	for _, d := range dests {
 		s := Status{Destination: d}
 		var oldest sql.NullString
-		err := o.db.QueryRowContext(ctx, `SELECT next_seq - 1, delivered_seq, pending_bytes, delivered_at, attempts, failures, last_error, last_error_at, next_attempt_at,
+		err := o.reads.QueryRowContext(ctx, `SELECT next_seq - 1, delivered_seq, pending_bytes, delivered_at, attempts, failures, last_error, last_error_at, next_attempt_at,
 			(SELECT COUNT(*) FROM siem_outbox WHERE dest_id = d.id), (SELECT MIN(created_at) FROM siem_outbox WHERE dest_id = d.id),
 			(SELECT COALESCE(MAX(seq), 0) FROM audit_entries) - d.audit_cursor
 			FROM siem_destinations d WHERE id = ?`, d.ID).Scan(&s.LastSeq, &s.DeliveredSeq, &s.PendingBytes, &s.DeliveredAt, &s.Attempts, &s.Failures,

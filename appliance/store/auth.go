@@ -42,13 +42,13 @@ func fromNanos(n int64) time.Time {
 // it to resolve an authenticated session or token to its user; it never
 // returns rows to another tenant's caller.
 func (s *Store) UserByID(ctx context.Context, id string) (User, error) {
-	return s.scanUser(s.db.QueryRowContext(ctx, userCols+` WHERE id = ?`, id))
+	return s.scanUser(s.reads.QueryRowContext(ctx, userCols+` WHERE id = ?`, id))
 }
 
 // UserByLoginName returns the user with the (appliance-wide unique) name, for
 // the login form, which comes before any tenant is known.
 func (s *Store) UserByLoginName(ctx context.Context, name string) (User, error) {
-	return s.scanUser(s.db.QueryRowContext(ctx, userCols+` WHERE name = ?`, name))
+	return s.scanUser(s.reads.QueryRowContext(ctx, userCols+` WHERE name = ?`, name))
 }
 
 // SetUserTOTP stores a sealed TOTP secret for user id and marks it confirmed
@@ -143,7 +143,7 @@ func (s *Store) UseRecoveryCode(ctx context.Context, tx *sql.Tx, id string, hash
 // RecoveryCodesLeft counts user id's unused recovery codes.
 func (s *Store) RecoveryCodesLeft(ctx context.Context, id string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM auth_recovery_codes WHERE user_id = ? AND used_at = 0`, id).Scan(&n)
+	err := s.reads.QueryRowContext(ctx, `SELECT count(*) FROM auth_recovery_codes WHERE user_id = ? AND used_at = 0`, id).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("recovery codes: %w", err)
 	}
@@ -186,10 +186,16 @@ func (s *Store) SessionByHash(ctx context.Context, q Querier, h []byte) (Session
 	return se, nil
 }
 
-// TouchSession records activity on session id.
-func (s *Store) TouchSession(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE auth_sessions SET last_seen = ? WHERE id = ?`, nanos(now), id)
-	return affected("touch session", res, err)
+// TouchSession records activity on session id at now, unless activity
+// after notBefore is already recorded (the caller passes now minus a
+// minute): concurrent requests of one session that all saw an old
+// last_seen then write it once, not once each. A session that no longer
+// exists is not an error here; the next request will not find it.
+func (s *Store) TouchSession(ctx context.Context, tx *sql.Tx, id string, now, notBefore time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE auth_sessions SET last_seen = ? WHERE id = ? AND last_seen <= ?`, nanos(now), id, nanos(notBefore)); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
 }
 
 // DeleteSession removes session id.
@@ -209,7 +215,7 @@ func (s *Store) DeleteUserSessions(ctx context.Context, tx *sql.Tx, id string) (
 
 // UserSessions lists user id's sessions, newest first.
 func (s *Store) UserSessions(ctx context.Context, id string) ([]Session, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, id_hash, user_id, stage, created_at, last_seen, expires_at, ip, user_agent FROM auth_sessions WHERE user_id = ? ORDER BY created_at DESC`, id)
+	rows, err := s.reads.QueryContext(ctx, `SELECT id, id_hash, user_id, stage, created_at, last_seen, expires_at, ip, user_agent FROM auth_sessions WHERE user_id = ? ORDER BY created_at DESC`, id)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
@@ -350,7 +356,7 @@ func (s *Store) SetAnomalyAlert(ctx context.Context, tx *sql.Tx, userID, kind st
 // TokenByHash finds the API token whose secret hashes to h. The caller checks
 // expiry and revocation, so that it can say why a token was refused.
 func (s *Store) TokenByHash(ctx context.Context, h []byte) (Token, error) {
-	return scanToken(s.db.QueryRowContext(ctx, tokenCols+` WHERE token_hash = ?`, h))
+	return scanToken(s.reads.QueryRowContext(ctx, tokenCols+` WHERE token_hash = ?`, h))
 }
 
 // ApprovalTenant returns the tenant that owns approval id. It lets a caller
@@ -358,7 +364,7 @@ func (s *Store) TokenByHash(ctx context.Context, h []byte) (Token, error) {
 // open the right tenant handle; it reveals nothing else.
 func (s *Store) ApprovalTenant(ctx context.Context, id string) (string, error) {
 	var t string
-	if err := s.db.QueryRowContext(ctx, `SELECT tenant_id FROM auth_approvals WHERE id = ?`, id).Scan(&t); err != nil {
+	if err := s.reads.QueryRowContext(ctx, `SELECT tenant_id FROM auth_approvals WHERE id = ?`, id).Scan(&t); err != nil {
 		return "", fmt.Errorf("approval %q: %w", id, notFound(err))
 	}
 	return t, nil
@@ -368,13 +374,13 @@ func (s *Store) ApprovalTenant(ctx context.Context, id string) (string, error) {
 // support user userID at now, whatever its tenant: the ticket is what pins
 // the support user to a tenant.
 func (s *Store) ActiveSupportTicket(ctx context.Context, userID string, now time.Time) (SupportTicket, error) {
-	return scanTicket(s.db.QueryRowContext(ctx, ticketCols+` WHERE support_user_id = ? AND closed_at = 0 AND expires_at > ? ORDER BY opened_at DESC LIMIT 1`, userID, nanos(now)))
+	return scanTicket(s.reads.QueryRowContext(ctx, ticketCols+` WHERE support_user_id = ? AND closed_at = 0 AND expires_at > ? ORDER BY opened_at DESC LIMIT 1`, userID, nanos(now)))
 }
 
 // ExpiredSupportTickets lists tickets still open but past their expiry at now,
 // so the service can close them and audit the end.
 func (s *Store) ExpiredSupportTickets(ctx context.Context, now time.Time) ([]SupportTicket, error) {
-	rows, err := s.db.QueryContext(ctx, ticketCols+` WHERE closed_at = 0 AND expires_at <= ? ORDER BY expires_at`, nanos(now))
+	rows, err := s.reads.QueryContext(ctx, ticketCols+` WHERE closed_at = 0 AND expires_at <= ? ORDER BY expires_at`, nanos(now))
 	if err != nil {
 		return nil, fmt.Errorf("expired tickets: %w", err)
 	}
@@ -389,8 +395,9 @@ type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// Reader returns the database as a Querier for reads outside a transaction.
-func (s *Store) Reader() Querier { return s.db }
+// Reader returns the database as a Querier for reads outside a
+// transaction; its statements are prepared once and reused (StmtCache).
+func (s *Store) Reader() Querier { return s.reads }
 
 // AuthTenant returns the handle for the auth tables' tenant-owned rows
 // (API tokens, approvals, support tickets) of tenant id.
@@ -447,12 +454,12 @@ func (a *AuthTenant) CreateToken(ctx context.Context, tx *sql.Tx, t Token) (Toke
 
 // Token returns the tenant's token id.
 func (a *AuthTenant) Token(ctx context.Context, id string) (Token, error) {
-	return scanToken(a.s.db.QueryRowContext(ctx, tokenCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
+	return scanToken(a.s.reads.QueryRowContext(ctx, tokenCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
 }
 
 // ListTokens lists the tenant's tokens, newest first.
 func (a *AuthTenant) ListTokens(ctx context.Context) ([]Token, error) {
-	rows, err := a.s.db.QueryContext(ctx, tokenCols+` WHERE tenant_id = ? ORDER BY created_at DESC, id`, a.id)
+	rows, err := a.s.reads.QueryContext(ctx, tokenCols+` WHERE tenant_id = ? ORDER BY created_at DESC, id`, a.id)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
@@ -525,7 +532,7 @@ func (a *AuthTenant) Approval(ctx context.Context, q Querier, id string) (Approv
 // ListApprovals lists the tenant's approvals with status (all when empty),
 // newest first.
 func (a *AuthTenant) ListApprovals(ctx context.Context, status string) ([]Approval, error) {
-	rows, err := a.s.db.QueryContext(ctx, approvalCols+` WHERE tenant_id = ? AND (? = '' OR status = ?) ORDER BY created_at DESC, id`, a.id, status, status)
+	rows, err := a.s.reads.QueryContext(ctx, approvalCols+` WHERE tenant_id = ? AND (? = '' OR status = ?) ORDER BY created_at DESC, id`, a.id, status, status)
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
@@ -621,12 +628,12 @@ func (a *AuthTenant) CreateSupportTicket(ctx context.Context, tx *sql.Tx, st Sup
 
 // SupportTicket returns the tenant's ticket id.
 func (a *AuthTenant) SupportTicket(ctx context.Context, id string) (SupportTicket, error) {
-	return scanTicket(a.s.db.QueryRowContext(ctx, ticketCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
+	return scanTicket(a.s.reads.QueryRowContext(ctx, ticketCols+` WHERE tenant_id = ? AND id = ?`, a.id, id))
 }
 
 // ListSupportTickets lists the tenant's tickets, newest first.
 func (a *AuthTenant) ListSupportTickets(ctx context.Context) ([]SupportTicket, error) {
-	rows, err := a.s.db.QueryContext(ctx, ticketCols+` WHERE tenant_id = ? ORDER BY opened_at DESC, id`, a.id)
+	rows, err := a.s.reads.QueryContext(ctx, ticketCols+` WHERE tenant_id = ? ORDER BY opened_at DESC, id`, a.id)
 	if err != nil {
 		return nil, fmt.Errorf("list support tickets: %w", err)
 	}

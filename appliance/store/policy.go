@@ -62,9 +62,9 @@ func scanPolicy(r scanner) (Policy, error) {
 func (t *TenantStore) Policy(ctx context.Context, name string, version int) (Policy, error) {
 	var row *sql.Row
 	if version == 0 {
-		row = t.s.db.QueryRowContext(ctx, policyCols+` WHERE tenant_id = ? AND name = ? ORDER BY version DESC LIMIT 1`, t.id, name)
+		row = t.s.reads.QueryRowContext(ctx, policyCols+` WHERE tenant_id = ? AND name = ? ORDER BY version DESC LIMIT 1`, t.id, name)
 	} else {
-		row = t.s.db.QueryRowContext(ctx, policyCols+` WHERE tenant_id = ? AND name = ? AND version = ?`, t.id, name, version)
+		row = t.s.reads.QueryRowContext(ctx, policyCols+` WHERE tenant_id = ? AND name = ? AND version = ?`, t.id, name, version)
 	}
 	p, err := scanPolicy(row)
 	if err != nil {
@@ -76,7 +76,7 @@ func (t *TenantStore) Policy(ctx context.Context, name string, version int) (Pol
 // ListPolicies lists the newest version of each of the tenant's policies,
 // by name.
 func (t *TenantStore) ListPolicies(ctx context.Context) ([]Policy, error) {
-	rows, err := t.s.db.QueryContext(ctx, policyCols+` p WHERE tenant_id = ? AND version = (SELECT MAX(version) FROM policies q WHERE q.tenant_id = p.tenant_id AND q.name = p.name) ORDER BY name`, t.id)
+	rows, err := t.s.reads.QueryContext(ctx, policyCols+` p WHERE tenant_id = ? AND version = (SELECT MAX(version) FROM policies q WHERE q.tenant_id = p.tenant_id AND q.name = p.name) ORDER BY name`, t.id)
 	if err != nil {
 		return nil, fmt.Errorf("list policies: %w", err)
 	}
@@ -111,7 +111,7 @@ func (t *TenantStore) CreateBaseline(ctx context.Context, tx *sql.Tx, b Baseline
 // scope and policy (any version of it).
 func (t *TenantStore) CurrentBaseline(ctx context.Context, scopeID, policyName string) (Baseline, error) {
 	var b Baseline
-	err := t.s.db.QueryRowContext(ctx, `SELECT tenant_id, id, scope_id, policy_name, policy_version, scan_id, results, results_sha256, accepted_by, accepted_at
+	err := t.s.reads.QueryRowContext(ctx, `SELECT tenant_id, id, scope_id, policy_name, policy_version, scan_id, results, results_sha256, accepted_by, accepted_at
 		FROM policy_baselines WHERE tenant_id = ? AND scope_id = ? AND policy_name = ? ORDER BY accepted_at DESC, rowid DESC LIMIT 1`, t.id, scopeID, policyName).
 		Scan(&b.TenantID, &b.ID, &b.ScopeID, &b.PolicyName, &b.PolicyVersion, &b.ScanID, &b.Results, &b.ResultsSHA256, &b.AcceptedBy, &b.AcceptedAt)
 	if err != nil {

@@ -76,7 +76,7 @@ func (s *Store) CreateTenant(ctx context.Context, tx *sql.Tx, name string) (Tena
 // TenantByName looks a tenant up by its unique name.
 func (s *Store) TenantByName(ctx context.Context, name string) (Tenant, error) {
 	var t Tenant
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE name = ?`, name).Scan(&t.ID, &t.Name, &t.CreatedAt)
+	err := s.reads.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE name = ?`, name).Scan(&t.ID, &t.Name, &t.CreatedAt)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", name, notFound(err))
 	}
@@ -85,7 +85,7 @@ func (s *Store) TenantByName(ctx context.Context, name string) (Tenant, error) {
 
 // ListTenants lists all tenants (appliance-wide; admins only).
 func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, created_at FROM tenants ORDER BY name`)
+	rows, err := s.reads.QueryContext(ctx, `SELECT id, name, created_at FROM tenants ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
 	}
@@ -110,7 +110,7 @@ func (s *Store) CreateAdmin(ctx context.Context, tx *sql.Tx, u User) (User, erro
 
 // AdminByName finds an appliance admin by name.
 func (s *Store) AdminByName(ctx context.Context, name string) (User, error) {
-	return s.scanUser(s.db.QueryRowContext(ctx, userCols+` WHERE tenant_id IS NULL AND name = ?`, name))
+	return s.scanUser(s.reads.QueryRowContext(ctx, userCols+` WHERE tenant_id IS NULL AND name = ?`, name))
 }
 
 // Tenant returns the handle for tenant-owned rows of tenant id.
@@ -140,17 +140,17 @@ func (t *TenantStore) CreateUser(ctx context.Context, tx *sql.Tx, u User) (User,
 
 // User returns the tenant's user with id.
 func (t *TenantStore) User(ctx context.Context, id string) (User, error) {
-	return t.s.scanUser(t.s.db.QueryRowContext(ctx, userCols+` WHERE tenant_id = ? AND id = ?`, t.id, id))
+	return t.s.scanUser(t.s.reads.QueryRowContext(ctx, userCols+` WHERE tenant_id = ? AND id = ?`, t.id, id))
 }
 
 // UserByName returns the tenant's user called name.
 func (t *TenantStore) UserByName(ctx context.Context, name string) (User, error) {
-	return t.s.scanUser(t.s.db.QueryRowContext(ctx, userCols+` WHERE tenant_id = ? AND name = ?`, t.id, name))
+	return t.s.scanUser(t.s.reads.QueryRowContext(ctx, userCols+` WHERE tenant_id = ? AND name = ?`, t.id, name))
 }
 
 // ListUsers lists the tenant's users by name.
 func (t *TenantStore) ListUsers(ctx context.Context) ([]User, error) {
-	rows, err := t.s.db.QueryContext(ctx, userCols+` WHERE tenant_id = ? ORDER BY name`, t.id)
+	rows, err := t.s.reads.QueryContext(ctx, userCols+` WHERE tenant_id = ? ORDER BY name`, t.id)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -193,7 +193,7 @@ func (t *TenantStore) CreateScope(ctx context.Context, tx *sql.Tx, sc Scope) (Sc
 // Scope returns the tenant's scope id.
 func (t *TenantStore) Scope(ctx context.Context, id string) (Scope, error) {
 	var sc Scope
-	err := t.s.db.QueryRowContext(ctx, `SELECT id, tenant_id, name, environment, document, sha256, created_at FROM scopes WHERE tenant_id = ? AND id = ?`, t.id, id).
+	err := t.s.reads.QueryRowContext(ctx, `SELECT id, tenant_id, name, environment, document, sha256, created_at FROM scopes WHERE tenant_id = ? AND id = ?`, t.id, id).
 		Scan(&sc.ID, &sc.TenantID, &sc.Name, &sc.Environment, &sc.Document, &sc.SHA256, &sc.CreatedAt)
 	if err != nil {
 		return Scope{}, fmt.Errorf("scope %q: %w", id, notFound(err))
@@ -203,7 +203,7 @@ func (t *TenantStore) Scope(ctx context.Context, id string) (Scope, error) {
 
 // ListScopes lists the tenant's scopes by name.
 func (t *TenantStore) ListScopes(ctx context.Context) ([]Scope, error) {
-	rows, err := t.s.db.QueryContext(ctx, `SELECT id, tenant_id, name, environment, document, sha256, created_at FROM scopes WHERE tenant_id = ? ORDER BY name, id`, t.id)
+	rows, err := t.s.reads.QueryContext(ctx, `SELECT id, tenant_id, name, environment, document, sha256, created_at FROM scopes WHERE tenant_id = ? ORDER BY name, id`, t.id)
 	if err != nil {
 		return nil, fmt.Errorf("list scopes: %w", err)
 	}

@@ -51,7 +51,7 @@ func (s *Store) TouchToken(ctx context.Context, tx *sql.Tx, id string, now, notB
 
 // ListAdmins lists the appliance admins (users of no tenant) by name.
 func (s *Store) ListAdmins(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, userCols+` WHERE tenant_id IS NULL ORDER BY name`)
+	rows, err := s.reads.QueryContext(ctx, userCols+` WHERE tenant_id IS NULL ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list admins: %w", err)
 	}
@@ -71,7 +71,7 @@ func (s *Store) DisableAdmin(ctx context.Context, tx *sql.Tx, id string) error {
 func (s *Store) TokensOfUsers(ctx context.Context, ids []string) ([]Token, error) {
 	var out []Token
 	for _, id := range ids {
-		rows, err := s.db.QueryContext(ctx, tokenCols+` WHERE user_id = ? ORDER BY created_at DESC, id`, id)
+		rows, err := s.reads.QueryContext(ctx, tokenCols+` WHERE user_id = ? ORDER BY created_at DESC, id`, id)
 		if err != nil {
 			return nil, fmt.Errorf("tokens of user: %w", err)
 		}
@@ -88,7 +88,7 @@ func (s *Store) TokensOfUsers(ctx context.Context, ids []string) ([]Token, error
 // TenantByID returns tenant id.
 func (s *Store) TenantByID(ctx context.Context, id string) (Tenant, error) {
 	var t Tenant
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE id = ?`, id).Scan(&t.ID, &t.Name, &t.CreatedAt)
+	err := s.reads.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE id = ?`, id).Scan(&t.ID, &t.Name, &t.CreatedAt)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", id, notFound(err))
 	}
@@ -184,7 +184,7 @@ func (r *ReviewStore) Open(ctx context.Context, q Querier) (AccessReview, error)
 
 // List lists the reviews, newest first, at most limit.
 func (r *ReviewStore) List(ctx context.Context, limit int) ([]AccessReview, error) {
-	rows, err := r.s.db.QueryContext(ctx, reviewCols+` WHERE tenant_id = ? ORDER BY started_at DESC, id LIMIT ?`, r.id, limit)
+	rows, err := r.s.reads.QueryContext(ctx, reviewCols+` WHERE tenant_id = ? ORDER BY started_at DESC, id LIMIT ?`, r.id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list access reviews: %w", err)
 	}
