@@ -783,8 +783,17 @@ func (s *Scans) Start(ctx context.Context, p auth.Principal, tenant, id, code st
 	if sc.RequesterID != p.UserID {
 		return Scan{}, fmt.Errorf("start scan %s: %w", id, s.refuse(ctx, p, pin, auth.OpScanStart, "scan:"+id, fmt.Errorf("%w: only the requester starts a scan", auth.ErrForbidden)))
 	}
-	if sc.State != StateApproved {
+	// A scan whose two approvals were granted through the generic
+	// approvals route (auth.Approve, not Scans.Approve) is still pending
+	// here although its approval is complete; VerifiedApprovalFor below
+	// decides, so such a scan starts like one approved through Scans.
+	if sc.State != StateApproved && !(sc.State == StatePending && sc.ApprovalID != "") {
 		return Scan{}, fmt.Errorf("start scan %s: %w: it is %s (a production scan starts once approved)", id, ErrState, sc.State)
+	}
+	if sc.State == StatePending {
+		if _, err := s.auth.VerifiedApprovalFor(ctx, pin, p.UserID, sc.ApprovalID, sc.Request); err != nil {
+			return Scan{}, fmt.Errorf("start scan %s: %w: it is pending (%w)", id, ErrState, err)
+		}
 	}
 	if err := audit.CheckNoAlarm(ctx, s.st.DB()); err != nil {
 		return Scan{}, fmt.Errorf("start scan: %w", s.refuse(ctx, p, pin, auth.OpScanStart, "scan:"+id, err))
@@ -818,7 +827,7 @@ func (s *Scans) Start(ctx context.Context, p auth.Principal, tenant, id, code st
 		if err := s.auth.SpendApproval(ctx, tx, pin, sc.ApprovalID); err != nil {
 			return err
 		}
-		if err := setState(ctx, tx, id, StateApproved, StateQueued, "", s.now()); err != nil {
+		if err := setState(ctx, tx, id, sc.State, StateQueued, "", s.now()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE scan_requests SET approvers = ? WHERE id = ?`, string(aj), id); err != nil {

@@ -484,3 +484,35 @@ func TestHeldKey(t *testing.T) {
 		t.Fatalf("Sign with a public-only key: %v", err)
 	}
 }
+
+// TestProductionScanApprovedThroughGenericRoute: approvers who use the
+// generic approvals route (auth.Approve, as 'approval approve' does)
+// instead of Scans.Approve leave the scan pending; its requester can still
+// start it once the approval is complete, and not before.
+func TestProductionScanApprovedThroughGenericRoute(t *testing.T) {
+	e := newEnv(t)
+	f := e.f
+	e.scope(t, "prod", scope.EnvProduction)
+	sc, err := f.App.Scans.Request(f.Ctx, e.op.P, "", scan.ScanRequest{ScopeID: "prod"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dispatch(t)
+	u := f.Users["approver"]
+	if _, err := f.App.Auth.Approve(f.Ctx, u.P, sc.ApprovalID, f.Code(u)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.App.Scans.Start(f.Ctx, e.op.P, "", sc.ID, f.Code(e.op)); !errors.Is(err, scan.ErrState) || !errors.Is(err, auth.ErrApprovalPending) {
+		t.Fatalf("Start with one approval: %v", err)
+	}
+	u = f.Users["security_lead"]
+	if _, err := f.App.Auth.Approve(f.Ctx, u.P, sc.ApprovalID, f.Code(u)); err != nil {
+		t.Fatal(err)
+	}
+	if sc, err = f.App.Scans.Start(f.Ctx, e.op.P, "", sc.ID, f.Code(e.op)); err != nil {
+		t.Fatalf("Start after two generic approvals: %v", err)
+	}
+	if sc = e.wait(t, sc.ID, scan.StateCompleted, scan.StateFailed); sc.State != scan.StateCompleted || len(sc.Approvers) != 2 {
+		t.Fatalf("scan %+v", sc)
+	}
+}
