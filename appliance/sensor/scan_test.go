@@ -209,8 +209,24 @@ func TestSensorLostFailsScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	fl.waitScan(t, sc.ID, scan.StateRunning)
-	fl.Clock.Advance(7 * time.Hour) // past the 6-hour job validity and the 5-minute idle time
-	sc = fl.waitScan(t, sc.ID, scan.StateFailed)
+	// Move the clock past the 6-hour job validity and the 5-minute idle
+	// time, again each round: "running" can show before the job is
+	// issued (slow under -race), and a job issued after one advance is
+	// valid from then on.
+	for i := 0; ; i++ {
+		fl.Clock.Advance(7 * time.Hour)
+		var err error
+		if sc, err = fl.App.Scans.Get(fl.Ctx, op.P, "", sc.ID); err != nil {
+			t.Fatal(err)
+		}
+		if sc.State == scan.StateFailed {
+			break
+		}
+		if i == 60 {
+			t.Fatalf("scan %s is %s (%s), want failed", sc.ID, sc.State, sc.Reason)
+		}
+		time.Sleep(time.Second)
+	}
 	fails := fl.Entries(mark, audit.ActScanFail)
 	if len(fails) != 1 {
 		t.Fatalf("%d scan.fail entries", len(fails))
