@@ -31,17 +31,18 @@ const (
 // notTracked names what this version cannot list, so the signed review
 // says what it does not cover.
 //
-// EXTENSION POINT (issue 18): per-user scope-signing keys (issue 12),
-// enrolled sensors (appliance/sensor) and standing schedule approvals (the
-// scan scheduler) are not on main yet. When they land, add a section of
+// EXTENSION POINT (issue 18): scope-signing keys are listed but not
+// decided here, and enrolled sensors (appliance/sensor) and standing
+// schedule approvals (the scan scheduler) are not in the review yet. To
+// bring one in, add a section of
 // the document (report/verify.AccessReview), fill it in snapshot below,
 // add lines with their revoke effect in lines(), apply the effect in
 // Service.apply, and drop the entry here.
 var notTracked = []string{
 	"security keys (WebAuthn): this appliance version has none; TOTP is the only second factor",
-	"per-user scope-signing keys: not on this version; scope_signers lists the appliance-wide trust directory, revoked by removing the file",
-	"enrolled sensors: not on this version",
-	"standing schedule approvals: not on this version",
+	"scope-signing keys: listed in scope_signers (the tenant's security leads' active keys) but not decided here; revoke one with 'firewalliq key revoke'",
+	"enrolled sensors: not in this review yet",
+	"standing schedule approvals: not in this review yet",
 }
 
 // stamp formats an instant for the document ("" for the zero time).
