@@ -138,24 +138,46 @@ func (s *udpSender) Close() error {
 // so the sender checks the connection before writing and again, after a
 // short settle time, after writing; if it broke, the batch is reported
 // unconfirmed and sent again on a new connection.
+//
+// That check cannot see bytes the receiver accepted into its socket buffer
+// but never read before it stopped: rsyslog on SIGTERM closes its listener
+// with them unread, and the kernel discards them. So the sender keeps the
+// tail of what it wrote (at most replayMessages events, replayBytes bytes)
+// and writes it again first on every new connection after the first. The
+// receiver sees those events twice; each carries its sequence number, on
+// which SIEMs deduplicate (docs/siem.md).
 type streamSender struct {
 	dial   func(context.Context) (net.Conn, error)
 	settle time.Duration
 	conn   net.Conn
+	// tail is what was last written, replayed on reconnect.
+	tail      []Outgoing
+	tailBytes int
 }
+
+// The replayed tail's bounds: far more than a receiver's socket buffer
+// holds of our messages (a few hundred bytes each), small enough that a
+// reconnect costs little.
+const (
+	replayMessages = 1024
+	replayBytes    = 1 << 20
+)
 
 func (s *streamSender) Send(ctx context.Context, msgs []Outgoing) (int, error) {
 	if s.conn != nil && !alive(s.conn) {
 		s.Close()
 	}
+	var buf bytes.Buffer
 	if s.conn == nil {
 		c, err := s.dial(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("connect: %w", err)
 		}
 		s.conn = c
+		for _, m := range s.tail {
+			buf.Write(OctetFrame(m.Payload))
+		}
 	}
-	var buf bytes.Buffer
 	for _, m := range msgs {
 		buf.Write(OctetFrame(m.Payload))
 	}
@@ -177,7 +199,24 @@ func (s *streamSender) Send(ctx context.Context, msgs []Outgoing) (int, error) {
 		s.Close()
 		return 0, ErrUnconfirmed
 	}
+	s.remember(msgs)
 	return len(msgs), nil
+}
+
+// remember appends msgs to the replay tail and trims it to its bounds.
+func (s *streamSender) remember(msgs []Outgoing) {
+	for _, m := range msgs {
+		s.tail = append(s.tail, m)
+		s.tailBytes += len(m.Payload)
+	}
+	drop := 0
+	for len(s.tail)-drop > replayMessages || (s.tailBytes > replayBytes && len(s.tail)-drop > 1) {
+		s.tailBytes -= len(s.tail[drop].Payload)
+		drop++
+	}
+	if drop > 0 {
+		s.tail = append([]Outgoing(nil), s.tail[drop:]...)
+	}
 }
 
 func (s *streamSender) Close() error {
