@@ -191,7 +191,9 @@ func TestReportFromLabScan(t *testing.T) {
 	if r.VantagePoint != "outside" || r.Imported {
 		t.Errorf("vantage point %q, imported %v", r.VantagePoint, r.Imported)
 	}
-	checkVantage(t, r)
+	if r.Scan.ID != out.ScanID || r.Scan.Vantage != "local" || r.Scan.VantageLabel != "local" {
+		t.Errorf("report names scan %+v, want %s from the appliance itself (local)", r.Scan, out.ScanID)
+	}
 	if r.Summary.Results != out.Results || out.Results != len(hosts)*4 {
 		t.Errorf("report counts %d results, the scan stored %d, want %d", r.Summary.Results, out.Results, len(hosts)*4)
 	}
@@ -239,16 +241,13 @@ func TestReportFromLabScan(t *testing.T) {
 	pdfText := pdftotext(t, filepath.Join(dir, "report.pdf"))
 	for name, text := range map[string]string{"html": html, "pdf": pdfText} {
 		flat := strings.Join(strings.Fields(text), " ")
-		for _, s := range []string{"ssh-denied", "exposure", "critical", hosts[0].String(), r.Verification.ReportKeyID, "firewalliq report verify", "outside"} {
+		for _, s := range []string{"ssh-denied", "exposure", "critical", hosts[0].String(), r.Verification.ReportKeyID, "firewalliq report verify", "outside", "the appliance itself (local)", out.ScanID} {
 			if !strings.Contains(flat, s) {
 				t.Errorf("%s rendering lacks %q", name, s)
 			}
 		}
 	}
 }
-
-// checkVantage is filled in when reports name the scan's vantage point.
-func checkVantage(t *testing.T, r verify.Report) { t.Helper() }
 
 // flip changes b to another byte.
 func flip(b byte) byte {
