@@ -62,9 +62,17 @@ func (f *fixture) completedScan() (string, int, int) {
 	if rec := f.do(request{method: "POST", path: "/api/v1/scopes", as: "a-lead", body: string(b)}); rec.Code != 201 {
 		t.Fatalf("register scope: %d %s", rec.Code, rec.Body)
 	}
+	return f.runScan(), open, closed
+}
+
+// runScan runs another non-production scan of completedScan's scope
+// through the scan service, as the operator, and returns its id.
+func (f *fixture) runScan() string {
+	t := f.t
+	t.Helper()
 	op := f.principal("a-op")
 	req := scan.ScanRequest{ScopeID: "lab", Targets: []string{"127.0.0.1"}, Rate: 40}
-	_, err = f.app.Scans.Request(f.ctx, op, "", req, "")
+	_, err := f.app.Scans.Request(f.ctx, op, "", req, "")
 	var ch *auth.StepUpChallenge
 	if !errors.As(err, &ch) {
 		t.Fatalf("scan request: %v", err)
@@ -90,7 +98,7 @@ func (f *fixture) completedScan() (string, int, int) {
 			t.Fatal(err)
 		}
 	}
-	return sc.ID, open, closed
+	return sc.ID
 }
 
 // TestPolicyAndReportRoutes: policies (create with line-numbered
@@ -202,8 +210,12 @@ rules:
 	}
 	rk, _ := f.app.Keys.Public(keyring.Report)
 	ak, _ := f.app.Keys.Public(keyring.Audit)
-	if _, err := verify.Verify(rec.Body.Bytes(), verify.Options{ReportKey: rk, AuditKey: ak}); err != nil {
+	vr, err := verify.Verify(rec.Body.Bytes(), verify.Options{ReportKey: rk, AuditKey: ak})
+	if err != nil {
 		t.Fatalf("downloaded report does not verify: %v", err)
+	}
+	if s := vr.Report.Scan; s.ID != scanID || s.Vantage != "local" || s.VantageLabel != "local" {
+		t.Errorf("report names scan %+v, want %s from the appliance itself", s, scanID)
 	}
 	for format, ct := range map[string]string{"html": "text/html", "pdf": "application/pdf"} {
 		rec := f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download?format=" + format, as: "a-op"})
@@ -213,6 +225,39 @@ rules:
 	}
 	if rec := f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download?format=docx", as: "a-op"}); rec.Code != 400 {
 		t.Fatalf("bad format: %d %s", rec.Code, rec.Body)
+	}
+
+	// A combined report of two scans, each judged against its policy.
+	scan2 := f.runScan()
+	parts := map[string]any{"parts": []map[string]any{{"scan_id": scanID, "policy": "edge"}, {"scan_id": scan2, "policy": "edge", "policy_version": 1}}}
+	if rec := f.do(request{method: "POST", path: "/api/v1/reports", as: "a-op", body: jsonBody(map[string]any{"scan_id": scanID, "policy": "edge", "parts": parts["parts"]})}); rec.Code != 400 {
+		t.Fatalf("scan_id and parts together: %d %s", rec.Code, rec.Body)
+	}
+	dup := map[string]any{"parts": []map[string]any{{"scan_id": scanID, "policy": "edge"}, {"scan_id": scanID, "policy": "edge"}}}
+	if rec := f.do(request{method: "POST", path: "/api/v1/reports", as: "a-op", body: jsonBody(dup)}); rec.Code != 400 {
+		t.Fatalf("one scan twice: %d %s", rec.Code, rec.Body)
+	}
+	before = f.head()
+	rec = f.do(request{method: "POST", path: "/api/v1/reports", as: "a-op", body: jsonBody(parts)})
+	if rec.Code != 201 {
+		t.Fatalf("create combined report: %d %s", rec.Code, rec.Body)
+	}
+	decode(t, rec, &created)
+	if got := actions(f.since(before)); !slices.Equal(got, []string{"policy.evaluate", "policy.evaluate", "evidence.spool", "report.sign"}) {
+		t.Fatalf("audit %v", got)
+	}
+	rec = f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID, as: "a-aud"})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"scan_ids":["`+scanID+`","`+scan2+`"]`) || !strings.Contains(rec.Body.String(), `"vantages":["local","local"]`) {
+		t.Fatalf("show combined report: %d %s", rec.Code, rec.Body)
+	}
+	rec = f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download", as: "a-aud"})
+	vr, err = verify.Verify(rec.Body.Bytes(), verify.Options{ReportKey: rk, AuditKey: ak})
+	if err != nil || vr.Combined == nil || len(vr.Combined.Parts) != 2 || vr.Combined.Parts[1].Scan.ID != scan2 || vr.Combined.Parts[1].Policy.Version != 1 {
+		t.Fatalf("combined report: %v %+v", err, vr.Combined)
+	}
+	rec = f.do(request{method: "GET", path: "/api/v1/reports/" + created.ID + "/download?format=html", as: "a-aud"})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "Scan 2 of 2: "+scan2+" from the appliance itself (local)") {
+		t.Fatalf("combined html: %d", rec.Code)
 	}
 }
 

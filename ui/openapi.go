@@ -145,7 +145,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/policies/{name}/baseline", id: "acceptBaseline", summary: "Accept a completed scan's results as the drift baseline of its scope and the policy", tag: "policies", auth: "session", stepUp: true, query: []string{"tenant"}, body: "PolicyScan", status: 201, resp: "Baseline", errors: []int{409, 503}},
 
 		{method: "GET", path: "/api/v1/reports", id: "listReports", summary: "Signed compliance reports, newest first", tag: "reports", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ReportList", errors: []int{503}},
-		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{404, 409, 503}},
+		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy, or of several scans (parts) in one combined report", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{404, 409, 503}},
 		{method: "GET", path: "/api/v1/reports/{id}", id: "getReport", summary: "One report, as its report.sign audit entry recorded it", tag: "reports", auth: "session", query: []string{"tenant"}, status: 200, resp: "Report", errors: []int{503}},
 		{method: "GET", path: "/api/v1/reports/{id}/download", id: "downloadReport", summary: "The signed report.json (?format=json), or its HTML or PDF rendering", tag: "reports", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{422, 503}},
 
@@ -331,10 +331,12 @@ func schemas() map[string]any {
 			"findings": arrayOf(map[string]any{"type": "object"}), "drift": arrayOf(map[string]any{"type": "object"}), "audit_seq": integer()}),
 		"Baseline": obj([]string{"id", "scope_id", "policy", "version", "scan_id", "results_sha256", "accepted_by", "accepted_at"}, map[string]any{
 			"id": str(), "scope_id": str(), "policy": str(), "version": integer(), "scan_id": str(), "results_sha256": str(), "accepted_by": str(), "accepted_at": str()}),
-		"ReportCreate":  obj([]string{"scan_id", "policy"}, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer()}),
+		"ReportCreate": obj(nil, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer(),
+			"parts": map[string]any{"type": "array", "description": "several scans for one combined report (instead of scan_id and policy), each with its own policy",
+				"items": obj([]string{"scan_id", "policy"}, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer()})}}),
 		"ReportCreated": obj([]string{"id", "sha256", "key_id", "key", "audit_seq"}, map[string]any{"id": str(), "sha256": str(), "key_id": str(), "key": map[string]any{"type": "string", "description": "the evidence object's key"}, "audit_seq": integer()}),
-		"Report": obj([]string{"id", "tenant", "scan_id", "policy", "policy_version", "sha256", "key_id", "evidence_key", "findings", "imported", "created_by", "created_at", "audit_seq"}, map[string]any{
-			"id": str(), "tenant": str(), "scan_id": str(), "policy": str(), "policy_version": integer(), "sha256": str(), "key_id": str(), "evidence_key": str(),
+		"Report": obj([]string{"id", "tenant", "scan_id", "vantages", "policy", "policy_version", "sha256", "key_id", "evidence_key", "findings", "imported", "created_by", "created_at", "audit_seq"}, map[string]any{
+			"id": str(), "tenant": str(), "scan_id": str(), "scan_ids": arrayOf(str()), "vantages": arrayOf(str()), "policy": str(), "policy_version": integer(), "sha256": str(), "key_id": str(), "evidence_key": str(),
 			"findings": map[string]any{"type": "object", "additionalProperties": integer()}, "imported": boolean(), "created_by": str(), "created_at": when(), "audit_seq": integer()}),
 		"ReportList": listOf("Report"),
 		"Review": obj([]string{"id", "tenant", "status", "started_by", "started_at", "undecided"}, map[string]any{

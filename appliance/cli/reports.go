@@ -21,7 +21,7 @@ import (
 
 var (
 	policyCols = []column{{"NAME", "name"}, {"VERSION", "version"}, {"VANTAGE", "vantage_point"}, {"RULES", "rules"}, {"SHA-256", "sha256"}, {"CREATED", "created_at"}}
-	reportCols = []column{{"ID", "id"}, {"SCAN", "scan_id"}, {"POLICY", "policy"}, {"VERSION", "policy_version"}, {"FINDINGS", "findings"}, {"CREATED", "created_at"}, {"BY", "created_by"}}
+	reportCols = []column{{"ID", "id"}, {"SCAN", "scan_id"}, {"VANTAGES", "vantages"}, {"POLICY", "policy"}, {"VERSION", "policy_version"}, {"FINDINGS", "findings"}, {"CREATED", "created_at"}, {"BY", "created_by"}}
 	reviewCols = []column{{"ID", "id"}, {"TENANT", "tenant"}, {"STATUS", "status"}, {"STARTED", "started_at"}, {"BY", "started_by"}, {"SIGNED", "signed_at"}}
 )
 
@@ -275,21 +275,58 @@ func reportRemoteCmds(r *remote) []*cobra.Command {
 
 func newReportCreateCmd(r *remote) *cobra.Command {
 	var (
-		tenant, scanID, policyName string
-		version                    int
-		asJSON                     bool
+		tenant          string
+		scans, policies []string
+		versions        []int
+		asJSON          bool
 	)
 	cmd := &cobra.Command{
-		Use:   "create --scan SCAN_ID --policy NAME [--version N]",
-		Short: "Build, sign and store the compliance report of a completed scan against a policy",
-		Args:  usageArgs(cobra.NoArgs),
+		Use:   "create --scan SCAN_ID --policy NAME [--version N] [--scan SCAN_ID --policy NAME ...]",
+		Short: "Build, sign and store the compliance report of completed scans, each against its policy",
+		Long: `Create judges a completed scan's results against a policy and signs the
+report. Given several --scan flags it signs one combined report (format
+firewalliq.report.combined/v1) of those scans, typically from several vantage
+points: the n-th --policy (and --version, when given) is the n-th scan's, or one
+--policy for every scan. Each part names its scan's vantage (the appliance or
+a sensor) and the policy's vantage point.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if scanID == "" || policyName == "" {
+			if len(scans) == 0 || len(policies) == 0 {
 				return usagef("report create: --scan and --policy are required")
+			}
+			if len(policies) != 1 && len(policies) != len(scans) {
+				return usagef("report create: give one --policy, or one per --scan (%d scans, %d policies)", len(scans), len(policies))
+			}
+			if len(versions) > 1 && len(versions) != len(policies) {
+				return usagef("report create: give one --version, or one per --policy")
+			}
+			pick := func(i int) (string, int) {
+				name, v := policies[0], 0
+				if len(policies) > 1 {
+					name = policies[i]
+				}
+				switch {
+				case len(versions) == 1:
+					v = versions[0]
+				case len(versions) > 1:
+					v = versions[i]
+				}
+				return name, v
+			}
+			var body map[string]any
+			if len(scans) == 1 {
+				name, v := pick(0)
+				body = map[string]any{"scan_id": scans[0], "policy": name, "policy_version": v}
+			} else {
+				var parts []map[string]any
+				for i, id := range scans {
+					name, v := pick(i)
+					parts = append(parts, map[string]any{"scan_id": id, "policy": name, "policy_version": v})
+				}
+				body = map[string]any{"parts": parts}
 			}
 			return r.call("report create", func(c *apiclient.Client) error {
 				var out map[string]any
-				body := map[string]any{"scan_id": scanID, "policy": policyName, "policy_version": version}
 				if err := c.Do(cmd.Context(), http.MethodPost, "/reports", tenantQuery(tenant), body, &out); err != nil {
 					return err
 				}
@@ -303,9 +340,9 @@ func newReportCreateCmd(r *remote) *cobra.Command {
 		},
 	}
 	tenantFlag(cmd, &tenant)
-	cmd.Flags().StringVar(&scanID, "scan", "", "completed scan id (required)")
-	cmd.Flags().StringVar(&policyName, "policy", "", "policy name (required)")
-	cmd.Flags().IntVar(&version, "version", 0, "policy version (default the newest)")
+	cmd.Flags().StringArrayVar(&scans, "scan", nil, "completed scan id (required; repeat to combine scans in one report)")
+	cmd.Flags().StringArrayVar(&policies, "policy", nil, "policy name (required; one for every scan, or one per --scan in order)")
+	cmd.Flags().IntSliceVar(&versions, "version", nil, "policy version (default the newest; one, or one per --policy)")
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }
