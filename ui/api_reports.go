@@ -254,6 +254,28 @@ func (s *Server) downloadReport(c echo.Context) error {
 	return sendFile(c, "report-"+c.Param("id"), c.QueryParam("format"), ct, b)
 }
 
+// exportScan answers a completed scan's results as Nmap XML
+// (?format=nmap-xml, the default) or JSON Lines (?format=jsonl).
+func (s *Server) exportScan(c echo.Context) error {
+	rp, err := s.reports()
+	if err != nil {
+		return err
+	}
+	format := c.QueryParam("format")
+	if format == "" {
+		format = report.ExportNmapXML
+	}
+	b, ct, err := rp.Export(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), format)
+	if err != nil {
+		return err
+	}
+	ext := map[string]string{report.ExportNmapXML: "xml", report.ExportJSONL: "jsonl"}[format]
+	if ext == "" {
+		ext = "xml"
+	}
+	return sendFile(c, "scan-"+c.Param("id"), ext, ct, b)
+}
+
 // sendFile answers a downloaded document as an attachment.
 func sendFile(c echo.Context, name, format, ct string, b []byte) error {
 	if format == "" {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -335,5 +338,75 @@ func TestReviewRoutes(t *testing.T) {
 	}
 	if rec := f.do(request{method: "GET", path: "/api/v1/reviews/due", as: "a-aud"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"overdue":false`) {
 		t.Fatalf("due: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestScanExportNdiff: two scans of the same loopback scope, a port
+// opened between them, exported as Nmap XML through the API; Debian's
+// ndiff reads both exports and reports exactly that change (the CI check
+// that our export is Nmap XML other tools read). JSON Lines exports too;
+// an unknown format is refused and another tenant's scan is not found.
+func TestScanExportNdiff(t *testing.T) {
+	ndiff, err := exec.LookPath("ndiff")
+	if err != nil {
+		t.Skip("ndiff not installed (apt-get install ndiff): the export is not checked against it")
+	}
+	f := newFixture(t)
+	scanA, _, closed := f.completedScan()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", closed))
+	if err != nil {
+		t.Skipf("port %d was taken between the scans: %v", closed, err)
+	}
+	defer ln.Close()
+	go func() {
+		for range 1 << 12 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	scanB := f.runScan()
+
+	dir := t.TempDir()
+	export := func(id string) string {
+		rec := f.do(request{method: "GET", path: "/api/v1/scans/" + id + "/export?format=nmap-xml", as: "a-aud"})
+		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/xml") ||
+			!strings.Contains(rec.Header().Get("Content-Disposition"), "scan-"+id+".xml") || !strings.Contains(rec.Body.String(), "<nmaprun") {
+			t.Fatalf("export %s: %d %s %s", id, rec.Code, rec.Header(), rec.Body)
+		}
+		p := filepath.Join(dir, id+".xml")
+		if err := os.WriteFile(p, rec.Body.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pa, pb := export(scanA), export(scanB)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, ndiff, pa, pa).CombinedOutput(); err != nil {
+		t.Fatalf("ndiff of an export with itself: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, ndiff, pa, pb).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("ndiff A B: %v (want exit 1: differences)\n%s", err, out)
+	}
+	want := fmt.Sprintf("+%d/tcp open", closed)
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), fmt.Sprintf("-%d/tcp closed", closed)) {
+		t.Fatalf("ndiff did not report tcp/%d closed -> open:\n%s", closed, out)
+	}
+	t.Logf("ndiff:\n%s", out)
+
+	rec := f.do(request{method: "GET", path: "/api/v1/scans/" + scanB + "/export?format=jsonl", as: "a-op"})
+	if rec.Code != 200 || strings.Count(rec.Body.String(), "\n") != 2 || !strings.Contains(rec.Body.String(), `"state":"open"`) {
+		t.Fatalf("jsonl export: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/scans/" + scanB + "/export?format=csv", as: "a-op"}); rec.Code != 400 {
+		t.Fatalf("unknown format: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "GET", path: "/api/v1/scans/" + scanB + "/export", as: "b-admin"}); rec.Code != 404 {
+		t.Fatalf("other tenant's scan: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -123,6 +123,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/scans/{id}/start", id: "startScan", summary: "Start one's approved production scan", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "Scan", errors: []int{409, 422, 423}},
 		{method: "POST", path: "/api/v1/scans/{id}/cancel", id: "cancelScan", summary: "Cancel a scan that has not ended", tag: "scans", auth: "session", query: []string{"tenant"}, body: "Reason", status: 200, resp: "Scan", errors: []int{409}},
 		{method: "GET", path: "/api/v1/scans/{id}/results", id: "scanResults", summary: "A scan's results (filters: state, port, host, probe)", tag: "scans", auth: "session", list: true, query: []string{"tenant", "state", "port", "host", "probe"}, status: 200, resp: "ResultList"},
+		{method: "GET", path: "/api/v1/scans/{id}/export", id: "exportScan", summary: "A completed scan's results as Nmap XML (?format=nmap-xml, the default; Debian's ndiff reads it) or JSON Lines (?format=jsonl): a copy for other tools, not evidence", tag: "scans", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{400, 409, 503}},
 		{method: "GET", path: "/api/v1/scans/{id}/events", id: "scanEvents", summary: "Live progress as Server-Sent Events (event: progress, data: a Progress object); the stream ends after the scan's final state", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "events"},
 
 		{method: "GET", path: "/api/v1/scan-schedules", id: "listSchedules", summary: "Scan schedules", tag: "scans", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ScheduleList"},
@@ -429,7 +430,8 @@ func openAPIDocument() map[string]any {
 		case "file":
 			bin := map[string]any{"type": "string", "format": "binary"}
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "the document (Content-Disposition: attachment)", "content": map[string]any{
-				"application/json": map[string]any{"schema": map[string]any{"type": "object"}}, "text/html": map[string]any{"schema": bin}, "application/pdf": map[string]any{"schema": bin}}}
+				"application/json": map[string]any{"schema": map[string]any{"type": "object"}}, "text/html": map[string]any{"schema": bin}, "application/pdf": map[string]any{"schema": bin},
+				"application/xml": map[string]any{"schema": bin}, "application/jsonl": map[string]any{"schema": bin}}}
 		case "raw":
 			ct, schema := "application/json", map[string]any{"type": "object"}
 			if op.id == "metrics" {

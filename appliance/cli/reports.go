@@ -538,3 +538,61 @@ func newReviewSignCmd(r *remote) *cobra.Command {
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }
+
+// newScanExportCmd builds 'scan export': a completed scan's results as
+// Nmap XML (which Debian's ndiff reads) or JSON Lines, through the API.
+func newScanExportCmd(r *remote) *cobra.Command {
+	var tenant, format, output string
+	cmd := &cobra.Command{
+		Use:   "export SCAN_ID [--format nmap-xml|jsonl] [-o FILE]",
+		Short: "Export a completed scan's results as Nmap XML (ndiff reads it) or JSON Lines",
+		Long: `Export writes a completed scan's stored results for other tools: Nmap XML
+(--format nmap-xml, the default; 'ndiff a.xml b.xml' compares two scans) or
+JSON Lines (--format jsonl). REJECT and DROP stay distinct in the XML: rejected
+ports are "filtered" with the ICMP reason Nmap uses, or "closed" for a reset.
+The export is a copy, not evidence: the signed results file in the evidence
+vault is what a report proves.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ext := map[string]string{"nmap-xml": "xml", "jsonl": "jsonl"}[format]
+			if ext == "" {
+				return usagef("%s: --format must be nmap-xml or jsonl", cmd.CommandPath())
+			}
+			if output == "" {
+				output = "scan-" + args[0] + "." + ext
+			}
+			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
+				q := url.Values{"format": {format}}
+				if tenant != "" {
+					q.Set("tenant", tenant)
+				}
+				var b []byte
+				if err := c.Get(cmd.Context(), fmt.Sprintf("/scans/%s/export", pathEscape(args[0])), q, &b); err != nil {
+					return err
+				}
+				if output == "-" {
+					_, err := r.env.Stdout.Write(b)
+					return err
+				}
+				// O_EXCL: an export never overwrites a file.
+				f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(b); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "wrote %s (%d bytes)\n", termSafe(output), len(b))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&format, "format", "nmap-xml", "nmap-xml or jsonl")
+	cmd.Flags().StringVarP(&output, "output", "o", "", `file to write (never overwritten; "-" for standard output); default scan-ID.xml or .jsonl`)
+	return cmd
+}
