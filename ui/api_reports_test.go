@@ -352,7 +352,7 @@ func TestScanExportNdiff(t *testing.T) {
 		t.Skip("ndiff not installed (apt-get install ndiff): the export is not checked against it")
 	}
 	f := newFixture(t)
-	scanA, _, closed := f.completedScan()
+	scanA, open, closed := f.completedScan()
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", closed))
 	if err != nil {
 		t.Skipf("port %d was taken between the scans: %v", closed, err)
@@ -408,5 +408,34 @@ func TestScanExportNdiff(t *testing.T) {
 	}
 	if rec := f.do(request{method: "GET", path: "/api/v1/scans/" + scanB + "/export", as: "b-admin"}); rec.Code != 404 {
 		t.Fatalf("other tenant's scan: %d %s", rec.Code, rec.Body)
+	}
+
+	// Import: scan B's Nmap XML, as another scanner's output, judged
+	// against a policy that denies the port opened between the scans: an
+	// exposure, recorded and forwarded as unsigned imported evidence.
+	src := fmt.Sprintf("version: 1\nname: edge\nvantage_point: self\ndefault: deny\nrules:\n"+
+		"  - {name: web, action: allow, to: 127.0.0.1, ports: \"tcp:%d\", severity: high}\n"+
+		"  - {name: closed, action: deny, to: 127.0.0.1, ports: \"tcp:%d\", severity: critical}\n", open, closed)
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies", as: "a-op", body: jsonBody(map[string]string{"source": src})}); rec.Code != 201 {
+		t.Fatalf("create policy: %d %s", rec.Code, rec.Body)
+	}
+	xmlB, err := os.ReadFile(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies/edge/evaluate", as: "a-op", body: jsonBody(map[string]string{"scan_id": scanB, "nmap_xml": string(xmlB)})}); rec.Code != 400 {
+		t.Fatalf("scan_id and nmap_xml together: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.do(request{method: "POST", path: "/api/v1/policies/edge/evaluate", as: "a-op", body: jsonBody(map[string]string{"nmap_xml": "<nmaprun><host>"})}); rec.Code != 422 && rec.Code != 400 {
+		t.Fatalf("malformed nmap xml: %d %s", rec.Code, rec.Body)
+	}
+	before := f.head()
+	rec = f.do(request{method: "POST", path: "/api/v1/policies/edge/evaluate", as: "a-op", body: jsonBody(map[string]string{"nmap_xml": string(xmlB)})})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"imported":true`) || !strings.Contains(rec.Body.String(), `"kind":"exposure"`) {
+		t.Fatalf("evaluate imported: %d %s", rec.Code, rec.Body)
+	}
+	es := f.since(before)
+	if got := actions(es); !slices.Equal(got, []string{"policy.evaluate"}) || !strings.Contains(string(es[0].Details), `"imported":true`) || !strings.HasPrefix(es[0].Object, "scan:nmap-") {
+		t.Fatalf("audit %v %+v", got, es)
 	}
 }

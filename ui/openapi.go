@@ -142,7 +142,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/policies", id: "createPolicy", summary: "Store a policy document (YAML or JSON) as the next version of the policy it names", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyCreate", status: 201, resp: "Policy", errors: []int{422, 503}},
 		{method: "GET", path: "/api/v1/policies/{name}", id: "getPolicy", summary: "One version of a policy (?version=, default the newest) with its document", tag: "policies", auth: "session", query: []string{"tenant", "version"}, status: 200, resp: "Policy", errors: []int{503}},
 		{method: "POST", path: "/api/v1/policies/{name}/dry-run", id: "dryRunPolicy", summary: "Which rules cover which targets of a registered scope; rules that never match or are shadowed", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "DryRun", errors: []int{503}},
-		{method: "POST", path: "/api/v1/policies/{name}/evaluate", id: "evaluatePolicy", summary: "Judge a completed scan against the policy and its baseline; findings go to the SIEM", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "Evaluation", errors: []int{409, 503}},
+		{method: "POST", path: "/api/v1/policies/{name}/evaluate", id: "evaluatePolicy", summary: "Judge a completed scan (or an imported Nmap XML document, unsigned) against the policy and its baseline; findings go to the SIEM", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "Evaluation", errors: []int{409, 503}},
 		{method: "POST", path: "/api/v1/policies/{name}/baseline", id: "acceptBaseline", summary: "Accept a completed scan's results as the drift baseline of its scope and the policy", tag: "policies", auth: "session", stepUp: true, query: []string{"tenant"}, body: "PolicyScan", status: 201, resp: "Baseline", errors: []int{409, 503}},
 
 		{method: "GET", path: "/api/v1/reports", id: "listReports", summary: "Signed compliance reports, newest first", tag: "reports", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ReportList", errors: []int{503}},
@@ -325,11 +325,13 @@ func schemas() map[string]any {
 			"document": map[string]any{"type": "object", "description": "the canonical JSON document"}, "source": map[string]any{"type": "string", "description": "the document as submitted"}}),
 		"PolicyList":   listOf("Policy"),
 		"PolicyCreate": obj([]string{"source"}, map[string]any{"source": map[string]any{"type": "string", "description": "the policy document, YAML or JSON (docs/policy.md)"}}),
-		"PolicyScan":   obj(nil, map[string]any{"scan_id": str(), "scope_id": str(), "version": integer()}),
-		"DryRun":       obj([]string{"coverage", "warnings"}, map[string]any{"coverage": arrayOf(map[string]any{"type": "object"}), "warnings": arrayOf(map[string]any{"type": "object"})}),
+		"PolicyScan": obj(nil, map[string]any{"scan_id": str(), "scope_id": str(), "version": integer(),
+			"nmap_xml": map[string]any{"type": "string", "description": "evaluate only, instead of scan_id: another scanner's Nmap XML document, judged as unsigned imported evidence"}}),
+		"DryRun": obj([]string{"coverage", "warnings"}, map[string]any{"coverage": arrayOf(map[string]any{"type": "object"}), "warnings": arrayOf(map[string]any{"type": "object"})}),
 		"Evaluation": obj([]string{"policy", "version", "baseline_id", "summary", "rules", "findings", "drift", "audit_seq"}, map[string]any{
 			"policy": str(), "version": integer(), "baseline_id": str(), "summary": map[string]any{"type": "object"}, "rules": arrayOf(map[string]any{"type": "object"}),
-			"findings": arrayOf(map[string]any{"type": "object"}), "drift": arrayOf(map[string]any{"type": "object"}), "audit_seq": integer()}),
+			"findings": arrayOf(map[string]any{"type": "object"}), "drift": arrayOf(map[string]any{"type": "object"}), "audit_seq": integer(),
+			"imported": map[string]any{"type": "boolean", "description": "true when the results came from an imported Nmap XML document (unsigned evidence)"}}),
 		"Baseline": obj([]string{"id", "scope_id", "policy", "version", "scan_id", "results_sha256", "accepted_by", "accepted_at"}, map[string]any{
 			"id": str(), "scope_id": str(), "policy": str(), "version": integer(), "scan_id": str(), "results_sha256": str(), "accepted_by": str(), "accepted_at": str()}),
 		"ReportCreate": obj(nil, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer(),

@@ -3,11 +3,14 @@ package report
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/interop"
+	"firewalliq/appliance/policy"
 )
 
 // Export formats, as Export and the API name them.
@@ -48,4 +51,36 @@ func (r *Reports) Export(ctx context.Context, p auth.Principal, tenant, scanID, 
 		return buf.Bytes(), "application/jsonl", nil
 	}
 	return nil, "", fmt.Errorf("export scan %s: %w: format %q (want %s or %s)", scanID, ErrIncomplete, format, ExportNmapXML, ExportJSONL)
+}
+
+// EvaluateImported judges results imported from another scanner's Nmap
+// XML document against policy name (version 0: the newest) and, when
+// scopeID is given, compares them with the current baseline of that scope
+// and policy (drift). The results are unsigned: policy.Service.Evaluate
+// records them as imported in its policy.evaluate entry and every SIEM
+// finding's title says so. The evaluation's scan id is "nmap-" and the
+// first 16 hex digits of the document's SHA-256, so the audit log ties the
+// entry to the file. Needs policy.evaluate.
+func (r *Reports) EvaluateImported(ctx context.Context, p auth.Principal, tenant, name string, version int, scopeID string, doc []byte) (policy.Outcome, error) {
+	im, err := interop.ReadNmapXML(bytes.NewReader(doc))
+	if err != nil {
+		return policy.Outcome{}, fmt.Errorf("evaluate import: %w", err)
+	}
+	w := policy.Window{Start: im.Start.UTC(), End: im.End.UTC()}
+	for _, res := range im.Results {
+		if t := res.Time; !t.IsZero() {
+			if w.Start.IsZero() || t.Before(w.Start) {
+				w.Start = t.UTC()
+			}
+			if t.After(w.End) {
+				w.End = t.UTC()
+			}
+		}
+	}
+	if !w.Start.IsZero() && w.End.Before(w.Start) {
+		w.End = w.Start
+	}
+	sum := sha256.Sum256(doc)
+	return r.d.Policies.Evaluate(ctx, p, tenant, policy.EvaluateRequest{PolicyName: name, PolicyVersion: version, ScopeID: scopeID,
+		ScanID: "nmap-" + hex.EncodeToString(sum[:8]), Results: im.Results, Window: w, Imported: true})
 }
