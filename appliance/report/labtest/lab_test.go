@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,6 +26,8 @@ import (
 	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/siem"
+	"firewalliq/appliance/siem/destinations"
 	"firewalliq/probe/keys"
 	"firewalliq/probe/lab"
 	"firewalliq/probe/safety"
@@ -49,6 +55,17 @@ type childOut struct {
 	ReportID string `json:"report_id"`
 	SHA256   string `json:"sha256"`
 	Results  int    `json:"results"`
+	// Hook is every finding the webhook receiver accepted (signature
+	// checked); HookRefused counts requests it refused.
+	Hook        []hookFinding `json:"hook"`
+	HookRefused int           `json:"hook_refused"`
+}
+
+// hookFinding is a finding as the webhook received it, with its OCSF
+// severity.
+type hookFinding struct {
+	SeverityID int          `json:"severity_id"`
+	Finding    siem.Finding `json:"finding"`
 }
 
 // Ports the scope and policy name: 22 is the mistake (the policy denies
@@ -196,6 +213,24 @@ func TestReportFromLabScan(t *testing.T) {
 	}
 	if r.Summary.Results != out.Results || out.Results != len(hosts)*4 {
 		t.Errorf("report counts %d results, the scan stored %d, want %d", r.Summary.Results, out.Results, len(hosts)*4)
+	}
+
+	// The same findings reached the customer's webhook, signed, with
+	// their severity (OCSF critical is 5).
+	if out.HookRefused != 0 {
+		t.Errorf("the webhook receiver refused %d requests (bad signature, stale or replayed)", out.HookRefused)
+	}
+	t.Logf("webhook: %d signed finding events accepted", len(out.Hook))
+	hooked := map[string]bool{}
+	for _, h := range out.Hook {
+		if h.Finding.ScanID == out.ScanID && h.Finding.Kind == "exposure" && h.Finding.Severity == "critical" && h.SeverityID == 5 && h.Finding.Port == 22 {
+			hooked[h.Finding.Target] = true
+		}
+	}
+	for _, h := range hosts {
+		if !hooked[h.String()] {
+			t.Errorf("no critical exposure finding for %s tcp/22 at the webhook (got %+v)", h, out.Hook)
+		}
 	}
 
 	// Any changed byte fails verification: every byte of the file, each
@@ -396,10 +431,24 @@ func child(t *testing.T, cfg childConfig) childOut {
 		t.Fatal(err)
 	}
 
+	// The customer's webhook receiver (in the scanner namespace, on
+	// loopback): it checks every request's HMAC signature.
+	hookKey := []byte("lab-webhook-key-0123456789abcdef")
+	recv := &receiver{v: siem.NewVerifier(hookKey, siem.ReplayWindow, f.Clock.Now)}
+	srv := httptest.NewTLSServer(recv)
+	defer srv.Close()
+	root := f.Users["appliance_admin"]
+	if _, err := f.App.SIEM.Add(f.Ctx, root.P, "", destinations.NewDestination{Name: "soc-hook", Kind: siem.KindWebhook, Address: srv.URL + "/fiq",
+		CAPEM: pemCert(srv), HMACKey: hookKey, Format: siem.FormatOCSF}, f.Code(root)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The appliance's background work: the scan dispatcher, the SIEM
+	// outbox worker, evidence uploads, checkpoints.
 	ctx, cancel := context.WithCancel(f.Ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); f.App.Scans.Run(ctx) }()
+	go func() { defer wg.Done(); f.App.Run(ctx, func(err error) { t.Logf("background: %v", err) }) }()
 	defer func() { cancel(); wg.Wait() }()
 	sc, err := f.App.Scans.Request(f.Ctx, op.P, "", scan.ScanRequest{ScopeID: "lab-zone", Targets: []string{targets}, Rate: cfg.Rate}, f.Code(op))
 	if err != nil {
@@ -462,14 +511,71 @@ func child(t *testing.T, cfg childConfig) childOut {
 			t.Fatalf("evidence %s: %v", e.Name, err)
 		}
 	}
-	n := 0
-	rf := scan.ResultFilter{Limit: scan.MaxPageSize}
-	page, err := f.App.Scans.Results(f.Ctx, op.P, "", sc.ID, rf)
+	page, err := f.App.Scans.Results(f.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: scan.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n = len(page.Items)
-	return childOut{ScanID: sc.ID, ReportID: c.ID, SHA256: c.SHA256, Results: n}
+	out := childOut{ScanID: sc.ID, ReportID: c.ID, SHA256: c.SHA256, Results: len(page.Items)}
+	// The report's evaluation queued its findings; the outbox worker
+	// delivers them to the webhook (30 s at most).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out.Hook = recv.findings(); len(out.Hook) >= len(body.Findings) {
+			break
+		}
+	}
+	out.HookRefused = recv.refused()
+	return out
+}
+
+// receiver is the customer's webhook endpoint: a real HTTPS server that
+// accepts a request only with a valid HMAC signature (siem.Verifier).
+type receiver struct {
+	v      *siem.Verifier
+	mu     sync.Mutex
+	bodies [][]byte
+	bad    int
+}
+
+func (h *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		err = h.v.Verify(r.Header, body)
+	}
+	if err != nil {
+		h.bad++
+		http.Error(w, "refused", http.StatusUnauthorized)
+		return
+	}
+	h.bodies = append(h.bodies, body)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// findings returns the finding events accepted so far.
+func (h *receiver) findings() []hookFinding {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []hookFinding
+	for _, b := range h.bodies {
+		var e struct {
+			SeverityID int `json:"severity_id"`
+			Unmapped   struct {
+				Action  string       `json:"action"`
+				Finding siem.Finding `json:"finding"`
+			} `json:"unmapped"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Unmapped.Action == siem.ActionFinding {
+			out = append(out, hookFinding{SeverityID: e.SeverityID, Finding: e.Unmapped.Finding})
+		}
+	}
+	return out
+}
+
+func (h *receiver) refused() int { h.mu.Lock(); defer h.mu.Unlock(); return h.bad }
+
+func pemCert(srv *httptest.Server) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 }
 
 // copyEvidence copies the one version in the local vault's versions
