@@ -115,6 +115,9 @@ type policyScanBody struct {
 	ScanID  string `json:"scan_id"`
 	ScopeID string `json:"scope_id"`
 	Version int    `json:"version"`
+	// NmapXML (evaluate only, instead of ScanID) is another scanner's Nmap
+	// XML document, judged as unsigned imported evidence.
+	NmapXML string `json:"nmap_xml"`
 }
 
 func (s *Server) dryRunPolicy(c echo.Context) error {
@@ -158,12 +161,24 @@ func (s *Server) evaluatePolicy(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	out, err := s.d.Reports.Evaluate(c.Request().Context(), principal(c), tenantParam(c), in.ScanID, c.Param("name"), in.Version)
+	var (
+		out policy.Outcome
+		err error
+	)
+	switch {
+	case in.NmapXML != "" && in.ScanID != "":
+		return apiError(fault.CodeInvalid, "give scan_id or nmap_xml, not both")
+	case in.NmapXML != "":
+		out, err = s.d.Reports.EvaluateImported(c.Request().Context(), principal(c), tenantParam(c), c.Param("name"), in.Version, in.ScopeID, []byte(in.NmapXML))
+	default:
+		out, err = s.d.Reports.Evaluate(c.Request().Context(), principal(c), tenantParam(c), in.ScanID, c.Param("name"), in.Version)
+	}
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"policy": out.Policy.Name, "version": out.Policy.Version, "baseline_id": out.BaselineID,
-		"summary": out.Evaluation.Summary(), "rules": out.Evaluation.Rules, "findings": nonNilSlice(out.Findings), "drift": nonNilSlice(out.Drift), "audit_seq": out.AuditSeq})
+		"summary": out.Evaluation.Summary(), "rules": out.Evaluation.Rules, "findings": nonNilSlice(out.Findings), "drift": nonNilSlice(out.Drift), "audit_seq": out.AuditSeq,
+		"imported": in.NmapXML != ""})
 }
 
 func (s *Server) acceptBaseline(c echo.Context) error {
@@ -252,6 +267,28 @@ func (s *Server) downloadReport(c echo.Context) error {
 		return err
 	}
 	return sendFile(c, "report-"+c.Param("id"), c.QueryParam("format"), ct, b)
+}
+
+// exportScan answers a completed scan's results as Nmap XML
+// (?format=nmap-xml, the default) or JSON Lines (?format=jsonl).
+func (s *Server) exportScan(c echo.Context) error {
+	rp, err := s.reports()
+	if err != nil {
+		return err
+	}
+	format := c.QueryParam("format")
+	if format == "" {
+		format = report.ExportNmapXML
+	}
+	b, ct, err := rp.Export(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), format)
+	if err != nil {
+		return err
+	}
+	ext := map[string]string{report.ExportNmapXML: "xml", report.ExportJSONL: "jsonl"}[format]
+	if ext == "" {
+		ext = "xml"
+	}
+	return sendFile(c, "scan-"+c.Param("id"), ext, ct, b)
 }
 
 // sendFile answers a downloaded document as an attachment.

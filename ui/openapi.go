@@ -123,6 +123,7 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/scans/{id}/start", id: "startScan", summary: "Start one's approved production scan", tag: "scans", auth: "session", stepUp: true, query: []string{"tenant"}, body: "Empty", status: 200, resp: "Scan", errors: []int{409, 422, 423}},
 		{method: "POST", path: "/api/v1/scans/{id}/cancel", id: "cancelScan", summary: "Cancel a scan that has not ended", tag: "scans", auth: "session", query: []string{"tenant"}, body: "Reason", status: 200, resp: "Scan", errors: []int{409}},
 		{method: "GET", path: "/api/v1/scans/{id}/results", id: "scanResults", summary: "A scan's results (filters: state, port, host, probe)", tag: "scans", auth: "session", list: true, query: []string{"tenant", "state", "port", "host", "probe"}, status: 200, resp: "ResultList"},
+		{method: "GET", path: "/api/v1/scans/{id}/export", id: "exportScan", summary: "A completed scan's results as Nmap XML (?format=nmap-xml, the default; Debian's ndiff reads it) or JSON Lines (?format=jsonl): a copy for other tools, not evidence", tag: "scans", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{400, 409, 503}},
 		{method: "GET", path: "/api/v1/scans/{id}/events", id: "scanEvents", summary: "Live progress as Server-Sent Events (event: progress, data: a Progress object); the stream ends after the scan's final state", tag: "scans", auth: "session", query: []string{"tenant"}, status: 200, resp: "events"},
 
 		{method: "GET", path: "/api/v1/scan-schedules", id: "listSchedules", summary: "Scan schedules", tag: "scans", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ScheduleList"},
@@ -141,11 +142,11 @@ func apiOps() []apiOp {
 		{method: "POST", path: "/api/v1/policies", id: "createPolicy", summary: "Store a policy document (YAML or JSON) as the next version of the policy it names", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyCreate", status: 201, resp: "Policy", errors: []int{422, 503}},
 		{method: "GET", path: "/api/v1/policies/{name}", id: "getPolicy", summary: "One version of a policy (?version=, default the newest) with its document", tag: "policies", auth: "session", query: []string{"tenant", "version"}, status: 200, resp: "Policy", errors: []int{503}},
 		{method: "POST", path: "/api/v1/policies/{name}/dry-run", id: "dryRunPolicy", summary: "Which rules cover which targets of a registered scope; rules that never match or are shadowed", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "DryRun", errors: []int{503}},
-		{method: "POST", path: "/api/v1/policies/{name}/evaluate", id: "evaluatePolicy", summary: "Judge a completed scan against the policy and its baseline; findings go to the SIEM", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "Evaluation", errors: []int{409, 503}},
+		{method: "POST", path: "/api/v1/policies/{name}/evaluate", id: "evaluatePolicy", summary: "Judge a completed scan (or an imported Nmap XML document, unsigned) against the policy and its baseline; findings go to the SIEM", tag: "policies", auth: "session", query: []string{"tenant"}, body: "PolicyScan", status: 200, resp: "Evaluation", errors: []int{409, 503}},
 		{method: "POST", path: "/api/v1/policies/{name}/baseline", id: "acceptBaseline", summary: "Accept a completed scan's results as the drift baseline of its scope and the policy", tag: "policies", auth: "session", stepUp: true, query: []string{"tenant"}, body: "PolicyScan", status: 201, resp: "Baseline", errors: []int{409, 503}},
 
 		{method: "GET", path: "/api/v1/reports", id: "listReports", summary: "Signed compliance reports, newest first", tag: "reports", auth: "session", list: true, query: []string{"tenant"}, status: 200, resp: "ReportList", errors: []int{503}},
-		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{404, 409, 503}},
+		{method: "POST", path: "/api/v1/reports", id: "createReport", summary: "Build, sign and store (as evidence) the compliance report of a completed scan against a policy, or of several scans (parts) in one combined report", tag: "reports", auth: "session", query: []string{"tenant"}, body: "ReportCreate", status: 201, resp: "ReportCreated", errors: []int{404, 409, 503}},
 		{method: "GET", path: "/api/v1/reports/{id}", id: "getReport", summary: "One report, as its report.sign audit entry recorded it", tag: "reports", auth: "session", query: []string{"tenant"}, status: 200, resp: "Report", errors: []int{503}},
 		{method: "GET", path: "/api/v1/reports/{id}/download", id: "downloadReport", summary: "The signed report.json (?format=json), or its HTML or PDF rendering", tag: "reports", auth: "session", query: []string{"tenant", "format"}, status: 200, resp: "file", errors: []int{422, 503}},
 
@@ -324,17 +325,21 @@ func schemas() map[string]any {
 			"document": map[string]any{"type": "object", "description": "the canonical JSON document"}, "source": map[string]any{"type": "string", "description": "the document as submitted"}}),
 		"PolicyList":   listOf("Policy"),
 		"PolicyCreate": obj([]string{"source"}, map[string]any{"source": map[string]any{"type": "string", "description": "the policy document, YAML or JSON (docs/policy.md)"}}),
-		"PolicyScan":   obj(nil, map[string]any{"scan_id": str(), "scope_id": str(), "version": integer()}),
-		"DryRun":       obj([]string{"coverage", "warnings"}, map[string]any{"coverage": arrayOf(map[string]any{"type": "object"}), "warnings": arrayOf(map[string]any{"type": "object"})}),
+		"PolicyScan": obj(nil, map[string]any{"scan_id": str(), "scope_id": str(), "version": integer(),
+			"nmap_xml": map[string]any{"type": "string", "description": "evaluate only, instead of scan_id: another scanner's Nmap XML document, judged as unsigned imported evidence"}}),
+		"DryRun": obj([]string{"coverage", "warnings"}, map[string]any{"coverage": arrayOf(map[string]any{"type": "object"}), "warnings": arrayOf(map[string]any{"type": "object"})}),
 		"Evaluation": obj([]string{"policy", "version", "baseline_id", "summary", "rules", "findings", "drift", "audit_seq"}, map[string]any{
 			"policy": str(), "version": integer(), "baseline_id": str(), "summary": map[string]any{"type": "object"}, "rules": arrayOf(map[string]any{"type": "object"}),
-			"findings": arrayOf(map[string]any{"type": "object"}), "drift": arrayOf(map[string]any{"type": "object"}), "audit_seq": integer()}),
+			"findings": arrayOf(map[string]any{"type": "object"}), "drift": arrayOf(map[string]any{"type": "object"}), "audit_seq": integer(),
+			"imported": map[string]any{"type": "boolean", "description": "true when the results came from an imported Nmap XML document (unsigned evidence)"}}),
 		"Baseline": obj([]string{"id", "scope_id", "policy", "version", "scan_id", "results_sha256", "accepted_by", "accepted_at"}, map[string]any{
 			"id": str(), "scope_id": str(), "policy": str(), "version": integer(), "scan_id": str(), "results_sha256": str(), "accepted_by": str(), "accepted_at": str()}),
-		"ReportCreate":  obj([]string{"scan_id", "policy"}, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer()}),
+		"ReportCreate": obj(nil, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer(),
+			"parts": map[string]any{"type": "array", "description": "several scans for one combined report (instead of scan_id and policy), each with its own policy",
+				"items": obj([]string{"scan_id", "policy"}, map[string]any{"scan_id": str(), "policy": str(), "policy_version": integer()})}}),
 		"ReportCreated": obj([]string{"id", "sha256", "key_id", "key", "audit_seq"}, map[string]any{"id": str(), "sha256": str(), "key_id": str(), "key": map[string]any{"type": "string", "description": "the evidence object's key"}, "audit_seq": integer()}),
-		"Report": obj([]string{"id", "tenant", "scan_id", "policy", "policy_version", "sha256", "key_id", "evidence_key", "findings", "imported", "created_by", "created_at", "audit_seq"}, map[string]any{
-			"id": str(), "tenant": str(), "scan_id": str(), "policy": str(), "policy_version": integer(), "sha256": str(), "key_id": str(), "evidence_key": str(),
+		"Report": obj([]string{"id", "tenant", "scan_id", "vantages", "policy", "policy_version", "sha256", "key_id", "evidence_key", "findings", "imported", "created_by", "created_at", "audit_seq"}, map[string]any{
+			"id": str(), "tenant": str(), "scan_id": str(), "scan_ids": arrayOf(str()), "vantages": arrayOf(str()), "policy": str(), "policy_version": integer(), "sha256": str(), "key_id": str(), "evidence_key": str(),
 			"findings": map[string]any{"type": "object", "additionalProperties": integer()}, "imported": boolean(), "created_by": str(), "created_at": when(), "audit_seq": integer()}),
 		"ReportList": listOf("Report"),
 		"Review": obj([]string{"id", "tenant", "status", "started_by", "started_at", "undecided"}, map[string]any{
@@ -427,7 +432,8 @@ func openAPIDocument() map[string]any {
 		case "file":
 			bin := map[string]any{"type": "string", "format": "binary"}
 			resps[fmt.Sprint(op.status)] = map[string]any{"description": "the document (Content-Disposition: attachment)", "content": map[string]any{
-				"application/json": map[string]any{"schema": map[string]any{"type": "object"}}, "text/html": map[string]any{"schema": bin}, "application/pdf": map[string]any{"schema": bin}}}
+				"application/json": map[string]any{"schema": map[string]any{"type": "object"}}, "text/html": map[string]any{"schema": bin}, "application/pdf": map[string]any{"schema": bin},
+				"application/xml": map[string]any{"schema": bin}, "application/jsonl": map[string]any{"schema": bin}}}
 		case "raw":
 			ct, schema := "application/json", map[string]any{"type": "object"}
 			if op.id == "metrics" {

@@ -98,6 +98,7 @@ func (s *Server) routes() {
 	a.POST("/scans/:id/start", s.startScan)
 	a.POST("/scans/:id/cancel", s.cancelScan)
 	a.GET("/scans/:id/results", s.scanResults)
+	a.GET("/scans/:id/export", s.exportScan)
 	a.GET("/scans/:id/events", s.scanEvents)
 
 	a.GET("/scan-schedules", s.listSchedules)

@@ -85,6 +85,27 @@ summary counts what the review lists.`,
 				fmt.Fprintf(w, "changes: new users %d, role changes %d, new tokens %d, unused accounts %d\n", s.NewUsers, s.RoleChanges, s.NewTokens, s.Unused)
 				return nil
 			}
+			if c := res.Combined; c != nil {
+				fmt.Fprintf(w, "combined report %s verified: signed by report key %s; %d scans\n", c.ID, res.KeyID, len(c.Parts))
+				fmt.Fprintf(w, "audit checkpoints: signed by audit key %s; evidence: %d inclusion proofs verified", keys.ID(ak), res.Proofs)
+				if evidence != "" {
+					fmt.Fprintf(w, ", %d files hashed and matched", res.EvidenceFiles)
+				} else {
+					fmt.Fprint(w, " (files not checked: give --evidence DIR)")
+				}
+				fmt.Fprintln(w)
+				for i, r := range c.Parts {
+					imported := ""
+					if r.Imported {
+						imported = " (IMPORTED results: unsigned evidence)"
+					}
+					fmt.Fprintf(w, "part %d: scan %s from %s; policy %s v%d, vantage point %s, window %s to %s%s\n", i+1, r.Scan.ID, scanFrom(r.Scan),
+						r.Policy.Name, r.Policy.Version, r.VantagePoint, r.Window.Start, r.Window.End, imported)
+					fmt.Fprintf(w, "  rules: %s; findings: %s\n", counts(r.Summary.Rules), counts(r.Summary.Findings))
+				}
+				fmt.Fprintf(w, "tenant %s; all scans: rules %s; findings %s\n", c.Tenant, counts(c.Summary.Rules), counts(c.Summary.Findings))
+				return nil
+			}
 			r := res.Report
 			fmt.Fprintf(w, "report %s verified: signed by report key %s\n", r.ID, res.KeyID)
 			fmt.Fprintf(w, "audit checkpoint: %s, tree size %d, signed by audit key %s\n", res.Checkpoint.Origin, res.Checkpoint.Size, keys.ID(ak))
@@ -103,6 +124,9 @@ summary counts what the review lists.`,
 			if r.Imported {
 				fmt.Fprintln(w, "results: IMPORTED from another scanner (unsigned evidence)")
 			}
+			if r.Scan.ID != "" {
+				fmt.Fprintf(w, "scan %s from %s\n", r.Scan.ID, scanFrom(r.Scan))
+			}
 			fmt.Fprintf(w, "tenant %s, policy %s v%d, vantage point %s, window %s to %s\n", r.Tenant, r.Policy.Name, r.Policy.Version, r.VantagePoint, r.Window.Start, r.Window.End)
 			fmt.Fprintf(w, "rules: %s; findings: %s\n", counts(r.Summary.Rules), counts(r.Summary.Findings))
 			return nil
@@ -112,6 +136,18 @@ summary counts what the review lists.`,
 	cmd.Flags().StringVar(&auditPub, "audit-pub", "", "the appliance's audit public key (keys/audit.pub; compliance reports only)")
 	cmd.Flags().StringVar(&evidence, "evidence", "", "directory holding the evidence files under their report names")
 	return cmd
+}
+
+// scanFrom names a scan's runner: the appliance itself or a sensor and
+// its vantage label.
+func scanFrom(s verify.Scan) string {
+	switch {
+	case s.Vantage == "" || s.Vantage == "local":
+		return "the appliance itself (local)"
+	case s.VantageLabel != "" && s.VantageLabel != s.Vantage:
+		return "sensor " + s.Vantage + " (" + s.VantageLabel + ")"
+	}
+	return "sensor " + s.Vantage
 }
 
 // counts formats a count map as "a 1, b 2" in key order ("none" if empty).

@@ -39,6 +39,11 @@ func TestReportVerify(t *testing.T) {
 		return b
 	}
 	report := write("report.json", golden)
+	combinedGolden, err := os.ReadFile("../report/testdata/combined.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	combined := write("combined.json", combinedGolden)
 	rpub, apub, other := write("report.pub", pubPEM(1)), write("audit.pub", pubPEM(2)), write("other.pub", pubPEM(3))
 	// The evidence bytes of the report package's fixture.
 	write("ev/scans/scan-1/results.jsonl", []byte(`{"target":"10.30.0.5","proto":"tcp","port":3306,"state":"open"}`+"\n"))
@@ -61,6 +66,15 @@ func TestReportVerify(t *testing.T) {
 		{"wrong audit key", []string{"report", "verify", report, "--pub", rpub, "--audit-pub", other}, 1, "report audit checkpoint does not verify"},
 		{"changed evidence file", []string{"report", "verify", report, "--pub", rpub, "--audit-pub", apub, "--evidence", filepath.Join(dir, "ev-bad")}, 1, "evidence file does not match the report"},
 		{"missing keys", []string{"report", "verify", report}, 2, "--pub and --audit-pub are required"},
+		{"names the scan and its vantage", []string{"report", "verify", report, "--pub", rpub, "--audit-pub", apub}, 0, "scan scan-1 from sensor sn_corp (corp-lan)"},
+		{"combined report", []string{"report", "verify", combined, "--pub", rpub, "--audit-pub", apub, "--evidence", filepath.Join(dir, "ev")}, 0,
+			"part 2: scan scan-2 from the appliance itself (local); policy dmz-from-corp v3, vantage point internet"},
+		{"combined report counts every part", []string{"report", "verify", combined, "--pub", rpub, "--audit-pub", apub, "--evidence", filepath.Join(dir, "ev")}, 0,
+			"4 inclusion proofs verified, 4 files hashed and matched"},
+		{"combined report, changed evidence", []string{"report", "verify", combined, "--pub", rpub, "--audit-pub", apub, "--evidence", filepath.Join(dir, "ev-bad")}, 1,
+			"part 1 (scan scan-1, vantage corp-lan): evidence file does not match the report"},
+		{"create: policies do not pair with scans", []string{"report", "create", "--scan", "a", "--scan", "b", "--policy", "p", "--policy", "q", "--policy", "r"}, 2,
+			"give one --policy, or one per --scan"},
 		{"no report", []string{"report", "verify", "--pub", rpub, "--audit-pub", apub}, 2, "accepts 1 arg"},
 	}
 	for _, tt := range tests {

@@ -21,7 +21,7 @@ import (
 
 var (
 	policyCols = []column{{"NAME", "name"}, {"VERSION", "version"}, {"VANTAGE", "vantage_point"}, {"RULES", "rules"}, {"SHA-256", "sha256"}, {"CREATED", "created_at"}}
-	reportCols = []column{{"ID", "id"}, {"SCAN", "scan_id"}, {"POLICY", "policy"}, {"VERSION", "policy_version"}, {"FINDINGS", "findings"}, {"CREATED", "created_at"}, {"BY", "created_by"}}
+	reportCols = []column{{"ID", "id"}, {"SCAN", "scan_id"}, {"VANTAGES", "vantages"}, {"POLICY", "policy"}, {"VERSION", "policy_version"}, {"FINDINGS", "findings"}, {"CREATED", "created_at"}, {"BY", "created_by"}}
 	reviewCols = []column{{"ID", "id"}, {"TENANT", "tenant"}, {"STATUS", "status"}, {"STARTED", "started_at"}, {"BY", "started_by"}, {"SIGNED", "signed_at"}}
 )
 
@@ -129,6 +129,7 @@ func newPolicyCmd(r *remote) *cobra.Command {
 		listCmd(r, "list", "List policies (the newest version of each)", "/policies", true, policyCols, nil),
 		newPolicyShowCmd(r),
 		newPolicyDryRunCmd(r),
+		newPolicyEvaluateCmd(r),
 	)
 }
 
@@ -263,6 +264,80 @@ func newPolicyDryRunCmd(r *remote) *cobra.Command {
 	return cmd
 }
 
+func newPolicyEvaluateCmd(r *remote) *cobra.Command {
+	var (
+		tenant, scanID, nmapXML, scopeID string
+		version                          int
+		asJSON                           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "evaluate NAME (--scan SCAN_ID | --nmap-xml FILE [--scope SCOPE_ID]) [--version N]",
+		Short: "Judge a completed scan, or another scanner's Nmap XML (unsigned), against a policy; findings go to the SIEM",
+		Long: `Evaluate judges a completed scan's stored results against the policy and the
+current baseline of the scan's scope (drift), records policy.evaluate and
+queues every finding to the SIEM destinations, with its severity.
+
+With --nmap-xml FILE it judges another scanner's Nmap XML output instead (at
+most 1 MiB): unsigned imported evidence, so marked in the audit entry and in
+every finding sent to the SIEM. --scope compares it with that scope's
+baseline too. An import never becomes a report.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (scanID == "") == (nmapXML == "") {
+				return usagef("policy evaluate: give --scan or --nmap-xml")
+			}
+			body := map[string]any{"scan_id": scanID, "version": version}
+			if nmapXML != "" {
+				b, err := bounded.ReadFile(nmapXML, bounded.MaxConfigFile)
+				if err != nil {
+					return err
+				}
+				body = map[string]any{"nmap_xml": string(b), "scope_id": scopeID, "version": version}
+			}
+			return r.call("policy evaluate", func(c *apiclient.Client) error {
+				var out struct {
+					Policy     string           `json:"policy"`
+					Version    int              `json:"version"`
+					BaselineID string           `json:"baseline_id"`
+					Summary    map[string]any   `json:"summary"`
+					Findings   []map[string]any `json:"findings"`
+					AuditSeq   int64            `json:"audit_seq"`
+					Imported   bool             `json:"imported"`
+				}
+				if err := c.Do(cmd.Context(), http.MethodPost, "/policies/"+pathEscape(args[0])+"/evaluate", tenantQuery(tenant), body, &out); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.env, out)
+				}
+				what := "scan " + scanID
+				if out.Imported {
+					what = nmapXML + " (IMPORTED: unsigned evidence)"
+				}
+				base := out.BaselineID
+				if base == "" {
+					base = "none"
+				}
+				fmt.Fprintf(r.env.Stdout, "%s judged against policy %s v%d (baseline %s; audit entry %d)\n", termSafe(what), termSafe(out.Policy), out.Version, termSafe(base), out.AuditSeq)
+				for _, f := range out.Findings {
+					fmt.Fprintf(r.env.Stdout, "  %s %s: %s\n", cell(f["severity"]), cell(f["kind"]), cell(f["title"]))
+				}
+				if len(out.Findings) == 0 {
+					fmt.Fprintln(r.env.Stdout, "  no findings")
+				}
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&scanID, "scan", "", "completed scan id")
+	cmd.Flags().StringVar(&nmapXML, "nmap-xml", "", "another scanner's Nmap XML output (unsigned imported evidence)")
+	cmd.Flags().StringVar(&scopeID, "scope", "", "with --nmap-xml: compare with this scope's baseline")
+	cmd.Flags().IntVar(&version, "version", 0, "policy version (default the newest)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
 // reportRemoteCmds are the report commands that go through the API.
 func reportRemoteCmds(r *remote) []*cobra.Command {
 	return []*cobra.Command{
@@ -275,21 +350,58 @@ func reportRemoteCmds(r *remote) []*cobra.Command {
 
 func newReportCreateCmd(r *remote) *cobra.Command {
 	var (
-		tenant, scanID, policyName string
-		version                    int
-		asJSON                     bool
+		tenant          string
+		scans, policies []string
+		versions        []int
+		asJSON          bool
 	)
 	cmd := &cobra.Command{
-		Use:   "create --scan SCAN_ID --policy NAME [--version N]",
-		Short: "Build, sign and store the compliance report of a completed scan against a policy",
-		Args:  usageArgs(cobra.NoArgs),
+		Use:   "create --scan SCAN_ID --policy NAME [--version N] [--scan SCAN_ID --policy NAME ...]",
+		Short: "Build, sign and store the compliance report of completed scans, each against its policy",
+		Long: `Create judges a completed scan's results against a policy and signs the
+report. Given several --scan flags it signs one combined report (format
+firewalliq.report.combined/v1) of those scans, typically from several vantage
+points: the n-th --policy (and --version, when given) is the n-th scan's, or one
+--policy for every scan. Each part names its scan's vantage (the appliance or
+a sensor) and the policy's vantage point.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if scanID == "" || policyName == "" {
+			if len(scans) == 0 || len(policies) == 0 {
 				return usagef("report create: --scan and --policy are required")
+			}
+			if len(policies) != 1 && len(policies) != len(scans) {
+				return usagef("report create: give one --policy, or one per --scan (%d scans, %d policies)", len(scans), len(policies))
+			}
+			if len(versions) > 1 && len(versions) != len(policies) {
+				return usagef("report create: give one --version, or one per --policy")
+			}
+			pick := func(i int) (string, int) {
+				name, v := policies[0], 0
+				if len(policies) > 1 {
+					name = policies[i]
+				}
+				switch {
+				case len(versions) == 1:
+					v = versions[0]
+				case len(versions) > 1:
+					v = versions[i]
+				}
+				return name, v
+			}
+			var body map[string]any
+			if len(scans) == 1 {
+				name, v := pick(0)
+				body = map[string]any{"scan_id": scans[0], "policy": name, "policy_version": v}
+			} else {
+				var parts []map[string]any
+				for i, id := range scans {
+					name, v := pick(i)
+					parts = append(parts, map[string]any{"scan_id": id, "policy": name, "policy_version": v})
+				}
+				body = map[string]any{"parts": parts}
 			}
 			return r.call("report create", func(c *apiclient.Client) error {
 				var out map[string]any
-				body := map[string]any{"scan_id": scanID, "policy": policyName, "policy_version": version}
 				if err := c.Do(cmd.Context(), http.MethodPost, "/reports", tenantQuery(tenant), body, &out); err != nil {
 					return err
 				}
@@ -303,9 +415,9 @@ func newReportCreateCmd(r *remote) *cobra.Command {
 		},
 	}
 	tenantFlag(cmd, &tenant)
-	cmd.Flags().StringVar(&scanID, "scan", "", "completed scan id (required)")
-	cmd.Flags().StringVar(&policyName, "policy", "", "policy name (required)")
-	cmd.Flags().IntVar(&version, "version", 0, "policy version (default the newest)")
+	cmd.Flags().StringArrayVar(&scans, "scan", nil, "completed scan id (required; repeat to combine scans in one report)")
+	cmd.Flags().StringArrayVar(&policies, "policy", nil, "policy name (required; one for every scan, or one per --scan in order)")
+	cmd.Flags().IntSliceVar(&versions, "version", nil, "policy version (default the newest; one, or one per --policy)")
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }
@@ -499,5 +611,63 @@ func newReviewSignCmd(r *remote) *cobra.Command {
 	}
 	tenantFlag(cmd, &tenant)
 	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// newScanExportCmd builds 'scan export': a completed scan's results as
+// Nmap XML (which Debian's ndiff reads) or JSON Lines, through the API.
+func newScanExportCmd(r *remote) *cobra.Command {
+	var tenant, format, output string
+	cmd := &cobra.Command{
+		Use:   "export SCAN_ID [--format nmap-xml|jsonl] [-o FILE]",
+		Short: "Export a completed scan's results as Nmap XML (ndiff reads it) or JSON Lines",
+		Long: `Export writes a completed scan's stored results for other tools: Nmap XML
+(--format nmap-xml, the default; 'ndiff a.xml b.xml' compares two scans) or
+JSON Lines (--format jsonl). REJECT and DROP stay distinct in the XML: rejected
+ports are "filtered" with the ICMP reason Nmap uses, or "closed" for a reset.
+The export is a copy, not evidence: the signed results file in the evidence
+vault is what a report proves.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ext := map[string]string{"nmap-xml": "xml", "jsonl": "jsonl"}[format]
+			if ext == "" {
+				return usagef("%s: --format must be nmap-xml or jsonl", cmd.CommandPath())
+			}
+			if output == "" {
+				output = "scan-" + args[0] + "." + ext
+			}
+			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
+				q := url.Values{"format": {format}}
+				if tenant != "" {
+					q.Set("tenant", tenant)
+				}
+				var b []byte
+				if err := c.Get(cmd.Context(), fmt.Sprintf("/scans/%s/export", pathEscape(args[0])), q, &b); err != nil {
+					return err
+				}
+				if output == "-" {
+					_, err := r.env.Stdout.Write(b)
+					return err
+				}
+				// O_EXCL: an export never overwrites a file.
+				f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(b); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "wrote %s (%d bytes)\n", termSafe(output), len(b))
+				return nil
+			})
+		},
+	}
+	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&format, "format", "nmap-xml", "nmap-xml or jsonl")
+	cmd.Flags().StringVarP(&output, "output", "o", "", `file to write (never overwritten; "-" for standard output); default scan-ID.xml or .jsonl`)
 	return cmd
 }

@@ -126,4 +126,29 @@ func TestCLIReviewAndPolicyFlow(t *testing.T) {
 	if code, _, stderr := o.run("", "report", "create", "--scan", "scan_nope", "--policy", "edge"); code == 0 || !strings.Contains(stderr, "not_found") {
 		t.Fatalf("report of an unknown scan: exit %d %s", code, stderr)
 	}
+	if code, _, stderr := o.run("", "report", "create", "--scan", "scan_a", "--scan", "scan_b", "--policy", "edge"); code == 0 || !strings.Contains(stderr, "not_found") {
+		t.Fatalf("combined report of unknown scans: exit %d %s", code, stderr)
+	}
+	if code, _, stderr := o.run("", "scan", "export", "scan_nope"); code == 0 || !strings.Contains(stderr, "not_found") {
+		t.Fatalf("export of an unknown scan: exit %d %s", code, stderr)
+	}
+	if code, _, stderr := o.run("", "scan", "export", "scan_nope", "--format", "csv"); code != 2 || !strings.Contains(stderr, "nmap-xml or jsonl") {
+		t.Fatalf("export format: exit %d %s", code, stderr)
+	}
+	if code, _, stderr := o.run("", "policy", "evaluate", "edge"); code != 2 || !strings.Contains(stderr, "--scan or --nmap-xml") {
+		t.Fatalf("evaluate without input: exit %d %s", code, stderr)
+	}
+	// Another scanner's Nmap XML, judged as unsigned imported evidence:
+	// tcp/22 open on 10.0.0.5 is an exposure of rule ssh.
+	xmlFile := filepath.Join(t.TempDir(), "nmap.xml")
+	xml := `<?xml version="1.0"?><nmaprun scanner="nmap" args="nmap -sS 10.0.0.5" start="1795788000" version="7.94">` +
+		`<host><status state="up" reason="syn-ack"/><address addr="10.0.0.5" addrtype="ipv4"/><ports>` +
+		`<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="64"/></port></ports></host>` +
+		`<runstats><finished time="1795788060"/><hosts up="1" down="0" total="1"/></runstats></nmaprun>`
+	if err := os.WriteFile(xmlFile, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := o.must("", "policy", "evaluate", "edge", "--nmap-xml", xmlFile); !strings.Contains(out, "IMPORTED: unsigned evidence") || !strings.Contains(out, "high exposure") {
+		t.Fatalf("policy evaluate --nmap-xml: %q", out)
+	}
 }

@@ -214,6 +214,7 @@ func newScanCmd(r *remote) *cobra.Command {
 		newScanActionCmd(r, "start", "Start your approved production scan (step-up)", "", false),
 		newScanActionCmd(r, "cancel", "Cancel a scan that has not ended", "why (kept in the audit entry)", false),
 		newScanResultsCmd(r),
+		newScanExportCmd(r),
 		newScanWatchCmd(r),
 		newScheduleCmd(r),
 	)

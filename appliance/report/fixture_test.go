@@ -156,6 +156,7 @@ func buildReport(t testing.TB) built {
 	in := Input{
 		ID: "rpt_fixture", Tenant: "t_acme", CreatedAt: t0.Add(time.Hour),
 		Appliance: verify.Appliance{ID: "fiq-test", Version: "v0.0.0-test"},
+		Scan:      verify.Scan{ID: "scan-1", Vantage: "sn_corp", VantageLabel: "corp-lan"},
 		Scope: verify.Scope{ID: "dmz", Name: "dmz", Environment: "production", SHA256: "5c0be", SignerKeyID: "lead-key",
 			CIDRs: []string{"10.20.0.0/24", "10.30.0.0/24"}, Exclude: []string{}, Ports: "tcp:22,80,443,3306"},
 		Policy:    policy.Stored{Name: doc.Name, Version: 3, VantagePoint: doc.VantagePoint, SHA256: doc.SHA256(), Document: doc},

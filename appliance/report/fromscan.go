@@ -80,11 +80,24 @@ func NewReports(d ScanDeps) (*Reports, error) {
 	return &Reports{d: d, render: rd}, nil
 }
 
-// CreateRequest names the scan and the policy to judge it against.
+// CreateRequest names the scan and the policy to judge it against; or,
+// in Parts, several scans (typically from several vantage points), each
+// with its own policy, for one combined report.
 type CreateRequest struct {
 	ScanID        string `json:"scan_id"`
 	Policy        string `json:"policy"`
 	PolicyVersion int    `json:"policy_version"` // 0: the newest
+	// Parts, when given (ScanID and Policy then empty), makes a combined
+	// report (format firewalliq.report.combined/v1) of these scans.
+	Parts []Part `json:"parts,omitempty"`
+}
+
+// Part is one scan of a combined report and the policy it is judged
+// against.
+type Part struct {
+	ScanID        string `json:"scan_id"`
+	Policy        string `json:"policy"`
+	PolicyVersion int    `json:"policy_version"`
 }
 
 // Input assembles report.Build's input from completed scan req.ScanID of
@@ -106,7 +119,14 @@ func (r *Reports) Input(ctx context.Context, p auth.Principal, tenant string, re
 	if sc.State != scan.StateCompleted || sc.Job == nil {
 		return Input{}, fmt.Errorf("report input: %w: scan %s is %s, not completed", scan.ErrState, sc.ID, sc.State)
 	}
-	in := Input{CreatedAt: r.d.Now().UTC(), Appliance: r.d.Appliance, AuditKeyID: r.d.AuditKeyID}
+	in := Input{CreatedAt: r.d.Now().UTC(), Appliance: r.d.Appliance, AuditKeyID: r.d.AuditKeyID,
+		Scan: verify.Scan{ID: sc.ID, Vantage: sc.Job.Vantage, VantageLabel: sc.Job.VantageLabel}}
+	if in.Scan.Vantage == "" {
+		in.Scan.Vantage = job.VantageLocal
+	}
+	if in.Scan.VantageLabel == "" {
+		in.Scan.VantageLabel = in.Scan.Vantage
+	}
 
 	// The scope, as registered and signed.
 	sco, err := r.d.Scopes.Get(ctx, p, sc.Tenant, sc.ScopeID)
@@ -399,6 +419,9 @@ func (r *Reports) Create(ctx context.Context, p auth.Principal, tenant string, r
 	if _, err := r.d.Service.gate.Authorize(ctx, p, auth.OpReportCreate, tenant); err != nil {
 		return Created{}, fmt.Errorf("create report: %w", err)
 	}
+	if len(req.Parts) > 0 {
+		return r.createCombined(ctx, p, tenant, req)
+	}
 	in, err := r.Input(ctx, p, tenant, req)
 	if err != nil {
 		return Created{}, err
@@ -409,6 +432,39 @@ func (r *Reports) Create(ctx context.Context, p auth.Principal, tenant string, r
 		return Created{}, err
 	}
 	if err := r.keep(c, in.Tenant, p); err != nil {
+		return c, fmt.Errorf("report %s is signed and stored as evidence, but its working copy was not written: %w", c.ID, err)
+	}
+	return c, nil
+}
+
+// createCombined builds the input of each part (Input: its own
+// evaluation, proofs and checkpoint) and signs them as one combined
+// report.
+func (r *Reports) createCombined(ctx context.Context, p auth.Principal, tenant string, req CreateRequest) (Created, error) {
+	if req.ScanID != "" || req.Policy != "" {
+		return Created{}, fmt.Errorf("create report: %w: give either scan_id and policy or parts, not both", ErrIncomplete)
+	}
+	if len(req.Parts) > verify.MaxParts {
+		return Created{}, fmt.Errorf("create report: %w: %d scans, at most %d", ErrIncomplete, len(req.Parts), verify.MaxParts)
+	}
+	seen := map[string]bool{}
+	var ins []Input
+	for _, pt := range req.Parts {
+		if seen[pt.ScanID] {
+			return Created{}, fmt.Errorf("create report: %w: scan %s given twice", ErrIncomplete, pt.ScanID)
+		}
+		seen[pt.ScanID] = true
+		in, err := r.Input(ctx, p, tenant, CreateRequest{ScanID: pt.ScanID, Policy: pt.Policy, PolicyVersion: pt.PolicyVersion})
+		if err != nil {
+			return Created{}, err
+		}
+		ins = append(ins, in)
+	}
+	c, err := r.d.Service.CreateCombined(ctx, p, tenant, store.NewID("rpt"), r.d.Now().UTC(), r.d.Appliance, ins)
+	if err != nil {
+		return Created{}, err
+	}
+	if err := r.keep(c, tenant, p); err != nil {
 		return c, fmt.Errorf("report %s is signed and stored as evidence, but its working copy was not written: %w", c.ID, err)
 	}
 	return c, nil
@@ -445,9 +501,13 @@ func (r *Reports) keep(c Created, tenant string, p auth.Principal) error {
 // Stored describes a created report, as its report.sign audit entry
 // recorded it.
 type Stored struct {
-	ID            string         `json:"id"`
-	Tenant        string         `json:"tenant"`
-	ScanID        string         `json:"scan_id"`
+	ID     string `json:"id"`
+	Tenant string `json:"tenant"`
+	ScanID string `json:"scan_id"`
+	// ScanIDs lists every scan of a combined report (nil otherwise);
+	// Vantages the vantage label of each scan, in order.
+	ScanIDs       []string       `json:"scan_ids,omitempty"`
+	Vantages      []string       `json:"vantages"`
 	Policy        string         `json:"policy"`
 	PolicyVersion int            `json:"policy_version"`
 	SHA256        string         `json:"sha256"`
@@ -466,6 +526,8 @@ func storedOf(e audit.Entry) (Stored, error) {
 		SHA256        string         `json:"sha256"`
 		KeyID         string         `json:"key_id"`
 		ScanID        string         `json:"scan_id"`
+		ScanIDs       []string       `json:"scan_ids"`
+		Vantages      []string       `json:"vantages"`
 		Policy        string         `json:"policy"`
 		PolicyVersion int            `json:"policy_version"`
 		Findings      map[string]int `json:"findings"`
@@ -478,7 +540,10 @@ func storedOf(e audit.Entry) (Stored, error) {
 	if d.Findings == nil {
 		d.Findings = map[string]int{}
 	}
-	return Stored{ID: d.ReportID, Tenant: e.Tenant, ScanID: d.ScanID, Policy: d.Policy, PolicyVersion: d.PolicyVersion, SHA256: d.SHA256, KeyID: d.KeyID,
+	if d.Vantages == nil {
+		d.Vantages = []string{}
+	}
+	return Stored{ID: d.ReportID, Tenant: e.Tenant, ScanID: d.ScanID, ScanIDs: d.ScanIDs, Vantages: d.Vantages, Policy: d.Policy, PolicyVersion: d.PolicyVersion, SHA256: d.SHA256, KeyID: d.KeyID,
 		EvidenceKey: d.EvidenceKey, Findings: d.Findings, Imported: d.Imported, CreatedBy: e.ActorName, CreatedAt: e.Time.UTC(), AuditSeq: e.Seq}, nil
 }
 

@@ -20,7 +20,7 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 		return err
 	}
 	pdf := fpdf.New("P", "mm", "A4", "")
-	created, err := time.Parse(time.RFC3339, v.Report.CreatedAt)
+	created, err := time.Parse(time.RFC3339, v.Head.CreatedAt)
 	if err != nil {
 		created = time.Unix(0, 0).UTC()
 	}
@@ -28,13 +28,13 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 	pdf.SetModificationDate(created)
 	pdf.SetCatalogSort(true)
 	pdf.SetProducer("FirewallIQ Secure", false)
-	pdf.SetTitle("Perimeter compliance report "+v.Report.ID, false)
+	pdf.SetTitle("Perimeter compliance report "+v.Head.ID, false)
 	pdf.SetAutoPageBreak(true, 15)
 	pdf.SetMargins(15, 15, 15)
 	// Core fonts are cp1252; every text passes through the translator.
 	// Strings from the wire were escaped to ASCII (probe.Clean) already.
 	tr := pdf.UnicodeTranslatorFromDescriptor("")
-	r := v.Report
+	hd := v.Head
 	pdf.AddPage()
 
 	h1 := func(s string) {
@@ -116,8 +116,16 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 	}
 
 	h1("Perimeter compliance report")
-	para(fmt.Sprintf("Report %s, tenant %s, created %s by appliance %s (version %s).", r.ID, r.Tenant, r.CreatedAt, r.Appliance.ID, r.Appliance.Version))
-	if r.Imported {
+	para(fmt.Sprintf("Report %s, tenant %s, created %s by appliance %s (version %s).", hd.ID, hd.Tenant, hd.CreatedAt, hd.Appliance.ID, hd.Appliance.Version))
+	if c := v.Combined; c != nil {
+		para(fmt.Sprintf("This report combines %d scans, each judged against the policy written for its vantage point:", len(c.Parts)))
+		var rows [][]string
+		for i, p := range c.Parts {
+			rows = append(rows, []string{fmt.Sprint(i + 1), p.Scan.ID, vantageOf(p), fmt.Sprintf("%s version %d", p.Policy.Name, p.Policy.Version), fmt.Sprint(len(p.Findings))})
+		}
+		table([]float64{12, 40, 68, 40, 20}, []string{"Part", "Scan", "Scanned from", "Policy", "Findings"}, rows)
+	}
+	if hd.Imported {
 		para("These results were imported from another scanner: unsigned imported evidence, not produced by this appliance's probes.")
 	}
 
@@ -127,12 +135,37 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 	mono(v.Signature.Sig)
 	para("SHA-256 of report.json:")
 	mono(v.FileSHA256)
-	para(fmt.Sprintf("Audit checkpoint key: %s. Verify offline, with public keys only:", r.Verification.AuditKeyID))
+	para(fmt.Sprintf("Audit checkpoint key: %s. Verify offline, with public keys only:", hd.AuditKeyID))
 	mono(v.Command)
 	para("This PDF is a rendering; the signed document is report.json.")
 
-	h2("Scan")
+	for _, part := range v.Parts {
+		renderPart(part, h2, para, mono, kv, table, chart)
+	}
+	if c := v.Combined; c != nil {
+		h2("Compliance mapping over all scans")
+		var rows [][]string
+		for _, x := range c.Compliance {
+			rows = append(rows, []string{x.Framework, x.Control + " " + x.Title, x.Status, x.Basis + ". Rules: " + orNone(x.Rules)})
+		}
+		table([]float64{30, 55, 25, 70}, []string{"Framework", "Control", "Status", "Criterion"}, rows)
+	}
+
+	var buf bytes.Buffer
+	if err := pdf.Output(&buf); err != nil {
+		return fmt.Errorf("render report pdf: %w", err)
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// renderPart writes one scan's sections with the page's writers.
+func renderPart(p PartView, h2, para, mono func(string), kv func(k, v string), table func([]float64, []string, [][]string), chart func(string, []Bar)) {
+	r := p.Report
+	h2(p.Title)
+	kv("Scanned from", vantageOf(r))
 	kv("Vantage point", r.VantagePoint)
+	kv("Scan", r.Scan.ID)
 	kv("Window", r.Window.Start+" to "+r.Window.End)
 	kv("Scope", fmt.Sprintf("%s (%s, %s), SHA-256 %s, signed by %s; CIDRs %s%s; ports %s", r.Scope.Name, r.Scope.ID, r.Scope.Environment, r.Scope.SHA256,
 		r.Scope.SignerKeyID, strings.Join(r.Scope.CIDRs, ", "), excluded(r.Scope.Exclude), r.Scope.Ports))
@@ -152,7 +185,7 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 	kv("Operators", orNone(ops))
 
 	h2("Rule verdicts")
-	chart("Rules by verdict", v.Verdicts)
+	chart("Rules by verdict", p.Verdicts)
 	var rows [][]string
 	for _, x := range r.Verdicts {
 		rows = append(rows, []string{x.Rule, x.Action, x.Severity, x.Verdict, fmt.Sprint(x.Tested), fmt.Sprint(x.Passed), fmt.Sprint(x.Failed), fmt.Sprint(x.DenialStyle), fmt.Sprint(x.Inconclusive)})
@@ -173,7 +206,7 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 	}
 
 	h2("Findings")
-	chart("Findings by severity", v.Severities)
+	chart("Findings by severity", p.Severities)
 	rows = nil
 	for _, f := range r.Findings {
 		obs := f.Observed
@@ -229,13 +262,6 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 	} else {
 		para("No daily anchor covers this checkpoint yet.")
 	}
-
-	var buf bytes.Buffer
-	if err := pdf.Output(&buf); err != nil {
-		return fmt.Errorf("render report pdf: %w", err)
-	}
-	_, err = w.Write(buf.Bytes())
-	return err
 }
 
 func barColour(class string) (int, int, int) {

@@ -31,7 +31,9 @@ type Input struct {
 	CreatedAt time.Time
 	Appliance verify.Appliance
 	// Imported marks results imported from another scanner (unsigned).
-	Imported  bool
+	Imported bool
+	// Scan names the scan and the runner (vantage) it ran from.
+	Scan      verify.Scan
 	Scope     verify.Scope
 	Policy    policy.Stored
 	Profile   verify.Profile
@@ -91,6 +93,7 @@ func Build(in Input) (verify.Report, error) {
 		Appliance:    in.Appliance,
 		Imported:     in.Imported,
 		VantagePoint: in.Policy.VantagePoint,
+		Scan:         in.Scan,
 		Window:       verify.Window{Start: stamp(in.Window.Start), End: stamp(in.Window.End)},
 		Scope:        in.Scope,
 		Policy: verify.Policy{Name: in.Policy.Name, Version: in.Policy.Version, SHA256: in.Policy.SHA256,
@@ -160,6 +163,47 @@ func Build(in Input) (verify.Report, error) {
 		r.Anchor = &verify.Anchor{Day: a.Day, Checkpoint: a.Checkpoint, Consistency: string(p)}
 	}
 	return r, nil
+}
+
+// Combine builds the combined report of several scans: each input (with
+// the combined report's id, tenant and creation time) becomes a complete
+// part, judged against its own policy; the summary totals the parts and
+// the control mapping rests on every part's rules, named
+// "vantage_point/rule". Pure, as Build.
+func Combine(id, tenant string, created time.Time, app verify.Appliance, ins []Input) (verify.Combined, error) {
+	if len(ins) == 0 || len(ins) > verify.MaxParts {
+		return verify.Combined{}, fmt.Errorf("%w: %d scans, a combined report holds 1 to %d", ErrIncomplete, len(ins), verify.MaxParts)
+	}
+	c := verify.Combined{Format: verify.FormatCombinedV1, ID: id, Tenant: tenant, CreatedAt: stamp(created), Appliance: app,
+		Summary: verify.Summary{Rules: map[string]int{}, Findings: map[string]int{}}, Parts: []verify.Report{}}
+	var rules []policy.RuleResult
+	seen := map[string]bool{}
+	for i, in := range ins {
+		if in.Scan.ID == "" || seen[in.Scan.ID] {
+			return verify.Combined{}, fmt.Errorf("%w: part %d: scan %q is missing or given twice", ErrIncomplete, i+1, in.Scan.ID)
+		}
+		seen[in.Scan.ID] = true
+		in.ID, in.Tenant, in.CreatedAt, in.Appliance = id, tenant, created, app
+		r, err := Build(in)
+		if err != nil {
+			return verify.Combined{}, fmt.Errorf("part %d (scan %s): %w", i+1, in.Scan.ID, err)
+		}
+		c.Parts = append(c.Parts, r)
+		for k, n := range r.Summary.Rules {
+			c.Summary.Rules[k] += n
+		}
+		for k, n := range r.Summary.Findings {
+			c.Summary.Findings[k] += n
+		}
+		c.Summary.Results += r.Summary.Results
+		for _, v := range in.Outcome.Evaluation.Rules {
+			v.Rule = r.VantagePoint + "/" + v.Rule
+			rules = append(rules, v)
+		}
+		c.Verification = r.Verification
+	}
+	c.Compliance = Compliance(rules)
+	return c, nil
 }
 
 // Sign encodes r canonically and signs it with the report key.

@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
+	"time"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/report/verify"
 	"firewalliq/audit"
 	"firewalliq/probe/keys"
 	"firewalliq/vault"
@@ -98,21 +101,74 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, tenant, scanID s
 	if err != nil {
 		return Created{}, fmt.Errorf("create report: %w", err)
 	}
+	vantages := []string{in.Scan.VantageLabel}
+	return s.store(ctx, p, pin, []string{scanID}, vantages, r.ID, signed, r.Policy.Name, r.Policy.Version, r.Summary.Findings, r.Imported)
+}
+
+// CreateCombined builds and signs one report combining the inputs of
+// several scans (Combine; each input with its own policy), spools it as
+// evidence of the first scan and records report.sign with every scan id
+// and vantage, as Create does. Needs report.create.
+func (s *Service) CreateCombined(ctx context.Context, p auth.Principal, tenant, id string, created time.Time, app verify.Appliance, ins []Input) (Created, error) {
+	pin, err := s.gate.Authorize(ctx, p, auth.OpReportCreate, tenant)
+	if err != nil {
+		return Created{}, fmt.Errorf("create report: %w", err)
+	}
+	if !idPattern.MatchString(id) || len(ins) == 0 {
+		return Created{}, fmt.Errorf("create report: %w: a report id and at least one scan", ErrIncomplete)
+	}
+	kid := keys.ID(s.key.Public().(ed25519.PublicKey))
+	var scans, vantages []string
+	for i := range ins {
+		if !idPattern.MatchString(ins[i].Scan.ID) {
+			return Created{}, fmt.Errorf("create report: %w: scan ids must be names", ErrIncomplete)
+		}
+		ins[i].ReportKeyID = kid
+		scans = append(scans, ins[i].Scan.ID)
+		vantages = append(vantages, ins[i].Scan.VantageLabel)
+	}
+	c, err := Combine(id, pin, created, app, ins)
+	if err != nil {
+		return Created{}, fmt.Errorf("create report: %w", err)
+	}
+	signed, err := verify.SignCombined(c, s.key)
+	if err != nil {
+		return Created{}, fmt.Errorf("create report: %w", err)
+	}
+	var names []string
+	imported := false
+	for _, part := range c.Parts {
+		names = append(names, part.Policy.Name)
+		imported = imported || part.Imported
+	}
+	return s.store(ctx, p, pin, scans, vantages, id, signed, strings.Join(names, ","), 0, c.Summary.Findings, imported)
+}
+
+// store spools signed as evidence of the first scan and records
+// report.sign in the same transaction.
+func (s *Service) store(ctx context.Context, p auth.Principal, pin string, scans, vantages []string, id string, signed []byte,
+	policyName string, policyVersion int, findings map[string]int, imported bool) (Created, error) {
+	kid := keys.ID(s.key.Public().(ed25519.PublicKey))
 	sum := sha256.Sum256(signed)
-	out := Created{ID: r.ID, SHA256: hex.EncodeToString(sum[:]), KeyID: in.ReportKeyID, Signed: signed}
-	e, err := s.spool.Submit(ctx, p, pin, scanID, "report-"+r.ID+".json", bytes.NewReader(signed), func(ctx context.Context, tx *sql.Tx, se vault.SpoolEntry) error {
-		d, err := json.Marshal(map[string]any{"report_id": r.ID, "sha256": out.SHA256, "key_id": out.KeyID, "scan_id": scanID,
-			"policy": r.Policy.Name, "policy_version": r.Policy.Version, "findings": r.Summary.Findings, "imported": r.Imported, "evidence_key": se.Key})
+	out := Created{ID: id, SHA256: hex.EncodeToString(sum[:]), KeyID: kid, Signed: signed}
+	e, err := s.spool.Submit(ctx, p, pin, scans[0], "report-"+id+".json", bytes.NewReader(signed), func(ctx context.Context, tx *sql.Tx, se vault.SpoolEntry) error {
+		det := map[string]any{"report_id": id, "sha256": out.SHA256, "key_id": out.KeyID, "scan_id": scans[0],
+			"policy": policyName, "policy_version": policyVersion, "findings": findings, "imported": imported, "evidence_key": se.Key,
+			"vantages": vantages}
+		if len(scans) > 1 {
+			det["scan_ids"] = scans
+		}
+		d, err := json.Marshal(det)
 		if err != nil {
 			return err
 		}
 		ent, err := s.rec.Record(ctx, tx, audit.Entry{Tenant: pin, ActorID: p.UserID, ActorName: p.Name, ActorIP: p.Client.IP, UserAgent: p.Client.UserAgent,
-			Action: audit.ActReportSign, Object: "report:" + r.ID, Details: d})
+			Action: audit.ActReportSign, Object: "report:" + id, Details: d})
 		out.AuditSeq = ent.Seq
 		return err
 	})
 	if err != nil {
-		return Created{}, fmt.Errorf("create report %s: %w", r.ID, err)
+		return Created{}, fmt.Errorf("create report %s: %w", id, err)
 	}
 	out.Key = e.Key
 	return out, nil

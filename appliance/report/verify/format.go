@@ -28,8 +28,11 @@ type Report struct {
 	Appliance Appliance `json:"appliance"`
 	// Imported marks a report built from imported results (an Nmap XML
 	// file): unsigned evidence that no scan of this appliance produced.
-	Imported     bool         `json:"imported"`
-	VantagePoint string       `json:"vantage_point"`
+	Imported     bool   `json:"imported"`
+	VantagePoint string `json:"vantage_point"`
+	// Scan names the scan judged and where it ran from; absent (all
+	// empty) in reports made before the scan's vantage was recorded.
+	Scan         Scan         `json:"scan"`
 	Window       Window       `json:"window"`
 	Scope        Scope        `json:"scope"`
 	Policy       Policy       `json:"policy"`
@@ -49,6 +52,43 @@ type Report struct {
 	Anchor       *Anchor      `json:"anchor"`     // null when no daily anchor covers it yet
 	Verification Verification `json:"verification"`
 }
+
+// Scan is the scan a report judges: its id and its vantage, the runner
+// that sent the probes ("local" for the appliance itself, or a sensor id)
+// with that runner's vantage label (the sensor's label; "local" for the
+// appliance). VantagePoint, beside it, is the vantage point the policy
+// was written for.
+type Scan struct {
+	ID           string `json:"id"`
+	Vantage      string `json:"vantage"`
+	VantageLabel string `json:"vantage_label"`
+}
+
+// FormatCombinedV1 is the format of a report that combines the reports of
+// several scans (typically from several vantage points) in one signed
+// document.
+const FormatCombinedV1 = "firewalliq.report.combined/v1"
+
+// Combined is the signed body of a combined report: one complete
+// compliance report per scan (Parts, each in FormatV1 with its own policy,
+// vantage point, verdicts, findings, evidence proofs and checkpoint), the
+// totals over all parts, and the control mapping over every part's rules
+// (named "vantage_point/rule"). Verify checks every part as it checks a
+// single report, and that the totals are the parts' sums.
+type Combined struct {
+	Format       string       `json:"format"`
+	ID           string       `json:"id"`
+	Tenant       string       `json:"tenant"`
+	CreatedAt    string       `json:"created_at"`
+	Appliance    Appliance    `json:"appliance"`
+	Summary      Summary      `json:"summary"`
+	Compliance   []Control    `json:"compliance"`
+	Parts        []Report     `json:"parts"`
+	Verification Verification `json:"verification"`
+}
+
+// MaxParts bounds the scans one combined report holds.
+const MaxParts = 32
 
 // Appliance identifies the appliance and build that made the report.
 type Appliance struct {

@@ -18,7 +18,10 @@ const FormatReviewV1 = "firewalliq.access-review/v1"
 // Document kinds, as Result.Kind reports them.
 const (
 	KindComplianceReport = "compliance-report"
-	KindAccessReview     = "access-review"
+	// KindCombinedReport is a compliance report combining several scans
+	// (Result.Combined is set).
+	KindCombinedReport = "combined-compliance-report"
+	KindAccessReview   = "access-review"
 )
 
 // ErrReview means a signed access review is internally inconsistent: a

@@ -54,10 +54,13 @@ type Options struct {
 
 // Result is what a successful verification established.
 type Result struct {
-	// Kind is KindComplianceReport (Report is set) or KindAccessReview
-	// (Review is set).
-	Kind       string
-	Review     *AccessReview
+	// Kind is KindComplianceReport (Report is set), KindCombinedReport
+	// (Combined is set) or KindAccessReview (Review is set).
+	Kind   string
+	Review *AccessReview
+	// Combined is set for KindCombinedReport; Report is then empty and
+	// the counts below are over every part.
+	Combined   *Combined
 	Report     Report
 	KeyID      string
 	Checkpoint audit.Checkpoint
@@ -137,6 +140,49 @@ func Verify(data []byte, o Options) (Result, error) {
 	if len(o.AuditKey) != ed25519.PublicKeySize {
 		return res, errors.New("verify report: a compliance report needs the audit public key")
 	}
+	if head.Format == FormatCombinedV1 {
+		var c Combined
+		dec = json.NewDecoder(bytes.NewReader(f.Report))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return res, fmt.Errorf("%w: report: %v", ErrFormat, err)
+		}
+		res.Kind, res.Combined = KindCombinedReport, &c
+		if len(c.Parts) == 0 || len(c.Parts) > MaxParts {
+			return res, fmt.Errorf("%w: %d parts, want 1 to %d", ErrFormat, len(c.Parts), MaxParts)
+		}
+		sum := Summary{Rules: map[string]int{}, Findings: map[string]int{}}
+		seen := map[string]bool{}
+		res.Anchored = true
+		for i, part := range c.Parts {
+			if part.ID != c.ID || part.Tenant != c.Tenant {
+				return res, fmt.Errorf("%w: part %d is report %s of tenant %s, the combined report is %s of %s", ErrFormat, i+1, part.ID, part.Tenant, c.ID, c.Tenant)
+			}
+			if part.Scan.ID == "" || seen[part.Scan.ID] {
+				return res, fmt.Errorf("%w: part %d: scan %q is missing or listed twice", ErrFormat, i+1, part.Scan.ID)
+			}
+			seen[part.Scan.ID] = true
+			pr, err := checkReport(part, o)
+			if err != nil {
+				return res, fmt.Errorf("part %d (scan %s, vantage %s): %w", i+1, part.Scan.ID, part.Scan.VantageLabel, err)
+			}
+			res.Proofs += pr.Proofs
+			res.EvidenceFiles += pr.EvidenceFiles
+			res.Anchored = res.Anchored && pr.Anchored
+			res.Checkpoint = pr.Checkpoint
+			for k, n := range part.Summary.Rules {
+				sum.Rules[k] += n
+			}
+			for k, n := range part.Summary.Findings {
+				sum.Findings[k] += n
+			}
+			sum.Results += part.Summary.Results
+		}
+		if !sameSummary(sum, c.Summary) {
+			return res, fmt.Errorf("%w: the combined summary is not the sum of its parts' summaries", ErrFormat)
+		}
+		return res, nil
+	}
 	res.Kind = KindComplianceReport
 	var r Report
 	dec = json.NewDecoder(bytes.NewReader(f.Report))
@@ -144,11 +190,42 @@ func Verify(data []byte, o Options) (Result, error) {
 	if err := dec.Decode(&r); err != nil {
 		return res, fmt.Errorf("%w: report: %v", ErrFormat, err)
 	}
+	res.Report = r
+	pr, err := checkReport(r, o)
+	if err != nil {
+		return res, err
+	}
+	res.Checkpoint, res.Proofs, res.EvidenceFiles, res.Anchored = pr.Checkpoint, pr.Proofs, pr.EvidenceFiles, pr.Anchored
+	return res, nil
+}
+
+// sameSummary compares summaries, treating zero counts as absent.
+func sameSummary(a, b Summary) bool {
+	same := func(x, y map[string]int) bool {
+		for k, n := range x {
+			if y[k] != n {
+				return false
+			}
+		}
+		for k, n := range y {
+			if x[k] != n {
+				return false
+			}
+		}
+		return true
+	}
+	return a.Results == b.Results && same(a.Rules, b.Rules) && same(a.Findings, b.Findings)
+}
+
+// checkReport checks one compliance report body (a single report, or a
+// part of a combined one) after the signature: its format, the audit
+// checkpoint, every inclusion proof, the anchor, and with EvidenceDir the
+// evidence files.
+func checkReport(r Report, o Options) (Result, error) {
+	var res Result
 	if r.Format != FormatV1 {
 		return res, fmt.Errorf("%w: format %q, this verifier reads %q", ErrFormat, r.Format, FormatV1)
 	}
-	res.Report = r
-
 	// 2. The checkpoint the proofs lead to.
 	cp, err := audit.OpenCheckpoint([]byte(r.Checkpoint), o.AuditKey)
 	if err != nil {
@@ -259,6 +336,16 @@ func hashFile(root *os.Root, name string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// SignCombined encodes c in canonical form and signs it with priv,
+// returning the report file (canonical, with a final newline).
+func SignCombined(c Combined, priv ed25519.PrivateKey) ([]byte, error) {
+	body, err := Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	return signBody(body, priv)
 }
 
 // Sign encodes r in canonical form and signs it with priv, returning the

@@ -69,6 +69,22 @@ func TestVerifyGolden(t *testing.T) {
 	if _, err := Verify(goldenReport(t), Options{ReportKey: reportPub}); err == nil {
 		t.Error("verified without an audit key")
 	}
+	// The combined golden: two parts, each with two proofs.
+	res, err = Verify(goldenCombined(t), Options{ReportKey: reportPub, AuditKey: auditPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kind != KindCombinedReport || res.Combined == nil || len(res.Combined.Parts) != 2 || res.Proofs != 4 || !res.Anchored {
+		t.Errorf("combined: %+v", res)
+	}
+}
+
+func goldenCombined(t testing.TB) []byte {
+	b, err := os.ReadFile("../testdata/combined.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // FuzzVerify: the verifier never panics on any input, and whatever it
@@ -85,6 +101,10 @@ func FuzzVerify(f *testing.F) {
 	f.Add(flipped)
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"signature":{"alg":"ed25519","key_id":"x","sig":""}, "report":{}}`))
+	// A combined report, and it cut short.
+	gc := goldenCombined(f)
+	f.Add(gc)
+	f.Add(gc[:len(gc)/2])
 	o := Options{ReportKey: reportPub, AuditKey: auditPub}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := Verify(b, o); err != nil {
