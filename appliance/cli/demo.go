@@ -206,18 +206,36 @@ func runSandboxDemo(ctx context.Context, env *Env, work string, f demoFlags) (er
 		args = append(args, "--no-serve")
 	}
 	fmt.Fprintf(out, "   the appliance now runs in the outside zone (%s): its scans leave from there\n", sb.Scanner)
-	cmd := sb.Command(ctx, exe, args...)
+	// Not CommandContext: an interrupted demo ends the way its child does
+	// (a console stopped by Ctrl-C is a clean end), and the child gets
+	// SIGTERM and time to finish its audit entries, not SIGKILL at once.
+	cmd := sb.Command(context.Background(), exe, args...)
 	cmd.Stdout, cmd.Stderr = env.Stdout, env.Stderr
 	if lnFile != nil {
 		cmd.ExtraFiles = []*os.File{lnFile}
 	}
-	// The child dies with this process even if it is killed outright; on
-	// Ctrl-C or SIGTERM it gets SIGTERM and time to finish its audit
-	// entries before it is killed.
+	// The child dies with this process even if it is killed outright.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 20 * time.Second
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("demo: start the sandbox's appliance: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		select {
+		case <-exited:
+			return
+		case <-ctx.Done():
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+	err = cmd.Wait()
+	close(exited)
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("demo interrupted: %w", ctx.Err())
 		}
