@@ -32,6 +32,9 @@ type demoFlags struct {
 	// built the sandbox and runs it inside the scanner namespace with the
 	// plan file (and, when serving, the console's listener as fd 3).
 	plan string
+	// kept tells the sandbox child that the parent keeps the work
+	// directory (--keep): only then is the verify command worth printing.
+	kept bool
 }
 
 func newDemoCmd(env *Env) *cobra.Command {
@@ -89,6 +92,8 @@ It sends traffic only to addresses inside its own namespaces or to 127.0.0.1.`,
 	cmd.Flags().StringVar(&f.listen, "listen", demoListen, "the console's address (loopback only)")
 	cmd.Flags().StringVar(&f.plan, "sandbox-plan", "", "internal: run as the sandbox's scanner process")
 	_ = cmd.Flags().MarkHidden("sandbox-plan")
+	cmd.Flags().BoolVar(&f.kept, "sandbox-kept", false, "internal: the sandbox's parent keeps the directory")
+	_ = cmd.Flags().MarkHidden("sandbox-kept")
 	return cmd
 }
 
@@ -124,7 +129,7 @@ func runLoopbackDemo(ctx context.Context, env *Env, work string, f demoFlags) er
 	}
 	fmt.Fprintf(out, "== the LOOPBACK story (%s): services on 127.0.0.1, connect probes", why)
 	if raw {
-		fmt.Fprint(out, " (and UDP through a raw socket)")
+		fmt.Fprint(out, " (and, with CAP_NET_RAW, TCP SYN and UDP through raw sockets)")
 	}
 	fmt.Fprintln(out, "; run as root for the namespace sandbox with a real nftables firewall")
 	var ln net.Listener
@@ -135,7 +140,7 @@ func runLoopbackDemo(ctx context.Context, env *Env, work string, f demoFlags) er
 		}
 		ln = l
 	}
-	return runDemoStory(ctx, env, work, targets.Plan(raw), ln)
+	return runDemoStory(ctx, env, work, f.keep != "", targets.Plan(raw), ln)
 }
 
 // runSandboxDemo builds the namespace sandbox, runs the story in a child
@@ -187,6 +192,9 @@ func runSandboxDemo(ctx context.Context, env *Env, work string, f demoFlags) (er
 		return fmt.Errorf("demo: %w", err)
 	}
 	args := []string{"demo", "--sandbox-plan", planPath, "--keep", work}
+	if f.keep != "" {
+		args = append(args, "--sandbox-kept")
+	}
 	var lnFile *os.File
 	if !f.noServe {
 		// The console's socket is opened here, in the host's namespace, and
@@ -262,7 +270,7 @@ func runSandboxChild(ctx context.Context, env *Env, f demoFlags) error {
 		}
 		ln = fl
 	}
-	return runDemoStory(ctx, env, f.keep, plan, ln)
+	return runDemoStory(ctx, env, f.keep, f.kept, plan, ln)
 }
 
 // demoClock runs at real speed from the environment's time (the engine's

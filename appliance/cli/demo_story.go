@@ -51,8 +51,9 @@ type demoUser struct {
 // appliance, its users, a signed production scope, what is refused, the
 // scan through the scan service with dual approval, evidence, the policy
 // evaluation and the signed report verified offline, the audit log, and
-// (with ln) the console until ctx ends.
-func runDemoStory(ctx context.Context, env *Env, work string, plan sandbox.Plan, ln net.Listener) error {
+// (with ln) the console until ctx ends. kept says whether work outlives the
+// demo (--keep).
+func runDemoStory(ctx context.Context, env *Env, work string, kept bool, plan sandbox.Plan, ln net.Listener) error {
 	if ln != nil {
 		defer ln.Close()
 	}
@@ -316,12 +317,20 @@ func runDemoStory(ctx context.Context, env *Env, work string, plan sandbox.Plan,
 	for _, l := range strings.Split(strings.TrimSpace(cp.Note), "\n") {
 		say("  | %s", l)
 	}
-	fmt.Fprintf(out, "\n== report verified. Verify it yourself, offline, with the public keys only:\n")
-	fmt.Fprintf(out, "   firewalliq report verify %s --pub %s --audit-pub %s --evidence %s\n", files.json, files.reportPub, files.auditPub, files.evidence)
+	if kept {
+		fmt.Fprintf(out, "\n== report verified. Verify it yourself, offline, with the public keys only:\n")
+		fmt.Fprintf(out, "   firewalliq report verify %s --pub %s --audit-pub %s --evidence %s\n", files.json, files.reportPub, files.auditPub, files.evidence)
+	} else {
+		fmt.Fprintf(out, "\n== report verified. Run with --keep DIR to keep the report, its public keys, the evidence and the Nmap XML, and verify them yourself.\n")
+	}
 
 	// 9. The console.
 	if ln == nil {
-		fmt.Fprintf(out, "== done. Everything is in %s (data/, report/, scan/, evidence/)\n", work)
+		if kept {
+			fmt.Fprintf(out, "== done. Everything is in %s (data/, report/, scan/, evidence/)\n", work)
+		} else {
+			fmt.Fprintln(out, "== done. The throw-away appliance is removed.")
+		}
 		return nil
 	}
 	step(9, "the console, until Ctrl-C (log in as one of the demo accounts above)")

@@ -112,7 +112,7 @@ func TestDemo(t *testing.T) {
 		"banner: SSH-2.0-FirewallIQ_demo",
 	}
 	if probe.RawAvailable() {
-		extra = append(extra, "/probes.pcapng sha256", "udp open udp-response")
+		extra = append(extra, "/probes.pcapng sha256", "tcp-syn open syn-ack", "udp open udp-response")
 	}
 	checkDemoOutput(t, out, extra...)
 	checkKeptReport(t, work)

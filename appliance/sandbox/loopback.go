@@ -140,14 +140,15 @@ func demoCert(now time.Time) (tls.Certificate, error) {
 // three mistakes as the sandbox's, made by the services themselves (an
 // admin port listening, an application that is down, a database port
 // answered by a reset where the policy expects silence). raw says whether
-// the scan may use a raw socket (CAP_NET_RAW): only then does it probe UDP.
+// the scan may use raw sockets (CAP_NET_RAW, as the appliance's service
+// has): only then does it also send TCP SYN and UDP probes.
 func (d *Loopback) Plan(raw bool) Plan {
 	ports := fmt.Sprintf("tcp:%d,%d,%d,%d,%d", d.Open, d.Banner, d.TLS, d.Closed, d.DB)
 	kinds := []safety.Kind{safety.KindTCPConnect, safety.KindTLSHello, safety.KindBanner}
 	dns := ""
 	if raw {
 		ports += fmt.Sprintf(" udp:%d", d.UDP)
-		kinds = append(kinds, safety.KindUDP)
+		kinds = append([]safety.Kind{safety.KindTCPSyn}, append(kinds, safety.KindUDP)...)
 		dns = fmt.Sprintf("  - {name: dns, action: allow, to: [self], ports: \"udp:%d\", severity: medium}\n", d.UDP)
 	}
 	p := func(n uint16) string { return fmt.Sprint(n) }
