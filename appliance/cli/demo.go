@@ -149,6 +149,22 @@ func runLoopbackDemo(ctx context.Context, env *Env, work string, f demoFlags) er
 // signalled and waited for, then every namespace is deleted).
 func runSandboxDemo(ctx context.Context, env *Env, work string, f demoFlags) (err error) {
 	out := env.Stdout
+	var lnFile *os.File
+	if !f.noServe {
+		// The console's socket is opened here, in the host's namespace, and
+		// handed to the child: the browser reaches it on 127.0.0.1, while
+		// every other socket of the child (the scan's) is in the sandbox.
+		ln, err := demoConsoleListener(f.listen)
+		if err != nil {
+			return err
+		}
+		lnFile, err = ln.File()
+		ln.Close()
+		if err != nil {
+			return fmt.Errorf("demo: console: %w", err)
+		}
+		defer lnFile.Close()
+	}
 	fmt.Fprintln(out, "== 0. build the customer-style sandbox (network namespaces, nftables)")
 	if gone, err := sandbox.Sweep(ctx); err != nil {
 		fmt.Fprintf(out, "   sweeping leftovers of earlier runs: %v\n", err)
@@ -195,22 +211,7 @@ func runSandboxDemo(ctx context.Context, env *Env, work string, f demoFlags) (er
 	if f.keep != "" {
 		args = append(args, "--sandbox-kept")
 	}
-	var lnFile *os.File
-	if !f.noServe {
-		// The console's socket is opened here, in the host's namespace, and
-		// handed to the child: the browser reaches it on 127.0.0.1, while
-		// every other socket of the child (the scan's) is in the sandbox.
-		ln, err := demoConsoleListener(f.listen)
-		if err != nil {
-			return err
-		}
-		lnFile, err = ln.File()
-		ln.Close()
-		if err != nil {
-			return fmt.Errorf("demo: console: %w", err)
-		}
-		defer lnFile.Close()
-	} else {
+	if lnFile == nil {
 		args = append(args, "--no-serve")
 	}
 	fmt.Fprintf(out, "   the appliance now runs in the outside zone (%s): its scans leave from there\n", sb.Scanner)
@@ -222,7 +223,10 @@ func runSandboxDemo(ctx context.Context, env *Env, work string, f demoFlags) (er
 	if lnFile != nil {
 		cmd.ExtraFiles = []*os.File{lnFile}
 	}
-	// The child dies with this process even if it is killed outright.
+	// The child dies with this process even if it is killed outright. (The
+	// signal follows the thread that forked it; the runtime only retires a
+	// thread whose goroutine ended while locked to it, which lab.Do does,
+	// and every lab.Do of this process ran before this point.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("demo: start the sandbox's appliance: %w", err)
