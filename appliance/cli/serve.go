@@ -44,78 +44,86 @@ func newServeCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer app.Close()
-			logger := app.Logger
-			pages, err := newConsolePages(app, logger, env.Now)
-			if err != nil {
-				return err
-			}
-			console, err := ui.New(ui.Deps{
-				Pages:     pages,
-				Auth:      app.Auth,
-				SIEM:      app.SIEM,
-				Audit:     app.Audit,
-				Scopes:    app.Scopes,
-				ScopeKeys: app.ScopeKeys,
-				Scans:     app.Scans,
-				Evidence:  app.Evidence,
-				Policies:  app.Policies,
-				Reports:   app.Reports,
-				Reviews:   app.Reviews,
-				Sensors:   app.Sensors,
-				Status:    func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
-				Version:   buildinfo.Get(),
-				Logger:    logger,
-				Now:       env.Now,
-			})
-			if err != nil {
-				return err
-			}
-			cert, err := app.Keys.TLSCertificate()
-			if err != nil {
-				return err
-			}
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}
-			fp, err := keyring.CertFingerprint(app.Keys.CertFile)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(env.Stdout, "console listening on https://%s (certificate SHA-256 %s)\n", ln.Addr(), fp)
-			if alarm := app.AuditStartup.Alarm; alarm != nil {
-				fmt.Fprintf(env.Stderr, "firewalliq: AUDIT TAMPER ALARM: entry %d is broken (%s); scans and evidence exports are refused until an admin acknowledges it\n", alarm.BadSeq, termSafe(alarm.Reason))
-			}
-			bg, stopBG := context.WithCancel(ctx)
-			bgDone := make(chan struct{})
-			go func() {
-				defer close(bgDone)
-				app.Run(bg, nil) // errors go to app.Logger
-			}()
-			defer func() { stopBG(); <-bgDone }()
-			srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-				IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-			// TLS 1.2 or later; HTTP/2 where the client offers it. A client
-			// speaking plain HTTP to the port gets a redirect to https and
-			// nothing else (ui.TLSListener).
-			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ui.TLSListener(ln, srv.TLSConfig)) }()
-			select {
-			case err := <-errc:
-				return fmt.Errorf("serve: %w", err)
-			case <-ctx.Done():
-			}
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve: shutdown: %w", err)
-			}
-			return nil
+			return serveConsole(ctx, env, app, ln)
 		},
 	}
 	cmd.Flags().String("listen", "", "console address (env FIQ_LISTEN, default :8443)")
 	return cmd
+}
+
+// serveConsole serves the web console and the API on ln, and runs the
+// appliance's background workers, until ctx ends (serve, and the demo's
+// console). It closes ln.
+func serveConsole(ctx context.Context, env *Env, app *appliance.Appliance, ln net.Listener) error {
+	defer ln.Close()
+	logger := app.Logger
+	pages, err := newConsolePages(app, logger, env.Now)
+	if err != nil {
+		return err
+	}
+	console, err := ui.New(ui.Deps{
+		Pages:     pages,
+		Auth:      app.Auth,
+		SIEM:      app.SIEM,
+		Audit:     app.Audit,
+		Scopes:    app.Scopes,
+		ScopeKeys: app.ScopeKeys,
+		Scans:     app.Scans,
+		Evidence:  app.Evidence,
+		Policies:  app.Policies,
+		Reports:   app.Reports,
+		Reviews:   app.Reviews,
+		Sensors:   app.Sensors,
+		Status:    func(ctx context.Context) ui.Status { return applianceStatus(ctx, app) },
+		Version:   buildinfo.Get(),
+		Logger:    logger,
+		Now:       env.Now,
+	})
+	if err != nil {
+		return err
+	}
+	cert, err := app.Keys.TLSCertificate()
+	if err != nil {
+		return err
+	}
+	fp, err := keyring.CertFingerprint(app.Keys.CertFile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "console listening on https://%s (certificate SHA-256 %s)\n", ln.Addr(), fp)
+	if alarm := app.AuditStartup.Alarm; alarm != nil {
+		fmt.Fprintf(env.Stderr, "firewalliq: AUDIT TAMPER ALARM: entry %d is broken (%s); scans and evidence exports are refused until an admin acknowledges it\n", alarm.BadSeq, termSafe(alarm.Reason))
+	}
+	bg, stopBG := context.WithCancel(ctx)
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		app.Run(bg, nil) // errors go to app.Logger
+	}()
+	defer func() { stopBG(); <-bgDone }()
+	srv := &http.Server{Handler: console.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// TLS 1.2 or later; HTTP/2 where the client offers it. A client
+	// speaking plain HTTP to the port gets a redirect to https and
+	// nothing else (ui.TLSListener).
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ui.TLSListener(ln, srv.TLSConfig)) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	return nil
 }
 
 // applianceStatus maps the appliance's health to what /readyz and /metrics

@@ -9,11 +9,15 @@
 # The test image also carries a self-test: firewalliq-selftest.service is
 # packaging/systemd/firewalliq.service with only its ExecStart, Type and
 # Restart changed, so it runs under exactly the production sandbox (user,
-# the two capabilities, system call filter, address families). It runs
-# `firewalliq probe` with a non-production scope for 127.0.0.1 (tcp-syn to
-# the console's port 8443 and to port 9, icmp-echo; signed with a scope key
-# made now) and prints the results to the console; the test requires the
-# raw-socket answers: 8443 open by syn-ack, 9 closed by rst, echo-reply.
+# the two capabilities, system call filter, address families). It runs the
+# product's own story, `firewalliq demo --no-serve --keep DIR`: as the
+# unprivileged service user it is the loopback story (services on
+# 127.0.0.1), and with the unit's CAP_NET_RAW its production scan through
+# the scan service sends TCP SYN and UDP through raw sockets. A second,
+# unsandboxed oneshot prints the result, the scan's results and an offline
+# `firewalliq report verify` of the kept report on the console; the test
+# requires success, a raw TCP SYN answered by syn-ack, a raw UDP probe
+# answered, and the report verified.
 #
 #   packaging/image/test.sh            (root, Debian)
 #   FIQ_IMAGE_PROBE=/healthz ...       probe another path (see boot-test.sh)
@@ -40,27 +44,16 @@ make -s -C "$tmp/src" package DIST="$tmp/dist" \
 	FIQ_RELEASE_PUB="$tmp/TEST-release.pub" >/dev/null
 deb="$(ls "$tmp"/dist/firewalliq_*_amd64.deb)"
 
-echo "== image-test: self-test scope and unit"
+echo "== image-test: self-test unit"
 ov="$tmp/overlay"
-mkdir -p "$ov/etc/firewalliq/selftest" "$ov/etc/systemd/system"
-fiq="$tmp/src/firewalliq"
-"$fiq" scope keygen --out "$tmp/selftest" >/dev/null
-cat >"$tmp/scope.json" <<SCOPE
-{"id":"selftest","tenant":"default","name":"appliance self-test","environment":"non-production",
- "cidrs":["127.0.0.1/32"],"exclude":[],"ports":"tcp:8443,9","probes":["tcp-syn","icmp-echo"],
- "not_before":"$(date -u -d '-1 day' +%Y-%m-%dT%H:%M:%SZ)","not_after":"$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)","max_pps":50}
-SCOPE
-"$fiq" scope sign --key "$tmp/selftest.key" "$tmp/scope.json" >"$ov/etc/firewalliq/selftest/scope.signed.json"
-cp "$tmp/selftest.pub" "$ov/etc/firewalliq/selftest/"
-chmod -R a+rX "$ov/etc/firewalliq/selftest"
+mkdir -p "$ov/etc/systemd/system"
 out=/var/lib/firewalliq/selftest
 # The derived unit keeps the sandbox's output rules too (DevicePolicy=closed
 # would refuse it /dev/console), so a separate, unsandboxed oneshot reports
 # its result and results on the console afterwards.
-sed -e 's|^Description=.*|Description=FirewallIQ Secure self-test: raw-socket probes under the service sandbox (test image only)|' \
+sed -e 's|^Description=.*|Description=FirewallIQ Secure self-test: the demo (a production scan with raw-socket probes, a signed report) under the service sandbox (test image only)|' \
 	-e 's|^Type=simple|Type=oneshot|' -e '/^Restart/d' \
-	-e 's|^ExecStart=.*|ExecStart=/usr/bin/firewalliq probe --config /etc/firewalliq/config.yaml --data /var/lib/firewalliq --scope /etc/firewalliq/selftest/scope.signed.json --trust /etc/firewalliq/selftest/selftest.pub --out '"$out"' --no-progress\
-ExecStartPre=/bin/bash -c "for i in {1..120}; do (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null \&\& exit 0; sleep 1; done; exit 1"|' \
+	-e 's|^ExecStart=.*|ExecStart=/usr/bin/firewalliq demo --no-serve --keep '"$out"'|' \
 	-e 's|^After=network-online.target|After=network-online.target firewalliq.service|' \
 	packaging/systemd/firewalliq.service >"$ov/etc/systemd/system/firewalliq-selftest.service"
 cat >"$ov/etc/systemd/system/firewalliq-selftest-report.service" <<'UNIT'
@@ -82,7 +75,9 @@ mkdir -p "$ov/usr/lib"
 cat >"$ov/usr/lib/firewalliq-selftest-report" <<'SH'
 #!/bin/sh
 echo "selftest-result: $(systemctl show -P Result firewalliq-selftest.service) status $(systemctl show -P ExecMainStatus firewalliq-selftest.service)"
-sed 's/^/selftest: /' /var/lib/firewalliq/selftest/results.jsonl 2>&1
+d=/var/lib/firewalliq/selftest
+sed 's/^/selftest: /' $d/scan/results.jsonl 2>&1
+/usr/bin/firewalliq report verify $d/report/report.json --pub $d/report/report.pub --audit-pub $d/report/audit.pub --evidence $d/report/evidence 2>&1 | sed 's/^/selftest-verify: /'
 journalctl -b -u firewalliq-selftest.service --no-pager -o cat 2>&1 | tail -20 | sed 's/^/selftest-log: /'
 SH
 chmod 755 "$ov/usr/lib/firewalliq-selftest-report"
@@ -90,7 +85,7 @@ grep -q '^User=firewalliq$' "$ov/etc/systemd/system/firewalliq-selftest.service"
 
 bash packaging/image/build.sh --deb "$deb" --out dist --overlay "$ov"
 FIQ_IMAGE_EXPECT='selftest-result: success status 0
-selftest: .*"port":8443,"probe":"tcp-syn","state":"open","reason":"syn-ack"
-selftest: .*"port":9,"probe":"tcp-syn","state":"closed","reason":"rst"
-selftest: .*"probe":"icmp-echo","state":"open","reason":"echo-reply"' \
+selftest: .*"probe":"tcp-syn","state":"open","reason":"syn-ack"
+selftest: .*"probe":"udp","state":"open","reason":"udp-response"
+selftest-verify: report .* verified' \
 	bash packaging/image/boot-test.sh dist/firewalliq.qcow2
