@@ -28,6 +28,7 @@ import (
 	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/report/verify"
+	"firewalliq/appliance/sandbox"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem"
@@ -316,6 +317,9 @@ func Rules() []Rule {
 		r("appliance/report/review.ErrNotFound", review.ErrNotFound, notFound),
 		r("appliance/report/verify.ErrReview", verify.ErrReview, refused("report_invalid", "the access review is inconsistent")),
 
+		// The demo checks for root before it builds the sandbox; the row is
+		// for completeness (a Go caller of sandbox.New without root).
+		r("appliance/sandbox.ErrNotRoot", sandbox.ErrNotRoot, forbidden),
 		r("appliance/sensor.ErrNotFound", sensor.ErrNotFound, notFound),
 		r("appliance/sensor.ErrToken", sensor.ErrToken, unauthenticated),
 		r("appliance/sensor.ErrInvalid", sensor.ErrInvalid, invalid),
