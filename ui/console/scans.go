@@ -157,7 +157,7 @@ type scanData struct {
 	Stored, Elapsed, Rate string
 	// Timeline is the results-per-second chart against the cap, and
 	// ReportURL/FindingsURL the scan's report form and findings (charts.go).
-	Timeline              template.HTML
+	Timeline               template.HTML
 	ReportURL, FindingsURL string
 }
 
