@@ -58,8 +58,20 @@ rules:
   - {name: ssh, action: deny, to: [dmz], ports: "tcp:22", denial: reject, severity: high}
 `
 
+// policiesPage lists the policies; the editor starts with a template, or
+// with the source of ?edit=NAME (&version=V, the newest when none).
 func (c *Console) policiesPage(ec echo.Context) error {
-	return c.renderPolicies(ec, http.StatusOK, policyEditor{Source: policyTemplate}, "")
+	ed := policyEditor{Source: policyTemplate}
+	if name := ec.QueryParam("edit"); name != "" && c.d.Policies != nil {
+		p, _ := principal(ec)
+		v, _ := strconv.Atoi(ec.QueryParam("version"))
+		sp, err := c.d.Policies.Get(ec.Request().Context(), p, "", name, max(v, 0))
+		if err != nil {
+			return err
+		}
+		ed.Source = string(sp.Source)
+	}
+	return c.renderPolicies(ec, http.StatusOK, ed, "")
 }
 
 // renderPolicies renders the list with the editor in state ed.
@@ -156,7 +168,8 @@ type policyData struct {
 	// Rules are the document's rules with their expected denial.
 	Rules   []policyRule
 	CanEdit bool
-	Editor  policyEditor
+	// EditURL opens this version's source in the editor.
+	EditURL string
 	// Scopes are the tenant's registered scopes for the dry run; Scope
 	// the one picked; DryRun its plan.
 	Scopes []scan.Scope
@@ -210,7 +223,8 @@ func (c *Console) policyPage(ec echo.Context) error {
 		}
 	}
 	d := policyData{Policy: sp, Newest: newest.Version, CanEdit: p.TenantID != "" && c.allowed(p.Role, auth.OpPolicyEdit),
-		Editor: policyEditor{Source: string(sp.Source)}, Scope: ec.QueryParam("scope")}
+		EditURL: Prefix + "/policies?" + url.Values{"edit": {sp.Name}, "version": {strconv.Itoa(sp.Version)}}.Encode() + "#policy-editor",
+		Scope:   ec.QueryParam("scope")}
 	for i := newest.Version; i >= 1; i-- {
 		d.Versions = append(d.Versions, policyVersion{Version: i, URL: policyURL(name, i, tenant), Current: i == sp.Version})
 	}
