@@ -83,7 +83,9 @@ func timelineChart(tl report.Timeline) template.HTML {
 	if tl.Completed && tl.MeasuredPPS > 0 {
 		fmt.Fprintf(&b, `<line class="measured" x1="0" y1="%.1f" x2="%d" y2="%.1f"><title>%s</title></line>`, y(tl.MeasuredPPS), tlWidth, y(tl.MeasuredPPS),
 			esc(fmt.Sprintf("measured mean: %.1f packets per second", tl.MeasuredPPS)))
+		fmt.Fprintf(&b, `<text class="label end" x="%d" y="%.1f">mean %.1f/s</text>`, tlWidth, max(y(tl.MeasuredPPS)-3, 10), tl.MeasuredPPS)
 	}
+	fmt.Fprintf(&b, `<text class="label" x="2" y="%.1f">peak %.1f/s</text>`, max(y(peak)+12, 22), peak)
 	fmt.Fprintf(&b, `<line class="axis" x1="0" y1="%d" x2="%d" y2="%d"></line>`, tlHeight, tlWidth, tlHeight)
 	fmt.Fprintf(&b, `<text class="label" x="0" y="%d">0 s</text><text class="label end" x="%d" y="%d">%d s</text>`, tlHeight+tlPad-6, tlWidth, tlHeight+tlPad-6, secs)
 	b.WriteString(`</svg>`)
