@@ -66,6 +66,9 @@ func timelineChart(tl report.Timeline) template.HTML {
 	if tl.Completed {
 		summary += fmt.Sprintf("; measured mean %.1f packets per second", tl.MeasuredPPS)
 	}
+	if tl.Sampled {
+		summary += " (counts sampled from the stored results' time stamps)"
+	}
 	fmt.Fprintf(&b, `<svg class="chart timeline" id="scan-timeline" viewBox="0 0 %d %d" role="img" aria-labelledby="timeline-title"><title id="timeline-title">%s</title>`,
 		tlWidth, tlHeight+tlPad, esc(summary))
 	bw := float64(tlWidth) / float64(cols)
