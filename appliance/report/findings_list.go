@@ -15,6 +15,7 @@ import (
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/report/verify"
+	"firewalliq/audit"
 	"firewalliq/probe/job"
 )
 
@@ -86,7 +87,9 @@ func (r *Reports) Findings(ctx context.Context, p auth.Principal, tenant string,
 		n = DefaultFindingReports
 	}
 	n = min(n, MaxFindingReports)
-	all, err := r.entries(ctx, pin, "")
+	// The newest MaxFindingReports reports decide which is the newest of
+	// each policy; a policy whose newest report is older is left out.
+	all, err := r.recent(ctx, pin, MaxFindingReports)
 	if err != nil {
 		return FindingList{}, err
 	}
@@ -123,6 +126,61 @@ func (r *Reports) Findings(ctx context.Context, p auth.Principal, tenant string,
 			}
 			out.Rows = append(out.Rows, row)
 		}
+	}
+	return out, nil
+}
+
+// Recent returns the newest limit (1 to MaxList) reports of tenant (""
+// for p's own), newest first: List, bounded, for pages that show only
+// the latest. Needs report.read.
+func (r *Reports) Recent(ctx context.Context, p auth.Principal, tenant string, limit int) ([]Stored, error) {
+	pin, err := r.d.Service.gate.Authorize(ctx, p, auth.OpReportRead, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("list reports: %w", err)
+	}
+	return r.recent(ctx, pin, limit)
+}
+
+// recent is entries(pin, "") with a limit: each report costs one read of
+// the audit entries after its evidence record, so pages read few.
+func (r *Reports) recent(ctx context.Context, pin string, limit int) ([]Stored, error) {
+	limit = min(max(limit, 1), MaxList)
+	like := "tenants/" + pin + "/scans/%/report-%.json"
+	rows, err := r.d.DB.QueryContext(ctx, `SELECT seq, key FROM evidence_spool WHERE tenant = ? AND key LIKE ? ESCAPE '\' ORDER BY seq DESC LIMIT ?`,
+		pin, strings.ReplaceAll(like, "_", `\_`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list reports: %w", err)
+	}
+	type rec struct {
+		seq int64
+		key string
+	}
+	var recs []rec
+	for rows.Next() {
+		var x rec
+		if err := rows.Scan(&x.seq, &x.key); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list reports: %w", err)
+		}
+		recs = append(recs, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list reports: %w", err)
+	}
+	out := make([]Stored, 0, len(recs))
+	for _, x := range recs {
+		name := x.key[strings.LastIndex(x.key, "/")+1:]
+		rid := strings.TrimSuffix(strings.TrimPrefix(name, "report-"), ".json")
+		e, err := following(ctx, r.d.DB, x.seq, audit.ActReportSign, "report:"+rid)
+		if err != nil {
+			return nil, fmt.Errorf("list reports: %w", err)
+		}
+		st, err := storedOf(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }

@@ -53,7 +53,7 @@ func (c *Console) findingsPage(ec echo.Context) error {
 	}
 	fl := findingsFilter{Kind: ec.QueryParam("kind"), Severity: ec.QueryParam("severity"), Policy: ec.QueryParam("policy"),
 		Scan: ec.QueryParam("scan"), All: ec.QueryParam("all") != ""}
-	reports, err := c.d.Reports.List(ctx, p, tenant)
+	reports, err := c.d.Reports.Recent(ctx, p, tenant, fcReports)
 	if err != nil {
 		return err
 	}
@@ -64,11 +64,13 @@ func (c *Console) findingsPage(ec echo.Context) error {
 	}
 	d := findingsData{Rows: list.Rows, Reports: list.Reports, Unreadable: list.Unreadable, Filter: fl, Kinds: findingKinds,
 		Severities: findingSeverities, Chart: findingsChart(reports), Counts: map[string]int{}}
-	seen := map[string]bool{}
-	for _, r := range reports {
-		if !seen[r.Policy] {
-			seen[r.Policy] = true
-			d.Policies = append(d.Policies, r.Policy)
+	if c.d.Policies != nil {
+		ps, err := c.d.Policies.List(ctx, p, tenant)
+		if err != nil {
+			return err
+		}
+		for _, sp := range ps {
+			d.Policies = append(d.Policies, sp.Name)
 		}
 	}
 	for _, r := range list.Rows {
@@ -83,8 +85,9 @@ func findingsLink(kind string) string {
 }
 
 // dashboardFindings are the dashboard's open exposures and drift: the
-// findings of the newest report of each policy (from the report list, no
-// report file read), and the findings chart.
+// findings of the newest report of each policy among the newest fcReports
+// reports (from their audit entries, no report file read), and the
+// findings chart. The dashboard reads only those few, so it stays cheap.
 type dashboardFindings struct {
 	Shown     bool
 	Exposures int
@@ -103,7 +106,7 @@ func (c *Console) findingsSummary(ctx context.Context, p auth.Principal) (dashbo
 	if c.d.Reports == nil || p.TenantID == "" || !c.allowed(p.Role, auth.OpReportRead) {
 		return d, nil
 	}
-	rs, err := c.d.Reports.List(ctx, p, "")
+	rs, err := c.d.Reports.Recent(ctx, p, "", fcReports)
 	if err != nil {
 		return d, err
 	}
