@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"firewalliq/appliance"
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
 	"firewalliq/probe/keys"
 )
@@ -316,4 +319,38 @@ func TestPolicyReportPages(t *testing.T) {
 	// The scan page draws its timeline and links findings and reports.
 	a = w.op.get("/console/scans/" + second)
 	want(t, a, http.StatusOK, `id="scan-timeline"`, "cap 20/s", `id="findings-link"`, `id="report-link"`)
+}
+
+// TestFindingsPagesLoad runs wrk against the dashboard and the findings
+// page of an auditor whose tenant has a signed report (the dashboard then
+// reads the newest reports' audit entries for its open findings; the
+// findings page parses the report file). Opt-in, like TestDashboardLoad:
+//
+//	FIQ_CONSOLE_WRK=1 go test ./ui/console -run TestFindingsPagesLoad -v
+func TestFindingsPagesLoad(t *testing.T) {
+	if os.Getenv("FIQ_CONSOLE_WRK") == "" {
+		t.Skip("set FIQ_CONSOLE_WRK=1 to measure the findings pages with wrk")
+	}
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Skip("wrk is not installed (Debian: apt-get install -y wrk)")
+	}
+	w := newReportWorld(t)
+	w.op.get("/console/policies")
+	wantRedirect(t, w.op.post("/console/policies", url.Values{"source": {w.policySrc}, "intent": {"save"}}), "/console/policies/edge")
+	w.createReport(w.op, w.scan(w.op, w.opS))
+	u, _ := url.Parse(w.f.srv.URL)
+	var cookie string
+	for _, c := range w.aud.c.Jar.Cookies(u) {
+		if c.Name == auth.SessionCookieName {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	for _, path := range []string{"/console/", "/console/findings"} {
+		out, err := exec.Command(wrk, "-t2", "-c50", "-d10s", "--latency", "-H", "Cookie: "+cookie, w.f.srv.URL+path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Requests/sec") {
+			t.Fatalf("wrk %s: %v\n%s", path, err, out)
+		}
+		t.Logf("wrk GET %s (auditor, one report):\n%s", path, out)
+	}
 }
