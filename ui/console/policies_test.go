@@ -28,6 +28,7 @@ import (
 // port), and the scan service running.
 type reportWorld struct {
 	f              *fixture
+	root           *browser
 	lead, op, aud  *browser
 	leadS, opS     string
 	leadPW, opPW   string
@@ -87,7 +88,7 @@ func newReportWorld(t *testing.T) *reportWorld {
 	})
 	root, rootS, _ := f.firstRun("root", f.init.OneTimePassword)
 	tenant := f.init.TenantID
-	w := &reportWorld{f: f, open: changingListener(t), closed: closedPort(t), policyName: "edge"}
+	w := &reportWorld{f: f, root: root, open: changingListener(t), closed: closedPort(t), policyName: "edge"}
 	w.lead, w.leadS, w.leadPW = f.firstRun("lena", f.addUser(root, rootS, tenant, "lena", store.RoleSecurityLead))
 	w.op, w.opS, w.opPW = f.firstRun("otto", f.addUser(root, rootS, tenant, "otto", store.RoleOperator))
 	w.aud, _, _ = f.firstRun("aud", f.addUser(root, rootS, tenant, "aud", store.RoleAuditor))
@@ -319,6 +320,18 @@ func TestPolicyReportPages(t *testing.T) {
 	// The scan page draws its timeline and links findings and reports.
 	a = w.op.get("/console/scans/" + second)
 	want(t, a, http.StatusOK, `id="scan-timeline"`, "cap 20/s", `id="findings-link"`, `id="report-link"`)
+
+	// An appliance admin reads the tenant's pages it picks, without the
+	// forms of tenant users.
+	tq := "?tenant=" + url.QueryEscape(f.init.TenantID)
+	for _, path := range []string{"/console/policies" + tq, "/console/policies/edge" + tq, "/console/reports" + tq, "/console/reports/" + id + tq, "/console/findings" + tq} {
+		a = w.root.get(path)
+		want(t, a, http.StatusOK, `id="tenant-pick"`)
+		if strings.Contains(a.body, `id="policy-editor"`) || strings.Contains(a.body, `id="report-form"`) || strings.Contains(a.body, `id="baseline-form"`) {
+			t.Fatalf("%s: the appliance admin is offered a tenant user's form", path)
+		}
+	}
+	want(t, w.root.get("/console/reports/"+id+"/download/pdf"+tq), http.StatusOK, "%PDF-")
 }
 
 // TestFindingsPagesLoad runs wrk against the dashboard and the findings
