@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
@@ -410,5 +411,115 @@ func TestBrowserScan(t *testing.T) {
 		ch.fail("filtered results", fmt.Errorf("rows: %s", rows))
 	}
 	ch.shot("results.png")
+	ch.clean()
+}
+
+// TestBrowserPolicyReport drives Chromium through an operator's policy and
+// report work: the policy editor (validate, then store), the dry run
+// against the scope with its warning, a compliance report of a completed
+// scan (with a deliberate exposure: the listener the policy denies
+// answers), the report page with its signature key id and verify command,
+// the findings page, the scan page's timeline chart, and the PDF download
+// (the file Chromium saved is checked). The scanned banner's markup must
+// not run. Any CSP violation, script exception or console error fails the
+// test.
+func TestBrowserPolicyReport(t *testing.T) {
+	w := newReportWorld(t)
+	f := w.f
+	scanID := w.scan(w.op, w.opS)
+	ch := newChrome(t, 3*time.Minute)
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	u := f.srv.URL
+	downloads := t.TempDir()
+	if _, err := chromedp.Call(ch.ctx, cdpbrowser.SetDownloadBehavior,
+		cdpbrowser.SetDownloadBehaviorParams{Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads}); err != nil {
+		t.Fatal(err)
+	}
+
+	ch.do("login", chromedp.Navigate(u+"/console/login"), chromedp.WaitVisible(css("#name")),
+		chromedp.SendKeys(css("#name"), "otto"), chromedp.SendKeys(css("#password"), w.opPW+kb.Enter),
+		chromedp.WaitVisible(css("#code")))
+	ch.do("totp", chromedp.SendKeys(css("#code"), f.code(w.opS)+kb.Enter), chromedp.WaitVisible(css("#h-profile")))
+
+	// The editor: validate, then store.
+	ch.do("policies", chromedp.Navigate(u+"/console/policies"), chromedp.WaitVisible(css("#policy-source")))
+	ch.do("validate", chromedp.SetValue(css("#policy-source"), w.policySrc), chromedp.Click(css("#policy-validate")),
+		chromedp.WaitVisible(css("#policy-valid")))
+	if v := ch.text("#policy-valid"); !strings.Contains(v, "3 rule(s)") {
+		t.Fatalf("validation: %q", v)
+	}
+	ch.do("store", chromedp.Click(css("#policy-save")), chromedp.WaitVisible(css("#policy-rules")))
+	if d := ch.text("#policy-description"); !strings.Contains(d, hostileMarkup) {
+		t.Fatalf("description not shown as text: %q", d)
+	}
+
+	// The dry run against the scope.
+	ch.do("dry run", chromedp.SetValue(css("#dryrun-scope"), w.dev), chromedp.Click(css("#dryrun-run")),
+		chromedp.WaitVisible(css("#dryrun-coverage")))
+	if warn := ch.text("#dryrun-warnings"); !strings.Contains(warn, "far") {
+		t.Fatalf("dry-run warnings: %q", warn)
+	}
+	if cov := ch.text("#dryrun-coverage tbody"); !strings.Contains(cov, "listener") || !strings.Contains(cov, "web") {
+		t.Fatalf("coverage: %q", cov)
+	}
+	ch.shot("policy.png")
+
+	// A report of the completed scan.
+	ch.do("reports", chromedp.Navigate(u+"/console/reports"), chromedp.WaitVisible(css("#report-form")))
+	ch.do("create report", chromedp.SetValue(css("#report-scan"), scanID), chromedp.SetValue(css("#report-policy"), w.policyName),
+		chromedp.Click(css("#report-create")), chromedp.WaitVisible(css("#report-key-id")))
+	if k := ch.text("#report-key-id"); len(k) < 8 {
+		t.Fatalf("key id %q", k)
+	}
+	if cmd := ch.text("#verify-command"); !strings.HasPrefix(cmd, "firewalliq report verify report.json") {
+		t.Fatalf("verify command %q", cmd)
+	}
+	if fs := ch.text("#report-findings tbody"); !strings.Contains(fs, "exposure") || !strings.Contains(fs, "blocked") {
+		t.Fatalf("report findings: %q", fs)
+	}
+	ch.shot("report.png")
+
+	// The PDF, saved by Chromium.
+	ch.do("download pdf", chromedp.Click(css(`#report-downloads a[href*="/download/pdf"]`)))
+	var pdf []byte
+	for i := 0; i < 100 && pdf == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+		es, _ := os.ReadDir(downloads)
+		for _, e := range es {
+			if strings.HasSuffix(e.Name(), ".pdf") {
+				if b, err := os.ReadFile(filepath.Join(downloads, e.Name())); err == nil && len(b) > 0 {
+					pdf = b
+				}
+			}
+		}
+	}
+	if !strings.HasPrefix(string(pdf), "%PDF-") {
+		t.Fatalf("no PDF downloaded (%d bytes in %s)", len(pdf), downloads)
+	}
+
+	// The findings page: the exposure, linked to its scan and report.
+	ch.do("findings", chromedp.Navigate(u+"/console/findings"), chromedp.WaitVisible(css("#findings")))
+	rows := ch.text("#findings tbody")
+	if !strings.Contains(rows, "exposure") || !strings.Contains(rows, scanID) {
+		t.Fatalf("findings: %q", rows)
+	}
+	ch.do("findings filter", chromedp.SetValue(css("#f-kind"), "exposure"), chromedp.Click(css("#findings-filter button")))
+	rows = ch.waitText("#findings-summary", func(s string) bool { return strings.HasPrefix(s, "1 finding(s)") })
+	if !strings.HasPrefix(rows, "1 finding(s)") {
+		ch.fail("findings filter", fmt.Errorf("summary %q", rows))
+	}
+	ch.shot("findings.png")
+
+	// The scan page's timeline, and the dashboard's open exposures.
+	ch.do("scan timeline", chromedp.Navigate(u+"/console/scans/"+scanID), chromedp.WaitVisible(css("#scan-timeline")))
+	ch.shot("scan-timeline.png")
+	ch.do("dashboard", chromedp.Navigate(u+"/console/"), chromedp.WaitVisible(css("#open-exposures")))
+	if n := ch.text("#open-exposures"); n != "1" {
+		t.Fatalf("open exposures %q", n)
+	}
+	pwned, err := chromedp.Run(ch.ctx, chromedp.Evaluate[bool](`window.pwned === 1 || document.getElementById("pwned") !== null`))
+	if err != nil || pwned {
+		t.Fatalf("untrusted markup took effect (%v)", err)
+	}
 	ch.clean()
 }

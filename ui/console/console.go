@@ -31,6 +31,8 @@ import (
 	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/evidence"
+	"firewalliq/appliance/policy"
+	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
@@ -84,6 +86,13 @@ type Deps struct {
 	Reviews *review.Service
 	// Evidence is the evidence vault; nil when none is configured.
 	Evidence *evidence.Service
+	// Policies stores expected policies; nil shows their pages as not
+	// available.
+	Policies *policy.Service
+	// Reports creates, lists and downloads compliance reports and reads
+	// their findings; nil (no evidence vault) shows those pages as not
+	// available.
+	Reports *report.Reports
 	// Health reports the appliance's state (no tenant data): the tamper
 	// banner on every page, and the dashboard.
 	Health func(ctx context.Context) (Health, error)
@@ -256,6 +265,15 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/keys", c.keysPage)
 	a(http.MethodPost, "/keys", c.stepUp(c.keyAdd))
 	a(http.MethodPost, "/keys/:id/revoke", c.stepUp(c.keyRevoke))
+	a(http.MethodGet, "/policies", c.policiesPage)
+	a(http.MethodPost, "/policies", c.policyPost)
+	a(http.MethodGet, "/policies/:name", c.policyPage)
+	a(http.MethodPost, "/policies/:name/baseline", c.stepUp(c.policyBaseline))
+	a(http.MethodGet, "/reports", c.reportsPage)
+	a(http.MethodPost, "/reports", c.reportCreate)
+	a(http.MethodGet, "/reports/:id", c.reportPage)
+	a(http.MethodGet, "/reports/:id/download/:format", c.reportDownload)
+	a(http.MethodGet, "/findings", c.findingsPage)
 	// Anything else under the console is a page that does not exist.
 	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
@@ -381,6 +399,9 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/scans", "Scans", "scans"}, auth.OpScanRead, false},
 		{menuItem{Prefix + "/scopes", "Scopes", "scopes"}, auth.OpScopeRead, false},
 		{menuItem{Prefix + "/keys", "Scope keys", "keys"}, auth.OpScopeKeyList, false},
+		{menuItem{Prefix + "/policies", "Policies", "policies"}, auth.OpPolicyRead, false},
+		{menuItem{Prefix + "/findings", "Findings", "findings"}, auth.OpReportRead, false},
+		{menuItem{Prefix + "/reports", "Reports", "reports"}, auth.OpReportRead, false},
 		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
 		{menuItem{Prefix + "/reviews", "Access reviews", "reviews"}, auth.OpReviewRead, false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},

@@ -33,6 +33,9 @@ type dashboardData struct {
 	// dashboard has the list (a tenant user who may read scans).
 	Scans      []scan.Scan
 	ScansShown bool
+	// Findings are the open exposures and drift with the findings chart
+	// (findings.go).
+	Findings dashboardFindings
 }
 
 // recentScans is how many scans the dashboard lists.
@@ -83,6 +86,9 @@ func (c *Console) dashboard(ec echo.Context) error {
 			return err
 		}
 		d.Scans, d.ScansShown = pg.Items, true
+	}
+	if d.Findings, err = c.findingsSummary(ctx, p); err != nil {
+		return err
 	}
 	return c.render(ec, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", Flash: flashOf(ec), Data: d, health: known})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"math"
 	"net/http"
 	"net/netip"
@@ -154,6 +155,10 @@ type scanData struct {
 	// Figures of a finished run, from its job (the live feed has ended):
 	// results stored, run time, average rate against the request's cap.
 	Stored, Elapsed, Rate string
+	// Timeline is the results-per-second chart against the cap, and
+	// ReportURL/FindingsURL the scan's report form and findings (charts.go).
+	Timeline               template.HTML
+	ReportURL, FindingsURL string
 }
 
 func finalState(s string) bool {
@@ -199,6 +204,10 @@ func (c *Console) scanPage(ec echo.Context) error {
 		d.CanStart = mine && sc.State == scan.StateApproved && c.allowed(p.Role, auth.OpScanStart)
 	}
 	d.CanCancel = !d.Final && sc.State != scan.StateDenied && c.allowed(p.Role, auth.OpScanCancel)
+	if err := c.scanTimeline(ec.Request().Context(), p, tenant, &d); err != nil {
+		// The chart is an extra: the scan page stands without it.
+		c.log.Warn("scan timeline", "scan", sc.ID, "error", err.Error())
+	}
 	return c.render(ec, http.StatusOK, "scan", view{Title: "Scan " + sc.ID, Nav: "scans", Flash: flashOf(ec), Tenant: tenant, Tenants: tenants, Data: d})
 }
 
