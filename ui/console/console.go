@@ -33,6 +33,7 @@ import (
 	"firewalliq/appliance/evidence"
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
 	"firewalliq/audit"
@@ -84,6 +85,9 @@ type Deps struct {
 	Reviews *review.Service
 	// Evidence is the evidence vault; nil when none is configured.
 	Evidence *evidence.Service
+	// Sensors is the sensor fleet; nil shows the sensors page as not
+	// available.
+	Sensors *sensor.Service
 	// Health reports the appliance's state (no tenant data): the tamper
 	// banner on every page, and the dashboard.
 	Health func(ctx context.Context) (Health, error)
@@ -256,6 +260,13 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/keys", c.keysPage)
 	a(http.MethodPost, "/keys", c.stepUp(c.keyAdd))
 	a(http.MethodPost, "/keys/:id/revoke", c.stepUp(c.keyRevoke))
+	a(http.MethodGet, "/settings", c.settingsPage)
+	a(http.MethodPost, "/schedules", c.scheduleCreate)
+	a(http.MethodPost, "/schedules/:id/approve", c.stepUp(c.scheduleApprove))
+	a(http.MethodPost, "/schedules/:id/void", c.scheduleVoid)
+	a(http.MethodGet, "/sensors", c.sensorsPage)
+	a(http.MethodPost, "/sensors/tokens", c.stepUp(c.sensorTokenCreate))
+	a(http.MethodPost, "/sensors/:id/revoke", c.stepUp(c.sensorRevoke))
 	// Anything else under the console is a page that does not exist.
 	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
@@ -383,6 +394,8 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/keys", "Scope keys", "keys"}, auth.OpScopeKeyList, false},
 		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
 		{menuItem{Prefix + "/reviews", "Access reviews", "reviews"}, auth.OpReviewRead, false},
+		{menuItem{Prefix + "/sensors", "Sensors", "sensors"}, auth.OpSensorRead, false},
+		{menuItem{Prefix + "/settings", "Settings", "settings"}, "", false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
 	}
 	var out []menuItem

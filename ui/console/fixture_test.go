@@ -91,7 +91,7 @@ func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	pages, err := console.New(console.Deps{Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Reviews: app.Reviews, Evidence: app.Evidence, Profile: prof, Logger: logger, Now: clk.Now,
+	pages, err := console.New(console.Deps{Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Reviews: app.Reviews, Evidence: app.Evidence, Sensors: app.Sensors, Profile: prof, Logger: logger, Now: clk.Now,
 		Health: func(ctx context.Context) (console.Health, error) {
 			h, err := app.Health(ctx)
 			return console.Health{StoreErr: h.StoreErr, AuditIntact: h.AuditIntact, Alarm: h.Alarm, AuditSize: h.AuditSize,
@@ -100,7 +100,7 @@ func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Evidence: app.Evidence, Pages: pages, Logger: logger, Now: clk.Now})
+	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Evidence: app.Evidence, Sensors: app.Sensors, Pages: pages, Logger: logger, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
