@@ -108,6 +108,9 @@ type Console struct {
 	// built once: auth.Allowed rebuilds the matrix on every call, and a
 	// page asks a dozen times.
 	perms map[string]bool
+	// cache keeps service reads that stay exact while the audit log has
+	// not grown (cache.go): the dashboard's and results explorer's.
+	cache readCache
 }
 
 // New parses every template and checks the static assets. An error here
