@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +81,12 @@ func TestDashboardLoad(t *testing.T) {
 			t.Fatalf("%s: %d\n%s", pg.path, a.status, a.body)
 		}
 	}
-	t.Logf("RSS before: %d MB", rssKB()/1024)
+	// The fixture keeps the server's log in memory to show it on failure;
+	// under wrk that is hundreds of MB of access log, not the server's.
+	f.logs.quiet()
+	runtime.GC()
+	debug.FreeOSMemory()
+	t.Logf("RSS before: %d MB (%s)", rssKB()/1024, heapFigures())
 	rps, p99 := map[string][]float64{}, map[string][]float64{}
 	for run := 1; run <= runs; run++ {
 		for _, pg := range pages {
@@ -100,6 +108,7 @@ func TestDashboardLoad(t *testing.T) {
 			}
 			res["page"], res["run"], res["results"], res["rss_peak_mb"] = pg.name, run, total, maxKB/1024
 			res["loadavg"] = loadavg()
+			res["heap"] = heapFigures()
 			b, _ := json.Marshal(res)
 			t.Logf("WRK %s", b)
 			r, _ := res["rps"].(float64)
@@ -110,7 +119,7 @@ func TestDashboardLoad(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("RSS after: %d MB", rssKB()/1024)
+	t.Logf("RSS after: %d MB (%s)", rssKB()/1024, heapFigures())
 	for _, pg := range pages {
 		t.Logf("MEDIAN of %d: %s: %.0f req/s, p99 %.1f ms (runs: rps %v, p99 %v)", runs, pg.name, median(rps[pg.name]), median(p99[pg.name]), rps[pg.name], p99[pg.name])
 	}
@@ -255,4 +264,14 @@ func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	return s[(len(s)-1)/2]
+}
+
+// heapFigures is the Go heap as the runtime sees it, to tell heap from
+// other resident memory (SQLite page caches live in the Go heap too: the
+// driver is pure Go).
+func heapFigures() string {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return fmt.Sprintf("heap in use %d MB, idle not returned %d MB, sys %d MB, goroutines %d",
+		m.HeapInuse>>20, (m.HeapIdle-m.HeapReleased)>>20, m.Sys>>20, runtime.NumGoroutine())
 }
