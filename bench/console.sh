@@ -32,6 +32,6 @@ CGO_ENABLED=0 go test -c -o "$OUT/console.test" ./ui/console
 echo "uptime before: $(uptime)" | tee "$OUT/run.txt"
 FIQ_CONSOLE_WRK=1 FIQ_CONSOLE_WRK_RESULTS=$RESULTS FIQ_CONSOLE_WRK_DURATION=$DURATION FIQ_CONSOLE_WRK_RUNS=$RUNS \
   "$OUT/console.test" -test.run '^TestDashboardLoad$' -test.v -test.timeout 30m >"$OUT/test.txt" 2>&1 || { tail -50 "$OUT/test.txt"; exit 1; }
-grep -E 'stored|RSS|WRK|MEDIAN' "$OUT/test.txt" | sed 's/^ *//' | tee -a "$OUT/run.txt"
+grep -E 'stored|COUNT|RSS|WRK|MEDIAN' "$OUT/test.txt" | sed 's/^ *//' | tee -a "$OUT/run.txt"
 echo "uptime after: $(uptime)" | tee -a "$OUT/run.txt"
 echo "full output in $OUT"
