@@ -73,8 +73,12 @@ func (c *Console) showSensors(ec echo.Context, created *sensor.Token) error {
 // the certificate fingerprint the sensor pins.
 func enrollCommand(r *http.Request, token, certSHA string) string {
 	host := r.Host
-	if strings.ContainsAny(host, " \t\r\n'\"`$;&|<>\\") {
-		host = "CONSOLE-ADDRESS" // never paste a crafted Host header into a shell line
+	// Only a host name or address with a port goes into a line meant for
+	// a shell; a crafted Host header gets a placeholder instead.
+	if host == "" || strings.IndexFunc(host, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".-:[]", c))
+	}) >= 0 {
+		host = "CONSOLE-ADDRESS"
 	}
 	cmd := "firewalliq sensor enroll --console https://" + host + " --token " + token
 	if certSHA != "" {
