@@ -168,7 +168,7 @@ func newConsolePages(app *appliance.Appliance, logger *slog.Logger, now func() t
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	return console.New(console.Deps{
-		Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Reviews: app.Reviews, Evidence: app.Evidence, Policies: app.Policies, Reports: app.Reports, Profile: prof, Logger: logger, Now: now,
+		Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Reviews: app.Reviews, Evidence: app.Evidence, Policies: app.Policies, Reports: app.Reports, Sensors: app.Sensors, Profile: prof, Logger: logger, Now: now,
 		Health: func(ctx context.Context) (console.Health, error) {
 			h, err := app.Health(ctx)
 			return console.Health{StoreErr: h.StoreErr, AuditIntact: h.AuditIntact, Alarm: h.Alarm, AuditSize: h.AuditSize,

@@ -984,14 +984,20 @@ func (s *Scans) Results(ctx context.Context, p auth.Principal, tenant, id string
 	if err != nil {
 		return ResultPage{}, fmt.Errorf("scan results: %w", err)
 	}
-	sc, err := s.load(ctx, p, pin, auth.OpScanRead, id)
-	if err != nil {
-		return ResultPage{}, err
+	// Only the job's id is needed: load would also count the job's
+	// results (a COUNT over up to 10^6 rows) on every page.
+	var jobID sql.NullString
+	err = s.st.DB().QueryRowContext(ctx, `SELECT j.id FROM scan_requests r LEFT JOIN scan_jobs j ON j.scan_id = r.id WHERE r.tenant_id = ? AND r.id = ?`, pin, id).Scan(&jobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ResultPage{}, fmt.Errorf("scan %q: %w", id, s.auth.RefuseNotFound(ctx, p, pin, auth.OpScanRead, "scan:"+id, fmt.Errorf("%w: %w", ErrScanNotFound, store.ErrNotFound)))
 	}
-	if sc.Job == nil {
+	if err != nil {
+		return ResultPage{}, fmt.Errorf("scan %q: %w", id, err)
+	}
+	if !jobID.Valid {
 		return ResultPage{Items: []Result{}}, nil
 	}
-	return QueryResults(ctx, s.st.DB(), pin, sc.Job.ID, f)
+	return QueryResults(ctx, s.st.DB(), pin, jobID.String, f)
 }
 
 // setState moves request id from state from to to, with reason.

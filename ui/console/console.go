@@ -35,6 +35,7 @@ import (
 	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/review"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/siem"
 	"firewalliq/appliance/siem/destinations"
 	"firewalliq/audit"
@@ -93,6 +94,9 @@ type Deps struct {
 	// their findings; nil (no evidence vault) shows those pages as not
 	// available.
 	Reports *report.Reports
+	// Sensors is the sensor fleet; nil shows the sensors page as not
+	// available.
+	Sensors *sensor.Service
 	// Health reports the appliance's state (no tenant data): the tamper
 	// banner on every page, and the dashboard.
 	Health func(ctx context.Context) (Health, error)
@@ -113,6 +117,9 @@ type Console struct {
 	// built once: auth.Allowed rebuilds the matrix on every call, and a
 	// page asks a dozen times.
 	perms map[string]bool
+	// cache keeps service reads that stay exact while the audit log has
+	// not grown (cache.go): the dashboard's and results explorer's.
+	cache readCache
 }
 
 // New parses every template and checks the static assets. An error here
@@ -274,6 +281,13 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/reports/:id", c.reportPage)
 	a(http.MethodGet, "/reports/:id/download/:format", c.reportDownload)
 	a(http.MethodGet, "/findings", c.findingsPage)
+	a(http.MethodGet, "/settings", c.settingsPage)
+	a(http.MethodPost, "/schedules", c.scheduleCreate)
+	a(http.MethodPost, "/schedules/:id/approve", c.stepUp(c.scheduleApprove))
+	a(http.MethodPost, "/schedules/:id/void", c.scheduleVoid)
+	a(http.MethodGet, "/sensors", c.sensorsPage)
+	a(http.MethodPost, "/sensors/tokens", c.stepUp(c.sensorTokenCreate))
+	a(http.MethodPost, "/sensors/:id/revoke", c.stepUp(c.sensorRevoke))
 	// Anything else under the console is a page that does not exist.
 	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
@@ -404,6 +418,8 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/reports", "Reports", "reports"}, auth.OpReportRead, false},
 		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
 		{menuItem{Prefix + "/reviews", "Access reviews", "reviews"}, auth.OpReviewRead, false},
+		{menuItem{Prefix + "/sensors", "Sensors", "sensors"}, auth.OpSensorRead, false},
+		{menuItem{Prefix + "/settings", "Settings", "settings"}, "", false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
 	}
 	var out []menuItem

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/siem"
@@ -25,10 +26,11 @@ type dashboardData struct {
 	ProfileSHA string
 	Kinds      string
 	SIEM       []siem.Status
-	// Recent are the newest audit entries the user may see, newest first.
-	Recent   []audit.Entry
-	CanAudit bool
-	Chart    template.HTML
+	// RecentRows are the newest audit entries the user may see, newest
+	// first, as rendered table rows (template "recentrows").
+	RecentRows template.HTML
+	CanAudit   bool
+	Chart      template.HTML
 	// Scans are the tenant's newest scans; ScansShown says the user's
 	// dashboard has the list (a tenant user who may read scans).
 	Scans      []scan.Scan
@@ -70,22 +72,56 @@ func (c *Console) dashboard(ec echo.Context) error {
 	}
 	if c.d.Audit != nil && c.allowed(p.Role, auth.OpAuditRead) && (p.TenantID != "" || p.ApplianceAdmin()) {
 		d.CanAudit = true
-		after := max(h.AuditSize-recentWindow, 0)
-		pg, err := c.d.Audit.Entries(ctx, p, "", after, recentWindow)
+		// The window is read once per audit-log size (cache.go); the
+		// chart is drawn from it on every request (its hours move).
+		var es []audit.Entry
+		if known != nil {
+			es, d.RecentRows, err = c.auditWindow(ctx, p, h.AuditSize)
+		} else {
+			var pg auditlog.Page
+			if pg, err = c.d.Audit.Entries(ctx, p, "", max(h.AuditSize-recentWindow, 0), recentWindow); err == nil {
+				es = pg.Entries
+				d.RecentRows, err = c.recentRows(es)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		d.Chart = activityChart(pg.Entries, c.d.Now())
-		for i := len(pg.Entries) - 1; i >= 0 && len(d.Recent) < 10; i-- {
-			d.Recent = append(d.Recent, pg.Entries[i])
+		// The chart is drawn at most once a minute per principal and
+		// log size (its hour buckets move with the clock).
+		now := c.d.Now()
+		if known != nil {
+			key := "chart\x00" + principalKey(p) + "\x00" + now.UTC().Truncate(time.Minute).Format(time.RFC3339)
+			if v, ok := c.cache.get(key, h.AuditSize); ok {
+				d.Chart = v.(template.HTML)
+			} else {
+				d.Chart = activityChart(es, now)
+				c.cache.put(key, h.AuditSize, d.Chart)
+			}
+		} else {
+			d.Chart = activityChart(es, now)
 		}
 	}
 	if c.d.Scans != nil && p.TenantID != "" && c.allowed(p.Role, auth.OpScanRead) {
-		pg, err := c.d.Scans.List(ctx, p, "", scan.ListFilter{Limit: recentScans})
+		// scan.Scans.List counts each listed scan's results (a COUNT over
+		// up to 10^6 rows per scan): finished scans' lists are reused
+		// while the audit log has not grown.
+		size := int64(-1)
+		if known != nil {
+			size = h.AuditSize
+		}
+		var scans []scan.Scan
+		if size >= 0 {
+			scans, err = c.recentScansFor(ctx, p, size)
+		} else {
+			var pg scan.ScanPage
+			pg, err = c.d.Scans.List(ctx, p, "", scan.ListFilter{Limit: recentScans})
+			scans = pg.Items
+		}
 		if err != nil {
 			return err
 		}
-		d.Scans, d.ScansShown = pg.Items, true
+		d.Scans, d.ScansShown = scans, true
 	}
 	if d.Findings, err = c.findingsSummary(ctx, p); err != nil {
 		return err

@@ -44,12 +44,26 @@ func (c *clock) Advance(d time.Duration) {
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// discard drops what is written (the load test: its access log would
+	// otherwise grow by hundreds of MB and count as the server's memory).
+	discard bool
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.discard {
+		return len(p), nil
+	}
 	return s.b.Write(p)
+}
+
+// quiet stops collecting the log and frees what was collected.
+func (s *syncBuffer) quiet() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discard = true
+	s.b = bytes.Buffer{}
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
@@ -64,6 +78,7 @@ type fixture struct {
 	init appliance.InitResult
 	srv  *httptest.Server
 	dir  string
+	logs *syncBuffer
 }
 
 func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
@@ -91,7 +106,7 @@ func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	pages, err := console.New(console.Deps{Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Reviews: app.Reviews, Evidence: app.Evidence, Policies: app.Policies, Reports: app.Reports, Profile: prof, Logger: logger, Now: clk.Now,
+	pages, err := console.New(console.Deps{Auth: app.Auth, Audit: app.Audit, SIEM: app.SIEM, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Reviews: app.Reviews, Evidence: app.Evidence, Policies: app.Policies, Reports: app.Reports, Sensors: app.Sensors, Profile: prof, Logger: logger, Now: clk.Now,
 		Health: func(ctx context.Context) (console.Health, error) {
 			h, err := app.Health(ctx)
 			return console.Health{StoreErr: h.StoreErr, AuditIntact: h.AuditIntact, Alarm: h.Alarm, AuditSize: h.AuditSize,
@@ -100,7 +115,7 @@ func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Evidence: app.Evidence, Pages: pages, Logger: logger, Now: clk.Now})
+	api, err := ui.New(ui.Deps{Auth: app.Auth, SIEM: app.SIEM, Audit: app.Audit, Scopes: app.Scopes, ScopeKeys: app.ScopeKeys, Scans: app.Scans, Evidence: app.Evidence, Sensors: app.Sensors, Pages: pages, Logger: logger, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +126,7 @@ func newFixture(t *testing.T, cfgMod ...func(*appliance.Config)) *fixture {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	return &fixture{t: t, ctx: ctx, clk: clk, app: app, init: res, srv: srv, dir: cfg.DataDir}
+	return &fixture{t: t, ctx: ctx, clk: clk, app: app, init: res, srv: srv, dir: cfg.DataDir, logs: logs}
 }
 
 // code moves the clock to the next TOTP step and returns secret's code.

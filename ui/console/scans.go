@@ -413,7 +413,14 @@ func (c *Console) resultsPage(ec echo.Context) error {
 		return err
 	}
 	id := ec.Param("id")
-	sc, err := c.d.Scans.Get(ctx, p, tenant, id)
+	// A finished scan is reused while the audit log has not grown
+	// (cache.go): Get counts its results.
+	size := int64(-1)
+	var known *Health
+	if h, err := c.d.Health(ctx); err == nil {
+		size, known = h.AuditSize, &h
+	}
+	sc, err := c.scanFor(ec, p, tenant, id, size)
 	if err != nil {
 		return err
 	}
@@ -483,5 +490,5 @@ func (c *Console) resultsPage(ec echo.Context) error {
 		q.Set("after", page.Next)
 		d.Next = base + "?" + q.Encode()
 	}
-	return c.render(ec, http.StatusOK, "results", view{Title: "Results of " + sc.ID, Nav: "scans", Tenant: tenant, Tenants: tenants, Data: d})
+	return c.render(ec, http.StatusOK, "results", view{Title: "Results of " + sc.ID, Nav: "scans", Tenant: tenant, Tenants: tenants, Data: d, health: known})
 }
