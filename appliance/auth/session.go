@@ -486,6 +486,10 @@ func (s *Service) VerifyTOTP(ctx context.Context, token, code string, c Client) 
 	}
 	var l Login
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		// A role that must use a security key signs in with one.
+		if err := s.totpAllowed(ctx, tx, u); err != nil {
+			return err
+		}
 		if err := s.verifyTOTP(ctx, tx, u, code); err != nil {
 			return err
 		}
@@ -581,6 +585,15 @@ func (s *Service) Authenticate(ctx context.Context, r Request) (Principal, error
 	}
 	if p, err = s.pin(ctx, p); err != nil {
 		return Principal{}, err
+	}
+	// A role that must use a security key, without one: only registering
+	// one is open (check refuses the rest).
+	if u.Role == store.RoleAdmin || u.Role == store.RoleSecurityLead {
+		required, n, err := s.keyState(ctx, s.st.Reader(), u)
+		if err != nil {
+			return Principal{}, err
+		}
+		p.MustRegisterKey = required && n == 0
 	}
 	// Record activity at most once a minute: enough for a 15-minute idle
 	// timeout, without a write on every page load.
