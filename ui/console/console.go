@@ -256,6 +256,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/keys", c.keysPage)
 	a(http.MethodPost, "/keys", c.stepUp(c.keyAdd))
 	a(http.MethodPost, "/keys/:id/revoke", c.stepUp(c.keyRevoke))
+	c.registerKeys(g, a, limit) // security keys (webauthn.go)
 	// Anything else under the console is a page that does not exist.
 	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
@@ -322,6 +323,13 @@ func (c *Console) signedIn(next handler) handler {
 				return ec.Redirect(http.StatusSeeOther, Prefix+"/password")
 			}
 		}
+		if p.MustRegisterKey && !strings.HasPrefix(ec.Path(), Prefix+"/security-keys") {
+			switch ec.Path() {
+			case Prefix + "/password", Prefix + "/logout", Prefix + "/logout-all", Prefix + "/sessions":
+			default:
+				return redirectFlash(ec, Prefix+"/security-keys", "Your role must use a security key: register one to continue.")
+			}
+		}
 		ec.Set(ctxPrincipal, p)
 		return next(ec)
 	}
@@ -384,6 +392,7 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/evidence", "Evidence", "evidence"}, auth.OpEvidenceRead, false},
 		{menuItem{Prefix + "/reviews", "Access reviews", "reviews"}, auth.OpReviewRead, false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
+		{menuItem{Prefix + "/security-keys", "Security keys", "securitykeys"}, auth.OpKeyList, false},
 	}
 	var out []menuItem
 	for _, m := range all {
