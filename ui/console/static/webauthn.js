@@ -93,6 +93,8 @@
       var button = form.querySelector("button.webauthn-go");
       if (button) {
         button.addEventListener("click", function () { start(form, button); });
+        // Marks the prompt usable (tests wait for it before clicking).
+        form.dataset.ready = "1";
       }
     });
   });
