@@ -591,7 +591,13 @@ type KeyPolicy struct {
 
 // keyPolicy reads the policy (the zero policy when unset).
 func (s *Service) keyPolicy(ctx context.Context, q store.Querier) (KeyPolicy, error) {
-	v, err := s.st.Setting(ctx, q, settingKeyPolicy)
+	return StoredKeyPolicy(ctx, s.st, q)
+}
+
+// StoredKeyPolicy reads the security-key requirement as stored, without a
+// principal: for documents that report it (the access review).
+func StoredKeyPolicy(ctx context.Context, st *store.Store, q store.Querier) (KeyPolicy, error) {
+	v, err := st.Setting(ctx, q, settingKeyPolicy)
 	if err != nil || v == "" {
 		return KeyPolicy{}, err
 	}
@@ -638,6 +644,9 @@ func (s *Service) SetKeyPolicy(ctx context.Context, p Principal, kp KeyPolicy, c
 	}
 	return nil
 }
+
+// Requires reports whether user u's role must use a security key.
+func (kp KeyPolicy) Requires(u store.User) bool { return kp.keyRequired(u) }
 
 // keyRequired reports whether user u's role must use a security key.
 func (kp KeyPolicy) keyRequired(u store.User) bool {

@@ -342,7 +342,7 @@ func (s *Service) List(ctx context.Context, p auth.Principal, tenant string) ([]
 		if err != nil {
 			return nil, err
 		}
-		r.Document.Users, r.Document.Tokens, r.Document.Tickets, r.Document.Flags, r.Document.Lines = nil, nil, nil, nil, nil
+		r.Document.Users, r.Document.Tokens, r.Document.Tickets, r.Document.Flags, r.Document.Lines, r.Document.SecurityKeys = nil, nil, nil, nil, nil, nil
 		out = append(out, r)
 	}
 	return out, nil
@@ -560,6 +560,10 @@ func (s *Service) apply(ctx context.Context, tx *sql.Tx, p auth.Principal, pin s
 	for _, t := range doc.Tokens {
 		tokens[t.ID] = t
 	}
+	keys := map[string]verify.ReviewSecurityKey{}
+	for _, k := range doc.SecurityKeys {
+		keys[k.ID] = k
+	}
 	now := s.now()
 	why := map[string]any{"review": doc.ID}
 	with := func(k string, v any) map[string]any { m := map[string]any{"review": doc.ID}; m[k] = v; return m }
@@ -632,6 +636,21 @@ func (s *Service) apply(ctx context.Context, tx *sql.Tx, p auth.Principal, pin s
 				return 0, 0, err
 			}
 			if _, err := s.rec.Record(ctx, tx, entry(p, t.Tenant, audit.ActTokenRevoke, obj, with("name", t.Name))); err != nil {
+				return 0, 0, err
+			}
+		case ItemSecurityKey:
+			k, ok := keys[obj]
+			if !ok {
+				return 0, 0, fmt.Errorf("security key %s: %w", obj, errUnknownItem)
+			}
+			if err := s.st.DeleteWebAuthnKey(ctx, tx, k.UserID, obj); errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return 0, 0, err
+			}
+			det := with("user", k.UserID)
+			det["name"] = k.Name
+			if _, err := s.rec.Record(ctx, tx, entry(p, pin, audit.ActAuthKeyRemove, obj, det)); err != nil {
 				return 0, 0, err
 			}
 		case ItemTicket:
