@@ -314,6 +314,14 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	stage := "password"
 	if !u.TOTPConfirmed {
 		stage = "enrol"
+		// A role that must use a security key, with one, signs in with
+		// it even after a TOTP reset: enrolling a new TOTP would be a way
+		// around the key (ConfirmEnrolment refuses it too).
+		if required, n, err := s.keyState(ctx, s.st.Reader(), u); err != nil {
+			return Login{}, err
+		} else if required && n > 0 {
+			stage = "password"
+		}
 	}
 	// A hash made with other cost parameters (raised since) is replaced
 	// now, while the password is at hand.

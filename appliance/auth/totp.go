@@ -203,6 +203,9 @@ func (s *Service) ConfirmEnrolment(ctx context.Context, token, code string, c Cl
 	if len(u.TOTPSealed) == 0 {
 		return Login{}, nil, ErrEnrolmentRequired
 	}
+	if err := s.totpAllowed(ctx, s.st.Reader(), u); err != nil {
+		return Login{}, nil, err
+	}
 	codes, hashes, err := newRecoveryCodes(s.p.RecoveryCodes)
 	if err != nil {
 		return Login{}, nil, err

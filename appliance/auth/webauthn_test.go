@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -361,6 +362,19 @@ func TestSecurityKeyPolicy(t *testing.T) {
 	}
 	if _, err := f.keyStepUp(kp, k, OpTokenCreate, req); err != nil {
 		t.Fatalf("key step-up: %v", err)
+	}
+	// A TOTP reset is no way around the key: the next login still asks
+	// for the second factor at stage password, the key works, and a new
+	// TOTP cannot be enrolled.
+	if err := f.st.InTx(f.ctx, func(tx *sql.Tx) error { return f.st.SetUserTOTP(f.ctx, tx, lead.ID, nil, false) }); err != nil {
+		t.Fatal(err)
+	}
+	l, err := f.svc.Login(f.ctx, lead.Name, lead.password, client, "")
+	if err != nil || l.Stage != "password" {
+		t.Fatalf("login after TOTP reset: stage %q, %v", l.Stage, err)
+	}
+	if _, _, err := f.keyLogin(lead, k); err != nil {
+		t.Fatalf("key login after TOTP reset: %v", err)
 	}
 	// Operators are not affected.
 	if op, _ := f.login(oper); op.MustRegisterKey {
