@@ -91,6 +91,10 @@ type Gate interface {
 type Spooler interface {
 	Submit(ctx context.Context, p auth.Principal, tenant, scan, name string, r io.Reader,
 		within func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error) (vault.SpoolEntry, error)
+	// SubmitAppliance stores an object of no tenant (the appliance-admin
+	// review) under appliance/reviews/<name>.
+	SubmitAppliance(ctx context.Context, p auth.Principal, name string, r io.Reader,
+		within func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error) (vault.SpoolEntry, error)
 }
 
 // Deps are the service's dependencies.
@@ -536,12 +540,18 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, tenant, id, stepUp
 		out.AuditSeq = e.Seq
 		return err
 	}
-	if s.spool != nil && pin != "" {
-		_, err = s.spool.Submit(ctx, p, pin, EvidenceScan, "review-"+id+".json", bytes.NewReader(file), func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error {
-			out.EvidenceKey = e.Key
-			return apply(ctx, tx, e.Key)
-		})
-	} else {
+	within := func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error {
+		out.EvidenceKey = e.Key
+		return apply(ctx, tx, e.Key)
+	}
+	switch {
+	case s.spool != nil && pin != "":
+		_, err = s.spool.Submit(ctx, p, pin, EvidenceScan, "review-"+id+".json", bytes.NewReader(file), within)
+	case s.spool != nil:
+		// The appliance-admin review belongs to no tenant:
+		// appliance/reviews/review-<id>.json.
+		_, err = s.spool.SubmitAppliance(ctx, p, "review-"+id+".json", bytes.NewReader(file), within)
+	default:
 		err = s.st.InTx(ctx, func(tx *sql.Tx) error { return apply(ctx, tx, "") })
 	}
 	if err != nil {
