@@ -140,6 +140,9 @@ func (c *Console) stepUp(next handler) handler {
 				return fmt.Errorf("step-up request is not a JSON object: %w", auth.ErrInvalid)
 			}
 			if _, err := c.d.Auth.StepUp(r.Context(), p, auth.Operation(op), rt.Tenant, []byte(req), code); err != nil {
+				if errors.Is(err, auth.ErrKeyRequired) {
+					return c.renderStepUp(ec, &auth.StepUpChallenge{Op: auth.Operation(op), Request: []byte(req)}, "Your role must confirm with a security key: use the security key button.")
+				}
 				if errors.Is(err, auth.ErrInvalidCode) || errors.Is(err, auth.ErrReplay) || errors.Is(err, auth.ErrStepUpRequired) {
 					return c.renderStepUp(ec, &auth.StepUpChallenge{Op: auth.Operation(op), Request: []byte(req)}, "That code was not accepted; wait for the next one and try again.")
 				}

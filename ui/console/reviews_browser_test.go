@@ -39,7 +39,8 @@ func TestBrowserAccessReview(t *testing.T) {
 
 	// Start the review.
 	do("reviews", chromedp.Navigate(u+"/console/reviews"), chromedp.WaitVisible(css("#review-start")))
-	do("start", chromedp.Click(css("#review-start button")), chromedp.WaitVisible(css("#review-lines select")))
+	ch.click("start", "#review-start button")
+	do("review page", chromedp.WaitVisible(css("#review-lines select")))
 	lines := text("#review-lines")
 	if !strings.Contains(lines, "user:"+opID) {
 		t.Fatalf("no line for the operator: %s", lines)
@@ -56,8 +57,9 @@ func TestBrowserAccessReview(t *testing.T) {
 	if err != nil || n < 3 {
 		t.Fatalf("set %d decisions: %v", n, err)
 	}
-	do("decide", chromedp.Click(css("#review-decide button[type=submit]")), chromedp.WaitVisible(css("#review-sign")))
-	if lines := text("#review-lines caption"); strings.Contains(lines, "undecided") {
+	ch.click("decide", "#review-decide button[type=submit]")
+	// The same page comes back with the decisions (wait for the reload).
+	if lines := ch.waitText("#review-lines caption", func(s string) bool { return s != "" && !strings.Contains(s, "undecided") }); strings.Contains(lines, "undecided") {
 		t.Fatalf("lines still undecided: %s", lines)
 	}
 	ch.shot("review-decided.png")

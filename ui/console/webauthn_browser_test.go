@@ -106,7 +106,7 @@ func TestBrowserSecurityKey(t *testing.T) {
 	do("keys page", chromedp.Navigate(origin+"/console/security-keys"), chromedp.WaitVisible(css("#key-name")))
 	do("name the key", chromedp.SendKeys(css("#key-name"), "virtual key"+kb.Enter), chromedp.WaitVisible(css("#stepup_code")))
 	do("step-up for registration", chromedp.SendKeys(css("#stepup_code"), f.code(leadSecret)+kb.Enter), chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
-	do("create credential", chromedp.Click(css("#webauthn-go")))
+	ch.click("create credential", "#webauthn-go")
 	ch.keyAnswered("#security-keys")
 	if keys := text("#security-keys"); !strings.Contains(keys, "virtual key") || !strings.Contains(keys, "never") {
 		t.Fatalf("registered key not listed: %q", keys)
@@ -118,10 +118,12 @@ func TestBrowserSecurityKey(t *testing.T) {
 	ch.shot("security-keys.png")
 
 	// Sign out, sign in again with the key as the second factor.
-	do("sign out", chromedp.Click(css(".who button")), chromedp.WaitVisible(css("#name")))
+	ch.click("sign out", ".who button")
+	do("login page again", chromedp.WaitVisible(css("#name")))
 	do("password again", chromedp.SendKeys(css("#name"), "kira"), chromedp.SendKeys(css("#password"), leadPW+kb.Enter), chromedp.WaitVisible(css("#login-use-key")))
-	do("choose the key", chromedp.Click(css("#login-use-key")), chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
-	do("get assertion", chromedp.Click(css("#webauthn-go")))
+	ch.click("choose the key", "#login-use-key")
+	do("key prompt", chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
+	ch.click("get assertion", "#webauthn-go")
 	ch.keyAnswered("#h-profile")
 	if title := text("h1"); title != "Dashboard" {
 		t.Fatalf("after key login: %q", title)
@@ -130,8 +132,9 @@ func TestBrowserSecurityKey(t *testing.T) {
 	// A step-up answered by the key: create an API token.
 	do("tokens page", chromedp.Navigate(origin+"/console/tokens"), chromedp.WaitVisible(css("#tok-name")))
 	do("create token", chromedp.SendKeys(css("#tok-name"), "ci"+kb.Enter), chromedp.WaitVisible(css("#stepup-use-key")))
-	do("use the key", chromedp.Click(css("#stepup-use-key")), chromedp.WaitVisible(css("form[data-ready] #stepup-key-go")))
-	do("step-up assertion", chromedp.Click(css("#stepup-key-go")))
+	ch.click("use the key", "#stepup-use-key")
+	do("key step-up prompt", chromedp.WaitVisible(css("form[data-ready] #stepup-key-go")))
+	ch.click("step-up assertion", "#stepup-key-go")
 	ch.keyAnswered("#token-secret")
 	if secret := text("#token-secret"); !strings.HasPrefix(secret, "fiqt_") {
 		t.Fatalf("token secret %q", secret)
@@ -159,4 +162,23 @@ func (c *chrome) keyAnswered(sel string) {
 		}
 	}
 	c.fail("security key answer", fmt.Errorf("%s not shown; the prompt says %q", sel, c.text(".webauthn-status")))
+}
+
+// click clicks sel once it is visible. A node found while the tab was
+// still replacing its document is gone by the time of the click ("Could
+// not find node with given id"): the click is tried again, at most five
+// times, each bounded.
+func (c *chrome) click(what, sel string) {
+	c.t.Helper()
+	var err error
+	for range 5 {
+		cctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		_, err = chromedp.Run(cctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.fail(what, err)
 }
