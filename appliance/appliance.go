@@ -211,7 +211,7 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 	if a.journal, err = journal.New(a.st.DB(), a.log, a.outbox); err != nil {
 		return err
 	}
-	if a.Auth, err = auth.NewService(auth.Deps{Store: a.st, Journal: a.journal, Keys: a.Keys, Now: a.Now}); err != nil {
+	if a.Auth, err = auth.NewService(auth.Deps{Store: a.st, Journal: a.journal, Keys: a.Keys, Now: a.Now, WebAuthn: keyConfig(a.Config, a.consoleCert)}); err != nil {
 		return err
 	}
 	if a.SIEM, err = destinations.NewService(destinations.ServiceDeps{Outbox: a.outbox, DB: a.st.DB(), Gate: a.Auth, Journal: a.journal}); err != nil {

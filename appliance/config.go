@@ -43,6 +43,21 @@ type Config struct {
 	// Sensors configures the fleet's embedded NATS server (docs/fleet.md);
 	// off unless sensors.listen is set.
 	Sensors sensor.Config `yaml:"sensors"`
+	// WebAuthn configures security keys: the relying party id and origins.
+	WebAuthn WebAuthnConfig `yaml:"webauthn"`
+}
+
+// WebAuthnConfig configures security keys (docs/security.md).
+type WebAuthnConfig struct {
+	// RPID is the WebAuthn relying party id: the host name users type to
+	// reach the console (no scheme or port). Env FIQ_WEBAUTHN_RP_ID.
+	// Default: the console certificate's first DNS name other than
+	// "localhost", else "localhost".
+	RPID string `yaml:"rp_id"`
+	// Origins are the exact origins allowed to use security keys
+	// ("https://host:port"). Env FIQ_WEBAUTHN_ORIGINS (comma-separated).
+	// Default: https://<rp_id> with the port of listen (none for 443).
+	Origins []string `yaml:"origins"`
 }
 
 // ReviewConfig configures access reviews.
@@ -181,6 +196,17 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 			return fmt.Errorf("FIQ_AUDIT_CHECKPOINT_EVERY=%q: %w: not a number", v, ErrInvalidConfig)
 		}
 		c.Audit.CheckpointEvery = n
+	}
+	if v := getenv("FIQ_WEBAUTHN_RP_ID"); v != "" {
+		c.WebAuthn.RPID = v
+	}
+	if v := getenv("FIQ_WEBAUTHN_ORIGINS"); v != "" {
+		c.WebAuthn.Origins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.WebAuthn.Origins = append(c.WebAuthn.Origins, o)
+			}
+		}
 	}
 	if v := getenv("FIQ_REVIEW_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)

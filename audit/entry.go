@@ -40,6 +40,13 @@ const (
 	ActAuthStepUp         Action = "auth.stepup"
 	ActAuthStepUpFailed   Action = "auth.stepup.failed"
 	ActAuthSessionRevoke  Action = "auth.session.revoke"
+	// Security keys (WebAuthn, appliance/auth/webauthn.go).
+	ActAuthKeyRegister Action = "auth.key.register"
+	ActAuthKeyUse      Action = "auth.key.use"
+	ActAuthKeyFailed   Action = "auth.key.failed"
+	ActAuthKeyClone    Action = "auth.key.clone"
+	ActAuthKeyRemove   Action = "auth.key.remove"
+	ActAuthKeyPolicy   Action = "auth.key.policy"
 
 	ActTenantCreate     Action = "tenant.create"
 	ActUserCreate       Action = "user.create"
@@ -122,6 +129,7 @@ func Actions() []Action {
 		ActAuthLogin, ActAuthLoginFailed, ActAuthLogout, ActAuthLockout, ActAuthPasswordChange,
 		ActAuthTOTPEnrol, ActAuthTOTPConfirm, ActAuthTOTPFailed, ActAuthRecoveryUse,
 		ActAuthStepUp, ActAuthStepUpFailed, ActAuthSessionRevoke,
+		ActAuthKeyRegister, ActAuthKeyUse, ActAuthKeyFailed, ActAuthKeyClone, ActAuthKeyRemove, ActAuthKeyPolicy,
 		ActTenantCreate, ActUserCreate, ActUserUpdate, ActUserRoleChange, ActUserDisable,
 		ActTokenCreate, ActTokenRevoke, ActAccessDenied, ActSupportOpen, ActSupportClose, ActAnomalyAlert,
 		ActApprovalRequest, ActApprovalGrant, ActApprovalDeny, ActApprovalVoid, ActApprovalComplete, ActApprovalUse,

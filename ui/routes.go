@@ -27,6 +27,8 @@ func (s *Server) routes() {
 	v1.POST("/auth/recovery", s.recovery, s.rateLimited("recovery"))
 	v1.POST("/auth/enrol", s.enrol, s.rateLimited("enrol"))
 	v1.POST("/auth/enrol/confirm", s.enrolConfirm, s.rateLimited("totp"))
+	v1.POST("/auth/key/begin", s.keyLoginBegin, s.rateLimited("totp"))
+	v1.POST("/auth/key", s.keyLogin, s.rateLimited("totp"))
 	// A sensor host's enrolment: the one-time token is the credential.
 	v1.POST("/sensors/enroll", s.enrollSensor, s.rateLimited("sensor-enroll"))
 
@@ -41,6 +43,14 @@ func (s *Server) routes() {
 	a.GET("/auth/sessions", s.sessions)
 	a.GET("/auth/whoami", s.whoami)
 	a.POST("/auth/recovery-codes", s.regenerateRecoveryCodes)
+	a.POST("/auth/step-up/key/begin", s.keyStepUpBegin, s.rateLimited("step-up"))
+	a.POST("/auth/step-up/key", s.keyStepUp, s.rateLimited("step-up"))
+	a.GET("/auth/keys", s.listKeys)
+	a.POST("/auth/keys", s.keyRegisterBegin)
+	a.POST("/auth/keys/finish", s.keyRegisterFinish)
+	a.DELETE("/auth/keys/:id", s.removeKey)
+	a.GET("/auth/key-policy", s.keyPolicy)
+	a.POST("/auth/key-policy", s.setKeyPolicy)
 
 	a.GET("/tenants", s.listTenants)
 	a.POST("/tenants", s.createTenant)

@@ -22,6 +22,9 @@ func TestParseKey(t *testing.T) {
 		{"tenants/t1/scans/s1/results.jsonl", false, Key{Tenant: "t1", Scan: "s1", Name: "results.jsonl"}},
 		{"tenants/t1/scans/s1/pcap/probe-1.pcapng", false, Key{Tenant: "t1", Scan: "s1", Name: "pcap/probe-1.pcapng"}},
 		{"appliance/anchors/2026-11-27/checkpoint.txt", false, Key{Day: "2026-11-27", Name: "checkpoint.txt"}},
+		{"appliance/reviews/review-rev_1.json", false, Key{Review: true, Name: "review-rev_1.json"}},
+		{"appliance/reviews/", true, Key{}},
+		{"appliance/reviews/../anchors/x", true, Key{}},
 		{"tenants/t1/scans/s1/../../t2/scans/x/y", true, Key{}},
 		{"tenants/t1/scans/s1/.hidden", true, Key{}},
 		{"tenants/t1/scans/s1/", true, Key{}},
@@ -53,7 +56,7 @@ func TestParseKey(t *testing.T) {
 // round-trips through ScanKey/AnchorKey.
 func FuzzParseKey(f *testing.F) {
 	// Seeds: both layouts, traversal, empty segments, odd characters.
-	for _, s := range []string{"tenants/t1/scans/s1/a.json", "appliance/anchors/2026-01-02/entries.jsonl", "tenants/t/scans/s/../x", "tenants/t/scans/s//x", "tenants/\x00/scans/s/x"} {
+	for _, s := range []string{"tenants/t1/scans/s1/a.json", "appliance/anchors/2026-01-02/entries.jsonl", "appliance/reviews/review-rev_1.json", "tenants/t/scans/s/../x", "tenants/t/scans/s//x", "tenants/\x00/scans/s/x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -67,6 +70,8 @@ func FuzzParseKey(f *testing.F) {
 		var again string
 		if k.Tenant != "" {
 			again, err = ScanKey(k.Tenant, k.Scan, k.Name)
+		} else if k.Review {
+			again, err = ReviewKey(k.Name)
 		} else {
 			day, _ := time.Parse(time.DateOnly, k.Day)
 			again, err = AnchorKey(day, k.Name)

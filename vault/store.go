@@ -141,11 +141,23 @@ func AnchorKey(day time.Time, name string) (string, error) {
 	return k, nil
 }
 
+// ReviewKey returns the key of a signed appliance-admin access review,
+// which belongs to no tenant: appliance/reviews/<name>.
+func ReviewKey(name string) (string, error) {
+	k := "appliance/reviews/" + name
+	if _, err := ParseKey(k); err != nil {
+		return "", err
+	}
+	return k, nil
+}
+
 // Key is a parsed object key.
 type Key struct {
 	Tenant string // set for scan evidence
 	Scan   string // set for scan evidence
 	Day    string // set for anchors, YYYY-MM-DD
+	// Review is set for appliance-admin access reviews.
+	Review bool
 	Name   string
 }
 
@@ -175,8 +187,10 @@ func ParseKey(k string) (Key, error) {
 			return bad("anchor day must be a date")
 		}
 		key.Day, rest = parts[2], parts[3:]
+	case len(parts) >= 3 && parts[0] == "appliance" && parts[1] == "reviews":
+		key.Review, rest = true, parts[2:]
 	default:
-		return bad("want tenants/<tenant>/scans/<scan>/<name> or appliance/anchors/<day>/<name>")
+		return bad("want tenants/<tenant>/scans/<scan>/<name>, appliance/anchors/<day>/<name> or appliance/reviews/<name>")
 	}
 	for _, s := range rest {
 		if !segmentRE.MatchString(s) {

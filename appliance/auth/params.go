@@ -60,6 +60,9 @@ type Params struct {
 	Anomaly map[Activity]AnomalyRule
 	// RecoveryCodes is how many recovery codes enrolment issues: 10.
 	RecoveryCodes int
+	// KeyCeremonyTTL is how long a begun security-key ceremony (register,
+	// login, step-up) may be finished: 5 minutes.
+	KeyCeremonyTTL time.Duration
 }
 
 // AnomalyRule raises an anomaly.alert when a user's count of one activity in
@@ -100,7 +103,8 @@ func DefaultParams() Params {
 			// guess, which the per-address throttle alone does not stop.
 			ActivityLoginSources: {Window: time.Hour, Threshold: 5},
 		},
-		RecoveryCodes: 10,
+		RecoveryCodes:  10,
+		KeyCeremonyTTL: 5 * time.Minute,
 	}
 }
 
@@ -137,6 +141,7 @@ func (p Params) withDefaults() Params {
 	dur(&p.TokenDefaultTTL, d.TokenDefaultTTL)
 	dur(&p.SupportMaxTTL, d.SupportMaxTTL)
 	num(&p.RecoveryCodes, d.RecoveryCodes)
+	dur(&p.KeyCeremonyTTL, d.KeyCeremonyTTL)
 	// Copy the map so the caller's later changes do not reach the service.
 	m := make(map[Activity]AnomalyRule, len(d.Anomaly))
 	for k, v := range d.Anomaly {

@@ -92,6 +92,13 @@ const (
 	OpSensorEnroll Operation = "sensor.enroll"
 	OpSensorRead   Operation = "sensor.read"
 	OpSensorRevoke Operation = "sensor.revoke"
+
+	// Security keys (WebAuthn, webauthn.go): one's own keys, and the
+	// appliance-wide requirement of keys for some roles.
+	OpKeyRegister Operation = "auth.key.register"
+	OpKeyList     Operation = "auth.key.list"
+	OpKeyRemove   Operation = "auth.key.remove"
+	OpKeyPolicy   Operation = "auth.key.policy"
 )
 
 // Permission is one row of the matrix.
@@ -137,6 +144,10 @@ func Permissions() []Permission {
 		{Op: OpSessionList, Roles: all, Owner: "auth", What: "list one's own sessions"},
 		{Op: OpLogoutAll, Roles: all, Owner: "auth", What: "log out everywhere (end all of one's sessions)"},
 		{Op: OpRecoveryCodes, Roles: all, StepUp: true, Owner: "auth", What: "replace one's own recovery codes (the old ones stop working)"},
+		{Op: OpKeyRegister, Roles: all, StepUp: true, Owner: "auth", What: "register a security key (WebAuthn) for one's own account, in a browser session"},
+		{Op: OpKeyList, Roles: all, Owner: "auth", What: "list one's own security keys (name, last use, clone warning)"},
+		{Op: OpKeyRemove, Roles: all, StepUp: true, Owner: "auth", What: "remove one of one's own security keys"},
+		{Op: OpKeyPolicy, Roles: []string{A}, StepUp: true, ApplianceOnly: true, Owner: "auth", What: "require security keys instead of TOTP for appliance admins or security leads (reading it needs no step-up)"},
 		{Op: OpTokenCreate, Roles: []string{A, SL, OP, AU}, StepUp: true, Owner: "auth", What: "create an API token (shown once; role no stronger than one's own)"},
 		{Op: OpTokenList, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "list API tokens (admins: all of the tenant's; others: their own)"},
 		{Op: OpTokenRevoke, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "revoke an API token (admins: any of the tenant's; others: their own)"},
@@ -190,7 +201,7 @@ func Permissions() []Permission {
 // a support user may do it without a ticket.
 func selfService(op Operation) bool {
 	switch op {
-	case OpPasswordChange, OpSessionList, OpLogoutAll, OpRecoveryCodes:
+	case OpPasswordChange, OpSessionList, OpLogoutAll, OpRecoveryCodes, OpKeyRegister, OpKeyList, OpKeyRemove:
 		return true
 	}
 	return false
@@ -343,6 +354,7 @@ func writeParams(b *strings.Builder) {
 	row("per-address limit", fmt.Sprintf("%d failed logins per %s sliding window, across all user names", d.IPMaxFailures, human(d.IPWindow)))
 	row("TOTP", fmt.Sprintf("RFC 6238, SHA-1, 6 digits, %d s steps, ±%d step; last accepted step stored per user (no replay); secret sealed with the master key", totpPeriod, totpSkew))
 	row("recovery codes", fmt.Sprintf("%d single-use codes, stored as SHA-256", d.RecoveryCodes))
+	row("security keys", fmt.Sprintf("WebAuthn, attestation \"none\", user presence (no PIN) required; at most %d per user; a begun ceremony lives %s, once, bound to its session; a signature counter that does not advance refuses the key and flags it", MaxKeys, human(d.KeyCeremonyTTL)))
 	row("half-finished login", human(d.PendingTTL))
 	row("session idle / absolute timeout", human(d.SessionIdle)+" / "+human(d.SessionAbsolute))
 	row("session cookie", "`"+SessionCookieName+"`: HttpOnly, Secure, SameSite=Strict, Path=/; new id at every login step, password change and role change")

@@ -84,11 +84,13 @@ var methodOps = map[string]Operation{
 	"CreateToken": OpTokenCreate, "ListTokens": OpTokenList, "RevokeToken": OpTokenRevoke,
 	"OpenSupport": OpSupportOpen, "CloseSupport": OpSupportClose, "ListSupport": OpSupportList,
 	"ListApprovals": OpApprovalList, "GetApproval": OpApprovalList, "Approve": OpApprovalGrant, "Deny": OpApprovalDeny, "VoidApproval": OpApprovalVoid,
+	"BeginKeyRegistration": OpKeyRegister, "FinishKeyRegistration": OpKeyRegister, "ListKeys": OpKeyList, "RemoveKey": OpKeyRemove,
+	"KeyPolicy": OpKeyPolicy, "SetKeyPolicy": OpKeyPolicy,
 	// Ending one's own current session is always allowed.
 	"Logout": "",
 	// These take the operation (or kind) as an argument and are walked
 	// through Authorize for every operation below.
-	"Authorize": "", "StepUp": "", "StepUpFor": "", "ConsumeStepUp": "", "UseStepUp": "", "StepUpRefused": "", "RequestApproval": "", "RecordActivity": "", "Scoped": "", "RefuseNotFound": "",
+	"Authorize": "", "StepUp": "", "StepUpFor": "", "BeginKeyStepUp": "", "FinishKeyStepUp": "", "ConsumeStepUp": "", "UseStepUp": "", "StepUpRefused": "", "RequestApproval": "", "RecordActivity": "", "Scoped": "", "RefuseNotFound": "",
 }
 
 // actor is a signed-in principal with its user.
@@ -204,6 +206,13 @@ func TestMatrixWalk(t *testing.T) {
 		},
 		OpApprovalDeny: func(a actor) error { return f.svc.Deny(f.ctx, a.p, w.directApproval(operator.u.ID), "walk") },
 		OpApprovalVoid: func(a actor) error { return f.svc.VoidApproval(f.ctx, a.p, w.directApproval(a.u.ID), "walk") },
+		OpKeyRegister: func(a actor) error {
+			_, err := f.svc.BeginKeyRegistration(f.ctx, a.p, w.uniq("key"), f.code(a.u))
+			return err
+		},
+		OpKeyList:   func(a actor) error { _, err := f.svc.ListKeys(f.ctx, a.p); return err },
+		OpKeyRemove: func(a actor) error { return f.svc.RemoveKey(f.ctx, a.p, w.directKey(a.u.ID), f.code(a.u)) },
+		OpKeyPolicy: func(a actor) error { return f.svc.SetKeyPolicy(f.ctx, a.p, KeyPolicy{}, f.code(a.u)) },
 		OpRoleGrantApprove: func(a actor) error {
 			_, err := f.svc.Approve(f.ctx, a.p, w.directRoleGrant(w.admin.ID), f.code(a.u))
 			return err
@@ -310,6 +319,20 @@ func (w *walkFixture) directToken(userID string) string {
 	err := w.st.InTx(w.ctx, func(tx *sql.Tx) error {
 		_, err := at.CreateToken(w.ctx, tx, store.Token{ID: id, UserID: userID, Name: id, Role: store.RoleAuditor, TokenHash: []byte(id), CreatedAt: w.clock.now(), ExpiresAt: w.clock.now().Add(time.Hour)})
 		return err
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return id
+}
+
+// directKey inserts a security key owned by userID (bypassing the
+// service) and returns its id.
+func (w *walkFixture) directKey(userID string) string {
+	w.t.Helper()
+	id := w.uniq("key_")
+	err := w.st.InTx(w.ctx, func(tx *sql.Tx) error {
+		return w.st.AddWebAuthnKey(w.ctx, tx, store.WebAuthnKey{ID: id, UserID: userID, CredentialID: []byte(id), Name: id, Credential: []byte(`{}`), CreatedAt: w.clock.now()})
 	})
 	if err != nil {
 		w.t.Fatal(err)

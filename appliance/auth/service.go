@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
@@ -102,6 +104,8 @@ type Deps struct {
 	Now func() time.Time
 	// Params tune the service; zero fields take DefaultParams' values.
 	Params Params
+	// WebAuthn is the relying party for security keys (webauthn.go).
+	WebAuthn KeyConfig
 }
 
 // Service is identity and access.
@@ -122,6 +126,9 @@ type Service struct {
 	// touching is held while a session or token timestamp is written; see
 	// touch.
 	touching sync.Mutex
+	// wa is the WebAuthn relying party built from rp.
+	wa *webauthn.WebAuthn
+	rp KeyConfig
 }
 
 // NewService checks deps and returns a Service.
@@ -132,7 +139,11 @@ func NewService(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Service{st: d.Store, log: d.Journal, keys: d.Keys, now: d.Now, p: d.Params.withDefaults(), verify: VerifyPassword}
+	wa, rp, err := newRelyingParty(d.WebAuthn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{st: d.Store, log: d.Journal, keys: d.Keys, now: d.Now, p: d.Params.withDefaults(), verify: VerifyPassword, wa: wa, rp: rp}
 	return s, nil
 }
 
@@ -176,7 +187,11 @@ type Principal struct {
 	SupportTicketID string
 	// MustChangePassword restricts the principal to OpPasswordChange.
 	MustChangePassword bool
-	Client             Client
+	// MustRegisterKey restricts the principal to its own account's
+	// housekeeping (register a security key first): its role must use a
+	// security key (KeyPolicy) and it has none.
+	MustRegisterKey bool
+	Client          Client
 }
 
 // ApplianceAdmin reports whether p is an admin of no tenant.
@@ -245,8 +260,11 @@ func (s *Service) Authorize(ctx context.Context, p Principal, op Operation, tena
 	pin, reason := s.check(p, op, tenant)
 	if reason != "" {
 		err := fmt.Errorf("%s: %w", op, ErrForbidden)
-		if reason == "password change required" {
+		switch reason {
+		case "password change required":
 			err = fmt.Errorf("%s: %w: %w", op, ErrForbidden, ErrPasswordChangeRequired)
+		case "security key registration required":
+			err = fmt.Errorf("%s: %w: %w", op, ErrForbidden, ErrKeyRequired)
 		}
 		at := tenant
 		if at == "" {
@@ -269,6 +287,10 @@ func (s *Service) check(p Principal, op Operation, tenant string) (string, strin
 		// Only the account's own housekeeping (change the password, see
 		// or end one's sessions) until the one-time password is replaced.
 		return "", "password change required"
+	case p.MustRegisterKey && !selfService(op):
+		// The role must use a security key and the user has none: only
+		// registering one (and the account's own housekeeping) is open.
+		return "", "security key registration required"
 	case !Allowed(p.Role, op):
 		return "", "role " + p.Role + " may not " + string(op)
 	case perm.ApplianceOnly && !p.ApplianceAdmin():

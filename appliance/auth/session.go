@@ -314,6 +314,14 @@ func (s *Service) Login(ctx context.Context, name, password string, c Client, pr
 	stage := "password"
 	if !u.TOTPConfirmed {
 		stage = "enrol"
+		// A role that must use a security key, with one, signs in with
+		// it even after a TOTP reset: enrolling a new TOTP would be a way
+		// around the key (ConfirmEnrolment refuses it too).
+		if required, n, err := s.keyState(ctx, s.st.Reader(), u); err != nil {
+			return Login{}, err
+		} else if required && n > 0 {
+			stage = "password"
+		}
 	}
 	// A hash made with other cost parameters (raised since) is replaced
 	// now, while the password is at hand.
@@ -486,6 +494,10 @@ func (s *Service) VerifyTOTP(ctx context.Context, token, code string, c Client) 
 	}
 	var l Login
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		// A role that must use a security key signs in with one.
+		if err := s.totpAllowed(ctx, tx, u); err != nil {
+			return err
+		}
 		if err := s.verifyTOTP(ctx, tx, u, code); err != nil {
 			return err
 		}
@@ -581,6 +593,15 @@ func (s *Service) Authenticate(ctx context.Context, r Request) (Principal, error
 	}
 	if p, err = s.pin(ctx, p); err != nil {
 		return Principal{}, err
+	}
+	// A role that must use a security key, without one: only registering
+	// one is open (check refuses the rest).
+	if u.Role == store.RoleAdmin || u.Role == store.RoleSecurityLead {
+		required, n, err := s.keyState(ctx, s.st.Reader(), u)
+		if err != nil {
+			return Principal{}, err
+		}
+		p.MustRegisterKey = required && n == 0
 	}
 	// Record activity at most once a minute: enough for a 15-minute idle
 	// timeout, without a write on every page load.

@@ -155,16 +155,26 @@ func (s *Service) grantStepUp(ctx context.Context, tx *sql.Tx, p Principal, tena
 	if s.now().Before(st.LockedUntil) {
 		return StepUpGrant{}, fmt.Errorf("%w: %w until %s", ErrStepUpRequired, ErrLockedOut, st.LockedUntil.Format(time.RFC3339))
 	}
+	// A role that must use a security key steps up with one (webauthn.go).
+	if err := s.totpAllowed(ctx, tx, u); err != nil {
+		return StepUpGrant{}, err
+	}
 	if err := s.verifyTOTP(ctx, tx, u, code); err != nil {
 		return StepUpGrant{}, err
 	}
+	return s.recordGrant(ctx, tx, p, tenant, op, canonicalRequest, "totp")
+}
+
+// recordGrant inserts a step-up grant after a verified second factor
+// (factor "totp" or "security key") and audits it, in tx.
+func (s *Service) recordGrant(ctx context.Context, tx *sql.Tx, p Principal, tenant string, op Operation, canonicalRequest []byte, factor string) (StepUpGrant, error) {
 	now := s.now()
 	sum := sha256.Sum256(canonicalRequest)
 	g := store.StepUp{ID: store.NewID("su"), UserID: p.UserID, Operation: string(op), RequestSHA256: sum[:], CreatedAt: now, ExpiresAt: now.Add(s.p.StepUpTTL)}
 	if err := s.st.CreateStepUp(ctx, tx, g); err != nil {
 		return StepUpGrant{}, err
 	}
-	if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthStepUp, g.ID, fields{"operation": string(op), "request_sha256": hex.EncodeToString(sum[:]), "expires": g.ExpiresAt.Format(time.RFC3339)})); err != nil {
+	if err := s.append(ctx, tx, p.entry(tenant, audit.ActAuthStepUp, g.ID, fields{"operation": string(op), "request_sha256": hex.EncodeToString(sum[:]), "expires": g.ExpiresAt.Format(time.RFC3339), "factor": factor})); err != nil {
 		return StepUpGrant{}, err
 	}
 	return StepUpGrant{ID: g.ID, Op: op, ExpiresAt: g.ExpiresAt}, nil

@@ -203,6 +203,9 @@ func (s *Service) ConfirmEnrolment(ctx context.Context, token, code string, c Cl
 	if len(u.TOTPSealed) == 0 {
 		return Login{}, nil, ErrEnrolmentRequired
 	}
+	if err := s.totpAllowed(ctx, s.st.Reader(), u); err != nil {
+		return Login{}, nil, err
+	}
 	codes, hashes, err := newRecoveryCodes(s.p.RecoveryCodes)
 	if err != nil {
 		return Login{}, nil, err
@@ -236,13 +239,19 @@ func (s *Service) ConfirmEnrolment(ctx context.Context, token, code string, c Cl
 // lockout, the per-address limit and anomaly detection. Six digits are
 // guessable without that limit.
 func (s *Service) secondFactorFailed(ctx context.Context, u store.User, c Client, what string, err error) error {
+	return s.secondFactorFailedAs(ctx, u, c, what, audit.ActAuthTOTPFailed, err)
+}
+
+// secondFactorFailedAs is secondFactorFailed audited as action (a refused
+// security key answer is auth.key.failed).
+func (s *Service) secondFactorFailedAs(ctx context.Context, u store.User, c Client, what string, action audit.Action, err error) error {
 	if !errors.Is(err, ErrInvalidCode) && !errors.Is(err, ErrReplay) {
 		return err
 	}
 	p := principalOf(u, "", c)
 	var locked error
 	aerr := s.st.InTx(ctx, func(tx *sql.Tx) error {
-		if err := s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthTOTPFailed, u.ID, fields{"step": what, "reason": err.Error()})); err != nil {
+		if err := s.append(ctx, tx, p.entry(u.TenantID, action, u.ID, fields{"step": what, "reason": err.Error()})); err != nil {
 			return err
 		}
 		if err := s.st.AddEvent(ctx, tx, store.EventLoginFailed, u.ID, c.IP, s.now()); err != nil {
@@ -317,6 +326,11 @@ func (s *Service) UseRecoveryCode(ctx context.Context, token, code string, c Cli
 	p := principalOf(u, se.ID, c)
 	var l Login
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		// Recovery codes stand in for TOTP: refused like it for a role
+		// that must use a security key.
+		if err := s.totpAllowed(ctx, tx, u); err != nil {
+			return err
+		}
 		if err := s.st.UseRecoveryCode(ctx, tx, u.ID, hashRecoveryCode(code), s.now()); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return ErrInvalidCode

@@ -103,8 +103,17 @@ func newUserCmd(r *remote) *cobra.Command {
 		newUserSetRoleCmd(r),
 		actionCmd(r, "disable USER_ID", "Disable a user and end their sessions (step-up)", http.MethodPost, "/users/%s/disable", nil, "disabled %s", true),
 		actionCmd(r, "reset-totp USER_ID", "Reset a user's TOTP after a lost device (step-up)", http.MethodPost, "/users/%s/reset-totp", nil, "TOTP of %s reset; the user enrols again at the next login", true),
+		// Registering and using a key needs a browser (navigator.credentials):
+		// the console does it; the CLI lists and removes.
+		newGroup("key", "Your own security keys: list and remove (register and use them in the console; the CLI cannot talk to a key)",
+			listCmd(r, "list", "List your security keys (last use, clone warning)", "/auth/keys", false, securityKeyCols, nil),
+			actionCmd(r, "remove KEY_ID", "Remove one of your security keys (step-up)", http.MethodDelete, "/auth/keys/%s", nil, "removed security key %s", false),
+		),
 	)
 }
+
+// securityKeyCols are the columns of "user key list".
+var securityKeyCols = []column{{"ID", "id"}, {"NAME", "name"}, {"CREATED", "created_at"}, {"LAST USED", "last_used_at"}, {"FROM", "last_used_ip"}, {"COUNTER", "sign_count"}, {"CLONE WARNING", "clone_warning"}}
 
 func newUserAddCmd(r *remote) *cobra.Command {
 	var (

@@ -53,6 +53,21 @@ func (s *Service) Submit(ctx context.Context, p auth.Principal, tenant, scan, na
 	})
 }
 
+// SubmitAppliance is Submit for a signed appliance-admin access review,
+// which belongs to no tenant: it is stored under appliance/reviews/<name>
+// (tenant "" in the spool, the ledger and the audit entry, like the daily
+// audit anchors), recorded in the audit log before within runs in the
+// same transaction.
+func (s *Service) SubmitAppliance(ctx context.Context, p auth.Principal, name string, r io.Reader, within func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error) (vault.SpoolEntry, error) {
+	key, err := vault.ReviewKey(name)
+	if err != nil {
+		return vault.SpoolEntry{}, err
+	}
+	return s.v.AddRecorded(ctx, key, r, func(ctx context.Context, e vault.SpoolEntry) (int64, error) {
+		return s.recordSpooled(ctx, p, e, within)
+	})
+}
+
 // Spooled implements vault.SpoolLedger for evidence the vault spools itself
 // (the daily audit anchors): the appliance is the actor.
 func (s *Service) Spooled(ctx context.Context, e vault.SpoolEntry) (int64, error) {

@@ -101,6 +101,8 @@ var (
 	passwordChange  = Class{Code: "password_change_required", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "password change required"}
 	rateLimited     = Class{Code: "rate_limited", HTTP: http.StatusTooManyRequests, Exit: ExitFailure, Message: "too many attempts; try again later"}
 	lockedOut       = Class{Code: "locked_out", HTTP: http.StatusTooManyRequests, Exit: ExitFailure, Message: "account temporarily locked", Detail: true}
+	keyRequired     = Class{Code: "security_key_required", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "this account must use a security key: sign in and step up with one (or register one first)"}
+	keyCloned       = Class{Code: "security_key_cloned", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "security key refused: its signature counter did not advance (it may be cloned); the key is flagged"}
 	selfApproval    = Class{Code: "self_approval", HTTP: http.StatusForbidden, Exit: ExitFailure, Message: "requester cannot judge their own request"}
 
 	notFound = Class{Code: "not_found", HTTP: http.StatusNotFound, Exit: ExitFailure, Message: "not found", Detail: true}
@@ -140,6 +142,8 @@ func Rules() []Rule {
 	return []Rule{
 		// Authentication and authorisation, most specific first.
 		r("appliance/auth.ErrPasswordChangeRequired", auth.ErrPasswordChangeRequired, passwordChange),
+		r("appliance/auth.ErrKeyRequired", auth.ErrKeyRequired, keyRequired),
+		r("appliance/auth.ErrKeyCloned", auth.ErrKeyCloned, keyCloned),
 		r("appliance/auth.ErrLockedOut", auth.ErrLockedOut, lockedOut),
 		r("appliance/auth.ErrRateLimited", auth.ErrRateLimited, rateLimited),
 		r("appliance/auth.ErrCSRF", auth.ErrCSRF, csrf),

@@ -68,7 +68,7 @@ type chrome struct {
 
 // newChrome starts Chromium for t (skipping t when it is not installed);
 // it is closed when t ends. The tab may run for at most limit.
-func newChrome(t *testing.T, limit time.Duration) *chrome {
+func newChrome(t *testing.T, limit time.Duration, extra ...chromedp.ExecAllocatorOption) *chrome {
 	t.Helper()
 	exe := chromiumPath()
 	if exe == "" {
@@ -90,6 +90,7 @@ func newChrome(t *testing.T, limit time.Duration) *chrome {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
 	seen := &problems{}

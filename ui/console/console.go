@@ -288,6 +288,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/sensors", c.sensorsPage)
 	a(http.MethodPost, "/sensors/tokens", c.stepUp(c.sensorTokenCreate))
 	a(http.MethodPost, "/sensors/:id/revoke", c.stepUp(c.sensorRevoke))
+	c.registerKeys(g, a, limit) // security keys (webauthn.go)
 	// Anything else under the console is a page that does not exist.
 	g.GET("/*", c.page(func(echo.Context) error { return errPageNotFound }))
 }
@@ -352,6 +353,13 @@ func (c *Console) signedIn(next handler) handler {
 			case Prefix + "/password", Prefix + "/logout", Prefix + "/logout-all", Prefix + "/sessions":
 			default:
 				return ec.Redirect(http.StatusSeeOther, Prefix+"/password")
+			}
+		}
+		if p.MustRegisterKey && !strings.HasPrefix(ec.Path(), Prefix+"/security-keys") {
+			switch ec.Path() {
+			case Prefix + "/password", Prefix + "/logout", Prefix + "/logout-all", Prefix + "/sessions":
+			default:
+				return redirectFlash(ec, Prefix+"/security-keys", "Your role must use a security key: register one to continue.")
 			}
 		}
 		ec.Set(ctxPrincipal, p)
@@ -421,6 +429,7 @@ func (c *Console) menu(p auth.Principal) []menuItem {
 		{menuItem{Prefix + "/sensors", "Sensors", "sensors"}, auth.OpSensorRead, false},
 		{menuItem{Prefix + "/settings", "Settings", "settings"}, "", false},
 		{menuItem{Prefix + "/sessions", "Sessions", "sessions"}, auth.OpSessionList, false},
+		{menuItem{Prefix + "/security-keys", "Security keys", "securitykeys"}, auth.OpKeyList, false},
 	}
 	var out []menuItem
 	for _, m := range all {

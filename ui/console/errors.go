@@ -74,6 +74,9 @@ type stepUpData struct {
 	Request   string
 	Action    string
 	Fields    []formField
+	// KeyCeremony and KeyOptions are set when the prompt asks for a
+	// security key instead of a code (webauthn.go).
+	KeyCeremony, KeyOptions string
 }
 
 type formField struct{ Name, Value string }
@@ -81,11 +84,17 @@ type formField struct{ Name, Value string }
 // renderStepUp shows the TOTP prompt for challenge su, re-posting to the
 // same URL with the request's form fields.
 func (c *Console) renderStepUp(ec echo.Context, su *auth.StepUpChallenge, problem string) error {
+	status := http.StatusUnauthorized
+	return c.render(ec, status, "stepup", view{Title: "Confirm with your authenticator", Error: problem, Data: c.stepUpData(ec, su)})
+}
+
+// stepUpData is the prompt for challenge su, re-posting to the same URL
+// with the request's form fields.
+func (c *Console) stepUpData(ec echo.Context, su *auth.StepUpChallenge) stepUpData {
 	r := ec.Request()
 	var fields []formField
 	for k, vs := range r.PostForm {
-		switch k {
-		case "csrf", fieldStepUpOp, fieldStepUpRequest, fieldStepUpCode:
+		if k == "csrf" || keyField(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -97,9 +106,7 @@ func (c *Console) renderStepUp(ec echo.Context, su *auth.StepUpChallenge, proble
 	if r.URL.RawQuery != "" {
 		action += "?" + r.URL.RawQuery
 	}
-	status := http.StatusUnauthorized
-	return c.render(ec, status, "stepup", view{Title: "Confirm with your authenticator", Error: problem,
-		Data: stepUpData{Operation: string(su.Op), Request: string(su.Request), Action: action, Fields: fields}})
+	return stepUpData{Operation: string(su.Op), Request: string(su.Request), Action: action, Fields: fields}
 }
 
 // stepUp wraps a sensitive form's handler: when the form carries an
@@ -110,6 +117,13 @@ func (c *Console) renderStepUp(ec echo.Context, su *auth.StepUpChallenge, proble
 func (c *Console) stepUp(next handler) handler {
 	return func(ec echo.Context) error {
 		r := ec.Request()
+		// A security key instead of a code (webauthn.go).
+		if r.PostFormValue(fieldStepUpKey) != "" || r.PostFormValue(fieldStepUpCredential) != "" {
+			if done, err := c.keyStepUp(ec); done || err != nil {
+				return err
+			}
+			return next(ec)
+		}
 		code := strings.TrimSpace(r.PostFormValue(fieldStepUpCode))
 		op, req := r.PostFormValue(fieldStepUpOp), r.PostFormValue(fieldStepUpRequest)
 		if code != "" || op != "" {
@@ -126,6 +140,9 @@ func (c *Console) stepUp(next handler) handler {
 				return fmt.Errorf("step-up request is not a JSON object: %w", auth.ErrInvalid)
 			}
 			if _, err := c.d.Auth.StepUp(r.Context(), p, auth.Operation(op), rt.Tenant, []byte(req), code); err != nil {
+				if errors.Is(err, auth.ErrKeyRequired) {
+					return c.renderStepUp(ec, &auth.StepUpChallenge{Op: auth.Operation(op), Request: []byte(req)}, "Your role must confirm with a security key: use the security key button.")
+				}
 				if errors.Is(err, auth.ErrInvalidCode) || errors.Is(err, auth.ErrReplay) || errors.Is(err, auth.ErrStepUpRequired) {
 					return c.renderStepUp(ec, &auth.StepUpChallenge{Op: auth.Operation(op), Request: []byte(req)}, "That code was not accepted; wait for the next one and try again.")
 				}

@@ -60,3 +60,45 @@ func TestSignStoresEvidence(t *testing.T) {
 		t.Fatalf("show %+v %v", got, err)
 	}
 }
+
+// TestApplianceReviewStoredAsEvidence: the appliance-admin review, which
+// belongs to no tenant, is spooled as evidence too, under
+// appliance/reviews/review-<id>.json, in the signing transaction.
+func TestApplianceReviewStoredAsEvidence(t *testing.T) {
+	dir := t.TempDir()
+	f := apptest.New(t, func(c *appliance.Config) {
+		c.Production = false
+		c.Vault.Backend = "local"
+		c.Vault.LocalDir = filepath.Join(dir, "evidence")
+	})
+	aa := f.Users["appliance_admin"]
+	rv := f.App.Reviews
+	r, err := rv.Start(f.Ctx, aa.P, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Tenant != "" {
+		t.Fatalf("not the appliance-admin review: tenant %q", r.Tenant)
+	}
+	var ds []review.Decision
+	for _, l := range r.Document.Lines {
+		ds = append(ds, review.Decision{Item: l.Item, Decision: "keep"})
+	}
+	if _, err := rv.Decide(f.Ctx, aa.P, "", r.ID, ds); err != nil {
+		t.Fatal(err)
+	}
+	head := f.Head()
+	sg, err := rv.Sign(f.Ctx, aa.P, "", r.ID, f.Code(aa))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "appliance/reviews/review-" + r.ID + ".json"
+	if sg.EvidenceKey != want {
+		t.Fatalf("evidence key %q, want %q", sg.EvidenceKey, want)
+	}
+	sp := f.Entries(head, audit.ActEvidenceSpooled)
+	signs := f.Entries(head, audit.ActReviewSign)
+	if len(sp) != 1 || len(signs) != 1 || sp[0].Object != want || sp[0].Tenant != "" || apptest.Details(t, sp[0])["sha256"] != sg.SHA256 || signs[0].Seq <= sp[0].Seq {
+		t.Fatalf("evidence.spool %v, review.sign %v", sp, signs)
+	}
+}

@@ -179,6 +179,15 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 		if u.TOTP {
 			mfa = "TOTP"
 		}
+		if u.SecurityKeys > 0 {
+			mfa = fmt.Sprintf("%d key(s)", u.SecurityKeys)
+			if u.TOTP {
+				mfa = "TOTP + " + mfa
+			}
+		}
+		if u.KeyRequired {
+			mfa += " (key required)"
+		}
 		if u.Disabled {
 			state = "disabled"
 		}
@@ -198,6 +207,16 @@ func (rd *Renderer) PDF(w io.Writer, signed []byte) error {
 		rows = append(rows, []string{t.Name + "\n" + t.ID, t.UserName, t.Role, t.CreatedAt, t.ExpiresAt, or(t.LastUsed, "never"), state, strings.Join(t.Changes, ", ")})
 	}
 	table([]float64{45, 30, 25, 35, 35, 35, 40, 28}, []string{"name", "owner", "role", "created", "expires", "last used", "state", "changes"}, rows)
+	h2("Security keys")
+	rows = nil
+	for _, k := range r.SecurityKeys {
+		state := "ok"
+		if k.CloneWarning {
+			state = "possibly cloned"
+		}
+		rows = append(rows, []string{k.Name + "\n" + k.ID, k.UserName, k.CreatedAt, or(k.LastUsed, "never"), state, strings.Join(k.Changes, ", ")})
+	}
+	table([]float64{60, 40, 40, 40, 35, 58}, []string{"name", "owner", "registered", "last used", "state", "changes"}, rows)
 	h2("Support tickets")
 	rows = nil
 	for _, t := range r.Tickets {

@@ -13,6 +13,7 @@ import (
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/auth/keytest"
 	"firewalliq/appliance/internal/apptest"
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/report/review"
@@ -175,7 +176,7 @@ func TestSnapshotListsEverything(t *testing.T) {
 	if len(doc.ScopeSigners) != 1 || doc.ScopeSigners[0].KeyID != e.signerID {
 		t.Fatalf("scope signers %+v, want %s", doc.ScopeSigners, e.signerID)
 	}
-	if len(doc.NotTracked) == 0 || !strings.Contains(strings.Join(doc.NotTracked, "\n"), "security keys") {
+	if len(doc.NotTracked) == 0 || !strings.Contains(strings.Join(doc.NotTracked, "\n"), "sensors") {
 		t.Fatalf("not tracked %v", doc.NotTracked)
 	}
 	var items []string
@@ -654,5 +655,88 @@ func TestTracking(t *testing.T) {
 	}
 	if !used().After(first) {
 		t.Fatal("a use after the minute was not written")
+	}
+}
+
+// TestReviewSecurityKeys: the snapshot lists each user's security keys
+// with their last use and the users' MFA state; a revoked key is removed
+// exactly at signing, audited as auth.key.remove with the review's id, and
+// the signed document verifies offline.
+func TestReviewSecurityKeys(t *testing.T) {
+	e := newEnv(t)
+	f := e.Fixture
+	admin, lead := f.Users[store.RoleAdmin], f.Users[store.RoleSecurityLead]
+	origin := f.App.Auth.KeyConfig().Origins[0]
+	k := keytest.New(origin)
+	kc, err := f.App.Auth.BeginKeyRegistration(f.Ctx, lead.P, "lead's key", f.Code(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := k.Create(kc.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := f.App.Auth.FinishKeyRegistration(f.Ctx, lead.P, kc.ID, resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Use it once (a step-up), so its last use is known.
+	f.Clock.Advance(time.Minute)
+	used := f.Clock.Now().UTC().Format(time.RFC3339)
+	req := auth.OpRequest(auth.OpTokenCreate, f.Tenant, map[string]string{"name": "x"})
+	sc, err := f.App.Auth.BeginKeyStepUp(f.Ctx, lead.P, auth.OpTokenCreate, "", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = k.Get(sc.Options); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.App.Auth.FinishKeyStepUp(f.Ctx, lead.P, auth.OpTokenCreate, "", req, sc.ID, resp); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := e.rv.Start(f.Ctx, admin.P, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := r.Document
+	if len(doc.SecurityKeys) != 1 {
+		t.Fatalf("security keys %+v", doc.SecurityKeys)
+	}
+	rk := doc.SecurityKeys[0]
+	if rk.ID != sk.ID || rk.UserID != lead.P.UserID || rk.Name != "lead's key" || rk.LastUsed != used || rk.CloneWarning {
+		t.Fatalf("listed key %+v, want last use %s", rk, used)
+	}
+	if u := user(doc, lead.P.Name); u.SecurityKeys != 1 || !u.TOTP || u.KeyRequired {
+		t.Fatalf("lead's MFA state %+v", u)
+	}
+	if strings.Contains(strings.Join(doc.NotTracked, "\n"), "security keys") {
+		t.Fatalf("security keys still listed as not tracked: %v", doc.NotTracked)
+	}
+	item := review.ItemSecurityKey + sk.ID
+	if !slices.ContainsFunc(doc.Lines, func(l verify.ReviewLine) bool { return l.Item == item }) {
+		t.Fatalf("no line %s", item)
+	}
+
+	// Decided revoke: nothing happens until the review is signed.
+	r = e.decideAll(t, admin.P, "", r, item)
+	if ks, _ := f.App.Auth.ListKeys(f.Ctx, lead.P); len(ks) != 1 {
+		t.Fatalf("key removed before signing: %v", ks)
+	}
+	mark := f.Head()
+	signed, err := e.rv.Sign(f.Ctx, admin.P, "", r.ID, f.Code(admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks, _ := f.App.Auth.ListKeys(f.Ctx, lead.P); len(ks) != 0 {
+		t.Fatalf("revoked key still registered: %v", ks)
+	}
+	es := f.Entries(mark, audit.ActAuthKeyRemove)
+	if len(es) != 1 || es[0].Object != sk.ID || !strings.Contains(string(es[0].Details), r.ID) {
+		t.Fatalf("key removal entries %v", es)
+	}
+	res, err := verify.Verify(signed.File, verify.Options{ReportKey: reportPub(t, f)})
+	if err != nil || res.Review == nil || len(res.Review.SecurityKeys) != 1 {
+		t.Fatalf("verify signed review: %v", err)
 	}
 }

@@ -91,6 +91,10 @@ type Gate interface {
 type Spooler interface {
 	Submit(ctx context.Context, p auth.Principal, tenant, scan, name string, r io.Reader,
 		within func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error) (vault.SpoolEntry, error)
+	// SubmitAppliance stores an object of no tenant (the appliance-admin
+	// review) under appliance/reviews/<name>.
+	SubmitAppliance(ctx context.Context, p auth.Principal, name string, r io.Reader,
+		within func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error) (vault.SpoolEntry, error)
 }
 
 // Deps are the service's dependencies.
@@ -342,7 +346,7 @@ func (s *Service) List(ctx context.Context, p auth.Principal, tenant string) ([]
 		if err != nil {
 			return nil, err
 		}
-		r.Document.Users, r.Document.Tokens, r.Document.Tickets, r.Document.Flags, r.Document.Lines = nil, nil, nil, nil, nil
+		r.Document.Users, r.Document.Tokens, r.Document.Tickets, r.Document.Flags, r.Document.Lines, r.Document.SecurityKeys = nil, nil, nil, nil, nil, nil
 		out = append(out, r)
 	}
 	return out, nil
@@ -536,12 +540,18 @@ func (s *Service) Sign(ctx context.Context, p auth.Principal, tenant, id, stepUp
 		out.AuditSeq = e.Seq
 		return err
 	}
-	if s.spool != nil && pin != "" {
-		_, err = s.spool.Submit(ctx, p, pin, EvidenceScan, "review-"+id+".json", bytes.NewReader(file), func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error {
-			out.EvidenceKey = e.Key
-			return apply(ctx, tx, e.Key)
-		})
-	} else {
+	within := func(ctx context.Context, tx *sql.Tx, e vault.SpoolEntry) error {
+		out.EvidenceKey = e.Key
+		return apply(ctx, tx, e.Key)
+	}
+	switch {
+	case s.spool != nil && pin != "":
+		_, err = s.spool.Submit(ctx, p, pin, EvidenceScan, "review-"+id+".json", bytes.NewReader(file), within)
+	case s.spool != nil:
+		// The appliance-admin review belongs to no tenant:
+		// appliance/reviews/review-<id>.json.
+		_, err = s.spool.SubmitAppliance(ctx, p, "review-"+id+".json", bytes.NewReader(file), within)
+	default:
 		err = s.st.InTx(ctx, func(tx *sql.Tx) error { return apply(ctx, tx, "") })
 	}
 	if err != nil {
@@ -559,6 +569,10 @@ func (s *Service) apply(ctx context.Context, tx *sql.Tx, p auth.Principal, pin s
 	tokens := map[string]verify.ReviewToken{}
 	for _, t := range doc.Tokens {
 		tokens[t.ID] = t
+	}
+	keys := map[string]verify.ReviewSecurityKey{}
+	for _, k := range doc.SecurityKeys {
+		keys[k.ID] = k
 	}
 	now := s.now()
 	why := map[string]any{"review": doc.ID}
@@ -632,6 +646,21 @@ func (s *Service) apply(ctx context.Context, tx *sql.Tx, p auth.Principal, pin s
 				return 0, 0, err
 			}
 			if _, err := s.rec.Record(ctx, tx, entry(p, t.Tenant, audit.ActTokenRevoke, obj, with("name", t.Name))); err != nil {
+				return 0, 0, err
+			}
+		case ItemSecurityKey:
+			k, ok := keys[obj]
+			if !ok {
+				return 0, 0, fmt.Errorf("security key %s: %w", obj, errUnknownItem)
+			}
+			if err := s.st.DeleteWebAuthnKey(ctx, tx, k.UserID, obj); errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return 0, 0, err
+			}
+			det := with("user", k.UserID)
+			det["name"] = k.Name
+			if _, err := s.rec.Record(ctx, tx, entry(p, pin, audit.ActAuthKeyRemove, obj, det)); err != nil {
 				return 0, 0, err
 			}
 		case ItemTicket:

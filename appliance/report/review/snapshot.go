@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"firewalliq/appliance/auth"
 	"firewalliq/appliance/report/verify"
 	"firewalliq/appliance/store"
 	"firewalliq/probe/keys"
@@ -26,6 +27,9 @@ const (
 	ItemToken  = "token:"
 	ItemTicket = "ticket:"
 	ItemFlag   = "flag:"
+	// ItemSecurityKey is a registered security key (WebAuthn); revoking it
+	// removes the key.
+	ItemSecurityKey = "securitykey:"
 )
 
 // notTracked names what this version cannot list, so the signed review
@@ -39,7 +43,6 @@ const (
 // add lines with their revoke effect in lines(), apply the effect in
 // Service.apply, and drop the entry here.
 var notTracked = []string{
-	"security keys (WebAuthn): this appliance version has none; TOTP is the only second factor",
 	"scope-signing keys: listed in scope_signers (the tenant's security leads' active keys) but not decided here; revoke one with 'firewalliq key revoke'",
 	"enrolled sensors: not in this review yet",
 	"standing schedule approvals: not in this review yet",
@@ -150,12 +153,45 @@ func (s *Service) snapshot(ctx context.Context, pin string, now time.Time, prev 
 	}
 	cutoff := now.Add(-s.unused)
 	userLines := []verify.ReviewLine{}
+	keyLines := []verify.ReviewLine{}
+	prevKeys := map[string]bool{}
+	if prev != nil {
+		for _, k := range prev.SecurityKeys {
+			prevKeys[k.ID] = true
+		}
+	}
+	policy, err := auth.StoredKeyPolicy(ctx, s.st, s.st.Reader())
+	if err != nil {
+		return doc, err
+	}
 	for _, u := range users {
 		last, _, err := s.st.LastLogin(ctx, s.st.Reader(), u.ID)
 		if err != nil {
 			return doc, err
 		}
-		ru := verify.ReviewUser{ID: u.ID, Name: u.Name, Role: u.Role, Disabled: u.Disabled, TOTP: u.TOTPConfirmed, CreatedAt: stamp(created(u.CreatedAt)), LastLogin: stamp(last), Changes: []string{}}
+		ks, err := s.st.WebAuthnKeys(ctx, s.st.Reader(), u.ID)
+		if err != nil {
+			return doc, err
+		}
+		ru := verify.ReviewUser{ID: u.ID, Name: u.Name, Role: u.Role, Disabled: u.Disabled, TOTP: u.TOTPConfirmed, CreatedAt: stamp(created(u.CreatedAt)), LastLogin: stamp(last), Changes: []string{},
+			SecurityKeys: len(ks), KeyRequired: policy.Requires(u)}
+		for _, k := range ks {
+			rk := verify.ReviewSecurityKey{ID: k.ID, UserID: u.ID, UserName: u.Name, Name: k.Name, CreatedAt: stamp(k.CreatedAt), LastUsed: stamp(k.LastUsedAt), CloneWarning: k.CloneWarning, Changes: []string{}}
+			if prev != nil && !prevKeys[k.ID] {
+				rk.Changes = append(rk.Changes, ChangeNew)
+			}
+			if k.LastUsedAt.IsZero() && k.CreatedAt.Before(cutoff) || !k.LastUsedAt.IsZero() && k.LastUsedAt.Before(cutoff) {
+				rk.Changes = append(rk.Changes, ChangeUnused)
+			}
+			doc.SecurityKeys = append(doc.SecurityKeys, rk)
+			if !u.Disabled {
+				subject := "security key " + k.Name + " of " + u.Name + " (last used " + or(rk.LastUsed, "never") + ")"
+				if k.CloneWarning {
+					subject += ", possibly cloned"
+				}
+				keyLines = append(keyLines, verify.ReviewLine{Item: ItemSecurityKey + k.ID, Subject: subject, Effect: "remove the security key"})
+			}
+		}
 		if prev != nil {
 			if pu, ok := prevUsers[u.ID]; !ok {
 				ru.Changes = append(ru.Changes, ChangeNew)
@@ -170,7 +206,7 @@ func (s *Service) snapshot(ctx context.Context, pin string, now time.Time, prev 
 			if last.IsZero() && created(u.CreatedAt).Before(cutoff) || !last.IsZero() && last.Before(cutoff) {
 				ru.Changes = append(ru.Changes, ChangeUnused)
 			}
-			if !u.TOTPConfirmed {
+			if !u.TOTPConfirmed && len(ks) == 0 {
 				ru.Changes = append(ru.Changes, ChangeNoMFA)
 			}
 			userLines = append(userLines, verify.ReviewLine{Item: ItemUser + u.ID, Subject: u.Name + " (" + u.Role + ")", Effect: "disable the user (sessions end, tokens stop working)"})
@@ -193,7 +229,7 @@ func (s *Service) snapshot(ctx context.Context, pin string, now time.Time, prev 
 			tokenLines = append(tokenLines, verify.ReviewLine{Item: ItemToken + t.ID, Subject: "API token " + t.Name + " of " + rt.UserName + " (" + t.Role + ", expires " + rt.ExpiresAt + ")", Effect: "revoke the token"})
 		}
 	}
-	doc.Lines = append(append(userLines, tokenLines...), doc.Lines...)
+	doc.Lines = append(append(append(userLines, tokenLines...), keyLines...), doc.Lines...)
 	sort.SliceStable(doc.Lines, func(i, j int) bool { return doc.Lines[i].Item < doc.Lines[j].Item })
 	if s.signers != nil {
 		pubs, err := s.signers(ctx, pin)

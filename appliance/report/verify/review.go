@@ -62,6 +62,10 @@ type AccessReview struct {
 	Tickets      []ReviewTicket `json:"support_tickets"`
 	Flags        []ReviewFlag   `json:"review_flags"`
 	ScopeSigners []ReviewKey    `json:"scope_signers"`
+	// SecurityKeys are the users' registered security keys (WebAuthn);
+	// omitted when none is registered, so reviews without keys encode
+	// as before.
+	SecurityKeys []ReviewSecurityKey `json:"security_keys,omitempty"`
 	// NotTracked names what this appliance cannot list yet (security keys,
 	// sensors...), so a reader knows the review does not cover it.
 	NotTracked   []string      `json:"not_tracked"`
@@ -80,12 +84,17 @@ type ReviewRef struct {
 // ReviewUser is one account. Changes highlight what differs from the
 // previous review: "new", "role-changed", "unused", "no-mfa".
 type ReviewUser struct {
-	ID           string   `json:"id"`
-	Name         string   `json:"name"`
-	Role         string   `json:"role"`
-	PreviousRole string   `json:"previous_role"`
-	Disabled     bool     `json:"disabled"`
-	TOTP         bool     `json:"totp"`
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Role         string `json:"role"`
+	PreviousRole string `json:"previous_role"`
+	Disabled     bool   `json:"disabled"`
+	TOTP         bool   `json:"totp"`
+	// SecurityKeys counts the user's registered security keys; KeyRequired
+	// says the user's role must use one (TOTP refused). Omitted when 0 or
+	// false.
+	SecurityKeys int      `json:"security_keys,omitempty"`
+	KeyRequired  bool     `json:"key_required,omitempty"`
 	CreatedAt    string   `json:"created_at"`
 	LastLogin    string   `json:"last_login"`
 	Changes      []string `json:"changes"`
@@ -131,6 +140,20 @@ type ReviewFlag struct {
 	FlaggedAt string `json:"flagged_at"`
 }
 
+// ReviewSecurityKey is one registered security key: whose, when
+// registered and last used, and whether its signature counter ever went
+// backwards (CloneWarning). Changes may hold "new" and "unused".
+type ReviewSecurityKey struct {
+	ID           string   `json:"id"`
+	UserID       string   `json:"user_id"`
+	UserName     string   `json:"user_name"`
+	Name         string   `json:"name"`
+	CreatedAt    string   `json:"created_at"`
+	LastUsed     string   `json:"last_used"`
+	CloneWarning bool     `json:"clone_warning"`
+	Changes      []string `json:"changes"`
+}
+
 // ReviewKey is a key trusted to sign scope documents, and where the trust
 // comes from.
 type ReviewKey struct {
@@ -139,7 +162,8 @@ type ReviewKey struct {
 }
 
 // ReviewLine is one decision: Item names what is decided ("user:ID",
-// "token:ID", "ticket:ID", "flag:ID"), Effect what revoke does.
+// "token:ID", "ticket:ID", "flag:ID", "securitykey:ID"), Effect what
+// revoke does.
 type ReviewLine struct {
 	Item      string `json:"item"`
 	Subject   string `json:"subject"`
