@@ -107,6 +107,9 @@ type Service struct {
 	sink    Sink
 	runs    *runTable
 	within  func(start func() error) error
+
+	staleMu sync.Mutex
+	stale   map[string]time.Time // runs cancelStale asked to stop
 }
 
 // New checks deps and returns the service (the fleet is not running yet).
@@ -126,7 +129,7 @@ func New(d Deps) (*Service, error) {
 	if d.Config.SilentAfter == 0 {
 		d.Config.SilentAfter = DefaultSilentAfter
 	}
-	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable()}, nil
+	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable(), stale: map[string]time.Time{}}, nil
 }
 
 // Sensor is a sensor's record and state.
