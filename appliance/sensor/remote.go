@@ -301,7 +301,7 @@ func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run, jobID strin
 		ch: make(chan runner.Event, buf), closed: make(chan struct{}), next: 1, pending: map[uint64]pendingEvent{},
 	}
 	if n, err := purgeJob(ctx, tc.js, x.ID, jobID); err != nil {
-		rr.s.d.Logger.Warn("stale dispatches of the job not removed; the sensor refuses them", "sensor", x.ID, "job", jobID, "err", err)
+		rr.s.d.Logger.Warn("stale dispatches of the job not removed; if one runs, the intake cancels it at its first event", "sensor", x.ID, "job", jobID, "err", err)
 	} else if n > 0 {
 		rr.s.d.Logger.Info("stale dispatches of the job removed", "sensor", x.ID, "job", jobID, "removed", n)
 	}
