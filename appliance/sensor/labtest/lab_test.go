@@ -142,6 +142,18 @@ func TestTwoSensorsTwoZones(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// None of it reaches the host's own namespace (this test's).
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labNet := netip.MustParsePrefix("198.18.0.0/15")
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && labNet.Contains(p.Addr()) {
+			t.Fatalf("the host's namespace has lab address %s", a)
+		}
+	}
+
 	// The console. Its NATS listener and enrolment endpoint live in the
 	// management namespace; the rest stays in this process.
 	natsAddr := net.JoinHostPort(mg.Addr.String(), "4222")
