@@ -50,6 +50,10 @@ type Agent struct {
 	// dropped remembers the runs the console cancelled, for CancelMemory
 	// (see Cancel).
 	dropped map[string]time.Time
+	// reconnected is signalled when the connection comes back: the
+	// acknowledgements of what was in flight may never come, so the
+	// sender sends its window again at once instead of waiting them out.
+	reconnected chan struct{}
 }
 
 // agentRun is a running run: its job and how to stop it.
@@ -148,7 +152,15 @@ func (a *Agent) Run(ctx context.Context) error {
 // at once when it rejects the credentials) over TLS pinned to the
 // enrolment fingerprint, authenticating with the sensor's NKey.
 func (a *Agent) connect(ctx context.Context, pub string, kp nkeys.KeyPair, closed chan error, authMu *sync.Mutex, authErr *error) (*nats.Conn, error) {
+	reconnected := make(chan struct{}, 1)
+	a.reconnected = reconnected
 	opts := []nats.Option{
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
 		nats.Name("sensor:" + a.creds.SensorID), nats.Secure(PinnedTLS(a.creds.CertSHA256)),
 		nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(inboxPrefix(a.creds.SensorID)),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
@@ -252,6 +264,10 @@ func (a *Agent) send(ctx context.Context, js jetstream.JetStream) {
 // publish sends evs asynchronously and returns how many of them, from the
 // first, JetStream acknowledged.
 func (a *Agent) publish(ctx context.Context, js jetstream.JetStream, run string, evs []runner.Event) (int, error) {
+	select {
+	case <-a.reconnected: // before this window: nothing of it is lost
+	default:
+	}
 	futs := make([]jetstream.PubAckFuture, 0, len(evs))
 	var sendErr error
 	for _, ev := range evs {
@@ -280,6 +296,11 @@ func (a *Agent) publish(ctx context.Context, js jetstream.JetStream, run string,
 			return ok, err
 		case <-timeout.C:
 			return ok, errors.New("no acknowledgement within 10s")
+		case <-a.reconnected:
+			// Sent (or buffered) on the connection before it dropped:
+			// the acknowledgements may be lost. JetStream drops what
+			// arrives twice (message ids), so send the rest again.
+			return ok, errors.New("reconnected to the console; sending the unacknowledged events again")
 		case <-ctx.Done():
 			return ok, ctx.Err()
 		}

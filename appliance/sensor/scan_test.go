@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -441,4 +442,140 @@ func stopProcess(t *testing.T, pid int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("process %d not stopped within 2s of SIGSTOP", pid)
+}
+
+// TestConsoleRestartMidRemoteScan: the console goes away mid-scan without
+// a word to the sensor (its NATS server stops before its scan service, as
+// in a crash, and the table of live runs is lost). At the next start,
+// recovery resumes the scan with a new dispatch (scan.resume); the run
+// dispatched before the restart stops on the sensor instead of probing on
+// (its final event, at the Sink, has code "cancelled"); the scan
+// completes with every target stored once.
+func TestConsoleRestartMidRemoteScan(t *testing.T) {
+	fl := newFleet(t)
+	fl.Clock.Flow()
+	creds, dir := fl.enrol(t, "admin", "edge")
+	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
+	actx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(actx) }()
+	t.Cleanup(func() {
+		stopAgent()
+		select {
+		case <-agentDone:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop within 10s")
+		}
+	})
+	var mu sync.Mutex
+	finals := map[string]string{} // run -> final event's code, at the sink
+	fl.Svc.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range batch {
+			switch {
+			case d.Event.Done != nil:
+				finals[d.Run] = d.Event.Done.Code
+			case d.Event.Refused != nil:
+				finals[d.Run] = d.Event.Refused.Code
+			}
+		}
+		return nil
+	}))
+	open, _ := listen(t)
+	// 32 targets of one port at 10 packets/s: about 10 s a run.
+	fl.registerScopeOf(t, "slow", "127.0.0.0/27", open)
+	op := fl.Users["operator"]
+	runScans := func() func() {
+		ctx, cancel := context.WithCancel(fl.Ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = fl.App.Scans.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	stop := runScans()
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "slow", Targets: []string{"127.0.0.0/27"}, Rate: 10, Vantage: creds.SensorID}, fl.Code(op))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old string // the first run's id
+	waitFor(t, "the first run under way on the sensor", 30*time.Second, func() bool {
+		runs := spoolRuns(t, dir, sc.ID)
+		for run, n := range runs {
+			if n > 1 {
+				old = run
+			}
+		}
+		return old != ""
+	})
+
+	// The crash: the server first, so the scan service's stop reaches no
+	// sensor; the live runs are forgotten.
+	fl.Svc.Stop()
+	fl.Svc.ForgetRuns()
+	stop()
+	mark := fl.Head()
+	restarted := time.Now()
+	if err := fl.Svc.Start(fl.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop = runScans()
+	t.Cleanup(stop)
+
+	sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
+	if sc.State != scan.StateCompleted || sc.Job.Results != 32 {
+		t.Fatalf("scan %s (%s), %d results, want completed with 32", sc.State, sc.Reason, sc.Job.Results)
+	}
+	page, err := fl.App.Scans.Results(fl.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: scan.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range page.Items {
+		if seen[r.Target] {
+			t.Fatalf("target %s stored twice", r.Target)
+		}
+		seen[r.Target] = true
+	}
+	if n := len(fl.Entries(mark, audit.ActScanResume)); n != 1 {
+		t.Fatalf("%d scan.resume entries after the restart, want 1", n)
+	}
+	// The old run's events after the restart go to the Sink (the new
+	// run's may too, once its stream has ended: late duplicates).
+	waitFor(t, "the old run's final event at the sink", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		_, ok := finals[old]
+		return ok
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if code := finals[old]; code != "cancelled" {
+		t.Fatalf("the old run %s ended with code %q, want cancelled (finals at the sink: %v)", old, code, finals)
+	}
+	t.Logf("scan completed %s after the restart", time.Since(restarted).Round(time.Millisecond))
+}
+
+// spoolRuns counts the events of scan id in the sensor's spool, by run.
+func spoolRuns(t *testing.T, dir, id string) map[string]int {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "spool", "*.events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			var ev struct {
+				ScanID string `json:"scan_id"`
+			}
+			if json.Unmarshal(line, &ev) == nil && ev.ScanID == id {
+				n[strings.TrimSuffix(filepath.Base(name), ".events")]++
+			}
+		}
+	}
+	return n
 }
