@@ -46,8 +46,27 @@ type Agent struct {
 	shared  *probe.SharedPacer
 	profile safety.Profile
 	mu      sync.Mutex
-	cancels map[string]context.CancelFunc
+	cancels map[string]agentRun // running runs
+	// dropped remembers the runs the console cancelled, for CancelMemory
+	// (see Cancel).
+	dropped map[string]time.Time
+	// reconnected is signalled when the connection comes back: the
+	// acknowledgements of what was in flight may never come, so the
+	// sender sends its window again at once instead of waiting them out.
+	reconnected chan struct{}
 }
+
+// agentRun is a running run: its job and how to stop it.
+type agentRun struct {
+	job    string
+	cancel context.CancelFunc
+}
+
+// errCancelled refuses a dispatch the console cancelled before it started.
+var errCancelled = errors.New("cancelled by the console before it started")
+
+// maxCancelMemory bounds the remembered cancellations.
+const maxCancelMemory = 4096
 
 // Run serves jobs until ctx ends (it returns nil) or the console refuses
 // the credentials (ErrRefused: the sensor was revoked).
@@ -64,7 +83,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.Window <= 0 {
 		a.Window = 256
 	}
-	a.cancels = map[string]context.CancelFunc{}
+	a.cancels = map[string]agentRun{}
+	a.dropped = map[string]time.Time{}
 	var err error
 	if a.creds, err = LoadCredentials(a.Dir); err != nil {
 		return err
@@ -101,7 +121,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := nc.Subscribe(cancelSubject(a.creds.SensorID), func(m *nats.Msg) { a.cancel(string(m.Data)) }); err != nil {
+	if _, err := nc.Subscribe(cancelSubject(a.creds.SensorID), func(m *nats.Msg) { a.cancel(m.Data) }); err != nil {
 		return fmt.Errorf("cancel subscription: %w", err)
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -132,7 +152,15 @@ func (a *Agent) Run(ctx context.Context) error {
 // at once when it rejects the credentials) over TLS pinned to the
 // enrolment fingerprint, authenticating with the sensor's NKey.
 func (a *Agent) connect(ctx context.Context, pub string, kp nkeys.KeyPair, closed chan error, authMu *sync.Mutex, authErr *error) (*nats.Conn, error) {
+	reconnected := make(chan struct{}, 1)
+	a.reconnected = reconnected
 	opts := []nats.Option{
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
 		nats.Name("sensor:" + a.creds.SensorID), nats.Secure(PinnedTLS(a.creds.CertSHA256)),
 		nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(inboxPrefix(a.creds.SensorID)),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
@@ -236,6 +264,10 @@ func (a *Agent) send(ctx context.Context, js jetstream.JetStream) {
 // publish sends evs asynchronously and returns how many of them, from the
 // first, JetStream acknowledged.
 func (a *Agent) publish(ctx context.Context, js jetstream.JetStream, run string, evs []runner.Event) (int, error) {
+	select {
+	case <-a.reconnected: // before this window: nothing of it is lost
+	default:
+	}
 	futs := make([]jetstream.PubAckFuture, 0, len(evs))
 	var sendErr error
 	for _, ev := range evs {
@@ -264,6 +296,11 @@ func (a *Agent) publish(ctx context.Context, js jetstream.JetStream, run string,
 			return ok, err
 		case <-timeout.C:
 			return ok, errors.New("no acknowledgement within 10s")
+		case <-a.reconnected:
+			// Sent (or buffered) on the connection before it dropped:
+			// the acknowledgements may be lost. JetStream drops what
+			// arrives twice (message ids), so send the rest again.
+			return ok, errors.New("reconnected to the console; sending the unacknowledged events again")
 		case <-ctx.Done():
 			return ok, ctx.Err()
 		}
@@ -328,8 +365,12 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	_ = m.Ack()
 	s, err := a.start(ctx, d)
 	if err != nil {
+		code := runner.Code(err)
+		if errors.Is(err, errCancelled) {
+			code = "cancelled"
+		}
 		a.record(d.Run, []runner.Event{{Seq: 1, Type: runner.TypeRefused, Time: a.Now().UTC(),
-			Refused: &runner.Refusal{Code: runner.Code(err), Reason: err.Error()}}})
+			Refused: &runner.Refusal{Code: code, Reason: err.Error()}}})
 		return
 	}
 	a.pump(d.Run, s)
@@ -357,9 +398,20 @@ func (a *Agent) start(ctx context.Context, d Dispatch) (runner.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The job's id, for cancellations by job; a job that does not even
+	// parse is refused by l.Run below.
+	var jobID string
+	if j, _, err := job.Open(d.Request.Job); err == nil {
+		jobID = j.ID
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	a.mu.Lock()
-	a.cancels[d.Run] = cancel
+	if a.cancelledLocked(d.Run) {
+		a.mu.Unlock()
+		cancel()
+		return nil, errCancelled
+	}
+	a.cancels[d.Run] = agentRun{job: jobID, cancel: cancel}
 	a.mu.Unlock()
 	s, err := l.Run(rctx, d.Request)
 	if err != nil {
@@ -381,13 +433,59 @@ type cancelStream struct {
 
 func (c *cancelStream) Close() error { err := c.Stream.Close(); c.done(); return err }
 
-func (a *Agent) cancel(run string) {
+// cancel handles a cancel message (Cancel): it stops the runs it names,
+// and remembers a cancelled run, so that its dispatch, if fetched later,
+// runs nothing. A superseded job's older dispatch still waiting is the
+// console's to delete (RemoteRunner.dispatch); were it fetched all the
+// same, the console cancels it by run at its first event.
+func (a *Agent) cancel(b []byte) {
+	c, err := decodeCancel(b)
+	if err != nil {
+		a.Logger.Warn("cancel message refused", "err", err)
+		return
+	}
+	now := a.Now()
+	var stop []string
 	a.mu.Lock()
-	c := a.cancels[run]
+	if c.Run != "" {
+		a.dropped[c.Run] = now
+	}
+	for run, r := range a.cancels {
+		if run == c.Run || (c.Job != "" && r.job == c.Job && run != c.Keep) {
+			r.cancel()
+			stop = append(stop, run)
+		}
+	}
+	a.pruneLocked(now)
 	a.mu.Unlock()
-	if c != nil {
-		a.Logger.Info("run cancelled by the console", "run", run)
-		c()
+	for _, run := range stop {
+		a.Logger.Info("run cancelled by the console", "run", run, "superseded_by", c.Keep)
+	}
+}
+
+// cancelledLocked reports whether the console cancelled run. Callers
+// hold a.mu.
+func (a *Agent) cancelledLocked(run string) bool {
+	_, ok := a.dropped[run]
+	return ok
+}
+
+// pruneLocked forgets cancellations older than CancelMemory, and the
+// oldest beyond maxCancelMemory. Callers hold a.mu.
+func (a *Agent) pruneLocked(now time.Time) {
+	for run, at := range a.dropped {
+		if now.Sub(at) > CancelMemory {
+			delete(a.dropped, run)
+		}
+	}
+	for len(a.dropped) > maxCancelMemory {
+		oldest, first := "", time.Time{}
+		for run, at := range a.dropped {
+			if oldest == "" || at.Before(first) {
+				oldest, first = run, at
+			}
+		}
+		delete(a.dropped, oldest)
 	}
 }
 

@@ -63,7 +63,7 @@ func (rr *RemoteRunner) Publish(ctx context.Context, sensorID string, d Dispatch
 	if err != nil {
 		return nil, fmt.Errorf("test dispatch: %w", err)
 	}
-	return rr.dispatch(ctx, x, d.Run, body, unverified.NotAfter)
+	return rr.dispatch(ctx, x, d.Run, unverified.ID, body, unverified.NotAfter)
 }
 
 // Kick closes the sensor's connections without revoking it (a partition).

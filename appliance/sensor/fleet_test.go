@@ -780,3 +780,117 @@ func TestCloseCancelsRemoteRun(t *testing.T) {
 		t.Fatal("no final event at the sink")
 	}
 }
+
+// TestConsoleRestartCancelsStaleRun: after a console restart (the
+// embedded server stopped and started again, the table of live runs
+// lost), a run dispatched before it does not keep running on the sensor.
+// When the console dispatches the job again (recovery's resume), the old
+// run stops and the new one runs; when it dispatches nothing (recovery
+// failed the job), the old run stops as soon as its events reach the
+// restarted console; a dispatch still waiting for a sensor that was away
+// is deleted by the new dispatch of its job and never runs.
+func TestConsoleRestartCancelsStaleRun(t *testing.T) {
+	tests := []struct {
+		name string
+		// away: the sensor starts only after the restart, so the first
+		// dispatch is still waiting in the stream.
+		away, reissue bool
+	}{
+		{name: "job dispatched again", reissue: true},
+		{name: "job failed", reissue: false},
+		{name: "dispatch still queued", away: true, reissue: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fl := newFleet(t)
+			creds, dir := fl.enrol(t, "admin", "edge-1")
+			if !tt.away {
+				startAgent(t, dir)
+			}
+			var mu sync.Mutex
+			runs := map[string][]runner.Event{} // run -> events at the sink
+			fl.Svc.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, d := range batch {
+					runs[d.Run] = append(runs[d.Run], d.Event)
+				}
+				return nil
+			}))
+			// 16 targets x 20 ports at 10 packets/s: well over a minute if
+			// it ran to its end.
+			var ports []uint16
+			for p := uint16(20001); p <= 20020; p++ {
+				ports = append(ports, p)
+			}
+			signed := fl.signJob(t, fl.Tenant, creds.SensorID, ports, 10, "127.0.0.16/28")
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			s1, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: signed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.away {
+				// The first run is under way on the sensor.
+				if ev, err := s1.Recv(ctx); err != nil || ev.Type != runner.TypeAccepted {
+					t.Fatalf("first run's first event %+v, %v", ev, err)
+				}
+			}
+			// The console restarts.
+			fl.Svc.Stop()
+			fl.Svc.ForgetRuns()
+			if err := fl.Svc.Start(fl.Ctx); err != nil {
+				t.Fatal(err)
+			}
+			restarted := time.Now()
+			if tt.reissue {
+				s2, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: signed})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s2.Close()
+				if tt.away {
+					startAgent(t, dir)
+				}
+				// The sensor serves one run at a time: the new run's
+				// acceptance means the old one is over.
+				ev, err := s2.Recv(ctx)
+				if err != nil || ev.Type != runner.TypeAccepted {
+					t.Fatalf("new run's first event %+v, %v", ev, err)
+				}
+			}
+			if tt.away {
+				// The old dispatch was deleted: nothing of it ever ran.
+				time.Sleep(2 * time.Second)
+				mu.Lock()
+				defer mu.Unlock()
+				if len(runs) != 0 {
+					t.Fatalf("events of the stale dispatch at the sink: %v", runs)
+				}
+				return
+			}
+			waitFor(t, "the old run's final event", 30*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, evs := range runs {
+					if last := evs[len(evs)-1]; last.Type == runner.TypeDone {
+						return true
+					}
+				}
+				return false
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if len(runs) != 1 {
+				t.Fatalf("%d runs at the sink, want the old one", len(runs))
+			}
+			for run, evs := range runs {
+				last := evs[len(evs)-1]
+				if last.Done.Code != "cancelled" {
+					t.Fatalf("old run %s ended %+v, want cancelled", run, last.Done)
+				}
+				t.Logf("old run %s cancelled %s after the restart, %d events at the sink", run, time.Since(restarted).Round(time.Millisecond), len(evs))
+			}
+		})
+	}
+}

@@ -74,6 +74,9 @@ type hubOptions struct {
 	// the connection.
 	Lookup func(ctx context.Context, nkey string) (Identity, error)
 	Logf   func(string, ...any)
+	// Within, if set, runs the server's start (which opens its listener)
+	// on a thread of its choosing (see Service.ListenWithin).
+	Within func(start func() error) error
 }
 
 // authenticator is the server's CustomClientAuthentication: it checks the
@@ -184,7 +187,19 @@ func startHub(o hubOptions) (*hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sensor hub: %w", err)
 	}
-	go srv.Start()
+	// Start does not block; it opens the listener on the calling thread,
+	// which is what lets Within place the listener in another network
+	// namespace.
+	start := func() error { srv.Start(); return nil }
+	if o.Within != nil {
+		err = o.Within(start)
+	} else {
+		err = start()
+	}
+	if err != nil {
+		srv.Shutdown()
+		return nil, fmt.Errorf("sensor hub: %w", err)
+	}
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
 		return nil, errors.New("sensor hub: server did not start within 10s")

@@ -132,6 +132,9 @@ func (s *Service) intake(tenant string, batch []jetstream.Msg) {
 			r.offer(ev, m)
 			continue
 		}
+		if ev.Type != runner.TypeDone && ev.Type != runner.TypeRefused {
+			s.cancelStale(tenant, sensorID, run)
+		}
 		ds = append(ds, Delivery{Tenant: tenant, Sensor: sensorID, Run: run, Event: ev, Received: s.now()})
 		ms = append(ms, m)
 	}
@@ -160,6 +163,49 @@ func (s *Service) intake(tenant string, batch []jetstream.Msg) {
 	for _, m := range ms {
 		_ = m.Ack()
 	}
+}
+
+// staleMemory is how long the intake remembers a run it cancelled as
+// stale, so it asks once (then again after the memory ends, if the run
+// still sends).
+const staleMemory = 10 * time.Minute
+
+// cancelStale asks a sensor to stop a run that no RemoteRunner stream of
+// this process reads: one dispatched before a console restart (recovery
+// failed it, or dispatched its job again as a new run), or one whose
+// stream was closed while the sensor was away. Its events still go to the
+// Sink; this stops the sensor probing for a run nobody waits for. Once per
+// run within staleMemory.
+func (s *Service) cancelStale(tenant, sensorID, run string) {
+	now := s.now()
+	s.staleMu.Lock()
+	if at, ok := s.stale[run]; ok && now.Sub(at) < staleMemory {
+		s.staleMu.Unlock()
+		return
+	}
+	for r, at := range s.stale {
+		if now.Sub(at) >= staleMemory {
+			delete(s.stale, r)
+		}
+	}
+	if len(s.stale) >= maxCancelMemory {
+		s.staleMu.Unlock()
+		return
+	}
+	s.stale[run] = now
+	s.staleMu.Unlock()
+	h := s.currentHub()
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tc, err := h.conn(ctx, tenant)
+	if err != nil {
+		return
+	}
+	s.d.Logger.Info("sensor run not read by this console; asking the sensor to cancel it", "sensor", sensorID, "run", run)
+	publishCancel(tc.nc, sensorID, Cancel{Run: run})
 }
 
 // RemoteRunner runs jobs on sensors: a probe/runner.Runner whose vantage
@@ -218,11 +264,15 @@ func (rr *RemoteRunner) Run(ctx context.Context, req runner.Request) (runner.Str
 	if err != nil {
 		return nil, fmt.Errorf("remote run: %w", err)
 	}
-	return rr.dispatch(ctx, x, run, body, unverified.NotAfter)
+	return rr.dispatch(ctx, x, run, unverified.ID, body, unverified.NotAfter)
 }
 
-// dispatch publishes body (a Dispatch) for sensor x and registers run.
-func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run string, body []byte, notAfter time.Time) (runner.Stream, error) {
+// dispatch publishes body (a Dispatch of job jobID) for sensor x and
+// registers run. A job has one live run: dispatches of jobID still
+// waiting in the stream are deleted first, and the sensor is told to stop
+// any other run of it (a run dispatched before a console restart, which
+// recovery dispatches again).
+func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run, jobID string, body []byte, notAfter time.Time) (runner.Stream, error) {
 	h := rr.s.currentHub()
 	if h == nil {
 		return nil, fmt.Errorf("remote run: %w", ErrFleetOff)
@@ -250,14 +300,67 @@ func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run string, body
 		notAfter: notAfter, idle: idle, last: rr.s.now(),
 		ch: make(chan runner.Event, buf), closed: make(chan struct{}), next: 1, pending: map[uint64]pendingEvent{},
 	}
+	if n, err := purgeJob(ctx, tc.js, x.ID, jobID); err != nil {
+		rr.s.d.Logger.Warn("stale dispatches of the job not removed; if one runs, the intake cancels it at its first event", "sensor", x.ID, "job", jobID, "err", err)
+	} else if n > 0 {
+		rr.s.d.Logger.Info("stale dispatches of the job removed", "sensor", x.ID, "job", jobID, "removed", n)
+	}
 	rr.s.runs.put(r)
 	msg := nats.NewMsg(jobSubject(x.ID))
 	msg.Data = body
+	msg.Header.Set(headerJob, jobID)
 	if _, err := tc.js.PublishMsg(ctx, msg, jetstream.WithMsgID(run), jetstream.WithExpectStream(JobsStream)); err != nil {
 		rr.s.runs.drop(run)
 		return nil, fmt.Errorf("remote run: publish job to sensor %s: %w", x.ID, err)
 	}
+	if jobID != "" {
+		publishCancel(tc.nc, x.ID, Cancel{Job: jobID, Keep: run})
+	}
 	return r, nil
+}
+
+// maxPurgeScan bounds the dispatches purgeJob looks at.
+const maxPurgeScan = 1000
+
+// purgeJob deletes the dispatches of jobID waiting in sensorID's job
+// subject (not yet acknowledged by the sensor) and returns how many.
+func purgeJob(ctx context.Context, js jetstream.JetStream, sensorID, jobID string) (int, error) {
+	if jobID == "" {
+		return 0, nil
+	}
+	st, err := js.Stream(ctx, JobsStream)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	seq := uint64(1)
+	for range maxPurgeScan {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(jobSubject(sensorID)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if m.Header.Get(headerJob) == jobID {
+			if err := st.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return n, err
+			}
+			n++
+		}
+		seq = m.Sequence + 1
+	}
+	return n, nil
+}
+
+// publishCancel asks sensorID to cancel (core NATS: a sensor that is not
+// connected misses it; then the intake cancels the run when its events
+// arrive, see Service.cancelStale).
+func publishCancel(nc *nats.Conn, sensorID string, c Cancel) {
+	b, err := json.Marshal(c)
+	if err == nil {
+		_ = nc.Publish(cancelSubject(sensorID), b)
+	}
 }
 
 func (s *Service) tenantName(ctx context.Context, tenant string) (string, error) {
@@ -382,7 +485,7 @@ func (r *remoteStream) Close() error {
 		ended := r.ended
 		r.mu.Unlock()
 		if !ended {
-			_ = r.nc.Publish(cancelSubject(r.sensor), []byte(r.run))
+			publishCancel(r.nc, r.sensor, Cancel{Run: r.run})
 		}
 	})
 	return nil

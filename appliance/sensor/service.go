@@ -106,6 +106,10 @@ type Service struct {
 	stop    chan struct{}   // closed by Stop: intake workers end
 	sink    Sink
 	runs    *runTable
+	within  func(start func() error) error
+
+	staleMu sync.Mutex
+	stale   map[string]time.Time // runs cancelStale asked to stop
 }
 
 // New checks deps and returns the service (the fleet is not running yet).
@@ -125,7 +129,7 @@ func New(d Deps) (*Service, error) {
 	if d.Config.SilentAfter == 0 {
 		d.Config.SilentAfter = DefaultSilentAfter
 	}
-	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable()}, nil
+	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable(), stale: map[string]time.Time{}}, nil
 }
 
 // Sensor is a sensor's record and state.
@@ -549,6 +553,19 @@ func (s *Service) Serve(ctx context.Context) error {
 	}
 }
 
+// ListenWithin makes Start open the embedded server's listener through
+// wrap, which must call its argument once, synchronously, on a thread of
+// its choosing and return its error. The network-namespace lab tests pass
+// a function running it on a thread inside the lab's management namespace
+// (probe/lab.Do), so sensors in the lab reach the console there while the
+// rest of the console stays where it is. nil (the default) opens the
+// listener directly. Call it before Start.
+func (s *Service) ListenWithin(wrap func(start func() error) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.within = wrap
+}
+
 // Start starts the embedded server and the intake (Serve without the
 // watcher loop; Stop ends it).
 func (s *Service) Start(ctx context.Context) error {
@@ -562,11 +579,15 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sensor hub: %w", err)
 	}
+	s.mu.Lock()
+	within := s.within
+	s.mu.Unlock()
 	h, err := startHub(hubOptions{
 		Listen: s.d.Config.Listen, StoreDir: filepath.Join(s.d.DataDir, "nats"),
 		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		Lookup: s.lookup,
 		Logf:   func(f string, a ...any) { s.d.Logger.Warn(fmt.Sprintf(f, a...)) },
+		Within: within,
 	})
 	if err != nil {
 		return err

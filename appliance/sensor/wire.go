@@ -111,8 +111,11 @@ func decodeDispatch(b []byte) (Dispatch, error) {
 // drops a second message with the same id within ResultsDedupWindow.
 func resultMsgID(run string, seq uint64) string { return fmt.Sprintf("%s-%d", run, seq) }
 
-// Header names on result messages.
-const headerRun = "Fiq-Run"
+// Header names: the run of a result message, the job of a dispatch.
+const (
+	headerRun = "Fiq-Run"
+	headerJob = "Fiq-Job"
+)
 
 func strictDecode(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -124,4 +127,50 @@ func strictDecode(b []byte, v any) error {
 		return errors.New("trailing data")
 	}
 	return nil
+}
+
+// Cancel is what the console publishes on a sensor's cancel subject
+// (fiq.cancel.<sensor>): stop run Run, or stop every run of job Job other
+// than Keep (the job was dispatched again as run Keep: resumed after a
+// console restart or an interrupted run). The agent remembers a cancelled
+// run for CancelMemory, so that its dispatch, if fetched later, is refused
+// before its first packet.
+type Cancel struct {
+	Run  string `json:"run,omitempty"`
+	Job  string `json:"job,omitempty"`
+	Keep string `json:"keep,omitempty"`
+}
+
+// CancelMemory is how long an agent remembers cancelled runs: a dispatch
+// waits in the jobs stream at most this long.
+const CancelMemory = 25 * time.Hour
+
+// maxJobID bounds a job id in a cancel message.
+const maxJobID = 128
+
+// decodeCancel parses a cancel message: a Cancel, or (the first form) a
+// bare run id.
+func decodeCancel(b []byte) (Cancel, error) {
+	if len(b) > 1024 {
+		return Cancel{}, fmt.Errorf("%w: cancel of %d bytes", ErrMessage, len(b))
+	}
+	var c Cancel
+	if len(b) > 0 && b[0] == '{' {
+		if err := strictDecode(b, &c); err != nil {
+			return Cancel{}, fmt.Errorf("%w: cancel: %v", ErrMessage, err)
+		}
+	} else {
+		c.Run = string(b)
+	}
+	switch {
+	case c.Run == "" && c.Job == "":
+		return Cancel{}, fmt.Errorf("%w: cancel names no run and no job", ErrMessage)
+	case c.Run != "" && !runIDPattern.MatchString(c.Run):
+		return Cancel{}, fmt.Errorf("%w: cancel of run %q", ErrMessage, c.Run)
+	case c.Keep != "" && !runIDPattern.MatchString(c.Keep):
+		return Cancel{}, fmt.Errorf("%w: cancel keeping run %q", ErrMessage, c.Keep)
+	case len(c.Job) > maxJobID || (c.Keep != "" && c.Job == ""):
+		return Cancel{}, fmt.Errorf("%w: cancel of job %q", ErrMessage, c.Job)
+	}
+	return c, nil
 }

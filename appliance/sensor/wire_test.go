@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,6 +213,40 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.c.Validate(); (err == nil) != tc.ok {
 				t.Fatalf("err %v", err)
+			}
+		})
+	}
+}
+
+// TestDecodeCancel: the two forms of a cancel message, and what is
+// refused.
+func TestDecodeCancel(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want Cancel
+		ok   bool
+	}{
+		{"bare run id", "run_0123456789abcdef", Cancel{Run: "run_0123456789abcdef"}, true},
+		{"run", `{"run":"run_0123456789abcdef"}`, Cancel{Run: "run_0123456789abcdef"}, true},
+		{"job superseded", `{"job":"job_1","keep":"run_0123456789abcdef"}`, Cancel{Job: "job_1", Keep: "run_0123456789abcdef"}, true},
+		{"empty", ``, Cancel{}, false},
+		{"nothing named", `{}`, Cancel{}, false},
+		{"bad run id", `{"run":"a.b"}`, Cancel{}, false},
+		{"bare bad run id", `fiq.>`, Cancel{}, false},
+		{"keep without job", `{"keep":"run_0123456789abcdef"}`, Cancel{}, false},
+		{"bad keep", `{"job":"j","keep":"x y"}`, Cancel{}, false},
+		{"unknown field", `{"run":"run_0123456789abcdef","all":true}`, Cancel{}, false},
+		{"long job", `{"job":"` + strings.Repeat("j", 200) + `"}`, Cancel{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeCancel([]byte(tt.in))
+			if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
+				t.Fatalf("decodeCancel(%q) = %+v, %v", tt.in, got, err)
+			}
+			if err != nil && !errors.Is(err, ErrMessage) {
+				t.Fatalf("error %v is not ErrMessage", err)
 			}
 		})
 	}
