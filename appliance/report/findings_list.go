@@ -15,7 +15,6 @@ import (
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/report/verify"
-	"firewalliq/audit"
 	"firewalliq/probe/job"
 )
 
@@ -141,48 +140,9 @@ func (r *Reports) Recent(ctx context.Context, p auth.Principal, tenant string, l
 	return r.recent(ctx, pin, limit)
 }
 
-// recent is entries(pin, "") with a limit: each report costs one read of
-// the audit entries after its evidence record, so pages read few.
+// recent is entries(pin, "") with a limit.
 func (r *Reports) recent(ctx context.Context, pin string, limit int) ([]Stored, error) {
-	limit = min(max(limit, 1), MaxList)
-	like := "tenants/" + pin + "/scans/%/report-%.json"
-	rows, err := r.d.DB.QueryContext(ctx, `SELECT seq, key FROM evidence_spool WHERE tenant = ? AND key LIKE ? ESCAPE '\' ORDER BY seq DESC LIMIT ?`,
-		pin, strings.ReplaceAll(like, "_", `\_`), limit)
-	if err != nil {
-		return nil, fmt.Errorf("list reports: %w", err)
-	}
-	type rec struct {
-		seq int64
-		key string
-	}
-	var recs []rec
-	for rows.Next() {
-		var x rec
-		if err := rows.Scan(&x.seq, &x.key); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list reports: %w", err)
-		}
-		recs = append(recs, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list reports: %w", err)
-	}
-	out := make([]Stored, 0, len(recs))
-	for _, x := range recs {
-		name := x.key[strings.LastIndex(x.key, "/")+1:]
-		rid := strings.TrimSuffix(strings.TrimPrefix(name, "report-"), ".json")
-		e, err := following(ctx, r.d.DB, x.seq, audit.ActReportSign, "report:"+rid)
-		if err != nil {
-			return nil, fmt.Errorf("list reports: %w", err)
-		}
-		st, err := storedOf(e)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, nil
+	return r.entriesUpTo(ctx, pin, "", min(max(limit, 1), MaxList))
 }
 
 // readSigned reads the working copy of st, checks it against the SHA-256

@@ -565,12 +565,18 @@ func (r *Reports) List(ctx context.Context, p auth.Principal, tenant string) ([]
 // report id only, when id is not ""): each follows the evidence.spool entry
 // of its report file, in the same transaction.
 func (r *Reports) entries(ctx context.Context, pin, id string) ([]Stored, error) {
+	return r.entriesUpTo(ctx, pin, id, MaxList)
+}
+
+// entriesUpTo is entries with at most limit reports: each costs one read of
+// the audit entries after its evidence record, so short pages read few.
+func (r *Reports) entriesUpTo(ctx context.Context, pin, id string, limit int) ([]Stored, error) {
 	like := "tenants/" + pin + "/scans/%/report-%.json"
 	if id != "" {
 		like = "tenants/" + pin + "/scans/%/report-" + id + ".json"
 	}
 	rows, err := r.d.DB.QueryContext(ctx, `SELECT seq, key FROM evidence_spool WHERE tenant = ? AND key LIKE ? ESCAPE '\' ORDER BY seq DESC LIMIT ?`,
-		pin, strings.ReplaceAll(like, "_", `\_`), MaxList)
+		pin, strings.ReplaceAll(like, "_", `\_`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list reports: %w", err)
 	}
