@@ -71,6 +71,39 @@ func showCmd(r *remote, use, short, pathFmt string, q func(tenant string) url.Va
 	return cmd
 }
 
+// fetchTo GETs path?format=F[&tenant=T] through the API and writes the
+// body to output ("-": standard output). It never overwrites a file
+// (O_EXCL): a download must not clobber evidence already on disk.
+func (r *remote) fetchTo(cmd *cobra.Command, path, format, tenant, output string) error {
+	return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
+		q := url.Values{"format": {format}}
+		if tenant != "" {
+			q.Set("tenant", tenant)
+		}
+		var b []byte
+		if err := c.Get(cmd.Context(), path, q, &b); err != nil {
+			return err
+		}
+		if output == "-" {
+			_, err := r.env.Stdout.Write(b)
+			return err
+		}
+		f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(b); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.env.Stdout, "wrote %s (%d bytes)\n", termSafe(output), len(b))
+		return nil
+	})
+}
+
 // downloadCmd builds 'download ID [--format json|html|pdf] [-o FILE]'.
 func downloadCmd(r *remote, what, pathFmt string) *cobra.Command {
 	var tenant, format, output string
@@ -87,34 +120,7 @@ func downloadCmd(r *remote, what, pathFmt string) *cobra.Command {
 			if output == "" {
 				output = strings.ReplaceAll(what, " ", "-") + "-" + args[0] + "." + format
 			}
-			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
-				q := url.Values{"format": {format}}
-				if tenant != "" {
-					q.Set("tenant", tenant)
-				}
-				var b []byte
-				if err := c.Get(cmd.Context(), fmt.Sprintf(pathFmt, pathEscape(args[0])), q, &b); err != nil {
-					return err
-				}
-				if output == "-" {
-					_, err := r.env.Stdout.Write(b)
-					return err
-				}
-				// O_EXCL: a download never overwrites a file.
-				f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-				if err != nil {
-					return err
-				}
-				if _, err := f.Write(b); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				fmt.Fprintf(r.env.Stdout, "wrote %s (%d bytes)\n", termSafe(output), len(b))
-				return nil
-			})
+			return r.fetchTo(cmd, fmt.Sprintf(pathFmt, pathEscape(args[0])), format, tenant, output)
 		},
 	}
 	tenantFlag(cmd, &tenant)
@@ -636,34 +642,7 @@ vault is what a report proves.`,
 			if output == "" {
 				output = "scan-" + args[0] + "." + ext
 			}
-			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
-				q := url.Values{"format": {format}}
-				if tenant != "" {
-					q.Set("tenant", tenant)
-				}
-				var b []byte
-				if err := c.Get(cmd.Context(), fmt.Sprintf("/scans/%s/export", pathEscape(args[0])), q, &b); err != nil {
-					return err
-				}
-				if output == "-" {
-					_, err := r.env.Stdout.Write(b)
-					return err
-				}
-				// O_EXCL: an export never overwrites a file.
-				f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-				if err != nil {
-					return err
-				}
-				if _, err := f.Write(b); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				fmt.Fprintf(r.env.Stdout, "wrote %s (%d bytes)\n", termSafe(output), len(b))
-				return nil
-			})
+			return r.fetchTo(cmd, fmt.Sprintf("/scans/%s/export", pathEscape(args[0])), format, tenant, output)
 		},
 	}
 	tenantFlag(cmd, &tenant)
