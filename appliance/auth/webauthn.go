@@ -308,6 +308,15 @@ func (s *Service) FinishKeyRegistration(ctx context.Context, p Principal, id str
 		SignCount: cred.Authenticator.SignCount, CreatedAt: s.now()}
 	credSum := sha256.Sum256(cred.ID)
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		// Counted again here: several registrations may have been begun
+		// while there was room for one more key.
+		n, err := s.st.CountWebAuthnKeys(ctx, tx, u.ID)
+		if err != nil {
+			return err
+		}
+		if n >= MaxKeys {
+			return fmt.Errorf("%w: at most %d security keys per user", ErrInvalid, MaxKeys)
+		}
 		if err := s.st.AddWebAuthnKey(ctx, tx, k); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return fmt.Errorf("%w: this security key is already registered", ErrInvalid)

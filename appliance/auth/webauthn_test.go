@@ -413,3 +413,49 @@ func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byt
 func tokenRequest(p Principal, name string) []byte {
 	return OpRequest(OpTokenCreate, p.TenantID, map[string]string{"name": name, "role": p.Role, "ttl": DefaultParams().TokenDefaultTTL.String()})
 }
+
+// TestSecurityKeyLimitAtFinish: MaxKeys holds even when several
+// registrations were begun before any of them finished (each begin saw
+// room for one more key).
+func TestSecurityKeyLimitAtFinish(t *testing.T) {
+	f := newFixture(t, func(p *Params) { p.KeyCeremonyTTL = time.Hour })
+	u := f.user(f.a, "max", store.RoleOperator)
+	p, _ := f.login(u)
+	for i := range MaxKeys - 1 {
+		f.registerKey(u, p, "key "+string(rune('a'+i)))
+	}
+	type begun struct {
+		kc KeyCeremony
+		k  *keytest.Key
+	}
+	var bs []begun
+	for _, name := range []string{"late 1", "late 2"} {
+		kc, err := f.svc.BeginKeyRegistration(f.ctx, p, name, f.code(u))
+		if err != nil {
+			t.Fatalf("begin %s: %v", name, err)
+		}
+		bs = append(bs, begun{kc, keytest.New(origin)})
+	}
+	var errs []error
+	for _, b := range bs {
+		resp, err := b.k.Create(b.kc.Options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.FinishKeyRegistration(f.ctx, p, b.kc.ID, resp)
+		errs = append(errs, err)
+	}
+	if errs[0] != nil {
+		t.Fatalf("the %dth key: %v", MaxKeys, errs[0])
+	}
+	if !errors.Is(errs[1], ErrInvalid) {
+		t.Errorf("key %d: err = %v, want ErrInvalid", MaxKeys+1, errs[1])
+	}
+	ks, err := f.svc.ListKeys(f.ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ks) != MaxKeys {
+		t.Errorf("%d keys registered, want at most %d", len(ks), MaxKeys)
+	}
+}

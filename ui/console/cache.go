@@ -108,8 +108,8 @@ func (c *Console) recentRows(es []audit.Entry) (template.HTML, error) {
 
 // recentScansFor returns the tenant's newest scans (scan.Scans.List),
 // cached while the log holds size entries, but only when every scan
-// listed has finished: a running scan's result count grows without an
-// audit entry, and a finished scan's never changes.
+// listed has settled (request and job final): a running job's result
+// count grows without an audit entry, and a finished one's never changes.
 func (c *Console) recentScansFor(ctx context.Context, p auth.Principal, size int64) ([]scan.Scan, error) {
 	key := "scans\x00" + principalKey(p)
 	if v, ok := c.cache.get(key, size); ok {
@@ -120,12 +120,31 @@ func (c *Console) recentScansFor(ctx context.Context, p auth.Principal, size int
 		return nil, err
 	}
 	for _, sc := range pg.Items {
-		if !finalState(sc.State) {
+		if !settled(sc) {
 			return pg.Items, nil
 		}
 	}
 	c.cache.put(key, size, pg.Items)
 	return pg.Items, nil
+}
+
+// settled reports whether scan sc can no longer change without an audit
+// entry: its request is final and so is its job, if it has one. A
+// cancelled request is final at once (scan.cancel is audited), while its
+// job runs on until the runner stops, saving result batches and then
+// moving to "cancelled", none of which writes an audit entry.
+func settled(sc scan.Scan) bool {
+	if !finalState(sc.State) {
+		return false
+	}
+	if sc.Job == nil {
+		return true
+	}
+	switch sc.Job.State {
+	case scan.JobCompleted, scan.JobFailed, scan.JobCancelled, scan.JobRefused:
+		return true
+	}
+	return false
 }
 
 // scanFor is scan.Scans.Get for a page that may reuse a finished scan
@@ -143,7 +162,7 @@ func (c *Console) scanFor(ec echo.Context, p auth.Principal, tenant, id string, 
 	if err != nil {
 		return scan.Scan{}, err
 	}
-	if size >= 0 && finalState(sc.State) {
+	if size >= 0 && settled(sc) {
 		c.cache.put(key, size, sc)
 	}
 	return sc, nil
