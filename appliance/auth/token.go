@@ -170,5 +170,16 @@ func (s *Service) AuthenticateToken(ctx context.Context, bearer string, c Client
 			return Principal{}, err
 		}
 	}
-	return Principal{UserID: u.ID, Name: u.Name, Role: t.Role, TenantID: t.TenantID, HomeTenantID: u.TenantID, TokenID: t.ID, Client: c}, nil
+	p := Principal{UserID: u.ID, Name: u.Name, Role: t.Role, TenantID: t.TenantID, HomeTenantID: u.TenantID, TokenID: t.ID, Client: c}
+	// The owner's role must use a security key and the owner has none: the
+	// token is held to what a session would be (registering a key, which
+	// a token cannot do), so an old token is no way around the policy.
+	if u.Role == store.RoleAdmin || u.Role == store.RoleSecurityLead {
+		required, n, err := s.keyState(ctx, s.st.Reader(), u)
+		if err != nil {
+			return Principal{}, err
+		}
+		p.MustRegisterKey = required && n == 0
+	}
+	return p, nil
 }

@@ -459,3 +459,41 @@ func TestSecurityKeyLimitAtFinish(t *testing.T) {
 		t.Errorf("%d keys registered, want at most %d", len(ks), MaxKeys)
 	}
 }
+
+// TestSecurityKeyPolicyTokens: an API token made before keys were
+// required is held to what its owner's session would be: while the owner
+// has no key it opens nothing, and it works again once the owner has one.
+func TestSecurityKeyPolicyTokens(t *testing.T) {
+	f := newFixture(t)
+	root := f.user("", "root", store.RoleAdmin)
+	lead := f.user(f.a, "sal", store.RoleSecurityLead)
+	rp, _ := f.login(root)
+	lp, _ := f.login(lead)
+	secret, _, err := f.svc.CreateToken(f.ctx, lp, NewToken{Name: "ci", Role: store.RoleSecurityLead}, f.code(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := f.svc.AuthenticateToken(f.ctx, secret, client)
+	if err != nil || tp.MustRegisterKey {
+		t.Fatalf("token before the policy: %+v %v", tp, err)
+	}
+	if err := f.svc.SetKeyPolicy(f.ctx, rp, KeyPolicy{SecurityLeads: true}, f.code(root)); err != nil {
+		t.Fatal(err)
+	}
+	tp, err = f.svc.AuthenticateToken(f.ctx, secret, client)
+	if err != nil || !tp.MustRegisterKey {
+		t.Fatalf("token of a lead without a key not restricted: %+v %v", tp, err)
+	}
+	if _, err := f.svc.Authorize(f.ctx, tp, OpScopeRead, ""); !errors.Is(err, ErrKeyRequired) {
+		t.Fatalf("restricted token read scopes: %v", err)
+	}
+	lp, _ = f.login(lead)
+	f.registerKey(lead, lp, "lead key")
+	tp, err = f.svc.AuthenticateToken(f.ctx, secret, client)
+	if err != nil || tp.MustRegisterKey {
+		t.Fatalf("token after the owner registered a key: %+v %v", tp, err)
+	}
+	if _, err := f.svc.Authorize(f.ctx, tp, OpScopeRead, ""); err != nil {
+		t.Fatal(err)
+	}
+}
