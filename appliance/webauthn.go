@@ -4,13 +4,15 @@ import (
 	"crypto/x509"
 	"net"
 	"strconv"
+	"strings"
 
 	"firewalliq/appliance/auth"
 )
 
 // keyConfig is the WebAuthn relying party of the console: the configured
 // rp_id and origins, or the console certificate's first DNS name other
-// than "localhost" (else "localhost") and https://<rp_id> with the port
+// than "localhost" and not a wildcard (an RP ID must be a host name; else
+// "localhost") and https://<rp_id> with the port
 // of listen. A browser offers a key only to pages whose origin matches
 // exactly, so the defaults fit a console reached by its certificate's
 // name on its configured port.
@@ -20,7 +22,7 @@ func keyConfig(cfg Config, cert func() (*x509.Certificate, error)) auth.KeyConfi
 		kc.RPID = "localhost"
 		if c, err := cert(); err == nil {
 			for _, n := range c.DNSNames {
-				if n != "localhost" {
+				if n != "localhost" && !strings.Contains(n, "*") {
 					kc.RPID = n
 					break
 				}

@@ -24,6 +24,7 @@ func TestKeyConfig(t *testing.T) {
 	}{
 		{"localhost only", nil, cert("localhost"), "localhost", []string{"https://localhost:8443"}},
 		{"appliance name", nil, cert("localhost", "fw.example.net"), "fw.example.net", []string{"https://fw.example.net:8443"}},
+		{"wildcard skipped", nil, cert("*.example.net", "fw.example.net"), "fw.example.net", []string{"https://fw.example.net:8443"}},
 		{"port 443", func(c *Config) { c.Listen = ":443" }, cert("fw.example.net"), "fw.example.net", []string{"https://fw.example.net"}},
 		{"unreadable certificate", nil, broken, "localhost", []string{"https://localhost:8443"}},
 		{"configured", func(c *Config) {
