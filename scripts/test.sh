@@ -44,3 +44,8 @@ CGO_ENABLED=0 go test -tags lab -count=1 -timeout 20m ./probe/safety/ ./applianc
 # binary above stays static. -short skips the slow benchmarks-like tests.
 echo "== go test -race -short"
 CGO_ENABLED=1 go test -race -short -count=1 -timeout 30m ./...
+
+# Every fuzz target, FUZZTIME each (default 10s; see the script for the
+# budget), one at a time; any crasher fails the run.
+echo "== fuzz"
+bash scripts/fuzz.sh
