@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +103,10 @@ type soak struct {
 	scans     []string    // every scan id requested
 	kills     int
 	notes     []string // checkpoint notes saved after each restart
-	maxRSS    int64    // KiB
+	// interrupted maps each scan that was running at a SIGKILL to the
+	// first such kill.
+	interrupted map[string]time.Time
+	maxRSS      int64 // KiB
 
 	health struct {
 		ok, expected, unexpected atomic.Int64
@@ -136,6 +140,7 @@ func TestSoakInner(t *testing.T) {
 	s := &soak{t: t, work: work, bin: os.Getenv(envBin), cidr: os.Getenv(envCIDR), dur: dur,
 		data: filepath.Join(work, "data")}
 	s.hostile.kinds = map[string]int{}
+	s.interrupted = map[string]time.Time{}
 	start := time.Now()
 
 	var err error
@@ -488,7 +493,19 @@ func (s *soak) requestScans(ctx context.Context, a *actor) {
 			return
 		}
 		rate := 30 + rand.IntN(90)
-		out, errb, code := s.cli(ctx, a, nil, c+"\n", "scan", "request", "--scope", "soak", "--rate", strconv.Itoa(rate), "--json")
+		args := []string{"scan", "request", "--scope", "soak", "--rate", strconv.Itoa(rate), "--json"}
+		// Two scans in three: SYN only over a random /28 of the scope
+		// (192 probes, 2-6 s). The third: SYN, banner and TLS over a /29,
+		// which meets the hostile services' banners and certificates.
+		p := netip.MustParsePrefix(s.cidr)
+		kind, target := "syn", subnet(p, 28)
+		if rand.IntN(3) == 2 {
+			kind, target = "syn+banner+tls", subnet(p, 29)
+			args = append(args, "--target", target, "--probe", "tcp-syn", "--probe", "banner", "--probe", "tls-hello")
+		} else {
+			args = append(args, "--target", target, "--probe", "tcp-syn")
+		}
+		out, errb, code := s.cli(ctx, a, nil, c+"\n", args...)
 		if code != 0 {
 			s.requestFails.Add(1)
 			if !s.down.Load() && ctx.Err() == nil {
@@ -507,7 +524,7 @@ func (s *soak) requestScans(ctx context.Context, a *actor) {
 		s.mu.Lock()
 		s.scans = append(s.scans, sc.ID)
 		s.mu.Unlock()
-		s.logf("scan %s requested by %s at %d pps: %s", sc.ID, a.name, rate, sc.State)
+		s.logf("scan %s (%s, %s) requested by %s at %d pps: %s", sc.ID, kind, target, a.name, rate, sc.State)
 	}
 }
 
@@ -518,10 +535,11 @@ type scanInfo struct {
 	Reason    string `json:"reason"`
 	Requester string `json:"requester_id"`
 	Job       *struct {
-		ID      string `json:"id"`
-		State   string `json:"state"`
-		Reason  string `json:"reason"`
-		Results int64  `json:"results"`
+		ID         string `json:"id"`
+		State      string `json:"state"`
+		Reason     string `json:"reason"`
+		Results    int64  `json:"results"`
+		FinishedAt string `json:"finished_at"`
 	} `json:"job"`
 }
 
@@ -536,6 +554,16 @@ func (s *soak) listScans(ctx context.Context, a *actor) ([]scanInfo, error) {
 		return nil, fmt.Errorf("scan list output: %w", err)
 	}
 	return list, nil
+}
+
+// subnet returns a random sub-prefix of p with the given length.
+func subnet(p netip.Prefix, bits int) string {
+	n := 1 << (bits - p.Bits())
+	a := p.Addr().As4()
+	off := uint32(rand.IntN(n)) << (32 - bits)
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += off
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits).String()
 }
 
 var terminal = []string{"completed", "failed", "cancelled", "denied", "expired"}
@@ -621,10 +649,24 @@ func (s *soak) monitorMemory(ctx context.Context) {
 // restart SIGKILLs the appliance at once, waits 0.5-3 s and starts it
 // again, then keeps the checkpoint it signed so far.
 func (s *soak) restart(ctx context.Context) {
+	var running []string
+	if list, err := s.listScans(ctx, s.lead); err == nil {
+		for _, sc := range list {
+			if sc.State == "running" {
+				running = append(running, sc.ID)
+			}
+		}
+	}
 	s.down.Store(true)
 	s.kill()
+	killed := time.Now()
 	s.kills++
-	s.logf("SIGKILL #%d of the appliance", s.kills)
+	for _, id := range running {
+		if _, ok := s.interrupted[id]; !ok {
+			s.interrupted[id] = killed
+		}
+	}
+	s.logf("SIGKILL #%d of the appliance; running scans %v", s.kills, running)
 	sleep(ctx, time.Duration(500+rand.IntN(2500))*time.Millisecond)
 	s.startServe()
 	s.down.Store(false)
@@ -644,7 +686,7 @@ func (s *soak) saveCheckpoint(ctx context.Context) {
 	}
 }
 
-// faults injects the faults until ctx ends: SIGKILL and restart every 15-45
+// faults injects the faults until ctx ends: SIGKILL and restart every 20-60
 // s; MinIO down for a while at 20% and 70% of the run; rsyslog down at 40%;
 // the spool's disk filled at 55%.
 func (s *soak) faults(ctx context.Context) {
@@ -685,11 +727,11 @@ func (s *soak) faults(ctx context.Context) {
 			s.logf("MinIO restarted")
 		}},
 	}
-	nextKill := time.Now().Add(time.Duration(15+rand.IntN(30)) * time.Second)
+	nextKill := time.Now().Add(time.Duration(20+rand.IntN(30)) * time.Second)
 	for ctx.Err() == nil {
 		if time.Now().After(nextKill) {
 			s.restart(ctx)
-			nextKill = time.Now().Add(time.Duration(15+rand.IntN(30)) * time.Second)
+			nextKill = time.Now().Add(time.Duration(20+rand.IntN(40)) * time.Second)
 		}
 		for _, f := range fs {
 			if !f.done && time.Now().After(f.when) {
@@ -868,7 +910,7 @@ func (s *soak) settleAndCheck(ctx context.Context, rep *bytes.Buffer) []string {
 		sleep(ctx, 3*time.Second)
 	}
 	states := map[string]int{}
-	var unended, noReason []string
+	var unended, noReason, why []string
 	var completed []scanInfo
 	for _, sc := range list {
 		states[sc.State]++
@@ -879,16 +921,38 @@ func (s *soak) settleAndCheck(ctx context.Context, rep *bytes.Buffer) []string {
 			unended = append(unended, sc.ID+" "+sc.State)
 		case sc.Reason == "" && (sc.Job == nil || sc.Job.Reason == ""):
 			noReason = append(noReason, sc.ID+" "+sc.State)
+		default:
+			why = append(why, fmt.Sprintf("%s %s: %q", sc.ID, sc.State, sc.Reason))
 		}
 	}
 	check("scans requested", len(list) > 0 && len(completed) > 0, fmt.Sprintf("%d scans: %v", len(list), states))
 	check("every scan ended (none left queued or running)", len(unended) == 0, fmt.Sprintf("not ended: %v", unended))
-	check("every scan that did not complete says why", len(noReason) == 0, fmt.Sprintf("without a reason: %v", noReason))
+	check("every scan that did not complete says why", len(noReason) == 0, fmt.Sprintf("%s; without a reason: %v", strings.Join(why, "; "), noReason))
 
-	// Audit entries: resumes after SIGKILL, the log through the API.
-	entries := s.auditActions(ctx)
-	check("interrupted scans resumed", s.kills == 0 || entries["scan.resume"] > 0 || states["failed"] > 0,
-		fmt.Sprintf("%d SIGKILLs; scan.resume entries %d, scan.fail entries %d", s.kills, entries["scan.resume"], entries["scan.fail"]))
+	// Every scan running at a SIGKILL resumed under its job and completed,
+	// or failed with a reason (or had completed before the kill landed).
+	entries, resumed := s.auditActions(ctx)
+	var outcome []string
+	var badResume []string
+	for id, killed := range s.interrupted {
+		sc, err := s.showScan(ctx, id)
+		switch {
+		case err != nil:
+			badResume = append(badResume, id+": "+err.Error())
+		case sc.State == "completed" && resumed[id]:
+			outcome = append(outcome, id+" resumed and completed")
+		case sc.State == "completed" && sc.Job != nil && finishedBy(sc.Job.FinishedAt, killed):
+			outcome = append(outcome, id+" had completed before the kill landed")
+		case sc.State != "completed" && slices.Contains(terminal, sc.State) && (sc.Reason != "" || (sc.Job != nil && sc.Job.Reason != "")):
+			outcome = append(outcome, fmt.Sprintf("%s %s: %s", id, sc.State, sc.Reason))
+		default:
+			badResume = append(badResume, fmt.Sprintf("%s %s (resumed: %v)", id, sc.State, resumed[id]))
+		}
+	}
+	slices.Sort(outcome)
+	check("every interrupted scan resumed or failed with a reason", len(badResume) == 0,
+		fmt.Sprintf("%d SIGKILLs, %d scans running at a kill, %d scan.resume entries: %s; wrong: %v",
+			s.kills, len(s.interrupted), entries["scan.resume"], strings.Join(outcome, "; "), badResume))
 
 	// Evidence: every finished scan's objects are in MinIO with their hash.
 	s.checkEvidence(ctx, completed, check)
@@ -932,24 +996,45 @@ func (s *soak) settleAndCheck(ctx context.Context, rep *bytes.Buffer) []string {
 	return fails
 }
 
-// auditActions counts the audit entries per action, through the API.
-func (s *soak) auditActions(ctx context.Context) map[string]int {
+// auditActions counts the audit entries per action, through the API, and
+// returns the scans with a scan.resume entry.
+func (s *soak) auditActions(ctx context.Context) (map[string]int, map[string]bool) {
 	out, errb, code := s.cli(ctx, s.admin, nil, "", "audit", "entries", "--json")
-	n := map[string]int{}
+	n, resumed := map[string]int{}, map[string]bool{}
 	if code != 0 {
 		s.logf("audit entries: exit %d %s", code, errb)
-		return n
+		return n, resumed
 	}
 	var es []struct {
 		Action string `json:"action"`
+		Object string `json:"object"`
 	}
 	if err := json.Unmarshal([]byte(out), &es); err != nil {
 		s.logf("audit entries output: %v", err)
 	}
 	for _, e := range es {
 		n[e.Action]++
+		if e.Action == "scan.resume" {
+			resumed[strings.TrimPrefix(e.Object, "scan:")] = true
+		}
 	}
-	return n
+	return n, resumed
+}
+
+// finishedBy reports whether the RFC 3339 time ts is not after t.
+func finishedBy(ts string, t time.Time) bool {
+	f, err := time.Parse(time.RFC3339Nano, ts)
+	return err == nil && !f.After(t)
+}
+
+// showScan reads one scan with its job.
+func (s *soak) showScan(ctx context.Context, id string) (scanInfo, error) {
+	var sc scanInfo
+	out, errb, code := s.cli(ctx, s.lead, nil, "", "scan", "show", id, "--json")
+	if code != 0 {
+		return sc, fmt.Errorf("scan show: exit %d: %s", code, strings.TrimSpace(errb))
+	}
+	return sc, json.Unmarshal([]byte(out), &sc)
 }
 
 // checkEvidence waits for the spool to drain, then checks every recorded
