@@ -51,7 +51,7 @@ CGO_ENABLED=0 go test -tags lab -count=1 -timeout 20m ./probe/safety/ ./applianc
 echo "== go test -race -short"
 CGO_ENABLED=1 go test -race -short -count=1 -timeout 30m ./...
 
-# Every fuzz target, FUZZTIME each (default 10s; see the script for the
+# Every fuzz target, FUZZTIME each (default 5s; see the script for the
 # budget), one at a time; any crasher fails the run.
 echo "== fuzz"
 bash scripts/fuzz.sh
