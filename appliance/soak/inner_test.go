@@ -32,6 +32,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/probe/lab"
 	"firewalliq/vault/vaulttest"
 )
 
@@ -954,6 +955,10 @@ func (s *soak) settleAndCheck(ctx context.Context, rep *bytes.Buffer) []string {
 		fmt.Sprintf("%d SIGKILLs, %d scans running at a kill, %d scan.resume entries: %s; wrong: %v",
 			s.kills, len(s.interrupted), entries["scan.resume"], strings.Join(outcome, "; "), badResume))
 
+	// Results: no target outside the scope, and the SYN results agree with
+	// the lab's ground truth although hostile replies were injected.
+	s.checkResults(ctx, completed, check)
+
 	// Evidence: every finished scan's objects are in MinIO with their hash.
 	s.checkEvidence(ctx, completed, check)
 
@@ -1025,6 +1030,64 @@ func (s *soak) auditActions(ctx context.Context) (map[string]int, map[string]boo
 func finishedBy(ts string, t time.Time) bool {
 	f, err := time.Parse(time.RFC3339Nano, ts)
 	return err == nil && !f.After(t)
+}
+
+// checkResults reads every completed scan's results and checks them: each
+// target lies in the scope, and each tcp-syn row has the state the lab's
+// ground truth (its firewall rules and listeners, plus the hostile
+// services, all listening) says. An open port reported filtered is counted
+// apart: on this loaded machine a reply can come after the engine stopped
+// waiting, which is a miss, not a forged result; every other disagreement
+// (closed, rejected or open where the truth differs) fails.
+func (s *soak) checkResults(ctx context.Context, completed []scanInfo, check func(string, bool, string)) {
+	services := lab.DefaultServices()
+	for p := uint16(portHugeBanner); p <= portOddOptions; p++ {
+		services = append(services, lab.Service{Proto: lab.TCP, Port: p, Kind: lab.Silent})
+	}
+	scope := netip.MustParsePrefix(s.cidr)
+	truth := lab.Truth{Rules: lab.DefaultRules(), Services: services, Zones: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")}}
+	var rows, syn, missed int
+	var outside, wrong []string
+	for _, sc := range completed {
+		out, errb, code := s.cli(ctx, s.lead, nil, "", "scan", "results", sc.ID, "--json")
+		var rs []struct {
+			Target string `json:"target"`
+			Proto  string `json:"proto"`
+			Port   int    `json:"port"`
+			Probe  string `json:"probe"`
+			State  string `json:"state"`
+			Reason string `json:"reason"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &rs) != nil {
+			wrong = append(wrong, fmt.Sprintf("%s: results not readable (exit %d %s)", sc.ID, code, strings.TrimSpace(errb)))
+			continue
+		}
+		for _, r := range rs {
+			rows++
+			a, err := netip.ParseAddr(r.Target)
+			if err != nil || !scope.Contains(a) {
+				outside = append(outside, sc.ID+" "+r.Target)
+				continue
+			}
+			if r.Probe != "tcp-syn" {
+				continue
+			}
+			syn++
+			e, ok := truth.Expect(a, lab.TCP, uint16(r.Port))
+			switch {
+			case !ok || r.State == string(e.State):
+			case e.State == lab.Open && r.State == string(lab.Filtered):
+				missed++
+			default:
+				if len(wrong) < 10 {
+					wrong = append(wrong, fmt.Sprintf("%s %s:%d %s (%s), truth %s", sc.ID, r.Target, r.Port, r.State, r.Reason, e.State))
+				}
+			}
+		}
+	}
+	check("no result for a target outside the scope", len(outside) == 0, fmt.Sprintf("%d result rows; outside: %v", rows, outside))
+	check("tcp-syn results match the lab's ground truth", syn > 0 && len(wrong) == 0,
+		fmt.Sprintf("%d tcp-syn rows; open ports reported filtered (late replies): %d; disagreements: %v", syn, missed, wrong))
 }
 
 // showScan reads one scan with its job.
