@@ -19,6 +19,8 @@ fi
 
 echo "== go vet"
 CGO_ENABLED=0 go vet ./...
+# The soak test's files carry the soak build tag (run at the end).
+CGO_ENABLED=0 go vet -tags soak ./appliance/soak
 
 # gosec over the non-test code; every finding must be fixed or accepted,
 # with its reason, in docs/security.md#gosec.
