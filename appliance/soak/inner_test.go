@@ -674,6 +674,24 @@ func (s *soak) restart(ctx context.Context) {
 	s.saveCheckpoint(context.Background())
 }
 
+// waitRunning waits (at most d) until a scan is running, so that a kill
+// lands mid-scan and tests the resume more often than chance would; the
+// moment within the scan stays random.
+func (s *soak) waitRunning(ctx context.Context, d time.Duration) {
+	end := time.Now().Add(d)
+	for ctx.Err() == nil && time.Now().Before(end) {
+		if list, err := s.listScans(ctx, s.lead); err == nil {
+			for _, sc := range list {
+				if sc.State == "running" {
+					sleep(ctx, time.Duration(rand.IntN(1500))*time.Millisecond)
+					return
+				}
+			}
+		}
+		sleep(ctx, 300*time.Millisecond)
+	}
+}
+
 // saveCheckpoint keeps the latest signed checkpoint note; at the end the
 // log must extend every one of them.
 func (s *soak) saveCheckpoint(ctx context.Context) {
@@ -698,7 +716,6 @@ func (s *soak) faults(ctx context.Context) {
 		when time.Time
 		name string
 		do   func()
-		done bool
 	}
 	fs := []*fault{
 		{when: at(0.2), name: "minio", do: func() {
@@ -728,20 +745,31 @@ func (s *soak) faults(ctx context.Context) {
 			s.logf("MinIO restarted")
 		}},
 	}
-	nextKill := time.Now().Add(time.Duration(20+rand.IntN(30)) * time.Second)
+	// The outages run one after the other in their own goroutine, so the
+	// SIGKILLs go on during them (a kill while MinIO or rsyslog is down is
+	// part of the test); each ends early, restoring its part, when the run
+	// ends.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, f := range fs {
+			sleep(ctx, time.Until(f.when))
+			if ctx.Err() != nil {
+				return
+			}
+			f.do()
+		}
+	}()
+	nextKill := time.Now().Add(time.Duration(20+rand.IntN(20)) * time.Second)
 	for ctx.Err() == nil {
 		if time.Now().After(nextKill) {
+			s.waitRunning(ctx, 20*time.Second)
 			s.restart(ctx)
 			nextKill = time.Now().Add(time.Duration(20+rand.IntN(40)) * time.Second)
 		}
-		for _, f := range fs {
-			if !f.done && time.Now().After(f.when) {
-				f.done = true
-				f.do()
-			}
-		}
 		sleep(ctx, 200*time.Millisecond)
 	}
+	<-done
 }
 
 // fillSpool fills the spool's tmpfs to the last byte with a file that is
