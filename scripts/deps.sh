@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh installs what the test suite needs, idempotently, on a Debian machine
 # as root: the Debian packages for network labs, the SIEM receiver, the browser
-# and the peers used by benchmarks, and the pinned MinIO server build.
+# and the peers used by benchmarks, the pinned MinIO server build and the
+# pinned gosec.
 # It is safe to run again; it only installs what is missing.
 set -euo pipefail
 
@@ -34,6 +35,9 @@ PACKAGES=(
 
 # MINIO_VERSION is the pinned MinIO server build (see ../shared/DESIGN.md).
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+# GOSEC_VERSION is the pinned gosec (security linter) scripts/test.sh runs;
+# its findings are fixed or justified in docs/security.md#gosec.
+GOSEC_VERSION="v2.30.0"
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -63,4 +67,10 @@ if [ ! -x "$gobin/minio" ] || [ ! -f "$stamp" ]; then
   CGO_ENABLED=0 go install "github.com/minio/minio@$MINIO_VERSION"
   touch "$stamp"
 fi
-echo "deps.sh: ok (minio at $gobin/minio)"
+gstamp="$gobin/.gosec-$GOSEC_VERSION"
+if [ ! -x "$gobin/gosec" ] || [ ! -f "$gstamp" ]; then
+  echo "deps.sh: building gosec@$GOSEC_VERSION"
+  CGO_ENABLED=0 go install "github.com/securego/gosec/v2/cmd/gosec@$GOSEC_VERSION"
+  touch "$gstamp"
+fi
+echo "deps.sh: ok (minio at $gobin/minio, gosec at $gobin/gosec)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh runs the whole test suite: installs what the tests need, checks
 # formatting, vets, builds the static binary, runs every test, then a -race
-# pass. Run as root on Debian for the network-lab tests; see README.md.
+# pass, every fuzz target for a bounded time and the 2-minute soak test.
+# Run as root on Debian for the network-lab tests; see README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,13 @@ fi
 
 echo "== go vet"
 CGO_ENABLED=0 go vet ./...
+# The soak test's files carry the soak build tag (run at the end).
+CGO_ENABLED=0 go vet -tags soak ./appliance/soak
+
+# gosec over the non-test code; every finding must be fixed or accepted,
+# with its reason, in docs/security.md#gosec.
+echo "== gosec"
+bash scripts/gosec.sh
 
 echo "== static build"
 CGO_ENABLED=0 go build -trimpath -o firewalliq .
@@ -44,3 +52,14 @@ CGO_ENABLED=0 go test -tags lab -count=1 -timeout 20m ./probe/safety/ ./applianc
 # binary above stays static. -short skips the slow benchmarks-like tests.
 echo "== go test -race -short"
 CGO_ENABLED=1 go test -race -short -count=1 -timeout 30m ./...
+
+# Every fuzz target, FUZZTIME each (default 5s; see the script for the
+# budget), one at a time; any crasher fails the run.
+echo "== fuzz"
+bash scripts/fuzz.sh
+
+# The 2-minute soak test (docs/soak.md): the appliance built from this tree
+# with MinIO, rsyslog and the network lab, under SIGKILLs, outages, a full
+# spool disk and hostile clients and services. Needs root (skips without).
+echo "== soak smoke"
+make soak-smoke

@@ -134,6 +134,14 @@ func TestUnboundedReadsCLI(t *testing.T) {
 		{name: "audit verify-proof endless proof", stdin: io.MultiReader(strings.NewReader(`{"type":"`), endless{'a'}), args: []string{"audit", "verify-proof", "--pub", pub}, code: 1, msg: "one proof is larger than 1 MiB"},
 		{name: "siem add --hmac-key-file /dev/zero", args: []string{"siem", "add", "--name", "h", "--kind", "webhook", "--address", "https://127.0.0.1:9/x", "--hmac-key-file", "/dev/zero", "--data", filepath.Join(dir, "no-data")}, code: 1, msg: notRegular},
 		{name: "siem add --ca FIFO", args: []string{"siem", "add", "--name", "t", "--kind", "tls", "--address", "127.0.0.1:6514", "--ca", fifo, "--data", filepath.Join(dir, "no-data")}, code: 1, msg: notRegular},
+		// The API clients that send a file (gosec review, issue 17): they
+		// blocked on a FIFO before they were bounded.
+		{name: "key add FIFO", args: []string{"key", "add", fifo}, code: 1, msg: "key add: read " + fifo + ": " + notRegular + " (a FIFO)"},
+		{name: "key add /dev/zero", args: []string{"key", "add", "/dev/zero"}, code: 1, msg: notRegular},
+		{name: "key add oversized", args: []string{"key", "add", bigKey}, code: 1, msg: "file too large"},
+		{name: "key sign FIFO", args: []string{"key", "sign", "k1", fifo}, code: 1, msg: notRegular},
+		{name: "scope register FIFO", args: []string{"scope", "register", fifo}, code: 1, msg: notRegular},
+		{name: "scope register oversized", args: []string{"scope", "register", bigScope}, code: 1, msg: "file too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

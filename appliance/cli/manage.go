@@ -3,10 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -467,14 +465,9 @@ which verifies the signature against its trusted scope signers, the safety
 profile and the validity window before it stores and audits it.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+			doc, err := readUserFile("scope register", args[0], maxScopeFile)
 			if err != nil {
-				return usagef("scope register: %v", err)
-			}
-			doc, err := io.ReadAll(io.LimitReader(f, maxScopeFile+1))
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("scope register: %w", err)
+				return err
 			}
 			if len(doc) > maxScopeFile || !json.Valid(doc) {
 				return usagef("scope register: %s is not a signed scope document (JSON of at most %d bytes)", args[0], maxScopeFile)

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/probe/bounded"
 )
 
 // Scope-signing keys ('key'), scope revocation and scans ('scan'): clients
@@ -41,6 +40,24 @@ func newKeyCmd(r *remote) *cobra.Command {
 	)
 }
 
+// readUserFile reads a file the user named on the command line of cmd
+// through probe/bounded, as every such read does (docs/cli.md#file-size-limits):
+// a FIFO, device or directory is refused at once instead of blocking the
+// command, and at most limit+1 bytes are read. Such a refusal, or a file
+// over the limit, is exit 1 with one line naming the file; a missing or
+// unreadable file stays a usage error.
+func readUserFile(cmd, path string, limit int64) ([]byte, error) {
+	b, err := bounded.ReadFile(path, limit)
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.Is(err, bounded.ErrNotRegular), errors.Is(err, bounded.ErrTooLarge):
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	default:
+		return nil, usagef("%s: %v", cmd, err)
+	}
+}
+
 // printKey prints a key answer: JSON, or one line.
 func printKey(env *Env, verb string, raw json.RawMessage, asJSON bool) error {
 	if asJSON {
@@ -64,14 +81,9 @@ func newKeyAddCmd(r *remote) *cobra.Command {
 		Short: "Register your scope-signing public key ('scope keygen' makes one; security leads, step-up)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+			pub, err := readUserFile("key add", args[0], maxKeyFile)
 			if err != nil {
-				return usagef("key add: %v", err)
-			}
-			pub, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("key add: %w", err)
+				return err
 			}
 			if len(pub) > maxKeyFile {
 				return usagef("key add: %s is larger than %d bytes: not a public key file", args[0], maxKeyFile)
@@ -154,14 +166,9 @@ func newKeySignCmd(r *remote) *cobra.Command {
 		Short: "Sign a scope document with your appliance-held key; prints the signed document (step-up)",
 		Args:  usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[1])
+			doc, err := readUserFile("key sign", args[1], maxScopeFile)
 			if err != nil {
-				return usagef("key sign: %v", err)
-			}
-			doc, err := io.ReadAll(io.LimitReader(f, maxScopeFile+1))
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("key sign: %w", err)
+				return err
 			}
 			if len(doc) > maxScopeFile || !json.Valid(doc) {
 				return usagef("key sign: %s is not a scope document (JSON of at most %d bytes)", args[1], maxScopeFile)
