@@ -159,7 +159,7 @@ func runSandboxDemo(ctx context.Context, env *Env, work string, f demoFlags) (er
 			return err
 		}
 		lnFile, err = ln.File()
-		ln.Close()
+		_ = ln.Close()
 		if err != nil {
 			return fmt.Errorf("demo: console: %w", err)
 		}

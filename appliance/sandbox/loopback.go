@@ -77,7 +77,7 @@ func StartLoopback(now time.Time) (*Loopback, error) {
 			return fail(err)
 		}
 		*p = uint16(ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
+		_ = ln.Close()
 	}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -103,10 +103,10 @@ func StartLoopback(now time.Time) (*Loopback, error) {
 // Close stops every demo service.
 func (d *Loopback) Close() {
 	for _, ln := range d.listeners {
-		ln.Close()
+		_ = ln.Close()
 	}
 	if d.udp != nil {
-		d.udp.Close()
+		_ = d.udp.Close()
 	}
 	d.wg.Wait()
 }
