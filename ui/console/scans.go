@@ -17,6 +17,7 @@ import (
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/scan"
+	"firewalliq/appliance/sensor"
 	"firewalliq/probe"
 )
 
@@ -49,6 +50,9 @@ type scansData struct {
 	// Cap is the profile's global packet-rate cap, the rate field's
 	// upper bound.
 	Cap int
+	// Sensors are the tenant's active sensors the request form offers as
+	// vantage points besides this appliance.
+	Sensors []sensor.Sensor
 }
 
 // tenantQuery is "?tenant=T" for an appliance admin's picked tenant.
@@ -99,6 +103,17 @@ func (c *Console) scansPage(ec echo.Context) error {
 		for _, k := range c.d.Profile.ProbeKinds {
 			d.Probes = append(d.Probes, string(k))
 		}
+		if c.d.Sensors != nil && c.allowed(p.Role, auth.OpSensorRead) {
+			xs, err := c.d.Sensors.List(ctx, p, tenant)
+			if err != nil {
+				return err
+			}
+			for _, x := range xs {
+				if x.State == "active" {
+					d.Sensors = append(d.Sensors, x)
+				}
+			}
+		}
 	}
 	return c.render(ec, http.StatusOK, "scans", view{Title: "Scans", Nav: "scans", Flash: flashOf(ec), Tenant: tenant, Tenants: tenants, Data: d})
 }
@@ -119,7 +134,8 @@ func (c *Console) scanRequest(ec echo.Context) error {
 	p, _ := principal(ec)
 	r := ec.Request()
 	req := scan.ScanRequest{ScopeID: strings.TrimSpace(r.PostFormValue("scope")), Targets: splitList(r.PostFormValue("targets")),
-		Ports: strings.Join(strings.Fields(r.PostFormValue("ports")), " "), Probes: r.PostForm["probes"]}
+		Ports: strings.Join(strings.Fields(r.PostFormValue("ports")), " "), Probes: r.PostForm["probes"],
+		Vantage: strings.TrimSpace(r.PostFormValue("vantage"))}
 	if req.ScopeID == "" {
 		return errInvalid("choose a scope")
 	}

@@ -184,3 +184,22 @@ func newScanWorldOn(t *testing.T, f *fixture, root *browser, rootSecret string) 
 	w.dev, w.prod = f.registerScopes(w.lead, pub, priv, "tcp:"+strconv.Itoa(w.port)+","+strconv.Itoa(w.port+1))
 	return w
 }
+
+// TestScanRequestFromSensor: the scan request form offers the tenant's
+// active sensors as vantage points, and a request names the chosen one; an
+// unknown sensor is refused and nothing is requested.
+func TestScanRequestFromSensor(t *testing.T) {
+	f := newFixture(t, func(c *appliance.Config) { c.Sensors.Advertise = "tls://127.0.0.1:4222" })
+	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
+	tina, tinaSecret, _ := f.firstRun("tina", f.addUser(root, rootSecret, f.init.TenantID, "tina", store.RoleAdmin))
+	a := f.stepUpIfAsked(tina, "/console/sensors/tokens", tinaSecret, tina.post("/console/sensors/tokens", url.Values{"name": {"core-1"}, "vantage": {"core"}}))
+	id := f.enrolSensor(regexp.MustCompile(`--token (fiqst_[A-Za-z0-9_-]+)`).FindStringSubmatch(a.body)[1])
+	w := newScanWorldOn(t, f, root, rootSecret)
+
+	want(t, w.op.get("/console/scans"), http.StatusOK, `id="scan-vantage"`, `<option value="`+id+`">sensor core-1 (core)</option>`)
+	a = w.op.post("/console/scans", url.Values{"scope": {w.prod}, "vantage": {id}})
+	if a.status != http.StatusSeeOther {
+		t.Fatalf("request from the sensor: %d %s", a.status, a.body)
+	}
+	want(t, w.op.get(a.location()), http.StatusOK, `&#34;vantage&#34;: &#34;`+id+`&#34;`)
+}
