@@ -6,14 +6,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -246,6 +249,43 @@ func newLabChromium(t *testing.T, spki string, limit time.Duration) (context.Con
 	return bctx, artifacts
 }
 
+// labServer is keyServer (the console on https://localhost:PORT with the
+// appliance's certificate, a WebAuthn relying party for that origin) for
+// an appliance that also keeps evidence, in a local directory (not WORM,
+// so not in production mode), as reports need.
+func labServer(t *testing.T) (*fixture, string, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	origin := "https://localhost:" + port
+	f := newFixture(t, func(c *appliance.Config) {
+		c.WebAuthn.RPID = "localhost"
+		c.WebAuthn.Origins = []string{origin}
+		c.Production = false
+		c.Vault.Backend = "local"
+		c.Vault.LocalDir = filepath.Join(t.TempDir(), "evidence")
+	})
+	cert, err := f.app.Keys.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return f, origin, base64.StdEncoding.EncodeToString(sum[:])
+}
+
 // labStoryChild is the story, inside the sandbox's outside zone.
 func labStoryChild(t *testing.T, planPath string) {
 	b, err := os.ReadFile(planPath)
@@ -256,7 +296,7 @@ func labStoryChild(t *testing.T, planPath string) {
 	if err := json.Unmarshal(b, &plan); err != nil {
 		t.Fatal(err)
 	}
-	f, origin, spki := keyServer(t)
+	f, origin, spki := labServer(t)
 	f.runScans()
 	bctx, artifacts := newLabChromium(t, spki, 4*time.Minute)
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
