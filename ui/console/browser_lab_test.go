@@ -66,7 +66,7 @@ const (
 )
 
 // noScriptRan is true when no hostile markup took effect on the page.
-const noScriptRan = `window.pwned === undefined && !document.getElementById("pwned") && !document.getElementById("pwned2") && document.querySelectorAll("main b, main script").length === 0`
+const noScriptRan = `window.pwned === undefined && !document.getElementById("pwned") && !document.getElementById("pwned2") && document.querySelectorAll("#results b, main script").length === 0`
 
 // TestBrowserLabStory is the whole story of the console in real Chromium,
 // with the scan in the customer-style sandbox (appliance/sandbox): the
