@@ -119,7 +119,8 @@ func (c *Console) scopesPage(ec echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.render(ec, http.StatusOK, "scopes", view{Title: "Scopes", Nav: "scopes", Tenant: tenant, Tenants: tenants, Data: ss})
+	return c.render(ec, http.StatusOK, "scopes", view{Title: "Scopes", Nav: "scopes", Flash: flashOf(ec), Tenant: tenant, Tenants: tenants,
+		Data: scopesData{Scopes: ss, CanRegister: c.canRegisterScope(p)}})
 }
 
 type scopeData struct {
