@@ -217,7 +217,8 @@ func (a *Appliance) wireServices(ctx context.Context) error {
 	if a.SIEM, err = destinations.NewService(destinations.ServiceDeps{Outbox: a.outbox, DB: a.st.DB(), Gate: a.Auth, Journal: a.journal}); err != nil {
 		return err
 	}
-	if a.Audit, err = auditlog.New(auditlog.Deps{DB: a.st.DB(), Gate: a.Auth, Journal: a.journal, Now: a.Now}); err != nil {
+	if a.Audit, err = auditlog.New(auditlog.Deps{DB: a.st.DB(), Gate: a.Auth, Journal: a.journal, Now: a.Now,
+		Public: auditPub, StatePath: AuditStatePath(a.Config.DataDir)}); err != nil {
 		return err
 	}
 	prof, err := safety.Load()

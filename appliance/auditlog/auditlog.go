@@ -10,6 +10,7 @@ package auditlog
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/binary"
 	"encoding/json"
@@ -62,6 +63,9 @@ type Service struct {
 	gate  Gate
 	jr    *journal.Journal
 	now   func() time.Time
+	// pub and statePath: see Deps.
+	pub       ed25519.PublicKey
+	statePath string
 }
 
 // Deps are the service's dependencies.
@@ -71,6 +75,11 @@ type Deps struct {
 	Journal *journal.Journal
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Public is the audit public key (keys/audit.pub) and StatePath the
+	// audit state file (keys/audit.state) a full verification checks the
+	// log against; Verify is refused without a key.
+	Public    ed25519.PublicKey
+	StatePath string
 }
 
 // New checks deps and returns the service.
@@ -81,7 +90,7 @@ func New(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{db: d.DB, reads: store.NewStmtCache(d.DB), gate: d.Gate, jr: d.Journal, now: d.Now}, nil
+	return &Service{db: d.DB, reads: store.NewStmtCache(d.DB), gate: d.Gate, jr: d.Journal, now: d.Now, pub: d.Public, statePath: d.StatePath}, nil
 }
 
 // Page is one page of entries; Next is the cursor for the following page

@@ -321,6 +321,8 @@ func Rules() []Rule {
 		r("appliance/report/review.ErrNotFound", review.ErrNotFound, notFound),
 		r("appliance/report/verify.ErrReview", verify.ErrReview, refused("report_invalid", "the access review is inconsistent")),
 
+		r("appliance/auditlog.ErrNoEntry", auditlog.ErrNoEntry, notFound),
+		r("appliance/auditlog.ErrNotCovered", auditlog.ErrNotCovered, conflict),
 		// The demo checks for root before it builds the sandbox; the row is
 		// for completeness (a Go caller of sandbox.New without root).
 		r("appliance/sandbox.ErrNotRoot", sandbox.ErrNotRoot, forbidden),

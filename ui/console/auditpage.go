@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"firewalliq/appliance/auditlog"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/scan"
 	"firewalliq/audit"
@@ -28,6 +31,11 @@ type auditData struct {
 	Checkpoint    *audit.Checkpoint
 	RootB64       string
 	Health        Health
+	// Verified is the result of "Verify now" (a full verification of the
+	// log as it is now), nil when not asked.
+	Verified *audit.Report
+	// CanVerify offers "Verify now" and the per-entry proofs.
+	CanVerify bool
 }
 
 // auditPages bounds how many service pages one filtered console page
@@ -96,12 +104,72 @@ func (c *Console) auditPage(ec echo.Context) error {
 		d.Checkpoint = &cp
 		d.RootB64 = base64.StdEncoding.EncodeToString(cp.Root[:])
 	}
+	d.CanVerify = c.allowed(p.Role, auth.OpAuditRead)
+	if ec.QueryParam("verify") == "1" {
+		rep, err := c.d.Audit.Verify(ctx, p)
+		if err != nil {
+			return err
+		}
+		d.Verified = &rep
+	}
 	v := view{Title: "Audit log", Nav: "audit", Tenant: tenant, Tenants: tenants}
 	if h, err := c.d.Health(ctx); err == nil {
 		d.Health, v.health = h, &h
 	}
 	v.Data = d
 	return c.render(ec, http.StatusOK, "audit", v)
+}
+
+// auditProofData is an entry's inclusion proof page.
+type auditProofData struct {
+	Seq int64
+	// Proof is nil when the entry is newer than the latest checkpoint
+	// (Pending says so).
+	Proof   *audit.InclusionProof
+	Pending bool
+	Hashes  []string
+	Tenant  string
+}
+
+// auditProofPage shows entry seq's inclusion proof in the latest signed
+// checkpoint's tree, checked by the service with the audit public key;
+// ?download=1 answers the proof's JSON, which `firewalliq audit
+// verify-proof` checks offline.
+func (c *Console) auditProofPage(ec echo.Context) error {
+	if c.d.Audit == nil {
+		return errUnavailable
+	}
+	p, _ := principal(ec)
+	seq, err := strconv.ParseInt(ec.Param("seq"), 10, 64)
+	if err != nil || seq < 1 {
+		return fmt.Errorf("entry numbers are whole numbers from 1: %w", auth.ErrInvalid)
+	}
+	tenant := ""
+	if p.ApplianceAdmin() {
+		tenant = ec.QueryParam("tenant")
+	}
+	d := auditProofData{Seq: seq, Tenant: tenant}
+	proof, err := c.d.Audit.Prove(ec.Request().Context(), p, tenant, seq)
+	switch {
+	case errors.Is(err, auditlog.ErrNotCovered):
+		d.Pending = true
+	case err != nil:
+		return err
+	default:
+		d.Proof = &proof
+		for _, h := range proof.Proof {
+			d.Hashes = append(d.Hashes, base64.StdEncoding.EncodeToString(h[:]))
+		}
+	}
+	if d.Proof != nil && ec.QueryParam("download") == "1" {
+		b, err := json.MarshalIndent(proof, "", "  ")
+		if err != nil {
+			return err
+		}
+		ec.Response().Header().Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="audit-proof-%d.json"`, seq))
+		return ec.Blob(http.StatusOK, "application/json", append(b, '\n'))
+	}
+	return c.render(ec, http.StatusOK, "auditproof", view{Title: fmt.Sprintf("Audit entry %d: inclusion proof", seq), Nav: "audit", Data: d})
 }
 
 // --- scopes ---

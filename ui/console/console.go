@@ -249,6 +249,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/siem/:name/remove", c.stepUp(c.siemRemove))
 	a(http.MethodPost, "/siem/:name/test", c.stepUp(c.siemTest))
 	a(http.MethodGet, "/audit", c.auditPage)
+	a(http.MethodGet, "/audit/proof/:seq", c.auditProofPage)
 	a(http.MethodGet, "/evidence", c.evidencePage)
 	a(http.MethodPost, "/evidence/export", c.exportRequest)
 	a(http.MethodPost, "/evidence/export/:id/link", c.stepUp(c.exportLink))
