@@ -332,6 +332,26 @@ func TestBrowserSecurity(t *testing.T) {
 		}
 	}
 
+	// Readable at 768 px: no page of the admin's menu is wider than the
+	// window (wide tables scroll inside themselves, console.css).
+	admin.step45("narrow", chromedp.EmulateViewport(768, 900))
+	var wide []string
+	for _, path := range append([]string{"/console/users?tenant=" + tenant, "/console/scans?tenant=" + tenant, "/console/audit"}, menuOf(t, admin)...) {
+		admin.step45("open "+path+" at 768 px", chromedp.Navigate(u+path), chromedp.WaitReady("main"))
+		over, err := chromedp.Run(admin.ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - document.documentElement.clientWidth`))
+		if err != nil {
+			admin.fail("width of "+path, err)
+		}
+		if over > 1 {
+			wide = append(wide, fmt.Sprintf("%s (%d px too wide)", path, over))
+		}
+	}
+	if len(wide) > 0 {
+		admin.shot("narrow.png")
+		t.Errorf("pages wider than 768 px: %s", strings.Join(wide, ", "))
+	}
+	admin.step45("wide again", chromedp.EmulateViewport(1280, 900))
+
 	// A state change without the CSRF token, sent by script from the
 	// console's own origin with the session cookie: refused, nothing made.
 	admin.step45("users page", chromedp.Navigate(u+"/console/users?tenant="+tenant), chromedp.WaitVisible(chromedp.CSS("#new-name")))
@@ -399,4 +419,14 @@ func httptestFramer(t *testing.T, target string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// menuOf is the links of c's menu on the page it shows.
+func menuOf(t *testing.T, c *chrome) []string {
+	t.Helper()
+	menu, err := chromedp.Run(c.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("header nav a")).map(a => a.getAttribute("href"))`))
+	if err != nil {
+		c.fail("menu", err)
+	}
+	return menu
 }
