@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -572,7 +573,7 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 			if sum, err := fileSHA256(p); err == nil {
 				pcap, m.PcapngSHA256 = p, sum
 			} else if !errors.Is(err, os.ErrNotExist) {
-				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": evidenceReason(err)})
 			}
 		}
 	}
@@ -608,7 +609,7 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 		var rkey string
 		re, err := s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "results.jsonl", bytes.NewReader(results.Bytes()), nil)
 		if err != nil {
-			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": evidenceReason(err)})
 		}
 		rkey = re.Key
 		details["results_key"] = rkey
@@ -616,12 +617,12 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 		if pcap != "" {
 			f, err := os.Open(pcap)
 			if err != nil {
-				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": evidenceReason(err)})
 			}
 			pe, err := s.evidence.Submit(ctx, auth.Principal{}, tenant, id, "probes.pcapng", f, nil)
 			f.Close()
 			if err != nil {
-				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+				return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": evidenceReason(err)})
 			}
 			details["pcapng_key"], details["pcapng_sha256"] = pe.Key, pe.SHA256
 			keys = append(keys, pe.Key)
@@ -631,7 +632,7 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 			return final(ctx, tx, append(keys, e.Key))
 		})
 		if err != nil {
-			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": err.Error()})
+			return s.finish(ctx, tenant, id, jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "evidence", "reason": evidenceReason(err)})
 		}
 		if pcap != "" {
 			// The spool holds its own copy now.
@@ -813,4 +814,20 @@ func (s *Scans) Watch(ctx context.Context, p auth.Principal, tenant, id string) 
 		}
 	}()
 	return out, nil
+}
+
+// evidenceReason is err as a scan's failure reason. Tenant users read
+// reasons (and the audit entry that carries them), so a file system error
+// (a full spool disk, say) says what failed without the appliance's own
+// paths (the spool is under data_dir).
+func evidenceReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "evidence spool: " + pe.Op + ": " + pe.Err.Error()
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return "evidence spool: " + le.Op + ": " + le.Err.Error()
+	}
+	return err.Error()
 }
