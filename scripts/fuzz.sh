@@ -42,6 +42,7 @@ total="$(printf '%s\n' "$targets" | wc -l)"
 echo "fuzz.sh: $total targets, $FUZZTIME each"
 start="$(date +%s)"
 failed=()
+flaked=0
 i=0
 while read -r dir name; do
   i=$((i + 1))
@@ -50,6 +51,14 @@ while read -r dir name; do
   if CGO_ENABLED=0 timeout 600 go test -count=1 -run '^$' -fuzz "^${name}\$" \
       -fuzztime "$FUZZTIME" "${parallel[@]}" "$dir" >"$log" 2>&1; then
     echo "fuzz.sh: [$i/$total] ok   $dir $name ($(( $(date +%s) - t0 ))s)"
+  elif grep -q '^    context deadline exceeded$' "$log" && ! grep -q 'Failing input written' "$log"; then
+    # Go 1.26's fuzzing coordinator can report its own -fuzztime
+    # deadline as a failure when a worker is mid-call at that moment
+    # (golang/go#75804, fixed in Go 1.27): no input is written and
+    # nothing reproduces. Counted apart; a real crasher always writes
+    # its input under testdata/fuzz.
+    echo "fuzz.sh: [$i/$total] ok   $dir $name ($(( $(date +%s) - t0 ))s; the fuzzing coordinator's deadline race, golang/go#75804, no input written)"
+    flaked=$((flaked + 1))
   else
     echo "fuzz.sh: [$i/$total] FAIL $dir $name ($(( $(date +%s) - t0 ))s)" >&2
     tail -n 40 "$log" >&2
@@ -58,7 +67,7 @@ while read -r dir name; do
   rm -f "$log"
 done <<<"$targets"
 
-echo "fuzz.sh: $total targets in $(( $(date +%s) - start ))s"
+echo "fuzz.sh: $total targets in $(( $(date +%s) - start ))s ($flaked ended by the coordinator's deadline race)"
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "fuzz.sh: ${#failed[@]} target(s) failed:" >&2
   printf '  %s\n' "${failed[@]}" >&2

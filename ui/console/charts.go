@@ -21,7 +21,23 @@ import (
 // template.HTML.
 
 // esc escapes text for an SVG text node or attribute value.
-func esc(s string) string { return html.EscapeString(s) }
+func esc(s string) string { return html.EscapeString(xmlText(s)) }
+
+// xmlText replaces what XML 1.0 does not allow in text with U+FFFD: control
+// characters other than tab, newline and carriage return, invalid UTF-8,
+// surrogates, U+FFFE and U+FFFF. A policy or report name carrying one would
+// otherwise make the whole SVG malformed (FuzzFindingsChart found U+0002).
+func xmlText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			return r
+		case r < 0x20, r == 0xFFFE, r == 0xFFFF, r >= 0xD800 && r <= 0xDFFF:
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
 
 // Timeline chart geometry.
 const (
