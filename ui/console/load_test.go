@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +39,14 @@ import (
 // ("WRK {...}") that bench/console.sh takes medians of. It is a
 // benchmark, not a check: it runs only with FIQ_CONSOLE_WRK=1 (see
 // docs/benchmarks.md).
+//
+// To find where a tail comes from: FIQ_CONSOLE_WRK_PAGES=substring runs
+// only the pages whose name contains it; FIQ_CONSOLE_WRK_PROFILE=dir
+// writes, for each page's first run, a CPU profile, block and mutex
+// profiles and an execution trace of its first 3 s into dir;
+// FIQ_CONSOLE_WRK_SLOW=50ms logs ("SLOW") how many requests took at least
+// that long inside the server's handler chain (its access log), and the
+// first 20 of their log lines.
 //
 // The scan itself runs for real (a listener on 127.0.0.1); the extra
 // results are then stored through scan.SaveBatch, the path the scan
@@ -88,6 +98,22 @@ func TestDashboardLoad(t *testing.T) {
 		{"dashboard (appliance admin)", root, "/console/"},
 		{"results (security lead, state=open, one port)", w.lead, "/console/scans/" + id + "/results?state=open&port=" + strconv.Itoa(w.port)},
 	}
+	if only := os.Getenv("FIQ_CONSOLE_WRK_PAGES"); only != "" {
+		kept := pages[:0]
+		for _, pg := range pages {
+			if strings.Contains(pg.name, only) {
+				kept = append(kept, pg)
+			}
+		}
+		pages = kept
+	}
+	profDir := os.Getenv("FIQ_CONSOLE_WRK_PROFILE")
+	var slow time.Duration
+	if v := os.Getenv("FIQ_CONSOLE_WRK_SLOW"); v != "" {
+		if slow, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("FIQ_CONSOLE_WRK_SLOW=%q: %v", v, err)
+		}
+	}
 	for _, pg := range pages {
 		a := pg.b.get(pg.path)
 		if a.status != 200 {
@@ -97,6 +123,7 @@ func TestDashboardLoad(t *testing.T) {
 	// The fixture keeps the server's log in memory to show it on failure;
 	// under wrk that is hundreds of MB of access log, not the server's.
 	f.logs.quiet()
+	f.logs.keepSlow(slow)
 	runtime.GC()
 	debug.FreeOSMemory()
 	t.Logf("RSS before: %d MB (%s)", rssKB()/1024, heapFigures())
@@ -104,8 +131,23 @@ func TestDashboardLoad(t *testing.T) {
 	for run := 1; run <= runs; run++ {
 		for _, pg := range pages {
 			peak := sampleRSS()
+			stopProf := func() {}
+			if profDir != "" && run == 1 {
+				stopProf = startProfiles(t, profDir, pg.name)
+			}
 			out, err := exec.Command(wrk, "-t2", "-c50", "-d"+dur, "--latency", "-H", "Cookie: "+f.sessionCookie(pg.b), "-s", wrkScript(t), f.srv.URL+pg.path).CombinedOutput()
 			maxKB := peak()
+			stopProf()
+			if slow > 0 {
+				lines := strings.Split(strings.TrimSpace(f.logs.takeSlow()), "\n")
+				if lines[0] == "" {
+					lines = nil
+				}
+				t.Logf("SLOW %s: %d requests took >= %s in the handler chain (access log)", pg.name, len(lines), slow)
+				for _, l := range lines[:min(len(lines), 20)] {
+					t.Logf("SLOW   %s", l)
+				}
+			}
 			if err != nil {
 				t.Fatalf("wrk: %v\n%s", err, out)
 			}
@@ -135,6 +177,55 @@ func TestDashboardLoad(t *testing.T) {
 	t.Logf("RSS after: %d MB (%s)", rssKB()/1024, heapFigures())
 	for _, pg := range pages {
 		t.Logf("MEDIAN of %d: %s: %.0f req/s, p99 %.1f ms (runs: rps %v, p99 %v)", runs, pg.name, median(rps[pg.name]), median(p99[pg.name]), rps[pg.name], p99[pg.name])
+	}
+}
+
+// startProfiles starts a CPU profile, block and mutex profiling, and an
+// execution trace of the first 3 s, into dir, named after page; the
+// returned function stops them and writes the block and mutex profiles
+// (FIQ_CONSOLE_WRK_PROFILE: where a tail comes from, see
+// docs/benchmarks.md).
+func startProfiles(t *testing.T, dir, page string) func() {
+	t.Helper()
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(page))
+	create := func(ext string) *os.File {
+		fh, err := os.Create(filepath.Join(dir, name+"."+ext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fh
+	}
+	cpu, tr := create("cpu"), create("trace")
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		t.Fatal(err)
+	}
+	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+	runtime.SetMutexProfileFraction(10)
+	if err := trace.Start(tr); err != nil {
+		t.Fatal(err)
+	}
+	stopTrace := sync.OnceFunc(trace.Stop)
+	tm := time.AfterFunc(3*time.Second, stopTrace)
+	return func() {
+		tm.Stop()
+		stopTrace()
+		pprof.StopCPUProfile()
+		for _, p := range []string{"block", "mutex"} {
+			fh := create(p)
+			if err := pprof.Lookup(p).WriteTo(fh, 0); err != nil {
+				t.Fatal(err)
+			}
+			_ = fh.Close()
+		}
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+		_ = cpu.Close()
+		_ = tr.Close()
 	}
 }
 
