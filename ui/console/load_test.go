@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"sort"
@@ -131,6 +132,7 @@ func TestDashboardLoad(t *testing.T) {
 	for run := 1; run <= runs; run++ {
 		for _, pg := range pages {
 			peak := sampleRSS()
+			sched0 := readSched()
 			stopProf := func() {}
 			if profDir != "" && run == 1 {
 				stopProf = startProfiles(t, profDir, pg.name)
@@ -164,6 +166,7 @@ func TestDashboardLoad(t *testing.T) {
 			res["page"], res["run"], res["results"], res["rss_peak_mb"] = pg.name, run, total, maxKB/1024
 			res["loadavg"] = loadavg()
 			res["heap"] = heapFigures()
+			res["runtime"] = readSched().since(sched0)
 			b, _ := json.Marshal(res)
 			t.Logf("WRK %s", b)
 			r, _ := res["rps"].(float64)
@@ -178,6 +181,48 @@ func TestDashboardLoad(t *testing.T) {
 	for _, pg := range pages {
 		t.Logf("MEDIAN of %d: %s: %.0f req/s, p99 %.1f ms (runs: rps %v, p99 %v)", runs, pg.name, median(rps[pg.name]), median(p99[pg.name]), rps[pg.name], p99[pg.name])
 	}
+}
+
+// schedFigures are the runtime's histograms of how long goroutines waited
+// to run once runnable and of stop-the-world pauses (runtime/metrics), to
+// tell a Go scheduling or GC tail from one inside the handlers.
+type schedFigures struct {
+	lat, pause *metrics.Float64Histogram
+	gcs        uint64
+}
+
+func readSched() schedFigures {
+	ms := []metrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/sched/pauses/total/gc:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(ms)
+	return schedFigures{lat: ms[0].Value.Float64Histogram(), pause: ms[1].Value.Float64Histogram(), gcs: ms[2].Value.Uint64()}
+}
+
+// since summarises what happened between s0 and s: GC cycles, the p99
+// and worst scheduling latency and GC pause (upper bucket bounds, ms).
+func (s schedFigures) since(s0 schedFigures) string {
+	q := func(h, h0 *metrics.Float64Histogram, frac float64) (p, worst float64) {
+		counts := make([]uint64, len(h.Counts))
+		var n uint64
+		for i := range h.Counts {
+			counts[i] = h.Counts[i] - h0.Counts[i]
+			n += counts[i]
+		}
+		var acc uint64
+		p = -1
+		for i, c := range counts {
+			acc += c
+			if c > 0 {
+				worst = h.Buckets[i+1]
+			}
+			if p < 0 && n > 0 && float64(acc) >= frac*float64(n) {
+				p = h.Buckets[i+1]
+			}
+		}
+		return p * 1000, worst * 1000
+	}
+	lp, lw := q(s.lat, s0.lat, 0.99)
+	pp, pw := q(s.pause, s0.pause, 0.99)
+	return fmt.Sprintf("%d GCs; goroutine run-queue wait p99 %.2f ms, worst %.1f ms; GC pause p99 %.2f ms, worst %.1f ms", s.gcs-s0.gcs, lp, lw, pp, pw)
 }
 
 // startProfiles starts a CPU profile, block and mutex profiling, and an
