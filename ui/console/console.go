@@ -364,7 +364,10 @@ func (c *Console) queued(next handler) handler {
 		select {
 		case c.slots <- struct{}{}:
 		case <-ec.Request().Context().Done():
-			return ec.Request().Context().Err()
+			// The client went away while waiting: nothing to render or
+			// log as a failure. The access log shows 499 (nginx's "client
+			// closed request").
+			return ec.NoContent(statusClientClosed)
 		}
 		var once sync.Once
 		release := func() { once.Do(func() { <-c.slots }) }
@@ -373,6 +376,10 @@ func (c *Console) queued(next handler) handler {
 		return next(ec)
 	}
 }
+
+// statusClientClosed is what the access log shows for a request whose
+// client left while it waited for a slot.
+const statusClientClosed = 499
 
 // releaseSlot gives ec's slot back, if it holds one (queued).
 func releaseSlot(ec echo.Context) {
