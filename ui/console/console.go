@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -106,7 +107,18 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// PagesInFlight is how many signed-in page requests (GET) are worked
+	// on at once, from authentication to the rendered page; the others
+	// wait their turn in arrival order (see queued). 0 means
+	// DefaultPagesInFlight.
+	PagesInFlight int
 }
+
+// DefaultPagesInFlight is PagesInFlight's default: enough to keep two
+// cores busy while some requests wait for SQLite or the network, few
+// enough that the pages' SQLite reads do not pile up on the driver's
+// shared locks (see queued; measured in docs/benchmarks.md).
+const DefaultPagesInFlight = 8
 
 // Console is the set of pages.
 type Console struct {
@@ -120,6 +132,8 @@ type Console struct {
 	// cache keeps service reads that stay exact while the audit log has
 	// not grown (cache.go): the dashboard's and results explorer's.
 	cache readCache
+	// slots holds one token per page request being worked on (queued).
+	slots chan struct{}
 }
 
 // New parses every template and checks the static assets. An error here
@@ -134,7 +148,10 @@ func New(d Deps) (*Console, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}}
+	if d.PagesInFlight <= 0 {
+		d.PagesInFlight = DefaultPagesInFlight
+	}
+	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}, slots: make(chan struct{}, d.PagesInFlight)}
 	for _, p := range auth.Permissions() {
 		for _, r := range p.Roles {
 			c.perms[r+"\x00"+string(p.Op)] = true
@@ -215,7 +232,11 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	// Signed-in pages. The middleware is per route (not per group) so
 	// unknown paths stay 404s.
 	a := func(method, p string, h handler, mw ...echo.MiddlewareFunc) {
-		g.Add(method, p, c.page(c.signedIn(h)), mw...)
+		h = c.signedIn(h)
+		if method == http.MethodGet && !unqueued[p] {
+			h = c.queued(h)
+		}
+		g.Add(method, p, c.page(h), mw...)
 	}
 	a(http.MethodGet, "/", c.dashboard)
 	a(http.MethodGet, "/password", c.passwordForm)
@@ -310,6 +331,62 @@ func (c *Console) limited(mw echo.MiddlewareFunc, h handler) handler {
 					RequestID: ec.Response().Header().Get("X-Request-ID")}})
 		}
 		return err
+	}
+}
+
+// unqueued are the GET routes that do not wait for a slot (queued): the
+// scan event stream holds its request open for up to maxStream, and a
+// download is written while the handler runs.
+var unqueued = map[string]bool{
+	"/scans/:id/events":             true,
+	"/reports/:id/download/:format": true,
+	"/reviews/:id/download/:format": true,
+}
+
+// ctxRelease is the echo context key of the function that gives a queued
+// request's slot back.
+const ctxRelease = "fiq.console.release"
+
+// queued runs next once one of the PagesInFlight slots is free, waiting in
+// arrival order (a channel's senders are served first come, first
+// served), and gives the slot back when the page is rendered, before it
+// is written to the client (render), so a slow reader holds no slot.
+//
+// Why: under wrk with 50 connections on two cores, the dashboard's p99
+// was 20 times its p50, and the slow requests spent their time in their
+// first SQLite read (the session lookup) waiting for locks the pure-Go
+// driver shares between all connections of a database (the WAL's
+// shared-memory lock, the page cache, database/sql's pool): 50 requests
+// at once queued there in no fair order. Admitting a few at a time in
+// arrival order keeps the rest waiting in a FIFO instead (measured in
+// docs/benchmarks.md). Authentication and authorisation still run for
+// every request, inside the slot.
+func (c *Console) queued(next handler) handler {
+	return func(ec echo.Context) error {
+		select {
+		case c.slots <- struct{}{}:
+		case <-ec.Request().Context().Done():
+			// The client went away while waiting: nothing to render or
+			// log as a failure. The access log shows 499 (nginx's "client
+			// closed request").
+			return ec.NoContent(statusClientClosed)
+		}
+		var once sync.Once
+		release := func() { once.Do(func() { <-c.slots }) }
+		ec.Set(ctxRelease, release)
+		defer release()
+		return next(ec)
+	}
+}
+
+// statusClientClosed is what the access log shows for a request whose
+// client left while it waited for a slot.
+const statusClientClosed = 499
+
+// releaseSlot gives ec's slot back, if it holds one (queued).
+func releaseSlot(ec echo.Context) {
+	if f, ok := ec.Get(ctxRelease).(func()); ok {
+		f()
 	}
 }
 
@@ -471,5 +548,6 @@ func (c *Console) render(ec echo.Context, status int, name string, v view) error
 	if err := t.ExecuteTemplate(&buf, "layout.html", v); err != nil {
 		return fmt.Errorf("console: render %s: %w", name, err)
 	}
+	releaseSlot(ec)
 	return ec.HTMLBlob(status, buf.Bytes())
 }

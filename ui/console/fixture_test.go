@@ -45,17 +45,48 @@ type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 	// discard drops what is written (the load test: its access log would
-	// otherwise grow by hundreds of MB and count as the server's memory).
+	// otherwise grow by hundreds of MB and count as the server's memory),
+	// except access-log lines of requests that took at least slow (when
+	// not zero): the load test's record of its slowest requests.
 	discard bool
+	slow    time.Duration
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.discard {
+		if s.slow > 0 && lineDuration(p) >= s.slow {
+			s.b.Write(p)
+		}
 		return len(p), nil
 	}
 	return s.b.Write(p)
+}
+
+// lineDuration is the "duration=" field of a text log line, 0 without one.
+func lineDuration(p []byte) time.Duration {
+	i := bytes.Index(p, []byte(" duration="))
+	if i < 0 {
+		return 0
+	}
+	v := p[i+len(" duration="):]
+	if j := bytes.IndexAny(v, " \n"); j >= 0 {
+		v = v[:j]
+	}
+	d, _ := time.ParseDuration(string(v))
+	return d
+}
+
+// keepSlow keeps, while discarding, the lines of requests that took at
+// least d; takeSlow answers and forgets them.
+func (s *syncBuffer) keepSlow(d time.Duration) { s.mu.Lock(); defer s.mu.Unlock(); s.slow = d }
+func (s *syncBuffer) takeSlow() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.b.String()
+	s.b = bytes.Buffer{}
+	return out
 }
 
 // quiet stops collecting the log and frees what was collected.

@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +40,14 @@ import (
 // ("WRK {...}") that bench/console.sh takes medians of. It is a
 // benchmark, not a check: it runs only with FIQ_CONSOLE_WRK=1 (see
 // docs/benchmarks.md).
+//
+// To find where a tail comes from: FIQ_CONSOLE_WRK_PAGES=substring runs
+// only the pages whose name contains it; FIQ_CONSOLE_WRK_PROFILE=dir
+// writes, for each page's first run, a CPU profile, block and mutex
+// profiles and an execution trace of its first 3 s into dir;
+// FIQ_CONSOLE_WRK_SLOW=50ms logs ("SLOW") how many requests took at least
+// that long inside the server's handler chain (its access log), and the
+// first 20 of their log lines.
 //
 // The scan itself runs for real (a listener on 127.0.0.1); the extra
 // results are then stored through scan.SaveBatch, the path the scan
@@ -88,6 +99,22 @@ func TestDashboardLoad(t *testing.T) {
 		{"dashboard (appliance admin)", root, "/console/"},
 		{"results (security lead, state=open, one port)", w.lead, "/console/scans/" + id + "/results?state=open&port=" + strconv.Itoa(w.port)},
 	}
+	if only := os.Getenv("FIQ_CONSOLE_WRK_PAGES"); only != "" {
+		kept := pages[:0]
+		for _, pg := range pages {
+			if strings.Contains(pg.name, only) {
+				kept = append(kept, pg)
+			}
+		}
+		pages = kept
+	}
+	profDir := os.Getenv("FIQ_CONSOLE_WRK_PROFILE")
+	var slow time.Duration
+	if v := os.Getenv("FIQ_CONSOLE_WRK_SLOW"); v != "" {
+		if slow, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("FIQ_CONSOLE_WRK_SLOW=%q: %v", v, err)
+		}
+	}
 	for _, pg := range pages {
 		a := pg.b.get(pg.path)
 		if a.status != 200 {
@@ -97,6 +124,7 @@ func TestDashboardLoad(t *testing.T) {
 	// The fixture keeps the server's log in memory to show it on failure;
 	// under wrk that is hundreds of MB of access log, not the server's.
 	f.logs.quiet()
+	f.logs.keepSlow(slow)
 	runtime.GC()
 	debug.FreeOSMemory()
 	t.Logf("RSS before: %d MB (%s)", rssKB()/1024, heapFigures())
@@ -104,8 +132,24 @@ func TestDashboardLoad(t *testing.T) {
 	for run := 1; run <= runs; run++ {
 		for _, pg := range pages {
 			peak := sampleRSS()
+			sched0 := readSched()
+			stopProf := func() {}
+			if profDir != "" && run == 1 {
+				stopProf = startProfiles(t, profDir, pg.name)
+			}
 			out, err := exec.Command(wrk, "-t2", "-c50", "-d"+dur, "--latency", "-H", "Cookie: "+f.sessionCookie(pg.b), "-s", wrkScript(t), f.srv.URL+pg.path).CombinedOutput()
 			maxKB := peak()
+			stopProf()
+			if slow > 0 {
+				lines := strings.Split(strings.TrimSpace(f.logs.takeSlow()), "\n")
+				if lines[0] == "" {
+					lines = nil
+				}
+				t.Logf("SLOW %s: %d requests took >= %s in the handler chain (access log)", pg.name, len(lines), slow)
+				for _, l := range lines[:min(len(lines), 20)] {
+					t.Logf("SLOW   %s", l)
+				}
+			}
 			if err != nil {
 				t.Fatalf("wrk: %v\n%s", err, out)
 			}
@@ -122,6 +166,7 @@ func TestDashboardLoad(t *testing.T) {
 			res["page"], res["run"], res["results"], res["rss_peak_mb"] = pg.name, run, total, maxKB/1024
 			res["loadavg"] = loadavg()
 			res["heap"] = heapFigures()
+			res["runtime"] = readSched().since(sched0)
 			b, _ := json.Marshal(res)
 			t.Logf("WRK %s", b)
 			r, _ := res["rps"].(float64)
@@ -135,6 +180,97 @@ func TestDashboardLoad(t *testing.T) {
 	t.Logf("RSS after: %d MB (%s)", rssKB()/1024, heapFigures())
 	for _, pg := range pages {
 		t.Logf("MEDIAN of %d: %s: %.0f req/s, p99 %.1f ms (runs: rps %v, p99 %v)", runs, pg.name, median(rps[pg.name]), median(p99[pg.name]), rps[pg.name], p99[pg.name])
+	}
+}
+
+// schedFigures are the runtime's histograms of how long goroutines waited
+// to run once runnable and of stop-the-world pauses (runtime/metrics), to
+// tell a Go scheduling or GC tail from one inside the handlers.
+type schedFigures struct {
+	lat, pause *metrics.Float64Histogram
+	gcs        uint64
+}
+
+func readSched() schedFigures {
+	ms := []metrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/sched/pauses/total/gc:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(ms)
+	return schedFigures{lat: ms[0].Value.Float64Histogram(), pause: ms[1].Value.Float64Histogram(), gcs: ms[2].Value.Uint64()}
+}
+
+// since summarises what happened between s0 and s: GC cycles, the p99
+// and worst scheduling latency and GC pause (upper bucket bounds, ms).
+func (s schedFigures) since(s0 schedFigures) string {
+	q := func(h, h0 *metrics.Float64Histogram, frac float64) (p, worst float64) {
+		counts := make([]uint64, len(h.Counts))
+		var n uint64
+		for i := range h.Counts {
+			counts[i] = h.Counts[i] - h0.Counts[i]
+			n += counts[i]
+		}
+		var acc uint64
+		p = -1
+		for i, c := range counts {
+			acc += c
+			if c > 0 {
+				worst = h.Buckets[i+1]
+			}
+			if p < 0 && n > 0 && float64(acc) >= frac*float64(n) {
+				p = h.Buckets[i+1]
+			}
+		}
+		return p * 1000, worst * 1000
+	}
+	lp, lw := q(s.lat, s0.lat, 0.99)
+	pp, pw := q(s.pause, s0.pause, 0.99)
+	return fmt.Sprintf("%d GCs; goroutine run-queue wait p99 %.2f ms, worst %.1f ms; GC pause p99 %.2f ms, worst %.1f ms", s.gcs-s0.gcs, lp, lw, pp, pw)
+}
+
+// startProfiles starts a CPU profile, block and mutex profiling, and an
+// execution trace of the first 3 s, into dir, named after page; the
+// returned function stops them and writes the block and mutex profiles
+// (FIQ_CONSOLE_WRK_PROFILE: where a tail comes from, see
+// docs/benchmarks.md).
+func startProfiles(t *testing.T, dir, page string) func() {
+	t.Helper()
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(page))
+	create := func(ext string) *os.File {
+		fh, err := os.Create(filepath.Join(dir, name+"."+ext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fh
+	}
+	cpu, tr := create("cpu"), create("trace")
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		t.Fatal(err)
+	}
+	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+	runtime.SetMutexProfileFraction(10)
+	if err := trace.Start(tr); err != nil {
+		t.Fatal(err)
+	}
+	stopTrace := sync.OnceFunc(trace.Stop)
+	tm := time.AfterFunc(3*time.Second, stopTrace)
+	return func() {
+		tm.Stop()
+		stopTrace()
+		pprof.StopCPUProfile()
+		for _, p := range []string{"block", "mutex"} {
+			fh := create(p)
+			if err := pprof.Lookup(p).WriteTo(fh, 0); err != nil {
+				t.Fatal(err)
+			}
+			_ = fh.Close()
+		}
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+		_ = cpu.Close()
+		_ = tr.Close()
 	}
 }
 
