@@ -439,8 +439,16 @@ func (s *Service) FinishKeyLogin(ctx context.Context, token, id string, response
 	if err != nil {
 		return Login{}, s.secondFactorFailedAs(ctx, u, c, "security key login", audit.ActAuthKeyFailed, err)
 	}
+	return s.keyLoginUse(ctx, p, se, u, c, k, cred)
+}
+
+// keyLoginUse completes a key login whose assertion assert accepted:
+// records the key's use and promotes the session, in one transaction. A
+// counter that another use of the key overtook meanwhile is refused as a
+// clone (useKey).
+func (s *Service) keyLoginUse(ctx context.Context, p Principal, se store.Session, u store.User, c Client, k store.WebAuthnKey, cred *webauthn.Credential) (Login, error) {
 	var l Login
-	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if err := s.useKey(ctx, tx, p, u, k, cred, "login", ""); err != nil {
 			return err
 		}
@@ -448,6 +456,9 @@ func (s *Service) FinishKeyLogin(ctx context.Context, token, id string, response
 		l, err = s.promote(ctx, tx, se, u, c, "security key")
 		return err
 	})
+	if errors.Is(err, ErrKeyCloned) {
+		return Login{}, s.flagClone(ctx, p, u, k, cred.Authenticator.SignCount)
+	}
 	return l, err
 }
 
@@ -482,29 +493,52 @@ func (s *Service) assert(ctx context.Context, p Principal, u store.User, session
 		return store.WebAuthnKey{}, nil, fmt.Errorf("%w: security key not registered", ErrInvalidCode)
 	}
 	if cred.Authenticator.CloneWarning {
-		// The counter did not advance: two copies of the key may exist.
-		// Refuse, flag the key (shown in its list and the access review)
-		// and say so in the log; the owner or a review removes it.
-		cerr := fmt.Errorf("%w: key %s answered with signature counter %d, last accepted %d", ErrKeyCloned, k.ID, parsed.Response.AuthenticatorData.Counter, k.SignCount)
-		err := s.st.InTx(ctx, func(tx *sql.Tx) error {
-			if err := s.st.FlagWebAuthnClone(ctx, tx, u.ID, k.ID); err != nil {
-				return err
-			}
-			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthKeyClone, k.ID, fields{"user": u.ID, "counter": parsed.Response.AuthenticatorData.Counter, "stored_counter": k.SignCount}))
-		})
-		return store.WebAuthnKey{}, nil, errors.Join(cerr, err)
+		// The counter did not advance past the one read above.
+		return store.WebAuthnKey{}, nil, s.flagClone(ctx, p, u, k, parsed.Response.AuthenticatorData.Counter)
 	}
 	return k, cred, nil
 }
 
+// flagClone refuses an answer of key k whose signature counter did not
+// advance: two copies of the key may exist. It flags the key (shown in
+// its list and the access review) and writes auth.key.clone, in a
+// transaction of its own (the use's, if any, is rolled back); the owner
+// or a review removes the key. It returns the ErrKeyCloned error, with
+// any failure to record it joined.
+func (s *Service) flagClone(ctx context.Context, p Principal, u store.User, k store.WebAuthnKey, counter uint32) error {
+	stored := k.SignCount
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if stored, err = s.st.FlagWebAuthnClone(ctx, tx, u.ID, k.ID); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthKeyClone, k.ID, fields{"user": u.ID, "counter": counter, "stored_counter": stored}))
+	})
+	if err != nil {
+		stored = k.SignCount
+	}
+	return errors.Join(fmt.Errorf("%w: key %s answered with signature counter %d, last accepted %d", ErrKeyCloned, k.ID, counter, stored), err)
+}
+
 // useKey records an accepted use of key k in tx: the new counter and
 // credential record, last use, and the auth.key.use entry.
+//
+// assert judged the counter against the one stored when it read the key;
+// another use of the same key (a second tab, a second login) may have
+// stored a higher one since. The store checks again against the counter
+// current in tx and writes only if the new one is still larger (or both
+// are 0), so the stored counter never goes down; a counter that is no
+// longer larger is ErrKeyCloned, and the caller, once tx is rolled back,
+// refuses and flags it as assert does (flagClone).
 func (s *Service) useKey(ctx context.Context, tx *sql.Tx, p Principal, u store.User, k store.WebAuthnKey, cred *webauthn.Credential, purpose string, op Operation) error {
 	record, err := json.Marshal(cred)
 	if err != nil {
 		return fmt.Errorf("webauthn credential: %w", err)
 	}
 	if err := s.st.UseWebAuthnKey(ctx, tx, u.ID, k.ID, record, cred.Authenticator.SignCount, p.Client.IP, s.now()); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return fmt.Errorf("%w: %w", ErrKeyCloned, err)
+		}
 		return err
 	}
 	return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthKeyUse, k.ID, fields{"purpose": purpose, "operation": string(op), "sign_count": cred.Authenticator.SignCount, "name": k.Name}))
@@ -569,15 +603,26 @@ func (s *Service) FinishKeyStepUp(ctx context.Context, p Principal, op Operation
 		}
 		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, err)
 	}
+	return s.keyStepUpUse(ctx, p, u, pin, op, canonicalRequest, k, cred)
+}
+
+// keyStepUpUse completes a key step-up whose assertion assert accepted:
+// records the key's use and the grant, in one transaction. A counter
+// that another use of the key overtook meanwhile is refused as a clone
+// (useKey).
+func (s *Service) keyStepUpUse(ctx context.Context, p Principal, u store.User, tenant string, op Operation, canonicalRequest []byte, k store.WebAuthnKey, cred *webauthn.Credential) (StepUpGrant, error) {
 	var g StepUpGrant
-	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if err := s.useKey(ctx, tx, p, u, k, cred, "stepup", op); err != nil {
 			return err
 		}
 		var err error
-		g, err = s.recordGrant(ctx, tx, p, pin, op, canonicalRequest, "security key")
+		g, err = s.recordGrant(ctx, tx, p, tenant, op, canonicalRequest, "security key")
 		return err
 	})
+	if errors.Is(err, ErrKeyCloned) {
+		return StepUpGrant{}, s.flagClone(ctx, p, u, k, cred.Authenticator.SignCount)
+	}
 	return g, err
 }
 
