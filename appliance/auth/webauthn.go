@@ -430,16 +430,28 @@ func (s *Service) beginAssertion(ctx context.Context, u store.User, sessionID, k
 // PublicKeyCredential as JSON) to ceremony id; the session id is replaced.
 // A refused answer counts towards the lockout like a wrong TOTP code.
 func (s *Service) FinishKeyLogin(ctx context.Context, token, id string, response []byte, c Client) (Login, error) {
-	se, u, err := s.pending(ctx, token, "password", c)
+	complete, err := s.verifyKeyLogin(ctx, token, id, response, c)
 	if err != nil {
 		return Login{}, err
+	}
+	return complete(ctx)
+}
+
+// verifyKeyLogin is FinishKeyLogin up to the verified assertion; the
+// function it returns writes the use (keyLoginUse). Two halves so that a
+// test can verify two assertions of one key before either is written, as
+// two concurrent logins may.
+func (s *Service) verifyKeyLogin(ctx context.Context, token, id string, response []byte, c Client) (func(context.Context) (Login, error), error) {
+	se, u, err := s.pending(ctx, token, "password", c)
+	if err != nil {
+		return nil, err
 	}
 	p := principalOf(u, se.ID, c)
 	k, cred, err := s.assert(ctx, p, u, se.ID, ceremonyLogin, "", id, response)
 	if err != nil {
-		return Login{}, s.secondFactorFailedAs(ctx, u, c, "security key login", audit.ActAuthKeyFailed, err)
+		return nil, s.secondFactorFailedAs(ctx, u, c, "security key login", audit.ActAuthKeyFailed, err)
 	}
-	return s.keyLoginUse(ctx, p, se, u, c, k, cred)
+	return func(ctx context.Context) (Login, error) { return s.keyLoginUse(ctx, p, se, u, c, k, cred) }, nil
 }
 
 // keyLoginUse completes a key login whose assertion assert accepted:
@@ -575,35 +587,48 @@ func (s *Service) BeginKeyStepUp(ctx context.Context, p Principal, op Operation,
 // TOTP code: the operation then spends it (ConsumeStepUp, UseStepUp with
 // code ""). A refused answer counts towards the lockout.
 func (s *Service) FinishKeyStepUp(ctx context.Context, p Principal, op Operation, tenant string, canonicalRequest []byte, id string, response []byte) (StepUpGrant, error) {
-	pin, err := s.Authorize(ctx, p, op, tenant)
+	complete, err := s.verifyKeyStepUp(ctx, p, op, tenant, canonicalRequest, id, response)
 	if err != nil {
 		return StepUpGrant{}, err
 	}
+	return complete(ctx)
+}
+
+// verifyKeyStepUp is FinishKeyStepUp up to the verified assertion; the
+// function it returns writes the use and the grant (keyStepUpUse), as
+// verifyKeyLogin.
+func (s *Service) verifyKeyStepUp(ctx context.Context, p Principal, op Operation, tenant string, canonicalRequest []byte, id string, response []byte) (func(context.Context) (StepUpGrant, error), error) {
+	pin, err := s.Authorize(ctx, p, op, tenant)
+	if err != nil {
+		return nil, err
+	}
 	if !NeedsStepUp(op) {
-		return StepUpGrant{}, fmt.Errorf("step-up for %s: %w: operation needs none", op, ErrInvalid)
+		return nil, fmt.Errorf("step-up for %s: %w: operation needs none", op, ErrInvalid)
 	}
 	if p.TokenID != "" || p.SessionID == "" {
-		return StepUpGrant{}, fmt.Errorf("%w: API tokens cannot step up", ErrStepUpRequired)
+		return nil, fmt.Errorf("%w: API tokens cannot step up", ErrStepUpRequired)
 	}
 	u, err := s.st.UserByID(ctx, p.UserID)
 	if err != nil {
-		return StepUpGrant{}, err
+		return nil, err
 	}
 	st, err := s.st.AuthState(ctx, s.st.Reader(), u.ID)
 	if err != nil {
-		return StepUpGrant{}, err
+		return nil, err
 	}
 	if s.now().Before(st.LockedUntil) {
-		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, fmt.Errorf("%w: %w until %s", ErrStepUpRequired, ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
+		return nil, s.stepUpFailed(ctx, p, pin, op, fmt.Errorf("%w: %w until %s", ErrStepUpRequired, ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
 	}
 	k, cred, err := s.assert(ctx, p, u, p.SessionID, ceremonyStepUp, stepUpBinding(op, canonicalRequest), id, response)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCode) {
 			_ = s.record(ctx, nil, p.entry(pin, audit.ActAuthKeyFailed, u.ID, fields{"step": "step-up", "operation": string(op), "reason": err.Error()}))
 		}
-		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, err)
+		return nil, s.stepUpFailed(ctx, p, pin, op, err)
 	}
-	return s.keyStepUpUse(ctx, p, u, pin, op, canonicalRequest, k, cred)
+	return func(ctx context.Context) (StepUpGrant, error) {
+		return s.keyStepUpUse(ctx, p, u, pin, op, canonicalRequest, k, cred)
+	}, nil
 }
 
 // keyStepUpUse completes a key step-up whose assertion assert accepted:
