@@ -525,8 +525,11 @@ type Manifest struct {
 	PacketsSent   uint64          `json:"packets_sent"`
 	MeasuredPPS   float64         `json:"measured_pps"`
 	Worst100ms    int             `json:"worst_100ms_window"`
-	Results       int64           `json:"results"`
-	ResultsSHA256 string          `json:"results_sha256"`
+	// Sent is the final run's packets per bucket of seconds (a resumed
+	// scan's earlier runs are not in it).
+	Sent          *probe.SendSeries `json:"sent,omitempty"`
+	Results       int64             `json:"results"`
+	ResultsSHA256 string            `json:"results_sha256"`
 	// PcapngSHA256 is the SHA-256 of the packet capture (probes.pcapng),
 	// "" when there is none (no raw sockets, or no capture configured).
 	PcapngSHA256 string `json:"pcapng_sha256,omitempty"`
@@ -562,7 +565,7 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 	canon, _ := j.Request.Canonical()
 	m := Manifest{ScanID: id, Tenant: tenant, Job: j.ID, JobSHA256: jsha, RequestSHA256: rsha, Request: canon, Scope: scopeID, ScopeSHA256: scopeSHA,
 		Profile: j.Profile, Approvals: j.Approvals, Requester: j.Request.Requester, Started: sum.Started, Finished: sum.Finished,
-		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport,
+		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Sent: sum.Sent, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport,
 		Vantage: j.Request.Vantage, VantageLabel: s.vantageLabel(ctx, tenant, j.Request.Vantage)}
 	if m.Approvals == nil {
 		m.Approvals = []job.Approval{}
@@ -583,6 +586,9 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 	}
 	details := map[string]any{"job": j.ID, "job_sha256": jsha, "results": n, "results_sha256": m.ResultsSHA256, "packets": sum.PacketsSent,
 		"measured_pps": sum.MeasuredPPS, "worst_100ms_window": sum.Worst100ms, "vantage": m.Vantage}
+	if sum.Sent != nil {
+		details["sent"] = sum.Sent
+	}
 	if m.VantageLabel != m.Vantage {
 		details["vantage_label"] = m.VantageLabel
 	}

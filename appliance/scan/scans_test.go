@@ -310,6 +310,19 @@ func TestProductionScan(t *testing.T) {
 	}
 	comp := f.Entries(mark, audit.ActScanComplete)
 	d := apptest.Details(t, comp[0])
+	// The completion records the run's packets over time (the console's
+	// timeline): per-second buckets that add up to the packets sent.
+	sent, _ := d["sent"].(map[string]any)
+	if sent == nil || sent["bucket_seconds"] != float64(1) {
+		t.Fatalf("scan.complete send series %v", d["sent"])
+	}
+	var inSeries float64
+	for _, n := range sent["packets"].([]any) {
+		inSeries += n.(float64)
+	}
+	if inSeries == 0 || inSeries != d["packets"] {
+		t.Fatalf("send series adds up to %v packets, the completion says %v", inSeries, d["packets"])
+	}
 	var ev []string
 	for _, k := range d["evidence"].([]any) {
 		ev = append(ev, fmt.Sprint(k))
