@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"firewalliq/appliance/fault"
 )
 
 // TestDocumentDownloads pins what the three document routes (report
@@ -191,6 +193,38 @@ func TestServicesOff(t *testing.T) {
 				if rec := f.do(request{method: tt.method, path: tt.path, body: `{"unknown":`, as: "a-admin"}); rec.Code != 503 {
 					t.Errorf("bad body: %d %s, want 503", rec.Code, rec.Body)
 				}
+			}
+		})
+	}
+}
+
+// TestListPageReadFirst pins the order of the list routes: the page
+// parameters are checked before the service is asked, so a bad ?limit= or
+// ?after= is 400 even for a caller the service would refuse, and nothing is
+// audited.
+func TestListPageReadFirst(t *testing.T) {
+	f := newFixture(t)
+	lists := []string{"/api/v1/policies", "/api/v1/reports", "/api/v1/scope-keys", "/api/v1/scan-schedules", "/api/v1/sensors",
+		"/api/v1/siem/destinations", "/api/v1/siem/status", "/api/v1/scopes", "/api/v1/users"}
+	for _, path := range lists {
+		for _, q := range []string{"?limit=0", "?after=%21"} {
+			t.Run(path+q, func(t *testing.T) {
+				before := f.head()
+				// b-admin naming tenant a: a caller every service refuses.
+				rec := f.do(request{method: "GET", path: path + q + "&tenant=" + f.a, as: "b-admin"})
+				var e apiErr
+				decode(t, rec, &e)
+				if rec.Code != 400 || e.Error.Code != fault.CodeInvalid {
+					t.Fatalf("%d %s, want 400 invalid", rec.Code, rec.Body)
+				}
+				if got := actions(f.since(before)); len(got) != 0 {
+					t.Errorf("audit entries %v", got)
+				}
+			})
+		}
+		t.Run(path+" refused", func(t *testing.T) {
+			if rec := f.do(request{method: "GET", path: path + "?tenant=" + f.a, as: "b-admin"}); rec.Code != 403 {
+				t.Fatalf("%d %s, want 403", rec.Code, rec.Body)
 			}
 		})
 	}
