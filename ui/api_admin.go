@@ -65,19 +65,7 @@ func userOf(u auth.UserInfo) userOut {
 }
 
 func (s *Server) listUsers(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	us, err := s.d.Auth.ListUsers(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]userOut, 0, len(us))
-	for _, u := range us {
-		out = append(out, userOf(u))
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(u userOut) string { return u.ID }, pg))
+	return sendPage(c, s.d.Auth.ListUsers, userOf, func(u userOut) string { return u.ID })
 }
 
 func (s *Server) createUser(c echo.Context) error {

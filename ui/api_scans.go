@@ -21,15 +21,7 @@ import (
 // spends the grant), and encodes what the service returned.
 
 func (s *Server) listScopeKeys(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ks, err := s.d.ScopeKeys.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, paginate(ks, func(k scan.SigningKey) string { return k.ID }, pg))
+	return sendPage(c, s.d.ScopeKeys.List, asIs, func(k scan.SigningKey) string { return k.ID })
 }
 
 func (s *Server) addScopeKey(c echo.Context) error {
@@ -131,11 +123,7 @@ func (s *Server) listScans(c echo.Context) error {
 }
 
 func (s *Server) getScan(c echo.Context) error {
-	sc, err := s.d.Scans.Get(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, sc)
+	return sendByID(c, s.d.Scans.Get, asIs)
 }
 
 func (s *Server) approveScan(c echo.Context) error {
@@ -268,18 +256,7 @@ func scheduleOut(sc scan.Schedule) scan.Schedule {
 }
 
 func (s *Server) listSchedules(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ss, err := s.d.Scans.ListSchedules(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	for i := range ss {
-		ss[i] = scheduleOut(ss[i])
-	}
-	return c.JSON(http.StatusOK, paginate(ss, func(sc scan.Schedule) string { return sc.ID }, pg))
+	return sendPage(c, s.d.Scans.ListSchedules, scheduleOut, func(sc scan.Schedule) string { return sc.ID })
 }
 
 func (s *Server) createSchedule(c echo.Context) error {
@@ -295,11 +272,7 @@ func (s *Server) createSchedule(c echo.Context) error {
 }
 
 func (s *Server) getSchedule(c echo.Context) error {
-	sc, err := s.d.Scans.GetSchedule(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, scheduleOut(sc))
+	return sendByID(c, s.d.Scans.GetSchedule, scheduleOut)
 }
 
 func (s *Server) approveSchedule(c echo.Context) error {
