@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -79,5 +80,7 @@ func sendDocument(c echo.Context, call docCall, format, name, ext string) error 
 // ?format= asked for (signed reports and reviews: json, html, pdf).
 func download(c echo.Context, call docCall, name string) error {
 	format := c.QueryParam("format")
-	return sendDocument(c, call, format, name, format)
+	// The services take the format in any case; the file's extension is
+	// its lower-case form.
+	return sendDocument(c, call, format, name, strings.ToLower(format))
 }

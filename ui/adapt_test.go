@@ -76,7 +76,7 @@ func TestDocumentDownloads(t *testing.T) {
 		{"report json", rp + "?format=json", "a-aud", 200, jsonCT, attach("report-" + report.ID + ".json"), nil},
 		{"report html", rp + "?format=html", "a-op", 200, htmlCT, attach("report-" + report.ID + ".html"), nil},
 		{"report pdf", rp + "?format=pdf", "a-op", 200, pdfCT, attach("report-" + report.ID + ".pdf"), nil},
-		{"report HTML keeps its case", rp + "?format=HTML", "a-op", 200, htmlCT, attach("report-" + report.ID + ".HTML"), nil},
+		{"report HTML, any case, is .html", rp + "?format=HTML", "a-op", 200, htmlCT, attach("report-" + report.ID + ".html"), nil},
 		{"report, appliance admin naming the tenant", rp + "?tenant=" + f.a, "sys", 200, jsonCT, attach("report-" + report.ID + ".json"), nil},
 		{"report, unknown format", rp + "?format=docx", "a-op", 400, "", "", nil},
 		{"report, another tenant", rp, "b-admin", 404, "", "", nil},
@@ -93,7 +93,7 @@ func TestDocumentDownloads(t *testing.T) {
 		{"export nmap-xml", sc + "?format=nmap-xml", "a-aud", 200, xmlCT, attach("scan-" + scanID + ".xml"), nil},
 		{"export jsonl", sc + "?format=jsonl", "a-op", 200, jsonlCT, attach("scan-" + scanID + ".jsonl"), nil},
 		{"export xml alias", sc + "?format=xml", "a-op", 200, xmlCT, attach("scan-" + scanID + ".xml"), nil},
-		{"export JSONL is named .xml", sc + "?format=JSONL", "a-op", 200, jsonlCT, attach("scan-" + scanID + ".xml"), nil},
+		{"export JSONL, any case, is .jsonl", sc + "?format=JSONL", "a-op", 200, jsonlCT, attach("scan-" + scanID + ".jsonl"), nil},
 		{"export, unknown format", sc + "?format=csv", "a-op", 400, "", "", nil},
 		{"export, another tenant", sc, "b-admin", 404, "", "", []string{"access.denied"}},
 	}

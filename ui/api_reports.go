@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -253,11 +254,11 @@ func (s *Server) exportScan(c echo.Context) error {
 	if format == "" {
 		format = report.ExportNmapXML
 	}
-	// The file is named by the canonical format only: the service also
-	// takes aliases and other spellings, which all get .xml.
-	ext := map[string]string{report.ExportNmapXML: "xml", report.ExportJSONL: "jsonl"}[format]
-	if ext == "" {
-		ext = "xml"
+	// The service takes the format in any case and aliases of nmap-xml:
+	// JSON Lines in any spelling is .jsonl, everything else .xml.
+	ext := "xml"
+	if strings.EqualFold(format, report.ExportJSONL) {
+		ext = "jsonl"
 	}
 	return sendDocument(c, rp.Export, format, "scan", ext)
 }
