@@ -883,6 +883,15 @@ func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason
 		a.cancel()
 	}
 	s.mu.Unlock()
+	if a == nil && sc.State == StateRunning {
+		// No run of this process is consuming its job (the appliance is
+		// stopping, or the job waits in the queue to resume): the job
+		// ends here, audited as scan.stop. A run that starts meanwhile
+		// finds the request cancelled and ends before any packet.
+		if err := s.stopUnfinished(ctx, pin, id, "cancelled by a user"); err != nil {
+			return Scan{}, fmt.Errorf("cancel scan %s: %w", id, err)
+		}
+	}
 	if a == nil {
 		s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
 	}
