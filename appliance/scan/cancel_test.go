@@ -103,7 +103,7 @@ func TestCancelRunningScan(t *testing.T) {
 		t.Fatalf("cancelled job %+v: want some results stored, not all", sc.Job)
 	}
 	d := e.checkStop(t, mark, sc.ID, sc.Job.ID, "change window closed")
-	if d["reason"] != "cancelled by a user" || d["was"] != scan.JobRunning || d["recovery"] != nil {
+	if d["reason"] != "cancelled by a user" || d["was"] != scan.JobRunning || d["recovery"] != nil || d["vantage"] != "local" {
 		t.Fatalf("scan.stop details %v", d)
 	}
 	// Every stored result took at least one packet; far fewer than the

@@ -561,7 +561,8 @@ func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action
 // becomes cancelled and the request ends cancelled (Cancel has moved it
 // already), audited as scan.stop with details: the job, reason, packets
 // sent when known, stopped_at (the engine's end) when known, the last
-// stored checkpoint (next_batch) and the results stored. A job already
+// stored checkpoint (next_batch), the results stored and where it ran
+// (vantage: "local" or the sensor id). A job already
 // ended is left alone, unaudited.
 func (s *Scans) stop(ctx context.Context, tenant, id string, jr jobRow, details map[string]any) error {
 	ctx = context.WithoutCancel(ctx)
@@ -571,10 +572,11 @@ func (s *Scans) stop(ctx context.Context, tenant, id string, jr jobRow, details 
 	}
 	// The checkpoint as stored: a run's in-memory copy may trail it
 	// only by batches it never saw stored.
-	if err := s.st.DB().QueryRowContext(ctx, `SELECT next_batch FROM scan_jobs WHERE no = ?`, jr.no).Scan(&jr.nextBatch); err != nil {
+	var vantage string
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT next_batch, vantage FROM scan_jobs WHERE no = ?`, jr.no).Scan(&jr.nextBatch, &vantage); err != nil {
 		return fmt.Errorf("scan %s job: %w", id, err)
 	}
-	details["results"], details["next_batch"] = results, jr.nextBatch
+	details["results"], details["next_batch"], details["vantage"] = results, jr.nextBatch, vantage
 	return s.finish(ctx, tenant, id, jr, audit.ActScanStop, JobCancelled, StateCancelled, details)
 }
 
