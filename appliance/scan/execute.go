@@ -523,8 +523,8 @@ func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.
 // finish records a run's end other than completion: the job's and the
 // request's final states and the audit entry, in one transaction. The
 // job's reason is details' "code: reason" (or reason alone, without a
-// code). Ending a job as cancelled is idempotent: when the job has ended
-// already (the run, Cancel and recovery may each try to close a
+// code). Ending a job as cancelled (stop) is idempotent: when the job has
+// ended already (the run, Cancel and recovery may each try to close a
 // cancelled scan's job), nothing is written and nothing is audited
 // twice.
 func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action audit.Action, jobState, reqState string, details map[string]any) error {
@@ -536,13 +536,21 @@ func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action
 	details["job"] = jr.id
 	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if jobState == JobCancelled {
-			var cur string
-			if err := tx.QueryRowContext(ctx, `SELECT state FROM scan_jobs WHERE no = ?`, jr.no).Scan(&cur); err != nil {
+			// Read in the transaction that ends the job, so they are
+			// exactly what it ends with.
+			var cur, vantage string
+			var next int
+			if err := tx.QueryRowContext(ctx, `SELECT state, next_batch, vantage FROM scan_jobs WHERE no = ?`, jr.no).Scan(&cur, &next, &vantage); err != nil {
 				return fmt.Errorf("scan job %d: %w", jr.no, err)
 			}
 			if cur != JobIssued && cur != JobRunning {
 				return nil
 			}
+			var results int64
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_results WHERE job_no = ?`, jr.no).Scan(&results); err != nil {
+				return fmt.Errorf("scan job %d results: %w", jr.no, err)
+			}
+			details["results"], details["next_batch"], details["vantage"] = results, next, vantage
 		}
 		if err := SetJobState(ctx, tx, jr.no, jobState, reason, s.now()); err != nil {
 			return err
@@ -560,23 +568,11 @@ func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action
 // stop records the end of a cancelled scan's job through finish: the job
 // becomes cancelled and the request ends cancelled (Cancel has moved it
 // already), audited as scan.stop with details: the job, reason, packets
-// sent when known, stopped_at (the engine's end) when known, the last
-// stored checkpoint (next_batch), the results stored and where it ran
-// (vantage: "local" or the sensor id). A job already
-// ended is left alone, unaudited.
+// sent when known, stopped_at (the engine's end) when known, and, read
+// in the same transaction, the last stored checkpoint (next_batch), the
+// results stored and where it ran (vantage: "local" or the sensor id). A
+// job already ended is left alone, unaudited.
 func (s *Scans) stop(ctx context.Context, tenant, id string, jr jobRow, details map[string]any) error {
-	ctx = context.WithoutCancel(ctx)
-	var results int64
-	if err := s.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_results WHERE job_no = ?`, jr.no).Scan(&results); err != nil {
-		return fmt.Errorf("scan %s results: %w", id, err)
-	}
-	// The checkpoint as stored: a run's in-memory copy may trail it
-	// only by batches it never saw stored.
-	var vantage string
-	if err := s.st.DB().QueryRowContext(ctx, `SELECT next_batch, vantage FROM scan_jobs WHERE no = ?`, jr.no).Scan(&jr.nextBatch, &vantage); err != nil {
-		return fmt.Errorf("scan %s job: %w", id, err)
-	}
-	details["results"], details["next_batch"], details["vantage"] = results, jr.nextBatch, vantage
 	return s.finish(ctx, tenant, id, jr, audit.ActScanStop, JobCancelled, StateCancelled, details)
 }
 
