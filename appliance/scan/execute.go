@@ -453,6 +453,13 @@ func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.
 		}
 		switch ev.Type {
 		case runner.TypeRefused:
+			if userCancelled() {
+				// Refused after the cancel (the runner may fail on its
+				// cancelled context before the first packet): the end is
+				// the cancel's; the refusal is kept in its details.
+				return "", s.stop(ctx, tenant, id, *jr, map[string]any{"reason": "cancelled by a user", "packets": 0, "was": jr.state,
+					"refused_code": ev.Refused.Code, "refused_reason": ev.Refused.Reason})
+			}
 			if ev.Refused.Code == "interrupted" {
 				return ev.Refused.Reason, nil
 			}
