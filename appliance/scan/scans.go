@@ -850,7 +850,9 @@ func (s *Scans) Start(ctx context.Context, p auth.Principal, tenant, id, code st
 // Cancel cancels scan id: a pending or approved one (its approval is
 // voided), a queued one (taken off the queue), or a running one (the
 // runner stops within about 100 ms; results stored so far stay). Audited
-// as scan.cancel with the reason. A finished scan is ErrState.
+// as scan.cancel with the reason; the end of a running scan's job is
+// audited as scan.stop when the run stops (or here, when no run holds
+// the job). A finished scan is ErrState.
 func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason string) (Scan, error) {
 	pin, err := s.auth.Authorize(ctx, p, auth.OpScanCancel, tenant)
 	if err != nil {
