@@ -850,7 +850,9 @@ func (s *Scans) Start(ctx context.Context, p auth.Principal, tenant, id, code st
 // Cancel cancels scan id: a pending or approved one (its approval is
 // voided), a queued one (taken off the queue), or a running one (the
 // runner stops within about 100 ms; results stored so far stay). Audited
-// as scan.cancel with the reason. A finished scan is ErrState.
+// as scan.cancel with the reason; the end of a running scan's job is
+// audited as scan.stop when the run stops (or here, when no run holds
+// the job). A finished scan is ErrState.
 func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason string) (Scan, error) {
 	pin, err := s.auth.Authorize(ctx, p, auth.OpScanCancel, tenant)
 	if err != nil {
@@ -883,6 +885,15 @@ func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason
 		a.cancel()
 	}
 	s.mu.Unlock()
+	if a == nil && sc.State == StateRunning {
+		// No run of this process is consuming its job (the appliance is
+		// stopping, or the job waits in the queue to resume): the job
+		// ends here, audited as scan.stop. A run that starts meanwhile
+		// finds the request cancelled and ends before any packet.
+		if err := s.stopUnfinished(ctx, pin, id, "cancelled by a user"); err != nil {
+			return Scan{}, fmt.Errorf("cancel scan %s: %w", id, err)
+		}
+	}
 	if a == nil {
 		s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
 	}
