@@ -368,7 +368,7 @@ func (a *Appliance) wireScans(sd scan.Deps) error {
 		// last stored checkpoint, so they are probed again.
 		d.Fleet = a.Sensors.Runner()
 		a.Sensors.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
-			a.Logger.Warn("sensor events of a run this console no longer reads; dropped (the scan resumes from its checkpoint)",
+			a.Logger.Warn("sensor events of a run this console no longer reads; dropped (a scan still running resumes from its checkpoint; a cancelled one has ended)",
 				"events", len(batch), "run", batch[0].Run, "sensor", batch[0].Sensor)
 			return nil
 		}))
