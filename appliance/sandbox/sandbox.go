@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"time"
 
 	"firewalliq/probe/lab"
 	"firewalliq/probe/safety"
@@ -284,8 +283,9 @@ func (s *Sandbox) Command(ctx context.Context, name string, args ...string) *exe
 }
 
 // Close stops the listeners and deletes every namespace (which removes the
-// veth links, routes and the firewall's nftables table with them). It is
-// safe to call more than once and keeps going after errors.
+// veth links, routes and the firewall's nftables table with them), the way
+// a lab ends (lab.Teardown). It is safe to call more than once and keeps
+// going after errors.
 func (s *Sandbox) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -296,23 +296,5 @@ func (s *Sandbox) Close() error {
 	closers := s.closers
 	s.closers = nil
 	s.mu.Unlock()
-	var errs []error
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i].Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// Teardown must not be cancelled by the context that built the sandbox
-	// (an interrupted demo still cleans up).
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, ns := range s.Namespaces() {
-		if _, err := os.Stat("/run/netns/" + ns); err != nil {
-			continue
-		}
-		if err := s.run(ctx, "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return lab.Teardown(closers, s.Namespaces(), s.logf)
 }

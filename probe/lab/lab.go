@@ -420,22 +420,5 @@ func (l *Lab) Close() error {
 	closers := l.closers
 	l.closers = nil
 	l.mu.Unlock()
-	var errs []error
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i].Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// Teardown must not be cancelled by the context that built the lab.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, ns := range l.namespaces() {
-		if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
-			continue
-		}
-		if _, err := l.run.run(ctx, "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return Teardown(closers, l.namespaces(), l.run.log)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,6 +100,40 @@ func (r runner) ipn(ctx context.Context, ns string, args ...string) error {
 func (r runner) sysctl(ctx context.Context, ns string, kv ...string) error {
 	args := append([]string{"netns", "exec", ns, "sysctl", "-q", "-w"}, kv...)
 	_, err := r.run(ctx, "", "ip", args...)
+	return err
+}
+
+// Teardown is how a lab ends, and the demo sandbox with it: it closes
+// closers, last first (listeners, captures), then deletes each namespace
+// of names that still exists, which removes its veth links, routes and
+// nftables tables with it. It keeps going after errors and returns them
+// all. It is not bound to the context that built the namespaces (an
+// interrupted lab or demo still cleans up): each deletion has a deadline
+// of its own. logf, when set, receives each command and its output.
+func Teardown(closers []io.Closer, names []string, logf func(format string, args ...any)) error {
+	var errs []error
+	for i := len(closers) - 1; i >= 0; i-- {
+		if err := closers[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r := runner{log: logf}
+	for _, ns := range names {
+		if err := r.deleteNamespace(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteNamespace deletes ns if it exists, within 30 seconds of its own.
+func (r runner) deleteNamespace(ns string) error {
+	if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := r.run(ctx, "", "ip", "netns", "del", ns)
 	return err
 }
 
