@@ -7,11 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 
 	"firewalliq/probe/lab"
 	"firewalliq/probe/safety"
@@ -51,10 +49,8 @@ type Sandbox struct {
 	// there. Firewall, DMZ and Internal are the other namespaces.
 	Scanner, Firewall, DMZ, Internal string
 
-	logf    func(format string, args ...any)
-	mu      sync.Mutex
-	closers []io.Closer
-	closed  bool
+	logf func(format string, args ...any)
+	undo lab.Undo
 }
 
 // Options configure New.
@@ -170,15 +166,9 @@ func (s *Sandbox) build(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sandbox: services in %s: %w", z.ns, err)
 		}
-		s.add(cl)
+		s.undo.Add(cl)
 	}
 	return ctx.Err()
-}
-
-func (s *Sandbox) add(c io.Closer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closers = append(s.closers, c)
 }
 
 // dmzServices are the DMZ host's listeners.
@@ -284,17 +274,6 @@ func (s *Sandbox) Command(ctx context.Context, name string, args ...string) *exe
 
 // Close stops the listeners and deletes every namespace (which removes the
 // veth links, routes and the firewall's nftables table with them), the way
-// a lab ends (lab.Teardown). It is safe to call more than once and keeps
+// a lab ends (lab.Undo). It is safe to call more than once and keeps
 // going after errors.
-func (s *Sandbox) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	closers := s.closers
-	s.closers = nil
-	s.mu.Unlock()
-	return lab.Teardown(closers, s.Namespaces(), s.logf)
-}
+func (s *Sandbox) Close() error { return s.undo.Teardown(s.Namespaces(), s.logf) }

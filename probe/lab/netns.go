@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -103,14 +104,39 @@ func (r runner) sysctl(ctx context.Context, ns string, kv ...string) error {
 	return err
 }
 
-// Teardown is how a lab ends, and the demo sandbox with it: it closes
-// closers, last first (listeners, captures), then deletes each namespace
-// of names that still exists, which removes its veth links, routes and
-// nftables tables with it. It keeps going after errors and returns them
-// all. It is not bound to the context that built the namespaces (an
-// interrupted lab or demo still cleans up): each deletion has a deadline
-// of its own. logf, when set, receives each command and its output.
-func Teardown(closers []io.Closer, names []string, logf func(format string, args ...any)) error {
+// Undo is what a lab, or the demo sandbox, must undo when it ends: the
+// closers it registered (listeners, captures) and its namespaces. The zero
+// value is ready to use.
+type Undo struct {
+	mu      sync.Mutex
+	closers []io.Closer
+	done    bool
+}
+
+// Add registers c to be closed at teardown; closers run last first.
+func (u *Undo) Add(c io.Closer) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closers = append(u.closers, c)
+}
+
+// Teardown closes the closers, last first, then deletes each namespace of
+// names that still exists, which removes its veth links, routes and
+// nftables tables with it. It runs once (later calls return nil), keeps
+// going after errors and returns them all. It is not bound to the context
+// that built the namespaces (an interrupted lab or demo still cleans up):
+// each deletion has a deadline of its own. logf, when set, receives each
+// command and its output.
+func (u *Undo) Teardown(names []string, logf func(format string, args ...any)) error {
+	u.mu.Lock()
+	if u.done {
+		u.mu.Unlock()
+		return nil
+	}
+	u.done = true
+	closers := u.closers
+	u.closers = nil
+	u.mu.Unlock()
 	var errs []error
 	for i := len(closers) - 1; i >= 0; i-- {
 		if err := closers[i].Close(); err != nil {
