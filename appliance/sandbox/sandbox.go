@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 
 	"firewalliq/probe/lab"
 	"firewalliq/probe/safety"
@@ -91,20 +89,11 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 // Namespaces lists the sandbox's namespaces.
 func (s *Sandbox) Namespaces() []string { return []string{s.Scanner, s.Firewall, s.DMZ, s.Internal} }
 
-// run executes name args and returns an error carrying its output.
+// run executes name args (lab.Exec) and returns an error carrying its
+// output.
 func (s *Sandbox) run(ctx context.Context, stdin, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if s.logf != nil {
-		s.logf("$ %s %s\n%s", name, strings.Join(args, " "), out.String())
-	}
-	if err != nil {
-		return fmt.Errorf("sandbox: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	if _, err := lab.Exec(ctx, s.logf, stdin, name, args...); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	return nil
 }

@@ -90,6 +90,14 @@ func (r runner) run(ctx context.Context, stdin string, name string, args ...stri
 	return out.String(), nil
 }
 
+// Exec runs name args... the way the lab runs ip, nft, tc and sysctl, for
+// the demo sandbox: stdin (when set) on its standard input, the combined
+// output returned, and a non-zero exit an error carrying that output. logf,
+// when set, receives the command and its output.
+func Exec(ctx context.Context, logf func(format string, args ...any), stdin, name string, args ...string) (string, error) {
+	return runner{log: logf}.run(ctx, stdin, name, args...)
+}
+
 // ipn runs "ip -n ns args...".
 func (r runner) ipn(ctx context.Context, ns string, args ...string) error {
 	_, err := r.run(ctx, "", "ip", append([]string{"-n", ns}, args...)...)
