@@ -185,6 +185,8 @@ func TestRemoteOutputs(t *testing.T) {
 	s3 := jsonID(t, o.step(sam, "sam", code(sam), "scan", "request", "--scope", "prod-1", "--json"))
 	o.step(sam, "sam", "", "scan", "cancel", s3, "--reason", "changed my mind")
 	o.step(sam, "sam", "", "scan", "cancel", s3, "--json")
+	o.step(sam, "sam", "", "scan", "list", "--state", "denied")
+	o.step(sam, "sam", "", "scan", "list", "--state", "cancelled", "--json")
 	o.step(sam, "sam", "", "scan", "approve", "a", "b")
 	o.step(sam, "sam", "", "scan", "cancel")
 
@@ -240,6 +242,8 @@ func TestRemoteOutputs(t *testing.T) {
 	o.step(olive, "olive", "", "sensor", "show", "sn_nope")
 	o.step(olive, "olive", "", "sensor", "list")
 	o.step(olive, "olive", "", "approval", "show", "nope")
+	o.step(abe, "abe", "", "approval", "list", "--status", "denied")
+	o.step(sam, "sam", "", "evidence", "list", "--prefix", "none/", "--json")
 	o.step(olive, "olive", "", "whoami")
 	o.step(e, "root", code(e), "tenant", "add", "acme")
 	o.step(e, "root", "", "scope", "show", "nope")
