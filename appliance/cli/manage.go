@@ -53,6 +53,22 @@ func listCmd(r *remote, use, short, path string, withTenant bool, cols []column,
 	return cmd
 }
 
+// queryFlag is a listCmd extra: --name (with help usage), sent as
+// ?name= when set.
+func queryFlag(name, usage string) func(*cobra.Command, url.Values) {
+	return func(cmd *cobra.Command, q url.Values) {
+		var v string
+		cmd.Flags().StringVar(&v, name, "", usage)
+		prev := cmd.RunE
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			if v != "" {
+				q.Set(name, v)
+			}
+			return prev(cmd, args)
+		}
+	}
+}
+
 // actionCmd builds a command that sends one request with an id argument
 // and prints done (with %s for the id) on success.
 func actionCmd(r *remote, use, short, method, pathFmt string, body func() (any, error), done string, withTenant bool) *cobra.Command {
@@ -260,17 +276,7 @@ func newApprovalCmd(r *remote) *cobra.Command {
 		print: r.objectPrinter, json: true,
 	})
 	return newGroup("approval", "Dual-approval requests (through the API)",
-		listCmd(r, "list [--status pending|approved|denied|void]", "List approval requests", "/approvals", false, approvCols, func(cmd *cobra.Command, q url.Values) {
-			var status string
-			cmd.Flags().StringVar(&status, "status", "", "only requests in this status")
-			prev := cmd.RunE
-			cmd.RunE = func(cmd *cobra.Command, args []string) error {
-				if status != "" {
-					q.Set("status", status)
-				}
-				return prev(cmd, args)
-			}
-		}),
+		listCmd(r, "list [--status pending|approved|denied|void]", "List approval requests", "/approvals", false, approvCols, queryFlag("status", "only requests in this status")),
 		show,
 		actionCmd(r, "approve REQUEST_ID", "Approve another person's request (step-up)", http.MethodPost, "/approvals/%s/approve", nil, "approved %s", false),
 		deny,
@@ -329,17 +335,7 @@ the approval is then spent.`,
 	f.StringVar(&request, "request", "", "the approved export request's id: get the URL")
 	jsonFlag(export, &asJSON)
 	return newGroup("evidence", "Evidence objects and exports (through the API)",
-		listCmd(r, "list [--prefix P]", "List recorded evidence objects", "/evidence", true, objectCols, func(cmd *cobra.Command, q url.Values) {
-			var prefix string
-			cmd.Flags().StringVar(&prefix, "prefix", "", "only keys with this prefix")
-			prev := cmd.RunE
-			cmd.RunE = func(cmd *cobra.Command, args []string) error {
-				if prefix != "" {
-					q.Set("prefix", prefix)
-				}
-				return prev(cmd, args)
-			}
-		}),
+		listCmd(r, "list [--prefix P]", "List recorded evidence objects", "/evidence", true, objectCols, queryFlag("prefix", "only keys with this prefix")),
 		export,
 	)
 }

@@ -320,17 +320,7 @@ func newScheduleWriteCmd(r *remote, verb string) *cobra.Command {
 }
 
 func newScanListCmd(r *remote) *cobra.Command {
-	return listCmd(r, "list [--state S]", "List scans, newest first", "/scans", true, scanCols, func(cmd *cobra.Command, q url.Values) {
-		var state string
-		cmd.Flags().StringVar(&state, "state", "", "pending, approved, denied, queued, running, completed, failed or cancelled")
-		prev := cmd.RunE
-		cmd.RunE = func(cmd *cobra.Command, args []string) error {
-			if state != "" {
-				q.Set("state", state)
-			}
-			return prev(cmd, args)
-		}
-	})
+	return listCmd(r, "list [--state S]", "List scans, newest first", "/scans", true, scanCols, queryFlag("state", "pending, approved, denied, queued, running, completed, failed or cancelled"))
 }
 
 // scanTransition builds scan approve, deny, start and cancel.
