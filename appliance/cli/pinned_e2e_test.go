@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -119,22 +118,8 @@ func TestRemoteOutputs(t *testing.T) {
 
 	// A listener the production scope covers, so a started scan has
 	// something to find.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for range 1 << 10 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	port := openPort(t)
 	dir := t.TempDir()
-	port := ln.Addr().(*net.TCPAddr).Port
 	o.fixed = strings.NewReplacer(dir, "<dir>", fmt.Sprintf("tcp:%d", port), "tcp:<port>")
 	sam.must("", "scope", "keygen", "--out", filepath.Join(dir, "sam"))
 	now := e.clock().UTC()
