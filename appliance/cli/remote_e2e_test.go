@@ -221,6 +221,27 @@ func (e *e2e) firstLoginAs(user, oneTime string) {
 	}
 }
 
+// openPort listens on a free port of 127.0.0.1, which a scope of the test
+// covers, and accepts (and closes) connections to it until the test ends.
+func openPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for range 1 << 16 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func (e *e2e) credentialsPath() string {
 	return filepath.Join(e.xdg, "firewalliq", "credentials")
 }
@@ -543,21 +564,7 @@ func TestCLIAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for range 1 << 16 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := ln.Addr().(*net.TCPAddr).Port
+	open := openPort(t)
 	now := e.clock().UTC()
 	doc := fmt.Sprintf(`{"id":"lab-1","tenant":%q,"name":"lab","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
 		"ports":"tcp:%d","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":10}`,
