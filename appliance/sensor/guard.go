@@ -123,6 +123,14 @@ func newGuard(signed []byte, resume int, sensorID string, jobKey ed25519.PublicK
 	return g
 }
 
+// count is n as a count: false when it is negative.
+func count(n int) (uint64, bool) {
+	if n < 0 {
+		return 0, false
+	}
+	return uint64(n), true
+}
+
 // satMul is a*b, or the largest uint64 when that overflows.
 func satMul(a, b uint64) uint64 {
 	if a != 0 && b > math.MaxUint64/a {
@@ -162,11 +170,11 @@ func (g *guard) check(ev runner.Event) error {
 		// Strictly after the last one (the scan service stores a batch
 		// per checkpoint and refuses one that goes back) and within the
 		// job.
-		if n := ev.Checkpoint.NextBatch; n <= g.next || uint64(n) > g.batches {
+		n := ev.Checkpoint.NextBatch
+		if u, ok := count(n); !ok || n <= g.next || u > g.batches {
 			return refuse("checkpoint at batch %d after batch %d; the job has %d batches", n, g.next, g.batches)
-		} else {
-			g.next = n
 		}
+		g.next = n
 	case runner.TypeDone:
 		return g.checkDone(ev.Done, refuse)
 	}
@@ -190,13 +198,14 @@ func (g *guard) checkAccepted(a *runner.Accepted, refuse func(string, ...any) er
 	}
 	g.accepted, g.batch = true, uint64(a.BatchTargets)
 	g.batches = (g.size + g.batch - 1) / g.batch
-	if uint64(g.resume) > g.batches {
+	resume, ok := count(g.resume)
+	if !ok || resume > g.batches {
 		return refuse("resumes at batch %d of %d", g.resume, g.batches)
 	}
 	// Batches run overlapped, so results of several may come before the
 	// next checkpoint: the bound is the run's, which also bounds what the
 	// scan service holds between two checkpoints.
-	g.maxResults = min(satMul(satMul(g.batches-uint64(g.resume), g.batch), g.perTarget), satMul(g.size, g.perTarget))
+	g.maxResults = min(satMul(satMul(g.batches-resume, g.batch), g.perTarget), satMul(g.size, g.perTarget))
 	return nil
 }
 
@@ -261,7 +270,7 @@ func (g *guard) checkDone(d *runner.Done, refuse func(string, ...any) error) err
 	case math.IsNaN(s.MeasuredPPS) || math.IsInf(s.MeasuredPPS, 0) || s.MeasuredPPS < 0:
 		return refuse("a measured rate of %v pps", s.MeasuredPPS)
 	}
-	windows := math.Ceil(s.WallSeconds*10) + 1
+	windows := math.Ceil(s.WallSeconds/probe.Window.Seconds()) + 1
 	if most := float64(g.limit) * windows; float64(s.PacketsSent) > most {
 		return refuse("%d packets in %.1f s, the job's %d pps allows at most %.0f", s.PacketsSent, s.WallSeconds, g.rate, most)
 	}
@@ -269,8 +278,8 @@ func (g *guard) checkDone(d *runner.Done, refuse func(string, ...any) error) err
 	// floor((n-1)/limit) windows, which bounds the measured rate,
 	// (n-1)/span.
 	if n := s.PacketsSent; n > 1 {
-		if k := (n - 1) / uint64(g.limit); k >= 1 {
-			if most := float64(n-1) / (float64(k) * probe.Window.Seconds()) * 1.001; s.MeasuredPPS > most {
+		if k := math.Floor(float64(n-1) / float64(g.limit)); k >= 1 {
+			if most := float64(n-1) / (k * probe.Window.Seconds()) * 1.001; s.MeasuredPPS > most {
 				return refuse("a measured rate of %.1f pps over %d packets, the job's %d pps allows at most %.1f", s.MeasuredPPS, n, g.rate, most)
 			}
 		}
