@@ -41,8 +41,11 @@ type Delivery struct {
 // one transaction. Events of one run come in the order they arrived,
 // which after a partition may differ from seq order, and an event may
 // come twice after a crash between storing and acknowledging: the Sink
-// must be idempotent by (Run, Event.Seq). An error makes JetStream deliver
-// the whole batch again a second later.
+// must be idempotent by (Run, Event.Seq). Sensor is the sensor that sent
+// the event (its subject), not necessarily the one Run was dispatched to,
+// and the events have not been checked against the run's job: a Sink that
+// stores them must check both. An error makes JetStream deliver the whole
+// batch again a second later.
 type Sink interface {
 	Deliver(ctx context.Context, batch []Delivery) error
 }
