@@ -283,7 +283,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/scans/:id/events", c.scanEvents)
 	a(http.MethodGet, "/scans/:id/results", c.resultsPage)
 	a(http.MethodPost, "/scans/:id/approve", c.stepUp(c.scanApprove))
-	a(http.MethodPost, "/scans/:id/deny", c.scanDeny)
+	a(http.MethodPost, "/scans/:id/deny", c.stepUp(c.scanDeny))
 	a(http.MethodPost, "/scans/:id/start", c.stepUp(c.scanStart))
 	a(http.MethodPost, "/scans/:id/cancel", c.scanCancel)
 	a(http.MethodGet, "/reviews", c.reviewsPage)
