@@ -276,6 +276,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/evidence/export/:id/link", c.stepUp(c.exportLink))
 	a(http.MethodGet, "/scopes", c.scopesPage)
 	a(http.MethodPost, "/scopes", c.scopeRegister)
+	a(http.MethodPost, "/scopes/sign", c.stepUp(c.scopeSign))
 	a(http.MethodGet, "/scopes/:id", c.scopePage)
 	a(http.MethodGet, "/scans", c.scansPage)
 	a(http.MethodPost, "/scans", c.stepUp(c.scanRequest))
