@@ -1,12 +1,15 @@
 package console_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"testing"
 
 	"firewalliq/appliance/auth"
+	"firewalliq/appliance/auth/keytest"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
 )
@@ -121,4 +124,183 @@ func TestApprovalDenyStepUp(t *testing.T) {
 		t.Fatalf("after deny: %+v %v", cur, err)
 	}
 	want(t, ann.get("/console/approvals?status=denied"), http.StatusOK, cur.ID)
+}
+
+var (
+	optionsRe  = regexp.MustCompile(`data-options="([^"]*)"`)
+	ceremonyRe = regexp.MustCompile(`name="ceremony" value="([^"]*)"`)
+)
+
+// registerKey registers a security key for the user signed in on b through
+// the security keys page: a name, the step-up, then the software
+// authenticator's answer to the page's options. It returns the key's id.
+func (f *fixture) registerKey(b *browser, secret string, key *keytest.Key, name string) string {
+	f.t.Helper()
+	a := b.post("/console/security-keys", url.Values{"name": {name}})
+	want(f.t, a, http.StatusUnauthorized, `id="stepup-form"`, "auth.key.register")
+	a = f.stepUpIfAsked(b, "/console/security-keys", secret, a)
+	want(f.t, a, http.StatusOK, `id="webauthn-form"`)
+	opts, cer := optionsRe.FindStringSubmatch(a.body), ceremonyRe.FindStringSubmatch(a.body)
+	if opts == nil || cer == nil {
+		f.t.Fatalf("no ceremony on the key page:\n%s", a.body)
+	}
+	cred, err := key.Create([]byte(html.UnescapeString(opts[1])))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	wantRedirect(f.t, b.post("/console/security-keys/finish", url.Values{"ceremony": {html.UnescapeString(cer[1])}, "credential": {string(cred)}}), "/console/security-keys")
+	ks, err := f.app.Auth.ListKeys(f.ctx, f.principalOf(b))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, k := range ks {
+		if k.Name == name {
+			return k.ID
+		}
+	}
+	f.t.Fatalf("key %q not listed: %+v", name, ks)
+	return ""
+}
+
+// TestAdminForms walks the console forms no other test submits: set a
+// user's role and reset their authenticator, revoke an API token, open
+// and close a support ticket, remove a security key, set the security-key
+// requirement, and the "register a key first" redirect it causes. Each
+// is refused once (a role that may not, or no step-up) and then succeeds,
+// and the service's audit entry is checked.
+func TestAdminForms(t *testing.T) {
+	f := newFixture(t)
+	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
+	tenant := f.init.TenantID
+	tina, tinaS, _ := f.firstRun("tina", f.addUser(root, rootSecret, tenant, "tina", store.RoleAdmin))
+	aud, audS, _ := f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
+	ann, _, _ := f.firstRun("ann", f.addUser(root, rootSecret, tenant, "ann", store.RoleApprover))
+	lena, lenaS, _ := f.firstRun("lena", f.addUser(root, rootSecret, tenant, "lena", store.RoleSecurityLead))
+	f.addUser(root, rootSecret, tenant, "otto", store.RoleOperator)
+	f.addUser(root, rootSecret, tenant, "sam", store.RoleSupport)
+	us, err := f.app.Auth.ListUsers(f.ctx, f.principalOf(tina), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, u := range us {
+		ids[u.Name] = u.ID
+	}
+	// The auditor's API token, made on the tokens page.
+	a := aud.post("/console/tokens", url.Values{"name": {"ci"}, "role": {store.RoleAuditor}})
+	want(t, f.stepUpIfAsked(aud, "/console/tokens", audS, a), http.StatusOK, "ci")
+	ts, err := f.app.Auth.ListTokens(f.ctx, f.principalOf(aud))
+	if err != nil || len(ts) != 1 {
+		t.Fatalf("tokens %+v %v", ts, err)
+	}
+	token := ts[0].ID
+	key := keytest.New(f.app.Auth.KeyConfig().Origins[0])
+	var ticket, keyID string
+
+	// sensitive posts form to path as b, answers the step-up prompt and
+	// returns the final answer.
+	sensitive := func(b *browser, secret, path string, form url.Values) answer {
+		t.Helper()
+		a := b.post(path, form)
+		want(t, a, http.StatusUnauthorized, `id="stepup-form"`)
+		return f.stepUpIfAsked(b, path, secret, a)
+	}
+	tests := []struct {
+		name string
+		// refuse is the refused attempt and its status; nothing changes.
+		refuse       func() answer
+		refuseStatus int
+		do           func() answer
+		redirect     string
+		audit        audit.Action
+	}{
+		{"set role", func() answer {
+			return aud.post("/console/users/"+ids["otto"]+"/role", url.Values{"role": {store.RoleAuditor}})
+		}, http.StatusForbidden, func() answer {
+			return sensitive(tina, tinaS, "/console/users/"+ids["otto"]+"/role", url.Values{"role": {store.RoleAuditor}})
+		}, "/console/users", audit.ActUserRoleChange},
+		{"reset authenticator", func() answer {
+			return ann.post("/console/users/"+ids["otto"]+"/reset-totp", nil)
+		}, http.StatusForbidden, func() answer {
+			return sensitive(tina, tinaS, "/console/users/"+ids["otto"]+"/reset-totp", nil)
+		}, "/console/users", audit.ActUserUpdate},
+		{"revoke an API token", func() answer {
+			return ann.post("/console/tokens/"+token+"/revoke", nil)
+		}, http.StatusForbidden, func() answer {
+			return aud.post("/console/tokens/"+token+"/revoke", nil)
+		}, "/console/tokens", audit.ActTokenRevoke},
+		{"open a support ticket", func() answer {
+			return aud.post("/console/support", url.Values{"support_user_id": {ids["sam"]}, "reason": {"case 7"}, "ttl": {"1h"}})
+		}, http.StatusForbidden, func() answer {
+			return sensitive(tina, tinaS, "/console/support", url.Values{"support_user_id": {ids["sam"]}, "reason": {"case 7"}, "ttl": {"1h"}})
+		}, "/console/support", audit.ActSupportOpen},
+		{"close a support ticket", func() answer {
+			tk, err := f.app.Auth.ListSupport(f.ctx, f.principalOf(tina))
+			if err != nil || len(tk) != 1 {
+				t.Fatalf("tickets %+v %v", tk, err)
+			}
+			ticket = tk[0].ID
+			return aud.post("/console/support/"+ticket+"/close", nil)
+		}, http.StatusForbidden, func() answer {
+			return tina.post("/console/support/"+ticket+"/close", nil)
+		}, "/console/support", audit.ActSupportClose},
+		{"remove a security key (no step-up: the prompt)", func() answer {
+			keyID = f.registerKey(aud, audS, key, "aud's key")
+			return aud.post("/console/security-keys/"+keyID+"/remove", nil)
+		}, http.StatusUnauthorized, func() answer {
+			return sensitive(aud, audS, "/console/security-keys/"+keyID+"/remove", nil)
+		}, "/console/security-keys", audit.ActAuthKeyRemove},
+		{"require security keys of security leads", func() answer {
+			return tina.post("/console/security-keys/policy", url.Values{"security_leads": {"on"}})
+		}, http.StatusForbidden, func() answer {
+			want(t, root.get("/console/security-keys"), http.StatusOK, `id="key-policy"`)
+			return sensitive(root, rootSecret, "/console/security-keys/policy", url.Values{"security_leads": {"on"}})
+		}, "/console/security-keys", audit.ActAuthKeyPolicy},
+		{"a security lead without a key is sent to register one", func() answer {
+			a := lena.get("/console/scans")
+			wantRedirect(t, a, "/console/security-keys?flash=")
+			return a
+		}, http.StatusSeeOther, func() answer {
+			want(t, lena.get("/console/sessions"), http.StatusOK)
+			want(t, lena.get("/console/security-keys"), http.StatusOK, "Your role must use a security key")
+			f.registerKey(lena, lenaS, keytest.New(f.app.Auth.KeyConfig().Origins[0]), "lena's key")
+			// With a key the other pages open again.
+			want(t, lena.get("/console/scans"), http.StatusOK)
+			return lena.post("/console/logout", nil)
+		}, "/console/login", audit.ActAuthKeyRegister},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f.t = t
+			for _, b := range []*browser{tina, aud, ann, root, lena} {
+				b.get("/console/sessions") // a fresh CSRF token
+			}
+			mark := f.auditHead(root)
+			r := tt.refuse()
+			if r.status != tt.refuseStatus {
+				t.Fatalf("refusal: status %d, want %d:\n%s", r.status, tt.refuseStatus, r.body)
+			}
+			if got := actionsOf(f.auditSince(root, mark)); slices.Contains(got, string(tt.audit)) {
+				t.Fatalf("the refused attempt wrote %s: %v", tt.audit, got)
+			}
+			mark = f.auditHead(root)
+			wantRedirect(t, tt.do(), tt.redirect)
+			f.wantActions(root, mark, tt.audit)
+		})
+	}
+	f.t = t
+	// What the services now say.
+	if kp, err := f.app.Auth.KeyPolicy(f.ctx, f.principalOf(root)); err != nil || !kp.SecurityLeads || kp.ApplianceAdmins {
+		t.Fatalf("key policy %+v %v", kp, err)
+	}
+	if u, err := f.app.Auth.ListUsers(f.ctx, f.principalOf(tina), ""); err == nil {
+		for _, x := range u {
+			if x.Name == "otto" && (x.Role != store.RoleAuditor || x.TOTPConfirmed) {
+				t.Fatalf("otto after role change and reset: %+v", x)
+			}
+		}
+	}
+	if ks, err := f.app.Auth.ListKeys(f.ctx, f.principalOf(aud)); err != nil || len(ks) != 0 {
+		t.Fatalf("aud's keys after removal: %+v %v", ks, err)
+	}
 }
