@@ -331,7 +331,7 @@ func (s *Server) deny(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if err := s.d.Auth.Deny(c.Request().Context(), principal(c), c.Param("id"), in.Reason); err != nil {
+	if err := s.d.Auth.Deny(c.Request().Context(), principal(c), c.Param("id"), in.Reason, ""); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

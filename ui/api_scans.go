@@ -142,7 +142,7 @@ func (s *Server) denyScan(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	sc, err := s.d.Scans.Deny(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), in.Reason)
+	sc, err := s.d.Scans.Deny(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), in.Reason, "")
 	if err != nil {
 		return err
 	}

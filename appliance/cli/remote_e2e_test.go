@@ -746,7 +746,12 @@ func TestCLIApprovalFlow(t *testing.T) {
 	if code, _, stderr := abe.run("", "approval", "deny", id2); code != 2 || !strings.Contains(stderr, "--reason") {
 		t.Fatalf("deny without a reason: exit %d, %s", code, stderr)
 	}
-	abe.must("", "approval", "deny", id2, "--reason", "not during the freeze")
+	// A denial needs a step-up like an approval: the client answers the
+	// challenge with the code it reads from standard input.
+	if code, _, stderr := abe.run("", "approval", "deny", id2, "--reason", "not during the freeze"); code != 1 || !strings.Contains(stderr, "standard input ended") {
+		t.Fatalf("deny without a code: exit %d, %s", code, stderr)
+	}
+	abe.must(abe.code()+"\n", "approval", "deny", id2, "--reason", "not during the freeze")
 	var denied []map[string]any
 	if err := json.Unmarshal([]byte(tess.must("", "approval", "list", "--status", "denied", "--json")), &denied); err != nil || len(denied) != 1 || denied[0]["id"] != id2 {
 		t.Fatalf("denied list: %v %v", denied, err)

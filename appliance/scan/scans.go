@@ -735,8 +735,11 @@ func (s *Scans) Approve(ctx context.Context, p auth.Principal, tenant, id, code 
 }
 
 // Deny closes production scan id as denied by approver p (auth.Deny; not
-// the requester), audited as scan.deny with the reason.
-func (s *Scans) Deny(ctx context.Context, p auth.Principal, tenant, id, reason string) (Scan, error) {
+// the requester), audited as scan.deny with the reason. Like Approve it
+// needs p's step-up (code, or a grant for auth.DenyRequest(approval id,
+// request hash)); without one it returns an *auth.StepUpChallenge and
+// changes nothing.
+func (s *Scans) Deny(ctx context.Context, p auth.Principal, tenant, id, reason, code string) (Scan, error) {
 	pin, err := s.auth.Authorize(ctx, p, auth.OpApprovalDeny, tenant)
 	if err != nil {
 		return Scan{}, fmt.Errorf("deny scan: %w", err)
@@ -748,7 +751,7 @@ func (s *Scans) Deny(ctx context.Context, p auth.Principal, tenant, id, reason s
 	if (sc.State != StatePending && sc.State != StateApproved) || sc.ApprovalID == "" {
 		return Scan{}, fmt.Errorf("deny scan %s: %w: it is %s", id, ErrState, sc.State)
 	}
-	if err := s.auth.Deny(ctx, p, sc.ApprovalID, reason); err != nil {
+	if err := s.auth.Deny(ctx, p, sc.ApprovalID, reason, code); err != nil {
 		return Scan{}, fmt.Errorf("deny scan %s: %w", id, err)
 	}
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {

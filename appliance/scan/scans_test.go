@@ -390,7 +390,7 @@ func TestApprovalRules(t *testing.T) {
 	}
 	ap := f.Users["approver"]
 	mark := f.Head()
-	if sc, err = f.App.Scans.Deny(f.Ctx, ap.P, "", sc.ID, "not this week"); err != nil || sc.State != scan.StateDenied {
+	if sc, err = f.App.Scans.Deny(f.Ctx, ap.P, "", sc.ID, "not this week", f.Code(ap)); err != nil || sc.State != scan.StateDenied {
 		t.Fatalf("Deny: %v %+v", err, sc)
 	}
 	if got := e.actions(mark, "scan:"+sc.ID); !slices.Equal(got, []string{"scan.deny"}) {

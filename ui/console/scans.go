@@ -276,7 +276,7 @@ func (c *Console) scanDeny(ec echo.Context) error {
 		return errInvalid("give a reason for the denial")
 	}
 	return c.scanAction(ec, func(ctx context.Context, p auth.Principal, tenant, id string) (scan.Scan, error) {
-		return c.d.Scans.Deny(ctx, p, tenant, id, reason)
+		return c.d.Scans.Deny(ctx, p, tenant, id, reason, "")
 	}, "Scan denied; it is now %s.")
 }
 
