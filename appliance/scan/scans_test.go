@@ -480,7 +480,20 @@ func TestHeldKey(t *testing.T) {
 	if _, err := f.App.ScopeKeys.Sign(f.Ctx, e.op.P, "", k.ID, doc, f.Code(e.op)); !errors.Is(err, auth.ErrForbidden) {
 		t.Fatalf("operator Sign: %v", err)
 	}
+	// Another security lead may neither sign with nor revoke this lead's
+	// held key; each refusal is audited.
+	other := f.AddUser(f.Tenant, "lead2", "security_lead")
 	mark := f.Head()
+	if _, err := f.App.ScopeKeys.Sign(f.Ctx, other.P, "", k.ID, doc, f.Code(other)); !errors.Is(err, auth.ErrForbidden) {
+		t.Fatalf("another lead's Sign: %v", err)
+	}
+	if _, err := f.App.ScopeKeys.Revoke(f.Ctx, other.P, "", k.ID, "not mine", f.Code(other)); !errors.Is(err, auth.ErrForbidden) {
+		t.Fatalf("another lead's Revoke: %v", err)
+	}
+	if es := f.Entries(mark, audit.ActAccessDenied); len(es) != 2 || es[0].Object != "scope-key:"+k.ID || es[1].Object != "scope-key:"+k.ID {
+		t.Fatalf("access.denied entries for another lead's key: %+v", es)
+	}
+	mark = f.Head()
 	signed, err := f.App.ScopeKeys.Sign(f.Ctx, e.lead.P, "", k.ID, doc, f.Code(e.lead))
 	if err != nil {
 		t.Fatal(err)
