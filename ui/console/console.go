@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -200,6 +201,19 @@ func parseTemplates(fsys fs.FS, fm template.FuncMap) (map[string]*template.Templ
 		}
 		if t.Lookup("content") == nil {
 			return nil, fmt.Errorf("console: template %s defines no content", name)
+		}
+		// html/template escapes a set, and finds its escaping errors (an
+		// unclosed attribute quote, an action inside a comment), only at
+		// its first Execute. Execute each page once now, as render does
+		// (layout.html with a view), so such a page fails the boot. The
+		// zero view makes ordinary execution errors (a field of nil Data)
+		// likely: those say nothing about the template and are ignored;
+		// only an escaping error (*template.Error) counts.
+		if err := t.ExecuteTemplate(io.Discard, "layout.html", view{}); err != nil {
+			var te *template.Error
+			if errors.As(err, &te) {
+				return nil, fmt.Errorf("console: template %s: %w", name, err)
+			}
 		}
 		pages[name] = t
 	}
