@@ -135,7 +135,18 @@ type Console struct {
 	cache readCache
 	// slots holds one token per page request being worked on (queued).
 	slots chan struct{}
+	// stopping is closed by EndStreams: open progress streams end.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
+
+// EndStreams ends every open progress stream (scanEvents), and any that
+// starts afterwards, with a last "shutdown" event. serve calls it when its
+// graceful shutdown begins (http.Server.RegisterOnShutdown): Shutdown
+// waits for active requests, and a stream otherwise lasts until the scan
+// ends or for up to 30 minutes, far beyond serve's 5 s for the shutdown.
+// It is safe to call more than once.
+func (c *Console) EndStreams() { c.stopOnce.Do(func() { close(c.stopping) }) }
 
 // New parses every template and checks the static assets. An error here
 // means the build is broken; serve refuses to start.
@@ -152,7 +163,7 @@ func New(d Deps) (*Console, error) {
 	if d.PagesInFlight <= 0 {
 		d.PagesInFlight = DefaultPagesInFlight
 	}
-	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}, slots: make(chan struct{}, d.PagesInFlight)}
+	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}, slots: make(chan struct{}, d.PagesInFlight), stopping: make(chan struct{})}
 	for _, p := range auth.Permissions() {
 		for _, r := range p.Roles {
 			c.perms[r+"\x00"+string(p.Op)] = true
