@@ -2,20 +2,33 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/cli/apiclient"
 )
@@ -217,4 +230,159 @@ func TestServeShutdownWithOpenStream(t *testing.T) {
 		}
 	}
 	t.Logf("serve stopped %v after the shutdown began, with %d event streams open", took, len(streams)+1)
+}
+
+// selfSigned writes a self-signed ECDSA certificate for 127.0.0.1 valid
+// from notBefore to notAfter, and its key (0600), into dir; it returns the
+// files and the certificate's DER.
+func selfSigned(t *testing.T, dir, name string, notBefore, notAfter time.Time) (certFile, keyFile string, der []byte) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name, Organization: []string{"customer"}},
+		NotBefore: notBefore, NotAfter: notAfter, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true}
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, der
+}
+
+// serveWith runs 'serve' on an initialised data directory dir with vars
+// as its environment until the test ends or stop is called; it returns
+// the address and fingerprint serve printed, and stop, which stops serve
+// and returns its exit code.
+func serveWith(t *testing.T, dir string, vars map[string]string) (addr, pin string, logs *syncBuffer, stop func() int) {
+	t.Helper()
+	logs = &syncBuffer{}
+	environ := []string{}
+	for k, v := range vars {
+		environ = append(environ, k+"="+v)
+	}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: logs, Stderr: logs, Getenv: func(k string) string { return vars[k] },
+		Environ: func() []string { return environ }, Now: time.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, env, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}) }()
+	code := -1
+	var once sync.Once
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("serve did not stop")
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	listening := regexp.MustCompile(`listening on (https://[0-9.:]+) \(certificate SHA-256 ([0-9a-f]{64})\)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			return m[1], m[2], logs, stop
+		}
+		select {
+		case code = <-done:
+			once.Do(cancel)
+			return "", "", logs, func() int { return code }
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve did not say where it listens:\n%s", logs.String())
+	return "", "", logs, stop
+}
+
+// TestServeConfiguredCertificate serves the console with a certificate
+// the test made (tls.cert_file, tls.key_file through FIQ_TLS_*): a client
+// that trusts only that certificate connects and is served exactly it,
+// and serve prints its fingerprint. A key of another certificate, an
+// expired certificate (exit 1) and a half-set pair (exit 2) are refused
+// at start with an error naming the key, before anything listens.
+func TestServeConfiguredCertificate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = dir
+	res, err := appliance.Init(context.Background(), cfg, appliance.InitOptions{Admin: "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certDir := t.TempDir()
+	now := time.Now()
+	cert, key, der := selfSigned(t, certDir, "customer", now.Add(-time.Hour), now.Add(90*24*time.Hour))
+	_, otherKey, _ := selfSigned(t, certDir, "other", now.Add(-time.Hour), now.Add(90*24*time.Hour))
+	expired, expiredKey, _ := selfSigned(t, certDir, "expired", now.AddDate(-1, 0, 0), now.Add(-time.Hour))
+
+	addr, pin, logs, stop := serveWith(t, dir, map[string]string{"FIQ_PRODUCTION": "false", "FIQ_TLS_CERT_FILE": cert, "FIQ_TLS_KEY_FILE": key})
+	if addr == "" {
+		t.Fatalf("serve did not start: exit %d\n%s", stop(), logs.String())
+	}
+	sum := sha256.Sum256(der)
+	if pin != hex.EncodeToString(sum[:]) || pin == res.CertFingerprint {
+		t.Fatalf("serve printed fingerprint %s; the configured certificate's is %x, init's %s", pin, sum, res.CertFingerprint)
+	}
+	roots := x509.NewCertPool()
+	parsed, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AddCert(parsed)
+	// An ordinary verifying client (name 127.0.0.1 against the IP SAN)
+	// whose only root is the configured certificate.
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	resp, err := client.Get(addr + "/console/login")
+	if err != nil {
+		t.Fatalf("a client pinning the configured certificate: %v\n%s", err, logs.String())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || !bytes.Equal(resp.TLS.PeerCertificates[0].Raw, der) {
+		t.Fatalf("status %d; the served leaf is not the configured certificate", resp.StatusCode)
+	}
+	// A client pinning init's certificate no longer gets through.
+	if _, err := pinnedClient(res.CertFingerprint).Get(addr + "/console/login"); err == nil {
+		t.Fatal("init's certificate is still served")
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d:\n%s", code, logs.String())
+	}
+
+	// A half-set pair is a usage error of the configuration (exit 2, like
+	// any invalid value); the files are checked when the appliance opens
+	// (exit 1, like the vault's files).
+	tests := []struct {
+		name string
+		vars map[string]string
+		exit int
+		want string
+	}{
+		{"key of another certificate", map[string]string{"FIQ_TLS_CERT_FILE": cert, "FIQ_TLS_KEY_FILE": otherKey}, 1, "tls.key_file " + otherKey + " is not the private key of tls.cert_file"},
+		{"expired certificate", map[string]string{"FIQ_TLS_CERT_FILE": expired, "FIQ_TLS_KEY_FILE": expiredKey}, 1, "tls.cert_file " + expired + ": expired at"},
+		{"certificate without key", map[string]string{"FIQ_TLS_CERT_FILE": cert}, 2, "tls.cert_file and tls.key_file must be set together"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.vars["FIQ_PRODUCTION"] = "false"
+			addr, _, logs, stop := serveWith(t, dir, tc.vars)
+			code := stop()
+			if addr != "" || code != tc.exit || !strings.Contains(logs.String(), tc.want) || !strings.Contains(logs.String(), "invalid configuration") {
+				t.Fatalf("served at %q, exit %d, want %d and %q:\n%s", addr, code, tc.exit, tc.want, logs.String())
+			}
+		})
+	}
 }
