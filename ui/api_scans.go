@@ -206,7 +206,8 @@ const sseKeepAlive = 15 * time.Second
 
 // scanEvents relays Scans.Watch as Server-Sent Events: one "progress"
 // event per snapshot (data: the Progress JSON), the last one carrying the
-// scan's final state, then the stream ends. Errors before the first byte
+// scan's final state, then the stream ends; it also ends, without that
+// last event, when the appliance shuts down. Errors before the first byte
 // (not found, forbidden) are ordinary JSON errors.
 func (s *Server) scanEvents(c echo.Context) error {
 	ctx := c.Request().Context()
@@ -225,6 +226,10 @@ func (s *Server) scanEvents(c echo.Context) error {
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			// The appliance is shutting down (EndStreams): end the stream
+			// now rather than hold the shutdown until the scan ends.
 			return nil
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
