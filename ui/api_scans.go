@@ -229,7 +229,10 @@ func (s *Server) scanEvents(c echo.Context) error {
 			return nil
 		case <-s.stopping:
 			// The appliance is shutting down (EndStreams): end the stream
-			// now rather than hold the shutdown until the scan ends.
+			// now rather than hold the shutdown until the scan ends, and
+			// say why, so a client does not take the end for the scan's.
+			_, _ = fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
+			w.Flush()
 			return nil
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {

@@ -402,6 +402,11 @@ func newScanResultsCmd(r *remote) *cobra.Command {
 // completing (failed, cancelled, denied): exit 1.
 var errScanEnded = errors.New("the scan did not complete")
 
+// errStreamShutdown is what 'scan watch' returns when the appliance ended
+// the stream because it is shutting down: the scan goes on (or resumes)
+// without the watcher.
+var errStreamShutdown = errors.New("the appliance is shutting down; watch again once it is back")
+
 // progress is one event of a scan's stream (scan.Progress).
 type progress struct {
 	ScanID         string    `json:"scan_id"`
@@ -442,8 +447,13 @@ it failed, was cancelled or denied. --json prints each event as a JSON line.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var last progress
+			shutdown := false
 			err := r.call("scan watch", func(c *apiclient.Client) error {
 				return c.Events(cmd.Context(), "/scans/"+pathEscape(args[0])+"/events", tenantQuery(tenant), func(ev apiclient.Event) error {
+					if ev.Type == "shutdown" {
+						shutdown = true
+						return nil
+					}
 					if ev.Type != "progress" {
 						return nil
 					}
@@ -459,6 +469,9 @@ it failed, was cancelled or denied. --json prints each event as a JSON line.`,
 			})
 			if err != nil {
 				return err
+			}
+			if shutdown {
+				return fmt.Errorf("scan watch: %s (last seen %s): %w", termSafe(args[0]), termSafe(last.State), errStreamShutdown)
 			}
 			switch last.State {
 			case "completed":

@@ -224,6 +224,11 @@ func TestServeShutdownWithOpenStream(t *testing.T) {
 	if !slices.Contains(q.seen, "retry: 5000") {
 		t.Errorf("no retry field before the shutdown event: %q", q.seen)
 	}
+	// The API's stream says so too ('scan watch' then reports the
+	// shutdown, not an end of the scan).
+	if !api.read("event: shutdown", 2*time.Second) {
+		t.Fatalf("API stream: no shutdown event; stream %q", api.seen)
+	}
 	for _, s := range append(streams, api) {
 		if !s.ended(2 * time.Second) {
 			t.Fatalf("stream did not end: %q", s.seen)
