@@ -114,6 +114,47 @@ func checkLabels(t *testing.T, page string) ([]string, int) {
 	return bad, len(controls)
 }
 
+// pickersWithoutButton lists the picker forms (form.picker: filters and
+// the tenant selector) of page that have no submit button. console.js
+// submits a picker only when its select is changed with a pointer, so the
+// button is how keyboard users (and browsers without script) apply it.
+func pickersWithoutButton(t *testing.T, page string) []string {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	var hasSubmit func(n *html.Node) bool
+	hasSubmit = func(n *html.Node) bool {
+		if n.Type == html.ElementNode {
+			typ := strings.ToLower(attr(n, "type"))
+			if (n.DataAtom == atom.Button && (typ == "" || typ == "submit")) || (n.DataAtom == atom.Input && typ == "submit") {
+				return true
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			if hasSubmit(c) {
+				return true
+			}
+		}
+		return false
+	}
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.DataAtom == atom.Form && strings.Contains(" "+attr(n, "class")+" ", " picker ") && !hasSubmit(n) {
+			var b strings.Builder
+			_ = html.Render(&b, n)
+			bad = append(bad, "picker without a submit button: "+b.String())
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	return bad
+}
+
 // menuLinks are the menu's page links of a console page.
 func menuLinks(t *testing.T, page string) []string {
 	t.Helper()
@@ -179,6 +220,7 @@ func TestEveryInputLabelled(t *testing.T) {
 					continue // not this role's page (the menu test covers who sees what)
 				}
 				bad, n := checkLabels(t, a.body)
+				bad = append(bad, pickersWithoutButton(t, a.body)...)
 				if len(bad) > 0 {
 					t.Errorf("%s:\n  %s", p, strings.Join(bad, "\n  "))
 				}
