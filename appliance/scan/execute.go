@@ -488,9 +488,7 @@ func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.
 			p := Progress{ScanID: id, State: StateRunning, Sent: pr.Sent, Done: pr.Done, Total: pr.Total, RatePPS: pr.RatePPS, CapPPS: pr.CapPPS,
 				ElapsedSeconds: pr.ElapsedSeconds, Time: ev.Time}
 			total, sent = pr.Total, pr.Sent
-			if pr.Done > 0 && pr.Total > pr.Done {
-				p.ETASeconds = pr.ElapsedSeconds / float64(pr.Done) * float64(pr.Total-pr.Done)
-			}
+			p.ETASeconds = eta(pr.ElapsedSeconds, pr.Done, pr.Total)
 			s.hub(id).publish(p)
 		case runner.TypeDone:
 			d := ev.Done
@@ -953,4 +951,15 @@ func evidenceReason(err error) string {
 		return "evidence spool: " + le.Op + ": " + le.Err.Error()
 	}
 	return err.Error()
+}
+
+// eta estimates the seconds left of a run from its elapsed seconds and
+// targets done of total, assuming the pace so far holds: elapsed/done per
+// target times the targets left. It is 0 before the first target is done
+// (no pace yet) and once none are left.
+func eta(elapsed float64, done, total uint64) float64 {
+	if done == 0 || total <= done {
+		return 0
+	}
+	return elapsed / float64(done) * float64(total-done)
 }
