@@ -56,14 +56,14 @@ const (
 func timelineChart(tl report.Timeline) template.HTML {
 	var vals []float64
 	var per, secs int
-	var total uint64
+	var total float64 // packets or results drawn
 	what := "Results recorded"
 	if tl.Sent != nil && len(tl.Sent.Packets) > 0 && tl.Sent.BucketSeconds > 0 {
 		what, per = "Packets sent", tl.Sent.BucketSeconds
 		secs = per * len(tl.Sent.Packets)
 		for _, n := range tl.Sent.Packets {
 			vals = append(vals, float64(n)/float64(per))
-			total += n
+			total += float64(n)
 		}
 	} else {
 		if len(tl.PerSecond) == 0 {
@@ -74,7 +74,7 @@ func timelineChart(tl report.Timeline) template.HTML {
 		vals = make([]float64, (secs+per-1)/per)
 		for i, n := range tl.PerSecond {
 			vals[i/per] += float64(n)
-			total += uint64(n)
+			total += float64(n)
 		}
 		for i := range vals {
 			width := per
@@ -92,7 +92,7 @@ func timelineChart(tl report.Timeline) template.HTML {
 	top := max(peak, float64(limit), tl.MeasuredPPS, 1) * 1.15
 	y := func(v float64) float64 { return tlHeight - tlHeight*v/top }
 	var b strings.Builder
-	summary := fmt.Sprintf("%s per second over %d s: %d in total, at most %.1f per second; cap %d per second", what, secs, total, peak, limit)
+	summary := fmt.Sprintf("%s per second over %d s: %.0f in total, at most %.1f per second; cap %d per second", what, secs, total, peak, limit)
 	if per > 1 {
 		summary += fmt.Sprintf(" (each bar the mean of %d s)", per)
 	}
