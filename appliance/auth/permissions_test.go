@@ -90,7 +90,7 @@ var methodOps = map[string]Operation{
 	"Logout": "",
 	// These take the operation (or kind) as an argument and are walked
 	// through Authorize for every operation below.
-	"Authorize": "", "StepUp": "", "StepUpFor": "", "BeginKeyStepUp": "", "FinishKeyStepUp": "", "ConsumeStepUp": "", "UseStepUp": "", "StepUpRefused": "", "RequestApproval": "", "RecordActivity": "", "Scoped": "", "RefuseNotFound": "",
+	"Authorize": "", "StepUp": "", "StepUpFor": "", "BeginKeyStepUp": "", "FinishKeyStepUp": "", "ConsumeStepUp": "", "UseStepUp": "", "StepUpRefused": "", "RequestApproval": "", "RecordActivity": "", "Scoped": "", "RefuseNotFound": "", "Refuse": "",
 }
 
 // actor is a signed-in principal with its user.
