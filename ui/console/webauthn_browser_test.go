@@ -1,12 +1,10 @@
 package console_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"fmt"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -76,9 +74,7 @@ func keyServer(t *testing.T) (*fixture, string, string) {
 // violation, script exception or console error fails the test.
 func TestBrowserSecurityKey(t *testing.T) {
 	f, origin, spki := keyServer(t)
-	ch := newChrome(t, 3*time.Minute,
-		chromedp.Flag("ignore-certificate-errors", false),
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki))
+	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute, spki: spki})
 	ctx, do, text := ch.ctx, ch.do, ch.text
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 
@@ -87,15 +83,7 @@ func TestBrowserSecurityKey(t *testing.T) {
 	_, leadSecret, leadPW := f.firstRun("kira", f.addUser(root, rootSecret, f.init.TenantID, "kira", store.RoleSecurityLead))
 
 	// The virtual authenticator lives in the tab.
-	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
-	added, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-		Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportUsb,
-		HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	authenticator := ch.addAuthenticator()
 
 	// Sign in with password and TOTP on https://localhost:PORT.
 	do("login page", chromedp.Navigate(origin+"/console/login"), chromedp.WaitVisible(css("#name")))
@@ -111,7 +99,7 @@ func TestBrowserSecurityKey(t *testing.T) {
 	if keys := text("#security-keys"); !strings.Contains(keys, "virtual key") || !strings.Contains(keys, "never") {
 		t.Fatalf("registered key not listed: %q", keys)
 	}
-	creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: added.AuthenticatorID})
+	creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: authenticator})
 	if err != nil || len(creds.Credentials) != 1 {
 		t.Fatalf("virtual authenticator holds %d credentials: %v", len(creds.Credentials), err)
 	}
@@ -146,39 +134,4 @@ func TestBrowserSecurityKey(t *testing.T) {
 		t.Fatalf("last use not shown: %q", last)
 	}
 	ch.clean()
-}
-
-// keyAnswered waits (20 s at most) for sel, the page after the key's
-// answer was posted; if the page still shows the key prompt, the test
-// fails with what webauthn.js said there (the browser's refusal).
-func (c *chrome) keyAnswered(sel string) {
-	c.t.Helper()
-	for i := 0; i < 40; i++ {
-		wctx, cancel := context.WithTimeout(c.ctx, 500*time.Millisecond)
-		_, err := chromedp.Run(wctx, chromedp.WaitVisible(chromedp.CSS(sel)))
-		cancel()
-		if err == nil {
-			return
-		}
-	}
-	c.fail("security key answer", fmt.Errorf("%s not shown; the prompt says %q", sel, c.text(".webauthn-status")))
-}
-
-// click clicks sel once it is visible. A node found while the tab was
-// still replacing its document is gone by the time of the click ("Could
-// not find node with given id"): the click is tried again, at most five
-// times, each bounded.
-func (c *chrome) click(what, sel string) {
-	c.t.Helper()
-	var err error
-	for range 5 {
-		cctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		_, err = chromedp.Run(cctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	c.fail(what, err)
 }
