@@ -6,17 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -216,41 +213,15 @@ func hostileCert() (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-// labServer is keyServer (the console on https://localhost:PORT with the
-// appliance's certificate, a WebAuthn relying party for that origin) for
-// an appliance that also keeps evidence, in a local directory (not WORM,
-// so not in production mode), as reports need.
+// labServer is keyServer for an appliance that also keeps evidence, in a
+// local directory (not WORM, so not in production mode), as reports need.
 func labServer(t *testing.T) (*fixture, string, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	origin := "https://localhost:" + port
-	f := newFixture(t, func(c *appliance.Config) {
-		c.WebAuthn.RPID = "localhost"
-		c.WebAuthn.Origins = []string{origin}
+	return keyServer(t, func(c *appliance.Config) {
 		c.Production = false
 		c.Vault.Backend = "local"
 		c.Vault.LocalDir = filepath.Join(t.TempDir(), "evidence")
 	})
-	cert, err := f.app.Keys.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	return f, origin, base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // labStoryChild is the story, inside the sandbox's outside zone.

@@ -24,7 +24,8 @@ import (
 // that Chromium sees a secure context without certificate errors: the
 // only kind of page WebAuthn works on. The relying party is configured
 // for that exact origin (rp id "localhost"). It returns the origin and
-// the base64 SHA-256 of the certificate's SubjectPublicKeyInfo.
+// the base64 SHA-256 of the certificate's SubjectPublicKeyInfo. cfgMod
+// change the appliance's configuration further (newFixture).
 //
 // Why not --ignore-certificate-errors (what the other browser tests use):
 // Chromium still marks such a page as having a certificate error, and
@@ -32,7 +33,7 @@ import (
 // sites with TLS certificate errors"). --ignore-certificate-errors-spki-list
 // with the SPKI hash instead makes Chromium trust exactly this key, and
 // the page is a normal secure context. Checked with Debian's chromium 156.
-func keyServer(t *testing.T) (*fixture, string, string) {
+func keyServer(t *testing.T, cfgMod ...func(*appliance.Config)) (*fixture, string, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,10 +41,10 @@ func keyServer(t *testing.T) (*fixture, string, string) {
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	origin := "https://localhost:" + port
-	f := newFixture(t, func(c *appliance.Config) {
+	f := newFixture(t, append([]func(*appliance.Config){func(c *appliance.Config) {
 		c.WebAuthn.RPID = "localhost"
 		c.WebAuthn.Origins = []string{origin}
-	})
+	}}, cfgMod...)...)
 	cert, err := f.app.Keys.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
