@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -120,13 +119,7 @@ func TestBrowserApprovalStory(t *testing.T) {
 		lead.fail("start step-up", fmt.Errorf("prompt names %q", op))
 	}
 	lead.do("start step-up", chromedp.SendKeys(css("#stepup_code"), f.code(w.leadS)+kb.Enter), chromedp.WaitVisible(css("#progress")))
-	var box string
-	for i := 0; i < 300 && !strings.Contains(box, "2 results stored"); i++ {
-		time.Sleep(100 * time.Millisecond)
-		rctx, cancel := context.WithTimeout(lead.ctx, 2*time.Second)
-		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
-		cancel()
-	}
+	box := lead.waitTextFor(30*time.Second, "#progress", func(s string) bool { return strings.Contains(s, "2 results stored") })
 	if !strings.Contains(box, "2 results stored") || lead.text("#scan-state") != "completed" {
 		lead.fail("scan completion", fmt.Errorf("progress box: %s", box))
 	}

@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -396,13 +395,9 @@ func labStoryChild(t *testing.T, planPath string) {
 		lc.fail("live progress", fmt.Errorf("no live figures (probes sent, rate against the cap) seen"))
 	}
 	t.Logf("live progress seen: %s", sawRate)
-	var box string
-	for i := 0; i < 600 && !(strings.Contains(box, "finished") && strings.Contains(box, "results stored")); i++ {
-		time.Sleep(100 * time.Millisecond)
-		rctx, cancel := context.WithTimeout(lc.ctx, 2*time.Second)
-		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
-		cancel()
-	}
+	box := lc.waitTextFor(time.Minute, "#progress", func(s string) bool {
+		return strings.Contains(s, "finished") && strings.Contains(s, "results stored")
+	})
 	if st := lc.text("#scan-state"); st != "completed" || !strings.Contains(box, "results stored") {
 		lc.fail("scan completion", fmt.Errorf("state %q; progress box: %s", st, box))
 	}
@@ -444,25 +439,9 @@ func labStoryChild(t *testing.T, planPath string) {
 	labNoScript(lc, "report")
 
 	// The signed JSON, downloaded by Chromium, verified offline.
-	downloads := t.TempDir()
-	if _, err := chromedp.Call(lc.ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads,
-		BrowserContextID: chromedp.FromContext(lc.ctx).BrowserContextID}); err != nil {
-		t.Fatal(err)
-	}
+	downloads := lc.downloadDir()
 	lc.click("download json", `#report-downloads a[href*="/download/json"]`)
-	var signedReport []byte
-	for i := 0; i < 100 && signedReport == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-		es, _ := os.ReadDir(downloads)
-		for _, e := range es {
-			if strings.HasSuffix(e.Name(), ".json") {
-				if b, err := os.ReadFile(filepath.Join(downloads, e.Name())); err == nil && len(b) > 0 {
-					signedReport = b
-				}
-			}
-		}
-	}
+	signedReport := downloaded(downloads, ".json")
 	if signedReport == nil {
 		lc.fail("download", fmt.Errorf("no JSON report in %s", downloads))
 	}

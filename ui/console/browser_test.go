@@ -1,16 +1,12 @@
 package console_test
 
 import (
-	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -162,13 +158,9 @@ func TestBrowserScan(t *testing.T) {
 	}
 	// The page reloads itself when the feed ends with a new state; the
 	// server-rendered page then names the finished job.
-	var box string
-	for i := 0; i < 300 && !(strings.Contains(box, "finished") && strings.Contains(box, "60 results stored")); i++ {
-		time.Sleep(100 * time.Millisecond)
-		rctx, cancel := context.WithTimeout(ch.ctx, 2*time.Second)
-		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
-		cancel()
-	}
+	box := ch.waitTextFor(30*time.Second, "#progress", func(s string) bool {
+		return strings.Contains(s, "finished") && strings.Contains(s, "60 results stored")
+	})
 	if !strings.Contains(box, "60 results stored") || ch.text("#scan-state") != "completed" {
 		ch.fail("scan completion", fmt.Errorf("progress box: %s", box))
 	}
@@ -220,11 +212,7 @@ func TestBrowserPolicyReport(t *testing.T) {
 	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute})
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	u := f.srv.URL
-	downloads := t.TempDir()
-	if _, err := chromedp.Call(ch.ctx, cdpbrowser.SetDownloadBehavior,
-		cdpbrowser.SetDownloadBehaviorParams{Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads}); err != nil {
-		t.Fatal(err)
-	}
+	downloads := ch.downloadDir()
 
 	ch.do("login", chromedp.Navigate(u+"/console/login"), chromedp.WaitVisible(css("#name")),
 		chromedp.SendKeys(css("#name"), "otto"), chromedp.SendKeys(css("#password"), w.opPW+kb.Enter),
@@ -271,18 +259,7 @@ func TestBrowserPolicyReport(t *testing.T) {
 
 	// The PDF, saved by Chromium.
 	ch.do("download pdf", chromedp.Click(css(`#report-downloads a[href*="/download/pdf"]`)))
-	var pdf []byte
-	for i := 0; i < 100 && pdf == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-		es, _ := os.ReadDir(downloads)
-		for _, e := range es {
-			if strings.HasSuffix(e.Name(), ".pdf") {
-				if b, err := os.ReadFile(filepath.Join(downloads, e.Name())); err == nil && len(b) > 0 {
-					pdf = b
-				}
-			}
-		}
-	}
+	pdf := downloaded(downloads, ".pdf")
 	if !strings.HasPrefix(string(pdf), "%PDF-") {
 		t.Fatalf("no PDF downloaded (%d bytes in %s)", len(pdf), downloads)
 	}

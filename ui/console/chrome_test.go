@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
@@ -242,8 +243,15 @@ func (c *chrome) text(sel string) string {
 // bounded) and returns the last text read.
 func (c *chrome) waitText(sel string, ok func(string) bool) string {
 	c.t.Helper()
+	return c.waitTextFor(10*time.Second, sel, ok)
+}
+
+// waitTextFor is waitText for about d: a read every 100 ms, each bounded
+// by 2 s (reads while the tab navigates may fail; they are tried again).
+func (c *chrome) waitTextFor(d time.Duration, sel string, ok func(string) bool) string {
+	c.t.Helper()
 	var last string
-	for i := 0; i < 100; i++ {
+	for range int(d / (100 * time.Millisecond)) {
 		rctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 		v, err := chromedp.Run(rctx, chromedp.Text(chromedp.CSS(sel)))
 		cancel()
@@ -318,6 +326,37 @@ func (c *chrome) keyAnswered(sel string) {
 		}
 	}
 	c.fail("security key answer", fmt.Errorf("%s not shown; the prompt says %q", sel, c.text(".webauthn-status")))
+}
+
+// downloadDir makes Chromium save the downloads of c's browser context
+// in a new directory, and returns it.
+func (c *chrome) downloadDir() string {
+	c.t.Helper()
+	dir := c.t.TempDir()
+	if _, err := chromedp.Call(c.ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir,
+		// Empty for the first tab: the default browser context.
+		BrowserContextID: chromedp.FromContext(c.ctx).BrowserContextID}); err != nil {
+		c.t.Fatal(err)
+	}
+	return dir
+}
+
+// downloaded waits (10 s at most) for a non-empty file whose name ends in
+// suffix in dir, and returns its content; nil when none came.
+func downloaded(dir, suffix string) []byte {
+	for range 100 {
+		time.Sleep(100 * time.Millisecond)
+		es, _ := os.ReadDir(dir)
+		for _, e := range es {
+			if strings.HasSuffix(e.Name(), suffix) {
+				if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil && len(b) > 0 {
+					return b
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // shot saves a full-page screenshot as name in the artifacts directory.
