@@ -108,8 +108,12 @@ const reportViolations = `document.addEventListener("securitypolicyviolation", f
 // violations, exceptions, console errors and warnings, browser log
 // errors) collected, and a directory for screenshots and failure pages.
 type chrome struct {
-	t         *testing.T
-	ctx       context.Context
+	t *testing.T
+	// ctx is the tab's, bounded by the browser's limit: every step runs
+	// in it. tab is the same tab without that bound, which the browser
+	// and the tab live on until t ends, so that a step that used up the
+	// limit can still be photographed (fail).
+	ctx, tab  context.Context
 	seen      *problems
 	artifacts string
 	step      int
@@ -156,7 +160,7 @@ func newChrome(t *testing.T, o chromeOptions) *chrome {
 		chromedp.WindowSize(windowWidth, windowHeight),
 	)
 	t.Cleanup(cancelAlloc)
-	c := openTab(t, actx, o.limit, artifacts)
+	c := openTab(t, actx, time.Now().Add(o.limit), artifacts)
 	c.stepLimit, c.root = o.stepLimit, artifacts
 	t.Logf("browser artifacts (screenshots, failure pages): %s", artifacts)
 	return c
@@ -172,38 +176,41 @@ func (c *chrome) person(name string) *chrome {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		c.t.Fatal(err)
 	}
-	p := openTab(c.t, c.ctx, 0, dir, chromedp.WithNewBrowserContext())
+	deadline, _ := c.ctx.Deadline()
+	p := openTab(c.t, c.tab, deadline, dir, chromedp.WithNewBrowserContext())
 	p.stepLimit, p.root = c.stepLimit, c.root
 	return p
 }
 
 // openTab opens a tab in parent (the allocator for the browser's first
-// tab), bounded by limit when it is not 0. Its listener is added before
-// the first command, so it sees every event of the tab.
-func openTab(t *testing.T, parent context.Context, limit time.Duration, artifacts string, opts ...chromedp.ContextOption) *chrome {
+// tab), its steps bounded by deadline. Its listener is added before the
+// first command, so it sees every event of the tab.
+func openTab(t *testing.T, parent context.Context, deadline time.Time, artifacts string, opts ...chromedp.ContextOption) *chrome {
 	t.Helper()
 	seen := &problems{}
-	ctx, cancel := chromedp.NewContext(parent, append(opts, chromedp.WithListener(seen.listen))...)
+	tab, cancel := chromedp.NewContext(parent, append(opts, chromedp.WithListener(seen.listen))...)
 	t.Cleanup(cancel)
-	if limit > 0 {
-		var cancelTimeout context.CancelFunc
-		ctx, cancelTimeout = context.WithTimeout(ctx, limit)
-		t.Cleanup(cancelTimeout)
-	}
-	// The first command of the first tab starts the browser.
-	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+	// The first command of the first tab starts the browser, and chromedp
+	// ties the browser process (and a tab) to the context of its first
+	// command: that is tab, which ends with t, not with the deadline.
+	// Starting is bounded by chromedp (20 s for the browser's address).
+	if _, err := chromedp.Call(tab, cdplog.Enable, cdp.Empty{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: reportViolations}); err != nil {
+	if _, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: reportViolations}); err != nil {
 		t.Fatal(err)
 	}
-	return &chrome{t: t, ctx: ctx, seen: seen, artifacts: artifacts}
+	ctx, cancelDeadline := context.WithDeadline(tab, deadline)
+	t.Cleanup(cancelDeadline)
+	return &chrome{t: t, ctx: ctx, tab: tab, seen: seen, artifacts: artifacts}
 }
 
-// fail saves a screenshot and the page's HTML, then fails the test.
+// fail saves a screenshot and the page's HTML, then fails the test. They
+// are taken in c.tab, so they are there after a step that used up the
+// browser's whole limit too.
 func (c *chrome) fail(what string, err error) {
 	c.t.Helper()
-	dctx, dcancel := context.WithTimeout(c.ctx, 10*time.Second)
+	dctx, dcancel := context.WithTimeout(c.tab, 10*time.Second)
 	png, _ := chromedp.Run(dctx, chromedp.FullScreenshot(100))
 	html, _ := chromedp.Run(dctx, chromedp.OuterHTML(chromedp.CSS("html")))
 	dcancel()
