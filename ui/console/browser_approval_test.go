@@ -1,128 +1,29 @@
 package console_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
 	"firewalliq/appliance"
 )
 
-// newChromium starts one headless Chromium for t (skipping t when it is
-// not installed) and returns a context that has it, for newPerson's
-// separate browser contexts, and the directory failures are saved in.
-func newChromium(t *testing.T, limit time.Duration) (context.Context, string) {
-	t.Helper()
-	exe := chromiumPath()
-	if exe == "" {
-		t.Skip("chromium is not installed (Debian: apt-get install -y chromium); skipping the browser test")
-	}
-	artifacts, err := os.MkdirTemp("", "fiq-console-browser-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	bctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	bctx, cancelTimeout := context.WithTimeout(bctx, limit)
-	t.Cleanup(cancelTimeout)
-	// The first action starts the browser; people's contexts are made in it.
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatal(err)
-	}
-	return bctx, artifacts
-}
-
-// newPerson opens a tab in a new browser context of the running Chromium
-// (its own cookie jar, storage and cache, like a separate browser
-// profile), with what its pages report collected as newChrome does.
-// Failures are saved under artifacts/name.
-func newPerson(t *testing.T, bctx context.Context, artifacts, name string) *chrome {
-	t.Helper()
-	seen := &problems{}
-	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			seen.add("exception: " + ev.ExceptionDetails.Text)
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, strings.Trim(string(a.Value), `"`))
-				}
-				seen.add("console " + string(ev.Type) + ": " + strings.Join(parts, " "))
-			}
-		case *cdplog.EventEntryAdded:
-			// The step-up prompt is answered with 401 on purpose.
-			if ev.Entry.Source == cdplog.EntrySourceNetwork && strings.Contains(ev.Entry.Text, "status of 401") {
-				return
-			}
-			if ev.Entry.Level == cdplog.EntryLevelError || ev.Entry.Source == cdplog.EntrySourceSecurity || ev.Entry.Source == cdplog.EntrySourceViolation {
-				seen.add("log " + string(ev.Entry.Source) + ": " + ev.Entry.Text)
-			}
-		}
-	}))
-	t.Cleanup(cancel)
-	dir := filepath.Join(artifacts, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: reportViolations}); err != nil {
-		t.Fatal(err)
-	}
-	return &chrome{t: t, ctx: ctx, seen: seen, artifacts: dir}
-}
-
-// step runs one step's actions within 45 s (a stuck wait fails that step
-// with a screenshot instead of using up the whole test's time).
-func (c *chrome) step45(what string, actions ...chromedp.Action[chromedp.Void]) {
-	c.t.Helper()
-	c.step++
-	sctx, cancel := context.WithTimeout(c.ctx, 45*time.Second)
-	defer cancel()
-	if err := chromedp.Do(sctx, actions...); err != nil {
-		c.fail(what, err)
-	}
-}
-
 // signIn signs name in through the login page of c: password, then the
 // TOTP code of secret.
 func (f *fixture) signIn(c *chrome, name, password, secret string) {
 	c.t.Helper()
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
-	c.step45(name+" login", chromedp.Navigate(f.srv.URL+"/console/login"), chromedp.WaitVisible(css("#name")),
+	c.do(name+" login", chromedp.Navigate(f.srv.URL+"/console/login"), chromedp.WaitVisible(css("#name")),
 		chromedp.SendKeys(css("#name"), name), chromedp.SendKeys(css("#password"), password+kb.Enter),
 		chromedp.WaitVisible(css("#code")))
-	c.step45(name+" totp", chromedp.SendKeys(css("#code"), f.code(secret)+kb.Enter), chromedp.WaitVisible(css("#h-profile")))
+	c.do(name+" totp", chromedp.SendKeys(css("#code"), f.code(secret)+kb.Enter), chromedp.WaitVisible(css("#h-profile")))
 	if who := c.text(".who"); !strings.Contains(who, name) {
 		c.fail("signed in as", fmt.Errorf("header says %q, want %s", who, name))
 	}
@@ -143,13 +44,13 @@ func TestBrowserApprovalStory(t *testing.T) {
 	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
 	w := newScanWorldOn(t, f, root, rootSecret)
 	f.runScans()
-	bctx, artifacts := newChromium(t, 6*time.Minute)
+	ch := newChrome(t, chromeOptions{limit: 6 * time.Minute, stepLimit: 45 * time.Second})
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	u := f.srv.URL
 
-	lead := newPerson(t, bctx, artifacts, "lena")
-	ann := newPerson(t, bctx, artifacts, "ann")
-	ben := newPerson(t, bctx, artifacts, "ben")
+	lead := ch.person("lena")
+	ann := ch.person("ann")
+	ben := ch.person("ben")
 	f.signIn(lead, "lena", "lena chooses a long passphrase", w.leadS)
 	f.signIn(ann, "ann", "ann chooses a long passphrase", w.annS)
 	f.signIn(ben, "ben", "ben chooses a long passphrase", w.bS)
@@ -169,15 +70,15 @@ func TestBrowserApprovalStory(t *testing.T) {
 	}
 
 	// The lead requests a production scan: it waits for approvers.
-	lead.step45("scans page", chromedp.Navigate(u+"/console/scans"), chromedp.WaitVisible(css("#scan-request-form")))
-	lead.step45("request", chromedp.SetValue(css("#scan-scope"), w.prod),
+	lead.do("scans page", chromedp.Navigate(u+"/console/scans"), chromedp.WaitVisible(css("#scan-request-form")))
+	lead.do("request", chromedp.SetValue(css("#scan-scope"), w.prod),
 		chromedp.SendKeys(css("#scan-targets"), "127.0.0.1"),
 		chromedp.SendKeys(css("#scan-ports"), fmt.Sprintf("tcp:%d,%d", w.port, w.port+1)),
 		chromedp.Click(css(`input[name=probes][value=tcp-connect]`)),
 		chromedp.SendKeys(css("#scan-rate"), "10"+kb.Enter),
 		chromedp.WaitVisible(css("#scan-state, #stepup_code")))
 	if ok, _ := chromedp.Run(lead.ctx, chromedp.Evaluate[bool](`document.getElementById("stepup_code") !== null`)); ok {
-		lead.step45("request step-up", chromedp.SendKeys(css("#stepup_code"), f.code(w.leadS)+kb.Enter), chromedp.WaitVisible(css("#scan-state")))
+		lead.do("request step-up", chromedp.SendKeys(css("#stepup_code"), f.code(w.leadS)+kb.Enter), chromedp.WaitVisible(css("#scan-state")))
 	}
 	if st := lead.text("#scan-state"); st != "pending" {
 		lead.fail("request", fmt.Errorf("state %q, want pending", st))
@@ -195,13 +96,13 @@ func TestBrowserApprovalStory(t *testing.T) {
 		secret string
 		want   string
 	}{{ann, w.annS, "pending"}, {ben, w.bS, "approved"}} {
-		ap.c.step45("inbox", chromedp.Navigate(u+"/console/approvals"), chromedp.WaitVisible(css(`a[href="/console/scans/`+id+`"]`)))
-		ap.c.step45("open scan", chromedp.Click(css(`a[href="/console/scans/`+id+`"]`)), chromedp.WaitVisible(css("#scan-approve")))
-		ap.c.step45("approve", chromedp.Click(css("#scan-approve button")), chromedp.WaitVisible(css("#stepup_code")))
+		ap.c.do("inbox", chromedp.Navigate(u+"/console/approvals"), chromedp.WaitVisible(css(`a[href="/console/scans/`+id+`"]`)))
+		ap.c.do("open scan", chromedp.Click(css(`a[href="/console/scans/`+id+`"]`)), chromedp.WaitVisible(css("#scan-approve")))
+		ap.c.do("approve", chromedp.Click(css("#scan-approve button")), chromedp.WaitVisible(css("#stepup_code")))
 		if op := ap.c.text("#stepup-form strong"); !strings.Contains(op, "approv") && !strings.Contains(op, "scan") {
 			ap.c.fail("step-up", fmt.Errorf("prompt names %q", op))
 		}
-		ap.c.step45("step-up", chromedp.SendKeys(css("#stepup_code"), f.code(ap.secret)+kb.Enter), chromedp.WaitVisible(css("#scan-state")))
+		ap.c.do("step-up", chromedp.SendKeys(css("#stepup_code"), f.code(ap.secret)+kb.Enter), chromedp.WaitVisible(css("#scan-state")))
 		if st := ap.c.waitText("#scan-state", func(s string) bool { return s == ap.want }); st != ap.want {
 			ap.c.fail(fmt.Sprintf("approval %d", i+1), fmt.Errorf("state %q, want %s", st, ap.want))
 		}
@@ -209,22 +110,16 @@ func TestBrowserApprovalStory(t *testing.T) {
 	}
 
 	// The lead starts the approved scan (step-up) and watches it run.
-	lead.step45("reload", chromedp.Navigate(scanURL), chromedp.WaitVisible(css("#scan-start")))
+	lead.do("reload", chromedp.Navigate(scanURL), chromedp.WaitVisible(css("#scan-start")))
 	if st := lead.text("#scan-state"); st != "approved" {
 		lead.fail("approved", fmt.Errorf("state %q", st))
 	}
-	lead.step45("start", chromedp.Click(css("#scan-start button")), chromedp.WaitVisible(css("#stepup_code")))
+	lead.do("start", chromedp.Click(css("#scan-start button")), chromedp.WaitVisible(css("#stepup_code")))
 	if op := lead.text("#stepup-form strong"); op != "scan.start" {
 		lead.fail("start step-up", fmt.Errorf("prompt names %q", op))
 	}
-	lead.step45("start step-up", chromedp.SendKeys(css("#stepup_code"), f.code(w.leadS)+kb.Enter), chromedp.WaitVisible(css("#progress")))
-	var box string
-	for i := 0; i < 300 && !strings.Contains(box, "2 results stored"); i++ {
-		time.Sleep(100 * time.Millisecond)
-		rctx, cancel := context.WithTimeout(lead.ctx, 2*time.Second)
-		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
-		cancel()
-	}
+	lead.do("start step-up", chromedp.SendKeys(css("#stepup_code"), f.code(w.leadS)+kb.Enter), chromedp.WaitVisible(css("#progress")))
+	box := lead.waitTextFor(30*time.Second, "#progress", func(s string) bool { return strings.Contains(s, "2 results stored") })
 	if !strings.Contains(box, "2 results stored") || lead.text("#scan-state") != "completed" {
 		lead.fail("scan completion", fmt.Errorf("progress box: %s", box))
 	}
@@ -251,13 +146,13 @@ func TestBrowserSecurity(t *testing.T) {
 	})
 	root, rootSecret, rootPW := f.firstRun("root", f.init.OneTimePassword)
 	w := newScanWorldOn(t, f, root, rootSecret)
-	bctx, artifacts := newChromium(t, 6*time.Minute)
+	ch := newChrome(t, chromeOptions{limit: 6 * time.Minute, stepLimit: 45 * time.Second})
 	u := f.srv.URL
 	tenant := f.init.TenantID
 
-	admin := newPerson(t, bctx, artifacts, "root")
+	admin := ch.person("root")
 	f.signIn(admin, "root", rootPW, rootSecret)
-	lead := newPerson(t, bctx, artifacts, "lena")
+	lead := ch.person("lena")
 	f.signIn(lead, "lena", "lena chooses a long passphrase", w.leadS)
 
 	// The session cookie as the browser keeps it.
@@ -334,10 +229,10 @@ func TestBrowserSecurity(t *testing.T) {
 
 	// Readable at 768 px: no page of the admin's menu is wider than the
 	// window (wide tables scroll inside themselves, console.css).
-	admin.step45("narrow", chromedp.EmulateViewport(768, 900))
+	admin.do("narrow", chromedp.EmulateViewport(768, 900))
 	var wide []string
 	for _, path := range append([]string{"/console/users?tenant=" + tenant, "/console/scans?tenant=" + tenant, "/console/audit"}, menuOf(t, admin)...) {
-		admin.step45("open "+path+" at 768 px", chromedp.Navigate(u+path), chromedp.WaitReady("main"))
+		admin.do("open "+path+" at 768 px", chromedp.Navigate(u+path), chromedp.WaitReady("main"))
 		over, err := chromedp.Run(admin.ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - document.documentElement.clientWidth`))
 		if err != nil {
 			admin.fail("width of "+path, err)
@@ -350,11 +245,11 @@ func TestBrowserSecurity(t *testing.T) {
 		admin.shot("narrow.png")
 		t.Errorf("pages wider than 768 px: %s", strings.Join(wide, ", "))
 	}
-	admin.step45("wide again", chromedp.EmulateViewport(1280, 900))
+	admin.do("wide again", chromedp.EmulateViewport(windowWidth, windowHeight))
 
 	// A state change without the CSRF token, sent by script from the
 	// console's own origin with the session cookie: refused, nothing made.
-	admin.step45("users page", chromedp.Navigate(u+"/console/users?tenant="+tenant), chromedp.WaitVisible(chromedp.CSS("#new-name")))
+	admin.do("users page", chromedp.Navigate(u+"/console/users?tenant="+tenant), chromedp.WaitVisible(chromedp.CSS("#new-name")))
 	status, err := chromedp.Run(admin.ctx, chromedp.Evaluate[int](`fetch("/console/users", {method: "POST", credentials: "same-origin",
 	  headers: {"Content-Type": "application/x-www-form-urlencoded"},
 	  body: "tenant=`+tenant+`&name=mallory&role=admin"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
@@ -364,7 +259,7 @@ func TestBrowserSecurity(t *testing.T) {
 	if body := admin.text("main"); strings.Contains(body, "mallory") {
 		t.Fatal("mallory appears on the users page")
 	}
-	admin.step45("users again", chromedp.Navigate(u+"/console/users?tenant="+tenant), chromedp.WaitVisible(chromedp.CSS("#new-name")))
+	admin.do("users again", chromedp.Navigate(u+"/console/users?tenant="+tenant), chromedp.WaitVisible(chromedp.CSS("#new-name")))
 	if body := admin.text("main"); strings.Contains(body, "mallory") {
 		t.Fatal("a user was created without a CSRF token")
 	}
@@ -372,9 +267,9 @@ func TestBrowserSecurity(t *testing.T) {
 	// Framing: a page on another origin that frames the console gets an
 	// empty frame (frame-ancestors 'none'); Chromium reports the refusal in
 	// that page's console, so it runs in a tab of its own.
-	attacker := newPerson(t, bctx, artifacts, "attacker")
+	attacker := ch.person("attacker")
 	framer := httptestFramer(t, u+"/console/login")
-	attacker.step45("framing page", chromedp.Navigate(framer), chromedp.WaitReady(chromedp.CSS("iframe")))
+	attacker.do("framing page", chromedp.Navigate(framer), chromedp.WaitReady(chromedp.CSS("iframe")))
 	time.Sleep(500 * time.Millisecond)
 	var refused bool
 	for _, p := range attacker.seen.all() {

@@ -6,17 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -216,74 +212,15 @@ func hostileCert() (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-// newLabChromium is newChromium for a console on https://localhost with
-// the appliance's certificate trusted by its SPKI hash (keyServer): a
-// secure context in every browser context, so WebAuthn works.
-func newLabChromium(t *testing.T, spki string, limit time.Duration) (context.Context, string) {
-	t.Helper()
-	artifacts, err := os.MkdirTemp("", "fiq-console-lab-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath()),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	bctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	bctx, cancelTimeout := context.WithTimeout(bctx, limit)
-	t.Cleanup(cancelTimeout)
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("browser artifacts (screenshots, failure pages): %s", artifacts)
-	return bctx, artifacts
-}
-
-// labServer is keyServer (the console on https://localhost:PORT with the
-// appliance's certificate, a WebAuthn relying party for that origin) for
-// an appliance that also keeps evidence, in a local directory (not WORM,
-// so not in production mode), as reports need.
+// labServer is keyServer for an appliance that also keeps evidence, in a
+// local directory (not WORM, so not in production mode), as reports need.
 func labServer(t *testing.T) (*fixture, string, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	origin := "https://localhost:" + port
-	f := newFixture(t, func(c *appliance.Config) {
-		c.WebAuthn.RPID = "localhost"
-		c.WebAuthn.Origins = []string{origin}
+	return keyServer(t, func(c *appliance.Config) {
 		c.Production = false
 		c.Vault.Backend = "local"
 		c.Vault.LocalDir = filepath.Join(t.TempDir(), "evidence")
 	})
-	cert, err := f.app.Keys.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	return f, origin, base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // labStoryChild is the story, inside the sandbox's outside zone.
@@ -298,14 +235,17 @@ func labStoryChild(t *testing.T, planPath string) {
 	}
 	f, origin, spki := labServer(t)
 	f.runScans()
-	bctx, artifacts := newLabChromium(t, spki, 4*time.Minute)
+	// The console is on https://localhost with the appliance's certificate
+	// trusted by its SPKI hash: a secure context in every browser context,
+	// so WebAuthn works.
+	ch := newChrome(t, chromeOptions{limit: 4 * time.Minute, stepLimit: 45 * time.Second, spki: spki, artifacts: "fiq-console-lab-"})
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	start := time.Now()
 	lap := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 
 	// 1. The initial admin's first run: the one-time password from init,
 	// TOTP enrolment with the secret read off the page, a new password.
-	root := newPerson(t, bctx, artifacts, "root")
+	root := ch.person("root")
 	rootSecret := labFirstRun(f, root, origin, "root", f.init.OneTimePassword)
 	lap("admin's first run")
 
@@ -318,42 +258,34 @@ func labStoryChild(t *testing.T, planPath string) {
 	}
 	people := []*person{{name: "lena", role: store.RoleSecurityLead}, {name: "ann", role: store.RoleApprover}, {name: "ben", role: store.RoleApprover}}
 	for _, p := range people {
-		root.step45("users page", chromedp.Navigate(origin+"/console/users?tenant="+f.init.TenantID), chromedp.WaitVisible(css("#new-name")))
-		root.step45("add "+p.name, chromedp.SendKeys(css("#new-name"), p.name), chromedp.SetValue(css("#new-role"), p.role),
+		root.do("users page", chromedp.Navigate(origin+"/console/users?tenant="+f.init.TenantID), chromedp.WaitVisible(css("#new-name")))
+		root.do("add "+p.name, chromedp.SendKeys(css("#new-name"), p.name), chromedp.SetValue(css("#new-role"), p.role),
 			chromedp.SendKeys(css("#new-approval"), kb.Enter), chromedp.WaitVisible(css("#stepup_code")))
-		root.step45("step-up for "+p.name, chromedp.SendKeys(css("#stepup_code"), f.code(rootSecret)+kb.Enter), chromedp.WaitVisible(css("#one-time-password")))
+		root.do("step-up for "+p.name, chromedp.SendKeys(css("#stepup_code"), f.code(rootSecret)+kb.Enter), chromedp.WaitVisible(css("#one-time-password")))
 		oneTime := root.text("#one-time-password")
-		p.c = newPerson(t, bctx, artifacts, p.name)
+		p.c = ch.person(p.name)
 		p.secret = labFirstRun(f, p.c, origin, p.name, oneTime)
 	}
 	lead, ann, ben := people[0], people[1], people[2]
 	lap("three users added, each enrolled in their own browser")
 
 	// 3. The lead registers a security key and signs in with it.
-	if _, err := chromedp.Call(lead.c.ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
-	added, err := chromedp.Call(lead.c.ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-		Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportUsb,
-		HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	lc := lead.c
-	lc.step45("security keys", chromedp.Navigate(origin+"/console/security-keys"), chromedp.WaitVisible(css("#key-name")))
-	lc.step45("name the key", chromedp.SendKeys(css("#key-name"), "lena's key"+kb.Enter), chromedp.WaitVisible(css("#stepup_code")))
-	lc.step45("step-up for the key", chromedp.SendKeys(css("#stepup_code"), f.code(lead.secret)+kb.Enter), chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
+	authenticator := lc.addAuthenticator()
+	lc.do("security keys", chromedp.Navigate(origin+"/console/security-keys"), chromedp.WaitVisible(css("#key-name")))
+	lc.do("name the key", chromedp.SendKeys(css("#key-name"), "lena's key"+kb.Enter), chromedp.WaitVisible(css("#stepup_code")))
+	lc.do("step-up for the key", chromedp.SendKeys(css("#stepup_code"), f.code(lead.secret)+kb.Enter), chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
 	lc.click("create credential", "#webauthn-go")
 	lc.keyAnswered("#security-keys")
-	creds, err := chromedp.Call(lc.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: added.AuthenticatorID})
+	creds, err := chromedp.Call(lc.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: authenticator})
 	if err != nil || len(creds.Credentials) != 1 {
 		lc.fail("credential", fmt.Errorf("the virtual authenticator holds %d credentials: %v", len(creds.Credentials), err))
 	}
 	lc.click("sign out", ".who button")
-	lc.step45("login page", chromedp.WaitVisible(css("#name")))
-	lc.step45("password", chromedp.SendKeys(css("#name"), "lena"), chromedp.SendKeys(css("#password"), labPassword("lena")+kb.Enter), chromedp.WaitVisible(css("#login-use-key")))
+	lc.do("login page", chromedp.WaitVisible(css("#name")))
+	lc.do("password", chromedp.SendKeys(css("#name"), "lena"), chromedp.SendKeys(css("#password"), labPassword("lena")+kb.Enter), chromedp.WaitVisible(css("#login-use-key")))
 	lc.click("choose the key", "#login-use-key")
-	lc.step45("key prompt", chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
+	lc.do("key prompt", chromedp.WaitVisible(css("form[data-ready] #webauthn-go")))
 	lc.click("sign in with the key", "#webauthn-go")
 	lc.keyAnswered("#h-profile")
 	lap("the lead registered a security key and signed in with it")
@@ -362,7 +294,7 @@ func labStoryChild(t *testing.T, planPath string) {
 	// waits for sel.
 	stepUpWithKey := func(what, sel string) {
 		lc.click(what+": use the key", "#stepup-use-key")
-		lc.step45(what+": key prompt", chromedp.WaitVisible(css("form[data-ready] #stepup-key-go")))
+		lc.do(what+": key prompt", chromedp.WaitVisible(css("form[data-ready] #stepup-key-go")))
 		lc.click(what+": assertion", "#stepup-key-go")
 		lc.keyAnswered(sel)
 	}
@@ -378,8 +310,8 @@ func labStoryChild(t *testing.T, planPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc.step45("keys page", chromedp.Navigate(origin+"/console/keys"), chromedp.WaitVisible(css("#key-public")))
-	lc.step45("register the public key", chromedp.SendKeys(css("#key-name"), "lena's laptop"), chromedp.SetValue(css("#key-public"), string(pem)),
+	lc.do("keys page", chromedp.Navigate(origin+"/console/keys"), chromedp.WaitVisible(css("#key-public")))
+	lc.do("register the public key", chromedp.SendKeys(css("#key-name"), "lena's laptop"), chromedp.SetValue(css("#key-public"), string(pem)),
 		chromedp.Click(css("#key-add button")), chromedp.WaitVisible(css("#stepup-use-key")))
 	stepUpWithKey("scope key", "#keys")
 	if ks := lc.waitText("#keys tbody", func(s string) bool { return strings.Contains(s, keys.ID(pub)) }); !strings.Contains(ks, keys.ID(pub)) {
@@ -398,8 +330,8 @@ func labStoryChild(t *testing.T, planPath string) {
 	if err := os.WriteFile(scopeFile, signed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lc.step45("scopes page", chromedp.Navigate(origin+"/console/scopes"), chromedp.WaitVisible(css("#scope-file")))
-	lc.step45("upload the signed scope", chromedp.SetUploadFiles(css("#scope-file"), []string{scopeFile}), chromedp.Click(css("#scope-register-go")),
+	lc.do("scopes page", chromedp.Navigate(origin+"/console/scopes"), chromedp.WaitVisible(css("#scope-file")))
+	lc.do("upload the signed scope", chromedp.SetUploadFiles(css("#scope-file"), []string{scopeFile}), chromedp.Click(css("#scope-register-go")),
 		chromedp.WaitVisible(css(`#scopes a[href="/console/scopes/`+doc.ID+`"]`)))
 	if row := lc.text("#scopes tbody"); !strings.Contains(row, "production") || !strings.Contains(row, keys.ID(pub)) {
 		lc.fail("scope listed", fmt.Errorf("%q", row))
@@ -409,8 +341,8 @@ func labStoryChild(t *testing.T, planPath string) {
 	// 5. The production scan: requested by the lead, approved by ann and
 	// ben in their own browsers (TOTP step-up), started by the lead with
 	// the key.
-	lc.step45("scans page", chromedp.Navigate(origin+"/console/scans"), chromedp.WaitVisible(css("#scan-request-form")))
-	lc.step45("request", chromedp.SetValue(css("#scan-scope"), doc.ID), chromedp.SendKeys(css("#scan-rate"), "10"+kb.Enter),
+	lc.do("scans page", chromedp.Navigate(origin+"/console/scans"), chromedp.WaitVisible(css("#scan-request-form")))
+	lc.do("request", chromedp.SetValue(css("#scan-scope"), doc.ID), chromedp.SendKeys(css("#scan-rate"), "10"+kb.Enter),
 		chromedp.WaitVisible(css("#scan-state, #stepup-use-key")))
 	if ok, _ := chromedp.Run(lc.ctx, chromedp.Evaluate[bool](`document.getElementById("stepup-use-key") !== null`)); ok {
 		stepUpWithKey("request", "#scan-state")
@@ -425,17 +357,17 @@ func labStoryChild(t *testing.T, planPath string) {
 		want string
 	}{{ann, "pending"}, {ben, "approved"}} {
 		c := ap.p.c
-		c.step45("inbox", chromedp.Navigate(origin+"/console/approvals"), chromedp.WaitVisible(css(`a[href="/console/scans/`+id+`"]`)))
-		c.step45("open scan", chromedp.Click(css(`a[href="/console/scans/`+id+`"]`)), chromedp.WaitVisible(css("#scan-approve")))
-		c.step45("approve", chromedp.Click(css("#scan-approve button")), chromedp.WaitVisible(css("#stepup_code")))
-		c.step45("step-up", chromedp.SendKeys(css("#stepup_code"), f.code(ap.p.secret)+kb.Enter), chromedp.WaitVisible(css("#scan-state")))
+		c.do("inbox", chromedp.Navigate(origin+"/console/approvals"), chromedp.WaitVisible(css(`a[href="/console/scans/`+id+`"]`)))
+		c.do("open scan", chromedp.Click(css(`a[href="/console/scans/`+id+`"]`)), chromedp.WaitVisible(css("#scan-approve")))
+		c.do("approve", chromedp.Click(css("#scan-approve button")), chromedp.WaitVisible(css("#stepup_code")))
+		c.do("step-up", chromedp.SendKeys(css("#stepup_code"), f.code(ap.p.secret)+kb.Enter), chromedp.WaitVisible(css("#scan-state")))
 		if st := c.waitText("#scan-state", func(s string) bool { return s == ap.want }); st != ap.want {
 			c.fail(fmt.Sprintf("approval %d", i+1), fmt.Errorf("state %q, want %s", st, ap.want))
 		}
 	}
 	lap("two approvals")
-	lc.step45("scan page", chromedp.Navigate(scanURL), chromedp.WaitVisible(css("#scan-start")))
-	lc.step45("start", chromedp.Click(css("#scan-start button")), chromedp.WaitVisible(css("#stepup-use-key")))
+	lc.do("scan page", chromedp.Navigate(scanURL), chromedp.WaitVisible(css("#scan-start")))
+	lc.do("start", chromedp.Click(css("#scan-start button")), chromedp.WaitVisible(css("#stepup-use-key")))
 	if op := lc.text("#stepup-form strong"); op != "scan.start" {
 		lc.fail("start step-up", fmt.Errorf("prompt names %q", op))
 	}
@@ -463,13 +395,9 @@ func labStoryChild(t *testing.T, planPath string) {
 		lc.fail("live progress", fmt.Errorf("no live figures (probes sent, rate against the cap) seen"))
 	}
 	t.Logf("live progress seen: %s", sawRate)
-	var box string
-	for i := 0; i < 600 && !(strings.Contains(box, "finished") && strings.Contains(box, "results stored")); i++ {
-		time.Sleep(100 * time.Millisecond)
-		rctx, cancel := context.WithTimeout(lc.ctx, 2*time.Second)
-		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
-		cancel()
-	}
+	box := lc.waitTextFor(time.Minute, "#progress", func(s string) bool {
+		return strings.Contains(s, "finished") && strings.Contains(s, "results stored")
+	})
 	if st := lc.text("#scan-state"); st != "completed" || !strings.Contains(box, "results stored") {
 		lc.fail("scan completion", fmt.Errorf("state %q; progress box: %s", st, box))
 	}
@@ -478,12 +406,12 @@ func labStoryChild(t *testing.T, planPath string) {
 
 	// 6. The results: the hostile banner and certificate are text.
 	results := origin + "/console/scans/" + id + "/results"
-	lc.step45("banner results", chromedp.Navigate(fmt.Sprintf("%s?probe=banner&port=%d", results, labBannerPort)), chromedp.WaitVisible(css("#results")))
+	lc.do("banner results", chromedp.Navigate(fmt.Sprintf("%s?probe=banner&port=%d", results, labBannerPort)), chromedp.WaitVisible(css("#results")))
 	if rows := lc.text("#results tbody"); !strings.Contains(rows, labBanner) {
 		lc.fail("hostile banner", fmt.Errorf("not shown as text: %q", rows))
 	}
 	labNoScript(lc, "banner results")
-	lc.step45("tls results", chromedp.Navigate(fmt.Sprintf("%s?probe=tls-hello&port=%d", results, labTLSPort)), chromedp.WaitVisible(css("#results")))
+	lc.do("tls results", chromedp.Navigate(fmt.Sprintf("%s?probe=tls-hello&port=%d", results, labTLSPort)), chromedp.WaitVisible(css("#results")))
 	rows := lc.text("#results tbody")
 	for _, want := range []string{"window.pwned=2", "O=&lt", labCertDNS} {
 		if !strings.Contains(rows, want) {
@@ -495,11 +423,11 @@ func labStoryChild(t *testing.T, planPath string) {
 	lap("hostile banner and certificate shown as text")
 
 	// 7. The expected policy, then the signed report.
-	lc.step45("policies", chromedp.Navigate(origin+"/console/policies"), chromedp.WaitVisible(css("#policy-source")))
-	lc.step45("validate", chromedp.SetValue(css("#policy-source"), plan.Policy), chromedp.Click(css("#policy-validate")), chromedp.WaitVisible(css("#policy-valid")))
-	lc.step45("store", chromedp.Click(css("#policy-save")), chromedp.WaitVisible(css("#policy-rules")))
-	lc.step45("reports", chromedp.Navigate(origin+"/console/reports"), chromedp.WaitVisible(css("#report-form")))
-	lc.step45("create report", chromedp.SetValue(css("#report-scan"), id), chromedp.SetValue(css("#report-policy"), plan.PolicyName),
+	lc.do("policies", chromedp.Navigate(origin+"/console/policies"), chromedp.WaitVisible(css("#policy-source")))
+	lc.do("validate", chromedp.SetValue(css("#policy-source"), plan.Policy), chromedp.Click(css("#policy-validate")), chromedp.WaitVisible(css("#policy-valid")))
+	lc.do("store", chromedp.Click(css("#policy-save")), chromedp.WaitVisible(css("#policy-rules")))
+	lc.do("reports", chromedp.Navigate(origin+"/console/reports"), chromedp.WaitVisible(css("#report-form")))
+	lc.do("create report", chromedp.SetValue(css("#report-scan"), id), chromedp.SetValue(css("#report-policy"), plan.PolicyName),
 		chromedp.Click(css("#report-create")), chromedp.WaitVisible(css("#report-key-id")))
 	findings := lc.text("#report-findings tbody")
 	for _, m := range plan.Mistakes {
@@ -511,25 +439,9 @@ func labStoryChild(t *testing.T, planPath string) {
 	labNoScript(lc, "report")
 
 	// The signed JSON, downloaded by Chromium, verified offline.
-	downloads := t.TempDir()
-	if _, err := chromedp.Call(lc.ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads,
-		BrowserContextID: chromedp.FromContext(lc.ctx).BrowserContextID}); err != nil {
-		t.Fatal(err)
-	}
+	downloads := lc.downloadDir()
 	lc.click("download json", `#report-downloads a[href*="/download/json"]`)
-	var signedReport []byte
-	for i := 0; i < 100 && signedReport == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-		es, _ := os.ReadDir(downloads)
-		for _, e := range es {
-			if strings.HasSuffix(e.Name(), ".json") {
-				if b, err := os.ReadFile(filepath.Join(downloads, e.Name())); err == nil && len(b) > 0 {
-					signedReport = b
-				}
-			}
-		}
-	}
+	signedReport := downloaded(downloads, ".json")
 	if signedReport == nil {
 		lc.fail("download", fmt.Errorf("no JSON report in %s", downloads))
 	}
@@ -563,7 +475,7 @@ func labStoryChild(t *testing.T, planPath string) {
 	// 8. The audit log on the audit page: the story's scan entries, and
 	// the signed checkpoint shown there, which verifies with the audit key
 	// and agrees with a full verification of the database.
-	lc.step45("audit page", chromedp.Navigate(origin+"/console/audit?action=scan."), chromedp.WaitVisible(css("#h-cp")))
+	lc.do("audit page", chromedp.Navigate(origin+"/console/audit?action=scan."), chromedp.WaitVisible(css("#h-cp")))
 	entries := lc.text("table.audit tbody")
 	for _, a := range []string{"scan.request", "scan.approve", "scan.start", "scan.complete"} {
 		if !strings.Contains(entries, a) {
@@ -613,13 +525,13 @@ func labPassword(name string) string { return name + " chooses a long passphrase
 func labFirstRun(f *fixture, c *chrome, origin, name, oneTime string) string {
 	c.t.Helper()
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
-	c.step45(name+" login", chromedp.Navigate(origin+"/console/login"), chromedp.WaitVisible(css("#name")),
+	c.do(name+" login", chromedp.Navigate(origin+"/console/login"), chromedp.WaitVisible(css("#name")),
 		chromedp.SendKeys(css("#name"), name), chromedp.SendKeys(css("#password"), oneTime+kb.Enter), chromedp.WaitVisible(css("#secret")))
 	secret := c.text("#secret")
-	c.step45(name+" enrol", chromedp.SendKeys(css("#code"), f.code(secret)+kb.Enter), chromedp.WaitVisible(css("#recovery-codes")))
-	c.step45(name+" continue", chromedp.Click(css("#continue")), chromedp.WaitVisible(css("#new_password")))
+	c.do(name+" enrol", chromedp.SendKeys(css("#code"), f.code(secret)+kb.Enter), chromedp.WaitVisible(css("#recovery-codes")))
+	c.do(name+" continue", chromedp.Click(css("#continue")), chromedp.WaitVisible(css("#new_password")))
 	pw := labPassword(name)
-	c.step45(name+" new password", chromedp.SendKeys(css("#old_password"), oneTime), chromedp.SendKeys(css("#new_password"), pw),
+	c.do(name+" new password", chromedp.SendKeys(css("#old_password"), oneTime), chromedp.SendKeys(css("#new_password"), pw),
 		chromedp.SendKeys(css("#confirm_password"), pw+kb.Enter), chromedp.WaitVisible(css("#h-profile")))
 	if who := c.text(".who"); !strings.Contains(who, name) {
 		c.fail("signed in as", fmt.Errorf("header says %q, want %s", who, name))

@@ -1,233 +1,18 @@
 package console_test
 
 import (
-	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	cdpbrowser "github.com/chromedp/cdproto/browser"
-	"github.com/chromedp/cdproto/cdp"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
 	"firewalliq/appliance/store"
 	"firewalliq/probe/keys"
 )
-
-// chromiumPath finds Debian's chromium; "" when it is not installed.
-func chromiumPath() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// problems collects what the page reported that a test must fail on:
-// CSP violations, JavaScript exceptions and console errors.
-type problems struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (p *problems) add(s string) { p.mu.Lock(); defer p.mu.Unlock(); p.list = append(p.list, s) }
-func (p *problems) all() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.list...)
-}
-
-// reportViolations runs in every document before its own scripts (from
-// the DevTools protocol, so the page's CSP does not apply to it) and turns
-// each CSP violation into a console error the test collects.
-const reportViolations = `document.addEventListener("securitypolicyviolation", function (e) {
-  console.error("CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI);
-});`
-
-// chrome is a headless Chromium tab on a fixture's server, with what the
-// tab reported (CSP violations, exceptions, console errors and warnings,
-// browser log errors) collected, and a directory for screenshots.
-type chrome struct {
-	t         *testing.T
-	ctx       context.Context
-	seen      *problems
-	artifacts string
-	step      int
-}
-
-// newChrome starts Chromium for t (skipping t when it is not installed);
-// it is closed when t ends. The tab may run for at most limit.
-func newChrome(t *testing.T, limit time.Duration, extra ...chromedp.ExecAllocatorOption) *chrome {
-	t.Helper()
-	exe := chromiumPath()
-	if exe == "" {
-		t.Skip("chromium is not installed (Debian: apt-get install -y chromium); skipping the browser test")
-	}
-	artifacts, err := os.MkdirTemp("", "fiq-console-browser-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		// The test server's certificate is self-signed for 127.0.0.1.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	opts = append(opts, extra...)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	seen := &problems{}
-	// The listener is added before the first command, so it sees every
-	// event of the tab; it only records (it must return fast).
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			seen.add("exception: " + ev.ExceptionDetails.Text)
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, strings.Trim(string(a.Value), `"`))
-				}
-				seen.add("console " + string(ev.Type) + ": " + strings.Join(parts, " "))
-			}
-		case *cdplog.EventEntryAdded:
-			// The step-up prompt is answered with 401 on purpose (the
-			// action has not run); Chromium logs every 4xx document.
-			if ev.Entry.Source == cdplog.EntrySourceNetwork && strings.Contains(ev.Entry.Text, "status of 401") {
-				return
-			}
-			if ev.Entry.Level == cdplog.EntryLevelError || ev.Entry.Source == cdplog.EntrySourceSecurity || ev.Entry.Source == cdplog.EntrySourceViolation {
-				seen.add("log " + string(ev.Entry.Source) + ": " + ev.Entry.Text)
-			}
-		}
-	}))
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, limit)
-	t.Cleanup(cancelTimeout)
-	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: reportViolations}); err != nil {
-		t.Fatal(err)
-	}
-	return &chrome{t: t, ctx: ctx, seen: seen, artifacts: artifacts}
-}
-
-// fail saves a screenshot and the page's HTML, then fails the test.
-func (c *chrome) fail(what string, err error) {
-	c.t.Helper()
-	dctx, dcancel := context.WithTimeout(c.ctx, 10*time.Second)
-	png, _ := chromedp.Run(dctx, chromedp.FullScreenshot(100))
-	html, _ := chromedp.Run(dctx, chromedp.OuterHTML(chromedp.CSS("html")))
-	dcancel()
-	base := filepath.Join(c.artifacts, fmt.Sprintf("step%02d", c.step))
-	_ = os.WriteFile(base+".png", png, 0o600)
-	_ = os.WriteFile(base+".html", []byte(html), 0o600)
-	c.t.Fatalf("%s: %v (screenshot and HTML in %s.*)", what, err, base)
-}
-
-// do runs one step's actions, failing the test with a screenshot.
-func (c *chrome) do(what string, actions ...chromedp.Action[chromedp.Void]) {
-	c.t.Helper()
-	c.step++
-	if err := chromedp.Do(c.ctx, actions...); err != nil {
-		c.fail(what, err)
-	}
-}
-
-// text is the text of the first element matching sel.
-func (c *chrome) text(sel string) string {
-	c.t.Helper()
-	v, err := chromedp.Run(c.ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		c.fail("read "+sel, err)
-	}
-	return strings.TrimSpace(v)
-}
-
-// waitText reads sel's text until ok accepts it (10 s at most, each read
-// bounded) and returns the last text read.
-func (c *chrome) waitText(sel string, ok func(string) bool) string {
-	c.t.Helper()
-	var last string
-	for i := 0; i < 100; i++ {
-		rctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-		v, err := chromedp.Run(rctx, chromedp.Text(chromedp.CSS(sel)))
-		cancel()
-		if err == nil {
-			last = strings.TrimSpace(v)
-			if ok(last) {
-				break
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
-}
-
-// location is the tab's URL.
-func (c *chrome) location() string {
-	c.t.Helper()
-	loc, err := chromedp.Run(c.ctx, chromedp.Location())
-	if err != nil {
-		c.fail("location", err)
-	}
-	return loc
-}
-
-// shot saves a full-page screenshot as name in the artifacts directory.
-// A capture can stall while the tab navigates, so each attempt is bounded
-// and a stalled one is tried again.
-func (c *chrome) shot(name string) string {
-	c.t.Helper()
-	var png []byte
-	var err error
-	for range 3 {
-		sctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		png, err = chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		cancel()
-		if err == nil {
-			break
-		}
-	}
-	if err != nil {
-		c.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	p := filepath.Join(c.artifacts, name)
-	if err := os.WriteFile(p, png, 0o600); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Logf("screenshot: %s", p)
-	return p
-}
-
-// clean fails the test if the tab reported any problem (after letting
-// late reports arrive).
-func (c *chrome) clean() {
-	c.t.Helper()
-	time.Sleep(200 * time.Millisecond)
-	if ps := c.seen.all(); len(ps) > 0 {
-		c.t.Fatalf("the browser reported problems:\n%s", strings.Join(ps, "\n"))
-	}
-}
 
 // TestBrowserStory drives a real headless Chromium through the console:
 // the initial admin's first run (one-time password, TOTP enrolment with the
@@ -237,7 +22,7 @@ func (c *chrome) clean() {
 // violation, script exception or console error fails the test.
 func TestBrowserStory(t *testing.T) {
 	f := newFixture(t)
-	ch := newChrome(t, 3*time.Minute)
+	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute})
 	ctx, do, text := ch.ctx, ch.do, ch.text
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	u := f.srv.URL
@@ -283,7 +68,7 @@ func TestBrowserStory(t *testing.T) {
 	// The users page at 768 px wide, for a person to look at.
 	do("narrow", chromedp.EmulateViewport(768, 900))
 	ch.shot("users-768.png")
-	do("wide", chromedp.EmulateViewport(1280, 900))
+	do("wide", chromedp.EmulateViewport(windowWidth, windowHeight))
 
 	// A raised tamper alarm shows on every page.
 	f.raiseAlarm()
@@ -309,7 +94,7 @@ func TestBrowserStory(t *testing.T) {
 // Any CSP violation, script exception or console error fails the test.
 func TestBrowserScan(t *testing.T) {
 	f := newFixture(t)
-	ch := newChrome(t, 3*time.Minute)
+	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute})
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	u := f.srv.URL
 
@@ -373,13 +158,9 @@ func TestBrowserScan(t *testing.T) {
 	}
 	// The page reloads itself when the feed ends with a new state; the
 	// server-rendered page then names the finished job.
-	var box string
-	for i := 0; i < 300 && !(strings.Contains(box, "finished") && strings.Contains(box, "60 results stored")); i++ {
-		time.Sleep(100 * time.Millisecond)
-		rctx, cancel := context.WithTimeout(ch.ctx, 2*time.Second)
-		box, _ = chromedp.Run(rctx, chromedp.Text(css("#progress")))
-		cancel()
-	}
+	box := ch.waitTextFor(30*time.Second, "#progress", func(s string) bool {
+		return strings.Contains(s, "finished") && strings.Contains(s, "60 results stored")
+	})
 	if !strings.Contains(box, "60 results stored") || ch.text("#scan-state") != "completed" {
 		ch.fail("scan completion", fmt.Errorf("progress box: %s", box))
 	}
@@ -428,14 +209,10 @@ func TestBrowserPolicyReport(t *testing.T) {
 	w := newReportWorld(t)
 	f := w.f
 	scanID := w.scan(w.op, w.opS)
-	ch := newChrome(t, 3*time.Minute)
+	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute})
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	u := f.srv.URL
-	downloads := t.TempDir()
-	if _, err := chromedp.Call(ch.ctx, cdpbrowser.SetDownloadBehavior,
-		cdpbrowser.SetDownloadBehaviorParams{Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads}); err != nil {
-		t.Fatal(err)
-	}
+	downloads := ch.downloadDir()
 
 	ch.do("login", chromedp.Navigate(u+"/console/login"), chromedp.WaitVisible(css("#name")),
 		chromedp.SendKeys(css("#name"), "otto"), chromedp.SendKeys(css("#password"), w.opPW+kb.Enter),
@@ -482,18 +259,7 @@ func TestBrowserPolicyReport(t *testing.T) {
 
 	// The PDF, saved by Chromium.
 	ch.do("download pdf", chromedp.Click(css(`#report-downloads a[href*="/download/pdf"]`)))
-	var pdf []byte
-	for i := 0; i < 100 && pdf == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-		es, _ := os.ReadDir(downloads)
-		for _, e := range es {
-			if strings.HasSuffix(e.Name(), ".pdf") {
-				if b, err := os.ReadFile(filepath.Join(downloads, e.Name())); err == nil && len(b) > 0 {
-					pdf = b
-				}
-			}
-		}
-	}
+	pdf := downloaded(downloads, ".pdf")
 	if !strings.HasPrefix(string(pdf), "%PDF-") {
 		t.Fatalf("no PDF downloaded (%d bytes in %s)", len(pdf), downloads)
 	}

@@ -22,7 +22,7 @@ import (
 // or console error fails the test.
 func TestBrowserAccessReview(t *testing.T) {
 	f := newFixture(t)
-	ch := newChrome(t, 3*time.Minute)
+	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute})
 	ctx, do, text := ch.ctx, ch.do, ch.text
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	u := f.srv.URL

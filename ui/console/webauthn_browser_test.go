@@ -1,12 +1,10 @@
 package console_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"fmt"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -26,7 +24,8 @@ import (
 // that Chromium sees a secure context without certificate errors: the
 // only kind of page WebAuthn works on. The relying party is configured
 // for that exact origin (rp id "localhost"). It returns the origin and
-// the base64 SHA-256 of the certificate's SubjectPublicKeyInfo.
+// the base64 SHA-256 of the certificate's SubjectPublicKeyInfo. cfgMod
+// change the appliance's configuration further (newFixture).
 //
 // Why not --ignore-certificate-errors (what the other browser tests use):
 // Chromium still marks such a page as having a certificate error, and
@@ -34,7 +33,7 @@ import (
 // sites with TLS certificate errors"). --ignore-certificate-errors-spki-list
 // with the SPKI hash instead makes Chromium trust exactly this key, and
 // the page is a normal secure context. Checked with Debian's chromium 156.
-func keyServer(t *testing.T) (*fixture, string, string) {
+func keyServer(t *testing.T, cfgMod ...func(*appliance.Config)) (*fixture, string, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,10 +41,10 @@ func keyServer(t *testing.T) (*fixture, string, string) {
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	origin := "https://localhost:" + port
-	f := newFixture(t, func(c *appliance.Config) {
+	f := newFixture(t, append([]func(*appliance.Config){func(c *appliance.Config) {
 		c.WebAuthn.RPID = "localhost"
 		c.WebAuthn.Origins = []string{origin}
-	})
+	}}, cfgMod...)...)
 	cert, err := f.app.Keys.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +75,7 @@ func keyServer(t *testing.T) (*fixture, string, string) {
 // violation, script exception or console error fails the test.
 func TestBrowserSecurityKey(t *testing.T) {
 	f, origin, spki := keyServer(t)
-	ch := newChrome(t, 3*time.Minute,
-		chromedp.Flag("ignore-certificate-errors", false),
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki))
+	ch := newChrome(t, chromeOptions{limit: 3 * time.Minute, spki: spki})
 	ctx, do, text := ch.ctx, ch.do, ch.text
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 
@@ -87,15 +84,7 @@ func TestBrowserSecurityKey(t *testing.T) {
 	_, leadSecret, leadPW := f.firstRun("kira", f.addUser(root, rootSecret, f.init.TenantID, "kira", store.RoleSecurityLead))
 
 	// The virtual authenticator lives in the tab.
-	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
-	added, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-		Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportUsb,
-		HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	authenticator := ch.addAuthenticator()
 
 	// Sign in with password and TOTP on https://localhost:PORT.
 	do("login page", chromedp.Navigate(origin+"/console/login"), chromedp.WaitVisible(css("#name")))
@@ -111,7 +100,7 @@ func TestBrowserSecurityKey(t *testing.T) {
 	if keys := text("#security-keys"); !strings.Contains(keys, "virtual key") || !strings.Contains(keys, "never") {
 		t.Fatalf("registered key not listed: %q", keys)
 	}
-	creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: added.AuthenticatorID})
+	creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: authenticator})
 	if err != nil || len(creds.Credentials) != 1 {
 		t.Fatalf("virtual authenticator holds %d credentials: %v", len(creds.Credentials), err)
 	}
@@ -146,39 +135,4 @@ func TestBrowserSecurityKey(t *testing.T) {
 		t.Fatalf("last use not shown: %q", last)
 	}
 	ch.clean()
-}
-
-// keyAnswered waits (20 s at most) for sel, the page after the key's
-// answer was posted; if the page still shows the key prompt, the test
-// fails with what webauthn.js said there (the browser's refusal).
-func (c *chrome) keyAnswered(sel string) {
-	c.t.Helper()
-	for i := 0; i < 40; i++ {
-		wctx, cancel := context.WithTimeout(c.ctx, 500*time.Millisecond)
-		_, err := chromedp.Run(wctx, chromedp.WaitVisible(chromedp.CSS(sel)))
-		cancel()
-		if err == nil {
-			return
-		}
-	}
-	c.fail("security key answer", fmt.Errorf("%s not shown; the prompt says %q", sel, c.text(".webauthn-status")))
-}
-
-// click clicks sel once it is visible. A node found while the tab was
-// still replacing its document is gone by the time of the click ("Could
-// not find node with given id"): the click is tried again, at most five
-// times, each bounded.
-func (c *chrome) click(what, sel string) {
-	c.t.Helper()
-	var err error
-	for range 5 {
-		cctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		_, err = chromedp.Run(cctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	c.fail(what, err)
 }
