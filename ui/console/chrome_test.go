@@ -121,6 +121,9 @@ type chrome struct {
 	// root is the browser's artifacts directory (person's tabs save
 	// theirs below it).
 	root string
+	// saved is set once the tab's failure page is saved (fail), so the
+	// cleanup of a failed test does not save it again.
+	saved bool
 }
 
 // newChrome starts Chromium for t (skipping t when it is not installed)
@@ -202,21 +205,41 @@ func openTab(t *testing.T, parent context.Context, deadline time.Time, artifacts
 	}
 	ctx, cancelDeadline := context.WithDeadline(tab, deadline)
 	t.Cleanup(cancelDeadline)
-	return &chrome{t: t, ctx: ctx, tab: tab, seen: seen, artifacts: artifacts}
+	c := &chrome{t: t, ctx: ctx, tab: tab, seen: seen, artifacts: artifacts}
+	// A test that fails by its own check rather than through fail (a
+	// t.Fatalf after reading the page) still leaves the tab's screenshot
+	// and HTML: cleanups run last first, so this runs before the tab is
+	// closed.
+	t.Cleanup(func() {
+		if t.Failed() && !c.saved {
+			base := c.save("failed")
+			t.Logf("the test failed: this tab's screenshot and HTML are in %s.*", base)
+		}
+	})
+	return c
 }
 
-// fail saves a screenshot and the page's HTML, then fails the test. They
+// save writes a screenshot and the page's HTML of c's tab to
+// artifacts/name.{png,html} and returns that path without extension. They
 // are taken in c.tab, so they are there after a step that used up the
 // browser's whole limit too.
-func (c *chrome) fail(what string, err error) {
-	c.t.Helper()
+func (c *chrome) save(name string) string {
+	c.saved = true
 	dctx, dcancel := context.WithTimeout(c.tab, 10*time.Second)
+	defer dcancel()
 	png, _ := chromedp.Run(dctx, chromedp.FullScreenshot(100))
 	html, _ := chromedp.Run(dctx, chromedp.OuterHTML(chromedp.CSS("html")))
-	dcancel()
-	base := filepath.Join(c.artifacts, fmt.Sprintf("step%02d", c.step))
+	base := filepath.Join(c.artifacts, name)
 	_ = os.WriteFile(base+".png", png, 0o600)
 	_ = os.WriteFile(base+".html", []byte(html), 0o600)
+	return base
+}
+
+// fail saves a screenshot and the page's HTML of the step, then fails the
+// test.
+func (c *chrome) fail(what string, err error) {
+	c.t.Helper()
+	base := c.save(fmt.Sprintf("step%02d", c.step))
 	c.t.Fatalf("%s: %v (screenshot and HTML in %s.*)", what, err, base)
 }
 
