@@ -1,14 +1,17 @@
 package console_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"firewalliq/appliance"
 	"firewalliq/appliance/keyring"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
@@ -19,6 +22,8 @@ import (
 // checked and whose download verifies offline with the audit public key;
 // an entry newer than the latest checkpoint has no proof yet; a tenant
 // user cannot prove an appliance-wide entry or another tenant's.
+// And after an entry is edited behind the appliance's back, "Verify now"
+// says the log is broken, at that entry.
 func TestAuditVerifyAndProof(t *testing.T) {
 	f := newFixture(t)
 	admin, secret, _ := f.firstRun("root", f.init.OneTimePassword)
@@ -76,4 +81,28 @@ func TestAuditVerifyAndProof(t *testing.T) {
 		t.Fatalf("no entry after the checkpoint (%d <= %d)", last, cp.Size)
 	}
 	want(t, admin.get(fmt.Sprintf("/console/audit/proof/%d", last)), http.StatusOK, `id="proof-pending"`)
+
+	// An entry edited behind the appliance's back: "Verify now" says the
+	// log is broken and where.
+	db, err := sql.Open("sqlite", store.DSN(filepath.Join(f.dir, appliance.DatabaseFile), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e, err := audit.ReadEntry(f.ctx, db, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Object = "tenant:forged"
+	if _, err := db.Exec(`DROP TRIGGER audit_entries_no_update`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE audit_entries SET entry = ? WHERE seq = 2`, audit.Canonical(e)); err != nil {
+		t.Fatal(err)
+	}
+	a = admin.get("/console/audit?verify=1")
+	want(t, a, http.StatusOK, `id="verify-result"`, `<span class="bad">broken</span>`, "at entry 2")
+	if r := regexp.MustCompile(`<p id="verify-result">.*?</p>`).FindString(a.body); strings.Contains(r, "intact") {
+		t.Fatalf("Verify now calls an edited log intact: %s", r)
+	}
 }
