@@ -174,6 +174,16 @@ func OpenWith(ctx context.Context, cfg Config, now func() time.Time, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.DataDir, err)
 	}
+	// A configured certificate (tls.cert_file, tls.key_file) replaces
+	// init's everywhere the console certificate is used: the HTTPS
+	// listener, the fleet's TLS and its pinned fingerprint, the WebAuthn
+	// defaults. A bad one stops the appliance here, naming the key.
+	if cfg.TLS.CertFile != "" {
+		if _, err := cfg.TLS.Load(now()); err != nil {
+			return nil, err
+		}
+		kr.CertFile, kr.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
+	}
 	st, err := store.Open(ctx, dbPath, store.Options{Now: now})
 	if err != nil {
 		return nil, err
@@ -368,7 +378,7 @@ func (a *Appliance) wireScans(sd scan.Deps) error {
 		// last stored checkpoint, so they are probed again.
 		d.Fleet = a.Sensors.Runner()
 		a.Sensors.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {
-			a.Logger.Warn("sensor events of a run this console no longer reads; dropped (the scan resumes from its checkpoint)",
+			a.Logger.Warn("sensor events of a run this console no longer reads; dropped (a scan still running resumes from its checkpoint; a cancelled one has ended)",
 				"events", len(batch), "run", batch[0].Run, "sensor", batch[0].Sensor)
 			return nil
 		}))

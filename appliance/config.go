@@ -2,9 +2,13 @@ package appliance
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -45,6 +49,61 @@ type Config struct {
 	Sensors sensor.Config `yaml:"sensors"`
 	// WebAuthn configures security keys: the relying party id and origins.
 	WebAuthn WebAuthnConfig `yaml:"webauthn"`
+	// TLS names a certificate of the customer's for the console (and the
+	// sensor fleet); unset, the one init made.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig names the console's certificate and key: both or neither.
+// Neither (the default) serves the self-signed certificate made by init,
+// DATA/tls/console.crt and console.key. They are read when the appliance
+// opens (serve start); a changed file takes effect at the next start (no
+// reload on SIGHUP).
+type TLSConfig struct {
+	// CertFile is a PEM file: the certificate, then any intermediates.
+	// Env FIQ_TLS_CERT_FILE.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile's certificate; group and
+	// others may not read it. Env FIQ_TLS_KEY_FILE.
+	KeyFile string `yaml:"key_file"`
+}
+
+// Load reads and checks the configured certificate and key at now: both
+// regular files within bounded.MaxCertFile, the key not readable by group
+// or others, the key the certificate's, the certificate valid at now. Its
+// errors name the config key and wrap ErrInvalidConfig.
+func (t TLSConfig) Load(now time.Time) (tls.Certificate, error) {
+	certPEM, err := bounded.ReadFile(t.CertFile, bounded.MaxCertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%w: tls.cert_file: %w", ErrInvalidConfig, err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return tls.Certificate{}, fmt.Errorf("%w: tls.cert_file %s: no PEM certificate first in the file", ErrInvalidConfig, t.CertFile)
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%w: tls.cert_file %s: %w", ErrInvalidConfig, t.CertFile, err)
+	}
+	if fi, err := os.Stat(t.KeyFile); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+		return tls.Certificate{}, fmt.Errorf("%w: tls.key_file %s: mode %04o is readable by others; chmod 600 it", ErrInvalidConfig, t.KeyFile, fi.Mode().Perm())
+	}
+	keyPEM, err := bounded.ReadFile(t.KeyFile, bounded.MaxCertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%w: tls.key_file: %w", ErrInvalidConfig, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%w: tls.key_file %s is not the private key of tls.cert_file %s: %w", ErrInvalidConfig, t.KeyFile, t.CertFile, err)
+	}
+	switch {
+	case now.Before(leaf.NotBefore):
+		return tls.Certificate{}, fmt.Errorf("%w: tls.cert_file %s: not valid before %s", ErrInvalidConfig, t.CertFile, leaf.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(leaf.NotAfter):
+		return tls.Certificate{}, fmt.Errorf("%w: tls.cert_file %s: expired at %s", ErrInvalidConfig, t.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	cert.Leaf = leaf
+	return cert, nil
 }
 
 // WebAuthnConfig configures security keys (docs/security.md).
@@ -197,6 +256,12 @@ func (c *Config) LoadEnv(getenv func(string) string, environ []string) error {
 		}
 		c.Audit.CheckpointEvery = n
 	}
+	if v := getenv("FIQ_TLS_CERT_FILE"); v != "" {
+		c.TLS.CertFile = v
+	}
+	if v := getenv("FIQ_TLS_KEY_FILE"); v != "" {
+		c.TLS.KeyFile = v
+	}
 	if v := getenv("FIQ_WEBAUTHN_RP_ID"); v != "" {
 		c.WebAuthn.RPID = v
 	}
@@ -243,6 +308,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Review.Interval < time.Hour {
 		return fmt.Errorf("%w: review.interval must be at least 1h", ErrInvalidConfig)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("%w: tls.cert_file and tls.key_file must be set together (neither: the certificate made by init)", ErrInvalidConfig)
 	}
 	if err := c.Sensors.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -100,9 +100,12 @@ const (
 	ActPolicyEvaluate       Action = "policy.evaluate"
 	ActPolicyBaselineAccept Action = "policy.baseline.accept"
 	// Scan service (appliance/scan, docs/scans.md).
-	ActScanDeny       Action = "scan.deny"
-	ActScanRefuse     Action = "scan.refuse"
-	ActScanResume     Action = "scan.resume"
+	ActScanDeny   Action = "scan.deny"
+	ActScanRefuse Action = "scan.refuse"
+	ActScanResume Action = "scan.resume"
+	// ActScanStop records the end of a cancelled scan's run: its job
+	// became cancelled (scan.cancel records the user's request).
+	ActScanStop       Action = "scan.stop"
 	ActScopeKeyAdd    Action = "scope.key.add"
 	ActScopeKeyRevoke Action = "scope.key.revoke"
 	ActScopeRevoke    Action = "scope.revoke"
@@ -141,7 +144,7 @@ func Actions() []Action {
 		ActAuditCheckpoint, ActAuditTamper, ActAuditTamperAck,
 		ActAlertAck,
 		ActPolicyCreate, ActPolicyEvaluate, ActPolicyBaselineAccept,
-		ActScanDeny, ActScanRefuse, ActScanResume, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
+		ActScanDeny, ActScanRefuse, ActScanResume, ActScanStop, ActScopeKeyAdd, ActScopeKeyRevoke, ActScopeRevoke,
 		ActScanSchedule, ActScanScheduleVoid, ActScanScheduleMissed,
 		ActReviewCreate, ActReviewDecide, ActReviewSign, ActReviewOverdue,
 		ActSensorTokenCreate, ActSensorEnroll, ActSensorRevoke, ActSensorSilent,

@@ -248,6 +248,22 @@ type WindowMeter struct {
 	count uint64
 	first time.Time
 	last  time.Time
+	// series counts packets per bucket of width since first (SendSeries).
+	series []uint64
+	width  time.Duration
+}
+
+// SeriesBuckets bounds a SendSeries: a longer run doubles the bucket
+// width, so a summary stays small (it travels in every run's final event
+// and in the scan's audited completion) whatever the scan's length.
+const SeriesBuckets = 120
+
+// SendSeries is how many packets a run sent in each bucket of
+// BucketSeconds seconds from its first send: the scan timeline's
+// "packets per second against the cap" (Packets[i] / BucketSeconds).
+type SendSeries struct {
+	BucketSeconds int      `json:"bucket_seconds"`
+	Packets       []uint64 `json:"packets"`
 }
 
 // Add records n packets sent at t.
@@ -260,6 +276,7 @@ func (m *WindowMeter) Add(t time.Time, n int) {
 	}
 	m.count += uint64(n)
 	m.last = t
+	m.addSeries(t, n)
 	for m.head < len(m.times) && t.Sub(m.times[m.head]) >= Window {
 		m.head++
 	}
@@ -270,6 +287,39 @@ func (m *WindowMeter) Add(t time.Time, n int) {
 		m.times = append(m.times[:0], m.times[m.head:]...)
 		m.head = 0
 	}
+}
+
+// addSeries counts n packets at t into the bucketed series, doubling the
+// bucket width (merging neighbours) while t falls beyond the last bucket.
+func (m *WindowMeter) addSeries(t time.Time, n int) {
+	if m.width == 0 {
+		m.width = time.Second
+	}
+	i := int(max(t.Sub(m.first), 0) / m.width)
+	for i >= SeriesBuckets {
+		merged := m.series[:0]
+		for j := 0; j < len(m.series); j += 2 {
+			v := m.series[j]
+			if j+1 < len(m.series) {
+				v += m.series[j+1]
+			}
+			merged = append(merged, v)
+		}
+		m.series, m.width = merged, m.width*2
+		i = int(max(t.Sub(m.first), 0) / m.width)
+	}
+	for len(m.series) <= i {
+		m.series = append(m.series, 0)
+	}
+	m.series[i] += uint64(n)
+}
+
+// Series returns the packets per bucket so far (nil before the first).
+func (m *WindowMeter) Series() *SendSeries {
+	if m.count == 0 {
+		return nil
+	}
+	return &SendSeries{BucketSeconds: int(m.width / time.Second), Packets: append([]uint64(nil), m.series...)}
 }
 
 // Worst returns the most packets seen in any Window.

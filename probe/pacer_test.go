@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -224,5 +225,60 @@ func TestWindowMeter(t *testing.T) {
 	m.Add(base.Add(100*time.Millisecond), 5)
 	if m.Worst() != 15 || m.Count() != 16 {
 		t.Fatalf("worst %d count %d", m.Worst(), m.Count())
+	}
+}
+
+// TestWindowMeterSeries checks the bucketed send series: every packet is
+// counted once, in the bucket of its second, and a run longer than
+// SeriesBuckets seconds doubles the bucket width instead of growing.
+func TestWindowMeterSeries(t *testing.T) {
+	base := time.Unix(1000, 0)
+	tests := []struct {
+		name  string
+		sends []time.Duration // one packet at each offset from the first
+		width int
+		want  []uint64
+	}{
+		{name: "one second", sends: []time.Duration{0, 500 * time.Millisecond, 999 * time.Millisecond}, width: 1, want: []uint64{3}},
+		{name: "a gap", sends: []time.Duration{0, 2500 * time.Millisecond}, width: 1, want: []uint64{1, 0, 1}},
+		{name: "last bucket", sends: []time.Duration{0, (SeriesBuckets - 1) * time.Second}, width: 1, want: append(append([]uint64{1}, make([]uint64, SeriesBuckets-2)...), 1)},
+		{name: "doubles", sends: []time.Duration{0, time.Second, SeriesBuckets * time.Second}, width: 2,
+			want: append(append([]uint64{2}, make([]uint64, SeriesBuckets/2-1)...), 1)},
+		{name: "doubles twice", sends: []time.Duration{0, 3 * SeriesBuckets * time.Second}, width: 4,
+			want: append(append([]uint64{1}, make([]uint64, 3*SeriesBuckets/4-1)...), 1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var m WindowMeter
+			if m.Series() != nil {
+				t.Fatal("series before the first packet")
+			}
+			for _, d := range tc.sends {
+				m.Add(base.Add(d), 1)
+			}
+			s := m.Series()
+			if s.BucketSeconds != tc.width || !slices.Equal(s.Packets, tc.want) {
+				t.Fatalf("series %ds %v, want %ds %v", s.BucketSeconds, s.Packets, tc.width, tc.want)
+			}
+			if len(s.Packets) > SeriesBuckets {
+				t.Fatalf("%d buckets, at most %d", len(s.Packets), SeriesBuckets)
+			}
+		})
+	}
+	// A long steady run: counts add up, buckets stay bounded.
+	var m WindowMeter
+	for i := range 100_000 {
+		m.Add(base.Add(time.Duration(i)*100*time.Millisecond), 1) // 10 pps for 10,000 s
+	}
+	s := m.Series()
+	var sum uint64
+	for _, n := range s.Packets {
+		sum += n
+	}
+	if sum != 100_000 || len(s.Packets) > SeriesBuckets || s.BucketSeconds != 128 {
+		t.Fatalf("sum %d over %d buckets of %d s", sum, len(s.Packets), s.BucketSeconds)
+	}
+	if got := s.Packets[0] / uint64(s.BucketSeconds); got != 10 {
+		t.Fatalf("rate in the first bucket %d/s, want 10", got)
 	}
 }

@@ -31,8 +31,11 @@ type Summary struct {
 	// final wait for late replies.
 	WallPPS float64 `json:"wall_pps"`
 	// Worst100ms is the most packets sent in any 100 ms window.
-	Worst100ms int    `json:"worst_100ms_window"`
-	Retries    uint64 `json:"retries"`
+	Worst100ms int `json:"worst_100ms_window"`
+	// Sent is packets per bucket of seconds from the first send (at most
+	// SeriesBuckets buckets): the run's send rate over time.
+	Sent    *SendSeries `json:"sent,omitempty"`
+	Retries uint64      `json:"retries"`
 	// LossSeen tells whether a probe was answered only on a retry; until
 	// then raw probes got one retry fewer than configured.
 	LossSeen bool `json:"loss_seen"`
@@ -64,7 +67,7 @@ type Summary struct {
 func (e *Engine) summary(start time.Time) Summary {
 	end := e.cfg.Now()
 	e.sendMu.Lock()
-	worst := e.meter.Worst()
+	worst, series := e.meter.Worst(), e.meter.Series()
 	first, last := e.meter.first, e.meter.last
 	refused := append([]string(nil), e.refusedList...)
 	e.sendMu.Unlock()
@@ -74,7 +77,7 @@ func (e *Engine) summary(start time.Time) Summary {
 		Transport:   "connect",
 		RatePPS:     e.rate, CapPPS: e.cfg.Limits.Cap(), PerHostPPS: e.cfg.Limits.PerHost,
 		WindowLimit: WindowLimit(e.rate),
-		PacketsSent: e.sent.Load(), Worst100ms: worst, Retries: e.retries.Load(),
+		PacketsSent: e.sent.Load(), Worst100ms: worst, Sent: series, Retries: e.retries.Load(),
 		RefusedPackets: e.refused.Load(), RefusedSample: refused, RefusedTargets: e.refusedTargets.Load(),
 		UnmatchedReplies: e.unmatched.Load(), DuplicateReplies: e.duplicates.Load(), MalformedReplies: e.malformed.Load(), TapLagged: e.tapLagged.Load(),
 		Probes: e.done.Load(), States: maps.Clone(e.states), ResumedAtBatch: e.cfg.ResumeBatch,

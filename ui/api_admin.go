@@ -65,19 +65,7 @@ func userOf(u auth.UserInfo) userOut {
 }
 
 func (s *Server) listUsers(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	us, err := s.d.Auth.ListUsers(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]userOut, 0, len(us))
-	for _, u := range us {
-		out = append(out, userOf(u))
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(u userOut) string { return u.ID }, pg))
+	return sendPage(c, s.d.Auth.ListUsers, userOf, func(u userOut) string { return u.ID })
 }
 
 func (s *Server) createUser(c echo.Context) error {
@@ -343,7 +331,7 @@ func (s *Server) deny(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if err := s.d.Auth.Deny(c.Request().Context(), principal(c), c.Param("id"), in.Reason); err != nil {
+	if err := s.d.Auth.Deny(c.Request().Context(), principal(c), c.Param("id"), in.Reason, ""); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

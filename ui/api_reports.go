@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -62,19 +63,8 @@ func (s *Server) listPolicies(c echo.Context) error {
 	if s.d.Policies == nil {
 		return unavailable("the policy service")
 	}
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ps, err := s.d.Policies.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]policyOut, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, policyOf(p, false))
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(p policyOut) string { return p.Name }, pg))
+	summary := func(p policy.Stored) policyOut { return policyOf(p, false) }
+	return sendPage(c, s.d.Policies.List, summary, func(p policyOut) string { return p.Name })
 }
 
 func (s *Server) createPolicy(c echo.Context) error {
@@ -218,15 +208,7 @@ func (s *Server) listReports(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	rs, err := rp.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, paginate(rs, func(r report.Stored) string { return r.ID }, pg))
+	return sendPage(c, rp.List, asIs, func(r report.Stored) string { return r.ID })
 }
 
 func (s *Server) createReport(c echo.Context) error {
@@ -250,11 +232,7 @@ func (s *Server) getReport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := rp.Get(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, r)
+	return sendByID(c, rp.Get, asIs)
 }
 
 func (s *Server) downloadReport(c echo.Context) error {
@@ -262,11 +240,7 @@ func (s *Server) downloadReport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, ct, err := rp.Download(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), c.QueryParam("format"))
-	if err != nil {
-		return err
-	}
-	return sendFile(c, "report-"+c.Param("id"), c.QueryParam("format"), ct, b)
+	return download(c, rp.Download, "report")
 }
 
 // exportScan answers a completed scan's results as Nmap XML
@@ -280,25 +254,13 @@ func (s *Server) exportScan(c echo.Context) error {
 	if format == "" {
 		format = report.ExportNmapXML
 	}
-	b, ct, err := rp.Export(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), format)
-	if err != nil {
-		return err
+	// The service takes the format in any case and aliases of nmap-xml:
+	// JSON Lines in any spelling is .jsonl, everything else .xml.
+	ext := "xml"
+	if strings.EqualFold(format, report.ExportJSONL) {
+		ext = "jsonl"
 	}
-	ext := map[string]string{report.ExportNmapXML: "xml", report.ExportJSONL: "jsonl"}[format]
-	if ext == "" {
-		ext = "xml"
-	}
-	return sendFile(c, "scan-"+c.Param("id"), ext, ct, b)
-}
-
-// sendFile answers a downloaded document as an attachment.
-func sendFile(c echo.Context, name, format, ct string, b []byte) error {
-	if format == "" {
-		format = "json"
-	}
-	// name holds only an id the service accepted (no quotes or slashes).
-	c.Response().Header().Set("Content-Disposition", `attachment; filename="`+name+"."+format+`"`)
-	return c.Blob(http.StatusOK, ct, b)
+	return sendDocument(c, rp.Export, format, "scan", ext)
 }
 
 // Access reviews.
@@ -445,11 +407,7 @@ func (s *Server) downloadReview(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, ct, err := rv.Download(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), c.QueryParam("format"))
-	if err != nil {
-		return err
-	}
-	return sendFile(c, "review-"+c.Param("id"), c.QueryParam("format"), ct, b)
+	return download(c, rv.Download, "review")
 }
 
 func (s *Server) reviewDue(c echo.Context) error {

@@ -21,15 +21,7 @@ import (
 // spends the grant), and encodes what the service returned.
 
 func (s *Server) listScopeKeys(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ks, err := s.d.ScopeKeys.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, paginate(ks, func(k scan.SigningKey) string { return k.ID }, pg))
+	return sendPage(c, s.d.ScopeKeys.List, asIs, func(k scan.SigningKey) string { return k.ID })
 }
 
 func (s *Server) addScopeKey(c echo.Context) error {
@@ -131,11 +123,7 @@ func (s *Server) listScans(c echo.Context) error {
 }
 
 func (s *Server) getScan(c echo.Context) error {
-	sc, err := s.d.Scans.Get(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, sc)
+	return sendByID(c, s.d.Scans.Get, asIs)
 }
 
 func (s *Server) approveScan(c echo.Context) error {
@@ -154,7 +142,7 @@ func (s *Server) denyScan(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	sc, err := s.d.Scans.Deny(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), in.Reason)
+	sc, err := s.d.Scans.Deny(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"), in.Reason, "")
 	if err != nil {
 		return err
 	}
@@ -218,7 +206,8 @@ const sseKeepAlive = 15 * time.Second
 
 // scanEvents relays Scans.Watch as Server-Sent Events: one "progress"
 // event per snapshot (data: the Progress JSON), the last one carrying the
-// scan's final state, then the stream ends. Errors before the first byte
+// scan's final state, then the stream ends; it also ends, without that
+// last event, when the appliance shuts down. Errors before the first byte
 // (not found, forbidden) are ordinary JSON errors.
 func (s *Server) scanEvents(c echo.Context) error {
 	ctx := c.Request().Context()
@@ -237,6 +226,13 @@ func (s *Server) scanEvents(c echo.Context) error {
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			// The appliance is shutting down (EndStreams): end the stream
+			// now rather than hold the shutdown until the scan ends, and
+			// say why, so a client does not take the end for the scan's.
+			_, _ = fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
+			w.Flush()
 			return nil
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
@@ -268,18 +264,7 @@ func scheduleOut(sc scan.Schedule) scan.Schedule {
 }
 
 func (s *Server) listSchedules(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ss, err := s.d.Scans.ListSchedules(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	for i := range ss {
-		ss[i] = scheduleOut(ss[i])
-	}
-	return c.JSON(http.StatusOK, paginate(ss, func(sc scan.Schedule) string { return sc.ID }, pg))
+	return sendPage(c, s.d.Scans.ListSchedules, scheduleOut, func(sc scan.Schedule) string { return sc.ID })
 }
 
 func (s *Server) createSchedule(c echo.Context) error {
@@ -295,11 +280,7 @@ func (s *Server) createSchedule(c echo.Context) error {
 }
 
 func (s *Server) getSchedule(c echo.Context) error {
-	sc, err := s.d.Scans.GetSchedule(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, scheduleOut(sc))
+	return sendByID(c, s.d.Scans.GetSchedule, scheduleOut)
 }
 
 func (s *Server) approveSchedule(c echo.Context) error {

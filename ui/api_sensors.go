@@ -50,30 +50,14 @@ func (s *Server) listSensors(c echo.Context) error {
 	if s.d.Sensors == nil {
 		return sensorsOff()
 	}
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	xs, err := s.d.Sensors.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]sensor.Sensor, 0, len(xs))
-	for _, x := range xs {
-		out = append(out, sensorOf(x))
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(x sensor.Sensor) string { return x.ID }, pg))
+	return sendPage(c, s.d.Sensors.List, sensorOf, func(x sensor.Sensor) string { return x.ID })
 }
 
 func (s *Server) getSensor(c echo.Context) error {
 	if s.d.Sensors == nil {
 		return sensorsOff()
 	}
-	x, err := s.d.Sensors.Get(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, sensorOf(x))
+	return sendByID(c, s.d.Sensors.Get, sensorOf)
 }
 
 func (s *Server) revokeSensor(c echo.Context) error {

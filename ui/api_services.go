@@ -212,19 +212,7 @@ func destinationOf(d siem.Destination) destinationOut {
 }
 
 func (s *Server) listDestinations(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ds, err := s.d.SIEM.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]destinationOut, 0, len(ds))
-	for _, d := range ds {
-		out = append(out, destinationOf(d))
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(d destinationOut) string { return d.Name }, pg))
+	return sendPage(c, s.d.SIEM.List, destinationOf, func(d destinationOut) string { return d.Name })
 }
 
 func (s *Server) addDestination(c echo.Context) error {
@@ -294,38 +282,20 @@ type siemStatusOut struct {
 	BudgetUsed   float64 `json:"budget_used"`
 }
 
+// siemStatusOf is a destination's delivery state as the API shows it.
+func siemStatusOf(st siem.Status) siemStatusOut {
+	return siemStatusOut{destinationOut: destinationOf(st.Destination), LastSeq: st.LastSeq, DeliveredSeq: st.DeliveredSeq,
+		Pending: st.Pending, PendingBytes: st.PendingBytes, Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(), DeliveredAt: st.DeliveredAt,
+		Failures: st.Failures, Consecutive: st.Attempts, LastError: st.LastError, LastErrorAt: st.LastErrorAt, NextAttempt: st.NextAttempt, BudgetUsed: st.BudgetUsed}
+}
+
 func (s *Server) siemStatus(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ss, err := s.d.SIEM.Status(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]siemStatusOut, 0, len(ss))
-	for _, st := range ss {
-		out = append(out, siemStatusOut{destinationOut: destinationOf(st.Destination), LastSeq: st.LastSeq, DeliveredSeq: st.DeliveredSeq,
-			Pending: st.Pending, PendingBytes: st.PendingBytes, Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(), DeliveredAt: st.DeliveredAt,
-			Failures: st.Failures, Consecutive: st.Attempts, LastError: st.LastError, LastErrorAt: st.LastErrorAt, NextAttempt: st.NextAttempt, BudgetUsed: st.BudgetUsed})
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(d siemStatusOut) string { return d.Name }, pg))
+	return sendPage(c, s.d.SIEM.Status, siemStatusOf, func(d siemStatusOut) string { return d.Name })
 }
 
 func (s *Server) listScopes(c echo.Context) error {
-	pg, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	ss, err := s.d.Scopes.List(c.Request().Context(), principal(c), tenantParam(c))
-	if err != nil {
-		return err
-	}
-	out := make([]scopeOut, 0, len(ss))
-	for _, sc := range ss {
-		out = append(out, scopeOf(sc, false))
-	}
-	return c.JSON(http.StatusOK, paginate(out, func(sc scopeOut) string { return sc.ID }, pg))
+	summary := func(sc scan.Scope) scopeOut { return scopeOf(sc, false) }
+	return sendPage(c, s.d.Scopes.List, summary, func(sc scopeOut) string { return sc.ID })
 }
 
 func (s *Server) registerScope(c echo.Context) error {
@@ -341,11 +311,8 @@ func (s *Server) registerScope(c echo.Context) error {
 }
 
 func (s *Server) getScope(c echo.Context) error {
-	sc, err := s.d.Scopes.Get(c.Request().Context(), principal(c), tenantParam(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, scopeOf(sc, true))
+	whole := func(sc scan.Scope) scopeOut { return scopeOf(sc, true) }
+	return sendByID(c, s.d.Scopes.Get, whole)
 }
 
 // scopeOut is a registered scope; lists leave the signed document out.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -97,5 +98,33 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		_ = c.NoContent(class.HTTP)
 		return
 	}
+	// Under /console/ the answer is the console's HTML error page, from
+	// the same classification (an oversized form, a wrong method, a
+	// missing static file never reach a page handler); the API keeps its
+	// JSON. Should the page fail to render, the JSON below still answers.
+	if consolePath(c.Request().URL.Path) {
+		if p, ok := s.d.Pages.(errorPager); ok && class.Code != fault.CodeStepUpRequired {
+			perr := p.ErrorPage(c, class, msg, id)
+			if perr == nil {
+				return
+			}
+			s.log.LogAttrs(c.Request().Context(), slog.LevelError, "console error page failed",
+				slog.String("request_id", id), slog.String("error", perr.Error()))
+		}
+	}
+	if c.Response().Committed {
+		return
+	}
 	_ = c.JSON(class.HTTP, body)
+}
+
+// errorPager is what the console pages (Deps.Pages) offer to render an
+// error as their HTML page.
+type errorPager interface {
+	ErrorPage(c echo.Context, class fault.Class, message, requestID string) error
+}
+
+// consolePath reports whether path is the console's (/console or below).
+func consolePath(path string) bool {
+	return path == "/console" || strings.HasPrefix(path, "/console/")
 }

@@ -358,7 +358,9 @@ func TestScanRoutes(t *testing.T) {
 	var ds, cs scan.Scan
 	ok(t, rec(e.do(request{method: "POST", path: "/api/v1/scans", as: "a-op", body: `{"scope_id":"` + prod.ID + `"}`})), 201, &ds)
 	mark = e.head()
-	ok(t, rec(e.do(request{method: "POST", path: "/api/v1/scans/" + ds.ID + "/deny", as: "a-appr", body: `{"reason":"not this week"}`})), 200, &ds)
+	// A denial needs the denier's step-up, as an approval does.
+	r, _ = e.sensitive(request{method: "POST", path: "/api/v1/scans/" + ds.ID + "/deny", as: "a-appr", body: `{"reason":"not this week"}`})
+	ok(t, r, 200, &ds)
 	if ds.State != scan.StateDenied || !slices.Contains(actions(e.since(mark)), "scan.deny") {
 		t.Fatalf("denied %+v, audit %v", ds, actions(e.since(mark)))
 	}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -119,6 +120,23 @@ type Server struct {
 	limiter *limiter
 	metrics *metrics
 	openAPI []byte
+	// stopping is closed by EndStreams: open event streams end.
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+// EndStreams ends every open event stream (the API's and, when Pages has
+// them, the console's) and any that starts afterwards. Call it when a
+// graceful shutdown begins (http.Server.RegisterOnShutdown): Shutdown
+// waits for active requests, and a scan's event stream otherwise lasts as
+// long as the scan runs. It is safe to call more than once.
+func (s *Server) EndStreams() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		if p, ok := s.d.Pages.(interface{ EndStreams() }); ok {
+			p.EndStreams()
+		}
+	})
 }
 
 // New builds the console. It fails if a template, an asset or the OpenAPI
@@ -141,7 +159,7 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{d: d, log: d.Logger, limits: d.Limits.withDefaults(), openAPI: doc}
+	s := &Server{d: d, log: d.Logger, limits: d.Limits.withDefaults(), openAPI: doc, stopping: make(chan struct{})}
 	s.limiter = newLimiter(s.limits.AuthPerMinute, time.Minute, s.limits.MaxClients, d.Now)
 	m, err := newMetrics(d.Status, d.Gatherer)
 	if err != nil {

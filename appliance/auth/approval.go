@@ -302,19 +302,33 @@ func (s *Service) Approve(ctx context.Context, approver Principal, requestID, st
 	return approvalOf(a, gs), nil
 }
 
-// Deny closes a pending request as denied.
-func (s *Service) Deny(ctx context.Context, approver Principal, requestID, reason string) error {
-	return s.close(ctx, approver, OpApprovalDeny, requestID, store.ApprovalDenied, audit.ActApprovalDeny, reason)
+// DenyRequest is the canonical request a denier's step-up binds to: the
+// approval id and the SHA-256 of the request it denies, as ApproveRequest
+// for an approval. A console collecting the code first passes it to
+// StepUp with OpApprovalDeny.
+func DenyRequest(requestID, requestSHA256Hex string) []byte {
+	return OpRequest(OpApprovalDeny, "", map[string]string{"id": requestID, "request_sha256": requestSHA256Hex})
+}
+
+// Deny closes a pending request as denied, after a fresh TOTP (stepUpCode,
+// or a grant from StepUp for DenyRequest): a denial ends a dual approval
+// for good, so it is confirmed like an approval. The step-up is spent in
+// the transaction that closes the request; a missing or wrong one is
+// audited (auth.stepup.failed) and nothing changes.
+func (s *Service) Deny(ctx context.Context, approver Principal, requestID, reason, stepUpCode string) error {
+	return s.close(ctx, approver, OpApprovalDeny, requestID, store.ApprovalDenied, audit.ActApprovalDeny, reason, stepUpCode)
 }
 
 // VoidApproval withdraws a request (its requester, or an admin or security
 // lead), for example because the request is being edited: its approvals no
 // longer count, and the edited request needs a new RequestApproval.
 func (s *Service) VoidApproval(ctx context.Context, p Principal, requestID, reason string) error {
-	return s.close(ctx, p, OpApprovalVoid, requestID, store.ApprovalVoid, audit.ActApprovalVoid, reason)
+	return s.close(ctx, p, OpApprovalVoid, requestID, store.ApprovalVoid, audit.ActApprovalVoid, reason, "")
 }
 
-func (s *Service) close(ctx context.Context, p Principal, op Operation, requestID, status string, action audit.Action, reason string) error {
+// close ends request requestID with status. stepUpCode is used only for
+// operations that need step-up (OpApprovalDeny), bound to DenyRequest.
+func (s *Service) close(ctx context.Context, p Principal, op Operation, requestID, status string, action audit.Action, reason, stepUpCode string) error {
 	pin, at, a, err := s.authorizedApproval(ctx, p, op, requestID)
 	if err != nil {
 		return err
@@ -330,11 +344,19 @@ func (s *Service) close(ctx context.Context, p Principal, op Operation, requestI
 		return s.deny(ctx, p, pin, op, requestID, "requester judging own request", fmt.Errorf("deny %s: %w", requestID, ErrSelfApproval))
 	}
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if NeedsStepUp(op) {
+			if err := s.useStepUp(ctx, tx, p, pin, op, DenyRequest(requestID, hex.EncodeToString(a.RequestSHA256)), stepUpCode); err != nil {
+				return err
+			}
+		}
 		if err := at.CloseApproval(ctx, tx, requestID, status, s.now()); err != nil {
 			return err
 		}
 		return s.append(ctx, tx, p.entry(pin, action, requestID, fields{"kind": a.Kind, "reason": reason}))
 	})
+	if err != nil {
+		err = s.stepUpFailed(ctx, p, pin, op, err)
+	}
 	return s.notInTenant(ctx, p, pin, op, requestID, err)
 }
 

@@ -159,6 +159,41 @@ func TestApprovalRefusals(t *testing.T) {
 			_, err = f.svc.Approve(f.ctx, f.ap1P, id, "")
 			return err
 		}, ErrStepUpRequired, audit.ActAuthStepUpFailed},
+		{"denial without step-up", func(f *approvalFixture, id string) error {
+			err := f.svc.Deny(f.ctx, f.ap1P, id, "no", "")
+			var su *StepUpChallenge
+			if !errors.As(err, &su) || su.Op != OpApprovalDeny {
+				return errors.Join(errors.New("no deny challenge"), err)
+			}
+			if err2 := f.stillPending(id); err2 != nil {
+				return err2
+			}
+			return err
+		}, ErrStepUpRequired, audit.ActAuthStepUpFailed},
+		{"denial with a wrong code", func(f *approvalFixture, id string) error {
+			err := f.svc.Deny(f.ctx, f.ap1P, id, "no", "000000")
+			if err2 := f.stillPending(id); err2 != nil {
+				return err2
+			}
+			return err
+		}, ErrInvalidCode, audit.ActAuthStepUpFailed},
+		{"an approval's step-up does not deny", func(f *approvalFixture, id string) error {
+			a, err := f.svc.GetApproval(f.ctx, f.ap1P, id)
+			if err != nil {
+				return err
+			}
+			if _, err := f.svc.StepUp(f.ctx, f.ap1P, OpApprovalGrant, "", ApproveRequest(id, a.RequestSHA256), f.code(f.ap1)); err != nil {
+				return err
+			}
+			return f.svc.Deny(f.ctx, f.ap1P, id, "no", "")
+		}, ErrStepUpRequired, audit.ActAuthStepUpFailed},
+		{"requester denies own request", func(f *approvalFixture, id string) error {
+			a, err := f.svc.RequestApproval(f.ctx, f.leadP, KindProductionScan, f.request)
+			if err != nil {
+				return err
+			}
+			return f.svc.Deny(f.ctx, f.leadP, a.ID, "no", f.code(f.lead))
+		}, ErrSelfApproval, audit.ActAccessDenied},
 		{"operator may not approve", func(f *approvalFixture, id string) error {
 			op := f.user(f.a, "otis", "operator")
 			p, _ := f.login(op)
@@ -166,7 +201,7 @@ func TestApprovalRefusals(t *testing.T) {
 			return err
 		}, ErrForbidden, audit.ActAccessDenied},
 		{"denied request", func(f *approvalFixture, id string) error {
-			if err := f.svc.Deny(f.ctx, f.ap1P, id, "wrong window"); err != nil {
+			if err := f.svc.Deny(f.ctx, f.ap1P, id, "wrong window", f.code(f.ap1)); err != nil {
 				return err
 			}
 			_, err := f.svc.Approve(f.ctx, f.ap2P, id, f.code(f.ap2))
@@ -198,6 +233,54 @@ func TestApprovalRefusals(t *testing.T) {
 				t.Fatalf("no %s audit entry", tt.audit)
 			}
 		})
+	}
+}
+
+// stillPending fails unless request id is still pending.
+func (f *approvalFixture) stillPending(id string) error {
+	a, err := f.svc.GetApproval(f.ctx, f.ap2P, id)
+	if err != nil {
+		return err
+	}
+	if a.Status != "pending" {
+		return errors.New("request is " + a.Status + ", want pending")
+	}
+	return nil
+}
+
+// TestDenyStepUp: a denial needs the denier's step-up bound to the request
+// (auth.DenyRequest), as an approval does; the two-phase flow (StepUp, then
+// Deny without a code) spends the grant and closes the request.
+func TestDenyStepUp(t *testing.T) {
+	f := newApprovalFixture(t)
+	a, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, f.request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := f.head()
+	err = f.svc.Deny(f.ctx, f.ap1P, a.ID, "not now", "")
+	var su *StepUpChallenge
+	if !errors.As(err, &su) || string(su.Request) != string(DenyRequest(a.ID, a.RequestSHA256)) {
+		t.Fatalf("Deny without step-up: %v", err)
+	}
+	if _, err := f.svc.StepUpFor(f.ctx, f.ap1P, su.Op, su.Request, f.code(f.ap1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Deny(f.ctx, f.ap1P, a.ID, "not now", ""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.svc.GetApproval(f.ctx, f.ap2P, a.ID)
+	if err != nil || got.Status != "denied" {
+		t.Fatalf("after deny: %+v %v", got, err)
+	}
+	f.expectAudit(audit.ActApprovalDeny, mark, 1)
+	// The grant was spent: a second denial of another request needs its own.
+	b, err := f.svc.RequestApproval(f.ctx, f.reqP, KindProductionScan, f.request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Deny(f.ctx, f.ap1P, b.ID, "x", ""); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("second deny without its own step-up: %v", err)
 	}
 }
 

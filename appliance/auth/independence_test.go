@@ -178,7 +178,7 @@ func TestTwoAdminTenantRoleGrants(t *testing.T) {
 	if _, err := f.svc.Approve(f.ctx, leadP, g.ID, f.code(lead)); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("security lead approves a role grant: %v", err)
 	}
-	if err := f.svc.Deny(f.ctx, leadP, g.ID, "no"); !errors.Is(err, ErrForbidden) {
+	if err := f.svc.Deny(f.ctx, leadP, g.ID, "no", f.code(lead)); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("security lead denies a role grant: %v", err)
 	}
 	if _, err := f.svc.Approve(f.ctx, bevP, g.ID, f.code(bev)); err != nil {

@@ -156,7 +156,7 @@ func Permissions() []Permission {
 		{Op: OpSupportList, Roles: []string{A, AU}, Owner: "auth", What: "list support tickets"},
 		{Op: OpApprovalList, Roles: staff, Owner: "auth", What: "list approval requests and their grants"},
 		{Op: OpApprovalGrant, Roles: []string{SL, AP}, StepUp: true, Owner: "auth", What: "approve another person's request (never one's own, once per request)"},
-		{Op: OpApprovalDeny, Roles: []string{SL, AP}, Owner: "auth", What: "deny a pending request"},
+		{Op: OpApprovalDeny, Roles: []string{SL, AP}, StepUp: true, Owner: "auth", What: "deny another person's pending request (never one's own), with a fresh step-up bound to the request as for approve"},
 		{Op: OpApprovalVoid, Roles: []string{A, SL, OP, AU}, Owner: "auth", What: "withdraw (void) a request; requesters may void their own"},
 		{Op: OpRoleGrantApprove, Roles: []string{A}, StepUp: true, Owner: "auth", What: "approve another admin's grant of a privileged role (approver, security_lead, admin) in one's tenant (never one's own)"},
 		{Op: OpScopeSign, Roles: []string{SL}, StepUp: true, Owner: "scan", What: "sign a scope document"},

@@ -204,7 +204,9 @@ func TestMatrixWalk(t *testing.T) {
 			_, err := f.svc.Approve(f.ctx, a.p, w.directApproval(operator.u.ID), f.code(a.u))
 			return err
 		},
-		OpApprovalDeny: func(a actor) error { return f.svc.Deny(f.ctx, a.p, w.directApproval(operator.u.ID), "walk") },
+		OpApprovalDeny: func(a actor) error {
+			return f.svc.Deny(f.ctx, a.p, w.directApproval(operator.u.ID), "walk", f.code(a.u))
+		},
 		OpApprovalVoid: func(a actor) error { return f.svc.VoidApproval(f.ctx, a.p, w.directApproval(a.u.ID), "walk") },
 		OpKeyRegister: func(a actor) error {
 			_, err := f.svc.BeginKeyRegistration(f.ctx, a.p, w.uniq("key"), f.code(a.u))

@@ -335,6 +335,13 @@ func (s *Service) Scoped(ctx context.Context, p Principal, op Operation, tenant 
 	return s.st.Tenant(pin)
 }
 
+// Refuse audits a refusal other services decide after Authorize (the
+// object is someone else's: a lead signing with another lead's held key)
+// as access.denied with reason, and returns err.
+func (s *Service) Refuse(ctx context.Context, p Principal, tenant string, op Operation, object, reason string, err error) error {
+	return s.deny(ctx, p, tenant, op, object, reason, err)
+}
+
 // RefuseNotFound audits a lookup by id that found nothing in the pinned
 // tenant as access.denied (an id of another tenant looks exactly like
 // that) and returns err; errors other than store.ErrNotFound pass through

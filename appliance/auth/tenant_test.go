@@ -72,7 +72,7 @@ func TestCrossTenant(t *testing.T) {
 		{"CloseSupport(A's ticket)", func() error { return f.svc.CloseSupport(f.ctx, adminBP, ticketA.ID) }},
 		{"GetApproval(A's request)", func() error { _, err := f.svc.GetApproval(f.ctx, leadBP, aprA.ID); return err }},
 		{"Approve(A's request)", func() error { _, err := f.svc.Approve(f.ctx, apprBP, aprA.ID, f.code(apprB)); return err }},
-		{"Deny(A's request)", func() error { return f.svc.Deny(f.ctx, apprBP, aprA.ID, "x") }},
+		{"Deny(A's request)", func() error { return f.svc.Deny(f.ctx, apprBP, aprA.ID, "x", f.code(apprB)) }},
 		{"VoidApproval(A's request)", func() error { return f.svc.VoidApproval(f.ctx, leadBP, aprA.ID, "x") }},
 	}
 	for _, tt := range tests {

@@ -430,17 +430,37 @@ func (s *Service) beginAssertion(ctx context.Context, u store.User, sessionID, k
 // PublicKeyCredential as JSON) to ceremony id; the session id is replaced.
 // A refused answer counts towards the lockout like a wrong TOTP code.
 func (s *Service) FinishKeyLogin(ctx context.Context, token, id string, response []byte, c Client) (Login, error) {
-	se, u, err := s.pending(ctx, token, "password", c)
+	complete, err := s.verifyKeyLogin(ctx, token, id, response, c)
 	if err != nil {
 		return Login{}, err
+	}
+	return complete(ctx)
+}
+
+// verifyKeyLogin is FinishKeyLogin up to the verified assertion; the
+// function it returns writes the use (keyLoginUse). Two halves so that a
+// test can verify two assertions of one key before either is written, as
+// two concurrent logins may.
+func (s *Service) verifyKeyLogin(ctx context.Context, token, id string, response []byte, c Client) (func(context.Context) (Login, error), error) {
+	se, u, err := s.pending(ctx, token, "password", c)
+	if err != nil {
+		return nil, err
 	}
 	p := principalOf(u, se.ID, c)
 	k, cred, err := s.assert(ctx, p, u, se.ID, ceremonyLogin, "", id, response)
 	if err != nil {
-		return Login{}, s.secondFactorFailedAs(ctx, u, c, "security key login", audit.ActAuthKeyFailed, err)
+		return nil, s.secondFactorFailedAs(ctx, u, c, "security key login", audit.ActAuthKeyFailed, err)
 	}
+	return func(ctx context.Context) (Login, error) { return s.keyLoginUse(ctx, p, se, u, c, k, cred) }, nil
+}
+
+// keyLoginUse completes a key login whose assertion assert accepted:
+// records the key's use and promotes the session, in one transaction. A
+// counter that another use of the key overtook meanwhile is refused as a
+// clone (useKey).
+func (s *Service) keyLoginUse(ctx context.Context, p Principal, se store.Session, u store.User, c Client, k store.WebAuthnKey, cred *webauthn.Credential) (Login, error) {
 	var l Login
-	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if err := s.useKey(ctx, tx, p, u, k, cred, "login", ""); err != nil {
 			return err
 		}
@@ -448,6 +468,9 @@ func (s *Service) FinishKeyLogin(ctx context.Context, token, id string, response
 		l, err = s.promote(ctx, tx, se, u, c, "security key")
 		return err
 	})
+	if errors.Is(err, ErrKeyCloned) {
+		return Login{}, s.flagClone(ctx, p, u, k, cred.Authenticator.SignCount)
+	}
 	return l, err
 }
 
@@ -482,29 +505,52 @@ func (s *Service) assert(ctx context.Context, p Principal, u store.User, session
 		return store.WebAuthnKey{}, nil, fmt.Errorf("%w: security key not registered", ErrInvalidCode)
 	}
 	if cred.Authenticator.CloneWarning {
-		// The counter did not advance: two copies of the key may exist.
-		// Refuse, flag the key (shown in its list and the access review)
-		// and say so in the log; the owner or a review removes it.
-		cerr := fmt.Errorf("%w: key %s answered with signature counter %d, last accepted %d", ErrKeyCloned, k.ID, parsed.Response.AuthenticatorData.Counter, k.SignCount)
-		err := s.st.InTx(ctx, func(tx *sql.Tx) error {
-			if err := s.st.FlagWebAuthnClone(ctx, tx, u.ID, k.ID); err != nil {
-				return err
-			}
-			return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthKeyClone, k.ID, fields{"user": u.ID, "counter": parsed.Response.AuthenticatorData.Counter, "stored_counter": k.SignCount}))
-		})
-		return store.WebAuthnKey{}, nil, errors.Join(cerr, err)
+		// The counter did not advance past the one read above.
+		return store.WebAuthnKey{}, nil, s.flagClone(ctx, p, u, k, parsed.Response.AuthenticatorData.Counter)
 	}
 	return k, cred, nil
 }
 
+// flagClone refuses an answer of key k whose signature counter did not
+// advance: two copies of the key may exist. It flags the key (shown in
+// its list and the access review) and writes auth.key.clone, in a
+// transaction of its own (the use's, if any, is rolled back); the owner
+// or a review removes the key. It returns the ErrKeyCloned error, with
+// any failure to record it joined.
+func (s *Service) flagClone(ctx context.Context, p Principal, u store.User, k store.WebAuthnKey, counter uint32) error {
+	stored := k.SignCount
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if stored, err = s.st.FlagWebAuthnClone(ctx, tx, u.ID, k.ID); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthKeyClone, k.ID, fields{"user": u.ID, "counter": counter, "stored_counter": stored}))
+	})
+	if err != nil {
+		stored = k.SignCount
+	}
+	return errors.Join(fmt.Errorf("%w: key %s answered with signature counter %d, last accepted %d", ErrKeyCloned, k.ID, counter, stored), err)
+}
+
 // useKey records an accepted use of key k in tx: the new counter and
 // credential record, last use, and the auth.key.use entry.
+//
+// assert judged the counter against the one stored when it read the key;
+// another use of the same key (a second tab, a second login) may have
+// stored a higher one since. The store checks again against the counter
+// current in tx and writes only if the new one is still larger (or both
+// are 0), so the stored counter never goes down; a counter that is no
+// longer larger is ErrKeyCloned, and the caller, once tx is rolled back,
+// refuses and flags it as assert does (flagClone).
 func (s *Service) useKey(ctx context.Context, tx *sql.Tx, p Principal, u store.User, k store.WebAuthnKey, cred *webauthn.Credential, purpose string, op Operation) error {
 	record, err := json.Marshal(cred)
 	if err != nil {
 		return fmt.Errorf("webauthn credential: %w", err)
 	}
 	if err := s.st.UseWebAuthnKey(ctx, tx, u.ID, k.ID, record, cred.Authenticator.SignCount, p.Client.IP, s.now()); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return fmt.Errorf("%w: %w", ErrKeyCloned, err)
+		}
 		return err
 	}
 	return s.append(ctx, tx, p.entry(u.TenantID, audit.ActAuthKeyUse, k.ID, fields{"purpose": purpose, "operation": string(op), "sign_count": cred.Authenticator.SignCount, "name": k.Name}))
@@ -541,43 +587,67 @@ func (s *Service) BeginKeyStepUp(ctx context.Context, p Principal, op Operation,
 // TOTP code: the operation then spends it (ConsumeStepUp, UseStepUp with
 // code ""). A refused answer counts towards the lockout.
 func (s *Service) FinishKeyStepUp(ctx context.Context, p Principal, op Operation, tenant string, canonicalRequest []byte, id string, response []byte) (StepUpGrant, error) {
-	pin, err := s.Authorize(ctx, p, op, tenant)
+	complete, err := s.verifyKeyStepUp(ctx, p, op, tenant, canonicalRequest, id, response)
 	if err != nil {
 		return StepUpGrant{}, err
 	}
+	return complete(ctx)
+}
+
+// verifyKeyStepUp is FinishKeyStepUp up to the verified assertion; the
+// function it returns writes the use and the grant (keyStepUpUse), as
+// verifyKeyLogin.
+func (s *Service) verifyKeyStepUp(ctx context.Context, p Principal, op Operation, tenant string, canonicalRequest []byte, id string, response []byte) (func(context.Context) (StepUpGrant, error), error) {
+	pin, err := s.Authorize(ctx, p, op, tenant)
+	if err != nil {
+		return nil, err
+	}
 	if !NeedsStepUp(op) {
-		return StepUpGrant{}, fmt.Errorf("step-up for %s: %w: operation needs none", op, ErrInvalid)
+		return nil, fmt.Errorf("step-up for %s: %w: operation needs none", op, ErrInvalid)
 	}
 	if p.TokenID != "" || p.SessionID == "" {
-		return StepUpGrant{}, fmt.Errorf("%w: API tokens cannot step up", ErrStepUpRequired)
+		return nil, fmt.Errorf("%w: API tokens cannot step up", ErrStepUpRequired)
 	}
 	u, err := s.st.UserByID(ctx, p.UserID)
 	if err != nil {
-		return StepUpGrant{}, err
+		return nil, err
 	}
 	st, err := s.st.AuthState(ctx, s.st.Reader(), u.ID)
 	if err != nil {
-		return StepUpGrant{}, err
+		return nil, err
 	}
 	if s.now().Before(st.LockedUntil) {
-		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, fmt.Errorf("%w: %w until %s", ErrStepUpRequired, ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
+		return nil, s.stepUpFailed(ctx, p, pin, op, fmt.Errorf("%w: %w until %s", ErrStepUpRequired, ErrLockedOut, st.LockedUntil.Format(time.RFC3339)))
 	}
 	k, cred, err := s.assert(ctx, p, u, p.SessionID, ceremonyStepUp, stepUpBinding(op, canonicalRequest), id, response)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCode) {
 			_ = s.record(ctx, nil, p.entry(pin, audit.ActAuthKeyFailed, u.ID, fields{"step": "step-up", "operation": string(op), "reason": err.Error()}))
 		}
-		return StepUpGrant{}, s.stepUpFailed(ctx, p, pin, op, err)
+		return nil, s.stepUpFailed(ctx, p, pin, op, err)
 	}
+	return func(ctx context.Context) (StepUpGrant, error) {
+		return s.keyStepUpUse(ctx, p, u, pin, op, canonicalRequest, k, cred)
+	}, nil
+}
+
+// keyStepUpUse completes a key step-up whose assertion assert accepted:
+// records the key's use and the grant, in one transaction. A counter
+// that another use of the key overtook meanwhile is refused as a clone
+// (useKey).
+func (s *Service) keyStepUpUse(ctx context.Context, p Principal, u store.User, tenant string, op Operation, canonicalRequest []byte, k store.WebAuthnKey, cred *webauthn.Credential) (StepUpGrant, error) {
 	var g StepUpGrant
-	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
 		if err := s.useKey(ctx, tx, p, u, k, cred, "stepup", op); err != nil {
 			return err
 		}
 		var err error
-		g, err = s.recordGrant(ctx, tx, p, pin, op, canonicalRequest, "security key")
+		g, err = s.recordGrant(ctx, tx, p, tenant, op, canonicalRequest, "security key")
 		return err
 	})
+	if errors.Is(err, ErrKeyCloned) {
+		return StepUpGrant{}, s.flagClone(ctx, p, u, k, cred.Authenticator.SignCount)
+	}
 	return g, err
 }
 

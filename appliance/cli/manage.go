@@ -45,7 +45,7 @@ func listCmd(r *remote, use, short, path string, withTenant bool, cols []column,
 	}
 	jsonFlag(cmd, &asJSON)
 	if withTenant {
-		cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+		tenantFlag(cmd, &tenant)
 	}
 	if extra != nil {
 		extra(cmd, q)
@@ -53,35 +53,30 @@ func listCmd(r *remote, use, short, path string, withTenant bool, cols []column,
 	return cmd
 }
 
+// queryFlag is a listCmd extra: --name (with help usage), sent as
+// ?name= when set.
+func queryFlag(name, usage string) func(*cobra.Command, url.Values) {
+	return func(cmd *cobra.Command, q url.Values) {
+		var v string
+		cmd.Flags().StringVar(&v, name, "", usage)
+		prev := cmd.RunE
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			if v != "" {
+				q.Set(name, v)
+			}
+			return prev(cmd, args)
+		}
+	}
+}
+
 // actionCmd builds a command that sends one request with an id argument
 // and prints done (with %s for the id) on success.
 func actionCmd(r *remote, use, short, method, pathFmt string, body func() (any, error), done string, withTenant bool) *cobra.Command {
-	var tenant string
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var in any
-			if body != nil {
-				var err error
-				if in, err = body(); err != nil {
-					return err
-				}
-			}
-			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
-				if err := c.Do(cmd.Context(), method, fmt.Sprintf(pathFmt, pathEscape(args[0])), tenantQuery(tenant), in, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(r.env.Stdout, done+"\n", termSafe(args[0]))
-				return nil
-			})
-		},
+	a := apiCmd{use: use, short: short, method: method, path: idPath(pathFmt), done: done, tenant: withTenant}
+	if body != nil {
+		a.body = func([]string) (any, error) { return body() }
 	}
-	if withTenant {
-		cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
-	}
-	return cmd
+	return r.command(a)
 }
 
 var (
@@ -113,6 +108,14 @@ func newUserCmd(r *remote) *cobra.Command {
 // securityKeyCols are the columns of "user key list".
 var securityKeyCols = []column{{"ID", "id"}, {"NAME", "name"}, {"CREATED", "created_at"}, {"LAST USED", "last_used_at"}, {"FROM", "last_used_ip"}, {"COUNTER", "sign_count"}, {"CLONE WARNING", "clone_warning"}}
 
+// createdUser is the answer to 'user add' (and what --json prints).
+type createdUser struct {
+	ID              string `json:"id"`
+	Name            string `json:"name"`
+	Role            string `json:"role"`
+	OneTimePassword string `json:"one_time_password"`
+}
+
 func newUserAddCmd(r *remote) *cobra.Command {
 	var (
 		name, role, tenant string
@@ -126,16 +129,7 @@ func newUserAddCmd(r *remote) *cobra.Command {
 			if strings.TrimSpace(name) == "" || role == "" {
 				return usagef("user add: --name and --role are required")
 			}
-			return r.call("user add", func(c *apiclient.Client) error {
-				var out struct {
-					ID              string `json:"id"`
-					Name            string `json:"name"`
-					Role            string `json:"role"`
-					OneTimePassword string `json:"one_time_password"`
-				}
-				if err := c.Post(cmd.Context(), "/users", map[string]string{"name": name, "role": role, "tenant": tenant}, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "user add", http.MethodPost, "/users", nil, map[string]string{"name": name, "role": role, "tenant": tenant}, func(out createdUser) error {
 				if asJSON {
 					return writeJSONLine(r.env.Stdout, out)
 				}
@@ -148,7 +142,7 @@ func newUserAddCmd(r *remote) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "user name (required)")
 	f.StringVar(&role, "role", "", "admin, security_lead, approver, operator, auditor or support (required)")
-	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	tenantFlag(cmd, &tenant)
 	f.BoolVar(&asJSON, "json", false, `print {"id","name","role","one_time_password"}`)
 	return cmd
 }
@@ -169,30 +163,17 @@ func newUserSetRoleCmd(r *remote) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	tenantFlag(cmd, &tenant)
 	return cmd
 }
 
 func newTenantCmd(r *remote) *cobra.Command {
-	add := &cobra.Command{
-		Use:   "add NAME",
-		Short: "Create a tenant (appliance admins, step-up)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-	}
-	var asJSON bool
-	add.RunE = func(cmd *cobra.Command, args []string) error {
-		return r.call("tenant add", func(c *apiclient.Client) error {
-			var out json.RawMessage
-			if err := c.Post(cmd.Context(), "/tenants", map[string]string{"name": args[0]}, &out); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(r.env, out)
-			}
-			return printObject(r.env, out)
-		})
-	}
-	jsonFlag(add, &asJSON)
+	add := r.command(apiCmd{
+		use: "add NAME", short: "Create a tenant (appliance admins, step-up)",
+		what: "tenant add", method: http.MethodPost, path: fixedPath("/tenants"),
+		body:  func(args []string) (any, error) { return map[string]string{"name": args[0]}, nil },
+		print: r.objectPrinter, json: true,
+	})
 	return newGroup("tenant", "Tenants (through the API)", add,
 		listCmd(r, "list", "List tenants (appliance admins)", "/tenants", false, tenantCols, nil))
 }
@@ -221,11 +202,7 @@ func newTokenCmd(r *remote) *cobra.Command {
 			if tenant != "" {
 				body["tenant"] = tenant
 			}
-			return r.call("token create", func(c *apiclient.Client) error {
-				var out map[string]any
-				if err := c.Post(cmd.Context(), "/tokens", body, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "token create", http.MethodPost, "/tokens", nil, body, func(out map[string]any) error {
 				if asJSON {
 					return writeJSONLine(r.env.Stdout, out)
 				}
@@ -239,7 +216,7 @@ func newTokenCmd(r *remote) *cobra.Command {
 	f.StringVar(&name, "name", "", "what the token is for (required)")
 	f.StringVar(&role, "role", "", "role the token acts with, no stronger than yours (required)")
 	f.DurationVar(&ttl, "ttl", 0, "lifetime (default the appliance's, e.g. 720h)")
-	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	tenantFlag(create, &tenant)
 	jsonFlag(create, &asJSON)
 	return newGroup("token", "API tokens (through the API)", create,
 		listCmd(r, "list", "List API tokens", "/tokens", false, tokenCols, nil),
@@ -251,33 +228,23 @@ func newSupportCmd(r *remote) *cobra.Command {
 	var (
 		user, reason string
 		ttl          time.Duration
-		asJSON       bool
 	)
-	open := &cobra.Command{
-		Use:   "open --support-user USER_ID --ttl D --reason TEXT",
-		Short: "Open a time-limited support ticket for one support user (step-up)",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	open := r.command(apiCmd{
+		use:   "open --support-user USER_ID --ttl D --reason TEXT",
+		short: "Open a time-limited support ticket for one support user (step-up)",
+		args:  cobra.NoArgs, what: "support open", method: http.MethodPost, path: fixedPath("/support"),
+		body: func([]string) (any, error) {
 			if user == "" || ttl <= 0 || strings.TrimSpace(reason) == "" {
-				return usagef("support open: --support-user, a positive --ttl and --reason are required")
+				return nil, usagef("support open: --support-user, a positive --ttl and --reason are required")
 			}
-			return r.call("support open", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Post(cmd.Context(), "/support", map[string]string{"support_user": user, "ttl": ttl.String(), "reason": reason}, &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
+			return map[string]string{"support_user": user, "ttl": ttl.String(), "reason": reason}, nil
 		},
-	}
+		print: r.objectPrinter, json: true,
+	})
 	f := open.Flags()
 	f.StringVar(&user, "support-user", "", "id of the support user (required)")
 	f.DurationVar(&ttl, "ttl", 0, "how long the ticket lasts, e.g. 4h (required)")
 	f.StringVar(&reason, "reason", "", "why (required; kept in the audit entry)")
-	jsonFlag(open, &asJSON)
 	return newGroup("support", "Support tickets (through the API)", open,
 		actionCmd(r, "close TICKET_ID", "Close a support ticket early", http.MethodPost, "/support/%s/close", nil, "closed %s", false),
 		listCmd(r, "list", "List support tickets", "/support", false, ticketCols, nil),
@@ -303,37 +270,13 @@ func newApprovalCmd(r *remote) *cobra.Command {
 			return map[string]string{"reason": voidReason}, nil
 		}, "voided %s", false)
 	void.Flags().StringVar(&voidReason, "reason", "", "why (required; kept in the audit entry)")
-	var showJSON bool
-	show := &cobra.Command{
-		Use:   "show REQUEST_ID",
-		Short: "Show a request: the canonical request the approvers review, and its grants",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("approval show", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Get(cmd.Context(), "/approvals/"+pathEscape(args[0]), nil, &out); err != nil {
-					return err
-				}
-				if showJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
-		},
-	}
-	jsonFlag(show, &showJSON)
+	show := r.command(apiCmd{
+		use: "show REQUEST_ID", short: "Show a request: the canonical request the approvers review, and its grants",
+		what: "approval show", method: http.MethodGet, path: idPath("/approvals/%s"),
+		print: r.objectPrinter, json: true,
+	})
 	return newGroup("approval", "Dual-approval requests (through the API)",
-		listCmd(r, "list [--status pending|approved|denied|void]", "List approval requests", "/approvals", false, approvCols, func(cmd *cobra.Command, q url.Values) {
-			var status string
-			cmd.Flags().StringVar(&status, "status", "", "only requests in this status")
-			prev := cmd.RunE
-			cmd.RunE = func(cmd *cobra.Command, args []string) error {
-				if status != "" {
-					q.Set("status", status)
-				}
-				return prev(cmd, args)
-			}
-		}),
+		listCmd(r, "list [--status pending|approved|denied|void]", "List approval requests", "/approvals", false, approvCols, queryFlag("status", "only requests in this status")),
 		show,
 		actionCmd(r, "approve REQUEST_ID", "Approve another person's request (step-up)", http.MethodPost, "/approvals/%s/approve", nil, "approved %s", false),
 		deny,
@@ -371,15 +314,11 @@ the approval is then spent.`,
 				return usagef("evidence export: --key and --version are required")
 			}
 			body := map[string]string{"key": key, "version_id": version}
-			return r.call("evidence export", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				path := "/evidence/exports"
-				if request != "" {
-					path += "/" + pathEscape(request) + "/url"
-				}
-				if err := c.Post(cmd.Context(), path, body, &out); err != nil {
-					return err
-				}
+			path := "/evidence/exports"
+			if request != "" {
+				path += "/" + pathEscape(request) + "/url"
+			}
+			return send(r, cmd, "evidence export", http.MethodPost, path, nil, body, func(out json.RawMessage) error {
 				if asJSON {
 					return printJSON(r.env, out)
 				}
@@ -396,19 +335,19 @@ the approval is then spent.`,
 	f.StringVar(&request, "request", "", "the approved export request's id: get the URL")
 	jsonFlag(export, &asJSON)
 	return newGroup("evidence", "Evidence objects and exports (through the API)",
-		listCmd(r, "list [--prefix P]", "List recorded evidence objects", "/evidence", true, objectCols, func(cmd *cobra.Command, q url.Values) {
-			var prefix string
-			cmd.Flags().StringVar(&prefix, "prefix", "", "only keys with this prefix")
-			prev := cmd.RunE
-			cmd.RunE = func(cmd *cobra.Command, args []string) error {
-				if prefix != "" {
-					q.Set("prefix", prefix)
-				}
-				return prev(cmd, args)
-			}
-		}),
+		listCmd(r, "list [--prefix P]", "List recorded evidence objects", "/evidence", true, objectCols, queryFlag("prefix", "only keys with this prefix")),
 		export,
 	)
+}
+
+// alarmAck is the answer to 'audit acknowledge'.
+type alarmAck struct {
+	Entry struct {
+		Seq int64 `json:"seq"`
+	} `json:"entry"`
+	Checkpoint struct {
+		Size int64 `json:"size"`
+	} `json:"checkpoint"`
 }
 
 // newAuditAckCmd builds 'audit acknowledge': an appliance admin's
@@ -428,18 +367,7 @@ asked for like every other step-up.`,
 			if strings.TrimSpace(comment) == "" {
 				return usagef("audit acknowledge: --comment is required")
 			}
-			return r.call("audit acknowledge", func(c *apiclient.Client) error {
-				var out struct {
-					Entry struct {
-						Seq int64 `json:"seq"`
-					} `json:"entry"`
-					Checkpoint struct {
-						Size int64 `json:"size"`
-					} `json:"checkpoint"`
-				}
-				if err := c.Post(cmd.Context(), "/audit/alarm/ack", map[string]string{"comment": comment}, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "audit acknowledge", http.MethodPost, "/audit/alarm/ack", nil, map[string]string{"comment": comment}, func(out alarmAck) error {
 				fmt.Fprintf(r.env.Stdout, "alarm acknowledged: entry %d; the new segment starts at signed checkpoint size %d\n", out.Entry.Seq, out.Checkpoint.Size)
 				return nil
 			})
@@ -453,60 +381,40 @@ asked for like every other step-up.`,
 const maxScopeFile = 1 << 20
 
 func newScopeRegisterCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "register SIGNED_SCOPE_FILE [--tenant ID]",
-		Short: "Register a signed scope with the appliance (security lead; through the API)",
-		Long: `register sends a signed scope document ('scope sign') to the appliance,
+	return r.command(apiCmd{
+		use:   "register SIGNED_SCOPE_FILE [--tenant ID]",
+		short: "Register a signed scope with the appliance (security lead; through the API)",
+		long: `register sends a signed scope document ('scope sign') to the appliance,
 which verifies the signature against its trusted scope signers, the safety
 profile and the validity window before it stores and audits it.`,
-		Args: usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		what: "scope register", method: http.MethodPost, path: fixedPath("/scopes"),
+		body: func(args []string) (any, error) {
 			doc, err := readUserFile("scope register", args[0], maxScopeFile)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if len(doc) > maxScopeFile || !json.Valid(doc) {
-				return usagef("scope register: %s is not a signed scope document (JSON of at most %d bytes)", args[0], maxScopeFile)
+				return nil, usagef("scope register: %s is not a signed scope document (JSON of at most %d bytes)", args[0], maxScopeFile)
 			}
-			return r.call("scope register", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scopes", tenantQuery(tenant), json.RawMessage(doc), &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, withoutKey(out, "document"))
-			})
+			return json.RawMessage(doc), nil
 		},
-	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
-	jsonFlag(cmd, &asJSON)
-	return cmd
+		print: func(_ []string, out json.RawMessage, asJSON bool) error {
+			if asJSON {
+				return printJSON(r.env, out)
+			}
+			return printObject(r.env, withoutKey(out, "document"))
+		},
+		tenant: true, json: true,
+	})
 }
 
 func newScopeShowCmd(r *remote) *cobra.Command {
-	var tenant string
-	cmd := &cobra.Command{
-		Use:   "show SCOPE_ID [--tenant ID]",
-		Short: "Print a registered scope's signed document (through the API)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("scope show", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodGet, "/scopes/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
-					return err
-				}
-				return printJSON(r.env, out)
-			})
-		},
-	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
-	return cmd
+	return r.command(apiCmd{
+		use: "show SCOPE_ID [--tenant ID]", short: "Print a registered scope's signed document (through the API)",
+		what: "scope show", method: http.MethodGet, path: idPath("/scopes/%s"),
+		print:  func(_ []string, out json.RawMessage, _ bool) error { return printJSON(r.env, out) },
+		tenant: true,
+	})
 }
 
 // withoutKey drops one field of a JSON object (a long one a table would
@@ -522,26 +430,11 @@ func withoutKey(raw json.RawMessage, key string) json.RawMessage {
 }
 
 func newWhoamiCmd(r *remote) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "whoami",
-		Short: "Show who the session or token acts as",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return r.call("whoami", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Get(cmd.Context(), "/auth/whoami", nil, &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
-		},
-	}
-	jsonFlag(cmd, &asJSON)
-	return cmd
+	return r.command(apiCmd{
+		use: "whoami", short: "Show who the session or token acts as",
+		args: cobra.NoArgs, what: "whoami", method: http.MethodGet, path: fixedPath("/auth/whoami"),
+		print: r.objectPrinter, json: true,
+	})
 }
 
 // newAuditEntriesCmd lists audit entries through the API (auditors without

@@ -221,6 +221,27 @@ func (e *e2e) firstLoginAs(user, oneTime string) {
 	}
 }
 
+// openPort listens on a free port of 127.0.0.1, which a scope of the test
+// covers, and accepts (and closes) connections to it until the test ends.
+func openPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for range 1 << 16 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func (e *e2e) credentialsPath() string {
 	return filepath.Join(e.xdg, "firewalliq", "credentials")
 }
@@ -543,21 +564,7 @@ func TestCLIAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for range 1 << 16 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := ln.Addr().(*net.TCPAddr).Port
+	open := openPort(t)
 	now := e.clock().UTC()
 	doc := fmt.Sprintf(`{"id":"lab-1","tenant":%q,"name":"lab","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
 		"ports":"tcp:%d","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":10}`,
@@ -739,7 +746,12 @@ func TestCLIApprovalFlow(t *testing.T) {
 	if code, _, stderr := abe.run("", "approval", "deny", id2); code != 2 || !strings.Contains(stderr, "--reason") {
 		t.Fatalf("deny without a reason: exit %d, %s", code, stderr)
 	}
-	abe.must("", "approval", "deny", id2, "--reason", "not during the freeze")
+	// A denial needs a step-up like an approval: the client answers the
+	// challenge with the code it reads from standard input.
+	if code, _, stderr := abe.run("", "approval", "deny", id2, "--reason", "not during the freeze"); code != 1 || !strings.Contains(stderr, "standard input ended") {
+		t.Fatalf("deny without a code: exit %d, %s", code, stderr)
+	}
+	abe.must(abe.code()+"\n", "approval", "deny", id2, "--reason", "not during the freeze")
 	var denied []map[string]any
 	if err := json.Unmarshal([]byte(tess.must("", "approval", "list", "--status", "denied", "--json")), &denied); err != nil || len(denied) != 1 || denied[0]["id"] != id2 {
 		t.Fatalf("denied list: %v %v", denied, err)

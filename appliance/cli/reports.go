@@ -42,35 +42,6 @@ func versionQuery(tenant string, version int) url.Values {
 	return q
 }
 
-// showCmd builds a command that GETs pathFmt with one id argument and
-// prints the object (or its JSON with --json).
-func showCmd(r *remote, use, short, pathFmt string, q func(tenant string) url.Values) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call(cmd.CommandPath(), func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Get(cmd.Context(), fmt.Sprintf(pathFmt, pathEscape(args[0])), q(tenant), &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
-		},
-	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
-	return cmd
-}
-
 // fetchTo GETs path?format=F[&tenant=T] through the API and writes the
 // body to output ("-": standard output). It never overwrites a file
 // (O_EXCL): a download must not clobber evidence already on disk.
@@ -139,6 +110,14 @@ func newPolicyCmd(r *remote) *cobra.Command {
 	)
 }
 
+// storedPolicy is the answer to 'policy add'.
+type storedPolicy struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+	SHA256  string `json:"sha256"`
+	Rules   int    `json:"rules"`
+}
+
 func newPolicyAddCmd(r *remote) *cobra.Command {
 	var (
 		tenant string
@@ -155,16 +134,7 @@ func newPolicyAddCmd(r *remote) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return r.call("policy add", func(c *apiclient.Client) error {
-				var out struct {
-					Name    string `json:"name"`
-					Version int    `json:"version"`
-					SHA256  string `json:"sha256"`
-					Rules   int    `json:"rules"`
-				}
-				if err := c.Do(cmd.Context(), http.MethodPost, "/policies", tenantQuery(tenant), map[string]string{"source": string(src)}, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "policy add", http.MethodPost, "/policies", tenantQuery(tenant), map[string]string{"source": string(src)}, func(out storedPolicy) error {
 				if asJSON {
 					return writeJSONLine(r.env.Stdout, out)
 				}
@@ -189,11 +159,7 @@ func newPolicyShowCmd(r *remote) *cobra.Command {
 		Short: "Show a policy version (default the newest) and its document as submitted",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("policy show", func(c *apiclient.Client) error {
-				var out map[string]any
-				if err := c.Get(cmd.Context(), "/policies/"+pathEscape(args[0]), versionQuery(tenant, version), &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "policy show", http.MethodGet, "/policies/"+pathEscape(args[0]), versionQuery(tenant, version), nil, func(out map[string]any) error {
 				if asJSON {
 					return printJSON(r.env, out)
 				}
@@ -224,6 +190,12 @@ func termSafeText(s string) string {
 	return strings.Join(lines, "\n")
 }
 
+// dryRun is the answer to 'policy dry-run'.
+type dryRun struct {
+	Coverage []map[string]any `json:"coverage"`
+	Warnings []map[string]any `json:"warnings"`
+}
+
 func newPolicyDryRunCmd(r *remote) *cobra.Command {
 	var (
 		tenant, scopeID string
@@ -238,15 +210,8 @@ func newPolicyDryRunCmd(r *remote) *cobra.Command {
 			if scopeID == "" {
 				return usagef("policy dry-run: --scope is required")
 			}
-			return r.call("policy dry-run", func(c *apiclient.Client) error {
-				var out struct {
-					Coverage []map[string]any `json:"coverage"`
-					Warnings []map[string]any `json:"warnings"`
-				}
-				body := map[string]any{"scope_id": scopeID, "version": version}
-				if err := c.Do(cmd.Context(), http.MethodPost, "/policies/"+pathEscape(args[0])+"/dry-run", tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
+			body := map[string]any{"scope_id": scopeID, "version": version}
+			return send(r, cmd, "policy dry-run", http.MethodPost, "/policies/"+pathEscape(args[0])+"/dry-run", tenantQuery(tenant), body, func(out dryRun) error {
 				if asJSON {
 					return printJSON(r.env, out)
 				}
@@ -268,6 +233,17 @@ func newPolicyDryRunCmd(r *remote) *cobra.Command {
 	cmd.Flags().IntVar(&version, "version", 0, "policy version (default the newest)")
 	jsonFlag(cmd, &asJSON)
 	return cmd
+}
+
+// evaluation is the answer to 'policy evaluate'.
+type evaluation struct {
+	Policy     string           `json:"policy"`
+	Version    int              `json:"version"`
+	BaselineID string           `json:"baseline_id"`
+	Summary    map[string]any   `json:"summary"`
+	Findings   []map[string]any `json:"findings"`
+	AuditSeq   int64            `json:"audit_seq"`
+	Imported   bool             `json:"imported"`
 }
 
 func newPolicyEvaluateCmd(r *remote) *cobra.Command {
@@ -300,19 +276,7 @@ baseline too. An import never becomes a report.`,
 				}
 				body = map[string]any{"nmap_xml": string(b), "scope_id": scopeID, "version": version}
 			}
-			return r.call("policy evaluate", func(c *apiclient.Client) error {
-				var out struct {
-					Policy     string           `json:"policy"`
-					Version    int              `json:"version"`
-					BaselineID string           `json:"baseline_id"`
-					Summary    map[string]any   `json:"summary"`
-					Findings   []map[string]any `json:"findings"`
-					AuditSeq   int64            `json:"audit_seq"`
-					Imported   bool             `json:"imported"`
-				}
-				if err := c.Do(cmd.Context(), http.MethodPost, "/policies/"+pathEscape(args[0])+"/evaluate", tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "policy evaluate", http.MethodPost, "/policies/"+pathEscape(args[0])+"/evaluate", tenantQuery(tenant), body, func(out evaluation) error {
 				if asJSON {
 					return printJSON(r.env, out)
 				}
@@ -349,7 +313,7 @@ func reportRemoteCmds(r *remote) []*cobra.Command {
 	return []*cobra.Command{
 		newReportCreateCmd(r),
 		listCmd(r, "list", "List signed compliance reports, newest first", "/reports", true, reportCols, nil),
-		showCmd(r, "show ID", "Show a report as its audit entry recorded it", "/reports/%s", tenantQuery),
+		showCmd(r, "", "show ID", "Show a report as its audit entry recorded it", "/reports/%s"),
 		downloadCmd(r, "report", "/reports/%s/download"),
 	}
 }
@@ -406,11 +370,7 @@ a sensor) and the policy's vantage point.`,
 				}
 				body = map[string]any{"parts": parts}
 			}
-			return r.call("report create", func(c *apiclient.Client) error {
-				var out map[string]any
-				if err := c.Do(cmd.Context(), http.MethodPost, "/reports", tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "report create", http.MethodPost, "/reports", tenantQuery(tenant), body, func(out map[string]any) error {
 				if asJSON {
 					return writeJSONLine(r.env.Stdout, out)
 				}
@@ -430,11 +390,26 @@ a sensor) and the policy's vantage point.`,
 
 func newReviewCmd(r *remote) *cobra.Command {
 	return newGroup("review", "Access reviews: who can do what, signed off (through the API)",
-		newReviewStartCmd(r),
+		r.command(apiCmd{
+			use:   "start [--tenant T]",
+			short: "Start an access review (appliance admins without --tenant: the appliance-admin review)",
+			args:  cobra.NoArgs, what: "review start", method: http.MethodPost, path: fixedPath("/reviews"),
+			body:  func([]string) (any, error) { return struct{}{}, nil },
+			print: r.printReview, tenant: true, json: true,
+		}),
 		listCmd(r, "list", "List access reviews", "/reviews", true, reviewCols, nil),
-		newReviewShowCmd(r),
+		r.command(apiCmd{
+			use: "show ID", short: "Show an access review's lines and decisions",
+			what: "review show", method: http.MethodGet, path: idPath("/reviews/%s"),
+			print: r.printReview, tenant: true, json: true,
+		}),
 		newReviewDecideCmd(r),
-		newReviewSignCmd(r),
+		r.command(apiCmd{
+			use: "sign ID", short: "Sign an access review: its revocations take effect, the signed document is stored (step-up)",
+			what: "review sign", method: http.MethodPost, path: idPath("/reviews/%s/sign"),
+			body:  func([]string) (any, error) { return struct{}{}, nil },
+			print: r.printSigned, tenant: true, json: true,
+		}),
 		downloadCmd(r, "review", "/reviews/%s/download"),
 	)
 }
@@ -455,7 +430,15 @@ type reviewView struct {
 	} `json:"document"`
 }
 
-func printReview(r *remote, v reviewView) {
+// printReview prints a review answer: JSON, or its lines and decisions.
+func (r *remote) printReview(_ []string, raw json.RawMessage, asJSON bool) error {
+	if asJSON {
+		return printJSON(r.env, raw)
+	}
+	var v reviewView
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
 	fmt.Fprintf(r.env.Stdout, "review %s (tenant %s): %s, %d undecided\n", termSafe(v.ID), cell(v.Tenant), termSafe(v.Status), len(v.Undecided))
 	for _, l := range v.Document.Lines {
 		d := l.Decision
@@ -464,70 +447,25 @@ func printReview(r *remote, v reviewView) {
 		}
 		fmt.Fprintf(r.env.Stdout, "  %-8s %s  %s %s\n", termSafe(d), termSafe(l.Item), termSafe(l.Subject), termSafe(l.Effect))
 	}
+	return nil
 }
 
-func newReviewStartCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "start [--tenant T]",
-		Short: "Start an access review (appliance admins without --tenant: the appliance-admin review)",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return r.call("review start", func(c *apiclient.Client) error {
-				var raw json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/reviews", tenantQuery(tenant), struct{}{}, &raw); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, raw)
-				}
-				var v reviewView
-				if err := json.Unmarshal(raw, &v); err != nil {
-					return err
-				}
-				printReview(r, v)
-				return nil
-			})
-		},
+// printSigned prints the answer of 'review sign': one JSON line, or what
+// was signed and what took effect.
+func (r *remote) printSigned(_ []string, raw json.RawMessage, asJSON bool) error {
+	var out map[string]any
+	if len(raw) > 0 {
+		// An answer without a body prints as the nil map.
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return err
+		}
 	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
-	return cmd
-}
-
-func newReviewShowCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "show ID",
-		Short: "Show an access review's lines and decisions",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("review show", func(c *apiclient.Client) error {
-				var raw json.RawMessage
-				if err := c.Get(cmd.Context(), "/reviews/"+pathEscape(args[0]), tenantQuery(tenant), &raw); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, raw)
-				}
-				var v reviewView
-				if err := json.Unmarshal(raw, &v); err != nil {
-					return err
-				}
-				printReview(r, v)
-				return nil
-			})
-		},
+	if asJSON {
+		return writeJSONLine(r.env.Stdout, out)
 	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
-	return cmd
+	fmt.Fprintf(r.env.Stdout, "review %s signed (key %s, SHA-256 %s): %s revoked, %s flags closed\n",
+		cell(out["id"]), cell(out["key_id"]), cell(out["sha256"]), cell(out["revoked"]), cell(out["flags_closed"]))
+	return nil
 }
 
 func newReviewDecideCmd(r *remote) *cobra.Command {
@@ -588,35 +526,6 @@ undecided after those. A later decision on a line replaces an earlier one.`,
 	tenantFlag(cmd, &tenant)
 	cmd.Flags().StringVar(&rest, "rest", "", "decide every remaining undecided line: keep or revoke")
 	cmd.Flags().StringVar(&note, "note", "", "note recorded with these decisions")
-	return cmd
-}
-
-func newReviewSignCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "sign ID",
-		Short: "Sign an access review: its revocations take effect, the signed document is stored (step-up)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("review sign", func(c *apiclient.Client) error {
-				var out map[string]any
-				if err := c.Do(cmd.Context(), http.MethodPost, "/reviews/"+pathEscape(args[0])+"/sign", tenantQuery(tenant), struct{}{}, &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return writeJSONLine(r.env.Stdout, out)
-				}
-				fmt.Fprintf(r.env.Stdout, "review %s signed (key %s, SHA-256 %s): %s revoked, %s flags closed\n",
-					cell(out["id"]), cell(out["key_id"]), cell(out["sha256"]), cell(out["revoked"]), cell(out["flags_closed"]))
-				return nil
-			})
-		},
-	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 

@@ -71,143 +71,105 @@ func printKey(env *Env, verb string, raw json.RawMessage, asJSON bool) error {
 	return nil
 }
 
+// keyPrinter prints a key answer with printKey and verb.
+func (r *remote) keyPrinter(verb string) func([]string, json.RawMessage, bool) error {
+	return func(_ []string, out json.RawMessage, asJSON bool) error { return printKey(r.env, verb, out, asJSON) }
+}
+
 func newKeyAddCmd(r *remote) *cobra.Command {
-	var (
-		name, tenant string
-		asJSON       bool
-	)
-	cmd := &cobra.Command{
-		Use:   "add NAME.pub [--name N]",
-		Short: "Register your scope-signing public key ('scope keygen' makes one; security leads, step-up)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	var name string
+	cmd := r.command(apiCmd{
+		use:   "add NAME.pub [--name N]",
+		short: "Register your scope-signing public key ('scope keygen' makes one; security leads, step-up)",
+		what:  "key add", method: http.MethodPost, path: fixedPath("/scope-keys"),
+		body: func(args []string) (any, error) {
 			pub, err := readUserFile("key add", args[0], maxKeyFile)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if len(pub) > maxKeyFile {
-				return usagef("key add: %s is larger than %d bytes: not a public key file", args[0], maxKeyFile)
+				return nil, usagef("key add: %s is larger than %d bytes: not a public key file", args[0], maxKeyFile)
 			}
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(args[0]), ".pub")
 			}
-			return r.call("key add", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scope-keys", tenantQuery(tenant), map[string]string{"name": name, "public": string(pub)}, &out); err != nil {
-					return err
-				}
-				return printKey(r.env, "added", out, asJSON)
-			})
+			return map[string]string{"name": name, "public": string(pub)}, nil
 		},
-	}
+		print: r.keyPrinter("added"), tenant: true, json: true,
+	})
 	cmd.Flags().StringVar(&name, "name", "", "the key's name (default: the file name without .pub)")
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
 func newKeyGenerateCmd(r *remote) *cobra.Command {
-	var (
-		name, tenant string
-		asJSON       bool
-	)
-	cmd := &cobra.Command{
-		Use:   "generate --name N",
-		Short: "Have the appliance generate a scope-signing key it holds sealed ('key sign' uses it; step-up)",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	var name string
+	cmd := r.command(apiCmd{
+		use:   "generate --name N",
+		short: "Have the appliance generate a scope-signing key it holds sealed ('key sign' uses it; step-up)",
+		args:  cobra.NoArgs, what: "key generate", method: http.MethodPost, path: fixedPath("/scope-keys/generate"),
+		body: func([]string) (any, error) {
 			if strings.TrimSpace(name) == "" {
-				return usagef("key generate: --name is required")
+				return nil, usagef("key generate: --name is required")
 			}
-			return r.call("key generate", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scope-keys/generate", tenantQuery(tenant), map[string]string{"name": name}, &out); err != nil {
-					return err
-				}
-				return printKey(r.env, "generated", out, asJSON)
-			})
+			return map[string]string{"name": name}, nil
 		},
-	}
+		print: r.keyPrinter("generated"), tenant: true, json: true,
+	})
 	cmd.Flags().StringVar(&name, "name", "", "the key's name (required)")
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
 func newKeyRevokeCmd(r *remote) *cobra.Command {
-	var (
-		reason, tenant string
-		asJSON         bool
-	)
-	cmd := &cobra.Command{
-		Use:   "revoke KEY_ID [--reason R]",
-		Short: "Revoke a scope-signing key: its scopes run no new scan (step-up)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("key revoke", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodDelete, "/scope-keys/"+pathEscape(args[0]), tenantQuery(tenant), map[string]string{"reason": reason}, &out); err != nil {
-					return err
-				}
-				return printKey(r.env, "revoked", out, asJSON)
-			})
-		},
-	}
+	var reason string
+	cmd := r.command(apiCmd{
+		use:   "revoke KEY_ID [--reason R]",
+		short: "Revoke a scope-signing key: its scopes run no new scan (step-up)",
+		what:  "key revoke", method: http.MethodDelete, path: idPath("/scope-keys/%s"),
+		body:  func([]string) (any, error) { return map[string]string{"reason": reason}, nil },
+		print: r.keyPrinter("revoked"), tenant: true, json: true,
+	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why (kept in the audit entry)")
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
 func newKeySignCmd(r *remote) *cobra.Command {
-	var tenant string
-	cmd := &cobra.Command{
-		Use:   "sign KEY_ID SCOPE.json",
-		Short: "Sign a scope document with your appliance-held key; prints the signed document (step-up)",
-		Args:  usageArgs(cobra.ExactArgs(2)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	return r.command(apiCmd{
+		use:   "sign KEY_ID SCOPE.json",
+		short: "Sign a scope document with your appliance-held key; prints the signed document (step-up)",
+		args:  cobra.ExactArgs(2), what: "key sign", method: http.MethodPost, path: idPath("/scope-keys/%s/sign"),
+		body: func(args []string) (any, error) {
 			doc, err := readUserFile("key sign", args[1], maxScopeFile)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if len(doc) > maxScopeFile || !json.Valid(doc) {
-				return usagef("key sign: %s is not a scope document (JSON of at most %d bytes)", args[1], maxScopeFile)
+				return nil, usagef("key sign: %s is not a scope document (JSON of at most %d bytes)", args[1], maxScopeFile)
 			}
-			return r.call("key sign", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scope-keys/"+pathEscape(args[0])+"/sign", tenantQuery(tenant), json.RawMessage(doc), &out); err != nil {
-					return err
-				}
-				_, err := r.env.Stdout.Write(append(out, '\n'))
-				return err
-			})
+			return json.RawMessage(doc), nil
 		},
-	}
-	tenantFlag(cmd, &tenant)
-	return cmd
+		print: func(_ []string, out json.RawMessage, _ bool) error {
+			_, err := r.env.Stdout.Write(append(out, '\n'))
+			return err
+		},
+		tenant: true,
+	})
 }
 
 func newScopeRevokeCmd(r *remote) *cobra.Command {
-	var reason, tenant string
-	cmd := &cobra.Command{
-		Use:   "revoke SCOPE_ID --reason R",
-		Short: "Revoke a registered scope: no new scan runs under it (security leads, step-up)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	var reason string
+	cmd := r.command(apiCmd{
+		use:   "revoke SCOPE_ID --reason R",
+		short: "Revoke a registered scope: no new scan runs under it (security leads, step-up)",
+		what:  "scope revoke", method: http.MethodPost, path: idPath("/scopes/%s/revoke"),
+		body: func([]string) (any, error) {
 			if strings.TrimSpace(reason) == "" {
-				return usagef("scope revoke: --reason is required")
+				return nil, usagef("scope revoke: --reason is required")
 			}
-			return r.call("scope revoke", func(c *apiclient.Client) error {
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scopes/"+pathEscape(args[0])+"/revoke", tenantQuery(tenant), map[string]string{"reason": reason}, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(r.env.Stdout, "revoked scope %s\n", termSafe(args[0]))
-				return nil
-			})
+			return map[string]string{"reason": reason}, nil
 		},
-	}
+		done: "revoked scope %s", tenant: true,
+	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; kept in the audit entry)")
-	tenantFlag(cmd, &tenant)
 	return cmd
 }
 
@@ -215,11 +177,11 @@ func newScanCmd(r *remote) *cobra.Command {
 	return newGroup("scan", "Scan requests, approvals, runs and results (through the API)",
 		newScanRequestCmd(r),
 		newScanListCmd(r),
-		newScanShowCmd(r),
-		newScanActionCmd(r, "approve", "Approve another person's production scan request (approvers, step-up)", "", false),
-		newScanActionCmd(r, "deny", "Deny a pending scan request (approvers)", "why (required)", true),
-		newScanActionCmd(r, "start", "Start your approved production scan (step-up)", "", false),
-		newScanActionCmd(r, "cancel", "Cancel a scan that has not ended", "why (kept in the audit entry)", false),
+		showCmd(r, "scan show", "show SCAN_ID", "Show one scan with its job", "/scans/%s"),
+		scanTransition(r, "approve", "Approve another person's production scan request (approvers, step-up)", "", false),
+		scanTransition(r, "deny", "Deny a pending scan request (approvers)", "why (required)", true),
+		scanTransition(r, "start", "Start your approved production scan (step-up)", "", false),
+		scanTransition(r, "cancel", "Cancel a scan that has not ended", "why (kept in the audit entry)", false),
 		newScanResultsCmd(r),
 		newScanExportCmd(r),
 		newScanWatchCmd(r),
@@ -229,7 +191,8 @@ func newScanCmd(r *remote) *cobra.Command {
 
 // printScan prints a scan or schedule answer: JSON, or one line with its
 // id and state.
-func printScan(env *Env, raw json.RawMessage, asJSON bool) error {
+func (r *remote) printScan(_ []string, raw json.RawMessage, asJSON bool) error {
+	env := r.env
 	if asJSON {
 		return printJSON(env, raw)
 	}
@@ -291,32 +254,15 @@ func (rf *requestFlags) body(what string) (map[string]any, error) {
 }
 
 func newScanRequestCmd(r *remote) *cobra.Command {
-	var (
-		rf     requestFlags
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "request --scope ID [--target T]... [--ports P] [--probe K]... [--rate PPS]",
-		Short: "Request a scan of a registered scope (non-production: step-up and it runs; production: waits for two approvers)",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			body, err := rf.body("scan request")
-			if err != nil {
-				return err
-			}
-			return r.call("scan request", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scans", tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
-				return printScan(r.env, out, asJSON)
-			})
-		},
-	}
+	var rf requestFlags
+	cmd := r.command(apiCmd{
+		use:   "request --scope ID [--target T]... [--ports P] [--probe K]... [--rate PPS]",
+		short: "Request a scan of a registered scope (non-production: step-up and it runs; production: waits for two approvers)",
+		args:  cobra.NoArgs, what: "scan request", method: http.MethodPost, path: fixedPath("/scans"),
+		body:  func([]string) (any, error) { return rf.body("scan request") },
+		print: r.printScan, tenant: true, json: true,
+	})
 	rf.add(cmd)
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
@@ -326,10 +272,10 @@ func newScheduleCmd(r *remote) *cobra.Command {
 	return newGroup("schedule", "Scan schedules with a standing dual approval (through the API)",
 		newScheduleWriteCmd(r, "create"),
 		listCmd(r, "list", "List scan schedules", "/scan-schedules", true, scheduleCols, nil),
-		newScheduleShowCmd(r),
-		newScheduleActionCmd(r, "approve", "Approve another person's schedule (approvers, step-up)", false),
+		showCmd(r, "scan schedule show", "show SCHEDULE_ID", "Show one scan schedule", "/scan-schedules/%s"),
+		transitionCmd(r, "scan schedule", "/scan-schedules", "SCHEDULE_ID", "approve", "Approve another person's schedule (approvers, step-up)", "", false),
 		newScheduleWriteCmd(r, "edit"),
-		newScheduleActionCmd(r, "void", "Void a schedule", true),
+		transitionCmd(r, "scan schedule", "/scan-schedules", "SCHEDULE_ID", "void", "Void a schedule", "why (required)", true),
 	)
 }
 
@@ -340,194 +286,73 @@ func newScheduleWriteCmd(r *remote, verb string) *cobra.Command {
 		rf        requestFlags
 		spec      string
 		validDays int
-		tenant    string
-		asJSON    bool
 	)
-	use, short, args := "create --scope ID --spec S [--valid-days N] [request flags]", "Propose a scan schedule; it runs once two approvers approve it", cobra.NoArgs
-	if verb == "edit" {
-		use, short, args = "edit SCHEDULE_ID --scope ID --spec S [--valid-days N] [request flags]", "Change a schedule: voids it and proposes the replacement (approved again)", cobra.ExactArgs(1)
-	}
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  usageArgs(args),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			what := "scan schedule " + verb
+	what := "scan schedule " + verb
+	a := apiCmd{
+		use:   "create --scope ID --spec S [--valid-days N] [request flags]",
+		short: "Propose a scan schedule; it runs once two approvers approve it",
+		args:  cobra.NoArgs, what: what, method: http.MethodPost, path: fixedPath("/scan-schedules"),
+		body: func([]string) (any, error) {
 			body, err := rf.body(what)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if spec == "" {
-				return usagef("%s: --spec is required", what)
+				return nil, usagef("%s: --spec is required", what)
 			}
 			body["spec"] = spec
 			if validDays != 0 {
 				body["valid_days"] = validDays
 			}
-			path := "/scan-schedules"
-			if verb == "edit" {
-				path += "/" + pathEscape(args[0]) + "/edit"
-			}
-			return r.call(what, func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, path, tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
-				return printScan(r.env, out, asJSON)
-			})
+			return body, nil
 		},
+		print: r.printScan, tenant: true, json: true,
 	}
+	if verb == "edit" {
+		a.use, a.short, a.args = "edit SCHEDULE_ID --scope ID --spec S [--valid-days N] [request flags]", "Change a schedule: voids it and proposes the replacement (approved again)", cobra.ExactArgs(1)
+		a.path = idPath("/scan-schedules/%s/edit")
+	}
+	cmd := r.command(a)
 	rf.add(cmd)
 	cmd.Flags().StringVar(&spec, "spec", "", `"@every 6h" or a five-field cron line in UTC (required)`)
 	cmd.Flags().IntVar(&validDays, "valid-days", 0, "how long the standing approval lasts, 1-90 (default 90)")
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
-	return cmd
-}
-
-func newScheduleShowCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "show SCHEDULE_ID",
-		Short: "Show one scan schedule",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("scan schedule show", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodGet, "/scan-schedules/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
-		},
-	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
-	return cmd
-}
-
-func newScheduleActionCmd(r *remote, verb, short string, withReason bool) *cobra.Command {
-	var (
-		reason, tenant string
-		asJSON         bool
-	)
-	use := verb + " SCHEDULE_ID"
-	if withReason {
-		use += " --reason R"
-	}
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var body any = struct{}{}
-			if withReason {
-				if strings.TrimSpace(reason) == "" {
-					return usagef("scan schedule %s: --reason is required", verb)
-				}
-				body = map[string]string{"reason": reason}
-			}
-			return r.call("scan schedule "+verb, func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scan-schedules/"+pathEscape(args[0])+"/"+verb, tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
-				return printScan(r.env, out, asJSON)
-			})
-		},
-	}
-	if withReason {
-		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
-	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
 func newScanListCmd(r *remote) *cobra.Command {
-	return listCmd(r, "list [--state S]", "List scans, newest first", "/scans", true, scanCols, func(cmd *cobra.Command, q url.Values) {
-		var state string
-		cmd.Flags().StringVar(&state, "state", "", "pending, approved, denied, queued, running, completed, failed or cancelled")
-		prev := cmd.RunE
-		cmd.RunE = func(cmd *cobra.Command, args []string) error {
-			if state != "" {
-				q.Set("state", state)
-			}
-			return prev(cmd, args)
-		}
-	})
+	return listCmd(r, "list [--state S]", "List scans, newest first", "/scans", true, scanCols, queryFlag("state", "pending, approved, denied, queued, running, completed, failed or cancelled"))
 }
 
-func newScanShowCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "show SCAN_ID",
-		Short: "Show one scan with its job",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("scan show", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodGet, "/scans/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
-		},
-	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
-	return cmd
+// scanTransition builds scan approve, deny, start and cancel.
+func scanTransition(r *remote, verb, short, reasonHelp string, needReason bool) *cobra.Command {
+	return transitionCmd(r, "scan", "/scans", "SCAN_ID", verb, short, reasonHelp, needReason)
 }
 
-// newScanActionCmd builds approve, deny, start and cancel: POST
-// /scans/{id}/VERB, printing the scan's new state.
-func newScanActionCmd(r *remote, verb, short, reasonHelp string, needReason bool) *cobra.Command {
-	var (
-		reason, tenant string
-		asJSON         bool
-	)
-	use := verb + " SCAN_ID"
+// transitionCmd builds a command that moves a scan or a schedule on:
+// POST collection/{id}/VERB, printing its new state. reasonHelp, when
+// set, adds --reason (sent, even empty); needReason requires it.
+func transitionCmd(r *remote, noun, collection, idArg, verb, short, reasonHelp string, needReason bool) *cobra.Command {
+	var reason string
+	use := verb + " " + idArg
 	if reasonHelp != "" {
 		use += " --reason R"
 	}
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	cmd := r.command(apiCmd{
+		use: use, short: short, what: noun + " " + verb, method: http.MethodPost, path: idPath(collection + "/%s/" + verb),
+		body: func([]string) (any, error) {
 			if needReason && strings.TrimSpace(reason) == "" {
-				return usagef("scan %s: --reason is required", verb)
+				return nil, usagef("%s %s: --reason is required", noun, verb)
 			}
-			var body any = struct{}{}
-			if reasonHelp != "" {
-				body = map[string]string{"reason": reason}
+			if reasonHelp == "" {
+				return struct{}{}, nil
 			}
-			return r.call("scan "+verb, func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodPost, "/scans/"+pathEscape(args[0])+"/"+verb, tenantQuery(tenant), body, &out); err != nil {
-					return err
-				}
-				return printScan(r.env, out, asJSON)
-			})
+			return map[string]string{"reason": reason}, nil
 		},
-	}
+		print: r.printScan, tenant: true, json: true,
+	})
 	if reasonHelp != "" {
 		cmd.Flags().StringVar(&reason, "reason", "", reasonHelp)
 	}
-	tenantFlag(cmd, &tenant)
-	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
@@ -577,6 +402,11 @@ func newScanResultsCmd(r *remote) *cobra.Command {
 // completing (failed, cancelled, denied): exit 1.
 var errScanEnded = errors.New("the scan did not complete")
 
+// errStreamShutdown is what 'scan watch' returns when the appliance ended
+// the stream because it is shutting down: the scan goes on (or resumes)
+// without the watcher.
+var errStreamShutdown = errors.New("the appliance is shutting down; watch again once it is back")
+
 // progress is one event of a scan's stream (scan.Progress).
 type progress struct {
 	ScanID         string    `json:"scan_id"`
@@ -617,8 +447,13 @@ it failed, was cancelled or denied. --json prints each event as a JSON line.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var last progress
+			shutdown := false
 			err := r.call("scan watch", func(c *apiclient.Client) error {
 				return c.Events(cmd.Context(), "/scans/"+pathEscape(args[0])+"/events", tenantQuery(tenant), func(ev apiclient.Event) error {
+					if ev.Type == "shutdown" {
+						shutdown = true
+						return nil
+					}
 					if ev.Type != "progress" {
 						return nil
 					}
@@ -634,6 +469,9 @@ it failed, was cancelled or denied. --json prints each event as a JSON line.`,
 			})
 			if err != nil {
 				return err
+			}
+			if shutdown {
+				return fmt.Errorf("scan watch: %s (last seen %s): %w", termSafe(args[0]), termSafe(last.State), errStreamShutdown)
 			}
 			switch last.State {
 			case "completed":

@@ -10,7 +10,6 @@ import (
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/buildinfo"
-	"firewalliq/appliance/cli/apiclient"
 	"firewalliq/appliance/sensor"
 	"firewalliq/probe/safety"
 )
@@ -27,7 +26,7 @@ func newSensorCmd(env *Env, r *remote) *cobra.Command {
 		newSensorEnrollCmd(env), newSensorRunCmd(env),
 		newGroup("token", "Sensor enrolment tokens (through the API)", newSensorTokenCreateCmd(r)),
 		listCmd(r, "list [--tenant ID] [--json]", "List the tenant's sensors and their state", "/sensors", true, sensorCols, nil),
-		newSensorShowCmd(r),
+		showCmd(r, "sensor show", "show SENSOR_ID [--tenant ID] [--json]", "Show one sensor: state, connected, last seen, version, profile hash, vantage", "/sensors/%s"),
 		actionCmd(r, "revoke SENSOR_ID [--tenant ID]", "Revoke a sensor: its connections close and its credentials are refused (step-up)",
 			http.MethodPost, "/sensors/%s/revoke", nil, "revoked %s", true),
 	)
@@ -50,11 +49,7 @@ func newSensorTokenCreateCmd(r *remote) *cobra.Command {
 			if strings.TrimSpace(name) == "" || strings.TrimSpace(vantage) == "" {
 				return usagef("sensor token create: --name and --vantage are required")
 			}
-			return r.call("sensor token create", func(c *apiclient.Client) error {
-				var out map[string]any
-				if err := c.Do(cmd.Context(), http.MethodPost, "/sensors/tokens", tenantQuery(tenant), map[string]string{"name": name, "vantage": vantage}, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "sensor token create", http.MethodPost, "/sensors/tokens", tenantQuery(tenant), map[string]string{"name": name, "vantage": vantage}, func(out map[string]any) error {
 				if asJSON {
 					return writeJSONLine(r.env.Stdout, out)
 				}
@@ -68,35 +63,7 @@ func newSensorTokenCreateCmd(r *remote) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "the sensor's name, unique among the tenant's active sensors (required)")
 	f.StringVar(&vantage, "vantage", "", "the vantage label its scans are attributed to (required)")
-	f.StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
-	jsonFlag(cmd, &asJSON)
-	return cmd
-}
-
-// newSensorShowCmd: firewalliq sensor show SENSOR_ID.
-func newSensorShowCmd(r *remote) *cobra.Command {
-	var (
-		tenant string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "show SENSOR_ID [--tenant ID] [--json]",
-		Short: "Show one sensor: state, connected, last seen, version, profile hash, vantage",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("sensor show", func(c *apiclient.Client) error {
-				var out json.RawMessage
-				if err := c.Do(cmd.Context(), http.MethodGet, "/sensors/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(r.env, out)
-				}
-				return printObject(r.env, out)
-			})
-		},
-	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id (appliance admins; default your own)")
+	tenantFlag(cmd, &tenant)
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }

@@ -111,6 +111,11 @@ func serveConsole(ctx context.Context, env *Env, app *appliance.Appliance, ln ne
 	// speaking plain HTTP to the port gets a redirect to https and
 	// nothing else (ui.TLSListener).
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	// Shutdown waits for active requests, and it cancels none of their
+	// contexts: a scan's event stream would hold it until the scan ends.
+	// The streams end (with a retry delay for the browser) as soon as the
+	// shutdown begins.
+	srv.RegisterOnShutdown(console.EndStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ui.TLSListener(ln, srv.TLSConfig)) }()
 	select {

@@ -100,11 +100,7 @@ rest. Events are OCSF JSON unless --format cef. See docs/siem.md.`,
 				generated = hex.EncodeToString(b)
 				d.HMACKey = generated
 			}
-			return r.call("siem add", func(c *apiclient.Client) error {
-				var out map[string]any
-				if err := c.Post(cmd.Context(), "/siem/destinations", d, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "siem add", http.MethodPost, "/siem/destinations", nil, d, func(out map[string]any) error {
 				if asJSON {
 					if generated != "" {
 						out["hmac_key"] = generated
@@ -143,13 +139,9 @@ func newSiemRemoveCmd(r *remote) *cobra.Command {
 		Short: "Remove a SIEM destination and discard its undelivered events (step-up)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.call("siem rm", func(c *apiclient.Client) error {
-				var out struct {
-					Dropped int64 `json:"dropped_events"`
-				}
-				if err := c.Do(cmd.Context(), http.MethodDelete, "/siem/destinations/"+pathEscape(args[0]), tenantQuery(tenant), nil, &out); err != nil {
-					return err
-				}
+			return send(r, cmd, "siem rm", http.MethodDelete, "/siem/destinations/"+pathEscape(args[0]), tenantQuery(tenant), nil, func(out struct {
+				Dropped int64 `json:"dropped_events"`
+			}) error {
 				fmt.Fprintf(r.env.Stdout, "removed %s (%d undelivered events discarded)\n", termSafe(args[0]), out.Dropped)
 				return nil
 			})

@@ -339,6 +339,9 @@ func Rules() []Rule {
 		r("appliance/sensor.ErrEnrolled", sensor.ErrEnrolled, conflict),
 		r("appliance/sensor.ErrNotEnrolled", sensor.ErrNotEnrolled, invalid),
 		r("appliance/sensor.ErrRefused", sensor.ErrRefused, unauthenticated),
+		// A remote run's event the console refused: the scan fails with the
+		// reason (scan.fail, code result-refused); it reaches no caller.
+		r("appliance/sensor.ErrResultRefused", sensor.ErrResultRefused, internal),
 
 		// Internal: never the caller's fault, never shown.
 		r("appliance/siem.ErrNoSealer", siem.ErrNoSealer, internal),

@@ -15,6 +15,7 @@ import (
 
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/report/verify"
+	"firewalliq/probe"
 	"firewalliq/probe/job"
 )
 
@@ -191,6 +192,9 @@ type Timeline struct {
 	MeasuredPPS float64 `json:"measured_pps"`
 	Worst100ms  int     `json:"worst_100ms"`
 	Packets     uint64  `json:"packets"`
+	// Sent is the final run's packets per bucket of seconds, recorded at
+	// completion: when present, the chart draws packets per second.
+	Sent *probe.SendSeries `json:"sent,omitempty"`
 
 	frac []float64 // fractional counts of a sampled timeline
 }
@@ -233,7 +237,7 @@ func (r *Reports) Timeline(ctx context.Context, p auth.Principal, tenant, scanID
 		return Timeline{}, fmt.Errorf("scan timeline: %w", err)
 	}
 	if c, err := r.completion(ctx, sc); err == nil {
-		tl.Completed, tl.MeasuredPPS, tl.Worst100ms, tl.Packets = true, c.MeasuredPPS, c.Worst100ms, c.Packets
+		tl.Completed, tl.MeasuredPPS, tl.Worst100ms, tl.Packets, tl.Sent = true, c.MeasuredPPS, c.Worst100ms, c.Packets, c.Sent
 	}
 	return tl, nil
 }

@@ -285,6 +285,9 @@ type completed struct {
 	MeasuredPPS float64  `json:"measured_pps"`
 	Worst100ms  int      `json:"worst_100ms_window"`
 	Evidence    []string `json:"evidence"`
+	// Sent is the final run's packets over time (absent in completions
+	// recorded before it was kept).
+	Sent *probe.SendSeries `json:"sent"`
 }
 
 // near is how many entries after an evidence.spool entry the entry its

@@ -53,7 +53,7 @@ func (s *Sandbox) AddTCP(ctx context.Context, zone string, port uint16, serve fu
 	es := &extraService{ln: ln}
 	es.wg.Add(1)
 	go es.serve(serve)
-	s.add(es)
+	s.undo.Add(es)
 	rule := fmt.Sprintf("iifname %q ip daddr %s tcp dport %d accept comment \"added by a test\"", ifOutside, addr, port)
 	if err := s.run(ctx, "", "ip", "netns", "exec", s.Firewall, "nft", "insert", "rule", "inet", table, "forward", rule); err != nil {
 		return "", fmt.Errorf("sandbox: open the firewall for %s/%d: %w", addr, port, err)

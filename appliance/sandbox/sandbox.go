@@ -1,18 +1,13 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"strings"
-	"sync"
-	"time"
 
 	"firewalliq/probe/lab"
 	"firewalliq/probe/safety"
@@ -52,10 +47,8 @@ type Sandbox struct {
 	// there. Firewall, DMZ and Internal are the other namespaces.
 	Scanner, Firewall, DMZ, Internal string
 
-	logf    func(format string, args ...any)
-	mu      sync.Mutex
-	closers []io.Closer
-	closed  bool
+	logf func(format string, args ...any)
+	undo lab.Undo
 }
 
 // Options configure New.
@@ -96,20 +89,11 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 // Namespaces lists the sandbox's namespaces.
 func (s *Sandbox) Namespaces() []string { return []string{s.Scanner, s.Firewall, s.DMZ, s.Internal} }
 
-// run executes name args and returns an error carrying its output.
+// run executes name args (lab.Exec) and returns an error carrying its
+// output.
 func (s *Sandbox) run(ctx context.Context, stdin, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if s.logf != nil {
-		s.logf("$ %s %s\n%s", name, strings.Join(args, " "), out.String())
-	}
-	if err != nil {
-		return fmt.Errorf("sandbox: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	if _, err := lab.Exec(ctx, s.logf, stdin, name, args...); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	return nil
 }
@@ -171,15 +155,9 @@ func (s *Sandbox) build(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sandbox: services in %s: %w", z.ns, err)
 		}
-		s.add(cl)
+		s.undo.Add(cl)
 	}
 	return ctx.Err()
-}
-
-func (s *Sandbox) add(c io.Closer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closers = append(s.closers, c)
 }
 
 // dmzServices are the DMZ host's listeners.
@@ -284,35 +262,7 @@ func (s *Sandbox) Command(ctx context.Context, name string, args ...string) *exe
 }
 
 // Close stops the listeners and deletes every namespace (which removes the
-// veth links, routes and the firewall's nftables table with them). It is
-// safe to call more than once and keeps going after errors.
-func (s *Sandbox) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	closers := s.closers
-	s.closers = nil
-	s.mu.Unlock()
-	var errs []error
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i].Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// Teardown must not be cancelled by the context that built the sandbox
-	// (an interrupted demo still cleans up).
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, ns := range s.Namespaces() {
-		if _, err := os.Stat("/run/netns/" + ns); err != nil {
-			continue
-		}
-		if err := s.run(ctx, "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+// veth links, routes and the firewall's nftables table with them), the way
+// a lab ends (lab.Undo). It is safe to call more than once and keeps
+// going after errors.
+func (s *Sandbox) Close() error { return s.undo.Teardown(s.Namespaces(), s.logf) }

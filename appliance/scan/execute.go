@@ -115,9 +115,12 @@ func (s *Scans) recoverJob(ctx context.Context, u Unfinished) error {
 		})
 	}
 	if reqState == StateCancelled {
-		return s.st.InTx(ctx, func(tx *sql.Tx) error {
-			return SetJobState(ctx, tx, u.No, JobCancelled, "cancelled while the appliance was down", s.now())
-		})
+		// Cancel committed, but the run's end was never recorded (the
+		// appliance stopped first): the job ends here, audited.
+		err := s.stop(ctx, u.TenantID, u.ScanID, jobRow{no: u.No, id: u.ID, nextBatch: u.NextBatch}, map[string]any{
+			"reason": "cancelled while the appliance was down", "recovery": true, "was": u.State})
+		s.endWatch(u.ScanID, nil)
+		return err
 	}
 	if err := s.checkJob(ctx, u.TenantID, u.Signed); err != nil {
 		action := audit.ActScanFail
@@ -226,6 +229,11 @@ func (s *Scans) executeErr(ctx context.Context, tenant, id string) error {
 		return err
 	case jr.state != JobIssued && jr.state != JobRunning:
 		return nil
+	case state == StateCancelled:
+		// Cancelled while queued to resume: its job ends here (a no-op
+		// when Cancel recorded it already).
+		defer s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
+		return s.stop(ctx, tenant, id, jr, map[string]any{"reason": "cancelled by a user", "was": jr.state})
 	case state != StateRunning:
 		return nil
 	}
@@ -330,6 +338,16 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 		s.mu.Unlock()
 		s.endWatch(id, nil)
 	}()
+	// A Cancel that committed before this run was registered found no
+	// run to stop (Cancel looks for one after its commit): end the job
+	// here, before any packet.
+	var reqState string
+	if err := s.st.DB().QueryRowContext(ctx, `SELECT state FROM scan_requests WHERE id = ?`, id).Scan(&reqState); err != nil {
+		return err
+	}
+	if reqState == StateCancelled {
+		return s.stop(ctx, tenant, id, jr, map[string]any{"reason": "cancelled by a user", "was": jr.state, "packets": 0})
+	}
 	var firstSeq int64
 	if err := s.st.DB().QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM scan_results WHERE job_no = ?`, jr.no).Scan(&firstSeq); err != nil {
 		return err
@@ -384,7 +402,26 @@ func (s *Scans) run(ctx context.Context, tenant, id string, jr jobRow) error {
 func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.Runner, remote bool, tenant, id string, jr *jobRow, firstSeqp *int64) (string, error) {
 	firstSeq := *firstSeqp
 	defer func() { *firstSeqp = firstSeq }()
+	var sent uint64 // packets, from the last progress event
+	userCancelled := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return act.cancelled
+	}
+	// cancelled records the end of a run a user cancelled: packets sent
+	// (the engine's count when it reported its end, else the last
+	// progress report's) and when it stopped.
+	cancelled := func(packets uint64, at time.Time) error {
+		d := map[string]any{"reason": "cancelled by a user", "packets": packets, "was": jr.state}
+		if !at.IsZero() {
+			d["stopped_at"] = at.UTC().Format(time.RFC3339Nano)
+		}
+		return s.stop(ctx, tenant, id, *jr, d)
+	}
 	stream, err := rn.Run(runCtx, runner.Request{Job: jr.signed, ResumeBatch: jr.nextBatch})
+	if err != nil && userCancelled() {
+		return "", cancelled(0, time.Time{})
+	}
 	if err != nil {
 		return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": err.Error()})
 	}
@@ -409,10 +446,20 @@ func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.
 			if remote && ctx.Err() == nil && runCtx.Err() == nil {
 				return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "sensor-lost", "reason": err.Error(), "next_batch": next})
 			}
+			if userCancelled() {
+				return "", cancelled(sent, time.Time{})
+			}
 			return "", err
 		}
 		switch ev.Type {
 		case runner.TypeRefused:
+			if userCancelled() {
+				// Refused after the cancel (the runner may fail on its
+				// cancelled context before the first packet): the end is
+				// the cancel's; the refusal is kept in its details.
+				return "", s.stop(ctx, tenant, id, *jr, map[string]any{"reason": "cancelled by a user", "packets": 0, "was": jr.state,
+					"refused_code": ev.Refused.Code, "refused_reason": ev.Refused.Reason})
+			}
 			if ev.Refused.Code == "interrupted" {
 				return ev.Refused.Reason, nil
 			}
@@ -440,21 +487,14 @@ func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.
 			pr := ev.Progress
 			p := Progress{ScanID: id, State: StateRunning, Sent: pr.Sent, Done: pr.Done, Total: pr.Total, RatePPS: pr.RatePPS, CapPPS: pr.CapPPS,
 				ElapsedSeconds: pr.ElapsedSeconds, Time: ev.Time}
-			total = pr.Total
-			if pr.Done > 0 && pr.Total > pr.Done {
-				p.ETASeconds = pr.ElapsedSeconds / float64(pr.Done) * float64(pr.Total-pr.Done)
-			}
+			total, sent = pr.Total, pr.Sent
+			p.ETASeconds = eta(pr.ElapsedSeconds, pr.Done, pr.Total)
 			s.hub(id).publish(p)
 		case runner.TypeDone:
 			d := ev.Done
-			s.mu.Lock()
-			userCancelled := act.cancelled
-			s.mu.Unlock()
 			switch {
-			case userCancelled:
-				return "", s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-					return SetJobState(ctx, tx, jr.no, JobCancelled, "cancelled by a user", s.now())
-				})
+			case userCancelled():
+				return "", cancelled(d.Summary.PacketsSent, d.Summary.Finished)
 			case ctx.Err() != nil:
 				// The appliance is stopping: leave the job running, as
 				// after a crash; the next start resumes it.
@@ -473,26 +513,50 @@ func (s *Scans) runOnce(ctx, runCtx context.Context, act *activeScan, rn runner.
 			return "", s.complete(ctx, tenant, id, *jr, d.Summary, total)
 		}
 	}
-	s.mu.Lock()
-	userCancelled := act.cancelled
-	s.mu.Unlock()
 	switch {
-	case userCancelled:
-		return "", s.st.InTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-			return SetJobState(ctx, tx, jr.no, JobCancelled, "cancelled by a user", s.now())
-		})
+	case userCancelled():
+		// A remote run: closing the stream asked the sensor to stop, and
+		// its final event goes to the Sink; the count is the last
+		// progress report's.
+		return "", cancelled(sent, time.Time{})
 	case ctx.Err() != nil:
 		return "", nil
 	}
 	return "", s.finish(ctx, tenant, id, *jr, audit.ActScanFail, JobFailed, StateFailed, map[string]any{"code": "transport", "reason": "stream ended without a final event"})
 }
 
-// finish records a run's end other than completion.
+// finish records a run's end other than completion: the job's and the
+// request's final states and the audit entry, in one transaction. The
+// job's reason is details' "code: reason" (or reason alone, without a
+// code). Ending a job as cancelled (stop) is idempotent: when the job has
+// ended already (the run, Cancel and recovery may each try to close a
+// cancelled scan's job), nothing is written and nothing is audited
+// twice.
 func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action audit.Action, jobState, reqState string, details map[string]any) error {
 	ctx = context.WithoutCancel(ctx)
-	reason := fmt.Sprint(details["code"], ": ", details["reason"])
+	reason := fmt.Sprint(details["reason"])
+	if code, ok := details["code"]; ok {
+		reason = fmt.Sprint(code, ": ", reason)
+	}
 	details["job"] = jr.id
 	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		if jobState == JobCancelled {
+			// Read in the transaction that ends the job, so they are
+			// exactly what it ends with.
+			var cur, vantage string
+			var next int
+			if err := tx.QueryRowContext(ctx, `SELECT state, next_batch, vantage FROM scan_jobs WHERE no = ?`, jr.no).Scan(&cur, &next, &vantage); err != nil {
+				return fmt.Errorf("scan job %d: %w", jr.no, err)
+			}
+			if cur != JobIssued && cur != JobRunning {
+				return nil
+			}
+			var results int64
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_results WHERE job_no = ?`, jr.no).Scan(&results); err != nil {
+				return fmt.Errorf("scan job %d results: %w", jr.no, err)
+			}
+			details["results"], details["next_batch"], details["vantage"] = results, next, vantage
+		}
 		if err := SetJobState(ctx, tx, jr.no, jobState, reason, s.now()); err != nil {
 			return err
 		}
@@ -504,6 +568,32 @@ func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action
 	})
 	s.hub(id).publish(Progress{ScanID: id, State: reqState, Time: s.now()})
 	return err
+}
+
+// stop records the end of a cancelled scan's job through finish: the job
+// becomes cancelled and the request ends cancelled (Cancel has moved it
+// already), audited as scan.stop with details: the job, reason, packets
+// sent when known, stopped_at (the engine's end) when known, and, read
+// in the same transaction, the last stored checkpoint (next_batch), the
+// results stored and where it ran (vantage: "local" or the sensor id). A
+// job already ended is left alone, unaudited.
+func (s *Scans) stop(ctx context.Context, tenant, id string, jr jobRow, details map[string]any) error {
+	return s.finish(ctx, tenant, id, jr, audit.ActScanStop, JobCancelled, StateCancelled, details)
+}
+
+// stopUnfinished ends the issued or running job of cancelled scan id, if
+// it has one, through stop.
+func (s *Scans) stopUnfinished(ctx context.Context, tenant, id, reason string) error {
+	var jr jobRow
+	err := s.st.DB().QueryRowContext(ctx, `SELECT no, id, state FROM scan_jobs WHERE scan_id = ? AND state IN (?, ?)`, id, JobIssued, JobRunning).
+		Scan(&jr.no, &jr.id, &jr.state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("scan %s job: %w", id, err)
+	}
+	return s.stop(ctx, tenant, id, jr, map[string]any{"reason": reason, "was": jr.state})
 }
 
 // Manifest is the evidence manifest of a completed scan: what ran, under
@@ -525,8 +615,11 @@ type Manifest struct {
 	PacketsSent   uint64          `json:"packets_sent"`
 	MeasuredPPS   float64         `json:"measured_pps"`
 	Worst100ms    int             `json:"worst_100ms_window"`
-	Results       int64           `json:"results"`
-	ResultsSHA256 string          `json:"results_sha256"`
+	// Sent is the final run's packets per bucket of seconds (a resumed
+	// scan's earlier runs are not in it).
+	Sent          *probe.SendSeries `json:"sent,omitempty"`
+	Results       int64             `json:"results"`
+	ResultsSHA256 string            `json:"results_sha256"`
 	// PcapngSHA256 is the SHA-256 of the packet capture (probes.pcapng),
 	// "" when there is none (no raw sockets, or no capture configured).
 	PcapngSHA256 string `json:"pcapng_sha256,omitempty"`
@@ -562,7 +655,7 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 	canon, _ := j.Request.Canonical()
 	m := Manifest{ScanID: id, Tenant: tenant, Job: j.ID, JobSHA256: jsha, RequestSHA256: rsha, Request: canon, Scope: scopeID, ScopeSHA256: scopeSHA,
 		Profile: j.Profile, Approvals: j.Approvals, Requester: j.Request.Requester, Started: sum.Started, Finished: sum.Finished,
-		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport,
+		PacketsSent: sum.PacketsSent, MeasuredPPS: sum.MeasuredPPS, Worst100ms: sum.Worst100ms, Sent: sum.Sent, Results: n, ResultsSHA256: hex.EncodeToString(rsum[:]), Transport: sum.Transport,
 		Vantage: j.Request.Vantage, VantageLabel: s.vantageLabel(ctx, tenant, j.Request.Vantage)}
 	if m.Approvals == nil {
 		m.Approvals = []job.Approval{}
@@ -583,10 +676,15 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 	}
 	details := map[string]any{"job": j.ID, "job_sha256": jsha, "results": n, "results_sha256": m.ResultsSHA256, "packets": sum.PacketsSent,
 		"measured_pps": sum.MeasuredPPS, "worst_100ms_window": sum.Worst100ms, "vantage": m.Vantage}
+	if sum.Sent != nil {
+		details["sent"] = sum.Sent
+	}
 	if m.VantageLabel != m.Vantage {
 		details["vantage_label"] = m.VantageLabel
 	}
+	lateCancel := false
 	final := func(ctx context.Context, tx *sql.Tx, evidence []string) error {
+		lateCancel = false // a retried transaction decides again
 		if len(evidence) > 0 {
 			ev, _ := json.Marshal(evidence)
 			if _, err := tx.ExecContext(ctx, `UPDATE scan_results SET evidence = ? WHERE job_no = ?`, string(ev), jr.no); err != nil {
@@ -594,13 +692,32 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 			}
 			details["evidence"] = evidence
 		}
+		err := setState(ctx, tx, id, StateRunning, StateCompleted, "", s.now())
+		if errors.Is(err, ErrState) {
+			var cur string
+			if err := tx.QueryRowContext(ctx, `SELECT state FROM scan_requests WHERE id = ?`, id).Scan(&cur); err != nil {
+				return fmt.Errorf("scan %s: %w", id, err)
+			}
+			if cur == StateCancelled {
+				// A user cancelled after the last probe, while the
+				// results and evidence were written: the request stays
+				// cancelled, as Cancel answered, and the job ends
+				// cancelled with what the completion would have recorded.
+				lateCancel = true
+				if err := SetJobState(ctx, tx, jr.no, JobCancelled, "cancelled by a user", s.now()); err != nil {
+					return err
+				}
+				details["reason"], details["next_batch"], details["stopped_at"] = "cancelled by a user after the last probe", jr.nextBatch, sum.Finished.UTC().Format(time.RFC3339Nano)
+				_, err := s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanStop, id, details))
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
 		if err := SetJobState(ctx, tx, jr.no, JobCompleted, "", s.now()); err != nil {
 			return err
 		}
-		if err := setState(ctx, tx, id, StateRunning, StateCompleted, "", s.now()); err != nil && !errors.Is(err, ErrState) {
-			return err
-		}
-		_, err := s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanComplete, id, details))
+		_, err = s.rec.Record(ctx, tx, s.entry(system, tenant, audit.ActScanComplete, id, details))
 		return err
 	}
 	if s.evidence == nil {
@@ -641,7 +758,11 @@ func (s *Scans) complete(ctx context.Context, tenant, id string, jr jobRow, sum 
 			}
 		}
 	}
-	s.hub(id).publish(Progress{ScanID: id, State: StateCompleted, Sent: sum.PacketsSent, Done: total, Total: total, ElapsedSeconds: sum.WallSeconds, Time: s.now()})
+	end := StateCompleted
+	if lateCancel {
+		end = StateCancelled
+	}
+	s.hub(id).publish(Progress{ScanID: id, State: end, Sent: sum.PacketsSent, Done: total, Total: total, ElapsedSeconds: sum.WallSeconds, Time: s.now()})
 	return err
 }
 
@@ -830,4 +951,15 @@ func evidenceReason(err error) string {
 		return "evidence spool: " + le.Op + ": " + le.Err.Error()
 	}
 	return err.Error()
+}
+
+// eta estimates the seconds left of a run from its elapsed seconds and
+// targets done of total, assuming the pace so far holds: elapsed/done per
+// target times the targets left. It is 0 before the first target is done
+// (no pace yet) and once none are left.
+func eta(elapsed float64, done, total uint64) float64 {
+	if done == 0 || total <= done {
+		return 0
+	}
+	return elapsed / float64(done) * float64(total-done)
 }

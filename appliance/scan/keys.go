@@ -267,8 +267,8 @@ func (k *Keys) Revoke(ctx context.Context, p auth.Principal, tenant, id, reason,
 		return SigningKey{}, fmt.Errorf("revoke scope key: %w", err)
 	}
 	if p.Role == store.RoleSecurityLead && sk.UserID != p.UserID {
-		return SigningKey{}, fmt.Errorf("revoke scope key %s: %w", id, k.auth.RefuseNotFound(ctx, p, pin, auth.OpScopeKeyRevoke, "scope-key:"+id,
-			fmt.Errorf("%w: security leads revoke only their own keys", auth.ErrForbidden)))
+		return SigningKey{}, fmt.Errorf("revoke scope key %s: %w", id, k.auth.Refuse(ctx, p, pin, auth.OpScopeKeyRevoke, "scope-key:"+id,
+			"another user's key", fmt.Errorf("%w: security leads revoke only their own keys", auth.ErrForbidden)))
 	}
 	if sk.State == KeyRevoked {
 		return SigningKey{}, fmt.Errorf("revoke scope key %s: %w", id, ErrKeyRevoked)
@@ -329,7 +329,7 @@ func (k *Keys) Sign(ctx context.Context, p auth.Principal, tenant, id string, do
 	}
 	switch {
 	case sk.UserID != p.UserID:
-		return nil, fmt.Errorf("sign scope: %w", k.auth.RefuseNotFound(ctx, p, pin, auth.OpScopeSign, "scope-key:"+id, fmt.Errorf("%w: the key is another user's", auth.ErrForbidden)))
+		return nil, fmt.Errorf("sign scope: %w", k.auth.Refuse(ctx, p, pin, auth.OpScopeSign, "scope-key:"+id, "another user's key", fmt.Errorf("%w: the key is another user's", auth.ErrForbidden)))
 	case sk.State != KeyActive:
 		return nil, fmt.Errorf("sign scope: %w: %s", ErrKeyRevoked, id)
 	case !sk.Held:

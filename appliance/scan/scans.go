@@ -735,8 +735,11 @@ func (s *Scans) Approve(ctx context.Context, p auth.Principal, tenant, id, code 
 }
 
 // Deny closes production scan id as denied by approver p (auth.Deny; not
-// the requester), audited as scan.deny with the reason.
-func (s *Scans) Deny(ctx context.Context, p auth.Principal, tenant, id, reason string) (Scan, error) {
+// the requester), audited as scan.deny with the reason. Like Approve it
+// needs p's step-up (code, or a grant for auth.DenyRequest(approval id,
+// request hash)); without one it returns an *auth.StepUpChallenge and
+// changes nothing.
+func (s *Scans) Deny(ctx context.Context, p auth.Principal, tenant, id, reason, code string) (Scan, error) {
 	pin, err := s.auth.Authorize(ctx, p, auth.OpApprovalDeny, tenant)
 	if err != nil {
 		return Scan{}, fmt.Errorf("deny scan: %w", err)
@@ -748,7 +751,7 @@ func (s *Scans) Deny(ctx context.Context, p auth.Principal, tenant, id, reason s
 	if (sc.State != StatePending && sc.State != StateApproved) || sc.ApprovalID == "" {
 		return Scan{}, fmt.Errorf("deny scan %s: %w: it is %s", id, ErrState, sc.State)
 	}
-	if err := s.auth.Deny(ctx, p, sc.ApprovalID, reason); err != nil {
+	if err := s.auth.Deny(ctx, p, sc.ApprovalID, reason, code); err != nil {
 		return Scan{}, fmt.Errorf("deny scan %s: %w", id, err)
 	}
 	err = s.st.InTx(ctx, func(tx *sql.Tx) error {
@@ -850,7 +853,9 @@ func (s *Scans) Start(ctx context.Context, p auth.Principal, tenant, id, code st
 // Cancel cancels scan id: a pending or approved one (its approval is
 // voided), a queued one (taken off the queue), or a running one (the
 // runner stops within about 100 ms; results stored so far stay). Audited
-// as scan.cancel with the reason. A finished scan is ErrState.
+// as scan.cancel with the reason; the end of a running scan's job is
+// audited as scan.stop when the run stops (or here, when no run holds
+// the job). A finished scan is ErrState.
 func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason string) (Scan, error) {
 	pin, err := s.auth.Authorize(ctx, p, auth.OpScanCancel, tenant)
 	if err != nil {
@@ -883,6 +888,15 @@ func (s *Scans) Cancel(ctx context.Context, p auth.Principal, tenant, id, reason
 		a.cancel()
 	}
 	s.mu.Unlock()
+	if a == nil && sc.State == StateRunning {
+		// No run of this process is consuming its job (the appliance is
+		// stopping, or the job waits in the queue to resume): the job
+		// ends here, audited as scan.stop. A run that starts meanwhile
+		// finds the request cancelled and ends before any packet.
+		if err := s.stopUnfinished(ctx, pin, id, "cancelled by a user"); err != nil {
+			return Scan{}, fmt.Errorf("cancel scan %s: %w", id, err)
+		}
+	}
 	if a == nil {
 		s.endWatch(id, &Progress{ScanID: id, State: StateCancelled, Time: s.now()})
 	}

@@ -310,6 +310,19 @@ func TestProductionScan(t *testing.T) {
 	}
 	comp := f.Entries(mark, audit.ActScanComplete)
 	d := apptest.Details(t, comp[0])
+	// The completion records the run's packets over time (the console's
+	// timeline): per-second buckets that add up to the packets sent.
+	sent, _ := d["sent"].(map[string]any)
+	if sent == nil || sent["bucket_seconds"] != float64(1) {
+		t.Fatalf("scan.complete send series %v", d["sent"])
+	}
+	var inSeries float64
+	for _, n := range sent["packets"].([]any) {
+		inSeries += n.(float64)
+	}
+	if inSeries == 0 || inSeries != d["packets"] {
+		t.Fatalf("send series adds up to %v packets, the completion says %v", inSeries, d["packets"])
+	}
 	var ev []string
 	for _, k := range d["evidence"].([]any) {
 		ev = append(ev, fmt.Sprint(k))
@@ -377,7 +390,7 @@ func TestApprovalRules(t *testing.T) {
 	}
 	ap := f.Users["approver"]
 	mark := f.Head()
-	if sc, err = f.App.Scans.Deny(f.Ctx, ap.P, "", sc.ID, "not this week"); err != nil || sc.State != scan.StateDenied {
+	if sc, err = f.App.Scans.Deny(f.Ctx, ap.P, "", sc.ID, "not this week", f.Code(ap)); err != nil || sc.State != scan.StateDenied {
 		t.Fatalf("Deny: %v %+v", err, sc)
 	}
 	if got := e.actions(mark, "scan:"+sc.ID); !slices.Equal(got, []string{"scan.deny"}) {
@@ -467,7 +480,20 @@ func TestHeldKey(t *testing.T) {
 	if _, err := f.App.ScopeKeys.Sign(f.Ctx, e.op.P, "", k.ID, doc, f.Code(e.op)); !errors.Is(err, auth.ErrForbidden) {
 		t.Fatalf("operator Sign: %v", err)
 	}
+	// Another security lead may neither sign with nor revoke this lead's
+	// held key; each refusal is audited.
+	other := f.AddUser(f.Tenant, "lead2", "security_lead")
 	mark := f.Head()
+	if _, err := f.App.ScopeKeys.Sign(f.Ctx, other.P, "", k.ID, doc, f.Code(other)); !errors.Is(err, auth.ErrForbidden) {
+		t.Fatalf("another lead's Sign: %v", err)
+	}
+	if _, err := f.App.ScopeKeys.Revoke(f.Ctx, other.P, "", k.ID, "not mine", f.Code(other)); !errors.Is(err, auth.ErrForbidden) {
+		t.Fatalf("another lead's Revoke: %v", err)
+	}
+	if es := f.Entries(mark, audit.ActAccessDenied); len(es) != 2 || es[0].Object != "scope-key:"+k.ID || es[1].Object != "scope-key:"+k.ID {
+		t.Fatalf("access.denied entries for another lead's key: %+v", es)
+	}
+	mark = f.Head()
 	signed, err := f.App.ScopeKeys.Sign(f.Ctx, e.lead.P, "", k.ID, doc, f.Code(e.lead))
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,11 @@ func (rr *RemoteRunner) Publish(ctx context.Context, sensorID string, d Dispatch
 	if err != nil {
 		return nil, fmt.Errorf("test dispatch: %w", err)
 	}
-	return rr.dispatch(ctx, x, d.Run, unverified.ID, body, unverified.NotAfter)
+	keys, err := rr.s.d.ScopeKeys(ctx, x.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	return rr.dispatch(ctx, x, d.Run, unverified.ID, body, unverified.NotAfter, rr.s.newGuard(d.Request, x.ID, keys))
 }
 
 // Kick closes the sensor's connections without revoking it (a partition).
@@ -161,4 +165,43 @@ func (s *Service) ForgetRuns() {
 	s.runs.mu.Lock()
 	s.runs.runs = map[string]*remoteStream{}
 	s.runs.mu.Unlock()
+}
+
+// LiveRuns returns the runs a RemoteRunner stream of this process reads,
+// with their sensors (the forged-results tests play a sensor that learned
+// another's run id).
+func (s *Service) LiveRuns() map[string]string {
+	s.runs.mu.Lock()
+	defer s.runs.mu.Unlock()
+	out := map[string]string{}
+	for run, r := range s.runs.runs {
+		out[run] = r.sensor
+	}
+	return out
+}
+
+// PendingBytes is the size of the out-of-order events a live run holds
+// (-1 when the run is not live).
+func (s *Service) PendingBytes(run string) int {
+	r := s.runs.get(run)
+	if r == nil {
+		return -1
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pendingBytes
+}
+
+// MaxPendingBytes is the bound on PendingBytes.
+const MaxPendingBytes = maxPendingBytes
+
+// NextSeq is the seq a live run waits for (0 when the run is not live).
+func (s *Service) NextSeq(run string) uint64 {
+	r := s.runs.get(run)
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
 }

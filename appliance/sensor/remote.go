@@ -2,11 +2,13 @@ package sensor
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -39,8 +41,11 @@ type Delivery struct {
 // one transaction. Events of one run come in the order they arrived,
 // which after a partition may differ from seq order, and an event may
 // come twice after a crash between storing and acknowledging: the Sink
-// must be idempotent by (Run, Event.Seq). An error makes JetStream deliver
-// the whole batch again a second later.
+// must be idempotent by (Run, Event.Seq). Sensor is the sensor that sent
+// the event (its subject), not necessarily the one Run was dispatched to,
+// and the events have not been checked against the run's job: a Sink that
+// stores them must check both. An error makes JetStream deliver the whole
+// batch again a second later.
 type Sink interface {
 	Deliver(ctx context.Context, batch []Delivery) error
 }
@@ -51,9 +56,15 @@ type SinkFunc func(ctx context.Context, batch []Delivery) error
 // Deliver calls f.
 func (f SinkFunc) Deliver(ctx context.Context, batch []Delivery) error { return f(ctx, batch) }
 
-// maxPending bounds the out-of-order events held per run (a sensor sends
-// at most its publish window ahead of the oldest unacknowledged event).
-const maxPending = 4096
+// maxPending and maxPendingBytes bound the out-of-order events held per
+// run (a sensor sends at most its publish window, 256 events of a few
+// hundred bytes each, ahead of the oldest unacknowledged event); beyond
+// them an event waits in JetStream and comes again. The event a run waits
+// for is always taken, so a run full of later events still moves.
+const (
+	maxPending      = 4096
+	maxPendingBytes = 16 << 20
+)
 
 // runTable holds the runs dispatched by this process's RemoteRunner.
 type runTable struct {
@@ -122,14 +133,28 @@ func (s *Service) intake(tenant string, batch []jetstream.Msg) {
 		}
 		sensorID := subj[len("fiq.res."):]
 		run := m.Headers().Get(headerRun)
-		var ev runner.Event
-		if err := strictDecode(m.Data(), &ev); err != nil || ev.Validate() != nil || !runIDPattern.MatchString(run) {
-			s.d.Logger.Warn("sensor result malformed; dropped", "sensor", sensorID, "run", run)
+		if !runIDPattern.MatchString(run) {
+			s.d.Logger.Warn("sensor result without a valid run id; dropped", "sensor", sensorID, "run_bytes", len(run), "bytes", len(m.Data()))
 			_ = m.Term()
 			continue
 		}
-		if r := s.runs.get(run); r != nil && r.sensor == sensorID && r.tenant == tenant {
-			r.offer(ev, m)
+		var ev runner.Event
+		if err := strictDecode(m.Data(), &ev); err != nil || ev.Validate() != nil {
+			s.d.Logger.Warn("sensor result malformed; dropped", "sensor", sensorID, "run", run, "bytes", len(m.Data()))
+			_ = m.Term()
+			continue
+		}
+		if r := s.runs.get(run); r != nil {
+			if r.sensor == sensorID && r.tenant == tenant {
+				r.offer(ev, m)
+				continue
+			}
+			// A live run of another sensor (or tenant): run ids are
+			// random and only the console and that sensor know them,
+			// so this sensor is forging. The event goes nowhere, not
+			// even to the Sink.
+			s.d.Logger.Warn("sensor result for a run dispatched to another sensor; refused", "sensor", sensorID, "tenant", tenant, "run", run)
+			_ = m.Term()
 			continue
 		}
 		if ev.Type != runner.TypeDone && ev.Type != runner.TypeRefused {
@@ -251,6 +276,7 @@ func (rr *RemoteRunner) Run(ctx context.Context, req runner.Request) (runner.Str
 	if err != nil {
 		return nil, fmt.Errorf("remote run: %w", err)
 	}
+	g := rr.s.newGuard(req, x.ID, keys)
 	t := Trust{Tenant: x.Tenant, TenantName: tname, IssuedAt: rr.s.now()}
 	for _, k := range keys {
 		t.ScopeKeys = append(t.ScopeKeys, []byte(k))
@@ -264,7 +290,13 @@ func (rr *RemoteRunner) Run(ctx context.Context, req runner.Request) (runner.Str
 	if err != nil {
 		return nil, fmt.Errorf("remote run: %w", err)
 	}
-	return rr.dispatch(ctx, x, run, unverified.ID, body, unverified.NotAfter)
+	return rr.dispatch(ctx, x, run, unverified.ID, body, unverified.NotAfter, g)
+}
+
+// newGuard is the guard of a run of req dispatched to sensorID now, with
+// the tenant's trusted scope keys (the ones its trust bundle carries).
+func (s *Service) newGuard(req runner.Request, sensorID string, scopeKeys []ed25519.PublicKey) *guard {
+	return newGuard(req.Job, req.ResumeBatch, sensorID, s.d.JobKey.Public().(ed25519.PublicKey), scopeKeys, s.profile, s.mono)
 }
 
 // dispatch publishes body (a Dispatch of job jobID) for sensor x and
@@ -272,7 +304,7 @@ func (rr *RemoteRunner) Run(ctx context.Context, req runner.Request) (runner.Str
 // waiting in the stream are deleted first, and the sensor is told to stop
 // any other run of it (a run dispatched before a console restart, which
 // recovery dispatches again).
-func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run, jobID string, body []byte, notAfter time.Time) (runner.Stream, error) {
+func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run, jobID string, body []byte, notAfter time.Time, g *guard) (runner.Stream, error) {
 	h := rr.s.currentHub()
 	if h == nil {
 		return nil, fmt.Errorf("remote run: %w", ErrFleetOff)
@@ -296,7 +328,7 @@ func (rr *RemoteRunner) dispatch(ctx context.Context, x Sensor, run, jobID strin
 		idle = 5 * time.Minute
 	}
 	r := &remoteStream{
-		table: rr.s.runs, nc: tc.nc, run: run, sensor: x.ID, tenant: x.Tenant, now: rr.s.now,
+		table: rr.s.runs, nc: tc.nc, run: run, sensor: x.ID, tenant: x.Tenant, now: rr.s.now, guard: g, log: rr.s.d.Logger,
 		notAfter: notAfter, idle: idle, last: rr.s.now(),
 		ch: make(chan runner.Event, buf), closed: make(chan struct{}), next: 1, pending: map[uint64]pendingEvent{},
 	}
@@ -372,8 +404,9 @@ func (s *Service) tenantName(ctx context.Context, tenant string) (string, error)
 }
 
 type pendingEvent struct {
-	ev  runner.Event
-	msg jetstream.Msg
+	ev   runner.Event
+	msg  jetstream.Msg
+	size int // bytes of the message
 }
 
 // remoteStream is a remote run's Stream. Events arrive from the results
@@ -391,10 +424,14 @@ type remoteStream struct {
 	notAfter time.Time
 	idle     time.Duration
 
-	mu      sync.Mutex // held by offer, also while it waits for the reader
-	next    uint64     // next seq to hand over
-	pending map[uint64]pendingEvent
-	ended   bool // the final event was handed over
+	guard *guard // checks each event, in seq order, before the reader sees it
+	log   *slog.Logger
+
+	mu           sync.Mutex // held by offer, also while it waits for the reader
+	next         uint64     // next seq to hand over
+	pending      map[uint64]pendingEvent
+	pendingBytes int
+	ended        bool // the final event was handed over
 
 	lastMu sync.Mutex // separate, so Recv never waits for offer
 	last   time.Time  // when an event last arrived
@@ -415,35 +452,74 @@ func (r *remoteStream) offer(ev runner.Event, m jetstream.Msg) {
 		_ = m.Ack() // a duplicate: already handed over
 		return
 	}
-	if p, dup := r.pending[ev.Seq]; dup {
-		_ = p.msg.Ack()
+	if _, dup := r.pending[ev.Seq]; dup {
+		// The same seq again (a redelivery, a re-send, or a sensor's
+		// second version of it): the first one stays.
+		_ = m.Ack()
+		return
 	}
-	if len(r.pending) >= maxPending {
+	size := len(m.Data())
+	if ev.Seq != r.next && (len(r.pending) >= maxPending || r.pendingBytes+size > maxPendingBytes) {
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
-	r.pending[ev.Seq] = pendingEvent{ev: ev, msg: m}
+	r.pending[ev.Seq] = pendingEvent{ev: ev, msg: m, size: size}
+	r.pendingBytes += size
 	for {
 		p, ok := r.pending[r.next]
 		if !ok {
 			return
 		}
+		out := p.ev
+		var refused error
+		if r.guard != nil {
+			if refused = r.guard.check(out); refused != nil {
+				out = runner.Event{Seq: p.ev.Seq, Type: runner.TypeDone, JobID: r.guard.j.ID, ScanID: r.guard.j.ScanID, Time: r.now(),
+					Done: &runner.Done{Code: RefusedCode, Error: refused.Error()}}
+			}
+		}
 		select {
-		case r.ch <- p.ev:
+		case r.ch <- out:
 		case <-r.closed:
 			// The reader left: the events stay in JetStream for the Sink.
 			return
 		}
-		_ = p.msg.Ack()
 		delete(r.pending, r.next)
+		r.pendingBytes -= p.size
 		r.next++
+		if refused != nil {
+			r.refuse(p, refused)
+			return
+		}
+		_ = p.msg.Ack()
 		if p.ev.Type == runner.TypeRefused || p.ev.Type == runner.TypeDone {
-			r.ended = true
-			close(r.ch)
-			r.table.drop(r.run)
+			r.end()
 			return
 		}
 	}
+}
+
+// end closes the stream after its final event.
+func (r *remoteStream) end() {
+	r.ended = true
+	close(r.ch)
+	r.table.drop(r.run)
+}
+
+// refuse ends the run after the guard refused p's event (the reader got
+// a final event with RefusedCode instead): the event and every later one
+// held are removed from JetStream, and the sensor is told to cancel the
+// run. Whatever it sends later goes to the Sink.
+func (r *remoteStream) refuse(p pendingEvent, err error) {
+	r.log.Warn("sensor event refused; the run ends", "sensor", r.sensor, "run", r.run, "err", err)
+	_ = p.msg.Term()
+	for seq, q := range r.pending {
+		_ = q.msg.Term()
+		delete(r.pending, seq)
+	}
+	r.pendingBytes = 0
+	r.end()
+	publishCancel(r.nc, r.sensor, Cancel{Run: r.run})
 }
 
 // Recv returns the next event in order, io.EOF after the final one, or

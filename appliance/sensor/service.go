@@ -44,6 +44,7 @@ import (
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
 	"firewalliq/audit"
+	"firewalliq/probe/safety"
 )
 
 // Errors of the sensor service. Suggested mappings are in docs/fleet.md.
@@ -110,6 +111,14 @@ type Service struct {
 
 	staleMu sync.Mutex
 	stale   map[string]time.Time // runs cancelStale asked to stop
+
+	// profile is this binary's safety profile, which the jobs it
+	// dispatches name (the guard of a live run verifies them with it).
+	profile safety.Profile
+	// mono is the real clock, not the injected one: the guard bounds a
+	// run's claimed duration by the time that really passed since its
+	// dispatch, a physical bound a test clock would make wrong.
+	mono func() time.Time
 }
 
 // New checks deps and returns the service (the fleet is not running yet).
@@ -129,7 +138,11 @@ func New(d Deps) (*Service, error) {
 	if d.Config.SilentAfter == 0 {
 		d.Config.SilentAfter = DefaultSilentAfter
 	}
-	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable(), stale: map[string]time.Time{}}, nil
+	prof, err := safety.Load()
+	if err != nil {
+		return nil, fmt.Errorf("sensor: %w", err)
+	}
+	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable(), stale: map[string]time.Time{}, profile: prof, mono: time.Now}, nil
 }
 
 // Sensor is a sensor's record and state.
@@ -690,7 +703,7 @@ func (s *Service) startTenant(ctx context.Context, tenant string) error {
 		case ch <- m:
 		case <-stop: // not acknowledged: delivered again after the restart
 		}
-	}, jetstream.PullMaxMessages(intakeBatch))
+	}, jetstream.PullMaxMessagesWithBytesLimit(intakeBatch, intakeBufferBytes))
 	if err != nil {
 		return fail(fmt.Errorf("tenant %s results: %w", tenant, err))
 	}
@@ -701,6 +714,11 @@ func (s *Service) startTenant(ctx context.Context, tenant string) error {
 	go s.intakeLoop(tenant, ch, stop)
 	return nil
 }
+
+// intakeBufferBytes bounds the result messages a tenant's intake has
+// asked the server for and not yet taken (its pull buffer): a few large
+// events (a message is at most 1 MiB) cannot fill the console's memory.
+const intakeBufferBytes = 8 << 20
 
 // Heartbeat is what a sensor publishes every HeartbeatInterval.
 type Heartbeat struct {

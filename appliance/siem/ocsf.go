@@ -69,7 +69,9 @@ func mapAction(action string) ocsfMapping {
 		return ocsfMapping{ClassScanActivity, 1, "Started"}
 	case audit.ActScanComplete:
 		return ocsfMapping{ClassScanActivity, 2, "Completed"}
-	case audit.ActScanCancel:
+	case audit.ActScanCancel, audit.ActScanStop:
+		// scan.cancel is the user's cancel, scan.stop the run's end
+		// after it (packets sent until then).
 		return ocsfMapping{ClassScanActivity, 3, "Cancelled"}
 	case audit.ActScanFail, audit.ActScanRefuse:
 		return ocsfMapping{ClassScanActivity, 6, "Error"}

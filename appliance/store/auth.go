@@ -101,7 +101,8 @@ func (s *Store) SetLoginState(ctx context.Context, tx *sql.Tx, st AuthState) err
 }
 
 // ErrStale means a compare-and-set found newer state: a TOTP step at or
-// before the last accepted one, a step-up already used.
+// before the last accepted one, a step-up already used, a security key's
+// signature counter at or below the stored one.
 var ErrStale = errors.New("already used")
 
 // AdvanceTOTPStep records step as user id's last accepted TOTP step, only if

@@ -77,17 +77,52 @@ func (s *Store) CountWebAuthnKeys(ctx context.Context, q Querier, userID string)
 }
 
 // UseWebAuthnKey records an accepted use of key id: the updated credential
-// record, its signature counter, when and from where.
+// record, its signature counter, when and from where; but only if
+// signCount advances the stored counter (is larger, or both are 0: an
+// authenticator without a counter). The check is the UPDATE's own WHERE,
+// so it judges the counter current inside tx, not the one read when the
+// assertion was verified: of two uses of one key verified against the
+// same stored counter, the one finishing last cannot write back a lower
+// counter. A counter that does not advance is ErrStale (nothing is
+// written); a key that is gone (or another user's) is ErrNotFound.
 func (s *Store) UseWebAuthnKey(ctx context.Context, tx *sql.Tx, userID, id string, credential []byte, signCount uint32, ip string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE auth_webauthn_keys SET credential = ?, sign_count = ?, last_used_at = ?, last_used_ip = ? WHERE id = ? AND user_id = ?`,
-		credential, int64(signCount), nanos(now), ip, id, userID)
-	return affected("use security key", res, err)
+	n := int64(signCount)
+	res, err := tx.ExecContext(ctx, `UPDATE auth_webauthn_keys SET credential = ?, sign_count = ?, last_used_at = ?, last_used_ip = ?
+		WHERE id = ? AND user_id = ? AND (sign_count < ? OR (sign_count = 0 AND ? = 0))`,
+		credential, n, nanos(now), ip, id, userID, n, n)
+	if err != nil {
+		return fmt.Errorf("use security key: %w", err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("use security key: %w", err)
+	}
+	if rows == 1 {
+		return nil
+	}
+	var stored int64
+	err = tx.QueryRowContext(ctx, `SELECT sign_count FROM auth_webauthn_keys WHERE id = ? AND user_id = ?`, id, userID).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("use security key: %w", ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("use security key: %w", err)
+	}
+	return fmt.Errorf("use security key: signature counter %d, stored %d: %w", signCount, stored, ErrStale)
 }
 
-// FlagWebAuthnClone marks key id as possibly cloned.
-func (s *Store) FlagWebAuthnClone(ctx context.Context, tx *sql.Tx, userID, id string) error {
-	res, err := tx.ExecContext(ctx, `UPDATE auth_webauthn_keys SET clone_warning = 1 WHERE id = ? AND user_id = ?`, id, userID)
-	return affected("flag security key", res, err)
+// FlagWebAuthnClone marks key id as possibly cloned and returns its
+// stored signature counter (the last one accepted).
+func (s *Store) FlagWebAuthnClone(ctx context.Context, tx *sql.Tx, userID, id string) (uint32, error) {
+	var stored int64
+	err := tx.QueryRowContext(ctx, `UPDATE auth_webauthn_keys SET clone_warning = 1 WHERE id = ? AND user_id = ? RETURNING sign_count`, id, userID).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("flag security key: %w", ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("flag security key: %w", err)
+	}
+	return uint32(stored), nil
 }
 
 // DeleteWebAuthnKey removes key id of user userID; another user's key (or

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
-	"time"
 )
 
 // Opt-in additions for tests of remote sensors (docs/fleet.md): an
@@ -137,15 +135,7 @@ type nsDeleter struct {
 	ns  string
 }
 
-func (d nsDeleter) Close() error {
-	if _, err := os.Stat(netnsDir + "/" + d.ns); err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := d.run.run(ctx, "", "ip", "netns", "del", d.ns)
-	return err
-}
+func (d nsDeleter) Close() error { return d.run.deleteNamespace(d.ns) }
 
 // InterfaceCounter reads one statistic ("rx_packets", "tx_packets", ...)
 // of interface dev in namespace ns.

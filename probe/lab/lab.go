@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -73,11 +72,9 @@ type Lab struct {
 	// Truth is the ground truth for the Target zone.
 	Truth Truth
 
-	opts    Options
-	run     runner
-	mu      sync.Mutex
-	closers []io.Closer
-	closed  bool
+	opts Options
+	run  runner
+	undo Undo
 }
 
 // Fixed lab addressing (see docs/lab.md). 198.18.0.0/15 is reserved for
@@ -255,11 +252,7 @@ func (l *Lab) build(ctx context.Context) error {
 	return nil
 }
 
-func (l *Lab) addCloser(c io.Closer) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closers = append(l.closers, c)
-}
+func (l *Lab) addCloser(c io.Closer) { l.undo.Add(c) }
 
 // hostRange renders host numbers from..to of a prefix as an nftables range.
 func hostRange(p netip.Prefix, from, to uint8) string {
@@ -410,32 +403,4 @@ func (l *Lab) Counters(ctx context.Context) (rx, tx uint64, err error) {
 // Close stops the listeners and deletes every namespace of the lab (which
 // removes its veth links, routes and ruleset with it). It is safe to call
 // more than once and keeps going after errors.
-func (l *Lab) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
-	closers := l.closers
-	l.closers = nil
-	l.mu.Unlock()
-	var errs []error
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i].Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// Teardown must not be cancelled by the context that built the lab.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, ns := range l.namespaces() {
-		if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
-			continue
-		}
-		if _, err := l.run.run(ctx, "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+func (l *Lab) Close() error { return l.undo.Teardown(l.namespaces(), l.run.log) }

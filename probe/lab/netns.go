@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,6 +90,14 @@ func (r runner) run(ctx context.Context, stdin string, name string, args ...stri
 	return out.String(), nil
 }
 
+// Exec runs name args... the way the lab runs ip, nft, tc and sysctl, for
+// the demo sandbox: stdin (when set) on its standard input, the combined
+// output returned, and a non-zero exit an error carrying that output. logf,
+// when set, receives the command and its output.
+func Exec(ctx context.Context, logf func(format string, args ...any), stdin, name string, args ...string) (string, error) {
+	return runner{log: logf}.run(ctx, stdin, name, args...)
+}
+
 // ipn runs "ip -n ns args...".
 func (r runner) ipn(ctx context.Context, ns string, args ...string) error {
 	_, err := r.run(ctx, "", "ip", append([]string{"-n", ns}, args...)...)
@@ -98,6 +109,65 @@ func (r runner) ipn(ctx context.Context, ns string, args ...string) error {
 func (r runner) sysctl(ctx context.Context, ns string, kv ...string) error {
 	args := append([]string{"netns", "exec", ns, "sysctl", "-q", "-w"}, kv...)
 	_, err := r.run(ctx, "", "ip", args...)
+	return err
+}
+
+// Undo is what a lab, or the demo sandbox, must undo when it ends: the
+// closers it registered (listeners, captures) and its namespaces. The zero
+// value is ready to use.
+type Undo struct {
+	mu      sync.Mutex
+	closers []io.Closer
+	done    bool
+}
+
+// Add registers c to be closed at teardown; closers run last first.
+func (u *Undo) Add(c io.Closer) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closers = append(u.closers, c)
+}
+
+// Teardown closes the closers, last first, then deletes each namespace of
+// names that still exists, which removes its veth links, routes and
+// nftables tables with it. It runs once (later calls return nil), keeps
+// going after errors and returns them all. It is not bound to the context
+// that built the namespaces (an interrupted lab or demo still cleans up):
+// each deletion has a deadline of its own. logf, when set, receives each
+// command and its output.
+func (u *Undo) Teardown(names []string, logf func(format string, args ...any)) error {
+	u.mu.Lock()
+	if u.done {
+		u.mu.Unlock()
+		return nil
+	}
+	u.done = true
+	closers := u.closers
+	u.closers = nil
+	u.mu.Unlock()
+	var errs []error
+	for i := len(closers) - 1; i >= 0; i-- {
+		if err := closers[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r := runner{log: logf}
+	for _, ns := range names {
+		if err := r.deleteNamespace(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteNamespace deletes ns if it exists, within 30 seconds of its own.
+func (r runner) deleteNamespace(ns string) error {
+	if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := r.run(ctx, "", "ip", "netns", "del", ns)
 	return err
 }
 

@@ -389,7 +389,7 @@ func (c *Console) approve(ec echo.Context) error {
 
 func (c *Console) deny(ec echo.Context) error {
 	p, _ := principal(ec)
-	if err := c.d.Auth.Deny(ec.Request().Context(), p, ec.Param("id"), ec.Request().PostFormValue("reason")); err != nil {
+	if err := c.d.Auth.Deny(ec.Request().Context(), p, ec.Param("id"), ec.Request().PostFormValue("reason"), ""); err != nil {
 		return err
 	}
 	return redirectFlash(ec, Prefix+"/approvals", "Request denied.")

@@ -175,20 +175,35 @@ func (c *Console) auditProofPage(ec echo.Context) error {
 // --- scopes ---
 
 func (c *Console) scopesPage(ec echo.Context) error {
+	return c.showScopes(ec, http.StatusOK, "", signForm{})
+}
+
+// showScopes renders the scopes page with status, a refusal to show
+// (problem) and the sign form as it was sent (scopesign.go).
+func (c *Console) showScopes(ec echo.Context, status int, problem string, form signForm) error {
 	if c.d.Scopes == nil {
 		return errUnavailable
 	}
 	p, _ := principal(ec)
-	tenant, tenants, err := c.tenantFor(ec, p)
-	if err != nil {
-		return err
+	var tenant string
+	var tenants []tenantOption
+	var err error
+	if ec.Request().Method == http.MethodGet {
+		tenant, tenants, err = c.tenantFor(ec, p)
+		if err != nil {
+			return err
+		}
 	}
 	ss, err := c.d.Scopes.List(ec.Request().Context(), p, tenant)
 	if err != nil {
 		return err
 	}
-	return c.render(ec, http.StatusOK, "scopes", view{Title: "Scopes", Nav: "scopes", Flash: flashOf(ec), Tenant: tenant, Tenants: tenants,
-		Data: scopesData{Scopes: ss, CanRegister: c.canRegisterScope(p)}})
+	held, err := c.heldKeys(ec, p)
+	if err != nil {
+		return err
+	}
+	return c.render(ec, status, "scopes", view{Title: "Scopes", Nav: "scopes", Flash: flashOf(ec), Error: problem, Tenant: tenant, Tenants: tenants,
+		Data: scopesData{Scopes: ss, CanRegister: c.canRegisterScope(p), HeldKeys: held, Sign: form}})
 }
 
 type scopeData struct {

@@ -131,8 +131,8 @@ func (c *Console) recentScansFor(ctx context.Context, p auth.Principal, size int
 // settled reports whether scan sc can no longer change without an audit
 // entry: its request is final and so is its job, if it has one. A
 // cancelled request is final at once (scan.cancel is audited), while its
-// job runs on until the runner stops, saving result batches and then
-// moving to "cancelled", none of which writes an audit entry.
+// job runs on until the runner stops, saving result batches (not audited)
+// before it moves to "cancelled" (audited as scan.stop).
 func settled(sc scan.Scan) bool {
 	if !finalState(sc.State) {
 		return false

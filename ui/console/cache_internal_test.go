@@ -8,10 +8,9 @@ import (
 
 // TestSettled: a scan read is reused (cache.go) only once nothing about it
 // can change without an audit entry. A cancelled request whose job is
-// still running is not settled: the runner keeps saving result batches
-// and then marks the job cancelled, neither of which is audited, so a
-// cached read would show a stale result count and job state until some
-// unrelated audit entry happened to be written.
+// still running is not settled: the runner keeps saving result batches,
+// which are not audited, so a cached read would show a stale result
+// count until the job's end (scan.stop) or some unrelated audit entry.
 func TestSettled(t *testing.T) {
 	job := func(state string) *scan.JobInfo { return &scan.JobInfo{ID: "job_1", State: state, Results: 10} }
 	tests := []struct {

@@ -47,30 +47,44 @@ const (
 	tlColumns = 120
 )
 
-// timelineChart draws a scan's results recorded per second against the
-// job's rate cap (a dashed line) and, once completed, the measured mean
-// rate (a dotted line). Nothing to draw gives "".
+// timelineChart draws a scan's send rate against the job's rate cap (a
+// dashed line) and, once completed, the measured mean rate (a dotted
+// line). A completed scan's bars are the packets its final run sent per
+// second (the engine's bucketed count, recorded in the audited
+// completion); until then, and for completions recorded before that was
+// kept, they are the results recorded per second. Nothing to draw gives "".
 func timelineChart(tl report.Timeline) template.HTML {
-	if len(tl.PerSecond) == 0 {
-		return ""
-	}
-	secs := len(tl.PerSecond)
-	per := (secs + tlColumns - 1) / tlColumns // seconds per column
-	cols := (secs + per - 1) / per
-	vals := make([]float64, cols)
-	peak, total := 0.0, 0
-	for i, n := range tl.PerSecond {
-		vals[i/per] += float64(n)
-		total += n
-	}
-	for i := range vals {
-		width := per
-		if i == cols-1 && secs%per != 0 {
-			width = secs % per
+	var vals []float64
+	var per, secs int
+	var total float64 // packets or results drawn
+	what := "Results recorded"
+	if tl.Sent != nil && len(tl.Sent.Packets) > 0 && tl.Sent.BucketSeconds > 0 {
+		what, per = "Packets sent", tl.Sent.BucketSeconds
+		secs = per * len(tl.Sent.Packets)
+		for _, n := range tl.Sent.Packets {
+			vals = append(vals, float64(n)/float64(per))
+			total += float64(n)
 		}
-		vals[i] /= float64(width)
-		peak = max(peak, vals[i])
+	} else {
+		if len(tl.PerSecond) == 0 {
+			return ""
+		}
+		secs = len(tl.PerSecond)
+		per = (secs + tlColumns - 1) / tlColumns // seconds per column
+		vals = make([]float64, (secs+per-1)/per)
+		for i, n := range tl.PerSecond {
+			vals[i/per] += float64(n)
+			total += float64(n)
+		}
+		for i := range vals {
+			width := per
+			if i == len(vals)-1 && secs%per != 0 {
+				width = secs % per
+			}
+			vals[i] /= float64(width)
+		}
 	}
+	peak := slices.Max(vals)
 	limit := tl.RequestedPPS
 	if limit <= 0 {
 		limit = tl.CapPPS
@@ -78,15 +92,19 @@ func timelineChart(tl report.Timeline) template.HTML {
 	top := max(peak, float64(limit), tl.MeasuredPPS, 1) * 1.15
 	y := func(v float64) float64 { return tlHeight - tlHeight*v/top }
 	var b strings.Builder
-	summary := fmt.Sprintf("Results recorded per second over %d s: %d in total, at most %.1f per second; cap %d per second", secs, total, peak, limit)
+	summary := fmt.Sprintf("%s per second over %d s: %.0f in total, at most %.1f per second; cap %d per second", what, secs, total, peak, limit)
+	if per > 1 {
+		summary += fmt.Sprintf(" (each bar the mean of %d s)", per)
+	}
 	if tl.Completed {
 		summary += fmt.Sprintf("; measured mean %.1f packets per second", tl.MeasuredPPS)
 	}
-	if tl.Sampled {
+	if tl.Sampled && tl.Sent == nil {
 		summary += " (counts sampled from the stored results' time stamps)"
 	}
 	fmt.Fprintf(&b, `<svg class="chart timeline" id="scan-timeline" viewBox="0 0 %d %d" role="img" aria-labelledby="timeline-title"><title id="timeline-title">%s</title>`,
 		tlWidth, tlHeight+tlPad, esc(summary))
+	cols := len(vals)
 	bw := float64(tlWidth) / float64(cols)
 	for i, v := range vals {
 		label := fmt.Sprintf("%d s: %.1f per second", i*per, v)

@@ -14,6 +14,7 @@ import (
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/report"
 	"firewalliq/appliance/report/verify"
+	"firewalliq/probe"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden SVG files in testdata/")
@@ -91,6 +92,13 @@ func TestTimelineChart(t *testing.T) {
 		{name: "completed with measured rate", tl: report.Timeline{Start: start, PerSecond: []int{20, 20, 19}, RequestedPPS: 20, CapPPS: 400,
 			Completed: true, MeasuredPPS: 19.6, Worst100ms: 2, Packets: 59}, bars: 3, texts: []string{"measured mean 19.6 packets per second"}, golden: "timeline-completed.svg"},
 		{name: "long run in buckets", tl: report.Timeline{Start: start, PerSecond: long, RequestedPPS: 20}, bars: 112, texts: []string{"1000 s", "(mean)"}},
+		{name: "completed: packets sent per second", tl: report.Timeline{Start: start, PerSecond: []int{20, 20, 19}, RequestedPPS: 20, CapPPS: 400,
+			Completed: true, MeasuredPPS: 19.9, Worst100ms: 3, Packets: 66, Sent: &probe.SendSeries{BucketSeconds: 1, Packets: []uint64{20, 20, 20, 6}}},
+			bars: 4, texts: []string{"Packets sent per second over 4 s: 66 in total, at most 20.0 per second; cap 20 per second", "measured mean 19.9"},
+			golden: "timeline-packets.svg"},
+		{name: "long run: packets in 8 s buckets", tl: report.Timeline{Start: start, PerSecond: long, RequestedPPS: 20, Completed: true, MeasuredPPS: 12,
+			Sent: &probe.SendSeries{BucketSeconds: 8, Packets: []uint64{96, 160, 8}}},
+			bars: 3, texts: []string{"Packets sent per second over 24 s: 264 in total, at most 20.0 per second", "(each bar the mean of 8 s)", "8–16 s: 20.0 per second (mean)"}},
 		{name: "no requested rate: the profile cap", tl: report.Timeline{Start: start, PerSecond: []int{1}, CapPPS: 400}, bars: 1, texts: []string{"cap 400/s"}},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -134,7 +135,18 @@ type Console struct {
 	cache readCache
 	// slots holds one token per page request being worked on (queued).
 	slots chan struct{}
+	// stopping is closed by EndStreams: open progress streams end.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
+
+// EndStreams ends every open progress stream (scanEvents), and any that
+// starts afterwards, with a last "shutdown" event. serve calls it when its
+// graceful shutdown begins (http.Server.RegisterOnShutdown): Shutdown
+// waits for active requests, and a stream otherwise lasts until the scan
+// ends or for up to 30 minutes, far beyond serve's 5 s for the shutdown.
+// It is safe to call more than once.
+func (c *Console) EndStreams() { c.stopOnce.Do(func() { close(c.stopping) }) }
 
 // New parses every template and checks the static assets. An error here
 // means the build is broken; serve refuses to start.
@@ -151,7 +163,7 @@ func New(d Deps) (*Console, error) {
 	if d.PagesInFlight <= 0 {
 		d.PagesInFlight = DefaultPagesInFlight
 	}
-	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}, slots: make(chan struct{}, d.PagesInFlight)}
+	c := &Console{d: d, log: d.Logger, perms: map[string]bool{}, slots: make(chan struct{}, d.PagesInFlight), stopping: make(chan struct{})}
 	for _, p := range auth.Permissions() {
 		for _, r := range p.Roles {
 			c.perms[r+"\x00"+string(p.Op)] = true
@@ -200,6 +212,19 @@ func parseTemplates(fsys fs.FS, fm template.FuncMap) (map[string]*template.Templ
 		}
 		if t.Lookup("content") == nil {
 			return nil, fmt.Errorf("console: template %s defines no content", name)
+		}
+		// html/template escapes a set, and finds its escaping errors (an
+		// unclosed attribute quote, an action inside a comment), only at
+		// its first Execute. Execute each page once now, as render does
+		// (layout.html with a view), so such a page fails the boot. The
+		// zero view makes ordinary execution errors (a field of nil Data)
+		// likely: those say nothing about the template and are ignored;
+		// only an escaping error (*template.Error) counts.
+		if err := t.ExecuteTemplate(io.Discard, "layout.html", view{}); err != nil {
+			var te *template.Error
+			if errors.As(err, &te) {
+				return nil, fmt.Errorf("console: template %s: %w", name, err)
+			}
 		}
 		pages[name] = t
 	}
@@ -276,6 +301,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodPost, "/evidence/export/:id/link", c.stepUp(c.exportLink))
 	a(http.MethodGet, "/scopes", c.scopesPage)
 	a(http.MethodPost, "/scopes", c.scopeRegister)
+	a(http.MethodPost, "/scopes/sign", c.stepUp(c.scopeSign))
 	a(http.MethodGet, "/scopes/:id", c.scopePage)
 	a(http.MethodGet, "/scans", c.scansPage)
 	a(http.MethodPost, "/scans", c.stepUp(c.scanRequest))
@@ -283,7 +309,7 @@ func (c *Console) Register(e *echo.Echo, limit func(name string) echo.Middleware
 	a(http.MethodGet, "/scans/:id/events", c.scanEvents)
 	a(http.MethodGet, "/scans/:id/results", c.resultsPage)
 	a(http.MethodPost, "/scans/:id/approve", c.stepUp(c.scanApprove))
-	a(http.MethodPost, "/scans/:id/deny", c.scanDeny)
+	a(http.MethodPost, "/scans/:id/deny", c.stepUp(c.scanDeny))
 	a(http.MethodPost, "/scans/:id/start", c.stepUp(c.scanStart))
 	a(http.MethodPost, "/scans/:id/cancel", c.scanCancel)
 	a(http.MethodGet, "/reviews", c.reviewsPage)

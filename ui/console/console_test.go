@@ -135,8 +135,10 @@ func TestCSRFRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := admin.post("/console/users", url.Values{"csrf": {tt.csrf}, "tenant": {f.init.TenantID}, "name": {"mallory"}, "role": {store.RoleAdmin}})
 			want(t, a, http.StatusForbidden, `id="request-id"`, "CSRF")
+			wantRequestID(t, a)
 			a = admin.post("/console/logout-all", url.Values{"csrf": {tt.csrf}})
 			want(t, a, http.StatusForbidden)
+			wantRequestID(t, a)
 		})
 	}
 	a := admin.get("/console/users?tenant=" + f.init.TenantID)
@@ -426,7 +428,9 @@ func TestSIEMDestination(t *testing.T) {
 func TestNotFoundAndRateLimit(t *testing.T) {
 	f := newFixture(t)
 	b := f.browser()
-	want(t, b.get("/console/no-such-page"), http.StatusNotFound, `id="request-id"`, "<!DOCTYPE html>")
+	a := b.get("/console/no-such-page")
+	want(t, a, http.StatusNotFound, `id="request-id"`, "<!DOCTYPE html>")
+	wantRequestID(t, a)
 	// The TOTP step without a pending session: refused by the service
 	// without counting a failure, so only the HTTP limiter can say 429.
 	var last answer
@@ -437,6 +441,7 @@ func TestNotFoundAndRateLimit(t *testing.T) {
 		}
 	}
 	want(t, last, http.StatusTooManyRequests, "Too many attempts", `id="request-id"`)
+	wantRequestID(t, last)
 	if last.header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After")
 	}

@@ -24,7 +24,10 @@ import (
 // A step-up challenge becomes the TOTP prompt.
 func (c *Console) page(h handler) echo.HandlerFunc {
 	return func(ec echo.Context) error {
-		err := h(ec)
+		err := parseBody(ec.Request())
+		if err == nil {
+			err = h(ec)
+		}
 		if err == nil || ec.Response().Committed {
 			return err
 		}
@@ -33,8 +36,13 @@ func (c *Console) page(h handler) echo.HandlerFunc {
 			return c.renderStepUp(ec, su, "")
 		}
 		class := fault.Classify(err)
-		if errors.Is(err, errPageNotFound) {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.Is(err, errPageNotFound):
 			class = fault.Of(fault.CodeNotFound)
+		case errors.As(err, &mbe):
+			// The form was larger than the API server's body limit.
+			class = fault.Of(fault.CodeTooLarge)
 		}
 		id := ec.Response().Header().Get("X-Request-ID")
 		if class.HTTP >= 500 {
@@ -45,10 +53,46 @@ func (c *Console) page(h handler) echo.HandlerFunc {
 			// The session ended (timeout, logout elsewhere): sign in again.
 			return c.render(ec, class.HTTP, "login", view{Title: "Sign in", Error: "Your session has ended; please sign in again."})
 		}
-		return c.render(ec, class.HTTP, "error", view{Title: http.StatusText(class.HTTP),
-			Data: errorData{Status: class.HTTP, Code: class.Code, Message: fault.Message(class, err), RequestID: id}})
+		return c.ErrorPage(ec, class, fault.Message(class, err), id)
 	}
 }
+
+// ErrorPage answers with the console's error page: class's status and
+// code, message (already made safe to show by the caller, through the
+// fault table) and the request id. The API server's error handler calls it
+// for errors under /console/ that never reached a page handler (an
+// oversized body, a wrong method, a missing static file), so every answer
+// under /console/ is a page, classified by the same table.
+func (c *Console) ErrorPage(ec echo.Context, class fault.Class, message, requestID string) error {
+	return c.render(ec, class.HTTP, "error", view{Title: http.StatusText(class.HTTP),
+		Data: errorData{Status: class.HTTP, Code: class.Code, Message: message, RequestID: requestID}})
+}
+
+// parseBody reads a POSTed form before the handler runs, so a form larger
+// than the body limit (http.MaxBytesReader, set by the API server; a body
+// sent without Content-Length) is refused as too large instead of being
+// read as an empty form. Other parse errors are left to the handler,
+// which sees the fields it could read, as before.
+func parseBody(r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return nil
+	}
+	var err error
+	if strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEMultipartForm) {
+		err = r.ParseMultipartForm(maxFormMemory)
+	} else {
+		err = r.ParseForm()
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return nil
+}
+
+// maxFormMemory is what a multipart form may keep in memory (the rest
+// goes to temporary files); the body limit is smaller anyway.
+const maxFormMemory = 32 << 20
 
 type errorData struct {
 	Status          int

@@ -317,9 +317,10 @@ func TestPolicyReportPages(t *testing.T) {
 	// The dashboard counts the open exposures and drift and links them.
 	a = w.aud.get("/console/")
 	want(t, a, http.StatusOK, `id="open-exposures">1<`, `id="open-drift">1<`, `id="findings-chart"`)
-	// The scan page draws its timeline and links findings and reports.
+	// The scan page draws its timeline (the packets its run sent per
+	// second, from the audited completion) and links findings and reports.
 	a = w.op.get("/console/scans/" + second)
-	want(t, a, http.StatusOK, `id="scan-timeline"`, "cap 20/s", `id="findings-link"`, `id="report-link"`)
+	want(t, a, http.StatusOK, `id="scan-timeline"`, "cap 20/s", "Packets sent per second over", `id="findings-link"`, `id="report-link"`)
 
 	// An appliance admin reads the tenant's pages it picks, without the
 	// forms of tenant users.

@@ -276,7 +276,7 @@ func (c *Console) scanDeny(ec echo.Context) error {
 		return errInvalid("give a reason for the denial")
 	}
 	return c.scanAction(ec, func(ctx context.Context, p auth.Principal, tenant, id string) (scan.Scan, error) {
-		return c.d.Scans.Deny(ctx, p, tenant, id, reason)
+		return c.d.Scans.Deny(ctx, p, tenant, id, reason, "")
 	}, "Scan denied; it is now %s.")
 }
 
@@ -298,10 +298,13 @@ func (c *Console) scanCancel(ec echo.Context) error {
 
 // Bounds of one progress stream: a browser reconnects (EventSource) after
 // maxStream, and a comment every keepAlive keeps proxies from closing an
-// idle stream of a queued scan.
+// idle stream of a queued scan. A stream ended by the appliance's shutdown
+// asks the browser to wait shutdownRetry before it connects again (the
+// SSE "retry" field), time for a restart.
 const (
-	maxStream = 30 * time.Minute
-	keepAlive = 15 * time.Second
+	maxStream     = 30 * time.Minute
+	keepAlive     = 15 * time.Second
+	shutdownRetry = 5 * time.Second
 )
 
 // progressEvent is one "progress" event: scan.Progress with the figures
@@ -314,8 +317,11 @@ type progressEvent struct {
 // scanEvents streams scan id's progress (scan.Scans.Watch, which checks
 // scan.read) as text/event-stream: one "progress" event per snapshot, then
 // an "end" event when the run ends (or the scan is not running), and the
-// stream closes. Refusals before the stream starts are ordinary error
-// pages.
+// stream closes. When the appliance shuts down (EndStreams) the stream
+// ends at once with a "shutdown" event and a retry delay instead: the
+// browser's EventSource (which has no listener for "shutdown") connects
+// again after the delay, to the restarted appliance. Refusals before the
+// stream starts are ordinary error pages.
 func (c *Console) scanEvents(ec echo.Context) error {
 	if c.d.Scans == nil {
 		return errUnavailable
@@ -362,6 +368,10 @@ func (c *Console) scanEvents(ec echo.Context) error {
 				return nil
 			}
 			w.Flush()
+		case <-c.stopping:
+			_, _ = fmt.Fprintf(w, "retry: %d\nevent: shutdown\ndata: {\"state\":%q}\n\n", shutdownRetry.Milliseconds(), last)
+			w.Flush()
+			return nil
 		case <-ctx.Done():
 			return nil
 		}

@@ -326,7 +326,16 @@ func TestProductionScanApprovals(t *testing.T) {
 	// A second request: denied by an approver, with a reason.
 	id2 := w.request(w.lead, w.leadS, w.prod, nil)
 	want(t, w.ben.post("/console/scans/"+id2+"/deny", nil), http.StatusBadRequest, "reason")
-	wantRedirect(t, w.ben.post("/console/scans/"+id2+"/deny", url.Values{"reason": {"change freeze"}}), "/console/scans/"+id2)
+	// A denial asks for a step-up like an approval; a wrong code is refused
+	// and the scan stays pending.
+	path = "/console/scans/" + id2 + "/deny"
+	a = w.ben.post(path, url.Values{"reason": {"change freeze"}})
+	want(t, a, http.StatusUnauthorized, `id="stepup-form"`, "approval.deny", "change freeze")
+	wrong := hiddenFields(a.body)
+	wrong.Set("stepup_code", "000000")
+	want(t, w.ben.post(path, wrong), http.StatusUnauthorized, "not accepted")
+	want(t, w.lead.get("/console/scans/"+id2), http.StatusOK, `id="scan-state">pending<`)
+	wantRedirect(t, f.stepUpIfAsked(w.ben, path, w.bS, w.ben.post(path, url.Values{"reason": {"change freeze"}})), "/console/scans/"+id2)
 	want(t, w.lead.get("/console/scans/"+id2), http.StatusOK, `id="scan-state">denied<`, "change freeze")
 	// An auditor may not cancel.
 	want(t, w.aud.post("/console/scans/"+id+"/cancel", url.Values{"reason": {"x"}}), http.StatusForbidden)

@@ -24,6 +24,10 @@ type scopesData struct {
 	// CanRegister says the user may register scopes (security leads of a
 	// tenant).
 	CanRegister bool
+	// HeldKeys are the user's active keys the appliance holds (the sign
+	// form's choice; none: no form). Sign is the form as last sent.
+	HeldKeys []scan.SigningKey
+	Sign     signForm
 }
 
 // scopeRegister registers the uploaded (field "document") or pasted

@@ -10,8 +10,11 @@ import (
 	"firewalliq/audit"
 )
 
-// TestTemplatesParse checks that the embedded templates parse (New does
-// this at boot) and that a broken template fails instead of serving.
+// TestTemplatesParse checks that the embedded templates parse and escape
+// (New does both at boot) and that a broken template fails instead of
+// serving, whether the parser or the escaper finds the fault; and that a
+// page whose zero-data execution merely fails (a field of nil Data) is
+// not refused.
 func TestTemplatesParse(t *testing.T) {
 	if _, err := parseTemplates(templateFS, funcs(func(string, auth.Operation) bool { return true })); err != nil {
 		t.Fatalf("embedded templates: %v", err)
@@ -27,6 +30,21 @@ func TestTemplatesParse(t *testing.T) {
 		{"unclosed action", `{{define "content"}}{{if .P}}{{end}}`},
 		{"unknown function", `{{define "content"}}{{nosuchfunc .}}{{end}}`},
 		{"no content", `{{define "other"}}x{{end}}`},
+		// These parse; html/template finds them only when it escapes the
+		// page at its first Execute, which parseTemplates does at boot.
+		{"unclosed attribute quote", `{{define "content"}}<a href="{{.Title}}>x</a>{{end}}`},
+		{"unclosed attribute quote at the end", `{{define "content"}}<a href="{{.Title}}{{end}}`},
+		{"unclosed single-quoted attribute", `{{define "content"}}<p title='{{.Title}}{{end}}`},
+		{"script left open", `{{define "content"}}<script>/* {{.Title}}{{end}}`},
+	}
+	// A good page that fails to execute with no data (nil .Data) is fine:
+	// only escaping errors fail the boot.
+	fsys := fstest.MapFS{
+		"templates/layout.html": {Data: layout},
+		"templates/ok.html":     {Data: []byte(`{{define "content"}}<a href="/x?y={{.Data.Missing.Field}}">x</a>{{end}}`)},
+	}
+	if _, err := parseTemplates(fsys, funcs(func(string, auth.Operation) bool { return true })); err != nil {
+		t.Fatalf("a page that only fails on nil data was refused: %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,9 +52,11 @@ func TestTemplatesParse(t *testing.T) {
 				"templates/layout.html": {Data: layout},
 				"templates/bad.html":    {Data: []byte(tt.page)},
 			}
-			if _, err := parseTemplates(fsys, funcs(func(string, auth.Operation) bool { return true })); err == nil {
+			_, err := parseTemplates(fsys, funcs(func(string, auth.Operation) bool { return true }))
+			if err == nil {
 				t.Fatal("a broken template parsed")
 			}
+			t.Log(err)
 		})
 	}
 }

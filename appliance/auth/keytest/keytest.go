@@ -31,8 +31,12 @@ type Key struct {
 	// the options do not allow it: a key of another account, presented by
 	// a client that ignores allowCredentials.
 	AnyCredential bool
-	mu            sync.Mutex
-	creds         []*Credential
+	// NoCounter makes it an authenticator without a signature counter
+	// (as many platform authenticators and synced passkeys are): every
+	// assertion reports 0.
+	NoCounter bool
+	mu        sync.Mutex
+	creds     []*Credential
 }
 
 // Credential is one key pair the authenticator made.
@@ -41,7 +45,9 @@ type Credential struct {
 	RPID       string
 	UserHandle []byte
 	Priv       *ecdsa.PrivateKey
-	// Counter is the signature counter; each assertion adds one first.
+	// Counter is the signature counter; each assertion adds one first
+	// (unless the Key has NoCounter). A test sets it to n-1 to make the
+	// next assertion report n.
 	Counter uint32
 }
 
@@ -198,12 +204,16 @@ func (k *Key) Get(options []byte) ([]byte, error) {
 	if c == nil {
 		return nil, errors.New("keytest: NotAllowedError: no credential of this authenticator is allowed")
 	}
-	c.Counter++
+	var counter uint32
+	if !k.NoCounter {
+		c.Counter++
+		counter = c.Counter
+	}
 	cdj, err := clientData("webauthn.get", pk.Challenge, k.Origin)
 	if err != nil {
 		return nil, err
 	}
-	ad := authData(c.RPID, flagUP, c.Counter, nil)
+	ad := authData(c.RPID, flagUP, counter, nil)
 	// The signature is over authenticatorData || SHA-256(clientDataJSON),
 	// ES256: ECDSA P-256 of its SHA-256, DER-encoded (§6.3.3, RFC 9053).
 	cdh := sha256.Sum256(cdj)

@@ -11,10 +11,19 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     });
   });
-  // Submit a picker when its selection changes (the Show button stays for
-  // keyboard users and for browsers without script).
+  // Submit a picker when its selection is changed with a pointer (mouse,
+  // touch, pen). A change made with the keyboard is left alone: arrow keys
+  // on a closed select change it one option at a time, and submitting then
+  // would load a new page at every step (WCAG 3.2.2, on input); keyboard
+  // users, and browsers without script, use the form's Filter/Show button,
+  // which every picker has. The last input that touched the select decides.
   document.querySelectorAll("form.picker select").forEach(function (s) {
-    s.addEventListener("change", function () { s.form.requestSubmit(); });
+    var byPointer = false;
+    s.addEventListener("pointerdown", function () { byPointer = true; });
+    s.addEventListener("keydown", function () { byPointer = false; });
+    s.addEventListener("change", function () {
+      if (byPointer) { s.form.requestSubmit(); }
+    });
   });
   // Live scan progress: the scan page's #progress names its Server-Sent
   // Events feed (the console relays the scan service's progress).
