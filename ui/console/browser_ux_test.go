@@ -288,7 +288,7 @@ func TestBrowserKeyboardFilters(t *testing.T) {
 type layoutCheck struct {
 	Over    int      `json:"over"`    // px the page is wider than the window
 	Heading string   `json:"heading"` // main h1's text, "" when not visible
-	Zero    []string `json:"zero"`    // headings, labels, buttons with text but no width
+	Zero    []string `json:"zero"`    // headings, labels, buttons with text but no width; long cells squeezed
 }
 
 const layoutJS = `(function () {
@@ -298,6 +298,12 @@ const layoutJS = `(function () {
   document.querySelectorAll("h1, h2, label, button").forEach(function (el) {
     if (el.closest(".sr-only") || el.getClientRects().length === 0 || !el.textContent.trim()) { return; }
     if (el.getBoundingClientRect().width < 1) { zero.push(el.tagName + " " + el.textContent.trim().slice(0, 40)); }
+  });
+  // A table cell with a long text squeezed into a sliver (a few characters
+  // a line) is as unreadable as a clipped one.
+  document.querySelectorAll("main td").forEach(function (el) {
+    var w = el.getBoundingClientRect().width;
+    if (el.textContent.trim().length > 80 && w < 160) { zero.push("TD (" + Math.round(w) + " px) " + el.textContent.trim().slice(0, 40)); }
   });
   return {over: de.scrollWidth - window.innerWidth, heading: visible ? h.textContent.trim() : "", zero: zero};
 })()`
@@ -362,7 +368,7 @@ func TestBrowserLayoutWidths(t *testing.T) {
 				bad = append(bad, fmt.Sprintf("%s at %d px: main heading not visible", p.name, width))
 			}
 			if len(got.Zero) > 0 {
-				bad = append(bad, fmt.Sprintf("%s at %d px: no width: %s", p.name, width, strings.Join(got.Zero, "; ")))
+				bad = append(bad, fmt.Sprintf("%s at %d px: no width or squeezed: %s", p.name, width, strings.Join(got.Zero, "; ")))
 			}
 		}
 	}
