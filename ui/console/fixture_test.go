@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"database/sql"
 	"html"
@@ -22,6 +23,7 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
+	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/ui"
 	"firewalliq/ui/console"
@@ -355,4 +357,20 @@ func hiddenFields(body string) url.Values {
 		v.Add(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 	}
 	return v
+}
+
+// signingKey makes a fresh scope-signing key pair and the PEM of its public
+// half: what a security lead keeps offline and what they paste on the keys
+// page.
+func signingKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey, []byte) {
+	t.Helper()
+	pub, priv, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := keys.MarshalPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, priv, pem
 }

@@ -22,14 +22,7 @@ import (
 func TestScopeUpload(t *testing.T) {
 	w := newScanWorld(t)
 	f := w.f
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	a := w.lead.post("/console/keys", url.Values{"name": {"second"}, "public": {string(pem)}})
 	wantRedirect(t, f.stepUpIfAsked(w.lead, "/console/keys", w.leadS, a), "/console/keys")
 	now := f.clk.Now()
