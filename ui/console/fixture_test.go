@@ -9,6 +9,7 @@ import (
 	"html"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -357,6 +358,33 @@ func hiddenFields(body string) url.Values {
 		v.Add(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 	}
 	return v
+}
+
+// postDocument submits a multipart form as a browser's file picker does:
+// the fields in their order, then file as the form file "document" named
+// name, then an empty "document_text" (the paste box left blank).
+func (b *browser) postDocument(path string, fields [][2]string, name string, file []byte) answer {
+	b.f.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, kv := range fields {
+		_ = mw.WriteField(kv[0], kv[1])
+	}
+	fw, err := mw.CreateFormFile("document", name)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	_, _ = fw.Write(file)
+	_ = mw.WriteField("document_text", "")
+	if err := mw.Close(); err != nil {
+		b.f.t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, b.f.srv.URL+path, &body)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return b.do(req)
 }
 
 // signingKey makes a fresh scope-signing key pair and the PEM of its public
