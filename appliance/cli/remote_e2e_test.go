@@ -170,6 +170,24 @@ func (e *e2e) as() *e2e {
 	return &o
 }
 
+// securityLead has the admin e add a security lead called name, who logs
+// in for the first time at a shell of their own and makes a scope-signing
+// key pair (name.key, name.pub) in a fresh directory. It returns the lead
+// and that directory.
+func (e *e2e) securityLead(name string) (*e2e, string) {
+	t := e.t
+	t.Helper()
+	var u map[string]string
+	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", name, "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &u); err != nil {
+		t.Fatal(err)
+	}
+	lead := e.as()
+	lead.firstLoginAs(name, u["one_time_password"])
+	keyDir := t.TempDir()
+	lead.must("", "scope", "keygen", "--out", filepath.Join(keyDir, name))
+	return lead, keyDir
+}
+
 // firstLogin logs the init admin in through the whole first-login flow.
 func (e *e2e) firstLogin() {
 	e.firstLoginAs("root", e.res.OneTimePassword)
@@ -552,14 +570,7 @@ func TestCLIAdminCommands(t *testing.T) {
 	// the public key with the appliance (step-up), signs a scope covering a
 	// listener this test runs on 127.0.0.1, and registers it; then requests
 	// a scan of it, watches it run, and reads its results.
-	var sl map[string]string
-	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "sam", "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &sl); err != nil {
-		t.Fatal(err)
-	}
-	sam := e.as()
-	sam.firstLoginAs("sam", sl["one_time_password"])
-	keyDir := t.TempDir()
-	sam.must("", "scope", "keygen", "--out", filepath.Join(keyDir, "sam"))
+	sam, keyDir := e.securityLead("sam")
 	pub, err := keys.ReadPublic(filepath.Join(keyDir, "sam.pub"))
 	if err != nil {
 		t.Fatal(err)

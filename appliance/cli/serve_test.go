@@ -59,14 +59,7 @@ func pinnedClient(pin string) *http.Client {
 // returns the lead and the scans' ids.
 func (e *e2e) slowScans(n int) (*e2e, []string) {
 	t := e.t
-	var sl map[string]string
-	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "sam", "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &sl); err != nil {
-		t.Fatal(err)
-	}
-	sam := e.as()
-	sam.firstLoginAs("sam", sl["one_time_password"])
-	keyDir := t.TempDir()
-	sam.must("", "scope", "keygen", "--out", filepath.Join(keyDir, "sam"))
+	sam, keyDir := e.securityLead("sam")
 	sam.must(sam.code()+"\n", "key", "add", filepath.Join(keyDir, "sam.pub"))
 	now := e.clock().UTC()
 	doc := fmt.Sprintf(`{"id":"slow-1","tenant":%q,"name":"slow","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
