@@ -122,19 +122,29 @@ func (e *e2e) openStream(client *http.Client, path, token string) *stream {
 	return s
 }
 
+// next waits until deadline for the stream's next line, kept in seen. It
+// says what came first: a line (ok), the end of the stream (ended), or the
+// deadline (neither).
+func (s *stream) next(deadline <-chan time.Time) (line string, ok, ended bool) {
+	select {
+	case l, open := <-s.lines:
+		if !open {
+			return "", false, true
+		}
+		s.seen = append(s.seen, l)
+		return l, true, false
+	case <-deadline:
+		return "", false, false
+	}
+}
+
 // ended reads the rest of the stream and reports whether it ended
 // within d.
 func (s *stream) ended(d time.Duration) bool {
 	deadline := time.After(d)
 	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return true
-			}
-			s.seen = append(s.seen, l)
-		case <-deadline:
-			return false
+		if _, ok, ended := s.next(deadline); !ok {
+			return ended
 		}
 	}
 }
@@ -144,17 +154,12 @@ func (s *stream) ended(d time.Duration) bool {
 func (s *stream) read(prefix string, within time.Duration) bool {
 	deadline := time.After(within)
 	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return false
-			}
-			s.seen = append(s.seen, l)
-			if strings.HasPrefix(l, prefix) {
-				return true
-			}
-		case <-deadline:
+		l, ok, _ := s.next(deadline)
+		if !ok {
 			return false
+		}
+		if strings.HasPrefix(l, prefix) {
+			return true
 		}
 	}
 }
