@@ -71,20 +71,7 @@ func TestEvidenceExportMinIO(t *testing.T) {
 	aud, audSecret, _ := f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
 
 	const content = `{"probe":"tcp-syn","target":"127.0.0.1","state":"rejected"}` + "\n"
-	if _, err := f.app.Evidence.Add(f.ctx, tenant, "scan-1", "results.jsonl", strings.NewReader(content)); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.app.Evidence.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	var a answer
-	for i := 0; i < 150; i++ {
-		if a = aud.get("/console/evidence"); strings.Contains(a.body, "results.jsonl") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a := f.uploadedEvidence(aud, tenant, content, 150)
 	want(t, a, http.StatusOK, "results.jsonl", `<span class="ok">COMPLIANCE</span> until`, "Request export")
 
 	// The dashboard's vault panel: the MinIO bucket, WORM, checked.

@@ -387,6 +387,28 @@ func (b *browser) postDocument(path string, fields [][2]string, name string, fil
 	return b.do(req)
 }
 
+// uploadedEvidence records content as scan-1's results.jsonl in tenant,
+// runs the evidence uploader until the test ends, and returns b's evidence
+// page once it lists the object (or the last of tries looks, 100 ms apart).
+func (f *fixture) uploadedEvidence(b *browser, tenant, content string, tries int) answer {
+	f.t.Helper()
+	if _, err := f.app.Evidence.Add(f.ctx, tenant, "scan-1", "results.jsonl", strings.NewReader(content)); err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.app.Evidence.Run(ctx) }()
+	f.t.Cleanup(func() { cancel(); <-done })
+	var a answer
+	for i := 0; i < tries; i++ {
+		if a = b.get("/console/evidence"); strings.Contains(a.body, "results.jsonl") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return a
+}
+
 // signingKey makes a fresh scope-signing key pair and the PEM of its public
 // half: what a security lead keeps offline and what they paste on the keys
 // page.
