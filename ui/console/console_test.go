@@ -490,14 +490,8 @@ func TestEvidenceExport(t *testing.T) {
 	if id == nil {
 		t.Fatalf("no export request listed:\n%s", a.body)
 	}
-	for _, ap := range []struct {
-		b      *browser
-		secret string
-	}{{ann, annSecret}, {ben, benSecret}} {
-		path := "/console/approvals/" + id[1] + "/approve"
-		want(t, ap.b.get("/console/approvals"), http.StatusOK, path)
-		wantRedirect(t, f.stepUpIfAsked(ap.b, path, ap.secret, ap.b.post(path, nil)), "/console/approvals")
-	}
+	f.approveInInbox(ann, annSecret, id[1])
+	f.approveInInbox(ben, benSecret, id[1])
 	a = aud.get("/console/evidence")
 	want(t, a, http.StatusOK, "approved", "Get 5-minute link")
 	path := "/console/evidence/export/" + id[1] + "/link"

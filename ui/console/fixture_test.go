@@ -409,6 +409,15 @@ func (f *fixture) uploadedEvidence(b *browser, tenant, content string, tries int
 	return a
 }
 
+// approveInInbox has b find approval request id in their inbox and
+// approve it, stepping up where asked.
+func (f *fixture) approveInInbox(b *browser, secret, id string) {
+	f.t.Helper()
+	path := "/console/approvals/" + id + "/approve"
+	want(f.t, b.get("/console/approvals"), http.StatusOK, path)
+	wantRedirect(f.t, f.stepUpIfAsked(b, path, secret, b.post(path, nil)), "/console/approvals")
+}
+
 // signingKey makes a fresh scope-signing key pair and the PEM of its public
 // half: what a security lead keeps offline and what they paste on the keys
 // page.
