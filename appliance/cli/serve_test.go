@@ -65,14 +65,7 @@ func (e *e2e) slowScans(n int) (*e2e, []string) {
 	doc := fmt.Sprintf(`{"id":"slow-1","tenant":%q,"name":"slow","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
 		"ports":"tcp:41000-41999","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":1}`,
 		e.res.Tenant, now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
-	docFile := filepath.Join(keyDir, "scope.json")
-	if err := os.WriteFile(docFile, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signedFile := filepath.Join(keyDir, "scope.signed.json")
-	if err := os.WriteFile(signedFile, []byte(sam.must("", "scope", "sign", "--key", filepath.Join(keyDir, "sam.key"), docFile)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	signedFile := sam.signScopeFile(keyDir, "sam", doc)
 	sam.must("", "scope", "register", signedFile)
 	var ids []string
 	for range n {
