@@ -170,6 +170,41 @@ func (e *e2e) as() *e2e {
 	return &o
 }
 
+// securityLead has the admin e add a security lead called name, who logs
+// in for the first time at a shell of their own and makes a scope-signing
+// key pair (name.key, name.pub) in a fresh directory. It returns the lead
+// and that directory.
+func (e *e2e) securityLead(name string) (*e2e, string) {
+	t := e.t
+	t.Helper()
+	var u map[string]string
+	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", name, "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &u); err != nil {
+		t.Fatal(err)
+	}
+	lead := e.as()
+	lead.firstLoginAs(name, u["one_time_password"])
+	keyDir := t.TempDir()
+	lead.must("", "scope", "keygen", "--out", filepath.Join(keyDir, name))
+	return lead, keyDir
+}
+
+// signScopeFile writes the scope document doc as scope.json in keyDir,
+// has e sign it offline with keyDir/name.key, and returns the path of the
+// signed document, scope.signed.json next to it.
+func (e *e2e) signScopeFile(keyDir, name, doc string) string {
+	t := e.t
+	t.Helper()
+	docFile := filepath.Join(keyDir, "scope.json")
+	if err := os.WriteFile(docFile, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signedFile := filepath.Join(keyDir, "scope.signed.json")
+	if err := os.WriteFile(signedFile, []byte(e.must("", "scope", "sign", "--key", filepath.Join(keyDir, name+".key"), docFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return signedFile
+}
+
 // firstLogin logs the init admin in through the whole first-login flow.
 func (e *e2e) firstLogin() {
 	e.firstLoginAs("root", e.res.OneTimePassword)
@@ -552,14 +587,7 @@ func TestCLIAdminCommands(t *testing.T) {
 	// the public key with the appliance (step-up), signs a scope covering a
 	// listener this test runs on 127.0.0.1, and registers it; then requests
 	// a scan of it, watches it run, and reads its results.
-	var sl map[string]string
-	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "sam", "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &sl); err != nil {
-		t.Fatal(err)
-	}
-	sam := e.as()
-	sam.firstLoginAs("sam", sl["one_time_password"])
-	keyDir := t.TempDir()
-	sam.must("", "scope", "keygen", "--out", filepath.Join(keyDir, "sam"))
+	sam, keyDir := e.securityLead("sam")
 	pub, err := keys.ReadPublic(filepath.Join(keyDir, "sam.pub"))
 	if err != nil {
 		t.Fatal(err)
@@ -569,14 +597,7 @@ func TestCLIAdminCommands(t *testing.T) {
 	doc := fmt.Sprintf(`{"id":"lab-1","tenant":%q,"name":"lab","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
 		"ports":"tcp:%d","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":10}`,
 		e.res.Tenant, open, now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
-	docFile := filepath.Join(keyDir, "scope.json")
-	if err := os.WriteFile(docFile, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signedFile := filepath.Join(keyDir, "scope.signed.json")
-	if err := os.WriteFile(signedFile, []byte(sam.must("", "scope", "sign", "--key", filepath.Join(keyDir, "sam.key"), docFile)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	signedFile := sam.signScopeFile(keyDir, "sam", doc)
 	// Not trusted yet: refused.
 	if code, _, stderr := sam.run("", "scope", "register", signedFile); code != 1 || !strings.Contains(stderr, "scope register:") {
 		t.Fatalf("register with an untrusted key: exit %d, %s", code, stderr)

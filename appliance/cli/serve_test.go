@@ -59,27 +59,13 @@ func pinnedClient(pin string) *http.Client {
 // returns the lead and the scans' ids.
 func (e *e2e) slowScans(n int) (*e2e, []string) {
 	t := e.t
-	var sl map[string]string
-	if err := json.Unmarshal([]byte(e.must(e.code()+"\n", "user", "add", "--name", "sam", "--role", "security_lead", "--tenant", e.res.TenantID, "--json")), &sl); err != nil {
-		t.Fatal(err)
-	}
-	sam := e.as()
-	sam.firstLoginAs("sam", sl["one_time_password"])
-	keyDir := t.TempDir()
-	sam.must("", "scope", "keygen", "--out", filepath.Join(keyDir, "sam"))
+	sam, keyDir := e.securityLead("sam")
 	sam.must(sam.code()+"\n", "key", "add", filepath.Join(keyDir, "sam.pub"))
 	now := e.clock().UTC()
 	doc := fmt.Sprintf(`{"id":"slow-1","tenant":%q,"name":"slow","environment":"non-production","cidrs":["127.0.0.1/32"],"exclude":[],
 		"ports":"tcp:41000-41999","probes":["tcp-connect"],"not_before":%q,"not_after":%q,"max_pps":1}`,
 		e.res.Tenant, now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
-	docFile := filepath.Join(keyDir, "scope.json")
-	if err := os.WriteFile(docFile, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signedFile := filepath.Join(keyDir, "scope.signed.json")
-	if err := os.WriteFile(signedFile, []byte(sam.must("", "scope", "sign", "--key", filepath.Join(keyDir, "sam.key"), docFile)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	signedFile := sam.signScopeFile(keyDir, "sam", doc)
 	sam.must("", "scope", "register", signedFile)
 	var ids []string
 	for range n {
@@ -129,19 +115,29 @@ func (e *e2e) openStream(client *http.Client, path, token string) *stream {
 	return s
 }
 
+// next waits until deadline for the stream's next line, kept in seen. It
+// says what came first: a line (ok), the end of the stream (ended), or the
+// deadline (neither).
+func (s *stream) next(deadline <-chan time.Time) (line string, ok, ended bool) {
+	select {
+	case l, open := <-s.lines:
+		if !open {
+			return "", false, true
+		}
+		s.seen = append(s.seen, l)
+		return l, true, false
+	case <-deadline:
+		return "", false, false
+	}
+}
+
 // ended reads the rest of the stream and reports whether it ended
 // within d.
 func (s *stream) ended(d time.Duration) bool {
 	deadline := time.After(d)
 	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return true
-			}
-			s.seen = append(s.seen, l)
-		case <-deadline:
-			return false
+		if _, ok, ended := s.next(deadline); !ok {
+			return ended
 		}
 	}
 }
@@ -151,17 +147,12 @@ func (s *stream) ended(d time.Duration) bool {
 func (s *stream) read(prefix string, within time.Duration) bool {
 	deadline := time.After(within)
 	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return false
-			}
-			s.seen = append(s.seen, l)
-			if strings.HasPrefix(l, prefix) {
-				return true
-			}
-		case <-deadline:
+		l, ok, _ := s.next(deadline)
+		if !ok {
 			return false
+		}
+		if strings.HasPrefix(l, prefix) {
+			return true
 		}
 	}
 }

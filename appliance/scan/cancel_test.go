@@ -136,42 +136,25 @@ func TestCancelRunningScan(t *testing.T) {
 func TestCancelWhileStopped(t *testing.T) {
 	e := newEnv(t)
 	f := e.f
-	for attempt := range 3 {
-		sc := e.slowScanOf(t, "stopped"+string(rune('a'+attempt)), "127.0.0.0/25")
-		stop := e.dispatch(t)
-		waitCheckpoint(t, f.DB, sc.ID)
-		stop()
-		got, err := f.App.Scans.Get(f.Ctx, e.op.P, "", sc.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.State == scan.StateCompleted {
-			t.Logf("attempt %d: the scan completed before the stop took effect", attempt+1)
-			continue
-		}
-		if got.State != scan.StateRunning || got.Job.State != scan.JobRunning {
-			t.Fatalf("after stop: %s %+v", got.State, got.Job)
-		}
-		mark := f.Head()
-		if got, err = f.App.Scans.Cancel(f.Ctx, e.op.P, "", sc.ID, "not today"); err != nil || got.State != scan.StateCancelled {
-			t.Fatalf("Cancel: %v %+v", err, got)
-		}
-		if got.Job == nil || got.Job.State != scan.JobCancelled {
-			t.Fatalf("job after Cancel: %+v", got.Job)
-		}
-		d := e.checkStop(t, mark, sc.ID, got.Job.ID, "not today")
-		if d["reason"] != "cancelled by a user" || d["was"] != scan.JobRunning || d["packets"] != nil {
-			t.Fatalf("scan.stop details %v", d)
-		}
-		// Running again: nothing to resume, nothing audited.
-		e.dispatch(t)
-		time.Sleep(time.Second)
-		if got := e.actions(mark, "scan:"+sc.ID); len(got) != 2 {
-			t.Fatalf("audit after the restart: %v", got)
-		}
-		return
+	sc := e.stoppedMidScan(t, "stopped")
+	mark := f.Head()
+	got, err := f.App.Scans.Cancel(f.Ctx, e.op.P, "", sc.ID, "not today")
+	if err != nil || got.State != scan.StateCancelled {
+		t.Fatalf("Cancel: %v %+v", err, got)
 	}
-	t.Fatal("the scan completed before the stop took effect, three times")
+	if got.Job == nil || got.Job.State != scan.JobCancelled {
+		t.Fatalf("job after Cancel: %+v", got.Job)
+	}
+	d := e.checkStop(t, mark, sc.ID, got.Job.ID, "not today")
+	if d["reason"] != "cancelled by a user" || d["was"] != scan.JobRunning || d["packets"] != nil {
+		t.Fatalf("scan.stop details %v", d)
+	}
+	// Running again: nothing to resume, nothing audited.
+	e.dispatch(t)
+	time.Sleep(time.Second)
+	if got := e.actions(mark, "scan:"+sc.ID); len(got) != 2 {
+		t.Fatalf("audit after the restart: %v", got)
+	}
 }
 
 // TestCancelledWhileDown: the appliance died after Cancel committed and
@@ -182,8 +165,48 @@ func TestCancelWhileStopped(t *testing.T) {
 func TestCancelledWhileDown(t *testing.T) {
 	e := newEnv(t)
 	f := e.f
+	sc := e.stoppedMidScan(t, "down")
+	if _, err := f.DB.Exec(`UPDATE scan_requests SET state = 'cancelled', reason = 'not today' WHERE id = ?`, sc.ID); err != nil {
+		t.Fatal(err)
+	}
+	mark := f.Head()
+	e.dispatch(t)
+	got := e.waitJobState(t, sc.ID, scan.JobCancelled)
+	if got.State != scan.StateCancelled || got.Reason != "not today" {
+		t.Fatalf("after recovery: %s (%s)", got.State, got.Reason)
+	}
+	stops := f.Entries(mark, audit.ActScanStop)
+	if len(stops) != 1 || stops[0].Object != "scan:"+sc.ID || stops[0].ActorID != "system" {
+		t.Fatalf("scan.stop entries %+v", stops)
+	}
+	d := apptest.Details(t, stops[0])
+	if d["job"] != got.Job.ID || d["recovery"] != true || d["reason"] != "cancelled while the appliance was down" ||
+		d["was"] != scan.JobRunning || int64(d["results"].(float64)) != got.Job.Results || int(d["next_batch"].(float64)) != got.Job.NextBatch {
+		t.Fatalf("scan.stop details %v, job %+v", d, got.Job)
+	}
+	if res := f.Entries(mark, audit.ActScanResume); len(res) != 0 {
+		t.Fatalf("a cancelled scan resumed: %+v", res)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if acts := e.actions(mark, "scan:"+sc.ID); !slices.Equal(acts, []string{"scan.stop"}) {
+		t.Fatalf("audit %v", acts)
+	}
+	rep, err := f.App.VerifyAuditLog(f.Ctx)
+	if err != nil || !rep.Intact {
+		t.Fatalf("audit verify: %+v %v", rep, err)
+	}
+}
+
+// stoppedMidScan requests a slow scan (id prefix plus a letter), runs the
+// scan service until the scan has checkpointed and stops it, as a crash
+// would, and checks the scan is left running with its job running. It
+// returns the scan as requested. A scan that completes before the stop
+// takes effect is tried again with the next letter, three times at most.
+func (e *env) stoppedMidScan(t *testing.T, prefix string) scan.Scan {
+	t.Helper()
+	f := e.f
 	for attempt := range 3 {
-		sc := e.slowScanOf(t, "down"+string(rune('a'+attempt)), "127.0.0.0/25")
+		sc := e.slowScanOf(t, prefix+string(rune('a'+attempt)), "127.0.0.0/25")
 		stop := e.dispatch(t)
 		waitCheckpoint(t, f.DB, sc.ID)
 		stop()
@@ -198,36 +221,8 @@ func TestCancelledWhileDown(t *testing.T) {
 		if got.State != scan.StateRunning || got.Job.State != scan.JobRunning {
 			t.Fatalf("after stop: %s %+v", got.State, got.Job)
 		}
-		if _, err := f.DB.Exec(`UPDATE scan_requests SET state = 'cancelled', reason = 'not today' WHERE id = ?`, sc.ID); err != nil {
-			t.Fatal(err)
-		}
-		mark := f.Head()
-		e.dispatch(t)
-		got = e.waitJobState(t, sc.ID, scan.JobCancelled)
-		if got.State != scan.StateCancelled || got.Reason != "not today" {
-			t.Fatalf("after recovery: %s (%s)", got.State, got.Reason)
-		}
-		stops := f.Entries(mark, audit.ActScanStop)
-		if len(stops) != 1 || stops[0].Object != "scan:"+sc.ID || stops[0].ActorID != "system" {
-			t.Fatalf("scan.stop entries %+v", stops)
-		}
-		d := apptest.Details(t, stops[0])
-		if d["job"] != got.Job.ID || d["recovery"] != true || d["reason"] != "cancelled while the appliance was down" ||
-			d["was"] != scan.JobRunning || int64(d["results"].(float64)) != got.Job.Results || int(d["next_batch"].(float64)) != got.Job.NextBatch {
-			t.Fatalf("scan.stop details %v, job %+v", d, got.Job)
-		}
-		if res := f.Entries(mark, audit.ActScanResume); len(res) != 0 {
-			t.Fatalf("a cancelled scan resumed: %+v", res)
-		}
-		time.Sleep(500 * time.Millisecond)
-		if acts := e.actions(mark, "scan:"+sc.ID); !slices.Equal(acts, []string{"scan.stop"}) {
-			t.Fatalf("audit %v", acts)
-		}
-		rep, err := f.App.VerifyAuditLog(f.Ctx)
-		if err != nil || !rep.Intact {
-			t.Fatalf("audit verify: %+v %v", rep, err)
-		}
-		return
+		return sc
 	}
 	t.Fatal("the scan completed before the stop took effect, three times")
+	return scan.Scan{}
 }

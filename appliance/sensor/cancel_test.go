@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"firewalliq/appliance/scan"
-	"firewalliq/appliance/sensor"
 	"firewalliq/audit"
 )
 
@@ -24,18 +23,7 @@ func TestCancelRemoteScan(t *testing.T) {
 	// set flowing so that the engine's timeouts pass.
 	fl.Clock.Flow()
 	creds, dir := fl.enrol(t, "admin", "edge")
-	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
-	actx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(actx) }()
-	t.Cleanup(func() {
-		stopAgent()
-		select {
-		case <-agentDone:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s")
-		}
-	})
+	startAgentAt(t, dir, fl.Clock.Now)
 	open, _ := listen(t)
 	// 128 targets of one port at 10 pps: a run of about 13 s at least.
 	fl.registerScopeOf(t, "slow", "127.0.0.0/25", open)

@@ -119,7 +119,15 @@ func (fl *fleet) enrol(t *testing.T, admin, name string) (sensor.Credentials, st
 // gets Run's result.
 func startAgent(t *testing.T, dir string) (*sensor.Agent, <-chan error, context.CancelFunc) {
 	t.Helper()
-	a := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond}
+	return startAgentAt(t, dir, nil)
+}
+
+// startAgentAt is startAgent with the agent's clock set to now (nil: the
+// wall clock); a test whose sensor checks a job's validity passes the
+// console's test clock.
+func startAgentAt(t *testing.T, dir string, now func() time.Time) (*sensor.Agent, <-chan error, context.CancelFunc) {
+	t.Helper()
+	a := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: now}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	stopped := make(chan struct{})

@@ -502,18 +502,7 @@ func TestForgedResultsForeignRun(t *testing.T) {
 	sameTenant := fl.newForger(t, "admin", "rogue")
 	otherTenant := fl.newForger(t, "other_admin", "rogue-b")
 	sunk := fl.recordSink()
-	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
-	actx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(actx) }()
-	t.Cleanup(func() {
-		stopAgent()
-		select {
-		case <-agentDone:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s")
-		}
-	})
+	startAgentAt(t, dir, fl.Clock.Now)
 	open, _ := listen(t)
 	// 32 targets of one port at 10 packets/s (a connect costs three): a
 	// run of about 10 s.

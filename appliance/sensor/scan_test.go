@@ -99,18 +99,7 @@ func TestScanThroughSensor(t *testing.T) {
 	// set flowing so that the engine's timeouts pass.
 	fl.Clock.Flow()
 	creds, dir := fl.enrol(t, "admin", "edge")
-	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
-	actx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(actx) }()
-	t.Cleanup(func() {
-		stopAgent()
-		select {
-		case <-agentDone:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s")
-		}
-	})
+	startAgentAt(t, dir, fl.Clock.Now)
 	open, accepted := listen(t)
 	_, cp, _ := net.SplitHostPort(freePort(t))
 	closedPort, _ := strconv.Atoi(cp)
@@ -455,18 +444,7 @@ func TestConsoleRestartMidRemoteScan(t *testing.T) {
 	fl := newFleet(t)
 	fl.Clock.Flow()
 	creds, dir := fl.enrol(t, "admin", "edge")
-	agent := &sensor.Agent{Dir: dir, Version: "test", NoRaw: true, Heartbeat: 200 * time.Millisecond, Now: fl.Clock.Now}
-	actx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(actx) }()
-	t.Cleanup(func() {
-		stopAgent()
-		select {
-		case <-agentDone:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s")
-		}
-	})
+	startAgentAt(t, dir, fl.Clock.Now)
 	var mu sync.Mutex
 	finals := map[string]string{} // run -> final event's code, at the sink
 	fl.Svc.SetSink(sensor.SinkFunc(func(_ context.Context, batch []sensor.Delivery) error {

@@ -302,14 +302,7 @@ func labStoryChild(t *testing.T, planPath string) {
 	// 4. A scope-signing key (the private half stays here, "offline"),
 	// and a production scope over the sandbox's zones signed with it and
 	// uploaded through the scopes page.
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	lc.do("keys page", chromedp.Navigate(origin+"/console/keys"), chromedp.WaitVisible(css("#key-public")))
 	lc.do("register the public key", chromedp.SendKeys(css("#key-name"), "lena's laptop"), chromedp.SetValue(css("#key-public"), string(pem)),
 		chromedp.Click(css("#key-add button")), chromedp.WaitVisible(css("#stepup-use-key")))

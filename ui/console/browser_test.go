@@ -11,7 +11,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"firewalliq/appliance/store"
-	"firewalliq/probe/keys"
 )
 
 // TestBrowserStory drives a real headless Chromium through the console:
@@ -102,14 +101,7 @@ func TestBrowserScan(t *testing.T) {
 	// key; two scopes over 127.0.0.1 (30 ports around a listener).
 	root, rootSecret, _ := f.firstRun("root", f.init.OneTimePassword)
 	lead, leadS, leadPW := f.firstRun("lena", f.addUser(root, rootSecret, f.init.TenantID, "lena", store.RoleSecurityLead))
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	a := lead.post("/console/keys", url.Values{"name": {"laptop"}, "public": {string(pem)}})
 	wantRedirect(t, f.stepUpIfAsked(lead, "/console/keys", leadS, a), "/console/keys")
 	port := listener(t)

@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/url"
@@ -482,20 +481,7 @@ func TestEvidenceExport(t *testing.T) {
 	ben, benSecret, _ := f.firstRun("ben", f.addUser(root, rootSecret, tenant, "ben", store.RoleApprover))
 	aud, audSecret, _ := f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
 
-	if _, err := f.app.Evidence.Add(f.ctx, tenant, "scan-1", "results.jsonl", strings.NewReader(`{"probe":"tcp-syn"}`+"\n")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.app.Evidence.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	var a answer
-	for i := 0; i < 100; i++ {
-		if a = aud.get("/console/evidence"); strings.Contains(a.body, "results.jsonl") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a := f.uploadedEvidence(aud, tenant, `{"probe":"tcp-syn"}`+"\n", 100)
 	want(t, a, http.StatusOK, "results.jsonl", "Request export")
 	form := hiddenFields(a.body[strings.Index(a.body, `action="/console/evidence/export"`):])
 	wantRedirect(t, aud.post("/console/evidence/export", form), "/console/evidence")
@@ -504,14 +490,8 @@ func TestEvidenceExport(t *testing.T) {
 	if id == nil {
 		t.Fatalf("no export request listed:\n%s", a.body)
 	}
-	for _, ap := range []struct {
-		b      *browser
-		secret string
-	}{{ann, annSecret}, {ben, benSecret}} {
-		path := "/console/approvals/" + id[1] + "/approve"
-		want(t, ap.b.get("/console/approvals"), http.StatusOK, path)
-		wantRedirect(t, f.stepUpIfAsked(ap.b, path, ap.secret, ap.b.post(path, nil)), "/console/approvals")
-	}
+	f.approveInInbox(ann, annSecret, id[1])
+	f.approveInInbox(ben, benSecret, id[1])
 	a = aud.get("/console/evidence")
 	want(t, a, http.StatusOK, "approved", "Get 5-minute link")
 	path := "/console/evidence/export/" + id[1] + "/link"

@@ -71,20 +71,7 @@ func TestEvidenceExportMinIO(t *testing.T) {
 	aud, audSecret, _ := f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
 
 	const content = `{"probe":"tcp-syn","target":"127.0.0.1","state":"rejected"}` + "\n"
-	if _, err := f.app.Evidence.Add(f.ctx, tenant, "scan-1", "results.jsonl", strings.NewReader(content)); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.app.Evidence.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	var a answer
-	for i := 0; i < 150; i++ {
-		if a = aud.get("/console/evidence"); strings.Contains(a.body, "results.jsonl") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a := f.uploadedEvidence(aud, tenant, content, 150)
 	want(t, a, http.StatusOK, "results.jsonl", `<span class="ok">COMPLIANCE</span> until`, "Request export")
 
 	// The dashboard's vault panel: the MinIO bucket, WORM, checked.
@@ -102,14 +89,8 @@ func TestEvidenceExportMinIO(t *testing.T) {
 	if strings.Contains(a.body, `action="`+path+`"`) {
 		t.Fatal("a link is offered before any approval")
 	}
-	for _, ap := range []struct {
-		b      *browser
-		secret string
-	}{{ann, annSecret}, {ben, benSecret}} {
-		p := "/console/approvals/" + id[1] + "/approve"
-		want(t, ap.b.get("/console/approvals"), http.StatusOK, p)
-		wantRedirect(t, f.stepUpIfAsked(ap.b, p, ap.secret, ap.b.post(p, nil)), "/console/approvals")
-	}
+	f.approveInInbox(ann, annSecret, id[1])
+	f.approveInInbox(ben, benSecret, id[1])
 	a = aud.get("/console/evidence")
 	want(t, a, http.StatusOK, "approved", "2 of 2", "Get 5-minute link")
 	if strings.Contains(a.body, `id="export-link"`) {

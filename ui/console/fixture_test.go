@@ -3,11 +3,13 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"database/sql"
 	"html"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -22,6 +24,7 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
+	"firewalliq/probe/keys"
 	"firewalliq/probe/safety"
 	"firewalliq/ui"
 	"firewalliq/ui/console"
@@ -355,4 +358,78 @@ func hiddenFields(body string) url.Values {
 		v.Add(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 	}
 	return v
+}
+
+// postDocument submits a multipart form as a browser's file picker does:
+// the fields in their order, then file as the form file "document" named
+// name, then an empty "document_text" (the paste box left blank).
+func (b *browser) postDocument(path string, fields [][2]string, name string, file []byte) answer {
+	b.f.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, kv := range fields {
+		_ = mw.WriteField(kv[0], kv[1])
+	}
+	fw, err := mw.CreateFormFile("document", name)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	_, _ = fw.Write(file)
+	_ = mw.WriteField("document_text", "")
+	if err := mw.Close(); err != nil {
+		b.f.t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, b.f.srv.URL+path, &body)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return b.do(req)
+}
+
+// uploadedEvidence records content as scan-1's results.jsonl in tenant,
+// runs the evidence uploader until the test ends, and returns b's evidence
+// page once it lists the object (or the last of tries looks, 100 ms apart).
+func (f *fixture) uploadedEvidence(b *browser, tenant, content string, tries int) answer {
+	f.t.Helper()
+	if _, err := f.app.Evidence.Add(f.ctx, tenant, "scan-1", "results.jsonl", strings.NewReader(content)); err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.app.Evidence.Run(ctx) }()
+	f.t.Cleanup(func() { cancel(); <-done })
+	var a answer
+	for i := 0; i < tries; i++ {
+		if a = b.get("/console/evidence"); strings.Contains(a.body, "results.jsonl") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return a
+}
+
+// approveInInbox has b find approval request id in their inbox and
+// approve it, stepping up where asked.
+func (f *fixture) approveInInbox(b *browser, secret, id string) {
+	f.t.Helper()
+	path := "/console/approvals/" + id + "/approve"
+	want(f.t, b.get("/console/approvals"), http.StatusOK, path)
+	wantRedirect(f.t, f.stepUpIfAsked(b, path, secret, b.post(path, nil)), "/console/approvals")
+}
+
+// signingKey makes a fresh scope-signing key pair and the PEM of its public
+// half: what a security lead keeps offline and what they paste on the keys
+// page.
+func signingKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey, []byte) {
+	t.Helper()
+	pub, priv, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := keys.MarshalPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, priv, pem
 }

@@ -17,7 +17,6 @@ import (
 	"firewalliq/appliance/scan"
 	"firewalliq/appliance/store"
 	"firewalliq/probe"
-	"firewalliq/probe/keys"
 )
 
 // slowScanWorld is a tenant with an operator and a non-production scope
@@ -31,14 +30,7 @@ func slowScanWorld(t *testing.T) (*fixture, *browser, string, string) {
 	tenant := f.init.TenantID
 	lead, leadS, _ := f.firstRun("lena", f.addUser(root, rootSecret, tenant, "lena", store.RoleSecurityLead))
 	op, opS, _ := f.firstRun("otto", f.addUser(root, rootSecret, tenant, "otto", store.RoleOperator))
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	a := lead.post("/console/keys", url.Values{"name": {"laptop"}, "public": {string(pem)}})
 	wantRedirect(t, f.stepUpIfAsked(lead, "/console/keys", leadS, a), "/console/keys")
 	dev, _ := f.registerScopes(lead, pub, priv, "tcp:41000-41099")

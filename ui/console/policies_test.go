@@ -18,7 +18,6 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/store"
-	"firewalliq/probe/keys"
 )
 
 // reportWorld is a tenant with a local evidence vault (reports are
@@ -92,14 +91,7 @@ func newReportWorld(t *testing.T) *reportWorld {
 	w.lead, w.leadS, w.leadPW = f.firstRun("lena", f.addUser(root, rootS, tenant, "lena", store.RoleSecurityLead))
 	w.op, w.opS, w.opPW = f.firstRun("otto", f.addUser(root, rootS, tenant, "otto", store.RoleOperator))
 	w.aud, _, _ = f.firstRun("aud", f.addUser(root, rootS, tenant, "aud", store.RoleAuditor))
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	a := w.lead.post("/console/keys", url.Values{"name": {"laptop"}, "public": {string(pem)}})
 	wantRedirect(t, f.stepUpIfAsked(w.lead, "/console/keys", w.leadS, a), "/console/keys")
 	w.dev, _ = f.registerScopes(w.lead, pub, priv, fmt.Sprintf("tcp:%d,%d", w.open, w.closed))

@@ -91,14 +91,7 @@ func newScanWorld(t *testing.T) *scanWorld {
 	w.aud, _, _ = f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
 
 	// The lead registers a public key on the keys page (step-up).
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	want(t, w.lead.get("/console/keys"), http.StatusOK, "No scope-signing keys", `id="key-add"`)
 	form := url.Values{"name": {"lena's laptop"}, "public": {string(pem)}}
 	a := w.lead.post("/console/keys", form)

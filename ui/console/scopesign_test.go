@@ -1,10 +1,8 @@
 package console_test
 
 import (
-	"bytes"
 	"fmt"
 	"html"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -61,25 +59,7 @@ func TestScopeSignHeldKey(t *testing.T) {
 	}
 	upload := func(b *browser, keyID, file string) answer {
 		t.Helper()
-		var body bytes.Buffer
-		mw := multipart.NewWriter(&body)
-		_ = mw.WriteField("csrf", b.csrf)
-		_ = mw.WriteField("key_id", keyID)
-		fw, err := mw.CreateFormFile("document", "scope.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = fw.Write([]byte(file))
-		_ = mw.WriteField("document_text", "")
-		if err := mw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/console/scopes/sign", &body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", mw.FormDataContentType())
-		return b.do(req)
+		return b.postDocument("/console/scopes/sign", [][2]string{{"csrf", b.csrf}, {"key_id", keyID}}, "scope.json", []byte(file))
 	}
 	const path = "/console/scopes/sign"
 	paste := func(b *browser, keyID, text string) answer {

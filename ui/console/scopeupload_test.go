@@ -2,7 +2,6 @@ package console_test
 
 import (
 	"bytes"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,14 +21,7 @@ import (
 func TestScopeUpload(t *testing.T) {
 	w := newScanWorld(t)
 	f := w.f
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	a := w.lead.post("/console/keys", url.Values{"name": {"second"}, "public": {string(pem)}})
 	wantRedirect(t, f.stepUpIfAsked(w.lead, "/console/keys", w.leadS, a), "/console/keys")
 	now := f.clk.Now()
@@ -45,26 +37,11 @@ func TestScopeUpload(t *testing.T) {
 	}
 	upload := func(b *browser, csrf string, file []byte) answer {
 		t.Helper()
-		var body bytes.Buffer
-		mw := multipart.NewWriter(&body)
+		var fields [][2]string
 		if csrf != "" {
-			_ = mw.WriteField("csrf", csrf)
+			fields = append(fields, [2]string{"csrf", csrf})
 		}
-		fw, err := mw.CreateFormFile("document", "scope.signed.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = fw.Write(file)
-		_ = mw.WriteField("document_text", "")
-		if err := mw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/console/scopes", &body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", mw.FormDataContentType())
-		return b.do(req)
+		return b.postDocument("/console/scopes", fields, "scope.signed.json", file)
 	}
 
 	want(t, w.lead.get("/console/scopes"), http.StatusOK, `id="scope-register"`, `enctype="multipart/form-data"`)

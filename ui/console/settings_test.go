@@ -16,7 +16,6 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/sensor"
 	"firewalliq/appliance/store"
-	"firewalliq/probe/keys"
 )
 
 // TestSettingsPage: the settings page shows the local vault (backend, no
@@ -171,14 +170,7 @@ func newScanWorldOn(t *testing.T, f *fixture, root *browser, rootSecret string) 
 	w.ann, w.annS, _ = f.firstRun("ann", f.addUser(root, rootSecret, tenant, "ann", store.RoleApprover))
 	w.ben, w.bS, _ = f.firstRun("ben", f.addUser(root, rootSecret, tenant, "ben", store.RoleApprover))
 	w.aud, _, _ = f.firstRun("aud", f.addUser(root, rootSecret, tenant, "aud", store.RoleAuditor))
-	pub, priv, err := keys.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := keys.MarshalPublic(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, priv, pem := signingKey(t)
 	a := w.lead.post("/console/keys", url.Values{"name": {"laptop"}, "public": {string(pem)}})
 	wantRedirect(t, f.stepUpIfAsked(w.lead, "/console/keys", w.leadS, a), "/console/keys")
 	w.dev, w.prod = f.registerScopes(w.lead, pub, priv, "tcp:"+strconv.Itoa(w.port)+","+strconv.Itoa(w.port+1))
