@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,16 +26,7 @@ func TestVaultStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv, err := vaulttest.Start(t.TempDir())
-	if err != nil {
-		t.Fatalf("start minio: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Stop()
-		if t.Failed() {
-			t.Logf("minio log:\n%s", srv.Log())
-		}
-	})
+	srv := vaulttest.StartFor(t)
 	locked, err := srv.MakeBucket(ctx, vaulttest.Compliance)
 	if err != nil {
 		t.Fatal(err)
@@ -45,10 +35,7 @@ func TestVaultStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(vaulttest.Password), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret := vaulttest.SecretKeyFile(t)
 	minioEnv := func(bucket string) map[string]string {
 		return map[string]string{"FIQ_VAULT_BACKEND": "minio", "FIQ_VAULT_ENDPOINT": srv.Addr, "FIQ_VAULT_BUCKET": bucket,
 			"FIQ_VAULT_CA_FILE": srv.CAFile(), "FIQ_VAULT_ACCESS_KEY": vaulttest.User, "FIQ_VAULT_SECRET_KEY_FILE": secret, "FIQ_VAULT_RETENTION_DAYS": "1"}

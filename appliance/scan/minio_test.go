@@ -2,8 +2,6 @@ package scan_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -22,34 +20,10 @@ import (
 // (evidence.upload) and locked in the bucket.
 func TestEvidenceInMinIO(t *testing.T) {
 	ctx := context.Background()
-	srv, err := vaulttest.Start(t.TempDir())
-	if err != nil {
-		t.Fatalf("start minio: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Stop()
-		if t.Failed() {
-			t.Logf("minio log:\n%s", srv.Log())
-		}
-	})
-	bucket, err := srv.MakeBucket(ctx, vaulttest.Compliance)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := vaulttest.StartFor(t)
 	// Retention counts from the appliance's clock, which the fixture sets
 	// to a fixed day in the past: 5 days from it are still in the future.
-	admin, err := srv.Admin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mode, days, unit := minio.Compliance, uint(5), minio.Days
-	if err := admin.SetObjectLockConfig(ctx, bucket, &mode, &days, &unit); err != nil {
-		t.Fatal(err)
-	}
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(vaulttest.Password), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bucket, secret := srv.LockedBucket(ctx, t, 5), vaulttest.SecretKeyFile(t)
 	e := newEnv(t, func(c *appliance.Config) {
 		c.Vault.Backend, c.Vault.Endpoint, c.Vault.Bucket = "minio", srv.Addr, bucket
 		c.Vault.CAFile, c.Vault.AccessKey, c.Vault.SecretKeyFile, c.Vault.RetentionDays = srv.CAFile(), vaulttest.User, secret, 5
@@ -73,6 +47,10 @@ func TestEvidenceInMinIO(t *testing.T) {
 	}
 	if len(ups) != want {
 		t.Fatalf("%d evidence.upload entries", len(ups))
+	}
+	admin, err := srv.Admin()
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, u := range ups {
 		mode, until, err := admin.GetObjectRetention(ctx, bucket, u.Object, "")

@@ -5,14 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/minio/minio-go/v7"
 
 	"firewalliq/appliance"
 	"firewalliq/appliance/store"
@@ -34,32 +30,8 @@ var exportLinkRe = regexp.MustCompile(`(?s)<div class="card notice" role="status
 // changing the shared fixture: only this test needs a MinIO server.
 func TestEvidenceExportMinIO(t *testing.T) {
 	ctx := context.Background()
-	srv, err := vaulttest.Start(t.TempDir())
-	if err != nil {
-		t.Fatalf("start minio: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Stop()
-		if t.Failed() {
-			t.Logf("minio log:\n%s", srv.Log())
-		}
-	})
-	bucket, err := srv.MakeBucket(ctx, vaulttest.Compliance)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := srv.Admin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mode, days, unit := minio.Compliance, uint(5), minio.Days
-	if err := admin.SetObjectLockConfig(ctx, bucket, &mode, &days, &unit); err != nil {
-		t.Fatal(err)
-	}
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(vaulttest.Password), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	srv := vaulttest.StartFor(t)
+	bucket, secret := srv.LockedBucket(ctx, t, 5), vaulttest.SecretKeyFile(t)
 	f := newFixture(t, func(c *appliance.Config) {
 		c.Vault.Backend, c.Vault.Endpoint, c.Vault.Bucket = "minio", srv.Addr, bucket
 		c.Vault.CAFile, c.Vault.AccessKey, c.Vault.SecretKeyFile, c.Vault.RetentionDays = srv.CAFile(), vaulttest.User, secret, 5

@@ -307,3 +307,63 @@ func (s *Server) MakeBucket(ctx context.Context, lock Lock) (string, error) {
 	}
 	return name, nil
 }
+
+// TB is the part of testing.TB the helpers below use (this package does
+// not import testing, so production code cannot link it in by accident).
+type TB interface {
+	Helper()
+	TempDir() string
+	Cleanup(func())
+	Failed() bool
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// StartFor starts a server for one test in a temporary directory of t,
+// stops it when t ends and logs its output when t failed.
+func StartFor(t TB) *Server {
+	t.Helper()
+	s, err := Start(t.TempDir())
+	if err != nil {
+		t.Fatalf("start minio: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("minio log:\n%s", s.Log())
+		}
+	})
+	return s
+}
+
+// LockedBucket makes a fresh bucket with object lock in compliance mode
+// and a default retention of days (the appliance refuses a retention
+// shorter than its own retention_days).
+func (s *Server) LockedBucket(ctx context.Context, t TB, days uint) string {
+	t.Helper()
+	name, err := s.MakeBucket(ctx, Compliance)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	c, err := s.Admin()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	mode, unit := minio.Compliance, minio.Days
+	if err := c.SetObjectLockConfig(ctx, name, &mode, &days, &unit); err != nil {
+		t.Fatalf("set object lock: %v", err)
+	}
+	return name
+}
+
+// SecretKeyFile writes the server's secret key to a 0600 file in a
+// temporary directory of t, as the appliance's vault.secret_key_file
+// reads it, and returns its path.
+func SecretKeyFile(t TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(p, []byte(Password), 0o600); err != nil {
+		t.Fatalf("%v", err)
+	}
+	return p
+}
