@@ -14,7 +14,9 @@ import (
 )
 
 // update rewrites the golden files of this package's pinning tests
-// (go test ./appliance/cli -run 'TestCommandTree|TestRemoteOutputs' -update).
+// (go test ./appliance/cli -run 'TestCommandTree|TestRemoteOutputs' -update,
+// and go test -tags lab ./appliance/cli -run TestCommandTree -update for
+// the lab build's tree).
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // golden compares got with testdata/name, or writes it with -update.
@@ -92,5 +94,5 @@ func TestCommandTree(t *testing.T) {
 		}
 	}
 	walk(root)
-	golden(t, "commands.golden", b.String())
+	golden(t, commandsGolden, b.String())
 }

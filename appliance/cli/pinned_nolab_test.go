@@ -1,0 +1,6 @@
+//go:build !lab
+
+package cli
+
+// commandsGolden pins the shipped build's command tree.
+const commandsGolden = "commands.golden"
