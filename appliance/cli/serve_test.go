@@ -31,6 +31,7 @@ import (
 	"firewalliq/appliance"
 	"firewalliq/appliance/auth"
 	"firewalliq/appliance/cli/apiclient"
+	"firewalliq/probe/safety"
 )
 
 // pinnedClient is an HTTPS client that trusts exactly the certificate
@@ -167,10 +168,15 @@ func (s *stream) read(prefix string, within time.Duration) bool {
 func TestServeShutdownWithOpenStream(t *testing.T) {
 	e := startE2E(t)
 	e.firstLogin()
-	// Three scans: two run (the profile's concurrent scans), the third
-	// waits in the queue. A running scan's stream also ends when serve
-	// stops the scan; a queued scan's stream has nothing to end it.
-	sam, ids := e.slowScans(3)
+	// One scan more than the compiled-in profile runs at once (2 in the
+	// shipped build, 4 in a lab build): the last waits in the queue. A
+	// running scan's stream also ends when serve stops the scan; a queued
+	// scan's stream has nothing to end it.
+	prof, err := safety.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sam, ids := e.slowScans(prof.MaxConcurrentScans + 1)
 	cred, err := apiclient.LoadCredentials(sam.credentialsPath())
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +195,11 @@ func TestServeShutdownWithOpenStream(t *testing.T) {
 		streams = append(streams, s)
 	}
 	if queued < 0 {
-		t.Fatalf("no scan waits in the queue: %q %q %q", streams[0].seen, streams[1].seen, streams[2].seen)
+		var seen [][]string
+		for _, s := range streams {
+			seen = append(seen, s.seen)
+		}
+		t.Fatalf("no scan waits in the queue: %q", seen)
 	}
 	// The API's stream of the queued scan, as 'firewalliq scan watch' reads it.
 	api := e.openStream(client, "/api/v1/scans/"+ids[queued]+"/events", cred.Token)
