@@ -511,6 +511,8 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	defer wg.Wait()
 	defer cancel()
 
+	// stopTap ends the capture goroutine (a no-op until one runs).
+	stopTap := func() {}
 	needRaw := false
 	needConnect := false
 	for _, kk := range e.kindsToRun() {
@@ -543,9 +545,11 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		}
 		e.tap = t
 		tapDone := make(chan struct{})
+		var once sync.Once
+		stopTap = func() { once.Do(func() { close(tapDone) }) }
 		wg.Add(1)
 		go func() { defer wg.Done(); e.readTap(ctx, tapDone) }()
-		defer func() { close(tapDone) }()
+		defer stopTap()
 	}
 
 	rawIn := make(chan *entry, 4096)
@@ -619,6 +623,11 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	}
 	cancel()
 	<-senderDone
+	// Every goroutine ends before the summary is taken: a reply the tap
+	// reads late must not reach the evidence after the summary counted it,
+	// or the manifest's packet count and the pcapng would disagree.
+	stopTap()
+	wg.Wait()
 	s := e.summary(start)
 	if e.cfg.Progress != nil {
 		e.cfg.Progress(e.progress(start, 0))
