@@ -71,9 +71,15 @@ func (fl *fleet) runScans(t *testing.T) {
 // waitScan polls scan id until it reaches one of states (30 s at most).
 func (fl *fleet) waitScan(t *testing.T, id string, states ...string) scan.Scan {
 	t.Helper()
+	return fl.waitScanWithin(t, id, 30*time.Second, states...)
+}
+
+// waitScanWithin is waitScan for scans that run longer.
+func (fl *fleet) waitScanWithin(t *testing.T, id string, limit time.Duration, states ...string) scan.Scan {
+	t.Helper()
 	op := fl.Users["operator"]
 	var sc scan.Scan
-	for range 1500 {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
 		var err error
 		if sc, err = fl.App.Scans.Get(fl.Ctx, op.P, "", id); err != nil {
 			t.Fatal(err)
@@ -461,8 +467,11 @@ func TestConsoleRestartMidRemoteScan(t *testing.T) {
 		return nil
 	}))
 	open, _ := listen(t)
-	// 32 targets of one port at 10 packets/s: about 10 s a run.
-	fl.registerScopeOf(t, "slow", "127.0.0.0/27", open)
+	// 64 targets of one port at 10 packets/s: about 20 s a run here. The
+	// old run must outlast the time from the restart until the console
+	// first hears from it again: 0.3 s here, about 11 s in one CI run
+	// under load (with 32 targets, 10 s a run, it had finished by then).
+	fl.registerScopeOf(t, "slow", "127.0.0.0/26", open)
 	op := fl.Users["operator"]
 	runScans := func() func() {
 		ctx, cancel := context.WithCancel(fl.Ctx)
@@ -471,7 +480,7 @@ func TestConsoleRestartMidRemoteScan(t *testing.T) {
 		return func() { cancel(); <-done }
 	}
 	stop := runScans()
-	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "slow", Targets: []string{"127.0.0.0/27"}, Rate: 10, Vantage: creds.SensorID}, fl.Code(op))
+	sc, err := fl.App.Scans.Request(fl.Ctx, op.P, "", scan.ScanRequest{ScopeID: "slow", Targets: []string{"127.0.0.0/26"}, Rate: 10, Vantage: creds.SensorID}, fl.Code(op))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,9 +508,9 @@ func TestConsoleRestartMidRemoteScan(t *testing.T) {
 	stop = runScans()
 	t.Cleanup(stop)
 
-	sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
-	if sc.State != scan.StateCompleted || sc.Job.Results != 32 {
-		t.Fatalf("scan %s (%s), %d results, want completed with 32", sc.State, sc.Reason, sc.Job.Results)
+	sc = fl.waitScanWithin(t, sc.ID, 90*time.Second, scan.StateCompleted, scan.StateFailed)
+	if sc.State != scan.StateCompleted || sc.Job.Results != 64 {
+		t.Fatalf("scan %s (%s), %d results, want completed with 64", sc.State, sc.Reason, sc.Job.Results)
 	}
 	page, err := fl.App.Scans.Results(fl.Ctx, op.P, "", sc.ID, scan.ResultFilter{Limit: scan.MaxPageSize})
 	if err != nil {
