@@ -343,3 +343,60 @@ func TestSYNPortPerAttempt(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelResentSYN: a connect-based probe's SYN that the tap sees
+// twice (same source port and sequence number: the kernel's
+// retransmission after the process closed the socket too late) counts
+// once more in packets_sent and kernel_resent, whether the tap kept the
+// outgoing copy or, on loopback, the incoming one. A new connection's SYN
+// (another port or sequence number) and the handshake's other packets do
+// not.
+func TestKernelResentSYN(t *testing.T) {
+	syn := func(sport uint16, seq uint32) []byte {
+		return mustPkt(t, us4, them4, protoTCP, &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 443, Seq: seq, SYN: true})
+	}
+	ack := mustPkt(t, us4, them4, protoTCP, &layers.TCP{SrcPort: 50000, DstPort: 443, Seq: 8, Ack: 2, ACK: true})
+	synack := mustPkt(t, them4, us4, protoTCP, &layers.TCP{SrcPort: 443, DstPort: 50000, Seq: 1, Ack: 8, SYN: true, ACK: true})
+	tests := []struct {
+		name     string
+		outgoing bool
+		pkts     [][]byte
+		resent   uint64
+	}{
+		{"one SYN", true, [][]byte{syn(50000, 7)}, 0},
+		{"SYN sent again", true, [][]byte{syn(50000, 7), syn(50000, 7)}, 1},
+		{"SYN sent twice again", true, [][]byte{syn(50000, 7), syn(50000, 7), syn(50000, 7)}, 2},
+		{"loopback: incoming copies", false, [][]byte{syn(50000, 7), syn(50000, 7)}, 1},
+		{"a new connection from another port", true, [][]byte{syn(50000, 7), syn(50001, 7)}, 0},
+		{"a new connection, another sequence", true, [][]byte{syn(50000, 7), syn(50000, 9)}, 0},
+		{"handshake packets", true, [][]byte{syn(50000, 7), ack, ack}, 0},
+		{"the target's SYN-ACK twice", false, [][]byte{synack, synack}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, _, _ := testEngine(t)
+			e.watch[probeKey{them4, protoTCP, 443}] = &watchInfo{refs: 1}
+			e.watch[probeKey{them4, protoTCP, 80}] = &watchInfo{refs: 1}
+			now := time.Now()
+			for i, p := range tt.pkts {
+				e.handle(p, tt.outgoing, now.Add(time.Duration(i)*time.Second))
+			}
+			if got := e.resent.Load(); got != tt.resent {
+				t.Fatalf("kernel_resent %d, want %d", got, tt.resent)
+			}
+			if got := e.sent.Load(); got != tt.resent {
+				t.Fatalf("packets_sent grew by %d, want %d", got, tt.resent)
+			}
+			if got := e.meter.Count(); got != tt.resent {
+				t.Fatalf("the rate meter counted %d, want %d", got, tt.resent)
+			}
+		})
+	}
+	// An unwatched destination (no connect probe to it) is not ours.
+	e, _, _ := testEngine(t)
+	e.handle(syn(50000, 7), true, time.Now())
+	e.handle(syn(50000, 7), true, time.Now())
+	if e.resent.Load() != 0 {
+		t.Fatalf("counted a SYN to an unwatched port")
+	}
+}

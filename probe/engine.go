@@ -233,6 +233,9 @@ type Engine struct {
 	drained atomic.Int64
 	// tapLagged counts verdicts given without the tap having caught up.
 	tapLagged atomic.Uint64
+	// resent counts SYNs the kernel retransmitted for connect-based
+	// probes (see synAgainLocked).
+	resent atomic.Uint64
 	ran       atomic.Bool
 	// lossSeen is set once a probe was answered only on a retry (see
 	// retryBudget).
@@ -266,6 +269,17 @@ type watchInfo struct {
 	st   State
 	why  string
 	refs int // connect probes using this watch
+	// syns holds the SYNs of this watch's connections seen on the tap,
+	// by source port and sequence number, to tell the kernel's
+	// retransmission of a SYN from a new connection's SYN.
+	syns map[synID]struct{}
+}
+
+// synID names one SYN of a connect-based probe: the kernel retransmits a
+// SYN with the same source port and sequence number.
+type synID struct {
+	sport uint16
+	seq   uint32
 }
 
 // entry is one planned probe.
@@ -626,6 +640,15 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	// Every goroutine ends before the summary is taken: a reply the tap
 	// reads late must not reach the evidence after the summary counted it,
 	// or the manifest's packet count and the pcapng would disagree.
+	if e.tap != nil {
+		// The tap reads what reached its socket before it closes (for at
+		// most 250 ms): the last packets of the run belong in the
+		// evidence and, for a SYN the kernel sent again, in the count.
+		mark, until := e.cfg.Now(), time.Now().Add(250*time.Millisecond)
+		for !e.tapReached(mark) && time.Now().Before(until) {
+			time.Sleep(time.Millisecond)
+		}
+	}
 	stopTap()
 	wg.Wait()
 	s := e.summary(start)

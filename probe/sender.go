@@ -253,23 +253,26 @@ const maxTapLag = 2 * time.Second
 // tapCaughtUp reports whether the tap has handled every packet that
 // arrived before deadline (or has lagged for too long to wait on).
 func (e *Engine) tapCaughtUp(deadline, now time.Time) bool {
-	if e.tap == nil {
+	if e.tapReached(deadline) {
 		return true
 	}
-	d := e.drained.Load()
-	if d >= deadline.UnixNano() {
+	if now.Sub(deadline) > maxTapLag {
+		e.tapLagged.Add(1)
+		return true
+	}
+	return false
+}
+
+// tapReached reports whether the tap has handled every packet that
+// arrived before deadline.
+func (e *Engine) tapReached(deadline time.Time) bool {
+	if e.tap == nil || e.drained.Load() >= deadline.UnixNano() {
 		return true
 	}
 	// A parked reader does not refresh drained: ask the socket.
 	if t := e.cfg.Now(); e.tap.f != nil && e.tap.idle() {
 		e.drained.Store(t.UnixNano())
-		if !t.Before(deadline) {
-			return true
-		}
-	}
-	if now.Sub(deadline) > maxTapLag {
-		e.tapLagged.Add(1)
-		return true
+		return !t.Before(deadline)
 	}
 	return false
 }
@@ -475,10 +478,14 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 		// packets only when those run).
 		if p.proto == protoTCP && !e.ourTCPPort(p.sport) {
 			e.mu.Lock()
-			_, ok := e.watch[probeKey{p.dst, protoTCP, p.dport}]
+			w, ok := e.watch[probeKey{p.dst, protoTCP, p.dport}]
+			again := ok && e.synAgainLocked(w, p)
 			e.mu.Unlock()
 			if ok {
 				e.evidence(now, b)
+			}
+			if again {
+				e.kernelResent(now)
 			}
 		}
 		return
@@ -497,12 +504,17 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 		if ok && w.ttl == 0 {
 			w.ttl = p.ttl
 		}
+		again := false
 		if !ok {
-			_, ok = e.watch[probeKey{p.dst, protoTCP, p.dport}]
+			w, ok = e.watch[probeKey{p.dst, protoTCP, p.dport}]
+			again = ok && e.synAgainLocked(w, p)
 		}
 		e.mu.Unlock()
 		if ok {
 			e.evidence(now, b)
+		}
+		if again {
+			e.kernelResent(now)
 		}
 	case protoUDP:
 		if p.dport == e.udpPort && e.udpPort != 0 {
@@ -517,6 +529,46 @@ func (e *Engine) handle(b []byte, outgoing bool, now time.Time) {
 	case protoICMP, protoICMPv6:
 		e.matchICMP(p, b, now)
 	}
+}
+
+// synAgainLocked reports whether p, one of our own packets of a
+// connect-based probe watched by w, is the kernel's retransmission of a
+// SYN already seen (same source port and sequence number). The dial
+// timeout stays below the kernel's first retransmission (maxDialTimeout),
+// but a starved process can close the socket too late; the packet is
+// then on the wire all the same, and is counted. Caller holds e.mu.
+func (e *Engine) synAgainLocked(w *watchInfo, p packet) bool {
+	if p.flags&(tcpSYN|tcpACK) != tcpSYN {
+		return false
+	}
+	id := synID{p.sport, p.seq}
+	if _, seen := w.syns[id]; seen {
+		return true
+	}
+	if w.syns == nil {
+		w.syns = map[synID]struct{}{}
+	}
+	w.syns[id] = struct{}{}
+	return false
+}
+
+// kernelResent counts a SYN the kernel sent again on a probe's behalf:
+// a packet on the wire like any other, in packets_sent and the rate
+// meter, and apart in kernel_resent.
+func (e *Engine) kernelResent(now time.Time) {
+	e.sent.Add(1)
+	e.resent.Add(1)
+	e.sendMu.Lock()
+	// The tap reads late: keep the meter's times in order.
+	e.meter.Add(maxTime(now, e.meter.last), 1)
+	e.sendMu.Unlock()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // ourTCPPort reports whether p is one of the SYN probes' source ports.

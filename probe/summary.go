@@ -22,8 +22,12 @@ type Summary struct {
 	PerHostPPS  int `json:"per_host_pps"`
 	WindowLimit int `json:"window_limit"`
 	// PacketsSent counts packets handed to the kernel (for connect-based
-	// probes, SYNs), retries included.
+	// probes, SYNs), retries included, and SYNs the kernel sent again.
 	PacketsSent uint64 `json:"packets_sent"`
+	// KernelResent counts SYNs of connect-based probes that the kernel
+	// retransmitted because the process closed the socket too late (a
+	// starved machine); seen by the packet tap, so 0 without one.
+	KernelResent uint64 `json:"kernel_resent,omitempty"`
 	// MeasuredPPS is PacketsSent divided by the time from the first to
 	// the last send: the rate the pacer achieved.
 	MeasuredPPS float64 `json:"measured_pps"`
@@ -77,7 +81,7 @@ func (e *Engine) summary(start time.Time) Summary {
 		Transport:   "connect",
 		RatePPS:     e.rate, CapPPS: e.cfg.Limits.Cap(), PerHostPPS: e.cfg.Limits.PerHost,
 		WindowLimit: WindowLimit(e.rate),
-		PacketsSent: e.sent.Load(), Worst100ms: worst, Sent: series, Retries: e.retries.Load(),
+		PacketsSent: e.sent.Load(), KernelResent: e.resent.Load(), Worst100ms: worst, Sent: series, Retries: e.retries.Load(),
 		RefusedPackets: e.refused.Load(), RefusedSample: refused, RefusedTargets: e.refusedTargets.Load(),
 		UnmatchedReplies: e.unmatched.Load(), DuplicateReplies: e.duplicates.Load(), MalformedReplies: e.malformed.Load(), TapLagged: e.tapLagged.Load(),
 		Probes: e.done.Load(), States: maps.Clone(e.states), ResumedAtBatch: e.cfg.ResumeBatch,

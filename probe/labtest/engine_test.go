@@ -304,9 +304,9 @@ func checkWire(t *testing.T, o *outcome, rate int) {
 	probes := lab.Probes(o.pkts, l.ScannerV4, l.ScannerV6)
 	w := lab.WorstWindow(probes, 100*time.Millisecond)
 	limit := rate/10 + 1
-	t.Logf("wire: %d probes, worst 100 ms window %d (limit %d), achieved %.1f pps of %d; engine summary: sent %d, measured %.1f pps, worst %d, retries %d, refused %d, unmatched %d",
+	t.Logf("wire: %d probes, worst 100 ms window %d (limit %d), achieved %.1f pps of %d; engine summary: sent %d, measured %.1f pps, worst %d, retries %d, kernel resent %d, refused %d, unmatched %d",
 		len(probes), w.Packets, limit, lab.Rate(probes), rate,
-		o.summary.PacketsSent, o.summary.MeasuredPPS, o.summary.Worst100ms, o.summary.Retries, o.summary.RefusedPackets, o.summary.UnmatchedReplies)
+		o.summary.PacketsSent, o.summary.MeasuredPPS, o.summary.Worst100ms, o.summary.Retries, o.summary.KernelResent, o.summary.RefusedPackets, o.summary.UnmatchedReplies)
 	if w.Packets > limit {
 		t.Errorf("worst 100 ms window on the wire: %d probes at %s, limit %d", w.Packets, w.Start.Format(time.RFC3339Nano), limit)
 	}
