@@ -236,7 +236,7 @@ type Engine struct {
 	// resent counts SYNs the kernel retransmitted for connect-based
 	// probes (see synAgainLocked).
 	resent atomic.Uint64
-	ran       atomic.Bool
+	ran    atomic.Bool
 	// lossSeen is set once a probe was answered only on a retry (see
 	// retryBudget).
 	lossSeen    atomic.Bool
