@@ -432,10 +432,11 @@ func (c *chrome) downloadDir() string {
 	return dir
 }
 
-// downloaded waits (10 s at most) for a non-empty file whose name ends in
+// downloaded waits (30 s at most: the server renders the file first,
+// slowly on a busy machine) for a non-empty file whose name ends in
 // suffix in dir, and returns its content; nil when none came.
 func downloaded(dir, suffix string) []byte {
-	for range 100 {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 		es, _ := os.ReadDir(dir)
 		for _, e := range es {
