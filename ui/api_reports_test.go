@@ -92,7 +92,7 @@ func (f *fixture) runScan() string {
 	wg.Add(1)
 	go func() { defer wg.Done(); f.app.Scans.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
-	for deadline := time.Now().Add(20 * time.Second); sc.State != scan.StateCompleted; {
+	for deadline := time.Now().Add(scanWait); sc.State != scan.StateCompleted; {
 		if time.Now().After(deadline) || sc.State == scan.StateFailed {
 			t.Fatalf("scan %s: %s", sc.State, sc.Reason)
 		}

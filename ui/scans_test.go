@@ -94,11 +94,16 @@ func (e *scanEnv) objectActions(mark int64, object string) []string {
 	return out
 }
 
-// events reads scan id's event stream to its end (20 s at most) and
+// scanWait bounds the wait for a test scan's end: the scans are paced and
+// small, a few seconds each, slower on a busy machine. Only a failing test
+// waits this long.
+const scanWait = 60 * time.Second
+
+// events reads scan id's event stream to its end (scanWait at most) and
 // returns the progress events, each checked against the Progress schema.
 func (e *scanEnv) events(t *testing.T, as, id string) []scan.Progress {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(e.ctx, scanWait)
 	defer cancel()
 	u := e.users[as]
 	req := httptest.NewRequest("GET", "/api/v1/scans/"+id+"/events", nil).WithContext(ctx)
@@ -132,16 +137,17 @@ func (e *scanEnv) events(t *testing.T, as, id string) []scan.Progress {
 		}
 	}
 	if ctx.Err() != nil {
-		t.Fatal("the event stream did not end within 20 s")
+		t.Fatalf("the event stream did not end within %s", scanWait)
 	}
 	return out
 }
 
-// waitScan polls scan id over the API until it is in one of states.
+// waitScan polls scan id over the API until it is in one of states
+// (scanWait at most).
 func (e *scanEnv) waitScan(t *testing.T, id string, states ...string) scan.Scan {
 	t.Helper()
 	var sc scan.Scan
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(scanWait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		ok(t, rec(e.do(request{method: "GET", path: "/api/v1/scans/" + id, as: "a-aud"})), 200, &sc)
 		if slices.Contains(states, sc.State) {
 			return sc

@@ -108,9 +108,11 @@ func TestAccessLog(t *testing.T) {
 			if id == "" {
 				t.Fatal("no X-Request-ID")
 			}
-			// The line is written after the answer: wait for it briefly.
+			// The line is written after the answer: wait for it (10 s
+			// at most by the clock; the writing goroutine may wait for a
+			// CPU on a busy machine).
 			var m map[string]string
-			for i := 0; i < 100 && m == nil; i++ {
+			for deadline := time.Now().Add(10 * time.Second); m == nil && time.Now().Before(deadline); {
 				if strings.Contains(f.logs.String(), "request_id="+id) {
 					m = f.accessLine(id)
 					break

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
@@ -257,16 +259,69 @@ func (c *chrome) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		c.fail(what, err)
 	}
+	c.settle()
 }
 
-// text is the text of the first element matching sel.
+// settle waits until the tab's document has loaded (readyState
+// "complete"), 10 s at most, each look bounded by 2 s. Chromium hands
+// DevTools the document again at DOMContentLoaded and forgets every node
+// id it gave out before. A page reached by submitting a form shows its
+// elements (WaitVisible finds them) while its deferred scripts still
+// load; a read or click of such a node after DOMContentLoaded fails with
+// "No node with given id found" (or "Could not find node with given
+// id"), the more often the busier the machine. Once the document is
+// complete its node ids stay valid until the next navigation. settle
+// does not fail the test: a page that never loads fails the next step.
+func (c *chrome) settle() {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && c.ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		state, err := chromedp.Run(rctx, chromedp.Evaluate[string](`document.readyState`))
+		cancel()
+		if err == nil && state == "complete" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// nodeGone is true for the errors of a read or click whose node (or
+// script context) the tab dropped since it was found: its document was
+// handed over again (settle) or replaced by a navigation.
+func nodeGone(err error) bool {
+	var e *cdproto.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, m := range []string{"No node with given id", "Could not find node with given id", "Node with given id does not belong to the document",
+		"Cannot find context with specified id", "Execution context was destroyed", "Inspected target navigated or closed"} {
+		if strings.Contains(e.Message, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// text is the text of the first element matching sel. A read whose node
+// the tab dropped in between (nodeGone) is tried again once the document
+// has loaded, at most five times.
 func (c *chrome) text(sel string) string {
 	c.t.Helper()
-	v, err := chromedp.Run(c.ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		c.fail("read "+sel, err)
+	var err error
+	for range 5 {
+		var v string
+		v, err = chromedp.Run(c.ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err == nil {
+			return strings.TrimSpace(v)
+		}
+		if !nodeGone(err) {
+			break
+		}
+		c.settle()
 	}
-	return strings.TrimSpace(v)
+	c.fail("read "+sel, err)
+	return ""
 }
 
 // waitText reads sel's text until ok accepts it (10 s at most, each read
@@ -321,6 +376,7 @@ func (c *chrome) click(what, sel string) {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
+		c.settle()
 	}
 	c.fail(what, err)
 }
@@ -342,16 +398,20 @@ func (c *chrome) addAuthenticator() webauthn.AuthenticatorID {
 	return added.AuthenticatorID
 }
 
-// keyAnswered waits (20 s at most) for sel, the page after the key's
-// answer was posted; if the page still shows the key prompt, the test
-// fails with what webauthn.js said there (the browser's refusal).
+// keyAnswered waits (20 s at most, in looks bounded by 2 s: a look is a
+// few DevTools round trips, slow on a busy machine) for sel, the page
+// after the key's answer was posted; if the page still shows the key
+// prompt, the test fails with what webauthn.js said there (the browser's
+// refusal).
 func (c *chrome) keyAnswered(sel string) {
 	c.t.Helper()
-	for i := 0; i < 40; i++ {
-		wctx, cancel := context.WithTimeout(c.ctx, 500*time.Millisecond)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && c.ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 		_, err := chromedp.Run(wctx, chromedp.WaitVisible(chromedp.CSS(sel)))
 		cancel()
 		if err == nil {
+			c.settle()
 			return
 		}
 	}
@@ -372,10 +432,11 @@ func (c *chrome) downloadDir() string {
 	return dir
 }
 
-// downloaded waits (10 s at most) for a non-empty file whose name ends in
+// downloaded waits (30 s at most: the server renders the file first,
+// slowly on a busy machine) for a non-empty file whose name ends in
 // suffix in dir, and returns its content; nil when none came.
 func downloaded(dir, suffix string) []byte {
-	for range 100 {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 		es, _ := os.ReadDir(dir)
 		for _, e := range es {

@@ -129,7 +129,7 @@ func (w *reportWorld) scan(b *browser, secret string) string {
 	if m == nil {
 		t.Fatalf("no scan id in %q", a.location())
 	}
-	for i := 0; i < 200; i++ {
+	for deadline := time.Now().Add(scanWait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		a = b.get("/console/scans/" + m[1])
 		if strings.Contains(a.body, `id="scan-state">completed<`) {
 			return m[1]
@@ -137,9 +137,8 @@ func (w *reportWorld) scan(b *browser, secret string) string {
 		if strings.Contains(a.body, `id="scan-state">failed<`) {
 			t.Fatalf("scan failed:\n%s", a.body)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("scan %s did not complete", m[1])
+	t.Fatalf("scan %s did not complete within %s", m[1], scanWait)
 	return ""
 }
 

@@ -162,18 +162,24 @@ func (w *scanWorld) request(b *browser, secret, scopeID string, extra url.Values
 	return m[1]
 }
 
-// waitState polls the scan page until the scan is in state (20 s at most).
+// scanWait bounds the wait for a test scan's end (by the clock). The
+// scans are paced and small (a few probes), a few seconds each; on a busy
+// machine (load 20) the 200 polls (about 20 s) waited before were not a
+// wide margin. Only a failing test waits this long.
+const scanWait = 60 * time.Second
+
+// waitState polls the scan page until the scan is in state (scanWait at
+// most).
 func (w *scanWorld) waitState(b *browser, id, state string) answer {
 	w.f.t.Helper()
 	var a answer
-	for i := 0; i < 200; i++ {
+	for deadline := time.Now().Add(scanWait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		a = b.get("/console/scans/" + id)
 		if strings.Contains(a.body, `id="scan-state">`+state+`<`) {
 			return a
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	w.f.t.Fatalf("scan %s never reached %s:\n%s", id, state, a.body)
+	w.f.t.Fatalf("scan %s did not reach %s within %s:\n%s", id, state, scanWait, a.body)
 	return a
 }
 
