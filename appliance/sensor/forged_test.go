@@ -764,7 +764,14 @@ func TestForgedMalformedEvents(t *testing.T) {
 		ev.Result.Reason = strings.Repeat("x", 900<<10)
 		f.send(d.Run, ev)
 	}
+	// The intake takes the events as JetStream hands them over, later on
+	// a loaded machine: wait (30 s at most) until the run holds half the
+	// bound, then watch it for a second more.
 	most := 0
+	for deadline := time.Now().Add(30 * time.Second); most < sensor.MaxPendingBytes/2 && time.Now().Before(deadline); {
+		most = max(most, fl.Svc.PendingBytes(d.Run))
+		time.Sleep(50 * time.Millisecond)
+	}
 	for range 20 {
 		most = max(most, fl.Svc.PendingBytes(d.Run))
 		time.Sleep(50 * time.Millisecond)
