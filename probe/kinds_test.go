@@ -232,9 +232,11 @@ func TestEngineUDPAndICMP(t *testing.T) {
 // countingConn counts what reaches the kernel, per destination.
 type countingConn struct {
 	packetConn
-	mu   sync.Mutex
-	dsts map[netip.Addr]int
-	last time.Time
+	mu          sync.Mutex
+	dsts        map[netip.Addr]int
+	first, last time.Time
+	// sending, if not nil, is closed at the first send.
+	sending chan struct{}
 }
 
 func (c *countingConn) send(pkts [][]byte, dsts []netip.Addr) (int, error) {
@@ -243,6 +245,12 @@ func (c *countingConn) send(pkts [][]byte, dsts []netip.Addr) (int, error) {
 		c.dsts[d]++
 	}
 	c.last = time.Now()
+	if c.first.IsZero() {
+		c.first = c.last
+		if c.sending != nil {
+			close(c.sending)
+		}
+	}
 	c.mu.Unlock()
 	return c.packetConn.send(pkts, dsts)
 }
@@ -358,20 +366,32 @@ func TestCancelStopsSending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc := &countingConn{packetConn: raw, dsts: map[netip.Addr]int{}}
+	cc := &countingConn{packetConn: raw, dsts: map[netip.Addr]int{}, sending: make(chan struct{})}
 	e.conn = cc
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var cancelled atomic.Int64 // when cancel really ran (a late timer must not fail the test)
-	time.AfterFunc(300*time.Millisecond, func() { cancelled.Store(time.Now().UnixNano()); cancel() })
+	// 300 ms into the sending, not into the test: under load and -race
+	// the engine's start took longer than that (nothing had been sent).
+	go func() {
+		select {
+		case <-cc.sending:
+		case <-ctx.Done():
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+		cancelled.Store(time.Now().UnixNano())
+		cancel()
+	}()
 	_, err = e.Run(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run: %v", err)
 	}
 	cancelAt := time.Unix(0, cancelled.Load())
 	cc.mu.Lock()
-	last, n := cc.last, cc.dsts[a]
+	first, last, n := cc.first, cc.last, cc.dsts[a]
 	cc.mu.Unlock()
-	if n == 0 || n > 500*int(time.Since(cancelAt.Add(-300*time.Millisecond)).Seconds()+1) {
+	if n == 0 || n > 500*int(time.Since(first).Seconds()+1) {
 		t.Fatalf("sent %d packets in ~300 ms at 500 pps", n)
 	}
 	if d := last.Sub(cancelAt); d > 100*time.Millisecond {

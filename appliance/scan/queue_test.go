@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,16 +92,21 @@ func TestQueueRemove(t *testing.T) {
 // TestDispatcherFairAndBounded: two tenants, one with a long backlog; the
 // dispatcher never runs more than max_concurrent_scans at once, and starts
 // the tenants' scans alternately while both have some queued.
+//
+// The test decides when each scan ends (one at a time, once the slots
+// are full), so every start after the first round is the one scan the
+// freed slot lets through: the order of starts is the dispatcher's, not
+// that of goroutines racing to record it.
 func TestDispatcherFairAndBounded(t *testing.T) {
+	want := []string{"a0", "b0", "a1", "b1", "a2", "b2", "a3", "a4", "a5", "a6", "a7"}
 	for _, slots := range []int{1, 2, 3} {
 		t.Run(fmt.Sprint("slots=", slots), func(t *testing.T) {
 			prof := safety.Profile{ID: "t", MaxConcurrentScans: slots}
 			var (
-				mu       sync.Mutex
-				started  []string
-				running  atomic.Int64
-				peak     atomic.Int64
-				finished = make(chan struct{}, 100)
+				running atomic.Int64
+				peak    atomic.Int64
+				started = make(chan string, 100)
+				release = make(chan struct{})
 			)
 			d, err := NewDispatcher(prof, func(ctx context.Context, tenant, item string) {
 				n := running.Add(1)
@@ -112,12 +116,12 @@ func TestDispatcherFairAndBounded(t *testing.T) {
 						break
 					}
 				}
-				mu.Lock()
-				started = append(started, item)
-				mu.Unlock()
-				time.Sleep(20 * time.Millisecond) // a scan takes a while (long against scheduling delays)
+				started <- item
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
 				running.Add(-1)
-				finished <- struct{}{}
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -131,40 +135,36 @@ func TestDispatcherFairAndBounded(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
 			go func() { done <- d.Run(ctx) }()
-			for range 11 {
+			defer func() { cancel(); <-done }()
+			next := func() string {
+				t.Helper()
 				select {
-				case <-finished:
+				case item := <-started:
+					return item
 				case <-time.After(10 * time.Second):
-					t.Fatal("scans did not finish")
+					t.Fatal("no scan started within 10 s")
+					return ""
 				}
 			}
-			cancel()
-			<-done
-			if p := peak.Load(); p > int64(slots) || p < 1 {
+			// The first round fills the slots; they start together, in
+			// any order.
+			var got []string
+			for range slots {
+				got = append(got, next())
+			}
+			if first := slices.Sorted(slices.Values(got)); !slices.Equal(first, slices.Sorted(slices.Values(want[:slots]))) {
+				t.Fatalf("first round %v, want %v", got, want[:slots])
+			}
+			// Then each scan that ends lets exactly the next one start.
+			for len(got) < len(want) {
+				release <- struct{}{}
+				if item := next(); item != want[len(got)] {
+					t.Fatalf("start %d is %s, want %s (started %v)", len(got)+1, item, want[len(got)], got)
+				}
+				got = append(got, want[len(got)])
+			}
+			if p := peak.Load(); p != int64(slots) {
 				t.Fatalf("peak %d concurrent scans with %d slots", p, slots)
-			}
-			// Start order is the queue's order (each start takes the next
-			// item); goroutines may append in another order when several
-			// start together, so compare as sets per round.
-			want := []string{"a0", "b0", "a1", "b1", "a2", "b2", "a3", "a4", "a5", "a6", "a7"}
-			mu.Lock()
-			defer mu.Unlock()
-			if slots == 1 && !slices.Equal(started, want) {
-				t.Fatalf("start order %v, want %v", started, want)
-			}
-			if got := slices.Sorted(slices.Values(started)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
-				t.Fatalf("started %v", started)
-			}
-			// Fairness with more slots: b's three scans are among the
-			// first six started.
-			firstB := 0
-			for _, s := range started[:6] {
-				if s[0] == 'b' {
-					firstB++
-				}
-			}
-			if firstB != 3 {
-				t.Fatalf("b got %d of the first six starts: %v", firstB, started)
 			}
 		})
 	}

@@ -71,7 +71,13 @@ func waitCheckpoint(t *testing.T, db *sql.DB, id string) int {
 func (e *env) checkResumed(t *testing.T, mark int64, id, jobID string, want int, minBatch float64) {
 	t.Helper()
 	e.dispatch(t)
-	sc := e.wait(t, id, scan.StateCompleted, scan.StateFailed)
+	// A slow scan's 128 connect probes cost three packets each: about
+	// 19 s at 20 pps, and a resume from batch 0 has all of it ahead (after
+	// the SIGKILL it took 19-20 s here, and wait's 20 s ran out in 3 of
+	// 6 runs).
+	start := time.Now()
+	sc := e.waitWithin(t, id, 60*time.Second, scan.StateCompleted, scan.StateFailed)
+	t.Logf("the resumed scan was %s %s after the restart", sc.State, time.Since(start).Round(time.Millisecond))
 	if sc.State != scan.StateCompleted || sc.Job.ID != jobID {
 		t.Fatalf("after restart: %+v job %+v", sc, sc.Job)
 	}

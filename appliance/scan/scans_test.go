@@ -103,7 +103,13 @@ func (e *env) dispatch(t *testing.T) (stop func()) {
 // wait polls scan id until it reaches one of states (20 s at most).
 func (e *env) wait(t *testing.T, id string, states ...string) scan.Scan {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return e.waitWithin(t, id, 20*time.Second, states...)
+}
+
+// waitWithin is wait for scans that run longer.
+func (e *env) waitWithin(t *testing.T, id string, limit time.Duration, states ...string) scan.Scan {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		sc, err := e.f.App.Scans.Get(e.f.Ctx, e.op.P, "", id)
 		if err != nil {

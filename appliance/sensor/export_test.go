@@ -90,11 +90,12 @@ func (a *Agent) Pending() int {
 	return sp.pending()
 }
 
-// Inbox and subjects, for the isolation test.
+// Inbox and subjects, for the isolation and silence tests.
 var (
-	JobSubject    = jobSubject
-	ResultSubject = resultSubject
-	InboxPrefix   = inboxPrefix
+	JobSubject       = jobSubject
+	ResultSubject    = resultSubject
+	InboxPrefix      = inboxPrefix
+	HeartbeatSubject = heartbeatSubject
 )
 
 // SimSensor is a simulated sensor for the throughput benchmark: the

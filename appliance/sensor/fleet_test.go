@@ -529,13 +529,20 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	_ = nc.Flush()
 	time.Sleep(300 * time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
+	// The server's errors reach the handler asynchronously (nats.go's
+	// callback goroutine): wait for them rather than assume 300 ms is enough.
+	violated := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.ToLower(strings.Join(violations, "\n"))
+	}
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(violated(), "permissions violation") < 7 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := got.Load(); n != 0 {
 		t.Fatalf("sensor A received %d messages", n)
 	}
-	joined := strings.ToLower(strings.Join(violations, "\n"))
-	if strings.Count(joined, "permissions violation") < 7 {
+	if joined := violated(); strings.Count(joined, "permissions violation") < 7 {
 		t.Fatalf("want 7 permission violations, got:\n%s", joined)
 	}
 }
@@ -621,7 +628,7 @@ func TestPartitionLosesNothing(t *testing.T) {
 func TestSilentSensorAlert(t *testing.T) {
 	fl := newFleet(t)
 	creds, dir := fl.enrol(t, "admin", "edge-1")
-	_, _, stop := startAgent(t, dir)
+	_, done, stop := startAgent(t, dir)
 	waitFor(t, "a heartbeat", 10*time.Second, func() bool {
 		x, err := fl.Svc.Get(fl.Ctx, fl.Users["admin"].P, "", creds.SensorID)
 		return err == nil && !x.LastSeen.IsZero()
@@ -630,7 +637,34 @@ func TestSilentSensorAlert(t *testing.T) {
 		t.Fatalf("fresh sensor silent: %v %v", ids, err)
 	}
 	stop()
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not stop within 10s")
+	}
+	// A heartbeat the agent sent just before it stopped may still be on
+	// its way to the console; handled after the clock moves on, it would
+	// end the silence. The console handles a sensor's heartbeats in
+	// order: once a last one, sent here after the agent's connection
+	// closed, shows, every earlier one has been handled.
+	kp, _ := nkeys.FromSeed([]byte(creds.Seed))
+	pub, _ := kp.PublicKey()
+	nc, err := nats.Connect(creds.NATSURL, nats.Secure(sensor.PinnedTLS(creds.CertSHA256)), nats.Nkey(pub, kp.Sign),
+		nats.CustomInboxPrefix(sensor.InboxPrefix(creds.SensorID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(sensor.HeartbeatSubject(creds.SensorID), []byte(`{"version":"last","profile_sha256":""}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	waitFor(t, "the last heartbeat", 10*time.Second, func() bool {
+		x, err := fl.Svc.Get(fl.Ctx, fl.Users["admin"].P, "", creds.SensorID)
+		return err == nil && x.Version == "last"
+	})
 	fl.Clock.Advance(sensor.DefaultSilentAfter + time.Second)
 	ids, err := fl.Svc.CheckSilent(fl.Ctx)
 	if err != nil || len(ids) != 1 || ids[0] != creds.SensorID {

@@ -764,7 +764,14 @@ func TestForgedMalformedEvents(t *testing.T) {
 		ev.Result.Reason = strings.Repeat("x", 900<<10)
 		f.send(d.Run, ev)
 	}
+	// The intake takes the events as JetStream hands them over, later on
+	// a loaded machine: wait (30 s at most) until the run holds half the
+	// bound, then watch it for a second more.
 	most := 0
+	for deadline := time.Now().Add(30 * time.Second); most < sensor.MaxPendingBytes/2 && time.Now().Before(deadline); {
+		most = max(most, fl.Svc.PendingBytes(d.Run))
+		time.Sleep(50 * time.Millisecond)
+	}
 	for range 20 {
 		most = max(most, fl.Svc.PendingBytes(d.Run))
 		time.Sleep(50 * time.Millisecond)
@@ -780,4 +787,44 @@ func TestForgedMalformedEvents(t *testing.T) {
 	if got.State != scan.StateFailed || !strings.Contains(got.Reason, "a reason of 921600 bytes") || len(rows) != 0 || js != scan.JobFailed {
 		t.Fatalf("scan %s (%s), rows %v, job %s", got.State, got.Reason, rows, js)
 	}
+}
+
+// TestStaleRunAskedAgain: a run no stream of the console reads (here: the
+// console forgot it, as in a restart) is asked to cancel at its first
+// event, and again at a later event while it still sends. The request is
+// a plain NATS message that a sensor reconnecting after the restart
+// misses; asked once only, such a run probed on to its end
+// (TestConsoleRestartMidRemoteScan under load).
+func TestStaleRunAskedAgain(t *testing.T) {
+	fl := newFleet(t)
+	f := fl.newForger(t, "admin", "stale")
+	fl.recordSink()
+	s, err := fl.Svc.Runner().Run(fl.Ctx, runner.Request{Job: fl.signJob(t, fl.Tenant, f.creds.SensorID, []uint16{20001}, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(fl.Ctx, 30*time.Second)
+	defer cancel()
+	d := f.dispatch(ctx)
+	fl.Svc.ForgetRuns()
+	asked := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		n := 0
+		for _, c := range f.cancels {
+			if c.Run == d.Run {
+				n++
+			}
+		}
+		return n
+	}
+	sc := newScript(t, f.creds.SensorID, d)
+	f.send(d.Run, sc.accepted())
+	waitFor(t, "the first request to cancel the stale run", 10*time.Second, func() bool { return asked() >= 1 })
+	// A second later (on the real clock, which paces the requests) the
+	// run still sends: it is asked again.
+	time.Sleep(1100 * time.Millisecond)
+	f.send(d.Run, sc.ev(runner.TypeProgress, func(ev *runner.Event) { ev.Progress = &runner.Progress{Total: 1} }))
+	waitFor(t, "a second request to cancel the stale run", 10*time.Second, func() bool { return asked() >= 2 })
 }

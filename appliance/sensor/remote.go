@@ -191,33 +191,57 @@ func (s *Service) intake(tenant string, batch []jetstream.Msg) {
 }
 
 // staleMemory is how long the intake remembers a run it cancelled as
-// stale, so it asks once (then again after the memory ends, if the run
-// still sends).
+// stale (then it starts over, as for a run it never saw).
 const staleMemory = 10 * time.Minute
+
+// staleResend is how soon the intake asks again while a run it asked to
+// stop still sends. The request is a plain NATS message, lost when the
+// sensor is not connected at that moment: after a console restart the
+// intake reads the events JetStream stored before it, usually before the
+// sensor has reconnected. (Seen in TestConsoleRestartMidRemoteScan under
+// load: the one request went out 0.3 s before the sensor was back, and
+// the stale run probed on to its end.) A run that still sends is
+// connected, so a later request reaches it.
+const staleResend = time.Second
+
+// staleAsk is what the intake remembers of a stale run, on the real
+// clock (s.mono): a resend interval is about the network, not the
+// appliance's time.
+type staleAsk struct {
+	first, last time.Time // the first and the latest request
+}
 
 // cancelStale asks a sensor to stop a run that no RemoteRunner stream of
 // this process reads: one dispatched before a console restart (recovery
 // failed it, or dispatched its job again as a new run), or one whose
 // stream was closed while the sensor was away. Its events still go to the
-// Sink; this stops the sensor probing for a run nobody waits for. Once per
-// run within staleMemory.
+// Sink; this stops the sensor probing for a run nobody waits for. Again
+// every staleResend while the run still sends.
 func (s *Service) cancelStale(tenant, sensorID, run string) {
-	now := s.now()
+	now := s.mono()
 	s.staleMu.Lock()
-	if at, ok := s.stale[run]; ok && now.Sub(at) < staleMemory {
+	ask, seen := s.stale[run]
+	if seen && now.Sub(ask.first) >= staleMemory {
+		seen = false
+	}
+	if seen && now.Sub(ask.last) < staleResend {
 		s.staleMu.Unlock()
 		return
 	}
-	for r, at := range s.stale {
-		if now.Sub(at) >= staleMemory {
+	for r, a := range s.stale {
+		if now.Sub(a.first) >= staleMemory {
 			delete(s.stale, r)
 		}
 	}
-	if len(s.stale) >= maxCancelMemory {
+	if !seen && len(s.stale) >= maxCancelMemory {
 		s.staleMu.Unlock()
 		return
 	}
-	s.stale[run] = now
+	if !seen {
+		ask.first = now
+	}
+	ask.last = now
+	s.stale[run] = ask
 	s.staleMu.Unlock()
 	h := s.currentHub()
 	if h == nil {
@@ -229,7 +253,11 @@ func (s *Service) cancelStale(tenant, sensorID, run string) {
 	if err != nil {
 		return
 	}
-	s.d.Logger.Info("sensor run not read by this console; asking the sensor to cancel it", "sensor", sensorID, "run", run)
+	if seen {
+		s.d.Logger.Debug("sensor run not read by this console still sends; asking the sensor again to cancel it", "sensor", sensorID, "run", run)
+	} else {
+		s.d.Logger.Info("sensor run not read by this console; asking the sensor to cancel it", "sensor", sensorID, "run", run)
+	}
 	publishCancel(tc.nc, sensorID, Cancel{Run: run})
 }
 

@@ -312,6 +312,7 @@ func TestSensorKilledMidScanResumes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		requested := time.Now()
 		for i := 0; ; i++ {
 			if cp, _ := spoolState(t, dir, sc.ID); cp {
 				break
@@ -343,8 +344,18 @@ func TestSensorKilledMidScanResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = proc.Wait()
+		killed := time.Now()
 		proc = child()
-		sc = fl.waitScan(t, sc.ID, scan.StateCompleted, scan.StateFailed)
+		// The resumed run probes the batches after the checkpoint (up to
+		// about 15 s) once the new sensor process has come up and the
+		// console has dispatched the job again: 10-15 s after the kill in
+		// three runs here under load. Add the 11 s one CI run took for
+		// the console to hear from its sensor again (see
+		// TestConsoleRestartMidRemoteScan) and waitScan's 30 s is nearly
+		// used up.
+		sc = fl.waitScanWithin(t, sc.ID, 90*time.Second, scan.StateCompleted, scan.StateFailed)
+		t.Logf("attempt %d: first checkpoint in the spool %s after the request; scan %s %s after the kill", attempt,
+			killed.Sub(requested).Round(time.Millisecond), sc.State, time.Since(killed).Round(time.Millisecond))
 		if sc.State != scan.StateCompleted || sc.Job.Results != 64 {
 			t.Fatalf("scan %s (%s), %d results, want completed with 64", sc.State, sc.Reason, sc.Job.Results)
 		}

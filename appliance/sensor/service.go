@@ -110,7 +110,7 @@ type Service struct {
 	within  func(start func() error) error
 
 	staleMu sync.Mutex
-	stale   map[string]time.Time // runs cancelStale asked to stop
+	stale   map[string]staleAsk // runs cancelStale asked to stop
 
 	// profile is this binary's safety profile, which the jobs it
 	// dispatches name (the guard of a live run verifies them with it).
@@ -142,7 +142,7 @@ func New(d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
-	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable(), stale: map[string]time.Time{}, profile: prof, mono: time.Now}, nil
+	return &Service{d: d, intakes: map[string]bool{}, runs: newRunTable(), stale: map[string]staleAsk{}, profile: prof, mono: time.Now}, nil
 }
 
 // Sensor is a sensor's record and state.
