@@ -26,7 +26,9 @@ type Summary struct {
 	PacketsSent uint64 `json:"packets_sent"`
 	// KernelResent counts SYNs of connect-based probes that the kernel
 	// retransmitted because the process closed the socket too late (a
-	// starved machine); seen by the packet tap, so 0 without one.
+	// starved machine), as the packet tap saw them: 0 without a tap, and
+	// without evidence off loopback (the tap then drops our outgoing
+	// packets).
 	KernelResent uint64 `json:"kernel_resent,omitempty"`
 	// MeasuredPPS is PacketsSent divided by the time from the first to
 	// the last send: the rate the pacer achieved.
