@@ -78,8 +78,48 @@ func startRsyslog(t *testing.T) *rsyslog {
 	if err := os.Mkdir(filepath.Join(dir, "work"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := &rsyslog{t: t, dir: dir, CA: ca, log: &syncBuffer{},
-		UDP: freePort(t, "udp"), TCP: freePort(t, "tcp"), TLS: freePort(t, "tcp"), TLSAuth: freePort(t, "tcp")}
+	r := &rsyslog{t: t, dir: dir, CA: ca, log: &syncBuffer{}}
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			t.Logf("rsyslogd output:\n%s", r.log.String())
+		}
+	})
+	// A port free a moment ago can be taken by another test process
+	// before rsyslogd binds it (seen in CI: rsyslogd logged "Address
+	// already in use" and the test talked to a stranger's listener): pick
+	// new ports and start again, at most 5 times.
+	for attempt := 1; ; attempt++ {
+		r.UDP, r.TCP, r.TLS, r.TLSAuth = freePort(t, "udp"), freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+		r.configure()
+		err := r.startOnce()
+		if err == nil && !r.bindFailed() {
+			return r
+		}
+		r.stop()
+		if err != nil && !r.bindFailed() {
+			t.Fatal(err)
+		}
+		if attempt == 5 {
+			t.Fatalf("rsyslogd could not bind its ports in 5 attempts:\n%s", r.log.String())
+		}
+		t.Logf("rsyslogd found a port taken (attempt %d); new ports", attempt)
+		r.log = &syncBuffer{}
+	}
+}
+
+// bindFailed reports whether rsyslogd could not bind one of its inputs.
+// Its startup messages reach the log through a pipe: give them a moment.
+func (r *rsyslog) bindFailed() bool {
+	time.Sleep(100 * time.Millisecond)
+	out := r.log.String()
+	return strings.Contains(out, "Address already in use") || strings.Contains(out, "Could not create")
+}
+
+// configure writes rsyslog.conf for the ports in r.
+func (r *rsyslog) configure() {
+	r.t.Helper()
+	dir := r.dir
 	port := func(hp string) string { _, p, _ := net.SplitHostPort(hp); return p }
 	conf := fmt.Sprintf(`
 global(workDirectory="%[1]s/work" maxMessageSize="64k"
@@ -101,16 +141,8 @@ input(type="imtcp" address="127.0.0.1" port="%[5]s" ruleset="tlsauth"
       streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 `, dir, port(r.UDP), port(r.TCP), port(r.TLS), port(r.TLSAuth))
 	if err := os.WriteFile(filepath.Join(dir, "rsyslog.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	r.start()
-	t.Cleanup(func() {
-		r.stop()
-		if t.Failed() {
-			t.Logf("rsyslogd output:\n%s", r.log.String())
-		}
-	})
-	return r
 }
 
 // freePort returns a loopback address with a port that was free just now.
@@ -136,12 +168,19 @@ func freePort(t *testing.T, network string) string {
 // accept connections.
 func (r *rsyslog) start() {
 	r.t.Helper()
+	if err := r.startOnce(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// startOnce is start, returning what went wrong.
+func (r *rsyslog) startOnce() error {
 	cmd := exec.Command(rsyslogBin, "-n", "-f", filepath.Join(r.dir, "rsyslog.conf"), "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	// If the test binary dies (timeout, ^C), take rsyslogd with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start rsyslogd: %v", err)
+		return fmt.Errorf("start rsyslogd: %w", err)
 	}
 	r.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
@@ -153,11 +192,12 @@ func (r *rsyslog) start() {
 				break
 			}
 			if time.Now().After(deadline) {
-				r.t.Fatalf("rsyslogd not listening on %s: %v\n%s", addr, err, r.log.String())
+				return fmt.Errorf("rsyslogd not listening on %s: %w\n%s", addr, err, r.log.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	return nil
 }
 
 // stop ends rsyslogd with SIGTERM (it flushes its queue and files) and waits.
